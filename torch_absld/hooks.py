@@ -1,0 +1,100 @@
+"""Glue for existing training loops: beta that follows the optimizer's learning rate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from .loss import ABSLDLoss
+from .temperature import ClassTemperatureController
+
+__all__ = ["LRFollowHandle", "follow_optimizer_lr"]
+
+
+def _controllers(target: ABSLDLoss | ClassTemperatureController | Iterable[ClassTemperatureController]) -> list[ClassTemperatureController]:
+    if isinstance(target, ABSLDLoss):
+        return [target.adv, target.clean]
+    if isinstance(target, ClassTemperatureController):
+        return [target]
+    controllers = list(target)
+    for item in controllers:
+        if not isinstance(item, ClassTemperatureController):
+            raise TypeError(
+                "Expected `target` to be an ABSLDLoss, a ClassTemperatureController or an iterable "
+                f"of them, but got an item of type {type(item).__name__}."
+            )
+    return controllers
+
+
+@dataclass
+class LRFollowHandle:
+    """Returned by :func:`follow_optimizer_lr`; :meth:`remove` restores a fixed beta."""
+
+    controllers: list[ClassTemperatureController]
+
+    def remove(self) -> None:
+        """Stop following the optimizer; beta stays at its last value."""
+        for controller in self.controllers:
+            controller.follow_lr(None)
+
+
+def follow_optimizer_lr(
+    target: ABSLDLoss | ClassTemperatureController | Iterable[ClassTemperatureController],
+    optimizer: torch.optim.Optimizer,
+    *,
+    param_group: int = 0,
+) -> LRFollowHandle:
+    r"""Make the temperature learning rate $\beta$ follow the optimizer's learning rate.
+
+    At every controller ``step()``, $\beta = \beta_0 \cdot \mathrm{lr} / \mathrm{lr}_0$, with
+    $\beta_0$ the controller's ``base_lr`` (its constructor ``lr``), ``lr`` the current learning
+    rate of ``optimizer.param_groups[param_group]`` and $\mathrm{lr}_0$ its ``"initial_lr"``
+    (set by every PyTorch and timm scheduler and saved in the optimizer's state dict), or the
+    learning rate at the time of this call when no scheduler set it. With a ``MultiStepLR``
+    of ``gamma=0.1`` this is the authors' "beta times 0.1 at each milestone".
+
+    Call ``loss_fn.step()`` at the end of the epoch **before** ``scheduler.step()``, so that
+    beta matches the learning rate the epoch was trained with. After a resume, call this
+    again: beta's base and current value live in the controllers' ``state_dict``, the
+    learning rate in the optimizer's.
+
+    Args:
+        target: an :class:`ABSLDLoss` (both controllers), a controller, or several.
+        optimizer: the optimizer whose learning rate to follow.
+        param_group: index of the parameter group to read.
+
+    Returns:
+        A handle whose ``remove()`` stops following.
+
+    Example:
+        >>> model = torch.nn.Linear(2, 2)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1], gamma=0.1)
+        >>> loss_fn = ABSLDLoss(2)
+        >>> _ = follow_optimizer_lr(loss_fn, opt)
+        >>> opt.step(); sched.step()
+        >>> _ = loss_fn.step()
+        >>> round(loss_fn.adv.lr, 6)
+        0.01
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"Expected `optimizer` to be a torch.optim.Optimizer, but got {type(optimizer).__name__}.")
+    if not 0 <= param_group < len(optimizer.param_groups):
+        raise ValueError(
+            f"Expected `param_group` in [0, {len(optimizer.param_groups)}), but got {param_group}."
+        )
+    controllers = _controllers(target)
+    group = optimizer.param_groups[param_group]
+    lr_at_attach = float(group["lr"])
+
+    def lr_ratio() -> float:
+        initial = float(group.get("initial_lr", lr_at_attach))
+        if initial <= 0:
+            raise ValueError(f"Expected the optimizer's initial learning rate > 0, but got {initial}.")
+        return float(group["lr"]) / initial
+
+    for controller in controllers:
+        controller.follow_lr(lambda c=controller: c.base_lr * lr_ratio())
+    return LRFollowHandle(controllers)

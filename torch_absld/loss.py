@@ -1,0 +1,329 @@
+"""The ABSLD distillation loss (Eq. 12) as a pure function and as a module."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._checks import (
+    check_choice,
+    check_integer_labels,
+    check_logits,
+    check_positive,
+    check_unit_interval,
+    values_checkable,
+)
+from .temperature import ClassTemperatureController, RiskReduction
+
+__all__ = ["ABSLDLoss", "absld_loss", "soft_label_kl", "soft_labels"]
+
+Reduction = Literal["mean", "batchmean", "sum", "none"]
+Kind = Literal["adv", "clean"]
+Adapt = Literal["both", "adv", "none"]
+Coupling = Literal["paper", "script"]
+_REDUCTIONS = ("mean", "batchmean", "sum", "none")
+
+
+def soft_labels(teacher: Tensor, temperature: Tensor) -> Tensor:
+    r"""Teacher soft labels with one temperature per sample: $\mathrm{softmax}(z_t / \tau)$.
+
+    Computed in float32 whatever the dtype of ``teacher``; no gradient flows to the teacher.
+
+    Shape:
+        - teacher: $(N, C)$ logits
+        - temperature: $(N,)$ positive, or a scalar
+        - Output: $(N, C)$ float32 probabilities
+    """
+    check_logits(teacher, "teacher")
+    return torch.softmax(_scaled(teacher.detach(), temperature), dim=1)
+
+
+def _scaled(logits: Tensor, temperature: Tensor | float) -> Tensor:
+    logits = logits.float()
+    if isinstance(temperature, Tensor) and temperature.dim() == 1:
+        return logits / temperature.to(logits.dtype).unsqueeze(1)
+    return logits / temperature
+
+
+def soft_label_kl(
+    student: Tensor,
+    teacher: Tensor,
+    teacher_temperature: Tensor | float,
+    *,
+    student_temperature: float = 1.0,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""$\mathrm{KL}(p \,\|\, q)$ between temperature-scaled teacher and student distributions.
+
+    Per element: $p_c(\log p_c - \log q_c)$ with $p = \mathrm{softmax}(z_t / \tau_t)$ (one
+    $\tau_t$ per sample, no gradient) and $q = \mathrm{softmax}(z_s / \tau_s)$. Computed in
+    float32 with ``log_softmax``, whatever the dtype of the logits.
+
+    Reductions: ``"mean"`` averages the $N \times C$ elements (the authors' ``torch.mean``: the
+    batch-mean KL divided by $C$), ``"batchmean"`` is the true batch-mean KL, ``"sum"`` sums
+    everything, ``"none"`` returns each sample's KL.
+
+    Shape:
+        - student, teacher: $(N, C)$
+        - teacher_temperature: $(N,)$ or a scalar
+        - Output: scalar, or $(N,)$ with ``"none"``
+    """
+    log_p = torch.log_softmax(_scaled(teacher.detach(), teacher_temperature), dim=1)
+    log_q = torch.log_softmax(_scaled(student, student_temperature), dim=1)
+    elementwise = F.kl_div(log_q, log_p, reduction="none", log_target=True)
+    return _reduce(elementwise, reduction)
+
+
+def _reduce(elementwise: Tensor, reduction: Reduction) -> Tensor:
+    if reduction == "mean":
+        return elementwise.mean()
+    if reduction == "batchmean":
+        return elementwise.sum() / elementwise.shape[0]
+    if reduction == "sum":
+        return elementwise.sum()
+    return elementwise.sum(dim=1)
+
+
+def absld_loss(
+    student_adv: Tensor,
+    student_clean: Tensor,
+    teacher: Tensor,
+    target: Tensor,
+    tau_adv: Tensor,
+    tau_clean: Tensor,
+    *,
+    alpha: float = 5 / 6,
+    student_temperature: float = 1.0,
+    reduction: Reduction = "mean",
+    coupling: Coupling = "paper",
+) -> Tensor:
+    r"""ABSLD distillation loss (Eq. 12).
+
+    $L = \alpha\,\mathrm{KL}(p^{adv} \| q^{adv}) + (1-\alpha)\,\mathrm{KL}(p^{clean} \| q^{clean})$
+    with $p^{adv} = \mathrm{softmax}(z_t / \tau^{adv}[y])$,
+    $p^{clean} = \mathrm{softmax}(z_t / \tau^{clean}[y])$ (each sample scaled by the temperature
+    of its **own true class**), $q = \mathrm{softmax}(z_s / \tau_s)$ of the student's logits on
+    the adversarial and the clean batch. The teacher logits are those of the clean batch.
+    ``coupling="script"`` uses $\tau^{adv}[y]\,\tau^{clean}[y]$ in both terms, as the authors'
+    script does by accident. See :func:`soft_label_kl` for the reductions (default: mean over
+    all $N \times C$ elements, as the authors' code).
+
+    Shape:
+        - student_adv, student_clean, teacher: $(N, C)$
+        - target: $(N,)$ integer classes in $[0, C)$
+        - tau_adv, tau_clean: $(C,)$, positive
+        - Output: scalar, or $(N,)$ with ``reduction="none"``
+    """
+    num_classes = _check_logit_triple(student_adv, student_clean, teacher)
+    check_integer_labels(target, num_classes, batch_size=student_adv.shape[0], check_values=values_checkable(True))
+    for name, tau in (("tau_adv", tau_adv), ("tau_clean", tau_clean)):
+        if not isinstance(tau, Tensor) or tau.shape != (num_classes,):
+            got = tuple(tau.shape) if isinstance(tau, Tensor) else type(tau).__name__
+            raise ValueError(f"Expected `{name}` of shape ({num_classes},), but got {got}.")
+    alpha = check_unit_interval(alpha, "alpha")
+    check_choice(reduction, "reduction", _REDUCTIONS)
+    check_choice(coupling, "coupling", ("paper", "script"))
+    t_adv, t_clean = tau_adv[target], tau_clean[target]
+    if coupling == "script":
+        t_adv = t_clean = t_adv * t_clean
+    return _weighted_kl(student_adv, student_clean, teacher, t_adv, t_clean, alpha, student_temperature, reduction)
+
+
+def _weighted_kl(
+    student_adv: Tensor,
+    student_clean: Tensor,
+    teacher: Tensor,
+    t_adv: Tensor,
+    t_clean: Tensor,
+    alpha: float,
+    student_temperature: float,
+    reduction: Reduction,
+) -> Tensor:
+    adv = soft_label_kl(student_adv, teacher, t_adv, student_temperature=student_temperature, reduction=reduction)
+    clean = soft_label_kl(student_clean, teacher, t_clean, student_temperature=student_temperature, reduction=reduction)
+    return alpha * adv + (1 - alpha) * clean
+
+
+def _check_logit_triple(student_adv: Tensor, student_clean: Tensor, teacher: Tensor) -> int:
+    check_logits(student_adv, "student_adv")
+    check_logits(student_clean, "student_clean")
+    check_logits(teacher, "teacher")
+    if not student_adv.shape == student_clean.shape == teacher.shape:
+        raise ValueError(
+            "Expected `student_adv`, `student_clean` and `teacher` of one shape (N, C), but got "
+            f"{tuple(student_adv.shape)}, {tuple(student_clean.shape)} and {tuple(teacher.shape)}."
+        )
+    return int(student_adv.shape[1])
+
+
+class ABSLDLoss(nn.Module):
+    r"""ABSLD distillation loss with its two per-class temperature controllers.
+
+    Holds ``adv`` ($\tilde\tau$, for the adversarial term and the attack) and ``clean``
+    ($\tau$, for the clean term), two :class:`ClassTemperatureController`. In training mode
+    each call also records every sample's risk (cross-entropy of the detached student logits
+    it was given) into the matching controller; :meth:`step` at the end of the epoch then
+    updates the temperatures (Eq. 11). ``loss_fn.eval()`` or ``record_risk=False`` stops the
+    recording. See :func:`absld_loss` for the formula and the reductions.
+
+    Args:
+        num_classes: number of classes $C$.
+        alpha: weight of the adversarial term (5/6, the RSLAD default).
+        student_temperature: the student's constant temperature $\tau_s$.
+        init_temperature: starting teacher temperature of every class.
+        lr: temperature learning rate $\beta$ of the adapting controllers.
+        min_temperature, max_temperature: temperature clamp (0.5 and 5 in the paper; 0.8 and
+            3 for ResNet-18 on CIFAR-100).
+        adapt: which temperatures adapt: ``"both"`` (ABSLD), ``"adv"`` (the paper's
+            ABSLD$_{adv}$ ablation), ``"none"`` (temperatures frozen: exactly RSLAD).
+        coupling: ``"paper"`` (Eq. 12) or ``"script"`` ($\tau^{adv}[y]\tau^{clean}[y]$ in both
+            terms and in the attack, as the authors' script).
+        reduction: ``"mean"`` (over $N \times C$, the authors' scale), ``"batchmean"``,
+            ``"sum"`` or ``"none"``.
+        risk_reduction: per-class ``"mean"`` (default) or ``"sum"`` of the risk.
+        record_risk: record risks in training mode.
+        process_group: group the controllers synchronise over.
+        validate_args: check label values in eager mode.
+
+    Shape:
+        - student_adv_logits, student_clean_logits, teacher_logits: $(N, C)$
+        - target: $(N,)$ integer classes
+        - Output: scalar, or $(N,)$ with ``reduction="none"``
+
+    Example:
+        >>> loss_fn = ABSLDLoss(10)
+        >>> s_adv, s_clean, t = torch.randn(3, 4, 10).unbind()
+        >>> loss = loss_fn(s_adv, s_clean, t, torch.tensor([0, 1, 2, 3]))
+        >>> loss.shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        alpha: float = 5 / 6,
+        student_temperature: float = 1.0,
+        init_temperature: float = 1.0,
+        lr: float = 0.1,
+        min_temperature: float = 0.5,
+        max_temperature: float = 5.0,
+        adapt: Adapt = "both",
+        coupling: Coupling = "paper",
+        reduction: Reduction = "mean",
+        risk_reduction: RiskReduction = "mean",
+        record_risk: bool = True,
+        process_group: dist.ProcessGroup | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__()
+        self.alpha = check_unit_interval(alpha, "alpha")
+        self.student_temperature = check_positive(student_temperature, "student_temperature")
+        check_choice(adapt, "adapt", ("both", "adv", "none"))
+        check_choice(coupling, "coupling", ("paper", "script"))
+        check_choice(reduction, "reduction", _REDUCTIONS)
+        self.adapt: Adapt = adapt
+        self.coupling: Coupling = coupling
+        self.reduction: Reduction = reduction
+        self.record_risk = record_risk
+        self.validate_args = validate_args
+        common = dict(
+            init_temperature=init_temperature,
+            min_temperature=min_temperature,
+            max_temperature=max_temperature,
+            risk_reduction=risk_reduction,
+            process_group=process_group,
+            validate_args=validate_args,
+        )
+        self.adv = ClassTemperatureController(num_classes, lr=lr if adapt != "none" else 0.0, **common)  # type: ignore[arg-type]
+        self.clean = ClassTemperatureController(num_classes, lr=lr if adapt == "both" else 0.0, **common)  # type: ignore[arg-type]
+        self.num_classes = num_classes
+
+    def teacher_temperatures(self, target: Tensor, kind: Kind = "adv") -> Tensor:
+        """Per-sample teacher temperature of the ``kind`` term, as the loss uses it.
+
+        Shape:
+            - target: $(N,)$ integer classes
+            - Output: $(N,)$ float32
+        """
+        check_choice(kind, "kind", ("adv", "clean"))
+        check_integer_labels(target, self.num_classes, check_values=values_checkable(self.validate_args))
+        if self.coupling == "script":
+            return self.adv.temperatures[target] * self.clean.temperatures[target]
+        controller = self.adv if kind == "adv" else self.clean
+        return controller.temperatures[target]
+
+    def soft_labels(self, teacher_logits: Tensor, target: Tensor, kind: Kind = "adv") -> Tensor:
+        """The teacher's soft labels for the ``kind`` term: what the attack maximises KL to.
+
+        Shape:
+            - teacher_logits: $(N, C)$
+            - target: $(N,)$ integer classes
+            - Output: $(N, C)$ float32 probabilities
+        """
+        check_logits(teacher_logits, "teacher_logits", self.num_classes)
+        return soft_labels(teacher_logits, self.teacher_temperatures(target, kind))
+
+    def forward(
+        self,
+        student_adv_logits: Tensor,
+        student_clean_logits: Tensor,
+        teacher_logits: Tensor,
+        target: Tensor,
+    ) -> Tensor:
+        """The loss of Eq. 12; in training mode also records each sample's risk."""
+        num_classes = _check_logit_triple(student_adv_logits, student_clean_logits, teacher_logits)
+        if num_classes != self.num_classes:
+            raise ValueError(
+                f"Expected logits of shape (N, {self.num_classes}) for num_classes = "
+                f"{self.num_classes}, but got {tuple(student_adv_logits.shape)}."
+            )
+        check_integer_labels(
+            target,
+            self.num_classes,
+            batch_size=student_adv_logits.shape[0],
+            check_values=values_checkable(self.validate_args),
+        )
+        t_adv = self.adv.temperatures[target]
+        t_clean = self.clean.temperatures[target]
+        if self.coupling == "script":
+            t_adv = t_clean = t_adv * t_clean
+        loss = _weighted_kl(
+            student_adv_logits,
+            student_clean_logits,
+            teacher_logits,
+            t_adv,
+            t_clean,
+            self.alpha,
+            self.student_temperature,
+            self.reduction,
+        )
+        if self.training and self.record_risk:
+            self.record(student_adv_logits, student_clean_logits, target)
+        return loss
+
+    @torch.no_grad()
+    def record(self, student_adv_logits: Tensor, student_clean_logits: Tensor, target: Tensor) -> None:
+        """Add the per-sample cross-entropy of both student outputs to the controllers.
+
+        Shape:
+            - student_adv_logits, student_clean_logits: $(N, C)$
+            - target: $(N,)$ integer classes
+        """
+        for controller, logits in ((self.adv, student_adv_logits), (self.clean, student_clean_logits)):
+            risk = F.cross_entropy(logits.detach().float(), target, reduction="none")
+            controller.accumulate(risk, target, validate=False)
+
+    def step(self) -> tuple[Tensor, Tensor]:
+        """End of epoch: step both controllers. Returns ``(tau_adv, tau_clean)``."""
+        return self.adv.step(), self.clean.step()
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, alpha={self.alpha:.4g}, adapt={self.adapt!r}, "
+            f"coupling={self.coupling!r}, reduction={self.reduction!r}"
+        )

@@ -1,0 +1,314 @@
+"""Per-class teacher temperatures adapted once per epoch from the student's class-wise risk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._checks import (
+    check_choice,
+    check_finite_number,
+    check_integer_labels,
+    check_logits,
+    check_positive,
+    values_checkable,
+)
+from ._distributed import all_reduce_sum
+
+__all__ = ["ClassTemperatureController", "temperature_update"]
+
+RiskReduction = Literal["mean", "sum"]
+
+
+def temperature_update(
+    temperatures: Tensor,
+    risk: Tensor,
+    present: Tensor,
+    *,
+    lr: float,
+    min_temperature: float,
+    max_temperature: float,
+    gap_tolerance: float = 1e-4,
+) -> Tensor:
+    r"""One step of Eq. 11: move each class's temperature against its risk gap.
+
+    $\tau_k \leftarrow \mathrm{clip}\big(\tau_k - \beta\, g_k / \max_j |g_j|,\ \tau_{\min},
+    \tau_{\max}\big)$ with $g_k = R_k - \frac{1}{|P|}\sum_{i \in P} R_i$ over the set $P$ of
+    classes seen this epoch. Classes outside $P$ keep their temperature and stay out of the
+    mean. When $\max_j |g_j| \le$ ``gap_tolerance`` $\cdot |\bar R|$ the classes count as
+    equally hard and nothing moves: a gap of rounding noise is never amplified into a step.
+
+    Args:
+        temperatures: current temperatures.
+        risk: per-class risk; entries outside ``present`` are ignored.
+        present: which classes had at least one sample.
+        lr: the temperature learning rate $\beta$.
+        min_temperature: lower clamp.
+        max_temperature: upper clamp.
+        gap_tolerance: relative size below which the largest gap counts as zero.
+
+    Shape:
+        - temperatures, risk, present: $(C,)$
+        - Output: $(C,)$, same dtype as ``temperatures``
+
+    Returns:
+        The new temperatures (a new tensor).
+    """
+    risk = risk.to(torch.float64)
+    if not bool(present.any()):
+        return temperatures.clone()
+    mean_risk = risk[present].mean()
+    gap = torch.where(present, risk - mean_risk, torch.zeros_like(risk))
+    largest = gap.abs().max()
+    if float(largest) <= gap_tolerance * abs(float(mean_risk)):
+        return temperatures.clone()
+    step = lr * gap / largest
+    new = temperatures.to(torch.float64) - step
+    return new.clamp(min_temperature, max_temperature).to(temperatures.dtype)
+
+
+class ClassTemperatureController(nn.Module):
+    r"""Per-class temperatures $\tau \in \mathbb{R}^C$ driven by the student's class-wise risk.
+
+    During an epoch, :meth:`update` adds each sample's cross-entropy into per-class sums and
+    counts (no gradient, no host sync, compile-friendly). At the end of the epoch
+    :meth:`step` all-reduces those sums across ranks, applies Eq. 11 of the paper (see
+    :func:`temperature_update`), clamps to ``[min_temperature, max_temperature]`` and resets
+    the sums. A class with a higher risk than average gets a *lower* temperature (sharper soft
+    labels), an easier one a higher temperature.
+
+    The class risk is the per-class **mean** cross-entropy (``risk_reduction="mean"``); the
+    authors' script uses per-class sums, which agree with the mean on class-balanced epochs
+    because $g / \max|g|$ cancels a common factor. ``risk_reduction="sum"`` reproduces the
+    script on imbalanced data too.
+
+    Args:
+        num_classes: number of classes $C \ge 2$.
+        init_temperature: starting temperature of every class.
+        lr: the temperature learning rate $\beta$ (0.1 in the paper). ``0`` freezes the
+            temperatures (RSLAD).
+        min_temperature: lower clamp, ``> 0``.
+        max_temperature: upper clamp, ``>= min_temperature``.
+        risk_reduction: ``"mean"`` (default) or ``"sum"`` of the per-sample cross-entropy per class.
+        gap_tolerance: the largest risk gap, relative to the mean risk, below which the
+            classes count as equally hard and no temperature moves.
+        process_group: group whose ranks share one epoch; ``None`` is the default group.
+        validate_args: check label values in eager mode (one host sync per call).
+
+    Shape:
+        - ``forward(target)``: target $(N,)$ integers in $[0, C)$ -> $(N,)$ float32
+        - ``update(logits, target)``: logits $(N, C)$, target $(N,)$
+
+    Example:
+        >>> ctrl = ClassTemperatureController(3)
+        >>> logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 2.0]])
+        >>> ctrl.update(logits, torch.tensor([0, 1, 2]))
+        >>> ctrl.step()
+        tensor([1.0733, 0.9000, 1.0267])
+    """
+
+    temperatures: Tensor
+    accumulator: Tensor
+    last_risk: Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        init_temperature: float = 1.0,
+        lr: float = 0.1,
+        min_temperature: float = 0.5,
+        max_temperature: float = 5.0,
+        risk_reduction: RiskReduction = "mean",
+        gap_tolerance: float = 1e-4,
+        process_group: dist.ProcessGroup | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+            raise TypeError(f"Expected `num_classes` to be an int, but got {type(num_classes).__name__}.")
+        if num_classes < 2:
+            raise ValueError(f"Expected `num_classes` >= 2, but got {num_classes}.")
+        self.min_temperature = check_positive(min_temperature, "min_temperature")
+        self.max_temperature = check_positive(max_temperature, "max_temperature")
+        if self.min_temperature > self.max_temperature:
+            raise ValueError(
+                f"Expected `min_temperature` <= `max_temperature`, but got "
+                f"{self.min_temperature} > {self.max_temperature}."
+            )
+        init = check_positive(init_temperature, "init_temperature")
+        if not self.min_temperature <= init <= self.max_temperature:
+            raise ValueError(
+                f"Expected `init_temperature` in [min_temperature, max_temperature] = "
+                f"[{self.min_temperature}, {self.max_temperature}], but got {init}."
+            )
+        check_choice(risk_reduction, "risk_reduction", ("mean", "sum"))
+        self.num_classes = num_classes
+        self.init_temperature = init
+        self.lr = check_positive(lr, "lr", allow_zero=True)
+        self.base_lr = self.lr
+        self.risk_reduction: RiskReduction = risk_reduction
+        self.gap_tolerance = check_positive(gap_tolerance, "gap_tolerance", allow_zero=True)
+        self.process_group = process_group
+        self.validate_args = validate_args
+        self.epochs_stepped = 0
+        self._lr_source: Callable[[], float] | None = None
+        self.register_buffer("temperatures", torch.full((num_classes,), init, dtype=torch.float32))
+        # Row 0: per-class sum of risk, row 1: per-class sample count. One tensor, one all_reduce.
+        self.register_buffer("accumulator", torch.zeros(2, num_classes, dtype=torch.float64))
+        self.register_buffer(
+            "last_risk", torch.full((num_classes,), float("nan"), dtype=torch.float64), persistent=False
+        )
+
+    @property
+    def risk_sum(self) -> Tensor:
+        """Per-class sum of the risk accumulated this epoch, shape $(C,)$ (a view)."""
+        return self.accumulator[0]
+
+    @property
+    def count(self) -> Tensor:
+        """Per-class number of samples accumulated this epoch, shape $(C,)$ (a view)."""
+        return self.accumulator[1]
+
+    def forward(self, target: Tensor) -> Tensor:
+        """Temperature of each sample's own true class.
+
+        Shape:
+            - target: $(N,)$ integer labels in $[0, C)$
+            - Output: $(N,)$ float32
+        """
+        check_integer_labels(target, self.num_classes, check_values=values_checkable(self.validate_args))
+        return self.temperatures[target]
+
+    @torch.no_grad()
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        """Accumulate the per-sample cross-entropy of ``logits`` into its class's sums.
+
+        ``logits`` are detached; the cross-entropy is computed in float32.
+
+        Shape:
+            - logits: $(N, C)$
+            - target: $(N,)$ integer labels in $[0, C)$
+        """
+        check_logits(logits, "logits", self.num_classes)
+        check_integer_labels(
+            target,
+            self.num_classes,
+            batch_size=logits.shape[0],
+            check_values=values_checkable(self.validate_args),
+        )
+        risk = F.cross_entropy(logits.detach().float(), target, reduction="none")
+        self.accumulate(risk, target, validate=False)
+
+    @torch.no_grad()
+    def accumulate(self, risk: Tensor, target: Tensor, *, validate: bool = True) -> None:
+        """Add arbitrary per-sample risks (e.g. a loss of your own) into the class sums.
+
+        Shape:
+            - risk: $(N,)$ floating point
+            - target: $(N,)$ integer labels in $[0, C)$
+        """
+        if validate:
+            if not isinstance(risk, Tensor) or not risk.is_floating_point() or risk.dim() != 1:
+                raise ValueError("Expected `risk` to be a floating point tensor of shape (N,).")
+            check_integer_labels(
+                target,
+                self.num_classes,
+                batch_size=risk.shape[0],
+                check_values=values_checkable(self.validate_args),
+            )
+        rows = torch.stack([risk.detach().to(torch.float64), torch.ones_like(risk, dtype=torch.float64)])
+        self.accumulator.index_add_(1, target, rows)
+
+    def class_risk(self) -> tuple[Tensor, Tensor]:
+        """The epoch's per-class risk so far on this rank, and which classes were seen.
+
+        Shape:
+            - Output: risk $(C,)$ float64 (``NaN`` for unseen classes), present $(C,)$ bool
+        """
+        return self._risk_from(self.accumulator)
+
+    def _risk_from(self, accumulator: Tensor) -> tuple[Tensor, Tensor]:
+        sums, counts = accumulator[0], accumulator[1]
+        present = counts > 0
+        if self.risk_reduction == "mean":
+            risk = sums / counts.clamp_min(1)
+        else:
+            risk = sums.clone()
+        return torch.where(present, risk, torch.full_like(risk, float("nan"))), present
+
+    def follow_lr(self, source: Callable[[], float] | None) -> None:
+        """Take $\\beta$ at each :meth:`step` from ``source()`` instead of :attr:`lr`.
+
+        ``None`` detaches the source. See :func:`torch_absld.follow_optimizer_lr`.
+        """
+        self._lr_source = source
+
+    @torch.no_grad()
+    def step(self) -> Tensor:
+        """End the epoch: sync the sums across ranks, apply Eq. 11, clamp, reset the sums.
+
+        Raises:
+            ValueError: if an accumulated risk is not finite (temperatures are left unchanged
+                and the sums kept for inspection; call :meth:`reset` to drop them).
+
+        Returns:
+            The new temperatures, shape $(C,)$ (the buffer itself).
+        """
+        synced = all_reduce_sum(self.accumulator.clone(), self.process_group)
+        if not bool(torch.isfinite(synced).all()):
+            bad = (~torch.isfinite(synced[0])).nonzero().flatten().tolist()
+            raise ValueError(
+                f"Expected finite accumulated risk at `step()`, but classes {bad} have non-finite "
+                "risk. The student's logits diverged (check the learning rate, AMP loss scaling "
+                "or the inputs); temperatures were left unchanged."
+            )
+        if self._lr_source is not None:
+            self.lr = check_positive(self._lr_source(), "lr", allow_zero=True)
+        risk, present = self._risk_from(synced)
+        self.last_risk.copy_(risk)
+        if self.lr > 0:
+            new = temperature_update(
+                self.temperatures,
+                torch.nan_to_num(risk),
+                present,
+                lr=self.lr,
+                min_temperature=self.min_temperature,
+                max_temperature=self.max_temperature,
+                gap_tolerance=self.gap_tolerance,
+            )
+            self.temperatures.copy_(new)
+        self.reset()
+        self.epochs_stepped += 1
+        return self.temperatures
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Drop the sums and counts accumulated since the last :meth:`step`."""
+        self.accumulator.zero_()
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """Hyperparameters that change during a run: $\\beta$ and the epoch counter."""
+        return {"lr": self.lr, "base_lr": self.base_lr, "epochs_stepped": self.epochs_stepped}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore what :meth:`get_extra_state` saved."""
+        if not isinstance(state, dict) or not {"lr", "base_lr", "epochs_stepped"} <= state.keys():
+            raise ValueError(
+                "Expected the controller's extra state to be a dict with keys 'lr', 'base_lr' "
+                f"and 'epochs_stepped', but got {state!r}."
+            )
+        self.lr = check_finite_number(state["lr"], "lr")
+        self.base_lr = check_finite_number(state["base_lr"], "base_lr")
+        self.epochs_stepped = int(state["epochs_stepped"])
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, lr={self.lr}, min_temperature={self.min_temperature}, "
+            f"max_temperature={self.max_temperature}, risk_reduction={self.risk_reduction!r}"
+        )
