@@ -2,9 +2,11 @@
 
 from .attack import KLPGDAttack as KLPGDAttack
 from .attack import attack_objective as attack_objective
+from .attack import compiled_pgd_step as compiled_pgd_step
 from .attack import kl_pgd as kl_pgd
 from .attack import pgd as pgd
 from .attack import pgd_step as pgd_step
+from .attack import trace_input_gradients as trace_input_gradients
 from .attack import unwrap_model as unwrap_model
 from .hooks import LRFollowHandle as LRFollowHandle
 from .hooks import follow_optimizer_lr as follow_optimizer_lr
@@ -25,6 +27,7 @@ __all__ = [
     "__version__",
     "absld_loss",
     "attack_objective",
+    "compiled_pgd_step",
     "follow_optimizer_lr",
     "kl_pgd",
     "pgd",
@@ -32,5 +35,6 @@ __all__ = [
     "soft_label_kl",
     "soft_labels",
     "temperature_update",
+    "trace_input_gradients",
     "unwrap_model",
 ]

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "at_least_float32",
     "check_choice",
     "check_finite_number",
     "check_integer_labels",
@@ -23,6 +24,17 @@ __all__ = [
     "check_unit_interval",
     "values_checkable",
 ]
+
+
+def at_least_float32(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32, or unchanged when it is already float32 or float64.
+
+    Loss math runs in float32 whatever the autocast dtype of the logits (bf16/fp16 logits are
+    upcast); float64 inputs stay float64 so gradients can be checked in double precision.
+    """
+    if tensor.dtype in (torch.float32, torch.float64):
+        return tensor
+    return tensor.float()
 
 
 def values_checkable(validate_args: bool) -> bool:
@@ -91,13 +103,10 @@ def check_integer_labels(
         )
     if target.dim() != 1:
         raise ValueError(
-            f"Expected `{name}` of shape (N,), but got {tuple(target.shape)}. "
-            "Pass class indices, not one-hot vectors."
+            f"Expected `{name}` of shape (N,), but got {tuple(target.shape)}. Pass class indices, not one-hot vectors."
         )
     if batch_size is not None and target.shape[0] != batch_size:
-        raise ValueError(
-            f"Expected `{name}` of shape (N,) with N = {batch_size}, but got {tuple(target.shape)}."
-        )
+        raise ValueError(f"Expected `{name}` of shape (N,) with N = {batch_size}, but got {tuple(target.shape)}.")
     if check_values and target.numel() > 0:
         low, high = torch.aminmax(target)
         upper = float("inf") if num_classes is None else num_classes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import (
+    at_least_float32,
     check_choice,
     check_finite_number,
     check_integer_labels,
@@ -22,9 +23,11 @@ from ._checks import (
 __all__ = [
     "KLPGDAttack",
     "attack_objective",
+    "compiled_pgd_step",
     "kl_pgd",
     "pgd",
     "pgd_step",
+    "trace_input_gradients",
     "unwrap_model",
 ]
 
@@ -67,10 +70,10 @@ def attack_objective(
         - target: $(N, C)$ probabilities for ``"kl"``, else $(N,)$ integers
         - Output: scalar
     """
-    logits = logits.float()
+    logits = at_least_float32(logits)
     if objective == "kl":
         log_q = torch.log_softmax(logits / student_temperature, dim=1)
-        return F.kl_div(log_q, target.float(), reduction="sum")
+        return F.kl_div(log_q, target.to(log_q.dtype), reduction="sum")
     if objective == "ce":
         return F.cross_entropy(logits, target, reduction="sum")
     true_logit = logits.gather(1, target.unsqueeze(1)).squeeze(1)
@@ -109,6 +112,25 @@ def pgd_step(
     direction = torch.nan_to_num(grad, nan=0.0).sign()
     stepped = x_adv.detach() + step_size * direction
     return torch.clamp(torch.clamp(stepped, x - eps, x + eps), clip_min, clip_max)
+
+
+_compiled_steps: dict[str | None, Callable[..., Tensor]] = {}
+
+
+def compiled_pgd_step(mode: str | None = None) -> Callable[..., Tensor]:
+    """:func:`pgd_step` compiled with ``torch.compile(fullgraph=True)``, built once per ``mode``.
+
+    The gradient with respect to the input is traced into the graph (the model's forward and
+    backward become one compiled kernel sequence). Call it inside :func:`trace_input_gradients`.
+    """
+    if mode not in _compiled_steps:
+        _compiled_steps[mode] = torch.compile(pgd_step, fullgraph=True, mode=mode)
+    return _compiled_steps[mode]
+
+
+def trace_input_gradients() -> contextlib.AbstractContextManager[None]:
+    """Let ``torch.compile`` trace ``torch.autograd.grad`` (off by default in dynamo)."""
+    return torch._dynamo.config.patch(trace_autograd_ops=True)  # type: ignore[no-any-return]
 
 
 def _start(
@@ -163,6 +185,9 @@ def pgd(
     seed: int | None = None,
     loss_scale: float | None = None,
     validate_args: bool = True,
+    compile: bool = False,
+    compile_mode: str | None = None,
+    start: Tensor | None = None,
 ) -> Tensor:
     r"""L-inf projected gradient ascent on ``objective`` around ``input``.
 
@@ -183,13 +208,21 @@ def pgd(
         random_start: ``"normal"`` ($x + \sigma \mathcal{N}(0, 1)$, ABSLD/RSLAD), ``"uniform"``
             ($x + U(-\epsilon, \epsilon)$, Madry PGD) or ``None`` (start at $x$: deterministic).
         init_std: $\sigma$ of the normal start.
-        clip_min, clip_max: valid input range.
+        clip_min: lower end of the valid input range.
+        clip_max: upper end of the valid input range.
         student_temperature: $\tau_s$ of the KL objective.
         generator: random generator for the start (reproducible attacks).
         seed: shorthand for a generator seeded with ``seed`` on the input's device.
         loss_scale: factor on the loss before the gradient (only its sign is used). ``None``
             picks $2^{12}$ under fp16 autocast, where small gradients underflow to zero, else 1.
         validate_args: check label and input values in eager mode (host syncs).
+        compile: run each step through :func:`compiled_pgd_step` (``torch.compile`` with
+            ``fullgraph=True``; the first call compiles, later calls with the same shapes and
+            model reuse the graph).
+        compile_mode: ``mode`` passed to ``torch.compile`` (e.g. ``"max-autotune-no-cudagraphs"``).
+        start: explicit first iterate, like ``input``; replaces ``random_start`` and is projected
+            onto the ball and the valid range (e.g. noise that depends on each sample only, so
+            that a sample's start does not change with the batch it is in).
 
     Shape:
         - input: $(N, \dots)$
@@ -226,10 +259,18 @@ def pgd(
     x = input.detach().float()
     if loss_scale is None:
         loss_scale = DEFAULT_FP16_LOSS_SCALE if _fp16_autocast_active(x.device.type) else 1.0
-    x_adv = torch.clamp(torch.clamp(_start(x, random_start, eps, init_std, generator), x - eps, x + eps), clip_min, clip_max)
-    with _eval_mode(attacked), torch.enable_grad():
+    if start is None:
+        start = _start(x, random_start, eps, init_std, generator)
+    elif not isinstance(start, Tensor) or start.shape != input.shape:
+        raise ValueError(f"Expected `start` to be a tensor of shape {tuple(input.shape)} like `input`.")
+    else:
+        start = start.detach().to(x)
+    x_adv = torch.clamp(torch.clamp(start, x - eps, x + eps), clip_min, clip_max)
+    step = compiled_pgd_step(compile_mode) if compile else pgd_step
+    tracing = trace_input_gradients() if compile else contextlib.nullcontext()
+    with _eval_mode(attacked), torch.enable_grad(), tracing:
         for _ in range(steps):
-            x_adv = pgd_step(
+            x_adv = step(
                 attacked,
                 x_adv,
                 x,
@@ -257,9 +298,7 @@ def _check_target(target: Tensor, objective: Objective, batch_size: int, validat
     if objective == "kl":
         check_probabilities(target, "target", check_values=values_checkable(validate_args))
         if target.shape[0] != batch_size:
-            raise ValueError(
-                f"Expected `target` of shape (N, C) with N = {batch_size}, but got {tuple(target.shape)}."
-            )
+            raise ValueError(f"Expected `target` of shape (N, C) with N = {batch_size}, but got {tuple(target.shape)}.")
         return
     # The class count is the model's output width, which cross_entropy / gather check.
     check_integer_labels(target, None, batch_size=batch_size, check_values=values_checkable(validate_args))
@@ -282,6 +321,7 @@ def kl_pgd(
     seed: int | None = None,
     loss_scale: float | None = None,
     validate_args: bool = True,
+    compile: bool = False,
 ) -> Tensor:
     r"""ABSLD's inner maximisation (Eq. 13): PGD on $\mathrm{KL}(p \,\|\, \mathrm{softmax}(f(x') / \tau_s))$.
 
@@ -310,6 +350,7 @@ def kl_pgd(
         seed=seed,
         loss_scale=loss_scale,
         validate_args=validate_args,
+        compile=compile,
     )
 
 
@@ -327,6 +368,8 @@ class KLPGDAttack(nn.Module):
         student_temperature, loss_scale, validate_args: see :func:`pgd`.
         objective: ``"auto"`` (default), ``"kl"``, ``"ce"`` or ``"cw"``.
         generator: random generator used by every call (reproducible sequences of attacks).
+        compile: compile each attack step with ``torch.compile(fullgraph=True)``.
+        compile_mode: ``mode`` for ``torch.compile``.
 
     Shape:
         - input: $(N, \dots)$
@@ -357,6 +400,8 @@ class KLPGDAttack(nn.Module):
         generator: torch.Generator | None = None,
         loss_scale: float | None = None,
         validate_args: bool = True,
+        compile: bool = False,
+        compile_mode: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -379,6 +424,8 @@ class KLPGDAttack(nn.Module):
         self.generator = generator
         self.loss_scale = loss_scale
         self.validate_args = validate_args
+        self.use_compile = compile
+        self.compile_mode = compile_mode
         # A plain attribute, not a submodule: the attack's state_dict must not hold the weights.
         object.__setattr__(self, "model", model)
 
@@ -403,6 +450,8 @@ class KLPGDAttack(nn.Module):
             seed=seed,
             loss_scale=self.loss_scale,
             validate_args=self.validate_args,
+            compile=self.use_compile,
+            compile_mode=self.compile_mode,
         )
 
     def extra_repr(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +13,10 @@ from .temperature import ClassTemperatureController
 __all__ = ["LRFollowHandle", "follow_optimizer_lr"]
 
 
-def _controllers(target: ABSLDLoss | ClassTemperatureController | Iterable[ClassTemperatureController]) -> list[ClassTemperatureController]:
+Target = ABSLDLoss | ClassTemperatureController | Iterable[ClassTemperatureController]
+
+
+def _controllers(target: Target) -> list[ClassTemperatureController]:
     if isinstance(target, ABSLDLoss):
         return [target.adv, target.clean]
     if isinstance(target, ClassTemperatureController):
@@ -26,6 +29,10 @@ def _controllers(target: ABSLDLoss | ClassTemperatureController | Iterable[Class
                 f"of them, but got an item of type {type(item).__name__}."
             )
     return controllers
+
+
+def _scaled_base(controller: ClassTemperatureController, ratio: Callable[[], float]) -> Callable[[], float]:
+    return lambda: controller.base_lr * ratio()
 
 
 @dataclass
@@ -41,7 +48,7 @@ class LRFollowHandle:
 
 
 def follow_optimizer_lr(
-    target: ABSLDLoss | ClassTemperatureController | Iterable[ClassTemperatureController],
+    target: Target,
     optimizer: torch.optim.Optimizer,
     *,
     param_group: int = 0,
@@ -82,9 +89,7 @@ def follow_optimizer_lr(
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"Expected `optimizer` to be a torch.optim.Optimizer, but got {type(optimizer).__name__}.")
     if not 0 <= param_group < len(optimizer.param_groups):
-        raise ValueError(
-            f"Expected `param_group` in [0, {len(optimizer.param_groups)}), but got {param_group}."
-        )
+        raise ValueError(f"Expected `param_group` in [0, {len(optimizer.param_groups)}), but got {param_group}.")
     controllers = _controllers(target)
     group = optimizer.param_groups[param_group]
     lr_at_attach = float(group["lr"])
@@ -96,5 +101,5 @@ def follow_optimizer_lr(
         return float(group["lr"]) / initial
 
     for controller in controllers:
-        controller.follow_lr(lambda c=controller: c.base_lr * lr_ratio())
+        controller.follow_lr(_scaled_base(controller, lr_ratio))
     return LRFollowHandle(controllers)

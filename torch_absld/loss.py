@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import (
+    at_least_float32,
     check_choice,
     check_integer_labels,
     check_logits,
@@ -43,7 +44,7 @@ def soft_labels(teacher: Tensor, temperature: Tensor) -> Tensor:
 
 
 def _scaled(logits: Tensor, temperature: Tensor | float) -> Tensor:
-    logits = logits.float()
+    logits = at_least_float32(logits)
     if isinstance(temperature, Tensor) and temperature.dim() == 1:
         return logits / temperature.to(logits.dtype).unsqueeze(1)
     return logits / temperature
@@ -315,7 +316,7 @@ class ABSLDLoss(nn.Module):
             - target: $(N,)$ integer classes
         """
         for controller, logits in ((self.adv, student_adv_logits), (self.clean, student_clean_logits)):
-            risk = F.cross_entropy(logits.detach().float(), target, reduction="none")
+            risk = F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none")
             controller.accumulate(risk, target, validate=False)
 
     def step(self) -> tuple[Tensor, Tensor]:

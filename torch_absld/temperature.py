@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import (
+    at_least_float32,
     check_choice,
     check_finite_number,
     check_integer_labels,
@@ -202,7 +203,7 @@ class ClassTemperatureController(nn.Module):
             batch_size=logits.shape[0],
             check_values=values_checkable(self.validate_args),
         )
-        risk = F.cross_entropy(logits.detach().float(), target, reduction="none")
+        risk = F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none")
         self.accumulate(risk, target, validate=False)
 
     @torch.no_grad()
@@ -236,14 +237,11 @@ class ClassTemperatureController(nn.Module):
     def _risk_from(self, accumulator: Tensor) -> tuple[Tensor, Tensor]:
         sums, counts = accumulator[0], accumulator[1]
         present = counts > 0
-        if self.risk_reduction == "mean":
-            risk = sums / counts.clamp_min(1)
-        else:
-            risk = sums.clone()
+        risk = sums / counts.clamp_min(1) if self.risk_reduction == "mean" else sums.clone()
         return torch.where(present, risk, torch.full_like(risk, float("nan"))), present
 
     def follow_lr(self, source: Callable[[], float] | None) -> None:
-        """Take $\\beta$ at each :meth:`step` from ``source()`` instead of :attr:`lr`.
+        r"""Take $\beta$ at each :meth:`step` from ``source()`` instead of :attr:`lr`.
 
         ``None`` detaches the source. See :func:`torch_absld.follow_optimizer_lr`.
         """
@@ -293,7 +291,7 @@ class ClassTemperatureController(nn.Module):
         self.accumulator.zero_()
 
     def get_extra_state(self) -> dict[str, Any]:
-        """Hyperparameters that change during a run: $\\beta$ and the epoch counter."""
+        r"""Hyperparameters that change during a run: $\beta$ and the epoch counter."""
         return {"lr": self.lr, "base_lr": self.base_lr, "epochs_stepped": self.epochs_stepped}
 
     def set_extra_state(self, state: Any) -> None:

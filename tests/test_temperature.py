@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from _reference import cross_entropy_reference, eq11_reference
+from torch.testing import assert_close
+
+from torch_absld import ABSLDLoss, ClassTemperatureController, follow_optimizer_lr, temperature_update
+
+
+def _epoch(seed: int, n: int = 64, c: int = 6, hard: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, c, (n,), generator=g)
+    logits = torch.randn(n, c, generator=g)
+    logits[torch.arange(n), target] += 3.0
+    logits[target == hard, hard] -= 4.0  # class `hard` is much harder
+    return logits, target
+
+
+def test_update_accumulates_per_class_cross_entropy():
+    logits, target = _epoch(0)
+    ctrl = ClassTemperatureController(6)
+    ctrl.update(logits[:30], target[:30])
+    ctrl.update(logits[30:], target[30:])
+    ce = cross_entropy_reference(logits, target)
+    sums = [sum(v for v, t in zip(ce, target.tolist()) if t == k) for k in range(6)]
+    counts = [target.tolist().count(k) for k in range(6)]
+    assert_close(ctrl.risk_sum, torch.tensor(sums, dtype=torch.float64))
+    assert_close(ctrl.count, torch.tensor(counts, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(("beta", "low", "high"), [(0.1, 0.5, 5.0), (1.5, 0.8, 3.0)])
+def test_step_matches_eq11_reference(beta, low, high):
+    ctrl = ClassTemperatureController(6, lr=beta, min_temperature=low, max_temperature=high)
+    temperatures = [1.0] * 6
+    for epoch in range(4):
+        logits, target = _epoch(epoch)
+        ctrl.update(logits, target)
+        ce = cross_entropy_reference(logits, target)
+        sums = [sum(v for v, t in zip(ce, target.tolist()) if t == k) for k in range(6)]
+        counts = [target.tolist().count(k) for k in range(6)]
+        temperatures = eq11_reference(temperatures, sums, counts, beta, low, high)
+        assert_close(ctrl.step(), torch.tensor(temperatures, dtype=torch.float32))
+        assert ctrl.count.sum() == 0  # reset after the step
+
+
+def test_harder_class_ends_with_lower_temperature():
+    ctrl = ClassTemperatureController(6)
+    for epoch in range(3):
+        ctrl.update(*_epoch(epoch, hard=2))
+        ctrl.step()
+    tau = ctrl.temperatures
+    assert tau[2] < 1.0
+    assert tau[2] == tau.min()
+    assert (tau[[0, 1, 3, 4, 5]] > tau[2]).all()
+
+
+def test_hand_computed_two_classes():
+    # Risks 1 and 3: mean 2, gaps -1 and +1, max|gap| 1 -> tau = 1 + beta, 1 - beta.
+    ctrl = ClassTemperatureController(2, lr=0.25)
+    ctrl.accumulate(torch.tensor([1.0, 3.0, 3.0]), torch.tensor([0, 1, 1]))
+    assert_close(ctrl.step(), torch.tensor([1.25, 0.75]))
+
+
+def test_equal_risks_leave_temperatures_unchanged():
+    ctrl = ClassTemperatureController(3)
+    ctrl.accumulate(torch.full((6,), 0.7), torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert torch.equal(ctrl.step(), torch.ones(3))
+    assert not torch.isnan(ctrl.temperatures).any()
+
+
+def test_rounding_noise_is_not_amplified_into_a_step():
+    # Equal in exact arithmetic: class 0's mean is (0.1 + 0.2) / 2, class 1's is 0.15; in
+    # float64 they differ by rounding only (max|gap| / mean is about 1e-16).
+    ctrl = ClassTemperatureController(2)
+    ctrl.accumulate(torch.tensor([0.1, 0.2, 0.15, 0.15], dtype=torch.float64), torch.tensor([0, 0, 1, 1]))
+    risk, _ = ctrl.class_risk()
+    assert risk[0] != risk[1]  # the noise is really there
+    assert torch.equal(ctrl.step(), torch.ones(2))
+    direct = temperature_update(
+        torch.ones(2),
+        torch.tensor([1.0, 1.0 + 1e-9], dtype=torch.float64),
+        torch.tensor([True, True]),
+        lr=0.1,
+        min_temperature=0.5,
+        max_temperature=5.0,
+    )
+    assert torch.equal(direct, torch.ones(2))
+
+
+def test_absent_class_keeps_temperature_and_stays_out_of_the_mean():
+    ctrl = ClassTemperatureController(4, lr=0.2)
+    ctrl.temperatures.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    # classes 0 and 1 present with risks 1 and 2 (mean 1.5); classes 2, 3 absent.
+    ctrl.accumulate(torch.tensor([1.0, 2.0]), torch.tensor([0, 1]))
+    assert_close(ctrl.step(), torch.tensor([1.2, 1.8, 3.0, 4.0]))
+    risk = ctrl.last_risk
+    assert torch.isnan(risk[2:]).all()
+    assert_close(risk[:2], torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+
+def test_empty_epoch_and_single_class_change_nothing():
+    ctrl = ClassTemperatureController(3)
+    assert torch.equal(ctrl.step(), torch.ones(3))
+    ctrl.accumulate(torch.tensor([5.0, 1.0]), torch.tensor([1, 1]))
+    assert torch.equal(ctrl.step(), torch.ones(3))
+
+
+def test_mean_risk_differs_from_sum_on_imbalanced_data():
+    # class 0: 3 samples of CE 1 (sum 3, mean 1); class 1: 1 sample of CE 2 (sum 2, mean 2).
+    risk, target = torch.tensor([1.0, 1.0, 1.0, 2.0]), torch.tensor([0, 0, 0, 1])
+    mean_ctrl = ClassTemperatureController(2)
+    sum_ctrl = ClassTemperatureController(2, risk_reduction="sum")
+    mean_ctrl.accumulate(risk, target)
+    sum_ctrl.accumulate(risk, target)
+    assert_close(mean_ctrl.step(), torch.tensor([1.1, 0.9]))  # class 1 is harder on average
+    assert_close(sum_ctrl.step(), torch.tensor([0.9, 1.1]))  # sums punish the frequent class
+
+
+def test_sum_and_mean_agree_on_balanced_data():
+    logits, _ = _epoch(3, n=60)
+    target = torch.arange(60) % 6
+    a, b = ClassTemperatureController(6), ClassTemperatureController(6, risk_reduction="sum")
+    a.update(logits, target)
+    b.update(logits, target)
+    assert_close(a.step(), b.step())
+
+
+def test_clamped_to_bounds():
+    ctrl = ClassTemperatureController(2, lr=10.0, min_temperature=0.5, max_temperature=5.0)
+    ctrl.accumulate(torch.tensor([1.0, 3.0]), torch.tensor([0, 1]))
+    assert_close(ctrl.step(), torch.tensor([5.0, 0.5]))
+
+
+def test_forward_gathers_own_class_temperature():
+    ctrl = ClassTemperatureController(3)
+    ctrl.temperatures.copy_(torch.tensor([0.5, 1.5, 4.0]))
+    assert_close(ctrl(torch.tensor([2, 0, 0, 1])), torch.tensor([4.0, 0.5, 0.5, 1.5]))
+
+
+def test_zero_lr_freezes():
+    ctrl = ClassTemperatureController(2, lr=0.0)
+    ctrl.accumulate(torch.tensor([1.0, 3.0]), torch.tensor([0, 1]))
+    assert torch.equal(ctrl.step(), torch.ones(2))
+    assert ctrl.count.sum() == 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_risk_raises_at_step_and_never_reaches_temperatures(bad):
+    ctrl = ClassTemperatureController(3)
+    logits = torch.zeros(3, 3)
+    logits[1, 0] = bad
+    ctrl.update(logits, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"Expected finite accumulated risk.*classes \[1\]"):
+        ctrl.step()
+    assert torch.equal(ctrl.temperatures, torch.ones(3))
+
+
+def test_state_dict_round_trip_mid_epoch_is_bit_identical():
+    batches = [_epoch(seed, n=32) for seed in range(6)]
+
+    def run(interrupt: bool) -> torch.Tensor:
+        ctrl = ClassTemperatureController(6, lr=0.3)
+        for epoch in range(2):
+            for i, (logits, target) in enumerate(batches):
+                if interrupt and epoch == 1 and i == 3:
+                    buffer = io.BytesIO()
+                    torch.save(ctrl.state_dict(), buffer)
+                    buffer.seek(0)
+                    ctrl = ClassTemperatureController(6, lr=0.3)
+                    ctrl.load_state_dict(torch.load(buffer))
+                ctrl.update(logits * (1 + epoch), target)
+            ctrl.step()
+        return ctrl.temperatures
+
+    assert torch.equal(run(interrupt=False), run(interrupt=True))
+
+
+def test_state_dict_holds_temperatures_sums_and_beta():
+    ctrl = ClassTemperatureController(3, lr=0.2)
+    ctrl.lr = 0.02
+    ctrl.accumulate(torch.tensor([1.0]), torch.tensor([2]))
+    state = ctrl.state_dict()
+    assert set(state) == {"temperatures", "accumulator", "_extra_state"}
+    fresh = ClassTemperatureController(3)
+    fresh.load_state_dict(state)
+    assert fresh.lr == 0.02
+    assert fresh.base_lr == 0.2
+    assert torch.equal(fresh.accumulator, ctrl.accumulator)
+
+
+def test_beta_follows_multistep_lr():
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 4], gamma=0.1)
+    loss_fn = ABSLDLoss(2, lr=0.1, max_temperature=100.0, min_temperature=0.001)
+    follow_optimizer_lr(loss_fn, optimizer)
+    betas, moves = [], []
+    for _ in range(6):
+        optimizer.step()
+        loss_fn.adv.accumulate(torch.tensor([1.0, 3.0]), torch.tensor([0, 1]))
+        before = loss_fn.adv.temperatures.clone()
+        loss_fn.step()
+        betas.append(loss_fn.adv.lr)
+        moves.append((loss_fn.adv.temperatures - before)[0].item())
+        scheduler.step()
+    assert_close(betas, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert_close(moves, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-4, atol=1e-6)
+
+
+def test_beta_follow_survives_resume_from_a_decayed_optimizer():
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1], gamma=0.1)
+    optimizer.step()
+    scheduler.step()
+    saved = optimizer.state_dict()
+    optimizer2 = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer2.load_state_dict(saved)  # lr is now 0.01, initial_lr 0.1
+    ctrl = ClassTemperatureController(2, lr=0.5)
+    follow_optimizer_lr(ctrl, optimizer2)
+    ctrl.accumulate(torch.tensor([1.0, 3.0]), torch.tensor([0, 1]))
+    ctrl.step()
+    assert ctrl.lr == pytest.approx(0.05)
