@@ -91,10 +91,11 @@ def follow_optimizer_lr(
     if not 0 <= param_group < len(optimizer.param_groups):
         raise ValueError(f"Expected `param_group` in [0, {len(optimizer.param_groups)}), but got {param_group}.")
     controllers = _controllers(target)
-    group = optimizer.param_groups[param_group]
-    lr_at_attach = float(group["lr"])
+    lr_at_attach = float(optimizer.param_groups[param_group]["lr"])
 
     def lr_ratio() -> float:
+        # Looked up at each call: `optimizer.load_state_dict` replaces the group dicts (resume).
+        group = optimizer.param_groups[param_group]
         initial = float(group.get("initial_lr", lr_at_attach))
         if initial <= 0:
             raise ValueError(f"Expected the optimizer's initial learning rate > 0, but got {initial}.")

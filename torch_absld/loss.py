@@ -177,8 +177,8 @@ class ABSLDLoss(nn.Module):
         student_temperature: the student's constant temperature $\tau_s$.
         init_temperature: starting teacher temperature of every class.
         lr: temperature learning rate $\beta$ of the adapting controllers.
-        min_temperature, max_temperature: temperature clamp (0.5 and 5 in the paper; 0.8 and
-            3 for ResNet-18 on CIFAR-100).
+        min_temperature: lower temperature clamp (0.5 in the paper; 0.8 for ResNet-18 on CIFAR-100).
+        max_temperature: upper temperature clamp (5 in the paper; 3 for ResNet-18 on CIFAR-100).
         adapt: which temperatures adapt: ``"both"`` (ABSLD), ``"adv"`` (the paper's
             ABSLD$_{adv}$ ablation), ``"none"`` (temperatures frozen: exactly RSLAD).
         coupling: ``"paper"`` (Eq. 12) or ``"script"`` ($\tau^{adv}[y]\tau^{clean}[y]$ in both

@@ -1,0 +1,211 @@
+"""Paired-round timing shared by the benchmark scripts.
+
+Absolute times do not compare across runs on a shared machine, so every script measures its
+candidates side by side in one process: each round runs every candidate once, the order
+rotates from round to round (no candidate always runs first, after a cold cache, or last),
+and a ratio is the median of the per-round ratios. The spread printed next to a ratio is its
+interquartile range over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import torch
+
+__all__ = [
+    "Timings",
+    "add_common_args",
+    "comparison_table",
+    "describe_environment",
+    "fmt_ratio",
+    "markdown_table",
+    "paired_rounds",
+    "quantile",
+    "ratio_stats",
+    "setup",
+    "synchronizer",
+]
+
+
+def add_common_args(parser: argparse.ArgumentParser, *, rounds: int) -> argparse.ArgumentParser:
+    """Add the flags every script takes: ``--quick``, ``--device``, ``--rounds``, ``--threads``."""
+    parser.add_argument("--quick", action="store_true", help="tiny shapes and 2 rounds: a smoke run, not a measurement")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"paired rounds (default {rounds})")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads on CPU (default 1: on a shared machine, more threads than idle cores "
+        "make every parallel region wait for a descheduled thread and the timings meaningless)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def setup(args: argparse.Namespace) -> torch.device:
+    """Seed, set the thread count, check the device, and return it."""
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda was asked for, but no CUDA GPU is available.")
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    elif device.type == "cpu" and args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.rounds = min(args.rounds, 2)
+    return device
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """A function that waits for the device's queued work (a no-op on CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def describe_environment(device: torch.device, argv: Sequence[str] | None = None) -> str:
+    """Command, device, torch version, threads, date and load: the header of every table."""
+    argv = sys.argv if argv is None else argv
+    command = "python " + " ".join(shlex.quote(a) for a in argv)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+    load = "n/a"
+    if hasattr(os, "getloadavg"):
+        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    lines = [
+        f"- command: `{command}`",
+        f"- device: {device.type} ({name}; {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})",
+        f"- torch {torch.__version__}, Python {platform.python_version()}",
+        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- load average at start (1/5/15 min): {load}",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass
+class Timings:
+    """Seconds per round and candidate: wall clock, and this process's CPU time.
+
+    On a shared CPU the CPU time is the steadier of the two (it does not count the time the
+    process waits for a core), and with one torch thread it measures the same work; on a GPU
+    only the wall clock means anything.
+    """
+
+    wall: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+
+
+def paired_rounds(
+    candidates: Mapping[str, Callable[[], object]],
+    *,
+    rounds: int,
+    warmup: int = 1,
+    sync: Callable[[], None] = lambda: None,
+) -> Timings:
+    """Time every candidate once per round, rotating the order; return seconds per round.
+
+    ``warmup`` untimed rounds run first (compilation, allocator growth, caches). Round ``r``
+    starts with candidate ``r mod k``, so each candidate runs in every position equally often.
+    """
+    names = list(candidates)
+    for _ in range(warmup):
+        for name in names:
+            candidates[name]()
+    sync()
+    timings = Timings({name: [] for name in names}, {name: [] for name in names})
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            sync()
+            wall, cpu = time.perf_counter(), time.process_time()
+            candidates[name]()
+            sync()
+            timings.wall[name].append(time.perf_counter() - wall)
+            timings.cpu[name].append(time.process_time() - cpu)
+    return timings
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile of ``values`` (``q`` in ``[0, 1]``)."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = q * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def ratio_stats(numerator: Sequence[float], denominator: Sequence[float]) -> tuple[float, float, float]:
+    """Median, 25th and 75th percentile of the per-round ratios ``numerator / denominator``."""
+    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    return statistics.median(ratios), quantile(ratios, 0.25), quantile(ratios, 0.75)
+
+
+def fmt_ratio(stats: tuple[float, float, float], digits: int = 3) -> str:
+    """``median [q25, q75]``."""
+    median, low, high = stats
+    return f"{median:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def comparison_table(
+    timings: Timings,
+    reference: str,
+    *,
+    speedup: bool,
+    first_column: str = "step",
+    cpu_time: bool = True,
+    digits: int = 3,
+) -> str:
+    """Median wall ms per candidate and its ratio to ``reference`` (wall clock and CPU time).
+
+    ``speedup=True`` reports ``reference / candidate`` (higher is faster), otherwise
+    ``candidate / reference`` (an overhead, lower is better).
+    """
+    kind = "speedup" if speedup else "ratio"
+    headers = [first_column, "median ms", f"{kind} (wall), median [IQR]"]
+    if cpu_time:
+        headers.append(f"{kind} (CPU time), median [IQR]")
+    rows: list[list[object]] = []
+    for name, wall in timings.wall.items():
+        row: list[object] = [name, f"{1e3 * statistics.median(wall):.1f}"]
+        clocks = [timings.wall, timings.cpu] if cpu_time else [timings.wall]
+        for clock in clocks:
+            if name == reference:
+                row.append("1 (reference)")
+            elif speedup:
+                row.append(fmt_ratio(ratio_stats(clock[reference], clock[name]), digits))
+            else:
+                row.append(fmt_ratio(ratio_stats(clock[name], clock[reference]), digits))
+        rows.append(row)
+    return markdown_table(headers, rows)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub markdown table, ready to paste into RESULTS.md."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
+    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""torch-absld's training step against a step written like the authors' script.
+
+Same student, teacher, data, batch, 10 attack steps. The baseline (``authors_loop.py``) runs in
+float32, eagerly, with its per-sample Python loops. torch-absld runs its default path (float32,
+eager) and its fast path: the attack step compiled with ``torch.compile(fullgraph=True)``
+(``KLPGDAttack(compile=True)``), the student's two train-mode forwards compiled, channels_last
+tensors, bf16 autocast (the loss math stays float32).
+
+    python benchmarks/vs_authors.py             # CPU, the numbers in RESULTS.md
+    python benchmarks/vs_authors.py --quick     # smoke run (no compile)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from collections.abc import Callable, Sequence
+
+import torch
+from _models import cifar_resnet18, small_cnn
+from _step import absld_step
+from _timing import (
+    add_common_args,
+    comparison_table,
+    describe_environment,
+    paired_rounds,
+    setup,
+    synchronizer,
+)
+from authors_loop import AuthorsLoop
+from torch import nn
+
+from torch_absld import ABSLDLoss, KLPGDAttack
+
+REFERENCE = "authors' loop (fp32, eager)"
+
+
+def build(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, nn.Module, int]:
+    C = args.num_classes
+    if args.model == "resnet18":
+        width = 8 if args.quick else 64
+        return cifar_resnet18(C, width).to(device), cifar_resnet18(C, width).to(device).eval(), C
+    width = 8 if args.quick else args.width
+    return small_cnn(C, width).to(device), small_cnn(C, 2 * width).to(device).eval(), C
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, rounds=10)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--model", choices=("cnn", "resnet18"), default="cnn")
+    parser.add_argument("--width", type=int, default=32, help="small CNN student width (teacher: twice)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled variants (implied by --quick)")
+    parser.add_argument(
+        "--fast-dtype",
+        choices=("bfloat16", "float16", "float32"),
+        default=None,
+        help="autocast dtype of the fast path (default: bfloat16; float32 turns autocast off)",
+    )
+    args = parser.parse_args(argv)
+    device = setup(args)
+    print(describe_environment(device, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
+    compile_ = not (args.no_compile or args.quick)
+    fast_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None, None: torch.bfloat16}[
+        args.fast_dtype
+    ]
+    student0, teacher, C = build(args, device)
+    teacher_cl = copy.deepcopy(teacher).to(memory_format=torch.channels_last)
+    steps = 2 if args.quick else 10
+    batch = 16 if args.quick else args.batch
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, C, (batch,), device=device)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+
+    def optimizer_for(model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
+
+    def authors() -> Callable[[], object]:
+        student = copy.deepcopy(student0)
+        loop = AuthorsLoop(student, teacher, optimizer_for(student), C, steps=steps)
+        return lambda: loop.step(x, y)
+
+    def library(
+        *, channels_last: bool = False, dtype: torch.dtype | None = None, compiled: bool = False
+    ) -> Callable[[], object]:
+        student = copy.deepcopy(student0)
+        if channels_last:
+            student = student.to(memory_format=torch.channels_last)
+        attack = KLPGDAttack(student, steps=steps, compile=compiled)
+        forward = torch.compile(student) if compiled else None
+        step = absld_step(
+            student,
+            teacher_cl if channels_last else teacher,
+            ABSLDLoss(C).to(device),
+            attack,
+            optimizer_for(student),
+            device=device,
+            autocast_dtype=dtype,
+            student_forward=forward,
+        )
+        inputs = x_cl if channels_last else x
+        return lambda: step(inputs, y)
+
+    label = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[fast_dtype]
+    candidates: dict[str, Callable[[], object]] = {
+        REFERENCE: authors(),
+        "torch-absld default (fp32, eager)": library(),
+        "torch-absld, channels_last": library(channels_last=True),
+        f"torch-absld, {label} autocast": library(dtype=fast_dtype),
+        f"torch-absld, {label} autocast + channels_last": library(channels_last=True, dtype=fast_dtype),
+    }
+    if compile_:
+        candidates["torch-absld, compiled attack + student (fp32)"] = library(compiled=True)
+        candidates[f"torch-absld fast path: compiled + {label} + channels_last"] = library(
+            channels_last=True, dtype=fast_dtype, compiled=True
+        )
+    times = paired_rounds(candidates, rounds=args.rounds, warmup=2 if compile_ else 1, sync=synchronizer(device))
+    model = f"CIFAR ResNet-18 (width {8 if args.quick else 64})" if args.model == "resnet18" else "small CNN"
+    print()
+    print(
+        f"One ABSLD training step, {model} student and teacher, batch {batch}, C = {C}, {steps} attack steps, "
+        f"{args.rounds} paired rounds; speedup = baseline time / candidate time"
+    )
+    print()
+    print(comparison_table(times, REFERENCE, speedup=True, cpu_time=device.type == "cpu"))
+
+
+if __name__ == "__main__":
+    main()

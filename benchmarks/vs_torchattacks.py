@@ -1,0 +1,85 @@
+"""``KLPGDAttack`` with cross-entropy against ``torchattacks.PGD``.
+
+Same model (eval mode), batch, eps 8/255, step 2/255, 10 steps, uniform random start in the
+eps-ball, integer labels: both run the same Madry PGD. torch-absld runs with its argument
+checks on (default), off, and with the attack step compiled (``compile=True``).
+
+    python benchmarks/vs_torchattacks.py            # CPU, the numbers in RESULTS.md
+    python benchmarks/vs_torchattacks.py --quick    # smoke run (no compile)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import torch
+from _models import cifar_resnet18, small_cnn
+from _timing import (
+    add_common_args,
+    comparison_table,
+    describe_environment,
+    paired_rounds,
+    setup,
+    synchronizer,
+)
+
+from torch_absld import KLPGDAttack
+
+REFERENCE = "torchattacks.PGD"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, rounds=15)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--model", choices=("cnn", "resnet18"), default="cnn")
+    parser.add_argument("--width", type=int, default=32, help="small CNN width")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled variant (implied by --quick)")
+    args = parser.parse_args(argv)
+    device = setup(args)
+    try:
+        import torchattacks
+    except ImportError as err:  # pragma: no cover - torchattacks is in the test extra
+        raise SystemExit('This benchmark needs torchattacks: pip install "torch-absld[test]"') from err
+    print(describe_environment(device, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
+    compile_ = not (args.no_compile or args.quick)
+    if args.model == "resnet18":
+        model = cifar_resnet18(10, 8 if args.quick else 64)
+    else:
+        model = small_cnn(10, 8 if args.quick else args.width)
+    model = model.to(device).eval()
+    batch = 16 if args.quick else args.batch
+    steps = 2 if args.quick else args.steps
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    eps, step_size = 8 / 255, 2 / 255
+
+    reference = torchattacks.PGD(model, eps=eps, alpha=step_size, steps=steps, random_start=True)
+
+    def ours(**kwargs: object) -> Callable[[], object]:
+        attack = KLPGDAttack(model, eps=eps, step_size=step_size, steps=steps, random_start="uniform", **kwargs)  # type: ignore[arg-type]
+        return lambda: attack(x, y)
+
+    candidates: dict[str, Callable[[], object]] = {
+        REFERENCE: lambda: reference(x, y),
+        "KLPGDAttack (CE), default": ours(),
+        "KLPGDAttack (CE), validate_args=False": ours(validate_args=False),
+    }
+    if compile_:
+        candidates["KLPGDAttack (CE), compile=True"] = ours(compile=True)
+    times = paired_rounds(candidates, rounds=args.rounds, warmup=2 if compile_ else 1, sync=synchronizer(device))
+    label = "CIFAR ResNet-18" if args.model == "resnet18" else "small CNN"
+    print()
+    print(
+        f"L-inf PGD-{steps} with cross-entropy, {label} in eval mode, batch {batch}, eps 8/255, step 2/255, "
+        f"uniform start, {args.rounds} paired rounds; speedup = torchattacks time / candidate time"
+    )
+    print()
+    print(comparison_table(times, REFERENCE, speedup=True, first_column="attack", cpu_time=device.type == "cpu"))
+
+
+if __name__ == "__main__":
+    main()

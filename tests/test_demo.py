@@ -1,0 +1,299 @@
+"""`torch-absld demo`: outputs written and parseable, determinism, paired design, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from torch_absld.demo.cli import main
+from torch_absld.demo.data import DigitsDataset, load_dataset
+from torch_absld.demo.plots import normalised_risk_std
+from torch_absld.demo.report import summarize
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOTS = ("per_class_pgd.png", "temperatures.png", "risk_spread.png", "pgd_over_epochs.png")
+# A tiny run: enough to exercise every code path in a few seconds.
+TINY = ["--quick", "--epochs", "2", "--teacher-epochs", "1", "--quiet"]
+
+
+def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "torch_absld", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def _strict_json(text: str) -> Any:
+    def reject(constant: str) -> None:
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """Walk a PNG's chunks, checking every CRC: an independent check that the file is a whole PNG."""
+    assert data[:8] == PNG_SIGNATURE
+    chunks, offset = [], 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        body = data[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
+        assert zlib.crc32(kind + body) == crc, f"bad CRC in chunk {kind!r}"
+        chunks.append((kind, body))
+        offset += 12 + length
+    return chunks
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    out = tmp_path_factory.mktemp("quick")
+    return out, _run_cli("demo", "--quick", "--quiet", "--out", str(out / "absld-demo"), cwd=out)
+
+
+@pytest.mark.slow
+def test_quick_writes_every_output(quick_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    root, proc = quick_run
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    out = root / "absld-demo"
+    assert sorted(p.name for p in out.iterdir()) == sorted(["report.md", "results.json", *PLOTS])
+    for name in PLOTS:
+        chunks = _png_chunks((out / name).read_bytes())
+        assert chunks[0][0] == b"IHDR"
+        assert chunks[-1][0] == b"IEND"
+        width, height = struct.unpack(">II", chunks[0][1][:8])
+        assert width > 100
+        assert height > 100
+    results = _strict_json((out / "results.json").read_text(encoding="utf-8"))
+    assert results["methods"] == ["RSLAD", "ABSLD"]
+    assert [run["seed"] for run in results["runs"]] == [0]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for heading in ("## Verdict", "## Robustness at the best checkpoint", "## Robustness at the last epoch"):
+        assert heading in report
+    assert "| Method | Attack | Avg. | Worst | Overall |" in report
+    assert "## Paired differences ABSLD - RSLAD" in report
+    for name in PLOTS:
+        assert f"({name})" in report
+    assert results["verdict"][0] in proc.stdout
+
+
+@pytest.mark.slow
+def test_quick_results_are_consistent(quick_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    root, proc = quick_run
+    assert proc.returncode == 0, proc.stderr
+    results = _strict_json((root / "absld-demo" / "results.json").read_text(encoding="utf-8"))
+    epochs, num_classes = results["config"]["epochs"], results["dataset"]["num_classes"]
+    run = results["runs"][0]["methods"]
+    for method in ("RSLAD", "ABSLD"):
+        history = run[method]["history"]
+        assert len(history["tau_adv"]) == len(history["risk_clean"]) == epochs
+        for checkpoint in ("best", "last"):
+            scores = run[method]["checkpoints"][checkpoint]
+            assert list(scores) == ["clean", "fgsm", "pgd", "cw"]
+            for attack in scores.values():
+                assert len(attack["per_class"]) == num_classes
+                assert attack["worst"] == pytest.approx(min(attack["per_class"]))
+                assert attack["overall"] == pytest.approx((attack["avg"] + attack["worst"]) / 2)
+        # The best checkpoint was selected on the per-epoch PGD-20 Overall.
+        assert history["pgd_overall"][run[method]["best_epoch"]] == pytest.approx(max(history["pgd_overall"]))
+    # RSLAD's temperatures never move; ABSLD's stay in [0.5, 5] and do move.
+    assert all(
+        t == 1.0 for row in run["RSLAD"]["history"]["tau_adv"] + run["RSLAD"]["history"]["tau_clean"] for t in row
+    )
+    absld_tau = np.array(run["ABSLD"]["history"]["tau_adv"])
+    assert absld_tau.min() >= 0.5 - 1e-6
+    assert absld_tau.max() <= 5.0 + 1e-6
+    assert absld_tau.std() > 0
+    # Same initial weights, data order and attack noise: epoch 1 (all temperatures 1) is identical.
+    for key in ("risk_adv", "risk_clean", "loss"):
+        assert run["RSLAD"]["history"][key][0] == run["ABSLD"]["history"][key][0]
+    # The paired difference is ABSLD - RSLAD of the same seed.
+    paired = results["paired"]["best"]["ABSLD"]["worst"]
+    expected = run["ABSLD"]["checkpoints"]["best"]["pgd"]["worst"] - run["RSLAD"]["checkpoints"]["best"]["pgd"]["worst"]
+    assert paired["per_seed"] == [pytest.approx(expected)]
+
+
+def _numbers(path: Path) -> dict[str, Any]:
+    results = json.loads((path / "results.json").read_text(encoding="utf-8"))
+    for key in ("date", "seconds"):
+        results.pop(key)
+    results["teacher"].pop("seconds")
+    for run in results["runs"]:
+        for method in run["methods"].values():
+            method.pop("seconds")
+    return results
+
+
+def test_same_seed_same_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    threads = torch.get_num_threads()
+    assert main(["demo", *TINY, "--out", str(tmp_path / "a")]) == 0
+    assert main(["demo", *TINY, "--out", str(tmp_path / "b")]) == 0
+    assert main(["demo", *TINY, "--seed", "1", "--out", str(tmp_path / "c")]) == 0
+    assert torch.get_num_threads() == threads  # the demo's thread setting is restored
+    first, second, other = (_numbers(tmp_path / name) for name in "abc")
+    assert first == second
+    assert first["runs"][0]["methods"]["ABSLD"]["history"] != other["runs"][0]["methods"]["ABSLD"]["history"]
+    assert first["verdict"][0] in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "imagenet"], "unknown --dataset 'imagenet'; choose one of digits, mnist, cifar10"),
+        (["--seeds", "0"], "argument --seeds: expected an integer >= 1, got '0'"),
+        (["--out", "{file}/sub"], "cannot write to --out"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    args = [a.replace("{file}", str(blocker)) for a in args]
+    proc = _run_cli("demo", *TINY, *args, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("torch-absld")
+    assert message in lines[0]
+    assert proc.stdout == ""
+    assert not (tmp_path / "absld-demo").exists()
+
+
+def test_other_bad_input_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "o")
+    assert main(["demo", *TINY, "--out", out, "--eps", "2"]) == 2
+    assert main(["demo", *TINY, "--out", out, "--device", "banana"]) == 2
+    for argv in ([], ["demo", "--epochs", "x"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 4
+    assert errors[0] == "torch-absld demo: error: Expected eps in (0, 1], but got 2.0."
+    assert "banana" in errors[1]
+    assert errors[2] == "torch-absld: error: choose a command: demo (see --help)"
+    assert "argument --epochs: expected an integer >= 1, got 'x'" in errors[3]
+    assert not Path(out).exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_gpu_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", *TINY, "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert (
+        capsys.readouterr().err
+        == "torch-absld demo: error: --device 'cuda' but CUDA is not available on this machine\n"
+    )
+
+
+def test_digits_dataset_and_split() -> None:
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    data = DigitsDataset()
+    image, label = data[5]
+    assert image.shape == (1, 8, 8)
+    assert image.dtype == torch.float32
+    assert label.dtype == torch.long
+    torch.testing.assert_close(image.flatten(), torch.tensor(raw.data[5], dtype=torch.float32) / 16)
+    assert int(label) == int(raw.target[5])
+    assert float(data.images.min()) == 0.0
+    assert float(data.images.max()) == 1.0
+    spec, train, test = load_dataset("digits", "unused", 0)
+    assert (spec.num_classes, spec.input_shape, spec.eps) == (10, (1, 8, 8), 0.1)
+    assert sorted(train.indices + test.indices) == list(range(len(raw.target)))
+    per_class = Counter(raw.target.tolist())
+    train_counts = Counter(raw.target[train.indices].tolist())
+    for c, n in per_class.items():
+        assert abs(train_counts[c] - n / 2) <= 0.5  # stratified 50/50
+    _, again, _ = load_dataset("digits", "unused", 0)
+    assert again.indices == train.indices
+
+
+def test_unknown_dataset_raises() -> None:
+    with pytest.raises(ValueError, match="Expected `--dataset` to be one of digits, mnist, cifar10, but got 'svhn'"):
+        load_dataset("svhn", "unused", 0)
+
+
+def test_normalised_risk_std_against_hand_values() -> None:
+    risk = np.array([[1.0, 2.0, 3.0], [2.0, np.nan, 2.0]])
+    # Epoch 1: risk / mean = [0.5, 1, 1.5], population std = sqrt(1/6); epoch 2: one class unseen, others equal.
+    np.testing.assert_allclose(normalised_risk_std(risk), [math.sqrt(1 / 6), 0.0])
+
+
+def _fake_results(worst: dict[str, list[float]]) -> dict[str, Any]:
+    def scores(w: float) -> dict[str, Any]:
+        return {"pgd": {"avg": 0.7, "worst": w, "overall": (0.7 + w) / 2, "per_class": [w, 0.9]}}
+
+    history = {"tau_adv": [[1.0, 1.0]], "tau_clean": [[1.0, 1.0]]}
+    runs = [
+        {
+            "seed": seed,
+            "tables": {"best": "", "last": ""},
+            "methods": {
+                m: {"checkpoints": {"best": scores(v[i]), "last": scores(v[i])}, "best_epoch": 0, "history": history}
+                for m, v in worst.items()
+            },
+        }
+        for i, seed in enumerate(range(len(worst["RSLAD"])))
+    ]
+    return {"methods": list(worst), "runs": runs}
+
+
+def test_verdict_says_plainly_when_absld_does_not_win() -> None:
+    results = _fake_results({"RSLAD": [0.40, 0.50, 0.30], "ABSLD": [0.30, 0.50, 0.35]})
+    summary = summarize(results)
+    paired = summary["paired"]["best"]["ABSLD"]["worst"]
+    assert paired["per_seed"] == pytest.approx([-0.10, 0.0, 0.05])
+    assert (paired["wins"], paired["ties"], paired["losses"]) == (1, 1, 1)
+    assert paired["mean"] == pytest.approx(-0.05 / 3)
+    assert paired["std"] == pytest.approx(float(np.std([-0.10, 0.0, 0.05], ddof=1)))
+    assert summary["verdict"][0].startswith("At the best checkpoint, ABSLD did NOT beat RSLAD on the worst class")
+    assert "1 win, 1 tie, 1 loss over 3 seeds" in summary["verdict"][0]
+
+
+def test_verdict_when_absld_wins_everywhere() -> None:
+    results = _fake_results({"RSLAD": [0.40, 0.50], "ABSLD": [0.45, 0.60]})
+    summary = summarize(results)
+    assert summary["verdict"][1].startswith("At the last epoch, ABSLD beat RSLAD on the worst class in every seed")
+    assert "+7.5 points" in summary["verdict"][1]
+    assert summary["summary"]["best"]["RSLAD"]["pgd"]["worst"]["mean"] == pytest.approx(0.45)
+    assert summary["summary"]["best"]["ABSLD"]["pgd"]["per_class"] == pytest.approx([0.525, 0.9])
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist", "cifar10"])
+def test_models_fit_every_registered_dataset(name: str) -> None:
+    from torch_absld.demo.data import DATASETS
+    from torch_absld.demo.models import StudentMLP, TeacherCNN
+
+    spec = DATASETS[name]
+    x = torch.rand(3, *spec.input_shape)
+    assert TeacherCNN(spec.input_shape, spec.num_classes)(x).shape == (3, spec.num_classes)
+    student = StudentMLP(spec.input_shape, spec.num_classes)
+    assert student(x).shape == (3, spec.num_classes)
+    widths = [m.out_features for m in student if isinstance(m, torch.nn.Linear)]
+    assert widths == [64, 64, spec.num_classes]
+
+
+def test_missing_extra_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    assert main(["demo", *TINY, "--out", str(tmp_path / "o")]) == 2
+    assert (
+        capsys.readouterr().err
+        == 'torch-absld demo: error: the demo needs matplotlib: pip install "torch-absld[demo]"\n'
+    )
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,74 @@
+"""Helpers for evaluation: a frozen model context and per-sample keyed random starts."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["frozen_model", "keyed_uniform"]
+
+_MASK32 = 0xFFFFFFFF
+
+
+@contextlib.contextmanager
+def frozen_model(model: nn.Module) -> Iterator[None]:
+    """Eval mode and ``requires_grad=False`` on every parameter; both restored on exit.
+
+    Attacks that call ``.backward()`` (AutoAttack's FAB) then leave the parameters' ``.grad``
+    untouched, and no parameter gradient is computed for nothing.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    model.eval()
+    for param, _ in flags:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+        for param, requires_grad in flags:
+            param.requires_grad_(requires_grad)
+
+
+def _mul32(a: Tensor, m: int) -> Tensor:
+    """``(a * m) mod 2**32`` for ``a`` in ``[0, 2**32)`` without overflowing int64."""
+    low, high = m & 0xFFFF, m >> 16
+    return (a * low + (((a * high) & 0xFFFF) << 16)) & _MASK32
+
+
+def _hash32(a: Tensor) -> Tensor:
+    """A 32-bit integer finaliser (``lowbias32``), element-wise on int64 holding 32-bit values."""
+    a = a ^ (a >> 16)
+    a = _mul32(a, 0x7FEB352D)
+    a = a ^ (a >> 15)
+    a = _mul32(a, 0x846CA68B)
+    return a ^ (a >> 16)
+
+
+def keyed_uniform(input: Tensor, seed: int) -> Tensor:
+    r"""Uniform noise in ``[0, 1)`` that is a function of ``seed`` and of each sample's values only.
+
+    Each sample's noise is drawn from a counter-based hash keyed by ``seed`` and by the bits of
+    the sample itself, so it is the same whatever batch, position, rank or device the sample is
+    in: evaluations with random starts do not depend on the batch size, the order or the
+    number of ranks.
+
+    Shape:
+        - input: $(N, \dots)$ floating point
+        - Output: like ``input``, float32
+    """
+    n = input.shape[0]
+    flat = input.detach().float().reshape(n, -1).contiguous()
+    device = flat.device
+    bits = flat.view(torch.int32).to(torch.int64) & _MASK32
+    position = torch.arange(flat.shape[1], device=device, dtype=torch.int64)
+    salt = seed % (1 << 64)
+    salt32 = (salt ^ (salt >> 32)) & _MASK32
+    weights = _hash32(position ^ salt32)
+    key = _hash32(_hash32(bits ^ weights).sum(dim=1) & _MASK32)
+    draws = _hash32((key.unsqueeze(1) ^ _hash32(weights ^ 0x9E3779B9)) & _MASK32)
+    return ((draws >> 8).to(torch.float32) * 2.0**-24).reshape(input.shape)

@@ -1,0 +1,145 @@
+"""AutoAttack through the authors' ``pyautoattack`` package (the ``eval`` extra)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_choice, check_finite_number, check_integer_labels, check_positive
+from ._eval_utils import frozen_model
+from .attack import unwrap_model
+
+__all__ = ["auto_attack"]
+
+AutoAttackVersion = Literal["standard", "plus", "rand", "custom"]
+_VERSIONS = ("standard", "plus", "rand", "custom")
+_TARGETED = ("apgd-t", "fab-t")
+_ATTACKS_OF_VERSION = {
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+    "rand": ("apgd-ce", "apgd-dlr"),
+}
+
+
+def _import_autoattack() -> Any:
+    try:
+        return importlib.import_module("pyautoattack")
+    except ImportError as error:
+        raise ImportError(
+            'AutoAttack needs the `pyautoattack` package: pip install "torch-absld[eval]" '
+            "(or pip install pyautoattack)."
+        ) from error
+
+
+def auto_attack(
+    model: nn.Module,
+    input: Tensor,
+    target: Tensor,
+    *,
+    num_classes: int,
+    eps: float = 8 / 255,
+    version: AutoAttackVersion = "standard",
+    attacks: Sequence[str] | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    batch_size: int | None = None,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+) -> Tensor:
+    r"""L-inf AutoAttack (Croce & Hein, 2020) of ``model`` on one batch, via ``pyautoattack``.
+
+    ``version="standard"`` runs APGD-CE, APGD-T, FAB-T and Square in sequence, each on the
+    samples still classified correctly. The number of target classes of APGD-T and FAB-T is
+    $\min(9, C - 1)$ (9 for CIFAR-10 and CIFAR-100, as in the standard version), ``device``
+    and ``seed`` are passed explicitly, and the global random state is restored afterwards
+    (``pyautoattack`` seeds the global generator). The model runs in eval mode with its
+    parameters' ``requires_grad`` switched off (FAB calls ``.backward()``): both are restored,
+    and parameters' ``.grad`` is untouched.
+
+    The restarts of APGD and Square draw random numbers for the whole batch, so a sample's
+    result can depend on the batch it is in (unlike the FGSM, PGD and CW attacks of
+    :func:`torch_absld.evaluate_robustness`).
+
+    Args:
+        model: network returning logits (a DDP wrapper is unwrapped).
+        input: images in ``[0, 1]`` (``pyautoattack`` clamps to that range).
+        target: true labels.
+        num_classes: number of classes $C$ (at least 4 for the targeted DLR loss of APGD-T).
+        eps: L-inf radius, ``>= 0``.
+        version: ``"standard"`` (the paper's), ``"plus"``, ``"rand"`` or ``"custom"``.
+        attacks: the attack list for ``version="custom"`` (e.g. ``["apgd-ce", "square"]``).
+        seed: seed of every attack's random restarts.
+        device: where the attacks run; ``None`` is ``input``'s device.
+        batch_size: batch size inside ``pyautoattack``; ``None`` is the whole input.
+        clip_min: must be 0 (kept for a uniform signature with the other attacks).
+        clip_max: must be 1.
+
+    Shape:
+        - input: $(N, C_{in}, H, W)$ (Square perturbs images)
+        - target: $(N,)$ integers in $[0, C)$
+        - Output: like ``input``
+    """
+    eps = check_positive(eps, "eps", allow_zero=True)
+    check_choice(version, "version", _VERSIONS)
+    if check_finite_number(clip_min, "clip_min") != 0.0 or check_finite_number(clip_max, "clip_max") != 1.0:
+        raise ValueError(
+            f"Expected `clip_min` = 0 and `clip_max` = 1 for AutoAttack, which clamps to [0, 1], but got "
+            f"[{clip_min}, {clip_max}]. Scale the inputs to [0, 1] and put the normalisation inside the model."
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise TypeError(f"Expected `num_classes` to be an int, but got {type(num_classes).__name__}.")
+    run = _attack_list(version, attacks)
+    if any(name in _TARGETED or name == "apgd-dlr" for name in run) and num_classes < 4:
+        raise ValueError(
+            f"Expected `num_classes` >= 4 for AutoAttack's {'/'.join(run)} (the DLR losses use the 3 or 4 "
+            f"largest logits), but got {num_classes}. Use version='custom' with attacks=['apgd-ce', 'square']."
+        )
+    if not isinstance(input, Tensor) or not input.is_floating_point():
+        raise TypeError("Expected `input` to be a floating point tensor.")
+    if "square" in run and input.dim() != 4:
+        raise ValueError(
+            f"Expected `input` images of shape (N, C, H, W) for AutoAttack's Square attack, but got "
+            f"{tuple(input.shape)}. Reshape the data to images and flatten inside the model."
+        )
+    check_integer_labels(target, num_classes, batch_size=input.shape[0])
+    if input.shape[0] == 0 or eps == 0.0:
+        return input.detach().clone()
+    if batch_size is None:
+        batch_size = input.shape[0]
+    module = _import_autoattack()
+    device = torch.device(device) if device is not None else input.device
+    attacked = unwrap_model(model)
+    kwargs: dict[str, Any] = {"device": device, "eps": eps, "norm": "Linf", "seed": seed, "version": version}
+    if version == "custom":
+        kwargs["attacks"] = list(run)
+    adversary = module.AutoAttack(attacked, **kwargs)
+    adversary.verbose = False
+    targets = min(9, num_classes - 1)
+    adversary.apgd_targeted.n_target_classes = targets
+    adversary.fab.n_target_classes = targets
+    rng_devices: list[int] = []
+    if device.type == "cuda":
+        rng_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with frozen_model(attacked), torch.random.fork_rng(devices=rng_devices):
+        x_adv, _ = adversary.run_standard_evaluation(
+            input.detach().to(device), target.to(device), batch_size=batch_size
+        )
+    result: Tensor = x_adv.to(device=input.device, dtype=input.dtype)
+    return result
+
+
+def _attack_list(version: str, attacks: Sequence[str] | None) -> tuple[str, ...]:
+    known = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+    if version != "custom":
+        if attacks is not None:
+            raise ValueError(f"Expected `attacks` only with version='custom', but got version={version!r}.")
+        return _ATTACKS_OF_VERSION[version]
+    if attacks is None or isinstance(attacks, str) or not attacks:
+        raise ValueError(f"Expected `attacks` to be a non-empty list from {known} with version='custom'.")
+    for name in attacks:
+        check_choice(name, "attacks", known)
+    return tuple(attacks)

@@ -1,0 +1,148 @@
+"""Load a (teacher) checkpoint into a model, tolerating the usual key prefixes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["extract_state_dict", "load_weights"]
+
+# Where training scripts commonly nest the weights inside a checkpoint dict, in lookup order.
+_NESTING_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "student", "teacher", "module")
+# Prefixes added by wrappers: DataParallel / DistributedDataParallel and torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_SHOWN = 5
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(k, str) for k in obj)
+
+
+def _tensor_entries(obj: Mapping[str, Any]) -> int:
+    return sum(isinstance(v, Tensor) for v in obj.values())
+
+
+def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """The weights inside ``checkpoint``, without wrapper prefixes.
+
+    Accepts a plain state dict or one nested under a common key (``"state_dict"``,
+    ``"model_state_dict"``, ``"model"``, ``"net"``, ...). Removes the ``module.`` prefixes of
+    ``DataParallel`` / ``DistributedDataParallel`` and the ``_orig_mod.`` segments of
+    ``torch.compile``.
+
+    Args:
+        checkpoint: what ``torch.load`` returned.
+
+    Returns:
+        A new flat state dict.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"Expected `checkpoint` to be a mapping (a state dict), but got {type(checkpoint).__name__}.")
+    state: Mapping[str, Any] = checkpoint
+    for _ in range(4):
+        if _tensor_entries(state) > 0:
+            break
+        nested = next((state[k] for k in _NESTING_KEYS if k in state and _is_state_dict(state[k])), None)
+        if nested is None:
+            break
+        state = nested
+    if _tensor_entries(state) == 0:
+        raise ValueError(
+            "Expected `checkpoint` to hold tensors, directly or under one of the keys "
+            f"{', '.join(repr(k) for k in _NESTING_KEYS)}, but found none; its keys are "
+            f"{sorted(map(str, checkpoint))[:10]}. Pass the state dict itself."
+        )
+    return {_strip_wrappers(key): value for key, value in state.items()}
+
+
+def _strip_wrappers(key: str) -> str:
+    key = key.replace("._orig_mod.", ".")
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+                changed = True
+    return key
+
+
+def _drop_common_prefix(state: dict[str, Any], expected: set[str]) -> dict[str, Any]:
+    """Strip one leading segment shared by every key (``model.``, ``teacher.``) when that fits better."""
+    heads = {key.split(".", 1)[0] for key in state}
+    if len(heads) != 1 or not all("." in key for key in state):
+        return state
+    stripped = {key.split(".", 1)[1]: value for key, value in state.items()}
+    return stripped if len(expected & stripped.keys()) > len(expected & state.keys()) else state
+
+
+def load_weights(
+    model: nn.Module,
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    strict: bool = True,
+    map_location: str | torch.device | None = "cpu",
+    weights_only: bool = True,
+) -> nn.Module:
+    """Load a checkpoint into ``model``, tolerating ``module.`` / ``_orig_mod.`` prefixes and nesting.
+
+    The usual mismatches between a published checkpoint and a freshly built model are fixed
+    (see :func:`extract_state_dict`; also one leading segment shared by every key, such as the
+    ``model.`` of a Lightning checkpoint). Anything else raises an error that lists the missing,
+    unexpected and mis-shaped keys, which usually means a different architecture, width,
+    depth or number of classes.
+
+    Args:
+        model: the freshly built network (e.g. the teacher).
+        source: a path for ``torch.load``, or an already loaded checkpoint / state dict.
+        strict: require every key of ``model`` to be loaded and no extra key.
+        map_location: passed to ``torch.load``.
+        weights_only: passed to ``torch.load``; ``False`` only for checkpoints you trust that
+            pickle more than tensors.
+
+    Returns:
+        ``model``, with the weights loaded.
+
+    Raises:
+        FileNotFoundError: if ``source`` is a path that does not exist.
+        ValueError: if the keys or shapes do not match (with ``strict``), or shapes never match.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise FileNotFoundError(
+                f"Expected `source` to be a checkpoint file, but {os.fspath(source)!r} does not exist."
+            )
+        checkpoint = torch.load(source, map_location=map_location, weights_only=weights_only)
+    elif isinstance(source, Mapping):
+        checkpoint = source
+    else:
+        raise TypeError(f"Expected `source` to be a path or a state dict, but got {type(source).__name__}.")
+    own = model.state_dict()
+    state = _drop_common_prefix(extract_state_dict(checkpoint), set(own))
+    missing = [key for key in own if key not in state]
+    unexpected = [key for key in state if key not in own]
+    mis_shaped = [
+        f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(own[key].shape)}"
+        for key in own
+        if key in state and isinstance(state[key], Tensor) and state[key].shape != own[key].shape
+    ]
+    if mis_shaped or (strict and (missing or unexpected)):
+        lines = [f"Expected the checkpoint's weights to fit `{type(model).__name__}`, but they do not."]
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mis_shaped)):
+            if keys:
+                more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+                lines.append(f"  {label} ({len(keys)}): {', '.join(keys[:_SHOWN])}{more}")
+        lines.append(
+            "Check the architecture (depth, width, num_classes) against the one the checkpoint was "
+            "trained with; `module.` and `_orig_mod.` prefixes are already removed. "
+            "Pass strict=False to load the matching keys only."
+        )
+        raise ValueError("\n".join(lines))
+    model.load_state_dict(state, strict=strict)
+    return model

@@ -1,0 +1,117 @@
+"""A class-stratified validation split, for selecting checkpoints without touching the test set."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, TypeVar, overload
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Subset
+
+from ._checks import check_finite_number
+
+__all__ = ["dataset_labels", "stratified_split"]
+
+T = TypeVar("T")
+
+
+def dataset_labels(dataset: Any) -> list[int]:
+    """The integer label of every sample of ``dataset``, in order.
+
+    Read from ``dataset.targets`` (torchvision's CIFAR, MNIST, ImageFolder), ``dataset.labels``,
+    the last tensor of a ``TensorDataset``, through a ``Subset``, or else by indexing every
+    sample (``dataset[i][1]``, which loads the inputs too).
+    """
+    if isinstance(dataset, Subset):
+        inner = dataset_labels(dataset.dataset)
+        return [inner[int(i)] for i in dataset.indices]
+    for attribute in ("targets", "labels"):
+        values = getattr(dataset, attribute, None)
+        if values is not None:
+            return _int_list(values, f"dataset.{attribute}")
+    tensors = getattr(dataset, "tensors", None)
+    if isinstance(tensors, tuple) and tensors and isinstance(tensors[-1], Tensor):
+        return _int_list(tensors[-1], "dataset.tensors[-1]")
+    return [int(dataset[i][1]) for i in range(len(dataset))]
+
+
+def _int_list(values: Any, name: str) -> list[int]:
+    if isinstance(values, Tensor):
+        if values.is_floating_point() or values.dim() != 1:
+            raise TypeError(
+                f"Expected `{name}` to be integer labels of shape (N,), but got {values.dtype} "
+                f"of shape {tuple(values.shape)}."
+            )
+        return [int(v) for v in values.tolist()]
+    if hasattr(values, "tolist"):  # numpy arrays
+        values = values.tolist()
+    out = list(values)
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in out):
+        raise TypeError(f"Expected `{name}` to hold integer labels, but got e.g. {out[:5]!r}.")
+    return out
+
+
+@overload
+def stratified_split(dataset_or_labels: Dataset[T], fraction: float, seed: int = 0) -> tuple[Subset[T], Subset[T]]: ...
+
+
+@overload
+def stratified_split(
+    dataset_or_labels: Tensor | Sequence[int], fraction: float, seed: int = 0
+) -> tuple[list[int], list[int]]: ...
+
+
+def stratified_split(
+    dataset_or_labels: Dataset[T] | Tensor | Sequence[int], fraction: float, seed: int = 0
+) -> tuple[Subset[T], Subset[T]] | tuple[list[int], list[int]]:
+    r"""Split off a validation set with the same class proportions as the data: ``(rest, held_out)``.
+
+    Each class $c$ with $n_c$ samples gives $\mathrm{round}(f \cdot n_c)$ of them (chosen at
+    random with ``seed``) to the held-out part, at least one and at most $n_c - 1$, so both
+    parts see every class that has two samples or more (a single-sample class stays in the
+    rest). Indices come back sorted.
+
+    Args:
+        dataset_or_labels: a dataset (labels read by :func:`dataset_labels`) or the labels
+            themselves (tensor, list, numpy array).
+        fraction: share of each class held out, in $(0, 1)$.
+        seed: seed of the random choice.
+
+    Returns:
+        Two :class:`~torch.utils.data.Subset` of a dataset, or two lists of indices for labels.
+
+    Example:
+        >>> rest, held_out = stratified_split([0, 0, 0, 0, 1, 1, 1, 1, 1, 1], 0.25)
+        >>> len(rest), len(held_out)
+        (7, 3)
+    """
+    fraction = check_finite_number(fraction, "fraction")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"Expected `fraction` in (0, 1), but got {fraction}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
+    is_dataset = not isinstance(dataset_or_labels, (Tensor, list, tuple)) and not hasattr(dataset_or_labels, "ndim")
+    labels = dataset_labels(dataset_or_labels) if is_dataset else _int_list(dataset_or_labels, "dataset_or_labels")
+    if any(label < 0 for label in labels):
+        raise ValueError("Expected `dataset_or_labels` to hold labels >= 0, but got a negative label.")
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(label, []).append(index)
+    generator = torch.Generator().manual_seed(seed)
+    held_out: list[int] = []
+    for label in sorted(by_class):
+        members = by_class[label]
+        if len(members) < 2:
+            continue
+        take = min(len(members) - 1, max(1, math.floor(fraction * len(members) + 0.5)))
+        order = torch.randperm(len(members), generator=generator)[:take].tolist()
+        held_out.extend(members[i] for i in order)
+    held_out.sort()
+    chosen = set(held_out)
+    rest = [i for i in range(len(labels)) if i not in chosen]
+    if is_dataset:
+        dataset: Dataset[T] = dataset_or_labels  # type: ignore[assignment]
+        return Subset(dataset, rest), Subset(dataset, held_out)
+    return rest, held_out

@@ -1,0 +1,155 @@
+"""The demo's experiment: one teacher, then RSLAD and ABSLD students from the same start, per seed."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from .. import RobustnessReport, __version__, reports_to_markdown
+from .config import DemoConfig
+from .data import load_dataset
+from .models import StudentMLP, TeacherCNN
+from .progress import Progress
+from .report import render_markdown, summarize, write_json
+from .train import EVAL_ATTACKS, distill, evaluate, train_teacher
+
+__all__ = ["machine_description", "run_demo", "run_experiment", "torch_threads"]
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run with ``threads`` intra-op CPU threads, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def machine_description(device: str) -> str:
+    """One line naming the CPU (and the GPU when ``device`` is CUDA)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+        if names:
+            cpu = names[0]
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}"
+    if torch.device(device).type == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(torch.device(device))}"
+    return text
+
+
+def _scores(report: RobustnessReport) -> dict[str, dict[str, Any]]:
+    return {
+        attack: {
+            "avg": report[attack].avg,
+            "worst": report[attack].worst,
+            "overall": report[attack].overall,
+            "per_class": list(report[attack].per_class),
+        }
+        for attack in report
+    }
+
+
+def run_experiment(config: DemoConfig) -> dict[str, Any]:
+    """Run the whole experiment and return its results (JSON-ready, see ``results.json``)."""
+    with torch_threads(config.threads):
+        return _run(config)
+
+
+def _run(config: DemoConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+    progress = Progress(config.progress)
+    spec, train_set, test_set = load_dataset(config.dataset, config.data_dir, config.seed)
+    eps = spec.eps if config.eps is None else config.eps
+    test_loader = DataLoader(test_set, batch_size=512, shuffle=False)
+    num_classes = spec.num_classes
+
+    torch.manual_seed(config.seed)
+    teacher = TeacherCNN(spec.input_shape, num_classes)
+    with progress.bar(config.teacher_epochs, "teacher (PGD-AT)") as on_epoch:
+        tick = time.perf_counter()
+        train_teacher(config, teacher, train_set, eps, on_epoch=on_epoch)
+        teacher_seconds = time.perf_counter() - tick
+    teacher_report = evaluate(teacher, test_loader, num_classes, eps, attacks=("clean", "pgd"))
+
+    runs: list[dict[str, Any]] = []
+    for seed in range(config.seed, config.seed + config.seeds):
+        torch.manual_seed(seed)
+        initial = StudentMLP(spec.input_shape, num_classes, config.student_hidden).state_dict()
+        methods: dict[str, Any] = {}
+        reports: dict[str, dict[str, RobustnessReport]] = {"best": {}, "last": {}}
+        for method in config.methods:
+            student = StudentMLP(spec.input_shape, num_classes, config.student_hidden)
+            student.load_state_dict(initial)  # the same initial weights for every method
+            with progress.bar(config.epochs, f"seed {seed} {method}") as on_epoch:
+                run = distill(
+                    config, method, seed, student, teacher, train_set, test_loader, num_classes, eps, on_epoch=on_epoch
+                )
+            checkpoints = {}
+            for name, state in (("best", run.best_state), ("last", run.last_state)):
+                student.load_state_dict(state)
+                report = evaluate(student, test_loader, num_classes, eps, attacks=EVAL_ATTACKS)
+                reports[name][method] = report
+                checkpoints[name] = _scores(report)
+            methods[method] = {
+                "best_epoch": run.best_epoch,
+                "seconds": run.seconds,
+                "checkpoints": checkpoints,
+                "history": run.history,
+            }
+        tables = {name: reports_to_markdown(by_method) for name, by_method in reports.items()}
+        runs.append({"seed": seed, "methods": methods, "tables": tables})
+
+    return {
+        "torch_absld_version": __version__,
+        "torch_version": torch.__version__,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine_description(config.device),
+        "threads": config.threads,
+        "config": config.to_dict(),
+        "dataset": {
+            "name": spec.name,
+            "description": spec.description,
+            "num_classes": num_classes,
+            "train_size": len(train_set),  # type: ignore[arg-type]
+            "test_size": len(test_set),  # type: ignore[arg-type]
+        },
+        "eps": eps,
+        "methods": list(config.methods),
+        "teacher": {"seconds": teacher_seconds, "scores": _scores(teacher_report)},
+        "runs": runs,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def run_demo(config: DemoConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Run the experiment and write ``report.md``, ``results.json`` and the PNG plots into ``out_dir``.
+
+    Returns:
+        The results, as written to ``results.json`` (with the summary, the paired
+        differences and the verdict).
+    """
+    from .plots import write_plots
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = run_experiment(config)
+    results.update(summarize(results))
+    plots = write_plots(results, out)
+    write_json(results, out / "results.json")
+    (out / "report.md").write_text(render_markdown(results, [p.name for p in plots]) + "\n", encoding="utf-8")
+    return results

@@ -1,0 +1,299 @@
+"""Class-wise robustness evaluation under FGSM, PGD-20, CW-inf-30 and AutoAttack, as the paper reports it."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Iterable, Mapping, Sequence, Sized
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DistributedSampler
+
+from ._checks import check_finite_number, check_positive
+from ._distributed import all_reduce_sum, is_distributed
+from ._eval_utils import frozen_model, keyed_uniform
+from .attack import pgd, unwrap_model
+from .autoattack import auto_attack
+from .metrics import ClassAccuracy, class_accuracy_summary, worst_class_count
+from .protocol import ATTACKS, resolve_attack_settings
+from .report import ATTACK_LABELS, RobustnessReport
+
+__all__ = ["evaluate_robustness"]
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _batches_to_count(loader: Iterable[Any]) -> int | None:
+    """How many samples this rank must count: DistributedSampler pads shards with duplicates."""
+    sampler = getattr(loader, "sampler", None)
+    if not isinstance(sampler, DistributedSampler):  # or inside a batch_sampler=BatchSampler(DistributedSampler)
+        sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    if not isinstance(sampler, DistributedSampler):
+        return None
+    dataset_size = len(sampler.dataset)  # type: ignore[arg-type]
+    if sampler.drop_last:
+        if dataset_size % sampler.num_replicas:
+            warnings.warn(
+                f"The loader's DistributedSampler has drop_last=True: {dataset_size % sampler.num_replicas} "
+                "sample(s) of the dataset are not evaluated. Use drop_last=False to evaluate all of them "
+                "(the padding duplicates are then left out of the counts).",
+                stacklevel=3,
+            )
+        return None
+    # Padding repeats the first indices at the end of the padded list, which the ranks take in
+    # turn: rank r's samples at positions >= dataset_size are the duplicates, always its last ones.
+    return len(range(sampler.rank, dataset_size, sampler.num_replicas))
+
+
+def _check_batch(batch: Any, index: int, num_classes: int, clip_min: float, clip_max: float) -> tuple[Tensor, Tensor]:
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise TypeError(
+            f"Expected `loader` to yield (input, target) pairs, but batch {index} is {type(batch).__name__}."
+        )
+    x, y = batch[0], batch[1]
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1:
+        raise TypeError(
+            f"Expected `loader` to yield floating point inputs of shape (N, ...), but batch {index} has {x!r:.80}."
+        )
+    if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() != 1:
+        raise TypeError(
+            f"Expected `loader` to yield integer class labels of shape (N,), but batch {index} has "
+            f"{getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}."
+        )
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"Expected `loader` to yield as many labels as inputs, but batch {index} has {y.shape[0]} and {x.shape[0]}."
+        )
+    if y.numel():
+        low, high = (int(v) for v in torch.aminmax(y))
+        if low < 0 or high >= num_classes:
+            raise ValueError(
+                f"Expected `loader` to yield labels in [0, num_classes) = [0, {num_classes}), but batch {index} "
+                f"has labels in [{low}, {high}]. Check `num_classes`."
+            )
+        lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+        if not (clip_min <= lo and hi <= clip_max):
+            raise ValueError(
+                f"Expected `loader` to yield inputs in [clip_min, clip_max] = [{clip_min}, {clip_max}], but batch "
+                f"{index} has values in [{lo:.4g}, {hi:.4g}]. Attack in pixel space: put the normalisation inside "
+                "the model, or set `clip_min` / `clip_max`."
+            )
+    return x, y
+
+
+def _adversarial(
+    name: str,
+    setting: Mapping[str, Any],
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    num_classes: int,
+    seed: int,
+    clip_min: float,
+    clip_max: float,
+) -> Tensor:
+    if name == "clean" or setting["eps"] == 0.0:
+        return x
+    eps = setting["eps"]
+    if name == "autoattack":
+        return auto_attack(
+            model,
+            x,
+            y,
+            num_classes=num_classes,
+            eps=eps,
+            version=setting["version"],
+            attacks=setting["attacks"],
+            seed=seed,
+            device=x.device,
+            batch_size=setting["batch_size"],
+            clip_min=clip_min,
+            clip_max=clip_max,
+        )
+    start = None
+    if setting["random_start"] == "uniform":
+        start = x.float() + (2 * keyed_uniform(x, seed) - 1) * eps
+    return pgd(
+        model,
+        x,
+        y,
+        objective=setting["objective"],
+        eps=eps,
+        step_size=setting["step_size"],
+        steps=setting["steps"],
+        random_start=None,
+        start=start,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        loss_scale=setting["loss_scale"],
+        validate_args=False,
+    )
+
+
+def evaluate_robustness(
+    model: nn.Module,
+    loader: Iterable[Any],
+    num_classes: int,
+    attacks: str | Sequence[str] = ATTACKS,
+    eps: float = 8 / 255,
+    *,
+    device: torch.device | str | None = None,
+    worst_fraction: float | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+    attack_overrides: Mapping[Any, Mapping[str, Any]] | None = None,
+    process_group: dist.ProcessGroup | None = None,
+) -> RobustnessReport:
+    r"""Per-class accuracy of ``model`` on ``loader``, clean and under each attack, in one pass.
+
+    Every batch is attacked by each attack in turn (white-box, L-inf, on ``model`` alone; see
+    :func:`default_attack_settings` for the protocol) and the predictions on the adversarial
+    batch are counted per class. FGSM, PGD and CW run on :func:`torch_absld.pgd`; AutoAttack
+    on ``pyautoattack`` (the ``eval`` extra). Metrics: *Avg.* is the accuracy over all
+    samples, *Worst* the lowest class accuracy (or the mean of the worst
+    $\lceil f \cdot C \rceil$ classes), *Overall* $= (\text{Avg.} + \text{Worst}) / 2$.
+
+    - The model is evaluated in eval mode with gradients off for its parameters; each
+      submodule's mode and each parameter's ``requires_grad`` are restored afterwards, and
+      parameters' ``.grad`` is never touched.
+    - Deterministic given ``seed``: PGD's uniform random start of a sample is drawn from a
+      hash of ``seed`` and the sample itself, so it does not depend on the batch, the order or
+      the rank. AutoAttack's restarts draw for a whole batch, so its numbers can move with the
+      batch size; the global random state is left as it was.
+    - Under ``torch.distributed`` each rank evaluates its own shard and the per-class counts
+      of all attacks are summed with one ``all_reduce``: every rank returns the report of one
+      process on all the data. With a ``DistributedSampler`` (``drop_last=False``) the
+      duplicates it pads the last shards with are left out of the counts.
+    - Every class must appear in the data (see :func:`~torch_absld.class_accuracy_summary`).
+
+    Args:
+        model: network returning logits $(N, C)$ for inputs in ``[clip_min, clip_max]`` (a DDP
+            wrapper is unwrapped; the model is not moved).
+        loader: iterable of ``(input, target)`` batches (extra elements are ignored).
+        num_classes: number of classes $C$.
+        attacks: names from ``("clean", "fgsm", "pgd", "cw", "autoattack")``, in report order.
+        eps: L-inf radius, ``>= 0`` (8/255 in the paper); ``0`` turns the attacks into clean
+            evaluations.
+        device: where batches are moved; ``None`` is the device of the model's parameters.
+        worst_fraction: fraction of the classes *Worst* averages; ``None``: 0.1 when
+            $C \ge 100$, else the single worst class.
+        progress: show a ``tqdm`` progress bar (on rank 0 only).
+        seed: seed of the random starts (PGD) and of AutoAttack.
+        clip_min: lower end of the valid input range.
+        clip_max: upper end of the valid input range.
+        attack_overrides: per-attack changes to the protocol, e.g. ``{"pgd": {"steps": 50}}``.
+            FGSM/PGD/CW keys: ``eps``, ``step_size``, ``steps``, ``random_start`` (``"uniform"``
+            or ``None``), ``objective`` (``"ce"`` or ``"cw"``), ``loss_scale``; AutoAttack keys:
+            ``eps``, ``version``, ``attacks`` (with ``version="custom"``), ``batch_size``.
+        process_group: ranks that share the evaluation; ``None`` is the default group.
+
+    Returns:
+        A :class:`~torch_absld.RobustnessReport`: ``report["pgd"].worst``, ``print(report)``,
+        ``report.to_markdown()``.
+
+    Shape:
+        - input batches: $(N, \dots)$ floating point in ``[clip_min, clip_max]``
+        - target batches: $(N,)$ integers in $[0, C)$
+        - model output: $(N, C)$
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
+    worst_class_count(num_classes, worst_fraction)  # validates num_classes and worst_fraction
+    eps = check_positive(eps, "eps", allow_zero=True)
+    clip_min = check_finite_number(clip_min, "clip_min")
+    clip_max = check_finite_number(clip_max, "clip_max")
+    if clip_min >= clip_max:
+        raise ValueError(f"Expected `clip_min` < `clip_max`, but got {clip_min} >= {clip_max}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
+    if isinstance(loader, (Tensor, str)) or not isinstance(loader, Iterable):
+        raise TypeError(
+            f"Expected `loader` to be an iterable of (input, target) batches, but got {type(loader).__name__}."
+        )
+    settings = resolve_attack_settings(attacks, eps, attack_overrides)
+    target_device = torch.device(device) if device is not None else _model_device(model)
+    evaluated = unwrap_model(model)
+    metrics = {name: ClassAccuracy(num_classes, validate_args=False).to(target_device) for name in settings}
+    remaining = _batches_to_count(loader)
+    bar = _progress_bar(loader, progress, process_group)
+    try:
+        with frozen_model(evaluated):
+            for index, batch in enumerate(loader):
+                if remaining is not None and remaining <= 0:
+                    break
+                x, y = _check_batch(batch, index, num_classes, clip_min, clip_max)
+                if remaining is not None:
+                    x, y = x[:remaining], y[:remaining]
+                    remaining -= x.shape[0]
+                x, y = x.to(target_device), y.to(target_device)
+                for name, setting in settings.items():
+                    x_adv = _adversarial(
+                        name,
+                        setting,
+                        evaluated,
+                        x,
+                        y,
+                        num_classes=num_classes,
+                        seed=seed,
+                        clip_min=clip_min,
+                        clip_max=clip_max,
+                    )
+                    with torch.no_grad():
+                        logits = evaluated(x_adv)
+                    _check_logits(logits, x.shape[0], num_classes)
+                    metrics[name].update(logits, y)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(_running_text(metrics), refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    counts = all_reduce_sum(torch.stack([metric.counts for metric in metrics.values()]), process_group).cpu()
+    results = {
+        name: class_accuracy_summary(counts[i, 0], counts[i, 1], worst_fraction=worst_fraction)
+        for i, name in enumerate(settings)
+    }
+    return RobustnessReport(results, num_classes=num_classes, eps=eps, worst_fraction=worst_fraction, settings=settings)
+
+
+def _check_logits(logits: Any, batch_size: int, num_classes: int) -> None:
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or tuple(logits.shape) != (batch_size, num_classes):
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(
+            f"Expected `model` to return logits of shape (N, num_classes) = ({batch_size}, {num_classes}), "
+            f"but got {shape}. Check `num_classes`."
+        )
+
+
+def _running_text(metrics: Mapping[str, ClassAccuracy]) -> str:
+    parts = []
+    for name, metric in metrics.items():
+        total = int(metric.total.sum())
+        if total:
+            parts.append(f"{ATTACK_LABELS[name]} {100 * int(metric.correct.sum()) / total:.1f}")
+    return " ".join(parts)
+
+
+def _progress_bar(loader: Iterable[Any], progress: bool, process_group: dist.ProcessGroup | None) -> Any:
+    if not progress:
+        return None
+    try:
+        tqdm = importlib.import_module("tqdm.auto").tqdm
+    except ImportError as error:
+        raise ImportError(
+            'The progress bar needs `tqdm`: pip install "torch-absld[eval]", or pass progress=False.'
+        ) from error
+    if is_distributed(process_group) and dist.get_rank() != 0:
+        return None
+    total = len(loader) if isinstance(loader, Sized) else None
+    return tqdm(total=total, desc="robustness", unit="batch", leave=False, dynamic_ncols=True)

@@ -1,0 +1,269 @@
+"""Class-wise accuracy: per-class accuracy, the average, the worst class (or worst k%), overall."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ._checks import check_integer_labels, values_checkable
+from ._distributed import all_reduce_sum
+
+__all__ = ["ClassAccuracy", "ClassAccuracyResult", "class_accuracy_summary", "worst_class_count"]
+
+
+def worst_class_count(num_classes: int, worst_fraction: float | None = None) -> int:
+    r"""How many of the lowest classes the *worst* accuracy averages: $k = \lceil f \cdot C \rceil$.
+
+    ``worst_fraction=None`` follows the paper: the worst 10% of the classes when $C \ge 100$
+    (the 10 worst of CIFAR-100), else the single worst class (CIFAR-10).
+
+    Example:
+        >>> worst_class_count(10), worst_class_count(100), worst_class_count(30, 0.1)
+        (1, 10, 3)
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise TypeError(f"Expected `num_classes` to be an int, but got {type(num_classes).__name__}.")
+    if num_classes < 1:
+        raise ValueError(f"Expected `num_classes` >= 1, but got {num_classes}.")
+    if worst_fraction is None:
+        worst_fraction = 0.1 if num_classes >= 100 else 1.0 / num_classes
+    elif isinstance(worst_fraction, bool) or not isinstance(worst_fraction, (int, float)):
+        raise TypeError(f"Expected `worst_fraction` to be a float in (0, 1] or None, but got {worst_fraction!r}.")
+    if not (0.0 < worst_fraction <= 1.0):
+        raise ValueError(f"Expected `worst_fraction` in (0, 1] or None, but got {worst_fraction}.")
+    # The small tolerance keeps ceil(0.1 * 30) at 3: 0.1 * 30 is 3.0000000000000004 in floating point.
+    return min(num_classes, max(1, math.ceil(worst_fraction * num_classes - 1e-9)))
+
+
+@dataclass(frozen=True)
+class ClassAccuracyResult:
+    """Accuracy of one evaluation (clean or one attack), class by class, as fractions in [0, 1].
+
+    Attributes:
+        per_class: accuracy of each class, length $C$.
+        avg: accuracy over all samples (sample-weighted; the paper's *Avg.*).
+        worst: mean accuracy of the ``worst_k`` lowest classes (the paper's *Worst*).
+        overall: ``(avg + worst) / 2`` (the paper's *Overall*).
+        correct: number of correctly classified samples of each class.
+        total: number of samples of each class.
+        worst_k: how many classes ``worst`` averages.
+    """
+
+    per_class: list[float]
+    avg: float
+    worst: float
+    overall: float
+    correct: list[int]
+    total: list[int]
+    worst_k: int
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples counted."""
+        return sum(self.total)
+
+    @property
+    def worst_classes(self) -> list[int]:
+        """The ``worst_k`` classes that ``worst`` averages, lowest accuracy first (ties: lower index first)."""
+        order = sorted(range(len(self.per_class)), key=lambda c: (self.per_class[c], c))
+        return order[: self.worst_k]
+
+
+def class_accuracy_summary(
+    correct: Tensor | Sequence[int],
+    total: Tensor | Sequence[int],
+    *,
+    worst_fraction: float | None = None,
+) -> ClassAccuracyResult:
+    r"""Per-class accuracy, *Avg.*, *Worst* and *Overall* from per-class counts.
+
+    - per class: $a_c = \text{correct}_c / \text{total}_c$;
+    - *Avg.*: $\sum_c \text{correct}_c / \sum_c \text{total}_c$, the accuracy over all samples;
+    - *Worst*: the mean of the $k$ lowest $a_c$ with $k$ from :func:`worst_class_count` (ties
+      do not matter: equal values give the same mean whichever of them is taken);
+    - *Overall*: $(\text{Avg.} + \text{Worst}) / 2$.
+
+    Every class must have at least one sample: the accuracy of a class that was never seen is
+    undefined, and counting it as 0 or 1 (or leaving it out) would silently change *Worst*.
+    A ``ValueError`` lists the empty classes instead.
+
+    Args:
+        correct: number of correct predictions of each class.
+        total: number of samples of each class.
+        worst_fraction: fraction of the classes that *Worst* averages; ``None`` is 0.1 when
+            $C \ge 100$, else the single worst class.
+
+    Shape:
+        - correct, total: $(C,)$ non-negative integers, ``correct <= total``
+
+    Example:
+        >>> r = class_accuracy_summary([3, 1, 2], [4, 2, 2])
+        >>> r.per_class, r.avg, r.worst, r.overall
+        ([0.75, 0.5, 1.0], 0.75, 0.5, 0.625)
+    """
+    correct_list = _as_counts(correct, "correct")
+    total_list = _as_counts(total, "total")
+    if len(correct_list) != len(total_list) or not correct_list:
+        raise ValueError(
+            f"Expected `correct` and `total` of the same shape (C,) with C >= 1, but got lengths "
+            f"{len(correct_list)} and {len(total_list)}."
+        )
+    if any(c > t for c, t in zip(correct_list, total_list)):
+        raise ValueError("Expected `correct` <= `total` for every class, but some class has more correct than total.")
+    empty = [c for c, t in enumerate(total_list) if t == 0]
+    if empty:
+        shown = ", ".join(str(c) for c in empty[:20]) + (", ..." if len(empty) > 20 else "")
+        raise ValueError(
+            f"Expected every class in [0, {len(total_list)}) to have at least one sample, but "
+            f"{len(empty)} class(es) have none: [{shown}] (of {sum(total_list)} samples). The accuracy "
+            "of an unseen class is undefined: evaluate on data that covers every class, or check `num_classes`."
+        )
+    per_class = [c / t for c, t in zip(correct_list, total_list)]
+    k = worst_class_count(len(per_class), worst_fraction)
+    worst = math.fsum(sorted(per_class)[:k]) / k
+    avg = sum(correct_list) / sum(total_list)
+    return ClassAccuracyResult(
+        per_class=per_class,
+        avg=avg,
+        worst=worst,
+        overall=(avg + worst) / 2,
+        correct=correct_list,
+        total=total_list,
+        worst_k=k,
+    )
+
+
+def _as_counts(values: Tensor | Sequence[int], name: str) -> list[int]:
+    if isinstance(values, Tensor):
+        if values.is_floating_point() or values.is_complex() or values.dim() != 1:
+            raise TypeError(
+                f"Expected `{name}` to be an integer tensor of shape (C,), but got {values.dtype} "
+                f"of shape {tuple(values.shape)}."
+            )
+        counts = [int(v) for v in values.tolist()]
+    else:
+        counts = list(values)
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in counts):
+            raise TypeError(f"Expected `{name}` to hold integer counts, but got {counts!r}.")
+    if any(v < 0 for v in counts):
+        raise ValueError(f"Expected `{name}` to hold non-negative counts, but got {counts!r}.")
+    return counts
+
+
+class ClassAccuracy(nn.Module):
+    r"""Accumulates correct / total counts per class over batches, like a torchmetrics metric.
+
+    :meth:`update` adds a batch (no host sync, no data-dependent shape: it compiles with
+    ``fullgraph=True`` when ``validate_args=False``); :meth:`compute` sums the counts of every
+    rank of ``process_group`` with one ``all_reduce`` (integer counts: the result equals one
+    process on the union of the data exactly) and returns a :class:`ClassAccuracyResult`;
+    :meth:`reset` zeroes the counts. The counts are a buffer: they follow ``.to()`` and are in
+    ``state_dict()``.
+
+    Args:
+        num_classes: number of classes $C \ge 1$.
+        worst_fraction: see :func:`worst_class_count`.
+        process_group: ranks whose counts :meth:`compute` sums; ``None`` is the default group
+            (nothing to sum in a single process).
+        validate_args: check label and prediction values in eager mode (one host sync per batch).
+
+    Shape:
+        - ``update(input, target)``: input $(N, C)$ scores (logits or probabilities; argmax,
+          first index on ties) or $(N,)$ integer predictions; target $(N,)$ integers in $[0, C)$
+
+    Example:
+        >>> metric = ClassAccuracy(3)
+        >>> metric.update(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]))
+        >>> result = metric.compute()
+        >>> result.per_class, result.avg, result.worst
+        ([1.0, 1.0, 0.5], 0.75, 0.5)
+    """
+
+    counts: Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        worst_fraction: float | None = None,
+        process_group: dist.ProcessGroup | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__()
+        worst_class_count(num_classes, worst_fraction)  # validates both
+        self.num_classes = num_classes
+        self.worst_fraction = worst_fraction
+        self.process_group = process_group
+        self.validate_args = validate_args
+        # Row 0: correct per class, row 1: samples per class. One tensor, one all_reduce.
+        self.register_buffer("counts", torch.zeros(2, num_classes, dtype=torch.int64))
+
+    @property
+    def correct(self) -> Tensor:
+        """Correct predictions of each class on this rank so far, shape $(C,)$ (a view)."""
+        return self.counts[0]
+
+    @property
+    def total(self) -> Tensor:
+        """Samples of each class on this rank so far, shape $(C,)$ (a view)."""
+        return self.counts[1]
+
+    @torch.no_grad()
+    def update(self, input: Tensor, target: Tensor) -> None:
+        """Add one batch of predictions (or scores) and true labels."""
+        preds = predictions(input, self.num_classes, validate_args=self.validate_args)
+        check_integer_labels(
+            target, self.num_classes, batch_size=preds.shape[0], check_values=values_checkable(self.validate_args)
+        )
+        target = target.to(self.counts.device)
+        hits = (preds.to(self.counts.device) == target).to(torch.int64)
+        self.counts.index_add_(1, target, torch.stack([hits, torch.ones_like(hits)]))
+
+    def forward(self, input: Tensor, target: Tensor) -> None:
+        """Same as :meth:`update`."""
+        self.update(input, target)
+
+    def synced_counts(self) -> Tensor:
+        """The counts summed over the ranks of ``process_group`` (a new tensor; ``counts`` is unchanged).
+
+        Shape:
+            - Output: $(2, C)$ int64, row 0 correct, row 1 total
+        """
+        return all_reduce_sum(self.counts.clone(), self.process_group)
+
+    def compute(self) -> ClassAccuracyResult:
+        """Per-class accuracy, avg, worst and overall over every rank's data so far."""
+        counts = self.synced_counts().cpu()
+        return class_accuracy_summary(counts[0], counts[1], worst_fraction=self.worst_fraction)
+
+    def reset(self) -> None:
+        """Zero the counts (on this rank)."""
+        self.counts.zero_()
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, worst_fraction={self.worst_fraction}"
+
+
+def predictions(input: Tensor, num_classes: int, *, validate_args: bool = True) -> Tensor:
+    """Class predictions from scores $(N, C)$ (argmax) or integer predictions $(N,)$.
+
+    Shape:
+        - input: $(N, C)$ floating point or $(N,)$ integers in $[0, C)$
+        - Output: $(N,)$ int64
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"Expected `input` to be a torch.Tensor, but got {type(input).__name__}.")
+    if input.is_floating_point():
+        if input.dim() != 2 or input.shape[1] != num_classes:
+            raise ValueError(
+                f"Expected `input` scores of shape (N, {num_classes}) or integer predictions of shape (N,), "
+                f"but got a floating point tensor of shape {tuple(input.shape)}."
+            )
+        return input.argmax(dim=1)
+    check_integer_labels(input, num_classes, name="input", check_values=values_checkable(validate_args))
+    return input.to(torch.int64)

@@ -1,0 +1,105 @@
+"""Per-channel input normalisation as a layer, so that attacks work in [0, 1] pixel space."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Normalize"]
+
+
+def _as_channel_vector(value: Sequence[float] | Tensor, name: str) -> Tensor:
+    if isinstance(value, Tensor):
+        vector = value.detach().to(torch.float32).flatten()
+        if value.dim() > 1 and vector.numel() != max(value.shape):
+            raise ValueError(f"Expected `{name}` of shape (C,), but got {tuple(value.shape)}.")
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                raise TypeError(
+                    f"Expected `{name}` to hold real numbers, but got an item of type {type(item).__name__}."
+                )
+        vector = torch.tensor([float(v) for v in value], dtype=torch.float32)
+    else:
+        raise TypeError(f"Expected `{name}` to be a sequence of floats or a tensor, but got {type(value).__name__}.")
+    if vector.numel() == 0:
+        raise ValueError(f"Expected `{name}` to hold one value per channel, but got an empty sequence.")
+    if not all(math.isfinite(v) for v in vector.tolist()):
+        raise ValueError(f"Expected `{name}` to be finite, but got {vector.tolist()}.")
+    return vector
+
+
+class Normalize(nn.Module):
+    r"""Subtract a per-channel mean and divide by a per-channel std: $(x - \mu_c) / \sigma_c$.
+
+    Put it as the first layer of a model trained on normalised images, so that the model
+    takes inputs in $[0, 1]$: the attacks of this library (and their ``eps``) live in that
+    pixel space, and their clamp to $[0, 1]$ is only right there. For example
+    ``nn.Sequential(Normalize(mean, std), backbone)``; give the teacher its own
+    ``Normalize`` when it was trained with different statistics.
+
+    ``mean`` and ``std`` are buffers: they follow ``.to()`` and are saved in the model's
+    ``state_dict`` (``persistent=False`` leaves them out, e.g. to load a backbone checkpoint
+    into the ``Sequential`` unchanged). The output keeps the input's dtype and memory format.
+
+    Args:
+        mean: per-channel mean, one value per channel.
+        std: per-channel standard deviation, positive.
+        persistent: whether ``mean`` and ``std`` go into the ``state_dict``.
+
+    Shape:
+        - Input: $(N, C, *)$ with $C$ = ``len(mean)``
+        - Output: $(N, C, *)$, same dtype
+
+    Example:
+        >>> norm = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+        >>> norm(torch.full((1, 3, 2, 2), 0.75))[0, :, 0, 0]
+        tensor([1., 1., 1.])
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(
+        self,
+        mean: Sequence[float] | Tensor,
+        std: Sequence[float] | Tensor,
+        *,
+        persistent: bool = True,
+    ) -> None:
+        super().__init__()
+        mean_vector = _as_channel_vector(mean, "mean")
+        std_vector = _as_channel_vector(std, "std")
+        if mean_vector.shape != std_vector.shape:
+            raise ValueError(
+                f"Expected `mean` and `std` with one value per channel each, but got {mean_vector.numel()} "
+                f"and {std_vector.numel()} values."
+            )
+        if not bool((std_vector > 0).all()):
+            raise ValueError(f"Expected `std` > 0 in every channel, but got {std_vector.tolist()}.")
+        self.num_channels = int(mean_vector.numel())
+        self.register_buffer("mean", mean_vector, persistent=persistent)
+        self.register_buffer("std", std_vector, persistent=persistent)
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Normalise ``input`` channel-wise (channels on dimension 1)."""
+        if not isinstance(input, Tensor) or not input.is_floating_point():
+            got = input.dtype if isinstance(input, Tensor) else type(input).__name__
+            raise TypeError(f"Expected `input` to be a floating point tensor, but got {got}.")
+        if input.dim() < 2 or input.shape[1] != self.num_channels:
+            raise ValueError(
+                f"Expected `input` of shape (N, {self.num_channels}, ...), but got {tuple(input.shape)}. "
+                "Channels go on dimension 1 (NCHW; channels_last is a memory format, not a shape)."
+            )
+        view = (1, self.num_channels) + (1,) * (input.dim() - 2)
+        mean = self.mean.to(input.dtype).view(view)
+        std = self.std.to(input.dtype).view(view)
+        return (input - mean) / std
+
+    def extra_repr(self) -> str:
+        mean = ", ".join(f"{v:.4g}" for v in self.mean.tolist())
+        std = ", ".join(f"{v:.4g}" for v in self.std.tolist())
+        return f"mean=({mean}), std=({std})"

@@ -1,0 +1,99 @@
+"""The paper's evaluation protocol: attack names, their default settings and per-attack overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._checks import check_choice, check_positive
+
+__all__ = ["ATTACKS", "default_attack_settings", "resolve_attack_settings"]
+
+ATTACKS = ("clean", "fgsm", "pgd", "cw", "autoattack")
+"""Attack names understood by :func:`torch_absld.evaluate_robustness`, in the paper's column order."""
+
+_PGD_KEYS = ("eps", "step_size", "steps", "random_start", "objective", "loss_scale")
+_ALLOWED = {
+    "clean": (),
+    "fgsm": _PGD_KEYS,
+    "pgd": _PGD_KEYS,
+    "cw": _PGD_KEYS,
+    "autoattack": ("eps", "version", "attacks", "batch_size"),
+}
+
+
+def default_attack_settings(eps: float = 8 / 255) -> dict[str, dict[str, Any]]:
+    """The paper's evaluation protocol for radius ``eps`` (all attacks white-box, L-inf).
+
+    - ``fgsm``: one step of size ``eps`` on the cross-entropy, no random start;
+    - ``pgd``: 20 steps of 2/255 on the cross-entropy, uniform random start in the ball;
+    - ``cw``: 30 steps of 2/255 on the CW margin (best other logit minus true logit), uniform random
+      start like PGD (``random_start=None`` in the overrides starts at the clean input);
+    - ``autoattack``: the standard version (APGD-CE, APGD-T, FAB-T, Square).
+
+    Example:
+        >>> default_attack_settings()["pgd"]["steps"]
+        20
+    """
+    return {
+        "clean": {},
+        "fgsm": {"eps": eps, "step_size": eps, "steps": 1, "random_start": None, "objective": "ce", "loss_scale": None},
+        "pgd": {
+            "eps": eps,
+            "step_size": 2 / 255,
+            "steps": 20,
+            "random_start": "uniform",
+            "objective": "ce",
+            "loss_scale": None,
+        },
+        "cw": {
+            "eps": eps,
+            "step_size": 2 / 255,
+            "steps": 30,
+            "random_start": "uniform",
+            "objective": "cw",
+            "loss_scale": None,
+        },
+        "autoattack": {"eps": eps, "version": "standard", "attacks": None, "batch_size": None},
+    }
+
+
+def resolve_attack_settings(
+    attacks: str | Sequence[str], eps: float, overrides: Mapping[Any, Mapping[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    """The settings of each of ``attacks``: :func:`default_attack_settings` updated by ``overrides``, checked."""
+    names = (attacks,) if isinstance(attacks, str) else tuple(attacks)
+    if not names:
+        raise ValueError(f"Expected `attacks` to name at least one of {ATTACKS}, but got none.")
+    for name in names:
+        check_choice(name, "attacks", ATTACKS)
+    if len(set(names)) != len(names):
+        raise ValueError(f"Expected `attacks` without repeats, but got {names}.")
+    defaults = default_attack_settings(eps)
+    settings = {name: dict(defaults[name]) for name in names}
+    for name, changes in (overrides or {}).items():
+        if name not in settings:
+            raise ValueError(f"Expected `attack_overrides` keys among the attacks {names}, but got {name!r}.")
+        if not isinstance(changes, Mapping):
+            raise TypeError(f"Expected `attack_overrides[{name!r}]` to be a dict, but got {type(changes).__name__}.")
+        for key, value in changes.items():
+            if key not in _ALLOWED[name]:
+                raise ValueError(f"Expected `attack_overrides[{name!r}]` keys among {_ALLOWED[name]}, but got {key!r}.")
+            settings[name][key] = value
+        if name == "fgsm" and "eps" in changes and "step_size" not in changes:
+            settings[name]["step_size"] = settings[name]["eps"]
+    for name, setting in settings.items():
+        if name == "clean":
+            continue
+        setting["eps"] = check_positive(setting["eps"], f"attack_overrides[{name!r}]['eps']", allow_zero=True)
+        if name != "autoattack":
+            check_choice(setting["random_start"], f"attack_overrides[{name!r}]['random_start']", ("uniform", None))
+            check_choice(setting["objective"], f"attack_overrides[{name!r}]['objective']", ("ce", "cw"))
+            if setting["eps"] > 0:
+                check_positive(setting["step_size"], f"attack_overrides[{name!r}]['step_size']")
+            steps = setting["steps"]
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+                raise ValueError(
+                    f"Expected `attack_overrides[{name!r}]['steps']` to be an int >= 1, but got {steps!r}."
+                )
+    return settings

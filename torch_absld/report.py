@@ -1,0 +1,226 @@
+"""The result of a class-wise robustness evaluation, printable as the paper's tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from .metrics import ClassAccuracyResult, worst_class_count
+
+__all__ = ["RobustnessReport", "reports_to_markdown"]
+
+ATTACK_LABELS = {"clean": "Clean", "fgsm": "FGSM", "pgd": "PGD", "cw": "CW∞", "autoattack": "AA"}
+
+
+def _label(name: str) -> str:
+    return ATTACK_LABELS.get(name, name)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def _eps_text(eps: float) -> str:
+    in_255 = eps * 255
+    if eps > 0 and abs(in_255 - round(in_255)) < 1e-6:
+        return f"{round(in_255)}/255"
+    return f"{eps:.4g}"
+
+
+class RobustnessReport(Mapping[str, ClassAccuracyResult]):
+    """Class-wise accuracy under each attack, as returned by :func:`torch_absld.evaluate_robustness`.
+
+    A read-only mapping from attack name (``"clean"``, ``"fgsm"``, ``"pgd"``, ``"cw"``,
+    ``"autoattack"``) to a :class:`~torch_absld.ClassAccuracyResult`, in evaluation order.
+    Values are fractions in ``[0, 1]``; the tables show percentages, as the paper does.
+
+    Args:
+        results: one result per attack, in order.
+        num_classes: number of classes $C$.
+        eps: the L-inf radius of the attacks.
+        worst_fraction: the ``worst_fraction`` the results were computed with (``None``: the
+            paper's rule, see :func:`~torch_absld.worst_class_count`).
+        settings: the resolved settings of each attack (for the record).
+
+    Example:
+        >>> from torch_absld import class_accuracy_summary
+        >>> report = RobustnessReport({"clean": class_accuracy_summary([9, 6], [10, 10])}, num_classes=2, eps=8 / 255)
+        >>> report["clean"].avg, report["clean"].worst, report["clean"].overall
+        (0.75, 0.6, 0.675)
+        >>> print(report.to_markdown(name="ResNet-18"))
+        | Method | Clean Avg. | Clean Worst | Clean Overall |
+        | --- | ---: | ---: | ---: |
+        | ResNet-18 | 75.00 | 60.00 | 67.50 |
+    """
+
+    def __init__(
+        self,
+        results: Mapping[str, ClassAccuracyResult],
+        *,
+        num_classes: int,
+        eps: float,
+        worst_fraction: float | None = None,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        if not results:
+            raise ValueError("Expected `results` to hold at least one attack, but got none.")
+        for name, result in results.items():
+            if not isinstance(result, ClassAccuracyResult):
+                raise TypeError(
+                    f"Expected `results[{name!r}]` to be a ClassAccuracyResult, but got {type(result).__name__}."
+                )
+            if len(result.per_class) != num_classes:
+                raise ValueError(
+                    f"Expected `results[{name!r}]` to have {num_classes} classes, but got {len(result.per_class)}."
+                )
+        self._results = dict(results)
+        self.num_classes = num_classes
+        self.eps = float(eps)
+        self.worst_fraction = worst_fraction
+        self.settings: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (settings or {}).items()}
+
+    @property
+    def attacks(self) -> tuple[str, ...]:
+        """The attack names, in evaluation order."""
+        return tuple(self._results)
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples evaluated."""
+        return next(iter(self._results.values())).num_samples
+
+    @property
+    def worst_k(self) -> int:
+        """How many classes *Worst* averages."""
+        return worst_class_count(self.num_classes, self.worst_fraction)
+
+    def __getitem__(self, name: str) -> ClassAccuracyResult:
+        if name not in self._results:
+            raise KeyError(f"No attack {name!r} in this report; it holds {', '.join(map(repr, self.attacks))}.")
+        return self._results[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def _worst_text(self) -> str:
+        k = self.worst_k
+        return "the lowest class" if k == 1 else f"the mean of the {k} lowest classes"
+
+    def to_markdown(
+        self, name: str = "Model", *, per_class: bool = False, class_names: Sequence[str] | None = None
+    ) -> str:
+        """A Markdown table laid out like the paper's: Avg., Worst and Overall (%) per attack.
+
+        Args:
+            name: the row label (the model or method).
+            per_class: also add a table of per-class accuracy (%), one row per class.
+            class_names: names of the classes for that table (default: their indices).
+        """
+        table = reports_to_markdown({name: self})
+        if not per_class:
+            return table
+        if class_names is not None and len(class_names) != self.num_classes:
+            raise ValueError(f"Expected `class_names` of length {self.num_classes}, but got {len(class_names)}.")
+        names = list(class_names) if class_names is not None else [str(c) for c in range(self.num_classes)]
+        lines = [
+            "| Class | " + " | ".join(_label(a) for a in self.attacks) + " |",
+            "| --- |" + " ---: |" * len(self.attacks),
+        ]
+        for c, class_name in enumerate(names):
+            lines.append(f"| {class_name} | " + " | ".join(_pct(self[a].per_class[c]) for a in self.attacks) + " |")
+        return table + "\n\n" + "\n".join(lines)
+
+    def __str__(self) -> str:
+        header = (
+            f"Robustness (%) on {self.num_samples} samples, {self.num_classes} classes, L-inf eps = "
+            f"{_eps_text(self.eps)}; Worst = {self._worst_text()}"
+        )
+        width = max(6, *(len(_label(a)) for a in self.attacks))
+        rows = [f"{'Attack':<{width}}  {'Avg.':>7}  {'Worst':>7}  {'Overall':>7}"]
+        for attack in self.attacks:
+            r = self[attack]
+            rows.append(f"{_label(attack):<{width}}  {_pct(r.avg):>7}  {_pct(r.worst):>7}  {_pct(r.overall):>7}")
+        return "\n".join([header, *rows])
+
+    def __repr__(self) -> str:
+        summary = ", ".join(f"{a}: avg={self[a].avg:.4f} worst={self[a].worst:.4f}" for a in self.attacks)
+        return f"RobustnessReport({summary})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python data (JSON-ready): fractions in ``[0, 1]`` and the counts they come from."""
+        return {
+            "num_classes": self.num_classes,
+            "num_samples": self.num_samples,
+            "eps": self.eps,
+            "worst_fraction": self.worst_fraction,
+            "worst_k": self.worst_k,
+            "attacks": list(self.attacks),
+            "settings": {k: dict(v) for k, v in self.settings.items()},
+            "results": {
+                attack: {
+                    "avg": r.avg,
+                    "worst": r.worst,
+                    "overall": r.overall,
+                    "per_class": list(r.per_class),
+                    "correct": list(r.correct),
+                    "total": list(r.total),
+                }
+                for attack, r in self._results.items()
+            },
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as JSON; keyword arguments go to :func:`json.dumps` (default ``indent=2``)."""
+        kwargs.setdefault("indent", 2)
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RobustnessReport:
+        """Rebuild a report from :meth:`to_dict` (the metrics are recomputed from the counts)."""
+        from .metrics import class_accuracy_summary
+
+        worst_fraction = data.get("worst_fraction")
+        results = {
+            attack: class_accuracy_summary(
+                data["results"][attack]["correct"], data["results"][attack]["total"], worst_fraction=worst_fraction
+            )
+            for attack in data["attacks"]
+        }
+        return cls(
+            results,
+            num_classes=int(data["num_classes"]),
+            eps=float(data["eps"]),
+            worst_fraction=worst_fraction,
+            settings=data.get("settings"),
+        )
+
+
+def reports_to_markdown(reports: Mapping[str, RobustnessReport]) -> str:
+    """One Markdown table with a row per report (e.g. per method), laid out like the paper's tables.
+
+    The columns are Avg., Worst and Overall (%) of every attack that appears in any report, in
+    the order of first appearance; a report without an attack shows ``-`` there.
+    """
+    if not reports:
+        raise ValueError("Expected `reports` to hold at least one report, but got none.")
+    attacks: list[str] = []
+    for report in reports.values():
+        attacks.extend(a for a in report.attacks if a not in attacks)
+    header = ["Method"]
+    for attack in attacks:
+        header += [f"{_label(attack)} Avg.", f"{_label(attack)} Worst", f"{_label(attack)} Overall"]
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (3 * len(attacks))]
+    for name, report in reports.items():
+        cells = [name]
+        for attack in attacks:
+            if attack in report:
+                r = report[attack]
+                cells += [_pct(r.avg), _pct(r.worst), _pct(r.overall)]
+            else:
+                cells += ["-"] * 3
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
