@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
@@ -61,8 +62,6 @@ def setup(args: argparse.Namespace) -> torch.device:
         if not torch.cuda.is_available():
             raise SystemExit("--device cuda was asked for, but no CUDA GPU is available.")
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     elif device.type == "cpu" and args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -77,10 +76,10 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def describe_environment(device: torch.device, argv: Sequence[str] | None = None) -> str:
+def describe_environment(device: torch.device, script: str, argv: Sequence[str] | None = None) -> str:
     """Command, device, torch version, threads, date and load: the header of every table."""
-    argv = sys.argv if argv is None else argv
-    command = "python " + " ".join(shlex.quote(a) for a in argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python", f"benchmarks/{Path(script).name}", *(shlex.quote(a) for a in argv)])
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:

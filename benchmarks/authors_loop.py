@@ -7,14 +7,15 @@ comparison in ``vs_authors.py`` measures what a user of the original code pays:
   batch, one indexed assignment per sample (on two ``.detach()`` views of one tensor, which
   share storage, as in the script);
 - the attack puts the student in eval mode, starts from ``x + 0.001 * randn``, runs 10 steps of
-  ``KLDivLoss(size_average=False)`` between ``log_softmax(student(x_adv))`` and the teacher's
-  probabilities with ``torch.autograd.grad``, then puts the student back in train mode and
-  returns its logits on ``x_adv``;
+  the summed element-wise ``KLDivLoss`` between ``log_softmax(student(x_adv))`` and the
+  teacher's probabilities with ``torch.autograd.grad``, then puts the student back in train
+  mode and returns its logits on ``x_adv``;
 - the loss uses ``torch.log(softmax(...))`` and ``p * log(p + 1e-5) - p * log q``, in float32;
 - the per-class risk is accumulated in a second Python loop over the batch.
 
-Only the device handling differs (``.to(device)`` instead of ``.cuda()``) and the legacy
-``size_average=False`` is spelled ``reduction="sum"``, its exact equivalent.
+Only the device handling differs (``.to(device)`` instead of ``.cuda()``), and the deprecated
+``KLDivLoss(size_average=False, reduce=False)`` is spelled ``reduction="none"``, its exact
+equivalent (followed, as in the script, by ``torch.sum``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["AuthorsLoop"]
+__all__ = ["AuthorsLoop", "authors_loss"]
 
 
 def _kl_elementwise(log_q: Tensor, p: Tensor) -> Tensor:
     return -log_q * p + torch.log(p + 1e-5) * p
+
+
+def authors_loss(adv_logits: Tensor, nat_logits: Tensor, teacher_adv: Tensor, teacher_nat: Tensor) -> Tensor:
+    """``5/6`` and ``1/6`` of the mean over all elements of ``p log(p + 1e-5) - p log softmax(z_s)``."""
+    p_adv, p_nat = F.softmax(teacher_adv.detach(), dim=1), F.softmax(teacher_nat.detach(), dim=1)
+    kl_adv = torch.mean(_kl_elementwise(torch.log(F.softmax(adv_logits, dim=1)), p_adv))
+    kl_nat = torch.mean(_kl_elementwise(torch.log(F.softmax(nat_logits, dim=1)), p_nat))
+    return 5.0 / 6.0 * kl_adv + 1.0 / 6.0 * kl_nat
 
 
 def _inner_attack(
@@ -86,9 +95,12 @@ class AuthorsLoop:
         self.ce_loss = nn.CrossEntropyLoss(reduction="none")
         self.teacher.eval()
 
-    def step(self, x: Tensor, y: Tensor) -> Tensor:
-        self.student.train()
-        self.optimizer.zero_grad()
+    def scaled_teacher_logits(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The teacher's logits divided per sample, in place, as the script does.
+
+        The two results are ``.detach()`` views of one tensor: both end up divided by
+        ``temp_adv[y] * temp_nat[y]``.
+        """
         with torch.no_grad():
             teacher_logits = self.teacher(x).detach()
             teacher_adv = teacher_logits.detach()
@@ -96,6 +108,12 @@ class AuthorsLoop:
             for i in range(y.shape[0]):
                 teacher_adv[i] = teacher_adv[i] / self.temp_adv[y[i]]
                 teacher_nat[i] = teacher_nat[i] / self.temp_nat[y[i]]
+        return teacher_adv, teacher_nat
+
+    def step(self, x: Tensor, y: Tensor) -> Tensor:
+        self.student.train()
+        self.optimizer.zero_grad()
+        teacher_adv, teacher_nat = self.scaled_teacher_logits(x, y)
         adv_logits = _inner_attack(
             self.student,
             teacher_adv,
@@ -113,10 +131,7 @@ class AuthorsLoop:
             for i in range(y.shape[0]):
                 self.total_loss_adv[y[i]] = self.total_loss_adv[y[i]] + risk_adv[i]
                 self.total_loss_nat[y[i]] = self.total_loss_nat[y[i]] + risk_nat[i]
-        p_adv, p_nat = F.softmax(teacher_adv.detach(), dim=1), F.softmax(teacher_nat.detach(), dim=1)
-        kl_adv = torch.mean(_kl_elementwise(torch.log(F.softmax(adv_logits, dim=1)), p_adv))
-        kl_nat = torch.mean(_kl_elementwise(torch.log(F.softmax(nat_logits, dim=1)), p_nat))
-        loss = 5.0 / 6.0 * kl_adv + 1.0 / 6.0 * kl_nat
+        loss = authors_loss(adv_logits, nat_logits, teacher_adv, teacher_nat)
         loss.backward()
         self.optimizer.step()
         return loss.detach()

@@ -8,10 +8,11 @@ How the peak is measured:
   from the bytes live when the step starts (the model, optimizer state and data are live
   before and after). ``tracemalloc`` cannot see these allocations, and torch 2.14 keeps no
   CPU allocator statistics of its own.
-- **CPU, resident set** (Linux only): in a fresh process per variant, after two warm-up steps,
-  the kernel's high-water mark is reset (``/proc/self/clear_refs``), one step runs, and the
-  peak is ``VmHWM`` minus the resident set before the step. It includes what malloc keeps
-  cached and is coarser (pages), but sees everything.
+- **CPU, resident set** (Linux with glibc): in a fresh process per variant, after two warm-up
+  steps, ``malloc_trim(0)`` hands malloc's cached free memory back to the system, the kernel's
+  high-water mark is reset (``/proc/self/clear_refs``), one step runs, and the peak is
+  ``VmHWM`` minus the resident set before the step. Coarser (pages, malloc's own caching
+  during the step), but it sees every allocation, torch's or not.
 - **GPU**: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus the
   bytes allocated before the step.
 
@@ -22,6 +23,7 @@ How the peak is measured:
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import re
@@ -32,8 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from _models import cifar_resnet18, small_cnn
-from _step import absld_step
+from _bench_models import cifar_resnet18, small_cnn
+from _bench_step import absld_step
 from _timing import add_common_args, describe_environment, markdown_table, setup
 
 from torch_absld import ABSLDLoss, KLPGDAttack
@@ -91,11 +93,14 @@ def rss_peak(fn: Callable[[], object]) -> int | None:
     """Peak resident-set growth during ``fn()`` in bytes (Linux), or ``None`` where unavailable."""
     try:
         gc.collect()
+        # Give memory that malloc keeps cached from earlier steps back to the system, so the
+        # resident set before the step is what is live, and the step's growth shows.
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
         Path("/proc/self/clear_refs").write_text("5")
         before = _status_kib("VmRSS")
         fn()
         return 1024 * (_status_kib("VmHWM") - before)
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, AttributeError):
         return None
 
 
@@ -134,7 +139,9 @@ def measure(args: argparse.Namespace, device: torch.device, variant: str) -> dic
     fn()
     if device.type == "cuda":
         return {"cuda": cuda_peak(fn, device)}
-    return {"profiler": profiler_peak(fn), "rss": rss_peak(fn)}
+    # The resident set only means something in a fresh process (not in --quick's single one).
+    rss = None if args.quick else rss_peak(fn)
+    return {"profiler": profiler_peak(fn), "rss": rss}
 
 
 def _child_argv(args: argparse.Namespace, variant: str) -> list[str]:
@@ -170,10 +177,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--child", choices=tuple(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     device = setup(args)
+    if args.quick:
+        args.rounds = 1
     if args.child is not None:
         print(json.dumps(measure(args, device, args.child)))
         return
-    print(describe_environment(device, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
+    print(describe_environment(device, __file__, argv))
     names = list(VARIANTS)
     results: dict[str, list[dict[str, int | None]]] = {name: [] for name in names}
     for r in range(args.rounds):
@@ -196,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for key in keys:
             values = [v[key] for v in results[name] if v[key] is not None]
             ref = [v[key] for v in results[REFERENCE] if v[key] is not None]
-            if not values or not ref:
+            if not values or not ref or statistics.median(ref) <= 0:
                 row += ["n/a", "n/a"]
                 continue
             peak, ref_peak = statistics.median(values), statistics.median(ref)

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 from collections.abc import Callable, Sequence
 
 import torch
-from _models import small_cnn
-from _step import absld_step
+from _bench_models import small_cnn
+from _bench_step import absld_step
 from _timing import (
     add_common_args,
     comparison_table,
@@ -35,7 +34,8 @@ from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack
 
 
 def step_overhead(args: argparse.Namespace, device: torch.device) -> str:
-    C, batch = args.num_classes, args.batch
+    C = args.num_classes
+    batch = 32 if args.quick else args.batch
     width = 8 if args.quick else args.width
     teacher = small_cnn(C, 2 * width).to(device).eval()
     base = small_cnn(C, width).to(device)
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--part", choices=("all", "step", "bookkeeping"), default="all")
     args = parser.parse_args(argv)
     device = setup(args)
-    print(describe_environment(device, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
+    print(describe_environment(device, __file__, argv))
     if args.part in ("all", "step"):
         print()
         print(step_overhead(args, device))

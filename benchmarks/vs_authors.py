@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 from collections.abc import Callable, Sequence
 
 import torch
-from _models import cifar_resnet18, small_cnn
-from _step import absld_step
+from _bench_models import cifar_resnet18, small_cnn, wide_resnet
+from _bench_step import absld_step
 from _timing import (
     add_common_args,
     comparison_table,
@@ -38,9 +37,10 @@ REFERENCE = "authors' loop (fp32, eager)"
 
 def build(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, nn.Module, int]:
     C = args.num_classes
-    if args.model == "resnet18":
-        width = 8 if args.quick else 64
-        return cifar_resnet18(C, width).to(device), cifar_resnet18(C, width).to(device).eval(), C
+    if args.model == "resnet18":  # the paper's CIFAR-10 pair: ResNet-18 student, WideResNet-34-10 teacher
+        student = cifar_resnet18(C, 8 if args.quick else 64)
+        teacher = wide_resnet(10, 1, C) if args.quick else wide_resnet(34, 10, C)
+        return student.to(device), teacher.to(device).eval(), C
     width = 8 if args.quick else args.width
     return small_cnn(C, width).to(device), small_cnn(C, 2 * width).to(device).eval(), C
 
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     device = setup(args)
-    print(describe_environment(device, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
+    print(describe_environment(device, __file__, argv))
     compile_ = not (args.no_compile or args.quick)
     fast_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None, None: torch.bfloat16}[
         args.fast_dtype
@@ -117,10 +117,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             channels_last=True, dtype=fast_dtype, compiled=True
         )
     times = paired_rounds(candidates, rounds=args.rounds, warmup=2 if compile_ else 1, sync=synchronizer(device))
-    model = f"CIFAR ResNet-18 (width {8 if args.quick else 64})" if args.model == "resnet18" else "small CNN"
+    model = "small CNN student (teacher twice as wide)"
+    if args.model == "resnet18":
+        model = "CIFAR ResNet-18 student, WideResNet-34-10 teacher" if not args.quick else "tiny ResNet/WRN pair"
     print()
     print(
-        f"One ABSLD training step, {model} student and teacher, batch {batch}, C = {C}, {steps} attack steps, "
+        f"One ABSLD training step, {model}, batch {batch}, C = {C}, {steps} attack steps, "
         f"{args.rounds} paired rounds; speedup = baseline time / candidate time"
     )
     print()

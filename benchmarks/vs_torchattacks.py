@@ -11,11 +11,10 @@ checks on (default), off, and with the attack step compiled (``compile=True``).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
 import torch
-from _models import cifar_resnet18, small_cnn
+from _bench_models import cifar_resnet18, small_cnn
 from _timing import (
     add_common_args,
     comparison_table,
@@ -44,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         import torchattacks
     except ImportError as err:  # pragma: no cover - torchattacks is in the test extra
         raise SystemExit('This benchmark needs torchattacks: pip install "torch-absld[test]"') from err
-    print(describe_environment(device, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
+    print(describe_environment(device, __file__, argv))
     compile_ = not (args.no_compile or args.quick)
     if args.model == "resnet18":
         model = cifar_resnet18(10, 8 if args.quick else 64)

@@ -558,12 +558,12 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
         if rank == 0:
-            pgd = record.get("eval", {}).get("pgd", {})
+            pgd = record["eval"]["pgd"] if "eval" in record else None
+            evaluation = f"PGD avg/worst {pgd['avg']:.3f}/{pgd['worst']:.3f}  " if pgd else ""
             print(
                 f"epoch {epoch:3d}  loss {record['train_loss']:.4f}  lr {lr:.4g}  beta {record['beta']:.4g}  "
                 f"tau_adv [{min(record['tau_adv']):.3f}, {max(record['tau_adv']):.3f}]  "
-                f"PGD avg/worst {pgd.get('avg', float('nan')):.3f}/{pgd.get('worst', float('nan')):.3f}  "
-                f"{record['images_per_s']:.0f} img/s",
+                f"{evaluation}{record['images_per_s']:.0f} img/s",
                 flush=True,
             )
         barrier()

@@ -67,7 +67,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproces
 def test_quick_writes_every_output(quick_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     root, proc = quick_run
     assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr == ""  # --quiet: no progress output, from this process or the workers
     out = root / "absld-demo"
     assert sorted(p.name for p in out.iterdir()) == sorted(["report.md", "results.json", *PLOTS])
     for name in PLOTS:
@@ -128,7 +128,7 @@ def test_quick_results_are_consistent(quick_run: tuple[Path, subprocess.Complete
 
 def _numbers(path: Path) -> dict[str, Any]:
     results = json.loads((path / "results.json").read_text(encoding="utf-8"))
-    for key in ("date", "seconds"):
+    for key in ("date", "seconds", "workers"):
         results.pop(key)
     results["teacher"].pop("seconds")
     for run in results["runs"]:
@@ -137,16 +137,54 @@ def _numbers(path: Path) -> dict[str, Any]:
     return results
 
 
-def test_same_seed_same_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture(scope="module")
+def tiny_in_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run with the students trained one after the other in this process."""
+    out = tmp_path_factory.mktemp("tiny") / "serial"
     threads = torch.get_num_threads()
-    assert main(["demo", *TINY, "--out", str(tmp_path / "a")]) == 0
-    assert main(["demo", *TINY, "--out", str(tmp_path / "b")]) == 0
-    assert main(["demo", *TINY, "--seed", "1", "--out", str(tmp_path / "c")]) == 0
+    assert main(["demo", *TINY, "--workers", "1", "--out", str(out)]) == 0
     assert torch.get_num_threads() == threads  # the demo's thread setting is restored
-    first, second, other = (_numbers(tmp_path / name) for name in "abc")
+    return out
+
+
+def test_same_seed_same_numbers(tiny_in_process: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", *TINY, "--workers", "1", "--out", str(tmp_path / "b")]) == 0
+    assert main(["demo", *TINY, "--workers", "1", "--seed", "1", "--out", str(tmp_path / "c")]) == 0
+    first, second, other = _numbers(tiny_in_process), _numbers(tmp_path / "b"), _numbers(tmp_path / "c")
     assert first == second
     assert first["runs"][0]["methods"]["ABSLD"]["history"] != other["runs"][0]["methods"]["ABSLD"]["history"]
     assert first["verdict"][0] in capsys.readouterr().out
+
+
+def test_worker_processes_give_the_same_numbers(
+    tiny_in_process: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each (seed, method) student in its own spawned process, the teacher sent as a state dict.
+    loud = [a for a in TINY if a != "--quiet"]
+    assert main(["demo", *loud, "--workers", "2", "--out", str(tmp_path / "w")]) == 0
+    captured = capsys.readouterr()
+    lines = [line.strip() for line in captured.err.replace("\r", "\n").splitlines()]
+    finished = sorted(line.split(":")[0] for line in lines if line.startswith("seed "))
+    assert finished == ["seed 0 ABSLD", "seed 0 RSLAD"]  # one progress line per finished student
+    assert "seed 0" not in captured.out  # stdout holds only the results
+    parallel = json.loads((tmp_path / "w" / "results.json").read_text(encoding="utf-8"))
+    serial = json.loads((tiny_in_process / "results.json").read_text(encoding="utf-8"))
+    assert (serial["workers"], parallel["workers"]) == (1, 2)
+    assert "2 processes of 1 thread on cpu" in (tmp_path / "w" / "report.md").read_text(encoding="utf-8")
+    first, second = _numbers(tiny_in_process), _numbers(tmp_path / "w")
+    assert first["runs"][0]["methods"]["RSLAD"]["history"]["loss"]  # something to compare
+    assert first == second
+
+
+def test_default_workers_follow_the_usable_cpus() -> None:
+    from torch_absld.demo.jobs import default_workers
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    assert default_workers(1) == 1
+    assert default_workers(1000) == cpus
+    assert default_workers(1000, threads=cpus) == 1
+    assert default_workers(1000, threads=2 * cpus) == 1
+    assert default_workers(2) == min(2, cpus)
 
 
 @pytest.mark.parametrize(
@@ -176,16 +214,17 @@ def test_other_bad_input_in_process(tmp_path: Path, capsys: pytest.CaptureFixtur
     out = str(tmp_path / "o")
     assert main(["demo", *TINY, "--out", out, "--eps", "2"]) == 2
     assert main(["demo", *TINY, "--out", out, "--device", "banana"]) == 2
-    for argv in ([], ["demo", "--epochs", "x"]):
+    for argv in ([], ["demo", "--epochs", "x"], ["demo", "--workers", "0"]):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 4
+    assert len(errors) == 5
     assert errors[0] == "torch-absld demo: error: Expected eps in (0, 1], but got 2.0."
     assert "banana" in errors[1]
     assert errors[2] == "torch-absld: error: choose a command: demo (see --help)"
     assert "argument --epochs: expected an integer >= 1, got 'x'" in errors[3]
+    assert "argument --workers: expected an integer >= 1, got '0'" in errors[4]
     assert not Path(out).exists()
 
 
@@ -284,7 +323,7 @@ def test_models_fit_every_registered_dataset(name: str) -> None:
     student = StudentMLP(spec.input_shape, spec.num_classes)
     assert student(x).shape == (3, spec.num_classes)
     widths = [m.out_features for m in student if isinstance(m, torch.nn.Linear)]
-    assert widths == [64, 64, spec.num_classes]
+    assert widths == [64, spec.num_classes]  # MLP 64-64-10 on digits: 64 pixels, 64 hidden, 10 outputs
 
 
 def test_missing_extra_is_one_line(

@@ -11,7 +11,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from torch_absld import ABSLDDistiller, ABSLDLoss, DistillerOutput, KLPGDAttack, load_weights, mark_ddp_local_state
-from torch_absld.checkpointing import extract_state_dict
+from torch_absld.weights import extract_state_dict
 
 C = 5
 

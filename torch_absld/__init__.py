@@ -10,7 +10,6 @@ from .attack import trace_input_gradients as trace_input_gradients
 from .attack import unwrap_model as unwrap_model
 from .autoattack import auto_attack as auto_attack
 from .checkpoint import BestCheckpoint as BestCheckpoint
-from .checkpointing import load_weights as load_weights
 from .data import stratified_split as stratified_split
 from .distiller import ABSLDDistiller as ABSLDDistiller
 from .distiller import DistillerOutput as DistillerOutput
@@ -32,6 +31,7 @@ from .report import RobustnessReport as RobustnessReport
 from .report import reports_to_markdown as reports_to_markdown
 from .temperature import ClassTemperatureController as ClassTemperatureController
 from .temperature import temperature_update as temperature_update
+from .weights import load_weights as load_weights
 
 __version__ = "0.1.0"
 

@@ -102,13 +102,14 @@ class ABSLDDistiller(nn.Module):
     the loss is computed in float32 whatever the logits' dtype. With fp16, scale the loss with a
     ``torch.amp.GradScaler`` as usual (the attack scales its own loss against underflow).
 
-    Multi-GPU: wrap the distiller (or the student alone) in ``DistributedDataParallel``. The
-    distiller marks its per-rank risk sums and its teacher so DDP neither broadcasts nor
-    reduces them (see :func:`mark_ddp_local_state`); the temperatures are synchronised by the
-    controllers' all-reduce at ``on_epoch_end()``.
+    Multi-GPU: wrap the distiller in ``DistributedDataParallel`` and keep a reference to it for
+    ``on_epoch_end()`` and checkpoints. The distiller marks its per-rank risk sums and its
+    teacher so DDP neither broadcasts nor reduces them (see :func:`mark_ddp_local_state`); the
+    temperatures are synchronised by the controllers' all-reduce in ``on_epoch_end()``, so
+    every rank ends the epoch with the temperatures one process would compute on all the data.
 
     Args:
-        student: the network being trained (may be wrapped in DDP).
+        student: the network being trained.
         teacher: the frozen teacher; any ``nn.Module`` mapping the same inputs to $(N, C)$ logits.
         num_classes: number of classes $C$.
         loss: an :class:`ABSLDLoss` (its ``num_classes`` must match), or a mapping of keyword

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ._checks import check_integer_labels, values_checkable
 from ._distributed import all_reduce_sum
 
-__all__ = ["ClassAccuracy", "ClassAccuracyResult", "class_accuracy_summary", "worst_class_count"]
+__all__ = ["ClassAccuracy", "ClassAccuracyResult", "class_accuracy_summary", "predictions", "worst_class_count"]
 
 
 def worst_class_count(num_classes: int, worst_fraction: float | None = None) -> int:

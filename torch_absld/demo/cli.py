@@ -48,7 +48,7 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     from .data import DATASETS
 
     parser.add_argument(
-        "--seeds", type=_positive_int, default=None, metavar="N", help="paired runs, one per seed (default 3)"
+        "--seeds", type=_positive_int, default=None, metavar="N", help="paired runs, one per seed (default 5)"
     )
     parser.add_argument(
         "--seed",
@@ -88,10 +88,21 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         metavar="N",
         default=1,
-        help="CPU threads for torch (default 1: fastest for these tiny nets)",
+        help="CPU threads for torch in each process (default 1: fastest for these tiny nets)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        default=None,
+        help=(
+            "processes that train the students side by side, one seed and method each "
+            "(default: one per usable CPU, at most one per student; 1 trains them in this process). "
+            "The numbers do not depend on it"
+        ),
     )
     parser.add_argument("--out", default="absld-demo", metavar="DIR", help="output folder (default absld-demo/)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars (the results are still printed)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output (the results are still printed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +157,7 @@ def _config(args: argparse.Namespace) -> DemoConfig:
         "compare_coupled": args.compare_coupled,
         "device": args.device,
         "threads": args.threads,
+        "workers": args.workers,
         "progress": not args.quiet,
     }
     if args.data_dir is not None:

@@ -44,13 +44,18 @@ class DemoConfig:
         eps_ramp: fraction of the teacher epochs over which its eps grows linearly to ``eps``.
         compare_coupled: also train ABSLD with the authors' script coupling of temperatures.
         device: torch device string.
-        threads: CPU threads for torch (the nets are tiny: one thread is usually fastest).
+        threads: CPU threads for torch in each process (the nets are tiny: one thread is usually
+            fastest).
+        workers: processes that train the students side by side, one (seed, method) pair at a
+            time; ``None`` takes as many as the usable CPUs allow (given ``threads``), at most one
+            per student; 1 trains them one after the other in this process. The numbers do not
+            depend on it.
         data_dir: where downloadable datasets are stored.
         progress: show progress bars.
     """
 
     dataset: str = "digits"
-    seeds: int = 3
+    seeds: int = 5
     seed: int = 0
     epochs: int = 120
     teacher_epochs: int = 20
@@ -58,7 +63,7 @@ class DemoConfig:
     batch_size: int = 64
     student_lr: float = 3e-3
     student_weight_decay: float = 2e-4
-    student_hidden: tuple[int, ...] = (64, 64)
+    student_hidden: tuple[int, ...] = (64,)
     milestones: tuple[float, ...] = (0.6, 0.85)
     beta: float = 0.1
     min_temperature: float = 0.5
@@ -72,6 +77,7 @@ class DemoConfig:
     compare_coupled: bool = False
     device: str = "cpu"
     threads: int = 1
+    workers: int | None = None
     data_dir: str = str(Path("~/.cache/torch_absld").expanduser())
     progress: bool = True
 
@@ -88,6 +94,10 @@ class DemoConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Expected `{name}` to be an integer >= 1, but got {value!r}.")
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise ValueError(f"Expected `workers` to be an integer >= 1 or None, but got {self.workers!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"Expected `seed` to be an integer >= 0, but got {self.seed!r}.")
         if self.eps is not None and not (math.isfinite(self.eps) and 0 < self.eps <= 1):
@@ -115,8 +125,8 @@ class DemoConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings that shape the results, as JSON-ready values (not ``data_dir`` nor ``progress``)."""
-        skip = {"data_dir", "progress"}
+        """The settings that shape the results, as JSON-ready values (not ``data_dir``, ``progress``, ``workers``)."""
+        skip = {"data_dir", "progress", "workers"}
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in skip}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import platform
 import time
@@ -14,13 +15,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from .. import RobustnessReport, __version__, reports_to_markdown
+from .. import __version__, reports_to_markdown
 from .config import DemoConfig
 from .data import load_dataset
-from .models import StudentMLP, TeacherCNN
+from .jobs import StudentJob, default_workers, run_jobs, scores
+from .models import TeacherCNN
 from .progress import Progress
 from .report import render_markdown, summarize, write_json
-from .train import EVAL_ATTACKS, distill, evaluate, train_teacher
+from .train import evaluate, train_teacher
 
 __all__ = ["machine_description", "run_demo", "run_experiment", "torch_threads"]
 
@@ -52,18 +54,6 @@ def machine_description(device: str) -> str:
     return text
 
 
-def _scores(report: RobustnessReport) -> dict[str, dict[str, Any]]:
-    return {
-        attack: {
-            "avg": report[attack].avg,
-            "worst": report[attack].worst,
-            "overall": report[attack].overall,
-            "per_class": list(report[attack].per_class),
-        }
-        for attack in report
-    }
-
-
 def run_experiment(config: DemoConfig) -> dict[str, Any]:
     """Run the whole experiment and return its results (JSON-ready, see ``results.json``)."""
     with torch_threads(config.threads):
@@ -72,6 +62,7 @@ def run_experiment(config: DemoConfig) -> dict[str, Any]:
 
 def _run(config: DemoConfig) -> dict[str, Any]:
     started = time.perf_counter()
+    date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     progress = Progress(config.progress)
     spec, train_set, test_set = load_dataset(config.dataset, config.data_dir, config.seed)
     eps = spec.eps if config.eps is None else config.eps
@@ -86,40 +77,38 @@ def _run(config: DemoConfig) -> dict[str, Any]:
         teacher_seconds = time.perf_counter() - tick
     teacher_report = evaluate(teacher, test_loader, num_classes, eps, attacks=("clean", "pgd"))
 
+    seeds = range(config.seed, config.seed + config.seeds)
+    jobs = [StudentJob(i, seed, method) for i, (seed, method) in enumerate(itertools.product(seeds, config.methods))]
+    workers = config.workers or default_workers(len(jobs), config.threads)
+    done = run_jobs(
+        config,
+        jobs,
+        workers,
+        progress,
+        train_set=train_set,
+        test_set=test_set,
+        input_shape=spec.input_shape,
+        num_classes=num_classes,
+        eps=eps,
+        teacher=teacher,
+    )
     runs: list[dict[str, Any]] = []
-    for seed in range(config.seed, config.seed + config.seeds):
-        torch.manual_seed(seed)
-        initial = StudentMLP(spec.input_shape, num_classes, config.student_hidden).state_dict()
-        methods: dict[str, Any] = {}
-        reports: dict[str, dict[str, RobustnessReport]] = {"best": {}, "last": {}}
-        for method in config.methods:
-            student = StudentMLP(spec.input_shape, num_classes, config.student_hidden)
-            student.load_state_dict(initial)  # the same initial weights for every method
-            with progress.bar(config.epochs, f"seed {seed} {method}") as on_epoch:
-                run = distill(
-                    config, method, seed, student, teacher, train_set, test_loader, num_classes, eps, on_epoch=on_epoch
-                )
-            checkpoints = {}
-            for name, state in (("best", run.best_state), ("last", run.last_state)):
-                student.load_state_dict(state)
-                report = evaluate(student, test_loader, num_classes, eps, attacks=EVAL_ATTACKS)
-                reports[name][method] = report
-                checkpoints[name] = _scores(report)
-            methods[method] = {
-                "best_epoch": run.best_epoch,
-                "seconds": run.seconds,
-                "checkpoints": checkpoints,
-                "history": run.history,
-            }
-        tables = {name: reports_to_markdown(by_method) for name, by_method in reports.items()}
+    for seed in seeds:
+        results = {job.method: result for job, result in zip(jobs, done) if job.seed == seed}
+        tables = {
+            name: reports_to_markdown({method: result["reports"][name] for method, result in results.items()})
+            for name in ("best", "last")
+        }
+        methods = {method: {k: v for k, v in result.items() if k != "reports"} for method, result in results.items()}
         runs.append({"seed": seed, "methods": methods, "tables": tables})
 
     return {
         "torch_absld_version": __version__,
         "torch_version": torch.__version__,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "date": date,
         "machine": machine_description(config.device),
         "threads": config.threads,
+        "workers": min(workers, len(jobs)),
         "config": config.to_dict(),
         "dataset": {
             "name": spec.name,
@@ -130,7 +119,7 @@ def _run(config: DemoConfig) -> dict[str, Any]:
         },
         "eps": eps,
         "methods": list(config.methods),
-        "teacher": {"seconds": teacher_seconds, "scores": _scores(teacher_report)},
+        "teacher": {"seconds": teacher_seconds, "scores": scores(teacher_report)},
         "runs": runs,
         "seconds": time.perf_counter() - started,
     }

@@ -40,7 +40,7 @@ class StudentMLP(nn.Sequential):
         - Output: $(N, \text{num\_classes})$ logits
     """
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, hidden: Sequence[int] = (64, 64)) -> None:
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, hidden: Sequence[int] = (64,)) -> None:
         layers: list[nn.Module] = [nn.Flatten()]
         width = input_shape[0] * input_shape[1] * input_shape[2]
         for size in hidden:

@@ -107,8 +107,8 @@ def _risk_std(plt: Any, results: dict[str, Any], path: Path) -> None:
             ax.plot(epochs, spread.mean(axis=0), color=COLORS.get(method), label=method)
             if len(spread) > 1:
                 ax.fill_between(epochs, spread.min(axis=0), spread.max(axis=0), color=COLORS.get(method), alpha=0.15)
-        band = ", band: min to max over seeds" if len(results["runs"]) > 1 else ""
-        ax.set_title(f"Spread of the {label} class-wise risk (training{band})")
+        band = "\n(line: mean, band: min to max over seeds)" if len(results["runs"]) > 1 else ""
+        ax.set_title(f"Spread of the {label} class-wise training risk{band}")
         ax.set_xlabel("epoch")
         ax.set_ylabel("std over classes of risk / mean risk")
         ax.grid(alpha=0.3)

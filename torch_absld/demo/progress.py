@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,8 +16,16 @@ def _ignore(epoch: int, metrics: dict[str, float]) -> None:
     del epoch, metrics
 
 
+def _ignore_count(count: int) -> None:
+    del count
+
+
+def _ignore_line(line: str) -> None:
+    del line
+
+
 class Progress:
-    """Creates one bar per training phase; ``enabled=False`` shows nothing."""
+    """Creates progress bars for the training phases; ``enabled=False`` shows nothing."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -45,5 +54,24 @@ class Progress:
 
         try:
             yield advance
+        finally:
+            bar.close()
+
+    @contextmanager
+    def counter(self, total: int, description: str) -> Iterator[tuple[Callable[[int], None], Callable[[str], None]]]:
+        """``(advance, write)``: ``advance(n)`` moves a bar of ``total`` epochs; ``write(line)`` prints above it."""
+        if not self.enabled:
+            yield _ignore_count, _ignore_line
+            return
+        bar = self._tqdm(total=total, desc=description, unit="epoch", dynamic_ncols=True)
+
+        def advance(count: int) -> None:
+            bar.update(count)
+
+        def write(line: str) -> None:
+            bar.write(line, file=sys.stderr)  # with the bars: stdout keeps only the results
+
+        try:
+            yield advance, write
         finally:
             bar.close()

@@ -77,6 +77,12 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun if number == 1 else plural}"
 
 
+def _processes(results: dict[str, Any]) -> str:
+    threads = _count(results["threads"], "thread")
+    workers = results.get("workers", 1)
+    return threads if workers == 1 else f"{workers} processes of {threads}"
+
+
 def _verdict(paired: dict[str, Any], seeds: int) -> list[str]:
     lines = []
     for method in paired["best"]:
@@ -177,7 +183,7 @@ def _setup(results: dict[str, Any]) -> list[str]:
         f"{config['teacher_momentum']:g}, {config['teacher_epochs']} epochs. Test accuracy: clean "
         f"{_points(teacher['clean']['avg'], False)}%, PGD-20 {_points(teacher['pgd']['avg'], False)}% "
         f"(worst class {_points(teacher['pgd']['worst'], False)}%).",
-        f"- **Students**: MLP {hidden}-{data['num_classes']}, Adam lr {config['student_lr']:g}, weight decay "
+        f"- **Students**: MLP with hidden layers {hidden} and {data['num_classes']} outputs, Adam lr {config['student_lr']:g}, weight decay "
         f"{config['student_weight_decay']:g}, batch {config['batch_size']}, {config['epochs']} epochs, lr x0.1 "
         f"after epochs {milestones}; KL-PGD ({config['attack_steps']} steps of eps/4, Gaussian start) against "
         f'the teacher\'s soft labels. RSLAD = `ABSLDLoss(C, adapt="none")` (temperatures frozen at 1), ABSLD = '
@@ -204,7 +210,7 @@ def render_markdown(results: dict[str, Any], plots: Sequence[str]) -> str:
     out = [
         f"# torch-absld demo: ABSLD vs RSLAD on {results['dataset']['name']}",
         "",
-        f"{results['date']} · {results['machine']} · {_count(results['threads'], 'thread')} on "
+        f"{results['date']} · {results['machine']} · {_processes(results)} on "
         f"{results['config']['device']} · torch {results['torch_version']}, torch-absld "
         f"{results['torch_absld_version']} · {_count(seeds, 'seed')} · {results['seconds']:.0f} s",
         "",
