@@ -183,7 +183,8 @@ def _setup(results: dict[str, Any]) -> list[str]:
         f"{config['teacher_momentum']:g}, {config['teacher_epochs']} epochs. Test accuracy: clean "
         f"{_points(teacher['clean']['avg'], False)}%, PGD-20 {_points(teacher['pgd']['avg'], False)}% "
         f"(worst class {_points(teacher['pgd']['worst'], False)}%).",
-        f"- **Students**: MLP with hidden layers {hidden} and {data['num_classes']} outputs, Adam lr {config['student_lr']:g}, weight decay "
+        f"- **Students**: MLP with hidden layers {hidden} and {data['num_classes']} outputs, "
+        f"Adam lr {config['student_lr']:g}, weight decay "
         f"{config['student_weight_decay']:g}, batch {config['batch_size']}, {config['epochs']} epochs, lr x0.1 "
         f"after epochs {milestones}; KL-PGD ({config['attack_steps']} steps of eps/4, Gaussian start) against "
         f'the teacher\'s soft labels. RSLAD = `ABSLDLoss(C, adapt="none")` (temperatures frozen at 1), ABSLD = '
