@@ -15,6 +15,7 @@ counted with the formulas of ``torch.utils.flop_counter.FlopCounterMode`` divide
 large bf16 matmul (the best the GPU does on this workload's dominant operation).
 
     python benchmarks/gpu_throughput.py --device cuda    # needs a GPU
+    python benchmarks/gpu_throughput.py --count-flops    # the FLOP count alone, any device, seconds
     python benchmarks/gpu_throughput.py --quick          # CPU smoke run: tiny widths, no compile
 """
 
@@ -99,6 +100,30 @@ def count_flops(step: Callable[[], object]) -> int:
     return int(counter.total)
 
 
+def full_step_flops(device: torch.device, batch: int, steps: int) -> str:
+    """FLOPs of one full-size step, per image and per batch, split by where they are spent."""
+    C, n = 10, 2
+    student, teacher = cifar_resnet18(C).to(device), wide_resnet(34, 10, C).to(device).eval()
+    x, y = torch.rand(n, 3, 32, 32, device=device), torch.arange(n, device=device) % C
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9)
+    step = absld_step(student, teacher, ABSLDLoss(C), KLPGDAttack(student, steps=steps), optimizer, device=device)
+    total = count_flops(lambda: step(x, y)) / n
+    with torch.no_grad():
+        teacher_forward = count_flops(lambda: teacher(x)) / n
+        student.eval()
+        student_forward = count_flops(lambda: student(x)) / n
+    rows = [
+        ["teacher forward (WideResNet-34-10)", f"{teacher_forward / 1e9:.2f}"],
+        ["student forward (ResNet-18)", f"{student_forward / 1e9:.2f}"],
+        [f"whole step ({steps} attack steps, 2 train forwards, backward)", f"{total / 1e9:.2f}"],
+    ]
+    return (
+        f"{markdown_table(['FLOPs per image', 'GFLOP'], rows)}\n\n"
+        f"Whole step at batch {batch}: {batch * total / 1e12:.3f} TFLOP "
+        f"({100 * teacher_forward / total:.0f}% in the teacher's forward)."
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, rounds=10)
@@ -106,8 +131,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=10, help="attack steps")
     parser.add_argument("--compile-mode", default=None, help="torch.compile mode of the compiled configuration")
     parser.add_argument("--allow-cpu", action="store_true", help="run the full-size models on a CPU (hours)")
+    parser.add_argument(
+        "--count-flops",
+        action="store_true",
+        help="only count the FLOPs of the full-size step (on 2 images, scaled to --batch: FLOPs are linear in it)",
+    )
     args = parser.parse_args(argv)
     device = setup(args)
+    if args.count_flops:
+        print(describe_environment(device, __file__, argv))
+        print()
+        print(full_step_flops(device, args.batch, args.steps))
+        return
     if device.type == "cpu" and not (args.quick or args.allow_cpu):
         raise SystemExit("This benchmark is for a GPU: pass --device cuda, or --quick for a CPU smoke run.")
     print(describe_environment(device, __file__, argv))

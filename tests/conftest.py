@@ -11,6 +11,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+@pytest.fixture(autouse=True)
+def _one_intra_op_thread():
+    """Run every test on one intra-op thread, then restore the setting.
+
+    The tests use tiny tensors, where intra-op threads only add synchronisation; on a busy
+    2-core machine two threads made small convolution backward passes many times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():
         return

@@ -16,15 +16,6 @@ from torch_absld.weights import extract_state_dict
 C = 5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: intra-op threads only add contention on a busy CI machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _batches(n_batches: int = 3, n: int = 8) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [tiny_batch(n, C, seed=10 + i) for i in range(n_batches)]
 
