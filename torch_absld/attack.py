@@ -246,6 +246,9 @@ def pgd(
         steps: number of steps, ``>= 1``.
         random_start: ``"normal"`` ($x + \sigma \mathcal{N}(0, 1)$, ABSLD/RSLAD), ``"uniform"``
             ($x + U(-\epsilon, \epsilon)$, Madry PGD) or ``None`` (start at $x$: deterministic).
+            The start is projected onto the eps-ball and ``[clip_min, clip_max]`` before the first
+            gradient (the authors' script projects only after the first step: with the normal
+            start of std 0.001 the two differ by at most that noise on the first gradient).
         init_std: $\sigma$ of the normal start.
         clip_min: lower end of the valid input range.
         clip_max: upper end of the valid input range.

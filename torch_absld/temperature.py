@@ -190,7 +190,10 @@ class ClassTemperatureController(nn.Module):
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Accumulate the per-sample cross-entropy of ``logits`` into its class's sums.
 
-        ``logits`` are detached; the cross-entropy is computed in float32.
+        ``logits`` are detached; the cross-entropy is computed in float32. The accumulation is
+        one ``index_add_`` with no host synchronisation; in eager mode with
+        ``validate_args=True`` (the default) the label-range check reads two values back from
+        the device, so pass ``validate_args=False`` for a fully asynchronous update on a GPU.
 
         Shape:
             - logits: $(N, C)$
