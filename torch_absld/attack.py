@@ -94,12 +94,15 @@ def pgd_step(
     clip_max: float,
     student_temperature: float = 1.0,
     loss_scale: float = 1.0,
+    model_dtype: torch.dtype | None = None,
 ) -> Tensor:
     r"""One ascent step: $x' = \Pi_{[x-\epsilon, x+\epsilon] \cap [lo, hi]}(x' + s\,\mathrm{sign}(\nabla_{x'} L))$.
 
     The gradient is taken with respect to ``x_adv`` only (parameters' ``.grad`` untouched);
     ``x_adv``, ``x`` and the projection stay in float32 whatever autocast does to the model.
-    A non-finite gradient entry (fp16 overflow) counts as no signal for that pixel.
+    A non-finite gradient entry (fp16 overflow) counts as no signal for that pixel. With
+    ``model_dtype`` (e.g. ``torch.bfloat16`` for a model cast to bf16) the model is fed the
+    iterate cast to that dtype; the iterate and the projection stay float32.
 
     Shape:
         - x_adv, x: $(N, \dots)$ float32
@@ -117,6 +120,7 @@ def pgd_step(
         step_size=step_size,
         student_temperature=student_temperature,
         loss_scale=loss_scale,
+        model_dtype=model_dtype,
     )
 
 
@@ -142,9 +146,11 @@ def _ascent_step(
     step_size: float,
     student_temperature: float,
     loss_scale: float,
+    model_dtype: torch.dtype | None = None,
 ) -> Tensor:
     x_adv = x_adv.detach().requires_grad_(True)
-    loss = attack_objective(model(x_adv), target, objective, student_temperature=student_temperature)
+    model_input = x_adv if model_dtype is None else x_adv.to(model_dtype)
+    loss = attack_objective(model(model_input), target, objective, student_temperature=student_temperature)
     if loss_scale != 1.0:
         loss = loss * loss_scale
     (grad,) = torch.autograd.grad(loss, x_adv)
@@ -233,11 +239,14 @@ def pgd(
     The model runs in eval mode for the attack's duration and every submodule gets its own
     previous mode back afterwards, also when an exception is raised. Gradients are taken with
     respect to the input only, under ``torch.enable_grad()`` (so it works inside
-    ``torch.no_grad()`` and on frozen models). ``input`` is never modified.
+    ``torch.no_grad()``, ``torch.inference_mode()`` and on frozen models). ``input`` is never
+    modified.
 
     Args:
         model: the network under attack (a DDP / DataParallel wrapper is unwrapped).
-        input: clean inputs inside ``[clip_min, clip_max]``.
+        input: clean inputs inside ``[clip_min, clip_max]``. bf16 / fp16 inputs (a model cast to
+            that dtype) are attacked in float32 and fed to the model in their own dtype; the
+            result is rounded to it.
         target: soft labels $(N, C)$ or integer labels $(N,)$.
         objective: ``"kl"`` (KL to soft labels), ``"ce"``, ``"cw"`` (margin), or ``"auto"``:
             ``"kl"`` for floating point ``target``, ``"ce"`` for integer labels.
@@ -256,7 +265,8 @@ def pgd(
         generator: random generator for the start (reproducible attacks).
         seed: shorthand for a generator seeded with ``seed`` on the input's device.
         loss_scale: factor on the loss before the gradient (only its sign is used). ``None``
-            picks $2^{12}$ under fp16 autocast, where small gradients underflow to zero, else 1.
+            picks $2^{12}$ under fp16 autocast or for fp16 inputs, where small gradients underflow
+            to zero, else 1.
         validate_args: check label and input values in eager mode (host syncs).
         compile: run each step through :func:`compiled_pgd_step` (``torch.compile`` with
             ``fullgraph=True``; the first call compiles, later calls with the same shapes and
@@ -272,6 +282,10 @@ def pgd(
         - Output: $(N, \dots)$, dtype of ``input``, within ``eps`` of ``input`` and inside
           ``[clip_min, clip_max]``
     """
+    if torch.is_inference_mode_enabled():
+        # No input gradient exists inside torch.inference_mode(): the attack runs outside it.
+        with torch.inference_mode(False):
+            return pgd(**locals())
     eps = check_positive(eps, "eps", allow_zero=True)
     step_size = check_positive(step_size, "step_size")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -287,6 +301,8 @@ def pgd(
         raise TypeError("Expected `input` to be a floating point tensor of shape (N, ...).")
     resolved = _resolve_objective(objective, target)
     _check_target(target, resolved, input.shape[0], validate_args)
+    if target.is_inference():  # made under torch.inference_mode(): it cannot be saved for backward
+        target = target.clone()
     if values_checkable(validate_args) and input.numel() > 0:
         low, high = torch.aminmax(input.detach())
         if float(low) < clip_min or float(high) > clip_max:
@@ -299,8 +315,13 @@ def pgd(
         generator = torch.Generator(device=input.device).manual_seed(seed)
     attacked = unwrap_model(model)
     x = at_least_float32(input.detach())  # float64 models are attacked in float64
+    if x.is_inference():
+        x = x.clone()
+    # bf16 / fp16 inputs (a model cast to that dtype): iterate in float32, feed the model its dtype.
+    model_dtype = input.dtype if input.dtype != x.dtype else None
     if loss_scale is None:
-        loss_scale = DEFAULT_FP16_LOSS_SCALE if _fp16_autocast_active(x.device.type) else 1.0
+        fp16 = _fp16_autocast_active(x.device.type) or model_dtype == torch.float16
+        loss_scale = DEFAULT_FP16_LOSS_SCALE if fp16 else 1.0
     if start is None:
         start = _start(x, random_start, eps, init_std, generator)
     elif not isinstance(start, Tensor) or start.shape != input.shape:
@@ -325,6 +346,7 @@ def pgd(
                     clip_max=clip_max,
                     student_temperature=student_temperature,
                     loss_scale=loss_scale,
+                    model_dtype=model_dtype,
                 )
             else:
                 x_adv = _ascent_step(
@@ -337,6 +359,7 @@ def pgd(
                     step_size=step_size,
                     student_temperature=student_temperature,
                     loss_scale=loss_scale,
+                    model_dtype=model_dtype,
                 )
     return x_adv.to(input.dtype)
 

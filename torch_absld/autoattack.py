@@ -124,9 +124,10 @@ def auto_attack(
     rng_devices: list[int] = []
     if device.type == "cuda":
         rng_devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with frozen_model(attacked), torch.random.fork_rng(devices=rng_devices):
+    # The attacks need gradients: run them outside torch.inference_mode(), on ordinary copies.
+    with frozen_model(attacked), torch.random.fork_rng(devices=rng_devices), torch.inference_mode(False):
         x_adv, _ = adversary.run_standard_evaluation(
-            input.detach().to(device), target.to(device), batch_size=batch_size
+            input.detach().to(device).clone(), target.to(device).clone(), batch_size=batch_size
         )
     result: Tensor = x_adv.to(device=input.device, dtype=input.dtype)
     return result

@@ -165,7 +165,8 @@ def evaluate_robustness(
 
     - The model is evaluated in eval mode with gradients off for its parameters; each
       submodule's mode and each parameter's ``requires_grad`` are restored afterwards, and
-      parameters' ``.grad`` is never touched.
+      parameters' ``.grad`` is never touched. It may be called inside ``torch.no_grad()`` or
+      ``torch.inference_mode()``: the attacks take their input gradients outside them.
     - Deterministic given ``seed``: PGD's uniform random start of a sample is drawn from a
       hash of ``seed`` and the sample itself, so it does not depend on the batch, the order or
       the rank. AutoAttack's restarts draw for a whole batch, so its numbers can move with the

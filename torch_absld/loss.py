@@ -125,6 +125,8 @@ def absld_loss(
         if not isinstance(tau, Tensor) or tau.shape != (num_classes,):
             got = tuple(tau.shape) if isinstance(tau, Tensor) else type(tau).__name__
             raise ValueError(f"Expected `{name}` of shape ({num_classes},), but got {got}.")
+        if values_checkable(True) and not bool((torch.isfinite(tau) & (tau > 0)).all()):
+            raise ValueError(f"Expected `{name}` to hold finite temperatures > 0, but got {tau.tolist()}.")
     alpha = check_unit_interval(alpha, "alpha")
     check_choice(reduction, "reduction", _REDUCTIONS)
     check_choice(coupling, "coupling", ("paper", "script"))
@@ -280,8 +282,9 @@ class ABSLDLoss(nn.Module):
         num_classes = _check_logit_triple(student_adv_logits, student_clean_logits, teacher_logits)
         if num_classes != self.num_classes:
             raise ValueError(
-                f"Expected logits of shape (N, {self.num_classes}) for num_classes = "
-                f"{self.num_classes}, but got {tuple(student_adv_logits.shape)}."
+                f"Expected logits of shape (N, {self.num_classes}) for num_classes = {self.num_classes} "
+                "(`student_adv_logits`, `student_clean_logits` and `teacher_logits`), but got "
+                f"{tuple(student_adv_logits.shape)}."
             )
         check_integer_labels(
             target,

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import Self
 
 from ._checks import (
     at_least_float32,
@@ -24,6 +25,8 @@ from ._distributed import all_reduce_sum
 __all__ = ["ClassTemperatureController", "temperature_update"]
 
 RiskReduction = Literal["mean", "sum"]
+# The controller's buffers keep these dtypes under whole-module casts (see `_apply`).
+_BUFFER_DTYPES = {"temperatures": torch.float32, "accumulator": torch.float64, "last_risk": torch.float64}
 
 
 def temperature_update(
@@ -165,6 +168,22 @@ class ClassTemperatureController(nn.Module):
         self.register_buffer(
             "last_risk", torch.full((num_classes,), float("nan"), dtype=torch.float64), persistent=False
         )
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
+        """Follow device moves but keep the buffers' dtypes under whole-module casts.
+
+        ``.half()``, ``.to(torch.bfloat16)`` or Lightning's ``precision="bf16-true"`` cast every
+        floating point buffer; the risk sums and counts would lose precision (bf16 counts stop at
+        256) and the temperatures would be rounded. The buffers move to the new device only.
+        """
+        before = {name: self._buffers[name] for name in _BUFFER_DTYPES}
+        super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
+        for name, dtype in _BUFFER_DTYPES.items():
+            moved = self._buffers[name]
+            original = before[name]
+            if moved is not None and original is not None and moved.dtype != dtype:
+                self._buffers[name] = original.to(device=moved.device, dtype=dtype)
+        return self
 
     @property
     def risk_sum(self) -> Tensor:
