@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -402,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return train(args, device, rank, world_size)
     finally:
         if distributed():
+            gc.collect()  # release DDP's reducer (kept in reference cycles) before its process group
             dist.destroy_process_group()
 
 

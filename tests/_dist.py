@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,11 @@ def _entry(rank: int, fn: Callable[..., Any], world_size: int, store_path: str, 
     try:
         result = fn(rank, world_size, *args)
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+        # Free what `fn` built (a DDP reducer sits in reference cycles) while the process group
+        # is alive: destroyed at interpreter exit, after the group, it aborts the process.
+        del result
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -224,3 +224,15 @@ def test_beta_follow_survives_resume_from_a_decayed_optimizer():
     ctrl.accumulate(torch.tensor([1.0, 3.0]), torch.tensor([0, 1]))
     ctrl.step()
     assert ctrl.lr == pytest.approx(0.05)
+
+
+def test_loading_corrupt_state_raises():
+    ctrl = ClassTemperatureController(3)
+    state = ctrl.state_dict()
+    state["temperatures"] = torch.tensor([1.0, float("nan"), 2.0])
+    with pytest.raises(ValueError, match="loaded `temperatures` to be finite and > 0"):
+        ClassTemperatureController(3).load_state_dict(state)
+    state = ctrl.state_dict()
+    state["_extra_state"] = {"lr": -0.1, "base_lr": 0.1, "epochs_stepped": 0}
+    with pytest.raises(ValueError, match="`lr` >= 0"):
+        ClassTemperatureController(3).load_state_dict(state)

@@ -14,7 +14,6 @@ from typing_extensions import Self
 from ._checks import (
     at_least_float32,
     check_choice,
-    check_finite_number,
     check_integer_labels,
     check_logits,
     check_positive,
@@ -74,6 +73,16 @@ def temperature_update(
     step = lr * gap / largest
     new = temperatures.to(torch.float64) - step
     return new.clamp(min_temperature, max_temperature).to(temperatures.dtype)
+
+
+def _check_loaded_temperatures(module: nn.Module, incompatible_keys: Any) -> None:
+    """After ``load_state_dict``: a checkpoint must not bring NaN or non-positive temperatures."""
+    temperatures = module.temperatures
+    if isinstance(temperatures, Tensor) and not bool((torch.isfinite(temperatures) & (temperatures > 0)).all()):
+        raise ValueError(
+            "Expected the loaded `temperatures` to be finite and > 0, but got "
+            f"{temperatures.tolist()}. The checkpoint is corrupt or comes from a diverged run."
+        )
 
 
 class ClassTemperatureController(nn.Module):
@@ -168,6 +177,7 @@ class ClassTemperatureController(nn.Module):
         self.register_buffer(
             "last_risk", torch.full((num_classes,), float("nan"), dtype=torch.float64), persistent=False
         )
+        self.register_load_state_dict_post_hook(_check_loaded_temperatures)  # type: ignore[no-untyped-call]
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
         """Follow device moves but keep the buffers' dtypes under whole-module casts.
@@ -323,8 +333,8 @@ class ClassTemperatureController(nn.Module):
                 "Expected the controller's extra state to be a dict with keys 'lr', 'base_lr' "
                 f"and 'epochs_stepped', but got {state!r}."
             )
-        self.lr = check_finite_number(state["lr"], "lr")
-        self.base_lr = check_finite_number(state["base_lr"], "base_lr")
+        self.lr = check_positive(state["lr"], "lr", allow_zero=True)
+        self.base_lr = check_positive(state["base_lr"], "base_lr", allow_zero=True)
         self.epochs_stepped = int(state["epochs_stepped"])
 
     def extra_repr(self) -> str:
