@@ -212,3 +212,17 @@ def test_script_coupling_multiplies_temperatures_and_differs_from_paper():
 def test_soft_label_kl_zero_for_identical_distributions():
     logits = torch.randn(4, C)
     assert_close(soft_label_kl(logits, logits, 1.0), torch.tensor(0.0), atol=1e-7, rtol=0)
+
+
+def test_terms_are_the_two_kl_parts_and_record_once():
+    s_adv, s_clean, teacher, target, tau_adv, tau_clean = _batch(dtype=torch.float32)
+    by_terms, by_forward = ABSLDLoss(C, alpha=0.3), ABSLDLoss(C, alpha=0.3)
+    for module in (by_terms, by_forward):
+        module.adv.temperatures.copy_(tau_adv)
+        module.clean.temperatures.copy_(tau_clean)
+    adv, clean = by_terms.terms(s_adv, s_clean, teacher, target)
+    assert_close(adv, soft_label_kl(s_adv, teacher, tau_adv[target]))
+    assert_close(clean, soft_label_kl(s_clean, teacher, tau_clean[target]))
+    assert_close(0.3 * adv + 0.7 * clean, by_forward(s_adv, s_clean, teacher, target))
+    assert torch.equal(by_terms.adv.accumulator, by_forward.adv.accumulator)
+    assert by_terms.clean.count.sum() == s_adv.shape[0]

@@ -11,7 +11,7 @@ from typing_extensions import Self
 
 from ._checks import check_integer_labels, values_checkable
 from .attack import KLPGDAttack, RandomStart
-from .loss import ABSLDLoss, soft_label_kl
+from .loss import ABSLDLoss
 from .temperature import ClassTemperatureController
 
 __all__ = ["ABSLDDistiller", "DistillerOutput", "mark_ddp_local_state"]
@@ -227,30 +227,17 @@ class ABSLDDistiller(nn.Module):
         x_adv = self.attack(input, self.loss_fn.soft_labels(teacher_logits, target, "adv"))
         student_adv_logits = self._student_forward(x_adv)
         student_clean_logits = self._student_forward(input)
-        loss = self.loss_fn(student_adv_logits, student_clean_logits, teacher_logits, target)
-        adv_kl, clean_kl = self._terms(student_adv_logits, student_clean_logits, teacher_logits, target)
+        adv_kl, clean_kl = self.loss_fn.terms(student_adv_logits, student_clean_logits, teacher_logits, target)
+        loss = self.loss_fn.alpha * adv_kl + (1 - self.loss_fn.alpha) * clean_kl
         return DistillerOutput(
-            loss, adv_kl, clean_kl, student_adv_logits, student_clean_logits, teacher_logits, x_adv.detach()
+            loss,
+            adv_kl.detach(),
+            clean_kl.detach(),
+            student_adv_logits,
+            student_clean_logits,
+            teacher_logits,
+            x_adv.detach(),
         )
-
-    @torch.no_grad()
-    def _terms(
-        self, student_adv_logits: Tensor, student_clean_logits: Tensor, teacher_logits: Tensor, target: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        loss_fn = self.loss_fn
-        terms = []
-        for kind, logits in (("adv", student_adv_logits), ("clean", student_clean_logits)):
-            temperature = loss_fn.teacher_temperatures(target, kind)  # type: ignore[arg-type]
-            terms.append(
-                soft_label_kl(
-                    logits.detach(),
-                    teacher_logits,
-                    temperature,
-                    student_temperature=loss_fn.student_temperature,
-                    reduction=loss_fn.reduction,
-                )
-            )
-        return terms[0], terms[1]
 
     def on_epoch_end(self) -> tuple[Tensor, Tensor]:
         """End of epoch: all-reduce the risks, apply Eq. 11, return ``(tau_adv, tau_clean)``."""

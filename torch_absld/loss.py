@@ -279,6 +279,27 @@ class ABSLDLoss(nn.Module):
         target: Tensor,
     ) -> Tensor:
         """The loss of Eq. 12; in training mode also records each sample's risk."""
+        adv, clean = self.terms(student_adv_logits, student_clean_logits, teacher_logits, target)
+        return self.alpha * adv + (1 - self.alpha) * clean
+
+    def terms(
+        self,
+        student_adv_logits: Tensor,
+        student_clean_logits: Tensor,
+        teacher_logits: Tensor,
+        target: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        r"""The adversarial and the clean KL terms of Eq. 12, before the weights $\alpha$, $1 - \alpha$.
+
+        Both keep their gradient; the loss is ``alpha * adv + (1 - alpha) * clean``. In training
+        mode this records each sample's risk, exactly as :meth:`forward` does (call one of the
+        two per batch, not both).
+
+        Shape:
+            - student_adv_logits, student_clean_logits, teacher_logits: $(N, C)$
+            - target: $(N,)$ integer classes
+            - Output: two scalars, or two $(N,)$ with ``reduction="none"``
+        """
         num_classes = _check_logit_triple(student_adv_logits, student_clean_logits, teacher_logits)
         if num_classes != self.num_classes:
             raise ValueError(
@@ -296,19 +317,14 @@ class ABSLDLoss(nn.Module):
         t_clean = self.clean.temperatures[target]
         if self.coupling == "script":
             t_adv = t_clean = t_adv * t_clean
-        loss = _weighted_kl(
-            student_adv_logits,
-            student_clean_logits,
-            teacher_logits,
-            t_adv,
-            t_clean,
-            self.alpha,
-            self.student_temperature,
-            self.reduction,
+        tau_s, reduction = self.student_temperature, self.reduction
+        adv = soft_label_kl(student_adv_logits, teacher_logits, t_adv, student_temperature=tau_s, reduction=reduction)
+        clean = soft_label_kl(
+            student_clean_logits, teacher_logits, t_clean, student_temperature=tau_s, reduction=reduction
         )
         if self.training and self.record_risk:
             self.record(student_adv_logits, student_clean_logits, target)
-        return loss
+        return adv, clean
 
     @torch.no_grad()
     def record(self, student_adv_logits: Tensor, student_clean_logits: Tensor, target: Tensor) -> None:
