@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _models import tiny_batch, tiny_cnn
+from _models import small_gradient_mlp, tiny_batch, tiny_cnn
 from torch import nn
 from torch.testing import assert_close
 
@@ -172,11 +172,7 @@ def test_bf16_autocast_keeps_the_eps_ball_exact():
 
 
 def test_fp16_loss_scaling_keeps_the_gradient_sign_alive():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    with torch.no_grad():  # small weights: input gradients around 1e-7, below fp16's range
-        model[1].weight.mul_(0.01)
-        model[3].weight.mul_(0.01)
+    model = small_gradient_mlp()  # input gradients around 1e-7, below fp16's range
     x = torch.rand(32, 1, 8, 8)
     soft = torch.softmax(torch.randn(32, 10) * 0.01, 1)
 

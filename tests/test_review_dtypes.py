@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _models import tiny_batch, tiny_cnn
+from _models import small_gradient_mlp, tiny_batch, tiny_cnn
 from torch import nn
 from torch.testing import assert_close
 
@@ -93,11 +93,7 @@ def test_distiller_cast_to_bf16_trains_and_records():
 
 
 def test_fp16_model_gets_the_loss_scaling_of_fp16_autocast():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    with torch.no_grad():  # small weights: input gradients around 1e-7, below fp16's range
-        model[1].weight.mul_(0.01)
-        model[3].weight.mul_(0.01)
+    model = small_gradient_mlp()  # input gradients around 1e-7, below fp16's range
     model = model.half()
     x = torch.rand(32, 1, 8, 8).half()
     soft = torch.softmax(torch.randn(32, 10) * 0.01, 1)
