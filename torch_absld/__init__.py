@@ -1,34 +1,47 @@
-"""torch-absld: Anti-Bias Soft Label Distillation for adversarially robust, class-fair students."""
+"""torch-absld: Anti-Bias Soft Label Distillation for adversarially robust, class-fair students.
 
+The package has four parts (see the contributing guide for the arrows between them):
+
+- the core, at the top: :mod:`~torch_absld.stats`, :mod:`~torch_absld.temperature`,
+  :mod:`~torch_absld.loss`, :mod:`~torch_absld.attack`, plus :mod:`~torch_absld.normalize`
+  and :mod:`~torch_absld.weights`;
+- :mod:`torch_absld.evaluation`: class-wise robustness under the paper's protocol;
+- :mod:`torch_absld.methods`: one training-step module per method, and a registry;
+- :mod:`torch_absld.integrations`: glue for training loops and frameworks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._internal.compat import deprecated_attribute, install_module_aliases
 from .attack import KLPGDAttack as KLPGDAttack
+from .attack import PGDConfig as PGDConfig
 from .attack import attack_objective as attack_objective
-from .attack import compiled_pgd_step as compiled_pgd_step
 from .attack import kl_pgd as kl_pgd
 from .attack import pgd as pgd
-from .attack import pgd_step as pgd_step
-from .attack import trace_input_gradients as trace_input_gradients
-from .attack import unwrap_model as unwrap_model
-from .autoattack import auto_attack as auto_attack
-from .checkpoint import BestCheckpoint as BestCheckpoint
-from .data import stratified_split as stratified_split
-from .distiller import ABSLDDistiller as ABSLDDistiller
-from .distiller import DistillerOutput as DistillerOutput
-from .distiller import mark_ddp_local_state as mark_ddp_local_state
+from .evaluation import BestCheckpoint as BestCheckpoint
+from .evaluation import ClassAccuracy as ClassAccuracy
+from .evaluation import ClassAccuracyResult as ClassAccuracyResult
+from .evaluation import RobustnessReport as RobustnessReport
+from .evaluation import auto_attack as auto_attack
+from .evaluation import class_accuracy_summary as class_accuracy_summary
+from .evaluation import default_attack_settings as default_attack_settings
 from .evaluation import evaluate_robustness as evaluate_robustness
-from .hooks import LRFollowHandle as LRFollowHandle
-from .hooks import follow_optimizer_lr as follow_optimizer_lr
+from .evaluation import reports_to_markdown as reports_to_markdown
+from .evaluation import stratified_split as stratified_split
+from .evaluation import worst_class_count as worst_class_count
+from .integrations.hooks import LRFollowHandle as LRFollowHandle
+from .integrations.hooks import follow_optimizer_lr as follow_optimizer_lr
 from .loss import ABSLDLoss as ABSLDLoss
 from .loss import absld_loss as absld_loss
 from .loss import soft_label_kl as soft_label_kl
 from .loss import soft_labels as soft_labels
-from .metrics import ClassAccuracy as ClassAccuracy
-from .metrics import ClassAccuracyResult as ClassAccuracyResult
-from .metrics import class_accuracy_summary as class_accuracy_summary
-from .metrics import worst_class_count as worst_class_count
+from .methods import ABSLDDistiller as ABSLDDistiller
+from .methods import DistillerOutput as DistillerOutput
+from .methods import mark_ddp_local_state as mark_ddp_local_state
 from .normalize import Normalize as Normalize
-from .protocol import default_attack_settings as default_attack_settings
-from .report import RobustnessReport as RobustnessReport
-from .report import reports_to_markdown as reports_to_markdown
+from .stats import ClassStatistics as ClassStatistics
 from .temperature import ClassTemperatureController as ClassTemperatureController
 from .temperature import temperature_update as temperature_update
 from .weights import load_weights as load_weights
@@ -41,18 +54,19 @@ __all__ = [
     "BestCheckpoint",
     "ClassAccuracy",
     "ClassAccuracyResult",
+    "ClassStatistics",
     "ClassTemperatureController",
     "DistillerOutput",
     "KLPGDAttack",
     "LRFollowHandle",
     "Normalize",
+    "PGDConfig",
     "RobustnessReport",
     "__version__",
     "absld_loss",
     "attack_objective",
     "auto_attack",
     "class_accuracy_summary",
-    "compiled_pgd_step",
     "default_attack_settings",
     "evaluate_robustness",
     "follow_optimizer_lr",
@@ -60,13 +74,17 @@ __all__ = [
     "load_weights",
     "mark_ddp_local_state",
     "pgd",
-    "pgd_step",
     "reports_to_markdown",
     "soft_label_kl",
     "soft_labels",
     "stratified_split",
     "temperature_update",
-    "trace_input_gradients",
-    "unwrap_model",
     "worst_class_count",
 ]
+
+install_module_aliases()
+
+
+def __getattr__(name: str) -> Any:
+    """Deprecated 0.1 names (``pgd_step``, ...) and module paths (``torch_absld.metrics``, ...)."""
+    return deprecated_attribute(__name__, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -9,7 +10,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import (
+from ._internal.checks import (
     at_least_float32,
     check_choice,
     check_integer_labels,
@@ -20,13 +21,46 @@ from ._checks import (
 )
 from .temperature import ClassTemperatureController, RiskReduction
 
-__all__ = ["ABSLDLoss", "absld_loss", "soft_label_kl", "soft_labels"]
+__all__ = ["DEFAULT_COUPLING", "ABSLDLoss", "absld_loss", "soft_label_kl", "soft_labels"]
 
 Reduction = Literal["mean", "batchmean", "sum", "none"]
 Kind = Literal["adv", "clean"]
 Adapt = Literal["both", "adv", "none"]
-Coupling = Literal["paper", "script"]
+Coupling = Literal["separate", "product"]
 _REDUCTIONS = ("mean", "batchmean", "sum", "none")
+_COUPLINGS = ("separate", "product")
+_OLD_COUPLINGS: dict[str, Coupling] = {"paper": "separate", "script": "product"}
+
+DEFAULT_COUPLING: Coupling = "separate"
+"""How the two temperature vectors enter the loss unless told otherwise (see :class:`ABSLDLoss`)."""
+
+
+def _coupling(value: object) -> Coupling:
+    """A coupling name checked, with the 0.1 names mapped to the new ones (and a warning)."""
+    if isinstance(value, str) and value in _OLD_COUPLINGS:
+        new = _OLD_COUPLINGS[value]
+        warnings.warn(
+            f"coupling={value!r} is deprecated since torch-absld 0.2 and will be removed; use coupling={new!r} "
+            "(same behaviour).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return new
+    check_choice(value, "coupling", _COUPLINGS)
+    return value  # type: ignore[return-value]
+
+
+def _sample_temperatures(
+    tau_adv: Tensor, tau_clean: Tensor, target: Tensor, coupling: Coupling
+) -> tuple[Tensor, Tensor]:
+    r"""Each sample's teacher temperature in the adversarial and the clean term.
+
+    ``"separate"``: $\tau^{adv}[y]$ and $\tau^{clean}[y]$; ``"product"``: $\tau^{adv}[y]\,\tau^{clean}[y]$ in both.
+    """
+    t_adv, t_clean = tau_adv[target], tau_clean[target]
+    if coupling == "product":
+        t_adv = t_clean = t_adv * t_clean
+    return t_adv, t_clean
 
 
 def soft_labels(teacher: Tensor, temperature: Tensor) -> Tensor:
@@ -100,7 +134,7 @@ def absld_loss(
     alpha: float = 5 / 6,
     student_temperature: float = 1.0,
     reduction: Reduction = "mean",
-    coupling: Coupling = "paper",
+    coupling: Coupling = DEFAULT_COUPLING,
 ) -> Tensor:
     r"""ABSLD distillation loss (Eq. 12).
 
@@ -109,9 +143,10 @@ def absld_loss(
     $p^{clean} = \mathrm{softmax}(z_t / \tau^{clean}[y])$ (each sample scaled by the temperature
     of its **own true class**), $q = \mathrm{softmax}(z_s / \tau_s)$ of the student's logits on
     the adversarial and the clean batch. The teacher logits are those of the clean batch.
-    ``coupling="script"`` uses $\tau^{adv}[y]\,\tau^{clean}[y]$ in both terms, as the authors'
-    script does by accident. See :func:`soft_label_kl` for the reductions (default: mean over
-    all $N \times C$ elements, as the authors' code).
+    ``coupling="separate"`` is the paper's Eq. 12 (above); ``coupling="product"`` uses
+    $\tau^{adv}[y]\,\tau^{clean}[y]$ in both terms, as the authors' script computes. See
+    :func:`soft_label_kl` for the reductions (default: mean over all $N \times C$ elements,
+    as the authors' code).
 
     Shape:
         - student_adv, student_clean, teacher: $(N, C)$
@@ -128,26 +163,30 @@ def absld_loss(
         if values_checkable(True) and not bool((torch.isfinite(tau) & (tau > 0)).all()):
             raise ValueError(f"Expected `{name}` to hold finite temperatures > 0, but got {tau.tolist()}.")
     alpha = check_unit_interval(alpha, "alpha")
+    student_temperature = check_positive(student_temperature, "student_temperature")
     check_choice(reduction, "reduction", _REDUCTIONS)
-    check_choice(coupling, "coupling", ("paper", "script"))
-    t_adv, t_clean = tau_adv[target], tau_clean[target]
-    if coupling == "script":
-        t_adv = t_clean = t_adv * t_clean
-    return _weighted_kl(student_adv, student_clean, teacher, t_adv, t_clean, alpha, student_temperature, reduction)
+    t_adv, t_clean = _sample_temperatures(tau_adv, tau_clean, target, _coupling(coupling))
+    adv, clean = _kl_terms(student_adv, student_clean, teacher, t_adv, t_clean, student_temperature, reduction)
+    return _weighted(adv, clean, alpha)
 
 
-def _weighted_kl(
+def _kl_terms(
     student_adv: Tensor,
     student_clean: Tensor,
     teacher: Tensor,
     t_adv: Tensor,
     t_clean: Tensor,
-    alpha: float,
     student_temperature: float,
     reduction: Reduction,
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
+    """The adversarial and the clean KL terms of Eq. 12, with per-sample teacher temperatures."""
     adv = soft_label_kl(student_adv, teacher, t_adv, student_temperature=student_temperature, reduction=reduction)
     clean = soft_label_kl(student_clean, teacher, t_clean, student_temperature=student_temperature, reduction=reduction)
+    return adv, clean
+
+
+def _weighted(adv: Tensor, clean: Tensor, alpha: float) -> Tensor:
+    """Eq. 12's weighting of its two terms."""
     return alpha * adv + (1 - alpha) * clean
 
 
@@ -183,8 +222,11 @@ class ABSLDLoss(nn.Module):
         max_temperature: upper temperature clamp (5 in the paper; 3 for ResNet-18 on CIFAR-100).
         adapt: which temperatures adapt: ``"both"`` (ABSLD), ``"adv"`` (the paper's
             ABSLD$_{adv}$ ablation), ``"none"`` (temperatures frozen: exactly RSLAD).
-        coupling: ``"paper"`` (Eq. 12) or ``"script"`` ($\tau^{adv}[y]\tau^{clean}[y]$ in both
-            terms and in the attack, as the authors' script).
+        coupling: ``"separate"`` (the paper's Eq. 12: $\tau^{adv}[y]$ in the adversarial term and
+            the attack, $\tau^{clean}[y]$ in the clean term) or ``"product"``
+            ($\tau^{adv}[y]\,\tau^{clean}[y]$ in both terms and in the attack: what the authors'
+            script computes). The 0.1 names ``"paper"`` and ``"script"`` still work, with a
+            ``DeprecationWarning``.
         reduction: ``"mean"`` (over $N \times C$, the authors' scale), ``"batchmean"``,
             ``"sum"`` or ``"none"``.
         risk_reduction: per-class ``"mean"`` (default) or ``"sum"`` of the risk.
@@ -216,7 +258,7 @@ class ABSLDLoss(nn.Module):
         min_temperature: float = 0.5,
         max_temperature: float = 5.0,
         adapt: Adapt = "both",
-        coupling: Coupling = "paper",
+        coupling: Coupling = DEFAULT_COUPLING,
         reduction: Reduction = "mean",
         risk_reduction: RiskReduction = "mean",
         record_risk: bool = True,
@@ -227,10 +269,9 @@ class ABSLDLoss(nn.Module):
         self.alpha = check_unit_interval(alpha, "alpha")
         self.student_temperature = check_positive(student_temperature, "student_temperature")
         check_choice(adapt, "adapt", ("both", "adv", "none"))
-        check_choice(coupling, "coupling", ("paper", "script"))
         check_choice(reduction, "reduction", _REDUCTIONS)
         self.adapt: Adapt = adapt
-        self.coupling: Coupling = coupling
+        self.coupling: Coupling = _coupling(coupling)
         self.reduction: Reduction = reduction
         self.record_risk = record_risk
         self.validate_args = validate_args
@@ -246,21 +287,25 @@ class ABSLDLoss(nn.Module):
         self.clean = ClassTemperatureController(num_classes, lr=lr if adapt == "both" else 0.0, **common)  # type: ignore[arg-type]
         self.num_classes = num_classes
 
-    def teacher_temperatures(self, target: Tensor, kind: Kind = "adv") -> Tensor:
+    def teacher_temperatures(self, target: Tensor, kind: Kind = "adv", *, validated: bool = False) -> Tensor:
         """Per-sample teacher temperature of the ``kind`` term, as the loss uses it.
+
+        ``validated=True`` skips the label value check (one host sync) when the caller has
+        checked ``target`` already; shapes are always checked.
 
         Shape:
             - target: $(N,)$ integer classes
             - Output: $(N,)$ float32
         """
         check_choice(kind, "kind", ("adv", "clean"))
-        check_integer_labels(target, self.num_classes, check_values=values_checkable(self.validate_args))
-        if self.coupling == "script":
-            return self.adv.temperatures[target] * self.clean.temperatures[target]
-        controller = self.adv if kind == "adv" else self.clean
-        return controller.temperatures[target]
+        checking = values_checkable(self.validate_args) and not validated
+        check_integer_labels(target, self.num_classes, check_values=checking)
+        t_adv, t_clean = _sample_temperatures(self.adv.temperatures, self.clean.temperatures, target, self.coupling)
+        return t_adv if kind == "adv" else t_clean
 
-    def soft_labels(self, teacher_logits: Tensor, target: Tensor, kind: Kind = "adv") -> Tensor:
+    def soft_labels(
+        self, teacher_logits: Tensor, target: Tensor, kind: Kind = "adv", *, validated: bool = False
+    ) -> Tensor:
         """The teacher's soft labels for the ``kind`` term: what the attack maximises KL to.
 
         Shape:
@@ -269,7 +314,7 @@ class ABSLDLoss(nn.Module):
             - Output: $(N, C)$ float32 probabilities
         """
         check_logits(teacher_logits, "teacher_logits", self.num_classes)
-        return soft_labels(teacher_logits, self.teacher_temperatures(target, kind))
+        return soft_labels(teacher_logits, self.teacher_temperatures(target, kind, validated=validated))
 
     def forward(
         self,
@@ -279,8 +324,11 @@ class ABSLDLoss(nn.Module):
         target: Tensor,
     ) -> Tensor:
         """The loss of Eq. 12; in training mode also records each sample's risk."""
-        adv, clean = self.terms(student_adv_logits, student_clean_logits, teacher_logits, target)
-        return self.alpha * adv + (1 - self.alpha) * clean
+        return self.combine(*self.terms(student_adv_logits, student_clean_logits, teacher_logits, target))
+
+    def combine(self, adv_kl: Tensor, clean_kl: Tensor) -> Tensor:
+        r"""The loss from its two terms: $\alpha \cdot$ ``adv_kl`` $+ (1 - \alpha) \cdot$ ``clean_kl``."""
+        return _weighted(adv_kl, clean_kl, self.alpha)
 
     def terms(
         self,
@@ -288,12 +336,15 @@ class ABSLDLoss(nn.Module):
         student_clean_logits: Tensor,
         teacher_logits: Tensor,
         target: Tensor,
+        *,
+        validated: bool = False,
     ) -> tuple[Tensor, Tensor]:
         r"""The adversarial and the clean KL terms of Eq. 12, before the weights $\alpha$, $1 - \alpha$.
 
-        Both keep their gradient; the loss is ``alpha * adv + (1 - alpha) * clean``. In training
-        mode this records each sample's risk, exactly as :meth:`forward` does (call one of the
-        two per batch, not both).
+        Both keep their gradient; the loss is :meth:`combine` of them. In training mode this
+        records each sample's risk, exactly as :meth:`forward` does (call one of the two per
+        batch, not both). ``validated=True`` skips the label value check (one host sync) when
+        the caller has checked ``target`` already; shapes are always checked.
 
         Shape:
             - student_adv_logits, student_clean_logits, teacher_logits: $(N, C)$
@@ -311,16 +362,17 @@ class ABSLDLoss(nn.Module):
             target,
             self.num_classes,
             batch_size=student_adv_logits.shape[0],
-            check_values=values_checkable(self.validate_args),
+            check_values=values_checkable(self.validate_args) and not validated,
         )
-        t_adv = self.adv.temperatures[target]
-        t_clean = self.clean.temperatures[target]
-        if self.coupling == "script":
-            t_adv = t_clean = t_adv * t_clean
-        tau_s, reduction = self.student_temperature, self.reduction
-        adv = soft_label_kl(student_adv_logits, teacher_logits, t_adv, student_temperature=tau_s, reduction=reduction)
-        clean = soft_label_kl(
-            student_clean_logits, teacher_logits, t_clean, student_temperature=tau_s, reduction=reduction
+        t_adv, t_clean = _sample_temperatures(self.adv.temperatures, self.clean.temperatures, target, self.coupling)
+        adv, clean = _kl_terms(
+            student_adv_logits,
+            student_clean_logits,
+            teacher_logits,
+            t_adv,
+            t_clean,
+            self.student_temperature,
+            self.reduction,
         )
         if self.training and self.record_risk:
             self.record(student_adv_logits, student_clean_logits, target)

@@ -2,30 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from typing_extensions import Self
 
-from ._checks import (
+from ._internal.checks import (
     at_least_float32,
     check_choice,
     check_integer_labels,
     check_logits,
+    check_num_classes,
     check_positive,
     values_checkable,
 )
-from ._distributed import all_reduce_sum
+from .stats import ClassStatistics, class_means
 
 __all__ = ["ClassTemperatureController", "temperature_update"]
 
 RiskReduction = Literal["mean", "sum"]
 # The controller's buffers keep these dtypes under whole-module casts (see `_apply`).
-_BUFFER_DTYPES = {"temperatures": torch.float32, "accumulator": torch.float64, "last_risk": torch.float64}
+_BUFFER_DTYPES = {"temperatures": torch.float32, "last_risk": torch.float64}
+_EXTRA_STATE_KEYS = ("lr", "base_lr", "epochs_stepped")
 
 
 def temperature_update(
@@ -75,21 +77,12 @@ def temperature_update(
     return new.clamp(min_temperature, max_temperature).to(temperatures.dtype)
 
 
-def _check_loaded_temperatures(module: nn.Module, incompatible_keys: Any) -> None:
-    """After ``load_state_dict``: a checkpoint must not bring NaN or non-positive temperatures."""
-    temperatures = module.temperatures
-    if isinstance(temperatures, Tensor) and not bool((torch.isfinite(temperatures) & (temperatures > 0)).all()):
-        raise ValueError(
-            "Expected the loaded `temperatures` to be finite and > 0, but got "
-            f"{temperatures.tolist()}. The checkpoint is corrupt or comes from a diverged run."
-        )
-
-
-class ClassTemperatureController(nn.Module):
+class ClassTemperatureController(ClassStatistics):
     r"""Per-class temperatures $\tau \in \mathbb{R}^C$ driven by the student's class-wise risk.
 
-    During an epoch, :meth:`update` adds each sample's cross-entropy into per-class sums and
-    counts (no gradient, no host sync, compile-friendly). At the end of the epoch
+    A :class:`~torch_absld.stats.ClassStatistics` of one quantity, the risk, with a rule on
+    top. During an epoch, :meth:`update` adds each sample's cross-entropy into per-class sums
+    and counts (no gradient, no host sync, compile-friendly). At the end of the epoch
     :meth:`step` all-reduces those sums across ranks, applies Eq. 11 of the paper (see
     :func:`temperature_update`), clamps to ``[min_temperature, max_temperature]`` and resets
     the sums. A class with a higher risk than average gets a *lower* temperature (sharper soft
@@ -126,7 +119,6 @@ class ClassTemperatureController(nn.Module):
     """
 
     temperatures: Tensor
-    accumulator: Tensor
     last_risk: Tensor
 
     def __init__(
@@ -142,11 +134,8 @@ class ClassTemperatureController(nn.Module):
         process_group: dist.ProcessGroup | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-            raise TypeError(f"Expected `num_classes` to be an int, but got {type(num_classes).__name__}.")
-        if num_classes < 2:
-            raise ValueError(f"Expected `num_classes` >= 2, but got {num_classes}.")
+        check_num_classes(num_classes, minimum=2)
+        super().__init__(num_classes, process_group=process_group, validate_args=validate_args)
         self.min_temperature = check_positive(min_temperature, "min_temperature")
         self.max_temperature = check_positive(max_temperature, "max_temperature")
         if self.min_temperature > self.max_temperature:
@@ -161,33 +150,27 @@ class ClassTemperatureController(nn.Module):
                 f"[{self.min_temperature}, {self.max_temperature}], but got {init}."
             )
         check_choice(risk_reduction, "risk_reduction", ("mean", "sum"))
-        self.num_classes = num_classes
         self.init_temperature = init
         self.lr = check_positive(lr, "lr", allow_zero=True)
         self.base_lr = self.lr
         self.risk_reduction: RiskReduction = risk_reduction
         self.gap_tolerance = check_positive(gap_tolerance, "gap_tolerance", allow_zero=True)
-        self.process_group = process_group
-        self.validate_args = validate_args
         self.epochs_stepped = 0
         self._lr_source: Callable[[], float] | None = None
         self.register_buffer("temperatures", torch.full((num_classes,), init, dtype=torch.float32))
-        # Row 0: per-class sum of risk, row 1: per-class sample count. One tensor, one all_reduce.
-        self.register_buffer("accumulator", torch.zeros(2, num_classes, dtype=torch.float64))
         self.register_buffer(
             "last_risk", torch.full((num_classes,), float("nan"), dtype=torch.float64), persistent=False
         )
-        self.register_load_state_dict_post_hook(_check_loaded_temperatures)  # type: ignore[no-untyped-call]
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
         """Follow device moves but keep the buffers' dtypes under whole-module casts.
 
         ``.half()``, ``.to(torch.bfloat16)`` or Lightning's ``precision="bf16-true"`` cast every
-        floating point buffer; the risk sums and counts would lose precision (bf16 counts stop at
-        256) and the temperatures would be rounded. The buffers move to the new device only.
+        floating point buffer; the temperatures would be rounded. They move to the new device
+        only (the accumulator does so by itself, see :class:`~torch_absld.stats.ClassStatistics`).
         """
         before = {name: self._buffers[name] for name in _BUFFER_DTYPES}
-        super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
+        super()._apply(fn, recurse)
         for name, dtype in _BUFFER_DTYPES.items():
             moved = self._buffers[name]
             original = before[name]
@@ -203,7 +186,7 @@ class ClassTemperatureController(nn.Module):
     @property
     def count(self) -> Tensor:
         """Per-class number of samples accumulated this epoch, shape $(C,)$ (a view)."""
-        return self.accumulator[1]
+        return self.sample_counts
 
     def forward(self, target: Tensor) -> Tensor:
         """Temperature of each sample's own true class.
@@ -238,25 +221,14 @@ class ClassTemperatureController(nn.Module):
         risk = F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none")
         self.accumulate(risk, target, validate=False)
 
-    @torch.no_grad()
-    def accumulate(self, risk: Tensor, target: Tensor, *, validate: bool = True) -> None:
+    def accumulate(self, values: Tensor, target: Tensor, *, validate: bool = True) -> None:
         """Add arbitrary per-sample risks (e.g. a loss of your own) into the class sums.
 
         Shape:
-            - risk: $(N,)$ floating point
+            - values: $(N,)$ floating point
             - target: $(N,)$ integer labels in $[0, C)$
         """
-        if validate:
-            if not isinstance(risk, Tensor) or not risk.is_floating_point() or risk.dim() != 1:
-                raise ValueError("Expected `risk` to be a floating point tensor of shape (N,).")
-            check_integer_labels(
-                target,
-                self.num_classes,
-                batch_size=risk.shape[0],
-                check_values=values_checkable(self.validate_args),
-            )
-        rows = torch.stack([risk.detach().to(torch.float64), torch.ones_like(risk, dtype=torch.float64)])
-        self.accumulator.index_add_(1, target, rows)
+        super().accumulate(values, target, validate=validate)
 
     def class_risk(self) -> tuple[Tensor, Tensor]:
         """The epoch's per-class risk so far on this rank, and which classes were seen.
@@ -267,9 +239,8 @@ class ClassTemperatureController(nn.Module):
         return self._risk_from(self.accumulator)
 
     def _risk_from(self, accumulator: Tensor) -> tuple[Tensor, Tensor]:
-        sums, counts = accumulator[0], accumulator[1]
-        present = counts > 0
-        risk = sums / counts.clamp_min(1) if self.risk_reduction == "mean" else sums.clone()
+        means, present = class_means(accumulator)
+        risk = means[0] if self.risk_reduction == "mean" else accumulator[0].clone()
         return torch.where(present, risk, torch.full_like(risk, float("nan"))), present
 
     def follow_lr(self, source: Callable[[], float] | None) -> None:
@@ -290,7 +261,7 @@ class ClassTemperatureController(nn.Module):
         Returns:
             The new temperatures, shape $(C,)$ (the buffer itself).
         """
-        synced = all_reduce_sum(self.accumulator.clone(), self.process_group)
+        synced = self.synced()
         if not bool(torch.isfinite(synced).all()):
             bad = (~torch.isfinite(synced[0])).nonzero().flatten().tolist()
             raise ValueError(
@@ -317,28 +288,46 @@ class ClassTemperatureController(nn.Module):
         self.epochs_stepped += 1
         return self.temperatures
 
-    @torch.no_grad()
-    def reset(self) -> None:
-        """Drop the sums and counts accumulated since the last :meth:`step`."""
-        self.accumulator.zero_()
-
     def get_extra_state(self) -> dict[str, Any]:
         r"""Hyperparameters that change during a run: $\beta$ and the epoch counter."""
         return {"lr": self.lr, "base_lr": self.base_lr, "epochs_stepped": self.epochs_stepped}
 
     def set_extra_state(self, state: Any) -> None:
         """Restore what :meth:`get_extra_state` saved."""
-        if not isinstance(state, dict) or not {"lr", "base_lr", "epochs_stepped"} <= state.keys():
-            raise ValueError(
-                "Expected the controller's extra state to be a dict with keys 'lr', 'base_lr' "
-                f"and 'epochs_stepped', but got {state!r}."
-            )
-        self.lr = check_positive(state["lr"], "lr", allow_zero=True)
-        self.base_lr = check_positive(state["base_lr"], "base_lr", allow_zero=True)
-        self.epochs_stepped = int(state["epochs_stepped"])
+        self.lr, self.base_lr, self.epochs_stepped = _checked_extra_state(state)
+
+    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
+        """Reject corrupt temperatures or hyperparameters before anything of the checkpoint is copied."""
+        temperatures = state_dict.get(prefix + "temperatures")
+        if isinstance(temperatures, Tensor):
+            if temperatures.shape != self.temperatures.shape:
+                raise ValueError(
+                    f"Expected the loaded `temperatures` of shape {tuple(self.temperatures.shape)}, but got "
+                    f"{tuple(temperatures.shape)}."
+                )
+            if not bool((torch.isfinite(temperatures) & (temperatures > 0)).all()):
+                raise ValueError(
+                    "Expected the loaded `temperatures` to be finite and > 0, but got "
+                    f"{temperatures.tolist()}. The checkpoint is corrupt or comes from a diverged run."
+                )
+        extra_state = prefix + "_extra_state"
+        if extra_state in state_dict:
+            _checked_extra_state(state_dict[extra_state])
 
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, lr={self.lr}, min_temperature={self.min_temperature}, "
             f"max_temperature={self.max_temperature}, risk_reduction={self.risk_reduction!r}"
         )
+
+
+def _checked_extra_state(state: Any) -> tuple[float, float, int]:
+    """``(lr, base_lr, epochs_stepped)`` of a saved extra state, checked."""
+    if not isinstance(state, dict) or not set(_EXTRA_STATE_KEYS) <= state.keys():
+        raise ValueError(
+            "Expected the controller's extra state to be a dict with keys 'lr', 'base_lr' "
+            f"and 'epochs_stepped', but got {state!r}."
+        )
+    lr = check_positive(state["lr"], "lr", allow_zero=True)
+    base_lr = check_positive(state["base_lr"], "base_lr", allow_zero=True)
+    return lr, base_lr, int(state["epochs_stepped"])

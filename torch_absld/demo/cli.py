@@ -80,7 +80,9 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="L-inf radius (default 0.1 for digits, 0.3 for mnist, 8/255 for cifar10)",
     )
-    parser.add_argument("--compare-coupled", action="store_true", help='also train ABSLD with coupling="script"')
+    parser.add_argument(
+        "--compare-coupled", action="store_true", help='also train ABSLD with coupling="product" (the script\'s)'
+    )
     parser.add_argument("--device", default="cpu", metavar="DEVICE", help="torch device, e.g. cuda (default cpu)")
     parser.add_argument(
         "--threads",

@@ -12,9 +12,9 @@ __all__ = ["METHODS", "DemoConfig"]
 
 #: Display name -> (``adapt``, ``coupling``) of :class:`torch_absld.ABSLDLoss`.
 METHODS: dict[str, tuple[str, str]] = {
-    "RSLAD": ("none", "paper"),
-    "ABSLD": ("both", "paper"),
-    "ABSLD-script": ("both", "script"),
+    "RSLAD": ("none", "separate"),
+    "ABSLD": ("both", "separate"),
+    "ABSLD-script": ("both", "product"),
 }
 
 

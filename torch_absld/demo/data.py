@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .. import stratified_split
+from ..evaluation import stratified_split
 
 __all__ = ["DATASETS", "DatasetSpec", "DatasetUnavailableError", "DigitsDataset", "load_dataset"]
 

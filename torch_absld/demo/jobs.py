@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .. import RobustnessReport
+from ..evaluation import RobustnessReport
 from .config import DemoConfig
 from .models import StudentMLP, TeacherCNN
 from .progress import Progress

@@ -13,8 +13,8 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 import torch
 
-from ..distiller import mark_ddp_local_state
 from ..loss import ABSLDLoss
+from ..methods.base import mark_ddp_local_state
 
 __all__ = ["ABSLDCallback"]
 
@@ -28,9 +28,9 @@ class ABSLDCallback(pl.Callback):
     training epoch, all-reduces the risks across ranks and updates both temperature vectors. The
     temperatures are buffers of the module, so Lightning's checkpoints save and restore them.
 
-    Under a DDP strategy the callback marks the per-rank risk sums (and a distiller's frozen
-    teacher) so that DDP does not overwrite them with rank 0's (see
-    :func:`~torch_absld.mark_ddp_local_state`).
+    Under a DDP strategy the per-rank risk sums are safe by construction (they are not
+    buffers); the callback marks a distiller's frozen teacher so that DDP neither broadcasts
+    nor reduces it (see :func:`~torch_absld.mark_ddp_local_state`).
 
     Args:
         loss_fn: the loss whose temperatures to step; ``None`` finds the only

@@ -9,9 +9,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_choice, check_finite_number, check_integer_labels, check_positive
-from ._eval_utils import frozen_model
-from .attack import unwrap_model
+from .._internal.checks import check_choice, check_finite_number, check_integer_labels, check_positive
+from .._internal.modules import frozen_model, unwrap_model
 
 __all__ = ["auto_attack"]
 

@@ -12,13 +12,15 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
-from ._checks import check_finite_number, check_positive
-from ._distributed import all_reduce_sum, is_distributed
-from ._eval_utils import frozen_model, keyed_uniform
-from .attack import pgd, unwrap_model
+from .._internal.checks import check_finite_number, check_positive
+from .._internal.distributed import all_reduce_sum, is_distributed
+from .._internal.modules import frozen_model, unwrap_model
+from ..attack import PGDConfig
+from ..attack.engine import run_pgd
+from ._keyed import keyed_uniform
 from .autoattack import auto_attack
 from .metrics import ClassAccuracy, class_accuracy_summary, worst_class_count
-from .protocol import ATTACKS, resolve_attack_settings
+from .protocol import ATTACKS, attack_config, resolve_attack_settings
 from .report import ATTACK_LABELS, RobustnessReport
 
 __all__ = ["evaluate_robustness"]
@@ -91,6 +93,7 @@ def _check_batch(batch: Any, index: int, num_classes: int, clip_min: float, clip
 def _adversarial(
     name: str,
     setting: Mapping[str, Any],
+    config: PGDConfig | None,
     model: nn.Module,
     x: Tensor,
     y: Tensor,
@@ -118,23 +121,13 @@ def _adversarial(
             clip_min=clip_min,
             clip_max=clip_max,
         )
+    if config is None:  # pragma: no cover - made for every FGSM / PGD / CW setting with eps > 0
+        raise RuntimeError(f"No attack configuration for {name!r}.")
     start = None
     if setting["random_start"] == "uniform":
         start = x.float() + (2 * keyed_uniform(x, seed) - 1) * eps
-    return pgd(
-        model,
-        x,
-        y,
-        objective=setting["objective"],
-        eps=eps,
-        step_size=setting["step_size"],
-        steps=setting["steps"],
-        random_start=None,
-        start=start,
-        clip_min=clip_min,
-        clip_max=clip_max,
-        loss_scale=setting["loss_scale"],
-        validate_args=False,
+    return run_pgd(
+        model, x, y, config, objective=setting["objective"], eps=config.eps, step_size=config.step_size, start=start
     )
 
 
@@ -222,6 +215,11 @@ def evaluate_robustness(
             f"Expected `loader` to be an iterable of (input, target) batches, but got {type(loader).__name__}."
         )
     settings = resolve_attack_settings(attacks, eps, attack_overrides)
+    configs = {
+        name: attack_config(setting, clip_min, clip_max)
+        for name, setting in settings.items()
+        if name in ("fgsm", "pgd", "cw") and setting["eps"] > 0
+    }
     target_device = torch.device(device) if device is not None else _model_device(model)
     evaluated = unwrap_model(model)
     metrics = {name: ClassAccuracy(num_classes, validate_args=False).to(target_device) for name in settings}
@@ -241,6 +239,7 @@ def evaluate_robustness(
                     x_adv = _adversarial(
                         name,
                         setting,
+                        configs.get(name),
                         evaluated,
                         x,
                         y,

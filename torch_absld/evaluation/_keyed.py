@@ -1,37 +1,13 @@
-"""Helpers for evaluation: a frozen model context and per-sample keyed random starts."""
+"""Per-sample keyed random numbers: random starts that do not depend on the batch a sample is in."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-__all__ = ["frozen_model", "keyed_uniform"]
+__all__ = ["keyed_uniform"]
 
 _MASK32 = 0xFFFFFFFF
-
-
-@contextlib.contextmanager
-def frozen_model(model: nn.Module) -> Iterator[None]:
-    """Eval mode and ``requires_grad=False`` on every parameter; both restored on exit.
-
-    Attacks that call ``.backward()`` (AutoAttack's FAB) then leave the parameters' ``.grad``
-    untouched, and no parameter gradient is computed for nothing.
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    flags = [(param, param.requires_grad) for param in model.parameters()]
-    model.eval()
-    for param, _ in flags:
-        param.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-        for param, requires_grad in flags:
-            param.requires_grad_(requires_grad)
 
 
 def _mul32(a: Tensor, m: int) -> Tensor:

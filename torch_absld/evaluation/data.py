@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from ._checks import check_finite_number
+from .._internal.checks import check_finite_number
 
 __all__ = ["dataset_labels", "stratified_split"]
 

@@ -6,26 +6,35 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from .loss import ABSLDLoss
-from .temperature import ClassTemperatureController
+from ..temperature import ClassTemperatureController
 
 __all__ = ["LRFollowHandle", "follow_optimizer_lr"]
 
 
-Target = ABSLDLoss | ClassTemperatureController | Iterable[ClassTemperatureController]
+Target = nn.Module | Iterable[ClassTemperatureController]
 
 
 def _controllers(target: Target) -> list[ClassTemperatureController]:
-    if isinstance(target, ABSLDLoss):
-        return [target.adv, target.clean]
-    if isinstance(target, ClassTemperatureController):
-        return [target]
+    if isinstance(target, nn.Module):
+        controllers = [module for module in target.modules() if isinstance(module, ClassTemperatureController)]
+        if not controllers:
+            raise ValueError(
+                f"Expected `target` to hold at least one ClassTemperatureController, but the "
+                f"{type(target).__name__} holds none."
+            )
+        return controllers
+    if isinstance(target, (str, bytes)) or not isinstance(target, Iterable):
+        raise TypeError(
+            "Expected `target` to be an nn.Module holding ClassTemperatureControllers or an iterable of "
+            f"controllers, but got {type(target).__name__}."
+        )
     controllers = list(target)
     for item in controllers:
         if not isinstance(item, ClassTemperatureController):
             raise TypeError(
-                "Expected `target` to be an ABSLDLoss, a ClassTemperatureController or an iterable "
+                "Expected `target` to be an nn.Module holding ClassTemperatureControllers or an iterable "
                 f"of them, but got an item of type {type(item).__name__}."
             )
     return controllers
@@ -68,7 +77,10 @@ def follow_optimizer_lr(
     learning rate in the optimizer's.
 
     Args:
-        target: an :class:`ABSLDLoss` (both controllers), a controller, or several.
+        target: any module: every :class:`~torch_absld.ClassTemperatureController` inside it
+            follows (an :class:`~torch_absld.ABSLDLoss`: both of its controllers; an
+            :class:`~torch_absld.ABSLDDistiller`: those of its loss; a controller: itself), or
+            an iterable of controllers.
         optimizer: the optimizer whose learning rate to follow.
         param_group: index of the parameter group to read.
 
@@ -79,6 +91,7 @@ def follow_optimizer_lr(
         >>> model = torch.nn.Linear(2, 2)
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
         >>> sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1], gamma=0.1)
+        >>> from torch_absld import ABSLDLoss
         >>> loss_fn = ABSLDLoss(2)
         >>> _ = follow_optimizer_lr(loss_fn, opt)
         >>> opt.step(); sched.step()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._checks import check_choice, check_positive
+from .._internal.checks import check_choice, check_positive
+from ..attack import PGDConfig
+from ..attack.config import checked_fields
 
-__all__ = ["ATTACKS", "default_attack_settings", "resolve_attack_settings"]
+__all__ = ["ATTACKS", "attack_config", "default_attack_settings", "resolve_attack_settings"]
 
 ATTACKS = ("clean", "fgsm", "pgd", "cw", "autoattack")
 """Attack names understood by :func:`torch_absld.evaluate_robustness`, in the paper's column order."""
@@ -89,11 +92,30 @@ def resolve_attack_settings(
         if name != "autoattack":
             check_choice(setting["random_start"], f"attack_overrides[{name!r}]['random_start']", ("uniform", None))
             check_choice(setting["objective"], f"attack_overrides[{name!r}]['objective']", ("ce", "cw"))
-            if setting["eps"] > 0:
-                check_positive(setting["step_size"], f"attack_overrides[{name!r}]['step_size']")
-            steps = setting["steps"]
-            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-                raise ValueError(
-                    f"Expected `attack_overrides[{name!r}]['steps']` to be an int >= 1, but got {steps!r}."
-                )
+            # The step size of a zero radius is never used (and FGSM's is the radius itself).
+            unused = ("objective",) if setting["eps"] > 0 else ("objective", "step_size")
+            fields = {key: value for key, value in setting.items() if key not in unused}
+            checked_fields(fields, name=functools.partial(_override_name, name))
     return settings
+
+
+def _override_name(attack: str, key: str) -> str:
+    return f"attack_overrides[{attack!r}][{key!r}]"
+
+
+def attack_config(setting: Mapping[str, Any], clip_min: float, clip_max: float) -> PGDConfig:
+    """The :class:`~torch_absld.PGDConfig` of one FGSM / PGD / CW setting of the protocol.
+
+    The random start is left to the caller (the protocol draws it per sample, see
+    :func:`~torch_absld.evaluate_robustness`); value checks are the caller's too.
+    """
+    return PGDConfig(
+        eps=setting["eps"],
+        step_size=setting["step_size"],
+        steps=setting["steps"],
+        random_start=None,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        loss_scale=setting["loss_scale"],
+        validate_args=False,
+    )

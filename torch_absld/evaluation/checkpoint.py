@@ -11,8 +11,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_choice
-from .attack import unwrap_model
+from .._internal.checks import check_choice
+from .._internal.modules import unwrap_model
 from .report import RobustnessReport
 
 __all__ = ["BestCheckpoint"]

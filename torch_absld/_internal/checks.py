@@ -17,8 +17,12 @@ __all__ = [
     "at_least_float32",
     "check_choice",
     "check_finite_number",
+    "check_input_and_label_values",
+    "check_input_range",
+    "check_integer",
     "check_integer_labels",
     "check_logits",
+    "check_num_classes",
     "check_positive",
     "check_probabilities",
     "check_unit_interval",
@@ -62,6 +66,22 @@ def check_positive(value: object, name: str, *, allow_zero: bool = False) -> flo
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"Expected `{name}` {bound}, but got {number}.")
     return number
+
+
+def check_integer(value: object, name: str, *, minimum: int) -> int:
+    """Return ``value`` as an int, or raise if it is not an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"Expected `{name}` to be an int >= {minimum}, but got {value!r}.")
+    return int(value)
+
+
+def check_num_classes(value: object, minimum: int) -> int:
+    """Return ``num_classes`` as an int, or raise if it is not an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Expected `num_classes` to be an int, but got {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"Expected `num_classes` >= {minimum}, but got {value}.")
+    return int(value)
 
 
 def check_unit_interval(value: object, name: str) -> float:
@@ -108,14 +128,53 @@ def check_integer_labels(
     if batch_size is not None and target.shape[0] != batch_size:
         raise ValueError(f"Expected `{name}` of shape (N,) with N = {batch_size}, but got {tuple(target.shape)}.")
     if check_values and target.numel() > 0:
-        low, high = torch.aminmax(target)
-        upper = float("inf") if num_classes is None else num_classes
-        if int(low) < 0 or int(high) >= upper:
-            bound = "N" if num_classes is None else num_classes
-            raise ValueError(
-                f"Expected `{name}` values in [0, {bound}), but got values in "
-                f"[{int(low)}, {int(high)}]. Check `num_classes` and the labels."
-            )
+        low, high = (int(v) for v in torch.aminmax(target))
+        _raise_for_labels(name, num_classes, low, high)
+
+
+def _raise_for_labels(name: str, num_classes: int | None, low: int, high: int) -> None:
+    upper = float("inf") if num_classes is None else num_classes
+    if low < 0 or high >= upper:
+        bound = "N" if num_classes is None else num_classes
+        raise ValueError(
+            f"Expected `{name}` values in [0, {bound}), but got values in "
+            f"[{low}, {high}]. Check `num_classes` and the labels."
+        )
+
+
+def _raise_for_inputs(clip_min: float, clip_max: float, low: float, high: float) -> None:
+    if low < clip_min or high > clip_max:
+        raise ValueError(
+            f"Expected `input` values in [clip_min, clip_max] = [{clip_min}, {clip_max}], but got "
+            f"values in [{low:.4g}, {high:.4g}]. Attack in pixel space and put the "
+            "normalisation inside the model (torch_absld.Normalize)."
+        )
+
+
+def check_input_range(input: Tensor, clip_min: float, clip_max: float) -> None:
+    """Raise if a value of ``input`` lies outside ``[clip_min, clip_max]`` (one host read)."""
+    if input.numel() > 0:
+        low, high = torch.aminmax(input.detach())
+        _raise_for_inputs(clip_min, clip_max, float(low), float(high))
+
+
+def check_input_and_label_values(
+    input: Tensor, clip_min: float, clip_max: float, target: Tensor, num_classes: int
+) -> None:
+    r"""The value checks of one training step, read back from the device in one transfer.
+
+    ``target`` must already have passed the shape checks of :func:`check_integer_labels`.
+
+    Shape:
+        - input: $(N, \dots)$ floating point
+        - target: $(N,)$ integers
+    """
+    if target.numel() == 0:
+        return
+    bounds = torch.stack([value.double() for value in (*torch.aminmax(input.detach()), *torch.aminmax(target))])
+    low, high, label_low, label_high = bounds.tolist()
+    _raise_for_labels("target", num_classes, int(label_low), int(label_high))
+    _raise_for_inputs(clip_min, clip_max, low, high)
 
 
 def check_logits(logits: Tensor, name: str, num_classes: int | None = None) -> None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .metrics import ClassAccuracyResult, worst_class_count
+from .metrics import ClassAccuracyResult, class_accuracy_summary, worst_class_count
 
 __all__ = ["RobustnessReport", "reports_to_markdown"]
 
@@ -33,7 +33,9 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
 
     A read-only mapping from attack name (``"clean"``, ``"fgsm"``, ``"pgd"``, ``"cw"``,
     ``"autoattack"``) to a :class:`~torch_absld.ClassAccuracyResult`, in evaluation order.
-    Values are fractions in ``[0, 1]``; the tables show percentages, as the paper does.
+    Values are fractions in ``[0, 1]``; the tables show percentages, as the paper does, and
+    a second table the NSD of each attack (normalised standard deviation of the class
+    accuracies, see :attr:`~torch_absld.ClassAccuracyResult.nsd`; lower is fairer).
 
     Args:
         results: one result per attack, in order.
@@ -52,6 +54,10 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
         | Method | Clean Avg. | Clean Worst | Clean Overall |
         | --- | ---: | ---: | ---: |
         | ResNet-18 | 75.00 | 60.00 | 67.50 |
+        <BLANKLINE>
+        | Method | Clean NSD |
+        | --- | ---: |
+        | ResNet-18 | 0.2000 |
     """
 
     def __init__(
@@ -115,6 +121,8 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     ) -> str:
         """A Markdown table laid out like the paper's: Avg., Worst and Overall (%) per attack.
 
+        A second table gives each attack's NSD (see :func:`reports_to_markdown`).
+
         Args:
             name: the row label (the model or method).
             per_class: also add a table of per-class accuracy (%), one row per class.
@@ -165,6 +173,7 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
                     "avg": r.avg,
                     "worst": r.worst,
                     "overall": r.overall,
+                    "nsd": r.nsd,
                     "per_class": list(r.per_class),
                     "correct": list(r.correct),
                     "total": list(r.total),
@@ -181,8 +190,6 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RobustnessReport:
         """Rebuild a report from :meth:`to_dict` (the metrics are recomputed from the counts)."""
-        from .metrics import class_accuracy_summary
-
         worst_fraction = data.get("worst_fraction")
         results = {
             attack: class_accuracy_summary(
@@ -203,7 +210,10 @@ def reports_to_markdown(reports: Mapping[str, RobustnessReport]) -> str:
     """One Markdown table with a row per report (e.g. per method), laid out like the paper's tables.
 
     The columns are Avg., Worst and Overall (%) of every attack that appears in any report, in
-    the order of first appearance; a report without an attack shows ``-`` there.
+    the order of first appearance; a report without an attack shows ``-`` there. A second
+    table, after a blank line, gives the NSD of every attack in the same layout: the
+    population standard deviation of the class accuracies divided by their mean (0 when all
+    classes are equal; lower is fairer).
     """
     if not reports:
         raise ValueError("Expected `reports` to hold at least one report, but got none.")
@@ -214,13 +224,20 @@ def reports_to_markdown(reports: Mapping[str, RobustnessReport]) -> str:
     for attack in attacks:
         header += [f"{_label(attack)} Avg.", f"{_label(attack)} Worst", f"{_label(attack)} Overall"]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (3 * len(attacks))]
+    nsd_lines = [
+        "| Method | " + " | ".join(f"{_label(attack)} NSD" for attack in attacks) + " |",
+        "| --- |" + " ---: |" * len(attacks),
+    ]
     for name, report in reports.items():
-        cells = [name]
+        cells, nsd_cells = [name], [name]
         for attack in attacks:
             if attack in report:
                 r = report[attack]
                 cells += [_pct(r.avg), _pct(r.worst), _pct(r.overall)]
+                nsd_cells.append(f"{r.nsd:.4f}")
             else:
                 cells += ["-"] * 3
+                nsd_cells.append("-")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        nsd_lines.append("| " + " | ".join(nsd_cells) + " |")
+    return "\n".join(lines) + "\n\n" + "\n".join(nsd_lines)

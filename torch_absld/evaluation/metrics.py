@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._checks import check_integer_labels, values_checkable
-from ._distributed import all_reduce_sum
+from .._internal.checks import check_integer_labels, check_num_classes, values_checkable
+from ..stats import ClassStatistics
 
 __all__ = ["ClassAccuracy", "ClassAccuracyResult", "class_accuracy_summary", "predictions", "worst_class_count"]
 
@@ -26,10 +27,7 @@ def worst_class_count(num_classes: int, worst_fraction: float | None = None) -> 
         >>> worst_class_count(10), worst_class_count(100), worst_class_count(30, 0.1)
         (1, 10, 3)
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"Expected `num_classes` to be an int, but got {type(num_classes).__name__}.")
-    if num_classes < 1:
-        raise ValueError(f"Expected `num_classes` >= 1, but got {num_classes}.")
+    check_num_classes(num_classes, minimum=1)
     if worst_fraction is None:
         worst_fraction = 0.1 if num_classes >= 100 else 1.0 / num_classes
     elif isinstance(worst_fraction, bool) or not isinstance(worst_fraction, (int, float)):
@@ -72,6 +70,21 @@ class ClassAccuracyResult:
         """The ``worst_k`` classes that ``worst`` averages, lowest accuracy first (ties: lower index first)."""
         order = sorted(range(len(self.per_class)), key=lambda c: (self.per_class[c], c))
         return order[: self.worst_k]
+
+    @property
+    def nsd(self) -> float:
+        r"""Normalised standard deviation of the class accuracies: $\sigma(a) / \bar a$.
+
+        $\sigma$ is the population standard deviation (``ddof=0``) of the per-class accuracies
+        $a_c$ and $\bar a$ their plain mean over the classes (not the sample-weighted *Avg.*).
+        Lower is fairer; 0 when every class has the same accuracy (also when all are 0).
+        """
+        accuracies = self.per_class
+        if all(a == accuracies[0] for a in accuracies):
+            return 0.0
+        mean = math.fsum(accuracies) / len(accuracies)
+        variance = math.fsum((a - mean) ** 2 for a in accuracies) / len(accuracies)
+        return math.sqrt(variance) / mean
 
 
 def class_accuracy_summary(
@@ -155,15 +168,16 @@ def _as_counts(values: Tensor | Sequence[int], name: str) -> list[int]:
     return counts
 
 
-class ClassAccuracy(nn.Module):
+class ClassAccuracy(ClassStatistics):
     r"""Accumulates correct / total counts per class over batches, like a torchmetrics metric.
 
-    :meth:`update` adds a batch (no host sync, no data-dependent shape: it compiles with
-    ``fullgraph=True`` when ``validate_args=False``); :meth:`compute` sums the counts of every
-    rank of ``process_group`` with one ``all_reduce`` (integer counts: the result equals one
-    process on the union of the data exactly) and returns a :class:`ClassAccuracyResult`;
-    :meth:`reset` zeroes the counts. The counts are a buffer: they follow ``.to()`` and are in
-    ``state_dict()``.
+    A :class:`~torch_absld.stats.ClassStatistics` of one quantity, whether each prediction is
+    right. :meth:`update` adds a batch (no host sync, no data-dependent shape: it compiles
+    with ``fullgraph=True`` when ``validate_args=False``); :meth:`compute` sums the counts of
+    every rank of ``process_group`` with one ``all_reduce`` (integer counts: the result equals
+    one process on the union of the data exactly) and returns a :class:`ClassAccuracyResult`;
+    :meth:`reset` zeroes the counts. The counts follow ``.to()`` and are in ``state_dict()``
+    (key ``"counts"``), and ``DistributedDataParallel`` never broadcasts them.
 
     Args:
         num_classes: number of classes $C \ge 1$.
@@ -184,7 +198,7 @@ class ClassAccuracy(nn.Module):
         ([1.0, 1.0, 0.5], 0.75, 0.5)
     """
 
-    counts: Tensor
+    _state_key = "counts"
 
     def __init__(
         self,
@@ -194,24 +208,24 @@ class ClassAccuracy(nn.Module):
         process_group: dist.ProcessGroup | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
         worst_class_count(num_classes, worst_fraction)  # validates both
-        self.num_classes = num_classes
+        super().__init__(num_classes, process_group=process_group, validate_args=validate_args)
         self.worst_fraction = worst_fraction
-        self.process_group = process_group
-        self.validate_args = validate_args
-        # Row 0: correct per class, row 1: samples per class. One tensor, one all_reduce.
-        self.register_buffer("counts", torch.zeros(2, num_classes, dtype=torch.int64))
+
+    @property
+    def counts(self) -> Tensor:
+        """Correct (row 0) and total (row 1) of each class on this rank, shape $(2, C)$ int64."""
+        return self.accumulator.to(torch.int64)
 
     @property
     def correct(self) -> Tensor:
-        """Correct predictions of each class on this rank so far, shape $(C,)$ (a view)."""
-        return self.counts[0]
+        """Correct predictions of each class on this rank so far, shape $(C,)$ int64."""
+        return self.accumulator[0].to(torch.int64)
 
     @property
     def total(self) -> Tensor:
-        """Samples of each class on this rank so far, shape $(C,)$ (a view)."""
-        return self.counts[1]
+        """Samples of each class on this rank so far, shape $(C,)$ int64."""
+        return self.accumulator[1].to(torch.int64)
 
     @torch.no_grad()
     def update(self, input: Tensor, target: Tensor) -> None:
@@ -220,9 +234,9 @@ class ClassAccuracy(nn.Module):
         check_integer_labels(
             target, self.num_classes, batch_size=preds.shape[0], check_values=values_checkable(self.validate_args)
         )
-        target = target.to(self.counts.device)
-        hits = (preds.to(self.counts.device) == target).to(torch.int64)
-        self.counts.index_add_(1, target, torch.stack([hits, torch.ones_like(hits)]))
+        target = target.to(self.accumulator.device)
+        hits = preds.to(self.accumulator.device) == target
+        self.accumulate(hits.to(torch.float64), target, validate=False)
 
     def forward(self, input: Tensor, target: Tensor) -> None:
         """Same as :meth:`update`."""
@@ -234,16 +248,21 @@ class ClassAccuracy(nn.Module):
         Shape:
             - Output: $(2, C)$ int64, row 0 correct, row 1 total
         """
-        return all_reduce_sum(self.counts.clone(), self.process_group)
+        return self.synced().to(torch.int64)
 
     def compute(self) -> ClassAccuracyResult:
         """Per-class accuracy, avg, worst and overall over every rank's data so far."""
         counts = self.synced_counts().cpu()
         return class_accuracy_summary(counts[0], counts[1], worst_fraction=self.worst_fraction)
 
-    def reset(self) -> None:
-        """Zero the counts (on this rank)."""
-        self.counts.zero_()
+    def _check_loaded(self, loaded: Any) -> None:
+        super()._check_loaded(loaded)
+        correct, total = loaded.detach().cpu().to(torch.float64)
+        if bool((correct < 0).any() | (correct > total).any() | (correct != correct.round()).any()):
+            raise ValueError(
+                "Expected the loaded `counts` to hold integer correct counts in [0, total], but got "
+                f"{loaded.tolist()}. The checkpoint is corrupt."
+            )
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, worst_fraction={self.worst_fraction}"

@@ -1,0 +1,44 @@
+"""L-inf PGD: one settings object, pluggable objectives, a functional and a module form.
+
+- :mod:`~torch_absld.attack.config`: :class:`PGDConfig`, the settings, checked once;
+- :mod:`~torch_absld.attack.objectives`: what the attack ascends (:func:`attack_objective`);
+- :mod:`~torch_absld.attack.engine`: :func:`pgd` and :func:`kl_pgd`;
+- :mod:`~torch_absld.attack.module`: :class:`KLPGDAttack`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._internal.compat import deprecated_attribute
+from .config import AttackSettings as AttackSettings
+from .config import PGDConfig as PGDConfig
+from .config import PGDFields as PGDFields
+from .config import PGDSettings as PGDSettings
+from .config import RandomStart as RandomStart
+from .engine import kl_pgd as kl_pgd
+from .engine import pgd as pgd
+from .module import KLPGDAttack as KLPGDAttack
+from .objectives import Objective as Objective
+from .objectives import ObjectiveFn as ObjectiveFn
+from .objectives import ObjectiveName as ObjectiveName
+from .objectives import attack_objective as attack_objective
+
+__all__ = [
+    "AttackSettings",
+    "KLPGDAttack",
+    "Objective",
+    "ObjectiveFn",
+    "ObjectiveName",
+    "PGDConfig",
+    "PGDFields",
+    "PGDSettings",
+    "RandomStart",
+    "attack_objective",
+    "kl_pgd",
+    "pgd",
+]
+
+
+def __getattr__(name: str) -> Any:
+    return deprecated_attribute(__name__, name)

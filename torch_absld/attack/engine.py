@@ -1,0 +1,354 @@
+"""One L-inf PGD engine: the functional :func:`pgd` and :func:`kl_pgd`, and the private ascent step."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from typing_extensions import Unpack
+
+from .._internal.checks import at_least_float32, check_input_range, values_checkable
+from .._internal.compile import compiled, trace_input_gradients
+from .._internal.modules import eval_mode, unwrap_model
+from .config import DEFAULT_FP16_LOSS_SCALE, PGDConfig, PGDSettings, RandomStart
+from .objectives import Objective, ObjectiveFn, ObjectiveName, check_target, resolve_objective, summed_objective
+
+__all__ = ["kl_pgd", "pgd"]
+
+_DEFAULT_CONFIG = PGDConfig()
+PerSample = float | Tensor
+
+
+def pgd(
+    model: nn.Module,
+    input: Tensor,
+    target: Tensor,
+    *,
+    config: PGDConfig | None = None,
+    objective: Objective = "auto",
+    eps: PerSample | None = None,
+    step_size: PerSample | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    start: Tensor | None = None,
+    **settings: Unpack[PGDSettings],
+) -> Tensor:
+    r"""L-inf projected gradient ascent on ``objective`` around ``input``.
+
+    Each step: $x' \leftarrow \Pi_{[x-\epsilon, x+\epsilon] \cap [lo, hi]}\big(x' + s\,
+    \mathrm{sign}(\nabla_{x'} L)\big)$. The model runs in eval mode for the attack's duration
+    and every submodule gets its own previous mode back afterwards, also when an exception is
+    raised. Gradients are taken with respect to the input only (parameters' ``.grad``
+    untouched), under ``torch.enable_grad()``: it works inside ``torch.no_grad()``,
+    ``torch.inference_mode()`` and on frozen models. ``input`` is never modified. The iterate
+    and the projection stay in float32 whatever autocast does to the model; a non-finite
+    gradient entry (fp16 overflow) counts as no signal for that pixel.
+
+    The settings come from ``config`` (:class:`PGDConfig`, default: ABSLD's attack), changed
+    by the keyword ``settings`` (``steps=...``, ``random_start=...``: the fields of
+    :class:`PGDConfig`). ``eps`` and ``step_size`` may also be per-sample tensors: the ball,
+    the uniform start and the projection then hold for each sample with its own radius.
+
+    Args:
+        model: the network under attack (a DDP / DataParallel wrapper is unwrapped).
+        input: clean inputs inside ``[clip_min, clip_max]``. bf16 / fp16 inputs (a model cast to
+            that dtype) are attacked in float32 and fed to the model in their own dtype; the
+            result is rounded to it.
+        target: soft labels $(N, C)$ or integer labels $(N,)$, or what a callable objective takes.
+        config: the attack's settings; ``None`` is ``PGDConfig()``.
+        objective: ``"kl"`` (KL to soft labels), ``"ce"``, ``"cw"`` (margin), ``"auto"``
+            (``"kl"`` for floating point ``target``, ``"ce"`` for integer labels), or a callable
+            ``objective(output, target)`` returning the summed loss to ascend from whatever the
+            model returns (e.g. a module running a student and its teacher together).
+        eps: L-inf radius: a float, or a tensor $(N,)$ of per-sample radii; replaces ``config.eps``.
+        step_size: ascent step: a float or a tensor $(N,)$; replaces ``config.step_size``.
+        generator: random generator for the start (reproducible attacks).
+        seed: shorthand for a generator seeded with ``seed`` on the input's device.
+        start: explicit first iterate, like ``input``; replaces ``random_start`` (projected when
+            ``project_start``), e.g. noise that depends on each sample only.
+        **settings: changes to ``config`` (:class:`PGDSettings`).
+
+    Shape:
+        - input: $(N, \dots)$
+        - target: $(N, C)$ or $(N,)$
+        - eps, step_size: scalars or $(N,)$
+        - Output: $(N, \dots)$, dtype of ``input``, within ``eps`` of ``input`` and inside
+          ``[clip_min, clip_max]``
+    """
+    config, eps, step_size = configured(config, eps, step_size, settings)
+    return run_pgd(
+        model,
+        input,
+        target,
+        config,
+        objective=objective,
+        eps=eps,
+        step_size=step_size,
+        generator=generator,
+        seed=seed,
+        start=start,
+    )
+
+
+def kl_pgd(
+    model: nn.Module,
+    input: Tensor,
+    soft_labels: Tensor,
+    *,
+    config: PGDConfig | None = None,
+    eps: PerSample | None = None,
+    step_size: PerSample | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    **settings: Unpack[PGDSettings],
+) -> Tensor:
+    r"""ABSLD's inner maximisation (Eq. 13): PGD on $\mathrm{KL}(p \,\|\, \mathrm{softmax}(f(x') / \tau_s))$.
+
+    Defaults are the paper's: eps 8/255, step 2/255, 10 steps, Gaussian start of std 0.001.
+    See :func:`pgd` for every argument.
+
+    Shape:
+        - input: $(N, \dots)$ in $[0, 1]$
+        - soft_labels: $(N, C)$ probabilities
+        - Output: like ``input``
+    """
+    return pgd(
+        model,
+        input,
+        soft_labels,
+        config=config,
+        objective="kl",
+        eps=eps,
+        step_size=step_size,
+        generator=generator,
+        seed=seed,
+        **settings,
+    )
+
+
+def configured(
+    config: PGDConfig | None, eps: PerSample | None, step_size: PerSample | None, settings: PGDSettings
+) -> tuple[PGDConfig, PerSample, PerSample]:
+    """The config with the scalar overrides applied, and the radius and step each call uses."""
+    if config is not None and not isinstance(config, PGDConfig):
+        raise TypeError(f"Expected `config` to be a PGDConfig or None, but got {type(config).__name__}.")
+    changes: dict[str, Any] = dict(settings)
+    if eps is not None and not isinstance(eps, Tensor):
+        changes["eps"] = eps
+    if step_size is not None and not isinstance(step_size, Tensor):
+        changes["step_size"] = step_size
+    base = config if config is not None else _DEFAULT_CONFIG
+    config = base.replace(**changes) if changes else base
+    return (
+        config,
+        eps if isinstance(eps, Tensor) else config.eps,
+        (step_size if isinstance(step_size, Tensor) else config.step_size),
+    )
+
+
+def run_pgd(
+    model: nn.Module,
+    input: Tensor,
+    target: Tensor,
+    config: PGDConfig,
+    *,
+    objective: Objective,
+    eps: PerSample,
+    step_size: PerSample,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    start: Tensor | None = None,
+) -> Tensor:
+    """:func:`pgd` with a config already made (the module and the training steps call this)."""
+    if torch.is_inference_mode_enabled():
+        # No input gradient exists inside torch.inference_mode(): the attack runs outside it.
+        with torch.inference_mode(False):
+            return run_pgd(
+                model,
+                input,
+                target,
+                config,
+                objective=objective,
+                eps=eps,
+                step_size=step_size,
+                generator=generator,
+                seed=seed,
+                start=start,
+            )
+    if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
+        raise TypeError("Expected `input` to be a floating point tensor of shape (N, ...).")
+    resolved = resolve_objective(objective, target)
+    checking = values_checkable(config.validate_args)
+    batch = input.shape[0]
+    check_target(target, resolved, batch, checking)
+    if target.is_inference():  # made under torch.inference_mode(): it cannot be saved for backward
+        target = target.clone()
+    if checking:
+        check_input_range(input, config.clip_min, config.clip_max)
+    eps = _per_sample(eps, "eps", batch, checking, allow_zero=True)
+    step_size = _per_sample(step_size, "step_size", batch, checking, allow_zero=False)
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
+        generator = torch.Generator(device=input.device).manual_seed(seed)
+    attacked = unwrap_model(model)
+    x = at_least_float32(input.detach())  # float64 models are attacked in float64
+    if x.is_inference():
+        x = x.clone()
+    # bf16 / fp16 inputs (a model cast to that dtype): iterate in float32, feed the model its dtype.
+    model_dtype = input.dtype if input.dtype != x.dtype else None
+    loss_scale = config.loss_scale
+    if loss_scale is None:
+        fp16 = _fp16_autocast_active(x.device.type) or model_dtype == torch.float16
+        loss_scale = DEFAULT_FP16_LOSS_SCALE if fp16 else 1.0
+    radius, step = _per_sample_view(eps, x), _per_sample_view(step_size, x)
+    lower, upper = _projection_bounds(x, radius, config.clip_min, config.clip_max)
+    if start is None:
+        start = _start(x, config.random_start, radius, config.init_std, generator)
+    elif not isinstance(start, Tensor) or start.shape != input.shape:
+        raise ValueError(f"Expected `start` to be a tensor of shape {tuple(input.shape)} like `input`.")
+    else:
+        start = start.detach().to(x)
+    x_adv = torch.clamp(start, lower, upper) if config.project_start else start
+    ascent = compiled(_ascent_step, config.compile_mode) if config.compile else _ascent_step
+    tracing = trace_input_gradients() if config.compile else contextlib.nullcontext()
+    with eval_mode(attacked), torch.enable_grad(), tracing:
+        for _ in range(config.steps):
+            x_adv = ascent(
+                attacked,
+                x_adv,
+                lower,
+                upper,
+                target,
+                objective=resolved,
+                step_size=step,
+                student_temperature=config.student_temperature,
+                loss_scale=loss_scale,
+                model_dtype=model_dtype,
+            )
+    return x_adv.to(input.dtype)
+
+
+def _per_sample(value: PerSample, name: str, batch: int, checking: bool, *, allow_zero: bool) -> PerSample:
+    """A scalar as it is; a per-sample tensor checked (shape always, values when ``checking``)."""
+    if not isinstance(value, Tensor):
+        return value
+    if not value.is_floating_point() or value.shape != (batch,):
+        raise ValueError(
+            f"Expected `{name}` to be a float or a floating point tensor of shape (N,) = ({batch},), but got "
+            f"{value.dtype} of shape {tuple(value.shape)}."
+        )
+    if checking and value.numel() > 0:
+        bad = ~torch.isfinite(value) | (value < 0 if allow_zero else value <= 0)
+        if bool(bad.any()):
+            bound = ">= 0" if allow_zero else "> 0"
+            raise ValueError(f"Expected every `{name}` finite and {bound}, but got {value.tolist()}.")
+    return value.detach()
+
+
+def _per_sample_view(value: PerSample, x: Tensor) -> PerSample:
+    r"""A per-sample tensor $(N,)$ as $(N, 1, \dots)$ in ``x``'s dtype and device; a scalar as it is."""
+    if not isinstance(value, Tensor):
+        return value
+    return value.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def _projection_bounds(x: Tensor, eps: PerSample, clip_min: float, clip_max: float) -> tuple[Tensor, Tensor]:
+    """Per-element bounds with ``clamp(v, lower, upper) == clamp(clamp(v, x - eps, x + eps), lo, hi)``.
+
+    Exact for every ``v`` (also when ``x`` lies outside ``[lo, hi]``), so an attack computes
+    them once instead of four elementwise passes per step.
+    """
+    lower = torch.clamp(torch.clamp(x - eps, min=clip_min), max=clip_max)
+    upper = torch.clamp(torch.clamp(x + eps, max=clip_max), min=clip_min)
+    return lower, upper
+
+
+def _ascent_step(
+    model: nn.Module,
+    x_adv: Tensor,
+    lower: Tensor,
+    upper: Tensor,
+    target: Tensor,
+    *,
+    objective: ObjectiveName | ObjectiveFn,
+    step_size: PerSample,
+    student_temperature: float,
+    loss_scale: float,
+    model_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """One signed ascent step on the input, projected into ``[lower, upper]``; the next iterate (detached)."""
+    x_adv = x_adv.detach().requires_grad_(True)
+    model_input = x_adv if model_dtype is None else x_adv.to(model_dtype)
+    loss = summed_objective(model(model_input), target, objective, student_temperature)
+    if loss_scale != 1.0:
+        loss = loss * loss_scale
+    (grad,) = torch.autograd.grad(loss, x_adv)
+    direction = torch.nan_to_num(grad, nan=0.0).sign_()
+    # step * (+-1 or 0) is exact, so add(alpha=) (one pass) equals x_adv + step * direction.
+    if isinstance(step_size, Tensor):
+        moved = torch.addcmul(x_adv.detach(), direction, step_size)
+    else:
+        moved = torch.add(x_adv.detach(), direction, alpha=step_size)
+    return torch.clamp(moved, lower, upper)
+
+
+def _pgd_step(
+    model: nn.Module,
+    x_adv: Tensor,
+    x: Tensor,
+    target: Tensor,
+    *,
+    objective: ObjectiveName | ObjectiveFn,
+    eps: PerSample,
+    step_size: PerSample,
+    clip_min: float,
+    clip_max: float,
+    student_temperature: float = 1.0,
+    loss_scale: float = 1.0,
+    model_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """One ascent step from ``x_adv`` with the projection around ``x`` (the 0.1 public ``pgd_step``)."""
+    lower, upper = _projection_bounds(x, eps, clip_min, clip_max)
+    return _ascent_step(
+        model,
+        x_adv,
+        lower,
+        upper,
+        target,
+        objective=objective,
+        step_size=step_size,
+        student_temperature=student_temperature,
+        loss_scale=loss_scale,
+        model_dtype=model_dtype,
+    )
+
+
+def _compiled_pgd_step(mode: str | None = None) -> Callable[..., Tensor]:
+    """:func:`_pgd_step` compiled with ``fullgraph=True`` (the 0.1 public ``compiled_pgd_step``)."""
+    return compiled(_pgd_step, mode)
+
+
+def _start(
+    x: Tensor,
+    random_start: RandomStart | None,
+    eps: PerSample,
+    init_std: float,
+    generator: torch.Generator | None,
+) -> Tensor:
+    if random_start is None:
+        return x.clone()
+    device = generator.device if generator is not None else x.device
+    if random_start == "normal":
+        noise = init_std * torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32)
+    else:
+        noise = torch.rand(x.shape, generator=generator, device=device, dtype=torch.float32)
+        noise = (2 * noise - 1) * (eps.to(device=device, dtype=torch.float32) if isinstance(eps, Tensor) else eps)
+    return x + noise.to(x.device)
+
+
+def _fp16_autocast_active(device_type: str) -> bool:
+    return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16

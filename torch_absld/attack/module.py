@@ -1,0 +1,143 @@
+""":class:`KLPGDAttack`: the PGD engine as a module that holds its settings."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import torch
+from torch import Tensor, nn
+from typing_extensions import Unpack
+
+from .config import PGDConfig, PGDSettings
+from .engine import PerSample, configured, run_pgd
+from .objectives import Objective, check_objective
+
+__all__ = ["KLPGDAttack"]
+
+T = TypeVar("T")
+
+
+class _Setting(Generic[T]):
+    """An attribute of the attack that reads (and replaces) one field of its :class:`PGDConfig`."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __get__(self, attack: Any, owner: type | None = None) -> T:
+        value: T = getattr(attack.config, self.field)
+        return value
+
+    def __set__(self, attack: Any, value: T) -> None:
+        attack.config = attack.config.replace(**{self.field: value})
+
+
+class KLPGDAttack(nn.Module):
+    r"""L-inf PGD that maximises KL to soft labels (probabilities) or CE to integer labels.
+
+    ``attack(x, target)`` runs :func:`~torch_absld.pgd` with the attack's :class:`PGDConfig`:
+    with probabilities $(N, C)$ it is ABSLD's KL-PGD (Eq. 13), with integer labels $(N,)$ it
+    is standard CE-PGD; ``objective="cw"`` gives the CW-inf margin attack, and a callable
+    objective any loss of the model's output. The model is held by reference, not registered
+    as a submodule, so the attack's ``state_dict`` holds no weights.
+
+    Build it from a config (``KLPGDAttack(model, config=PGDConfig(eps=4 / 255))``) or from
+    keywords (``KLPGDAttack(model, eps=4 / 255, steps=20)``; both together: the keywords
+    change the config). The settings read as attributes (``attack.eps``, ``attack.steps``);
+    ``attack.config`` is the whole. ``attack(x, y, eps=radii)`` takes per-sample radii $(N,)$
+    for one call (``step_size`` likewise).
+
+    Args:
+        model: the network under attack (a DDP wrapper is unwrapped).
+        config: the attack's settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
+        objective: ``"auto"`` (default: KL for probabilities, CE for labels), ``"kl"``,
+            ``"ce"``, ``"cw"``, or a callable ``objective(output, target)`` (see :func:`~torch_absld.pgd`).
+        generator: random generator used by every call (reproducible sequences of attacks).
+        eps: L-inf radius (replaces ``config.eps``).
+        step_size: ascent step (replaces ``config.step_size``).
+        **settings: other fields of :class:`PGDConfig` (``steps``, ``random_start``, ``init_std``,
+            ``project_start``, ``clip_min``, ``clip_max``, ``student_temperature``,
+            ``loss_scale``, ``compile``, ``compile_mode``, ``validate_args``).
+
+    Shape:
+        - input: $(N, \dots)$
+        - target: $(N, C)$ probabilities or $(N,)$ integer labels
+        - Output: like ``input``
+
+    Example:
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+        >>> attack = KLPGDAttack(model, eps=0.1, step_size=0.05, steps=3)
+        >>> x_adv = attack(torch.rand(2, 12), torch.tensor([0, 2]))
+        >>> x_adv.shape, attack.steps
+        (torch.Size([2, 12]), 3)
+    """
+
+    eps = _Setting[float]("eps")
+    step_size = _Setting[float]("step_size")
+    steps = _Setting[int]("steps")
+    random_start = _Setting[Any]("random_start")
+    init_std = _Setting[float]("init_std")
+    project_start = _Setting[bool]("project_start")
+    clip_min = _Setting[float]("clip_min")
+    clip_max = _Setting[float]("clip_max")
+    student_temperature = _Setting[float]("student_temperature")
+    loss_scale = _Setting["float | None"]("loss_scale")
+    use_compile = _Setting[bool]("compile")
+    compile_mode = _Setting["str | None"]("compile_mode")
+    validate_args = _Setting[bool]("validate_args")
+    model: nn.Module
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        config: PGDConfig | None = None,
+        objective: Objective = "auto",
+        generator: torch.Generator | None = None,
+        eps: float | None = None,
+        step_size: float | None = None,
+        **settings: Unpack[PGDSettings],
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
+        for name, value in (("eps", eps), ("step_size", step_size)):
+            if isinstance(value, Tensor):
+                raise TypeError(f"Expected `{name}` to be a float; pass per-sample tensors when calling the attack.")
+        self.config: PGDConfig = configured(config, eps, step_size, settings)[0]
+        check_objective(objective)
+        self.objective = objective
+        self.generator = generator
+        # A plain attribute, not a submodule: the attack's state_dict must not hold the weights.
+        object.__setattr__(self, "model", model)
+
+    def forward(
+        self,
+        input: Tensor,
+        target: Tensor,
+        *,
+        seed: int | None = None,
+        eps: PerSample | None = None,
+        step_size: PerSample | None = None,
+    ) -> Tensor:
+        """Adversarial examples for ``input``; ``eps`` / ``step_size`` override the config for this call."""
+        config = self.config
+        if not (eps is None or isinstance(eps, Tensor)) or not (step_size is None or isinstance(step_size, Tensor)):
+            config, eps, step_size = configured(config, eps, step_size, {})
+        return run_pgd(
+            self.model,
+            input,
+            target,
+            config,
+            objective=self.objective,
+            eps=config.eps if eps is None else eps,
+            step_size=config.step_size if step_size is None else step_size,
+            generator=self.generator,
+            seed=seed,
+        )
+
+    def extra_repr(self) -> str:
+        objective = getattr(self.objective, "__name__", self.objective)
+        return (
+            f"model={type(self.model).__name__}, eps={self.eps:.4g}, step_size={self.step_size:.4g}, "
+            f"steps={self.steps}, random_start={self.random_start!r}, objective={objective!r}"
+        )

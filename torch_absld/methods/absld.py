@@ -1,0 +1,279 @@
+"""ABSLD (and RSLAD, its frozen-temperature special case) as a training-step module."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from typing_extensions import Unpack
+
+from .._internal.checks import check_input_and_label_values, check_integer_labels, values_checkable
+from ..attack import KLPGDAttack, PGDConfig
+from ..attack.config import AttackSettings
+from ..attack.engine import configured, run_pgd
+from ..loss import ABSLDLoss
+from .base import TrainingStep, mark_ddp_local_state
+
+__all__ = ["ABSLDDistiller", "DistillerOutput", "build_absld", "build_rslad"]
+
+
+class DistillerOutput(NamedTuple):
+    """What :meth:`ABSLDDistiller.forward` returns.
+
+    Attributes:
+        loss: the ABSLD loss (Eq. 12) to call ``backward()`` on.
+        adv_kl: the adversarial KL term alone, detached (same reduction as ``loss``).
+        clean_kl: the clean KL term alone, detached.
+        student_adv_logits: the student's logits on ``x_adv`` (train-mode forward).
+        student_clean_logits: the student's logits on the clean batch.
+        teacher_logits: the teacher's logits on the clean batch (no gradient).
+        x_adv: the adversarial batch (detached, float32 within ``eps`` of the input).
+    """
+
+    loss: Tensor
+    adv_kl: Tensor
+    clean_kl: Tensor
+    student_adv_logits: Tensor
+    student_clean_logits: Tensor
+    teacher_logits: Tensor
+    x_adv: Tensor
+
+
+class ABSLDDistiller(TrainingStep):
+    r"""ABSLD's per-step forward work in one module; ``on_epoch_end()`` adapts the temperatures.
+
+    ``out = distiller(x, y)`` runs, in this order:
+
+    1. the teacher on the clean batch, in eval mode, without gradient;
+    2. the KL-PGD attack (Eq. 13) against the student (in eval mode for its duration) to the
+       teacher's adversarial soft labels ``loss_fn.soft_labels(teacher_logits, y, "adv")``;
+    3. the student on ``x_adv`` then on ``x``, in the distiller's mode (train mode for training);
+    4. the loss (Eq. 12), which in training mode records each sample's risk.
+
+    It is exactly the explicit loop of the three modules::
+
+        with torch.no_grad():
+            teacher_logits = teacher(x)
+        x_adv = attack(x, loss_fn.soft_labels(teacher_logits, y, kind="adv"))
+        loss = loss_fn(student(x_adv), student(x), teacher_logits, y)
+
+    Then ``out.loss.backward()``, the optimizer step, and ``distiller.on_epoch_end()`` once per
+    epoch (before the learning-rate scheduler's step when beta follows the learning rate).
+    The labels and the input range are checked once per step, in one read from the device.
+
+    The teacher is frozen and, by default, not in ``state_dict()`` (see
+    :class:`~torch_absld.methods.base.TrainingStep`): a checkpoint holds the student and the
+    temperatures (``loss_fn``). Optimise ``distiller.student.parameters()``.
+
+    Mixed precision: run the call under ``torch.autocast``; the attack iterates in float32 and
+    the loss is computed in float32 whatever the logits' dtype. With fp16, scale the loss with a
+    ``torch.amp.GradScaler`` as usual (the attack scales its own loss against underflow).
+
+    Multi-GPU: wrap the distiller in ``DistributedDataParallel`` and keep a reference to it for
+    ``on_epoch_end()`` and checkpoints. The per-rank risk sums are not buffers, so DDP leaves
+    them alone, and the teacher is marked so DDP neither broadcasts nor reduces it; the
+    temperatures are synchronised by the controllers' all-reduce in ``on_epoch_end()``, so
+    every rank ends the epoch with the temperatures one process would compute on all the data.
+
+    Args:
+        student: the network being trained.
+        teacher: the frozen teacher; any ``nn.Module`` mapping the same inputs to $(N, C)$ logits.
+        num_classes: number of classes $C$.
+        loss: an :class:`~torch_absld.ABSLDLoss` (its ``num_classes`` must match), or a mapping of
+            keyword arguments for one (e.g. ``{"lr": 0.1, "coupling": "product"}``), or ``None``
+            for the defaults.
+        attack: the attack's :class:`~torch_absld.PGDConfig` (default: the paper's, eps 8/255,
+            10 steps of 2/255 from $x + 0.001\,\mathcal{N}(0, 1)$); its ``student_temperature``
+            is the loss's, its ``validate_args`` the distiller's.
+        generator: random generator for the attack's start.
+        teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
+        validate_args: check label and input values once per step in eager mode (one host sync).
+        eps: L-inf radius of the attack (changes ``attack``).
+        step_size: attack step (changes ``attack``).
+        **attack_settings: other attack settings (``steps``, ``random_start``, ``init_std``,
+            ``project_start``, ``clip_min``, ``clip_max``, ``loss_scale``, ``compile``,
+            ``compile_mode``). ``compile=True`` also compiles the student's and the teacher's
+            forwards with ``torch.compile`` (the registered modules and ``state_dict`` keys stay).
+
+    Shape:
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``
+        - target: $(N,)$ integer classes in $[0, C)$
+        - Output: a :class:`DistillerOutput`; ``loss`` is a scalar (or $(N,)$ with the loss's
+          ``reduction="none"``)
+
+    Example:
+        >>> student = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+        >>> teacher = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+        >>> distiller = ABSLDDistiller(student, teacher, 3, steps=2)
+        >>> out = distiller(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
+        >>> out.loss.backward()
+        >>> tau_adv, tau_clean = distiller.on_epoch_end()
+        >>> sorted(distiller.state_dict())[:2]
+        ['loss_fn.adv._extra_state', 'loss_fn.adv.accumulator']
+    """
+
+    teacher: nn.Module
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        num_classes: int,
+        *,
+        loss: ABSLDLoss | Mapping[str, Any] | None = None,
+        attack: PGDConfig | None = None,
+        generator: torch.Generator | None = None,
+        teacher_in_state_dict: bool = False,
+        validate_args: bool = True,
+        eps: float | None = None,
+        step_size: float | None = None,
+        **attack_settings: Unpack[AttackSettings],
+    ) -> None:
+        if not isinstance(teacher, nn.Module):
+            raise TypeError(f"Expected `teacher` to be an nn.Module, but got {type(teacher).__name__}.")
+        super().__init__(student, teacher, teacher_in_state_dict=teacher_in_state_dict)
+        self.loss_fn = _make_loss(loss, num_classes, validate_args)
+        self.num_classes = num_classes
+        self.validate_args = validate_args
+        settings = {**attack_settings, "student_temperature": self.loss_fn.student_temperature}
+        config = configured(attack, eps, step_size, {**settings, "validate_args": validate_args})[0]  # type: ignore[typeddict-item]
+        self.attack = KLPGDAttack(student, config=config, objective="kl", generator=generator)
+        # Compiled views are plain attributes: the registered modules (and state_dict keys) stay as given.
+        mode = config.compile_mode
+        student_forward = torch.compile(student, mode=mode) if config.compile else student
+        teacher_forward = torch.compile(teacher, mode=mode) if config.compile else teacher
+        object.__setattr__(self, "_student_forward", student_forward)
+        object.__setattr__(self, "_teacher_forward", teacher_forward)
+        object.__setattr__(self, "_unchecked", (config, config.replace(validate_args=False)))
+        mark_ddp_local_state(self)  # again, now with the loss: the names of 0.1
+
+    _student_forward: nn.Module
+    _teacher_forward: nn.Module
+    _unchecked: tuple[PGDConfig, PGDConfig]
+
+    @property
+    def use_compile(self) -> bool:
+        """Whether the forwards and the attack steps are compiled."""
+        return self.attack.use_compile
+
+    def forward(self, input: Tensor, target: Tensor) -> DistillerOutput:
+        """One step's forward work: teacher, attack, both student forwards, loss."""
+        config = self.attack.config
+        if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
+            raise TypeError("Expected `input` to be a floating point tensor of shape (N, ...).")
+        check_integer_labels(target, self.num_classes, batch_size=input.shape[0], check_values=False)
+        if values_checkable(self.validate_args):
+            check_input_and_label_values(input, config.clip_min, config.clip_max, target, self.num_classes)
+        with torch.no_grad():
+            teacher_logits = self._teacher_forward(input)
+        soft = self.loss_fn.soft_labels(teacher_logits, target, "adv", validated=True)
+        x_adv = run_pgd(
+            self.student,
+            input,
+            soft,
+            self._attack_config_unchecked(config),
+            objective="kl",
+            eps=config.eps,
+            step_size=config.step_size,
+            generator=self.attack.generator,
+        )
+        student_adv_logits = self._student_forward(x_adv)
+        student_clean_logits = self._student_forward(input)
+        adv_kl, clean_kl = self.loss_fn.terms(
+            student_adv_logits, student_clean_logits, teacher_logits, target, validated=True
+        )
+        return DistillerOutput(
+            self.loss_fn.combine(adv_kl, clean_kl),
+            adv_kl.detach(),
+            clean_kl.detach(),
+            student_adv_logits,
+            student_clean_logits,
+            teacher_logits,
+            x_adv.detach(),
+        )
+
+    def _attack_config_unchecked(self, config: PGDConfig) -> PGDConfig:
+        """``config`` without value checks (the step checked its inputs; it made the soft labels)."""
+        if self._unchecked[0] is not config:
+            object.__setattr__(self, "_unchecked", (config, config.replace(validate_args=False)))
+        return self._unchecked[1]
+
+    def on_epoch_end(self) -> tuple[Tensor, Tensor]:
+        """End of epoch: all-reduce the risks, apply Eq. 11, return ``(tau_adv, tau_clean)``."""
+        return self.loss_fn.step()
+
+    @property
+    def temperatures(self) -> tuple[Tensor, Tensor]:
+        """The current ``(tau_adv, tau_clean)``, each of shape $(C,)$."""
+        return self.loss_fn.adv.temperatures, self.loss_fn.clean.temperatures
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, compile={self.use_compile}, "
+            f"teacher_in_state_dict={self.teacher_in_state_dict}"
+        )
+
+
+def _make_loss(loss: ABSLDLoss | Mapping[str, Any] | None, num_classes: int, validate_args: bool) -> ABSLDLoss:
+    if isinstance(loss, ABSLDLoss):
+        if loss.num_classes != num_classes:
+            raise ValueError(
+                f"Expected `loss` for num_classes = {num_classes}, but got an ABSLDLoss with "
+                f"num_classes = {loss.num_classes}."
+            )
+        return loss
+    if loss is None:
+        return ABSLDLoss(num_classes, validate_args=validate_args)
+    if isinstance(loss, Mapping):
+        kwargs = {"validate_args": validate_args, **loss}
+        return ABSLDLoss(num_classes, **kwargs)
+    raise TypeError(
+        f"Expected `loss` to be an ABSLDLoss, a mapping of its arguments or None, but got {type(loss).__name__}."
+    )
+
+
+# The registry's builders -------------------------------------------------------------------
+
+_LOSS_OPTIONS = frozenset(
+    {
+        "alpha",
+        "student_temperature",
+        "init_temperature",
+        "lr",
+        "min_temperature",
+        "max_temperature",
+        "adapt",
+        "coupling",
+        "reduction",
+        "risk_reduction",
+        "record_risk",
+        "process_group",
+    }
+)
+
+
+def build_absld(
+    student: nn.Module, *, num_classes: int, teacher: nn.Module | None = None, **hyperparameters: Any
+) -> ABSLDDistiller:
+    """``methods.create("absld", ...)``: the :class:`ABSLDLoss` options and the distiller's, as one flat set."""
+    if teacher is None:
+        raise ValueError("Expected a `teacher` for the method 'absld' (it distils a teacher), but got None.")
+    loss_options = {key: hyperparameters.pop(key) for key in list(hyperparameters) if key in _LOSS_OPTIONS}
+    if loss_options and "loss" in hyperparameters:
+        raise ValueError(f"Expected either `loss` or loss options {sorted(loss_options)}, but got both.")
+    loss = hyperparameters.pop("loss", loss_options or None)
+    return ABSLDDistiller(student, teacher, num_classes, loss=loss, **hyperparameters)
+
+
+def build_rslad(
+    student: nn.Module, *, num_classes: int, teacher: nn.Module | None = None, **hyperparameters: Any
+) -> ABSLDDistiller:
+    """``methods.create("rslad", ...)``: RSLAD (Zi et al. 2021) is ABSLD with frozen temperatures."""
+    adapt = hyperparameters.pop("adapt", "none")
+    if adapt != "none":
+        raise ValueError(f"Expected `adapt` = 'none' for the method 'rslad' (frozen temperatures), but got {adapt!r}.")
+    if teacher is None:
+        raise ValueError("Expected a `teacher` for the method 'rslad' (it distils a teacher), but got None.")
+    return build_absld(student, num_classes=num_classes, teacher=teacher, adapt="none", **hyperparameters)

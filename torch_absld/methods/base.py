@@ -1,0 +1,138 @@
+"""What every training-step module promises, and the DDP marking of its frozen teacher.
+
+A training step is an ``nn.Module`` that does one method's per-batch forward work:
+``out = step(input, target)`` returns an output with ``.loss`` (call ``backward()`` on it),
+``step.on_epoch_end()`` runs the method's end-of-epoch rule (per-class controllers), and
+``state_dict()`` / ``load_state_dict()`` hold everything needed to resume except the teacher.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from torch import Tensor, nn
+from typing_extensions import Self
+
+from ..stats import ClassStatistics
+
+__all__ = ["StepOutput", "TrainingStep", "mark_ddp_local_state"]
+
+
+class StepOutput(Protocol):
+    """What a training step's ``forward`` returns: at least the loss to call ``backward()`` on."""
+
+    @property
+    def loss(self) -> Tensor: ...
+
+
+class TrainingStep(nn.Module):
+    """Base of the training-step modules: a student, an optional frozen teacher, an epoch hook.
+
+    The teacher, when there is one, is frozen (``requires_grad_(False)``, in place) and stays in
+    eval mode whatever ``step.train()`` says. It is a registered submodule, so ``.to(device)``
+    moves it, but by default its weights are **not** in ``state_dict()``: a checkpoint holds
+    the student and the method's state, and loading one leaves the teacher as it is
+    (``teacher_in_state_dict=True`` saves and loads it too). Under ``DistributedDataParallel``
+    its weights and buffers are neither broadcast nor reduced (see :func:`mark_ddp_local_state`).
+
+    Subclasses implement ``forward(input, target)`` returning a :class:`StepOutput`, and
+    :meth:`on_epoch_end` when the method has an end-of-epoch rule.
+
+    Args:
+        student: the network being trained.
+        teacher: the frozen teacher, or ``None`` for a method without one.
+        teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
+    """
+
+    teacher: nn.Module | None
+
+    def __init__(
+        self, student: nn.Module, teacher: nn.Module | None = None, *, teacher_in_state_dict: bool = False
+    ) -> None:
+        super().__init__()
+        if not isinstance(student, nn.Module):
+            raise TypeError(f"Expected `student` to be an nn.Module, but got {type(student).__name__}.")
+        if teacher is not None and not isinstance(teacher, nn.Module):
+            raise TypeError(f"Expected `teacher` to be an nn.Module, but got {type(teacher).__name__}.")
+        if student is teacher:
+            raise ValueError("Expected `student` and `teacher` to be different modules, but got the same object.")
+        self.student = student
+        self.teacher = None if teacher is None else teacher.requires_grad_(False).eval()
+        self.teacher_in_state_dict = teacher_in_state_dict
+        self.register_state_dict_post_hook(_drop_teacher_state)  # type: ignore[no-untyped-call]
+        self.register_load_state_dict_pre_hook(_fill_teacher_state)  # type: ignore[no-untyped-call]
+        mark_ddp_local_state(self)
+
+    def train(self, mode: bool = True) -> Self:
+        """Set the student (and the method's own modules) to ``mode``; the teacher stays in eval."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def on_epoch_end(self) -> Any:
+        """The method's end-of-epoch rule (nothing by default)."""
+        return None
+
+
+def mark_ddp_local_state(module: nn.Module) -> list[str]:
+    """Keep the frozen teachers of training steps inside ``module`` out of DDP's broadcasts and reductions.
+
+    ``DistributedDataParallel`` copies every buffer from rank 0 to the other ranks before each
+    forward and reduces every parameter's gradient; a frozen teacher needs neither (every rank
+    loads the same teacher). A :class:`TrainingStep` marks its own teacher; call this on a
+    bigger module **before** wrapping it in DDP only if it holds teachers of its own.
+
+    The per-class statistics of the controllers (:class:`~torch_absld.stats.ClassStatistics`)
+    need no marking: they are not buffers, so DDP never sees them. Their names are still
+    listed (to no effect), so that the result is the one of torch-absld 0.1.
+
+    Args:
+        module: the module that will be wrapped in ``DistributedDataParallel``.
+
+    Returns:
+        The names added to ``module._ddp_params_and_buffers_to_ignore``.
+    """
+    names: list[str] = []
+    for prefix, sub in module.named_modules():
+        dot = f"{prefix}." if prefix else ""
+        if isinstance(sub, ClassStatistics):
+            names.append(f"{dot}{sub._state_key}")
+        elif isinstance(sub, TrainingStep) and sub.teacher is not None:
+            names.extend(f"{dot}teacher.{name}" for name, _ in sub.teacher.named_parameters())
+            names.extend(f"{dot}teacher.{name}" for name, _ in sub.teacher.named_buffers())
+    existing = list(getattr(module, "_ddp_params_and_buffers_to_ignore", []))
+    added = [name for name in names if name not in existing]
+    module._ddp_params_and_buffers_to_ignore = existing + added  # type: ignore[assignment]
+    return added
+
+
+def _drop_teacher_state(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    if getattr(module, "teacher_in_state_dict", True):
+        return
+    teacher_prefix = f"{prefix}teacher."
+    for key in [key for key in state_dict if key.startswith(teacher_prefix)]:
+        del state_dict[key]
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        for key in [key for key in metadata if key == f"{prefix}teacher" or key.startswith(teacher_prefix)]:
+            del metadata[key]
+
+
+def _fill_teacher_state(
+    module: nn.Module,
+    state_dict: dict[str, Any],
+    prefix: str,
+    local_metadata: Any,
+    strict: bool,
+    missing_keys: list[str],
+    unexpected_keys: list[str],
+    error_msgs: list[str],
+) -> None:
+    """A state dict without the teacher loads into the step and leaves the teacher as it is."""
+    teacher = getattr(module, "teacher", None)
+    teacher_prefix = f"{prefix}teacher."
+    if teacher is None or any(key.startswith(teacher_prefix) for key in state_dict):
+        return
+    for key, value in teacher.state_dict(keep_vars=True).items():
+        state_dict[f"{teacher_prefix}{key}"] = value

@@ -1,0 +1,59 @@
+"""Training methods by name: :func:`available` and :func:`create`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from . import absld
+from .base import TrainingStep
+
+__all__ = ["available", "create"]
+
+Builder = Callable[..., TrainingStep]
+
+_METHODS: dict[str, Builder] = {
+    "absld": absld.build_absld,
+    "rslad": absld.build_rslad,
+}
+
+
+def available() -> tuple[str, ...]:
+    """The names :func:`create` accepts, sorted.
+
+    Example:
+        >>> available()
+        ('absld', 'rslad')
+    """
+    return tuple(sorted(_METHODS))
+
+
+def create(
+    name: str, student: nn.Module, *, num_classes: int, teacher: nn.Module | None = None, **hyperparameters: Any
+) -> TrainingStep:
+    """The training-step module of method ``name`` for ``student``.
+
+    Every step module has ``forward(input, target)`` returning an output with ``.loss``,
+    ``on_epoch_end()``, and ``state_dict()`` / ``load_state_dict()`` (see
+    :class:`~torch_absld.methods.base.TrainingStep`).
+
+    Args:
+        name: one of :func:`available`.
+        student: the network being trained.
+        num_classes: number of classes $C$.
+        teacher: the frozen teacher of a distillation method (a method without one ignores it).
+        **hyperparameters: the method's options; for ``"absld"`` and ``"rslad"`` the options of
+            :class:`~torch_absld.ABSLDLoss` and :class:`~torch_absld.ABSLDDistiller` together
+            (e.g. ``lr=0.1, coupling="product", eps=8 / 255, steps=10``).
+
+    Example:
+        >>> student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)
+        >>> step = create("rslad", student, num_classes=3, teacher=teacher, steps=2)
+        >>> step.loss_fn.adapt
+        'none'
+    """
+    if name not in _METHODS:
+        raise ValueError(f"Expected `name` to be one of {', '.join(map(repr, available()))}, but got {name!r}.")
+    return _METHODS[name](student, num_classes=num_classes, teacher=teacher, **hyperparameters)
