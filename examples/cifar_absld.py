@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 from torch_absld import ABSLDDistiller, BestCheckpoint, evaluate_robustness, follow_optimizer_lr, load_weights
+from torch_absld.loss import DEFAULT_COUPLING
 
 # --------------------------------------------------------------------------------------------
 # Models: CIFAR variants (3x3 stem, no max-pool) of ResNet-18 and MobileNet-v2, and the
@@ -299,7 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-temperature", type=float, default=0.5)
     p.add_argument("--max-temperature", type=float, default=5.0)
     p.add_argument("--adapt", choices=["both", "adv", "none"], default="both", help="'none' is RSLAD")
-    p.add_argument("--coupling", choices=["paper", "script"], default="paper")
+    p.add_argument(
+        "--coupling",
+        choices=["separate", "product", "paper", "script"],
+        default=DEFAULT_COUPLING,
+        help="'separate': the paper's Eq. 12; 'product': the authors' script ('paper' and 'script' are deprecated)",
+    )
     p.add_argument("--eps", type=float, default=8 / 255)
     p.add_argument("--attack-step-size", type=float, default=2 / 255)
     p.add_argument("--attack-steps", type=int, default=10)

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torch_absld import RobustnessReport, class_accuracy_summary
+
 
 @contextlib.contextmanager
 def single_thread() -> Iterator[None]:
@@ -128,3 +130,11 @@ def fgsm_trained_mlp(x: Tensor, y: Tensor, *, eps: float, epochs: int = 8, seed:
             loss.backward()
             optimizer.step()
     return model.eval()
+
+
+def report_of(values: dict[str, tuple[list[int], list[int]]], **kwargs: object) -> RobustnessReport:
+    """A report from per-attack (correct, total) counts, for tests of the report and the checkpoint."""
+    results = {
+        k: class_accuracy_summary(c, t, worst_fraction=kwargs.get("worst_fraction")) for k, (c, t) in values.items()
+    }  # type: ignore[arg-type]
+    return RobustnessReport(results, num_classes=len(next(iter(values.values()))[0]), eps=8 / 255, **kwargs)  # type: ignore[arg-type]

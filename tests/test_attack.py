@@ -9,6 +9,7 @@ from torch.testing import assert_close
 
 from torch_absld import KLPGDAttack, attack_objective, kl_pgd, pgd
 
+C = 5
 EPS, STEP = 8 / 255, 2 / 255
 
 
@@ -220,3 +221,194 @@ def test_bad_inputs():
         pgd(model, x, y[:4])
     with pytest.raises(TypeError, match=r"`model` to be an nn\.Module"):
         KLPGDAttack(lambda t: t)  # type: ignore[arg-type]
+
+
+def _reference_pgd_through_cast(model, x, y, dtype, steps):
+    """Madry CE-PGD by hand: iterate in float32, feed the model the iterate cast to ``dtype``."""
+    x32 = x.float()
+    x_adv = x32.clone()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv.to(dtype)).float(), y, reduction="sum")
+        grad = torch.autograd.grad(loss, [x_adv])[0]
+        with torch.no_grad():
+            x_adv = x_adv + STEP * grad.sign()
+            x_adv = torch.min(torch.max(x_adv, x32 - EPS), x32 + EPS).clamp(0, 1)
+    return x_adv.detach().to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_attack_on_a_model_cast_to_low_precision(dtype):
+    model = tiny_cnn(C).to(dtype).eval()
+    x, y = tiny_batch(8, C)
+    x = x.to(dtype)
+    want = _reference_pgd_through_cast(model, x, y, dtype, steps=3)
+    got = pgd(model, x, y, steps=3, random_start=None)
+    assert got.dtype == dtype
+    assert torch.equal(got, want)
+
+
+def test_fp16_model_gets_the_loss_scaling_of_fp16_autocast():
+    model = small_gradient_mlp()  # input gradients around 1e-7, below fp16's range
+    model = model.half()
+    x = torch.rand(32, 1, 8, 8).half()
+    soft = torch.softmax(torch.randn(32, 10) * 0.01, 1)
+
+    def zero_fraction(loss_scale):
+        x_adv = pgd(model, x, soft, steps=1, random_start=None, eps=0.1, step_size=0.1, loss_scale=loss_scale)
+        return ((x_adv - x) == 0).float().mean().item()
+
+    assert zero_fraction(1.0) > 0.2  # unscaled: the gradient underflows for many pixels
+    assert zero_fraction(None) < 0.01  # default: scaled for fp16 inputs
+
+
+@pytest.mark.parametrize("objective", ["kl", "ce", "cw"])
+def test_attack_inside_inference_mode_equals_outside(objective):
+    model = tiny_cnn(C).eval()
+    x, y = tiny_batch(8, C)
+    target = torch.softmax(torch.randn(8, C, generator=torch.Generator().manual_seed(3)), 1) if objective == "kl" else y
+    want = pgd(model, x, target, objective=objective, steps=3, random_start="uniform", seed=0)
+    with torch.inference_mode():
+        x_inf, target_inf = x.clone(), target.clone()  # inference tensors
+        got = pgd(model, x_inf, target_inf, objective=objective, steps=3, random_start="uniform", seed=0)
+    assert torch.equal(got, want)
+    # inference tensors passed in from outside inference mode
+    again = pgd(model, x_inf, target_inf, objective=objective, steps=3, random_start="uniform", seed=0)
+    assert torch.equal(again, want)
+
+
+# Per-sample radii ---------------------------------------------------------------------------
+
+
+def _mlp64() -> nn.Module:
+    torch.manual_seed(3)  # no BatchNorm: each sample's gradient depends on that sample only
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 4)).double()
+
+
+def test_per_sample_eps_equals_a_loop_over_samples_with_the_same_start():
+    model = _mlp64()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 2, 2, generator=g, dtype=torch.float64)
+    x[1] = 0.0  # at the bounds
+    x[2] = 1.0
+    y = torch.randint(0, 4, (6,), generator=g)
+    eps = torch.tensor([0.0, 0.01, 0.05, 0.1, 0.2, 0.3], dtype=torch.float64)
+    step = torch.tensor([0.01, 0.005, 0.02, 0.03, 0.05, 0.1], dtype=torch.float64)
+    batched = pgd(model, x, y, eps=eps, step_size=step, steps=5, random_start="uniform", seed=7)
+    # The uniform start the batched call draws: x + (2u - 1) * eps_i, u from the same generator.
+    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float32)
+    noise = (2 * u - 1) * eps.float().view(-1, 1, 1, 1)
+    for i in range(6):
+        one = slice(i, i + 1)
+        start = x[one] + noise[one].double()
+        want = pgd(model, x[one], y[one], eps=float(eps[i]), step_size=float(step[i]), steps=5, start=start)
+        assert torch.equal(batched[one], want), i
+    assert ((batched - x).abs().amax(dim=(1, 2, 3)) <= eps + 1e-12).all()  # (x + eps) - x rounds
+    assert batched.min() >= 0
+    assert batched.max() <= 1
+    assert torch.equal(batched[0], x[0])  # a zero radius leaves its sample alone
+    assert (batched[5] - x[5]).abs().max() > 0.1  # the largest radius is used
+
+
+def test_per_sample_eps_through_the_module_and_a_scalar_step():
+    model = tiny_cnn()
+    x, y = tiny_batch()
+    eps = torch.linspace(0.0, 0.1, 8)
+    attack = KLPGDAttack(model, step_size=0.02, steps=4, random_start="uniform")
+    x_adv = attack(x, y, eps=eps, seed=0)
+    assert ((x_adv - x).abs().flatten(1).amax(dim=1) <= eps + 1e-7).all()
+    assert attack.eps == 8 / 255  # the call's radii do not change the attack
+    same = attack(x, y, eps=torch.full((8,), 8 / 255), seed=0)
+    assert torch.equal(same, attack(x, y, seed=0))
+
+
+@pytest.mark.parametrize(
+    ("eps", "error", "match"),
+    [
+        (torch.full((3,), 0.1), ValueError, r"`eps` to be a float or a floating point tensor of shape \(N,\) = \(8,\)"),
+        (torch.full((8,), 1, dtype=torch.long), ValueError, "`eps` to be a float or a floating point tensor"),
+        (torch.tensor([0.1] * 7 + [-0.1]), ValueError, "every `eps` finite and >= 0"),
+        (torch.tensor([0.1] * 7 + [float("nan")]), ValueError, "every `eps` finite and >= 0"),
+    ],
+)
+def test_bad_per_sample_eps(eps, error, match):
+    with pytest.raises(error, match=match):
+        pgd(tiny_cnn(), *tiny_batch(), eps=eps)
+    with pytest.raises(ValueError, match="every `step_size` finite and > 0"):
+        pgd(tiny_cnn(), *tiny_batch(), step_size=torch.zeros(8))
+
+
+# Callable objectives ------------------------------------------------------------------------
+
+
+def test_callable_objective_equals_the_named_one():
+    model = tiny_cnn()
+    x, y = tiny_batch()
+    want = pgd(model, x, y, objective="ce", steps=3, seed=0)
+    got = pgd(model, x, y, objective=lambda out, t: F.cross_entropy(out, t, reduction="sum"), steps=3, seed=0)
+    assert torch.equal(got, want)
+
+
+class _StudentAndTeacher(nn.Module):
+    """A wrapper a method can attack: both networks on the same input, the teacher inside the loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.student = tiny_cnn(seed=1)
+        self.teacher = tiny_cnn(seed=2)
+
+    def forward(self, x):
+        return self.student(x), self.teacher(x)
+
+
+def _student_teacher_kl(output, target):
+    student, teacher = output
+    return F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), reduction="sum", log_target=True)
+
+
+def test_callable_objective_on_a_module_returning_student_and_teacher():
+    both = _StudentAndTeacher().train()
+    for p in both.parameters():
+        p.grad = torch.full_like(p, 0.25)
+    x, y = tiny_batch()
+    got = pgd(both, x, y, objective=_student_teacher_kl, steps=4, random_start=None)
+    # By hand: ascend KL(teacher(x') || student(x')), both in eval mode.
+    both.eval()
+    want = reference_pgd(both, x, y, lambda out: _student_teacher_kl(out, y), 4, x)
+    assert torch.equal(got, want)
+    both.train()
+    assert all(m.training for m in both.modules())  # modes restored after the attack
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.25)) for p in both.parameters())
+
+
+def test_objective_errors():
+    model, (x, y) = tiny_cnn(), tiny_batch()
+    with pytest.raises(
+        ValueError, match=r"`model` to return logits of shape \(N, C\) for objective 'ce', but got tuple"
+    ):
+        pgd(_StudentAndTeacher(), x, y, objective="ce")
+    with pytest.raises(ValueError, match=r"callable `objective` to return a scalar tensor, but got \(8,\)"):
+        pgd(model, x, y, objective=lambda out, t: F.cross_entropy(out, t, reduction="none"))
+    with pytest.raises(ValueError, match="`objective` to be one of 'auto', 'kl', 'ce', 'cw'"):
+        KLPGDAttack(model, objective="margin")  # type: ignore[arg-type]
+
+
+# The authors' unprojected start -------------------------------------------------------------
+
+
+def test_unprojected_start_is_the_authors_loop():
+    # The script: x_adv = x + 0.001 * randn; the first gradient at that point, projected after the step.
+    model = tiny_cnn()
+    x, _ = tiny_batch()
+    x[:, 0] = 0.0  # a channel at the lower bound: the start leaves [0, 1]
+    soft = torch.softmax(torch.randn(8, 5), dim=1)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(float(args[0].detach().min())))
+    got = kl_pgd(model, x, soft, project_start=False, generator=torch.Generator().manual_seed(3))
+    assert seen[0] < 0  # the first gradient was taken outside [0, 1]
+    assert min(seen[1:]) >= 0
+    start = x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    kl = nn.KLDivLoss(reduction="sum")
+    want = reference_pgd(model, x, soft, lambda z: kl(F.log_softmax(z, dim=1), soft), 10, start)
+    assert_close(got, want)
+    assert (got - x).abs().max() <= EPS + 1e-7

@@ -71,7 +71,7 @@ def test_script_quick_run_prints_its_table(load, capsys, script, expected_rows):
 
 def test_authors_soft_labels_are_the_script_coupling(load):
     # The script divides two views of one tensor in place: both soft labels end up with
-    # tau_adv[y] * tau_nat[y], which is what coupling="script" reproduces.
+    # tau_adv[y] * tau_nat[y], which is what coupling="product" reproduces.
     authors_loop = load("authors_loop")
     torch.manual_seed(0)
     teacher = nn.Linear(6, 4)
@@ -81,7 +81,7 @@ def test_authors_soft_labels_are_the_script_coupling(load):
     loop.temp_nat.copy_(torch.tensor([3.0, 0.7, 1.5, 1.0]))
     x, y = torch.randn(10, 6), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 3, 2])
     teacher_adv, teacher_nat = loop.scaled_teacher_logits(x, y)
-    loss_fn = ABSLDLoss(4, coupling="script")
+    loss_fn = ABSLDLoss(4, coupling="product")
     loss_fn.adv.temperatures.copy_(loop.temp_adv)
     loss_fn.clean.temperatures.copy_(loop.temp_nat)
     with torch.no_grad():

@@ -7,7 +7,9 @@ from _models import tiny_batch
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack, pgd_step, trace_input_gradients
+from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack
+from torch_absld._internal.compile import trace_input_gradients
+from torch_absld.attack.engine import _pgd_step as pgd_step
 
 C = 5
 
@@ -73,3 +75,19 @@ def test_compiled_attack_matches_eager():
     compiled = KLPGDAttack(model, random_start=None, steps=4, compile=True)(x, y)
     assert_close(compiled, eager)
     assert model.training
+
+
+def test_compiled_attack_with_per_sample_eps_and_a_callable_objective_matches_eager():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 16), nn.ReLU(), nn.Linear(16, C))
+    x, y = tiny_batch(num_classes=C)
+    eps = torch.linspace(0.01, 0.1, 8)
+
+    def margin(output, target):
+        return torch.nn.functional.cross_entropy(output, target, reduction="sum")
+
+    eager = KLPGDAttack(model, random_start="uniform", steps=3, objective=margin)(x, y, eps=eps, seed=0)
+    compiled = KLPGDAttack(model, random_start="uniform", steps=3, objective=margin, compile=True)(
+        x, y, eps=eps, seed=0
+    )
+    assert_close(compiled, eager)

@@ -7,7 +7,7 @@ from _dist import run_ranks
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack
+from torch_absld import ABSLDLoss, ClassStatistics, ClassTemperatureController, KLPGDAttack
 
 pytestmark = pytest.mark.distributed
 
@@ -87,3 +87,64 @@ def test_single_process_needs_no_process_group():
     ctrl = ClassTemperatureController(2)
     ctrl.accumulate(torch.tensor([1.0, 2.0]), torch.tensor([0, 1]))
     assert_close(ctrl.step(), torch.tensor([1.1, 0.9]))
+
+
+class _StudentWithLoss(torch.nn.Module):
+    """A user's module that holds an ABSLDLoss, wrapped in DDP as a whole (nothing marked)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.student = torch.nn.Linear(C, C)
+        self.loss_fn = ABSLDLoss(C, lr=0.3)
+
+    def forward(self, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = self.student(teacher_logits)
+        return self.loss_fn(logits * 0.5, logits, teacher_logits, target)
+
+
+def _ddp_module_with_a_loss(rank: int, world_size: int) -> dict[str, torch.Tensor]:
+    module = _StudentWithLoss()
+    model = torch.nn.parallel.DistributedDataParallel(module) if world_size > 1 else module
+    assert not hasattr(module, "_ddp_params_and_buffers_to_ignore")
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.0)  # the same weights on every rank
+    for logits, target in _epochs_of_data(num_epochs=2):
+        mine = slice(rank, None, world_size)
+        for part in range(3):  # several forwards per epoch: DDP broadcasts buffers before each
+            rows = slice(part * 16, (part + 1) * 16)
+            loss = model(logits[rows][mine], target[rows][mine])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        module.loss_fn.step()
+    return {"adv": module.loss_fn.adv.temperatures.clone(), "clean": module.loss_fn.clean.temperatures.clone()}
+
+
+def test_ddp_without_marking_equals_one_process_on_the_union(tmp_path):
+    want = _ddp_module_with_a_loss(0, 1)
+    assert not torch.equal(want["adv"], torch.ones(C))
+    for got in run_ranks(_ddp_module_with_a_loss, tmp_path):
+        assert_close(got["adv"], want["adv"])
+        assert_close(got["clean"], want["clean"])
+
+
+def _synced_statistics(rank: int, world_size: int) -> dict[str, torch.Tensor]:
+    stats = ClassStatistics(C, num_stats=2)
+    values, target = _statistics_data()
+    stats.accumulate(values[rank::world_size], target[rank::world_size])
+    return {"local": stats.accumulator.clone(), "synced": stats.synced()}
+
+
+def _statistics_data() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(30, 2, generator=g, dtype=torch.float64), torch.randint(0, C, (30,), generator=g)
+
+
+def test_class_statistics_sync_equals_one_process_on_the_union(tmp_path):
+    union = ClassStatistics(C, num_stats=2)
+    union.accumulate(*_statistics_data())
+    results = run_ranks(_synced_statistics, tmp_path)
+    for result in results:
+        assert_close(result["synced"], union.accumulator)
+    assert_close(results[0]["local"] + results[1]["local"], union.accumulator)
+    assert not torch.equal(results[0]["local"], union.accumulator)  # synced() left the local sums alone

@@ -8,6 +8,7 @@ from torch.testing import assert_close
 from torch_absld import ABSLDLoss, absld_loss, soft_label_kl, soft_labels
 
 C = 5
+C4 = 4  # the error-message cases were written for four classes
 
 
 def _batch(n: int = 6, c: int = C, dtype: torch.dtype = torch.float64, seed: int = 0):
@@ -191,9 +192,9 @@ def test_adapt_adv_only_moves_tau_adv():
     assert torch.equal(tau_clean, torch.ones(C))
 
 
-def test_script_coupling_multiplies_temperatures_and_differs_from_paper():
+def test_product_coupling_multiplies_temperatures_and_differs_from_separate():
     s_adv, s_clean, teacher, target, _, _ = _batch(dtype=torch.float32)
-    paper, script = ABSLDLoss(C), ABSLDLoss(C, coupling="script")
+    paper, script = ABSLDLoss(C), ABSLDLoss(C, coupling="product")
     assert_close(paper(s_adv, s_clean, teacher, target), script(s_adv, s_clean, teacher, target))
     tau_adv = torch.linspace(0.5, 2.0, C)
     tau_clean = torch.linspace(3.0, 1.0, C)
@@ -203,7 +204,7 @@ def test_script_coupling_multiplies_temperatures_and_differs_from_paper():
     coupled = tau_adv * tau_clean
     want = absld_loss(s_adv, s_clean, teacher, target, coupled, coupled)
     assert_close(script(s_adv, s_clean, teacher, target), want)
-    assert_close(absld_loss(s_adv, s_clean, teacher, target, tau_adv, tau_clean, coupling="script"), want)
+    assert_close(absld_loss(s_adv, s_clean, teacher, target, tau_adv, tau_clean, coupling="product"), want)
     assert not torch.allclose(paper(s_adv, s_clean, teacher, target), want)
     assert_close(script.soft_labels(teacher, target, "adv"), soft_labels(teacher, coupled[target]))
     assert_close(script.soft_labels(teacher, target, "clean"), soft_labels(teacher, coupled[target]))
@@ -226,3 +227,128 @@ def test_terms_are_the_two_kl_parts_and_record_once():
     assert_close(0.3 * adv + 0.7 * clean, by_forward(s_adv, s_clean, teacher, target))
     assert torch.equal(by_terms.adv.accumulator, by_forward.adv.accumulator)
     assert by_terms.clean.count.sum() == s_adv.shape[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_loss_cast_to_low_precision_records_and_steps(dtype):
+    g = torch.Generator().manual_seed(1)
+    s_adv, s_clean, t = torch.randn(3, 8, C, generator=g).unbind()
+    y = torch.arange(8) % C
+    reference = ABSLDLoss(C, lr=0.3)
+    cast = ABSLDLoss(C, lr=0.3).to(dtype)
+    want = reference(s_adv, s_clean, t, y)
+    got = cast(s_adv, s_clean, t, y)
+    assert_close(got, want)
+    assert torch.equal(cast.adv.accumulator, reference.adv.accumulator)
+    for got_tau, want_tau in zip(cast.step(), reference.step(), strict=True):
+        assert got_tau.dtype == torch.float32
+        assert torch.equal(got_tau, want_tau)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"alpha": 1.5}, ValueError, r"`alpha` in \[0, 1\], but got 1.5"),
+        ({"alpha": -0.1}, ValueError, r"`alpha` in \[0, 1\]"),
+        ({"adapt": "clean"}, ValueError, "`adapt` to be one of"),
+        ({"coupling": "both"}, ValueError, "`coupling` to be one of"),
+        ({"reduction": "avg"}, ValueError, "`reduction` to be one of"),
+        ({"student_temperature": 0.0}, ValueError, "`student_temperature` > 0"),
+        ({"min_temperature": 0.0}, ValueError, "`min_temperature` > 0"),
+    ],
+)
+def test_loss_configuration(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ABSLDLoss(C4, **kwargs)
+
+
+def _logits(n=6):
+    return torch.randn(n, C4), torch.randn(n, C4), torch.randn(n, C4)
+
+
+def test_labels_out_of_range():
+    loss_fn = ABSLDLoss(C4)
+    with pytest.raises(ValueError, match=r"`target` values in \[0, 4\), but got values in \[0, 4\]"):
+        loss_fn(*_logits(), torch.tensor([0, 1, 2, 3, 4, 0]))
+    with pytest.raises(ValueError, match=r"`target` values in \[0, 4\), but got values in \[-1, 2\]"):
+        loss_fn.adv.update(torch.randn(3, C4), torch.tensor([0, -1, 2]))
+    with pytest.raises(ValueError, match=r"`target` values in \[0, 4\)"):
+        loss_fn.adv(torch.tensor([7]))
+
+
+def test_float_and_one_hot_labels():
+    loss_fn = ABSLDLoss(C4)
+    with pytest.raises(TypeError, match="`target` to hold integer class indices"):
+        loss_fn(*_logits(), torch.zeros(6))
+    with pytest.raises(ValueError, match=r"`target` of shape \(N,\), but got \(6, 4\). Pass class indices"):
+        loss_fn(*_logits(), torch.zeros(6, C4, dtype=torch.long))
+
+
+def test_shape_and_class_count_mismatches():
+    loss_fn = ABSLDLoss(C4)
+    s_adv, s_clean, teacher = _logits()
+    target = torch.zeros(6, dtype=torch.long)
+    with pytest.raises(ValueError, match="of one shape"):
+        loss_fn(s_adv, s_clean[:5], teacher, target)
+    with pytest.raises(ValueError, match=r"Expected logits of shape \(N, 4\) for num_classes = 4"):
+        loss_fn(*(torch.randn(6, 5) for _ in range(3)), target)
+    with pytest.raises(ValueError, match=r"`target` of shape \(N,\) with N = 6, but got \(5,\)"):
+        loss_fn(s_adv, s_clean, teacher, target[:5])
+    with pytest.raises(ValueError, match=r"`logits` of shape \(N, 4\)"):
+        loss_fn.adv.update(torch.randn(6, 3), target)
+    with pytest.raises(ValueError, match=r"`tau_adv` of shape \(4,\)"):
+        absld_loss(s_adv, s_clean, teacher, target, torch.ones(3), torch.ones(C4))
+    with pytest.raises(TypeError, match="`teacher` to be floating point logits"):
+        absld_loss(s_adv, s_clean, teacher.long(), target, torch.ones(C4), torch.ones(C4))
+    with pytest.raises(ValueError, match=r"`kind` to be one of 'adv', 'clean'"):
+        loss_fn.soft_labels(teacher, target, kind="train")  # type: ignore[arg-type]
+
+
+def test_class_count_mismatch_names_the_module_arguments():
+    loss_fn = ABSLDLoss(C4)
+    logits = [torch.randn(6, 5) for _ in range(3)]
+    with pytest.raises(
+        ValueError, match=r"Expected logits of shape \(N, 4\) for num_classes = 4 \(`student_adv_logits`, "
+    ):
+        loss_fn(*logits, torch.zeros(6, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("name", ["tau_adv", "tau_clean"])
+def test_functional_loss_rejects_non_positive_or_non_finite_temperatures(name, bad):
+    s_adv, s_clean, teacher = torch.randn(3, 6, C4).unbind()
+    target = torch.arange(6) % C4
+    taus = {"tau_adv": torch.ones(C4), "tau_clean": torch.ones(C4)}
+    taus[name][2] = bad
+    with pytest.raises(ValueError, match=rf"Expected `{name}` to hold finite temperatures > 0, but got"):
+        absld_loss(s_adv, s_clean, teacher, target, taus["tau_adv"], taus["tau_clean"])
+
+
+@pytest.mark.parametrize(("old", "new"), [("paper", "separate"), ("script", "product")])
+def test_old_coupling_names_warn_and_behave_as_the_new_ones(old, new):
+    s_adv, s_clean, teacher, target, tau_adv, tau_clean = _batch(dtype=torch.float32)
+    with pytest.warns(DeprecationWarning, match=rf"coupling='{old}' is deprecated.*use coupling='{new}'"):
+        loss_fn = ABSLDLoss(C, coupling=old)  # type: ignore[arg-type]
+    assert loss_fn.coupling == new
+    with pytest.warns(DeprecationWarning, match=rf"coupling='{old}'"):
+        got = absld_loss(s_adv, s_clean, teacher, target, tau_adv, tau_clean, coupling=old)  # type: ignore[arg-type]
+    assert torch.equal(got, absld_loss(s_adv, s_clean, teacher, target, tau_adv, tau_clean, coupling=new))
+
+
+def test_the_default_coupling_is_one_constant():
+    from torch_absld.loss import DEFAULT_COUPLING
+
+    assert DEFAULT_COUPLING == "separate"  # the paper's Eq. 12, until evidence decides otherwise
+    assert ABSLDLoss(C).coupling == DEFAULT_COUPLING
+
+
+def test_validated_flag_skips_only_the_value_check():
+    s_adv, s_clean, teacher, target, _, _ = _batch(dtype=torch.float32)
+    loss_fn = ABSLDLoss(C)
+    adv, clean = loss_fn.terms(s_adv, s_clean, teacher, target, validated=True)
+    assert_close(loss_fn.combine(adv, clean), ABSLDLoss(C)(s_adv, s_clean, teacher, target))
+    assert_close(loss_fn.combine(adv, clean), 5 / 6 * adv + 1 / 6 * clean)
+    with pytest.raises(ValueError, match=r"`target` of shape \(N,\) with N = 6"):
+        loss_fn.terms(s_adv, s_clean, teacher, target[:5], validated=True)  # shapes are always checked
+    with pytest.raises(ValueError, match=r"`target` values in \[0, 5\)"):
+        loss_fn.soft_labels(teacher, target + 5)

@@ -4,10 +4,13 @@ import io
 
 import pytest
 import torch
+import torch.nn.functional as F
 from _reference import cross_entropy_reference, eq11_reference
 from torch.testing import assert_close
 
-from torch_absld import ABSLDLoss, ClassTemperatureController, follow_optimizer_lr, temperature_update
+from torch_absld import ClassTemperatureController, temperature_update
+
+C = 4
 
 
 def _epoch(seed: int, n: int = 64, c: int = 6, hard: int = 2):
@@ -191,41 +194,6 @@ def test_state_dict_holds_temperatures_sums_and_beta():
     assert torch.equal(fresh.accumulator, ctrl.accumulator)
 
 
-def test_beta_follows_multistep_lr():
-    model = torch.nn.Linear(2, 2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 4], gamma=0.1)
-    loss_fn = ABSLDLoss(2, lr=0.1, max_temperature=100.0, min_temperature=0.001)
-    follow_optimizer_lr(loss_fn, optimizer)
-    betas, moves = [], []
-    for _ in range(6):
-        optimizer.step()
-        loss_fn.adv.accumulate(torch.tensor([1.0, 3.0]), torch.tensor([0, 1]))
-        before = loss_fn.adv.temperatures.clone()
-        loss_fn.step()
-        betas.append(loss_fn.adv.lr)
-        moves.append((loss_fn.adv.temperatures - before)[0].item())
-        scheduler.step()
-    assert_close(betas, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
-    assert_close(moves, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-4, atol=1e-6)
-
-
-def test_beta_follow_survives_resume_from_a_decayed_optimizer():
-    model = torch.nn.Linear(2, 2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1], gamma=0.1)
-    optimizer.step()
-    scheduler.step()
-    saved = optimizer.state_dict()
-    optimizer2 = torch.optim.SGD(model.parameters(), lr=0.1)
-    optimizer2.load_state_dict(saved)  # lr is now 0.01, initial_lr 0.1
-    ctrl = ClassTemperatureController(2, lr=0.5)
-    follow_optimizer_lr(ctrl, optimizer2)
-    ctrl.accumulate(torch.tensor([1.0, 3.0]), torch.tensor([0, 1]))
-    ctrl.step()
-    assert ctrl.lr == pytest.approx(0.05)
-
-
 def test_loading_corrupt_state_raises():
     ctrl = ClassTemperatureController(3)
     state = ctrl.state_dict()
@@ -236,3 +204,51 @@ def test_loading_corrupt_state_raises():
     state["_extra_state"] = {"lr": -0.1, "base_lr": 0.1, "epochs_stepped": 0}
     with pytest.raises(ValueError, match="`lr` >= 0"):
         ClassTemperatureController(3).load_state_dict(state)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_module_dtype_cast_keeps_the_controller_precision(dtype):
+    g = torch.Generator().manual_seed(0)
+    n = 600  # more samples per class than bf16 / fp16 count exactly (256 / 2048)
+    logits = torch.randn(n, 3, generator=g)
+    target = torch.randint(0, 2, (n,), generator=g)  # class 2 stays absent
+    cast = ClassTemperatureController(3, lr=0.2).to(dtype)
+    assert cast.temperatures.dtype == torch.float32
+    assert cast.accumulator.dtype == torch.float64
+    low = logits.to(dtype)
+    cast.update(low, target)
+    counts = torch.bincount(target, minlength=3).to(torch.float64)
+    assert torch.equal(cast.count, counts)
+    risk = F.cross_entropy(low if dtype == torch.float64 else low.float(), target, reduction="none").double()
+    assert_close(cast.risk_sum, torch.zeros(3, dtype=torch.float64).index_add_(0, target, risk))
+    cast.step()
+    assert cast.temperatures.dtype == torch.float32
+    assert not torch.equal(cast.temperatures, torch.ones(3)), "the temperatures should have moved"
+    assert cast.temperatures[2] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"num_classes": 1}, ValueError, "`num_classes` >= 2, but got 1"),
+        ({"num_classes": 3.0}, TypeError, "`num_classes` to be an int"),
+        ({"min_temperature": 0.0}, ValueError, "`min_temperature` > 0"),
+        ({"min_temperature": -1.0}, ValueError, "`min_temperature` > 0"),
+        ({"min_temperature": 3.0, "max_temperature": 2.0}, ValueError, "`min_temperature` <= `max_temperature`"),
+        ({"init_temperature": 9.0}, ValueError, "`init_temperature` in"),
+        ({"lr": -0.1}, ValueError, "`lr` >= 0"),
+        ({"lr": float("nan")}, ValueError, "`lr` to be finite"),
+        ({"risk_reduction": "median"}, ValueError, "`risk_reduction` to be one of"),
+    ],
+)
+def test_controller_configuration(kwargs, error, match):
+    kwargs = {"num_classes": C, **kwargs}
+    with pytest.raises(error, match=match):
+        ClassTemperatureController(**kwargs)
+
+
+def test_value_checks_can_be_switched_off_for_speed():
+    ctrl = ClassTemperatureController(C, validate_args=False)
+    ctrl.update(torch.randn(2, C), torch.tensor([0, 1]))  # no host sync; shapes still checked
+    with pytest.raises(ValueError, match="shape"):
+        ctrl.update(torch.randn(2, C + 1), torch.tensor([0, 1]))

@@ -19,15 +19,14 @@ from ._internal.checks import (
     check_unit_interval,
     values_checkable,
 )
+from .kl import REDUCTIONS, Reduction, soft_label_kl, soft_labels
 from .temperature import ClassTemperatureController, RiskReduction
 
 __all__ = ["DEFAULT_COUPLING", "ABSLDLoss", "absld_loss", "soft_label_kl", "soft_labels"]
 
-Reduction = Literal["mean", "batchmean", "sum", "none"]
 Kind = Literal["adv", "clean"]
 Adapt = Literal["both", "adv", "none"]
 Coupling = Literal["separate", "product"]
-_REDUCTIONS = ("mean", "batchmean", "sum", "none")
 _COUPLINGS = ("separate", "product")
 _OLD_COUPLINGS: dict[str, Coupling] = {"paper": "separate", "script": "product"}
 
@@ -61,66 +60,6 @@ def _sample_temperatures(
     if coupling == "product":
         t_adv = t_clean = t_adv * t_clean
     return t_adv, t_clean
-
-
-def soft_labels(teacher: Tensor, temperature: Tensor) -> Tensor:
-    r"""Teacher soft labels with one temperature per sample: $\mathrm{softmax}(z_t / \tau)$.
-
-    Computed in float32 whatever the dtype of ``teacher``; no gradient flows to the teacher.
-
-    Shape:
-        - teacher: $(N, C)$ logits
-        - temperature: $(N,)$ positive, or a scalar
-        - Output: $(N, C)$ float32 probabilities
-    """
-    check_logits(teacher, "teacher")
-    return torch.softmax(_scaled(teacher.detach(), temperature), dim=1)
-
-
-def _scaled(logits: Tensor, temperature: Tensor | float) -> Tensor:
-    logits = at_least_float32(logits)
-    if isinstance(temperature, Tensor) and temperature.dim() == 1:
-        return logits / temperature.to(logits.dtype).unsqueeze(1)
-    return logits / temperature
-
-
-def soft_label_kl(
-    student: Tensor,
-    teacher: Tensor,
-    teacher_temperature: Tensor | float,
-    *,
-    student_temperature: float = 1.0,
-    reduction: Reduction = "mean",
-) -> Tensor:
-    r"""$\mathrm{KL}(p \,\|\, q)$ between temperature-scaled teacher and student distributions.
-
-    Per element: $p_c(\log p_c - \log q_c)$ with $p = \mathrm{softmax}(z_t / \tau_t)$ (one
-    $\tau_t$ per sample, no gradient) and $q = \mathrm{softmax}(z_s / \tau_s)$. Computed in
-    float32 with ``log_softmax``, whatever the dtype of the logits.
-
-    Reductions: ``"mean"`` averages the $N \times C$ elements (the authors' ``torch.mean``: the
-    batch-mean KL divided by $C$), ``"batchmean"`` is the true batch-mean KL, ``"sum"`` sums
-    everything, ``"none"`` returns each sample's KL.
-
-    Shape:
-        - student, teacher: $(N, C)$
-        - teacher_temperature: $(N,)$ or a scalar
-        - Output: scalar, or $(N,)$ with ``"none"``
-    """
-    log_p = torch.log_softmax(_scaled(teacher.detach(), teacher_temperature), dim=1)
-    log_q = torch.log_softmax(_scaled(student, student_temperature), dim=1)
-    elementwise = F.kl_div(log_q, log_p, reduction="none", log_target=True)
-    return _reduce(elementwise, reduction)
-
-
-def _reduce(elementwise: Tensor, reduction: Reduction) -> Tensor:
-    if reduction == "mean":
-        return elementwise.mean()
-    if reduction == "batchmean":
-        return elementwise.sum() / elementwise.shape[0]
-    if reduction == "sum":
-        return elementwise.sum()
-    return elementwise.sum(dim=1)
 
 
 def absld_loss(
@@ -164,7 +103,7 @@ def absld_loss(
             raise ValueError(f"Expected `{name}` to hold finite temperatures > 0, but got {tau.tolist()}.")
     alpha = check_unit_interval(alpha, "alpha")
     student_temperature = check_positive(student_temperature, "student_temperature")
-    check_choice(reduction, "reduction", _REDUCTIONS)
+    check_choice(reduction, "reduction", REDUCTIONS)
     t_adv, t_clean = _sample_temperatures(tau_adv, tau_clean, target, _coupling(coupling))
     adv, clean = _kl_terms(student_adv, student_clean, teacher, t_adv, t_clean, student_temperature, reduction)
     return _weighted(adv, clean, alpha)
@@ -269,7 +208,7 @@ class ABSLDLoss(nn.Module):
         self.alpha = check_unit_interval(alpha, "alpha")
         self.student_temperature = check_positive(student_temperature, "student_temperature")
         check_choice(adapt, "adapt", ("both", "adv", "none"))
-        check_choice(reduction, "reduction", _REDUCTIONS)
+        check_choice(reduction, "reduction", REDUCTIONS)
         self.adapt: Adapt = adapt
         self.coupling: Coupling = _coupling(coupling)
         self.reduction: Reduction = reduction

@@ -189,9 +189,7 @@ class ClassStatistics(nn.Module):
             self._check_loaded(loaded)
         self._check_loaded_state(state_dict, prefix)
         others = {k: v for k, v in state_dict.items() if k != key}
-        super()._load_from_state_dict(
-            others, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
+        super()._load_from_state_dict(others, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
         if loaded is None:
             if strict:
                 missing_keys.append(key)

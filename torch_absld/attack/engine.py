@@ -79,18 +79,7 @@ def pgd(
           ``[clip_min, clip_max]``
     """
     config, eps, step_size = configured(config, eps, step_size, settings)
-    return run_pgd(
-        model,
-        input,
-        target,
-        config,
-        objective=objective,
-        eps=eps,
-        step_size=step_size,
-        generator=generator,
-        seed=seed,
-        start=start,
-    )
+    return run_pgd(model, input, target, config, objective, eps, step_size, generator=generator, seed=seed, start=start)
 
 
 def kl_pgd(
@@ -154,82 +143,59 @@ def run_pgd(
     input: Tensor,
     target: Tensor,
     config: PGDConfig,
-    *,
     objective: Objective,
     eps: PerSample,
     step_size: PerSample,
+    *,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     start: Tensor | None = None,
 ) -> Tensor:
     """:func:`pgd` with a config already made (the module and the training steps call this)."""
-    if torch.is_inference_mode_enabled():
-        # No input gradient exists inside torch.inference_mode(): the attack runs outside it.
-        with torch.inference_mode(False):
-            return run_pgd(
-                model,
-                input,
-                target,
-                config,
-                objective=objective,
-                eps=eps,
-                step_size=step_size,
-                generator=generator,
-                seed=seed,
-                start=start,
-            )
-    if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
-        raise TypeError("Expected `input` to be a floating point tensor of shape (N, ...).")
-    resolved = resolve_objective(objective, target)
-    checking = values_checkable(config.validate_args)
-    batch = input.shape[0]
-    check_target(target, resolved, batch, checking)
-    if target.is_inference():  # made under torch.inference_mode(): it cannot be saved for backward
-        target = target.clone()
-    if checking:
-        check_input_range(input, config.clip_min, config.clip_max)
-    eps = _per_sample(eps, "eps", batch, checking, allow_zero=True)
-    step_size = _per_sample(step_size, "step_size", batch, checking, allow_zero=False)
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
-        generator = torch.Generator(device=input.device).manual_seed(seed)
-    attacked = unwrap_model(model)
-    x = at_least_float32(input.detach())  # float64 models are attacked in float64
-    if x.is_inference():
-        x = x.clone()
-    # bf16 / fp16 inputs (a model cast to that dtype): iterate in float32, feed the model its dtype.
-    model_dtype = input.dtype if input.dtype != x.dtype else None
-    loss_scale = config.loss_scale
-    if loss_scale is None:
-        fp16 = _fp16_autocast_active(x.device.type) or model_dtype == torch.float16
-        loss_scale = DEFAULT_FP16_LOSS_SCALE if fp16 else 1.0
-    radius, step = _per_sample_view(eps, x), _per_sample_view(step_size, x)
-    lower, upper = _projection_bounds(x, radius, config.clip_min, config.clip_max)
-    if start is None:
-        start = _start(x, config.random_start, radius, config.init_std, generator)
-    elif not isinstance(start, Tensor) or start.shape != input.shape:
-        raise ValueError(f"Expected `start` to be a tensor of shape {tuple(input.shape)} like `input`.")
-    else:
-        start = start.detach().to(x)
-    x_adv = torch.clamp(start, lower, upper) if config.project_start else start
-    ascent = compiled(_ascent_step, config.compile_mode) if config.compile else _ascent_step
-    tracing = trace_input_gradients() if config.compile else contextlib.nullcontext()
-    with eval_mode(attacked), torch.enable_grad(), tracing:
-        for _ in range(config.steps):
-            x_adv = ascent(
-                attacked,
-                x_adv,
-                lower,
-                upper,
-                target,
-                objective=resolved,
-                step_size=step,
-                student_temperature=config.student_temperature,
-                loss_scale=loss_scale,
-                model_dtype=model_dtype,
-            )
-    return x_adv.to(input.dtype)
+    # No input gradient exists inside torch.inference_mode(): the attack runs outside it.
+    with torch.inference_mode(False):
+        if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
+            raise TypeError("Expected `input` to be a floating point tensor of shape (N, ...).")
+        resolved = resolve_objective(objective, target)
+        checking = values_checkable(config.validate_args)
+        batch = input.shape[0]
+        check_target(target, resolved, batch, checking)
+        if target.is_inference():  # made under torch.inference_mode(): it cannot be saved for backward
+            target = target.clone()
+        if checking:
+            check_input_range(input, config.clip_min, config.clip_max)
+        eps = _per_sample(eps, "eps", batch, checking, allow_zero=True)
+        step_size = _per_sample(step_size, "step_size", batch, checking, allow_zero=False)
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
+            generator = torch.Generator(device=input.device).manual_seed(seed)
+        attacked = unwrap_model(model)
+        x = at_least_float32(input.detach())  # float64 models are attacked in float64
+        if x.is_inference():
+            x = x.clone()
+        # bf16 / fp16 inputs (a model cast to that dtype): iterate in float32, feed the model its dtype.
+        model_dtype = input.dtype if input.dtype != x.dtype else None
+        scale = config.loss_scale
+        if scale is None:
+            fp16 = _fp16_autocast_active(x.device.type) or model_dtype == torch.float16
+            scale = DEFAULT_FP16_LOSS_SCALE if fp16 else 1.0
+        radius, step = _per_sample_view(eps, x), _per_sample_view(step_size, x)
+        lower, upper = _projection_bounds(x, radius, config.clip_min, config.clip_max)
+        if start is None:
+            start = _start(x, config.random_start, radius, config.init_std, generator)
+        elif not isinstance(start, Tensor) or start.shape != input.shape:
+            raise ValueError(f"Expected `start` to be a tensor of shape {tuple(input.shape)} like `input`.")
+        else:
+            start = start.detach().to(x)
+        x_adv = torch.clamp(start, lower, upper) if config.project_start else start
+        temperature = config.student_temperature
+        ascent = compiled(_ascent_step, config.compile_mode) if config.compile else _ascent_step
+        tracing = trace_input_gradients() if config.compile else contextlib.nullcontext()
+        with eval_mode(attacked), torch.enable_grad(), tracing:
+            for _ in range(config.steps):
+                x_adv = ascent(attacked, x_adv, lower, upper, target, resolved, step, temperature, scale, model_dtype)
+        return x_adv.to(input.dtype)
 
 
 def _per_sample(value: PerSample, name: str, batch: int, checking: bool, *, allow_zero: bool) -> PerSample:
@@ -273,7 +239,6 @@ def _ascent_step(
     lower: Tensor,
     upper: Tensor,
     target: Tensor,
-    *,
     objective: ObjectiveName | ObjectiveFn,
     step_size: PerSample,
     student_temperature: float,
@@ -314,16 +279,7 @@ def _pgd_step(
     """One ascent step from ``x_adv`` with the projection around ``x`` (the 0.1 public ``pgd_step``)."""
     lower, upper = _projection_bounds(x, eps, clip_min, clip_max)
     return _ascent_step(
-        model,
-        x_adv,
-        lower,
-        upper,
-        target,
-        objective=objective,
-        step_size=step_size,
-        student_temperature=student_temperature,
-        loss_scale=loss_scale,
-        model_dtype=model_dtype,
+        model, x_adv, lower, upper, target, objective, step_size, student_temperature, loss_scale, model_dtype
     )
 
 

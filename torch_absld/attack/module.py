@@ -123,16 +123,10 @@ class KLPGDAttack(nn.Module):
         config = self.config
         if not (eps is None or isinstance(eps, Tensor)) or not (step_size is None or isinstance(step_size, Tensor)):
             config, eps, step_size = configured(config, eps, step_size, {})
+        eps = config.eps if eps is None else eps
+        step_size = config.step_size if step_size is None else step_size
         return run_pgd(
-            self.model,
-            input,
-            target,
-            config,
-            objective=self.objective,
-            eps=config.eps if eps is None else eps,
-            step_size=config.step_size if step_size is None else step_size,
-            generator=self.generator,
-            seed=seed,
+            self.model, input, target, config, self.objective, eps, step_size, generator=self.generator, seed=seed
         )
 
     def extra_repr(self) -> str:

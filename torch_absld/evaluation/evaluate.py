@@ -126,9 +126,7 @@ def _adversarial(
     start = None
     if setting["random_start"] == "uniform":
         start = x.float() + (2 * keyed_uniform(x, seed) - 1) * eps
-    return run_pgd(
-        model, x, y, config, objective=setting["objective"], eps=config.eps, step_size=config.step_size, start=start
-    )
+    return run_pgd(model, x, y, config, setting["objective"], config.eps, config.step_size, start=start)
 
 
 def evaluate_robustness(

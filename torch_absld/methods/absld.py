@@ -169,15 +169,9 @@ class ABSLDDistiller(TrainingStep):
         with torch.no_grad():
             teacher_logits = self._teacher_forward(input)
         soft = self.loss_fn.soft_labels(teacher_logits, target, "adv", validated=True)
+        unchecked = self._attack_config_unchecked(config)
         x_adv = run_pgd(
-            self.student,
-            input,
-            soft,
-            self._attack_config_unchecked(config),
-            objective="kl",
-            eps=config.eps,
-            step_size=config.step_size,
-            generator=self.attack.generator,
+            self.student, input, soft, unchecked, "kl", config.eps, config.step_size, generator=self.attack.generator
         )
         student_adv_logits = self._student_forward(x_adv)
         student_clean_logits = self._student_forward(input)

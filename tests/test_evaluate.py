@@ -17,20 +17,19 @@ from _eval_models import (
     single_thread,
     tiny_mlp,
 )
+from _models import tiny_batch, tiny_cnn
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from torch_absld import (
-    BestCheckpoint,
     RobustnessReport,
     class_accuracy_summary,
     evaluate_robustness,
-    reports_to_markdown,
-    stratified_split,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ("clean", "fgsm", "pgd", "cw")
+C = 5
 
 
 @pytest.fixture(scope="module")
@@ -355,132 +354,6 @@ def test_wrong_model_width_names_model() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The report
-# ---------------------------------------------------------------------------------------------
-
-
-def _report(values: dict[str, tuple[list[int], list[int]]], **kwargs: object) -> RobustnessReport:
-    results = {
-        k: class_accuracy_summary(c, t, worst_fraction=kwargs.get("worst_fraction")) for k, (c, t) in values.items()
-    }  # type: ignore[arg-type]
-    return RobustnessReport(results, num_classes=len(next(iter(values.values()))[0]), eps=8 / 255, **kwargs)  # type: ignore[arg-type]
-
-
-def test_report_tables_and_round_trip() -> None:
-    report = _report({"clean": ([9, 6], [10, 10]), "pgd": ([5, 2], [10, 10])})
-    markdown = report.to_markdown(name="ABSLD", per_class=True, class_names=["cat", "dog"])
-    assert "| Method | Clean Avg. | Clean Worst | Clean Overall | PGD Avg. | PGD Worst | PGD Overall |" in markdown
-    assert "| ABSLD | 75.00 | 60.00 | 67.50 | 35.00 | 20.00 | 27.50 |" in markdown
-    assert "| cat | 90.00 | 50.00 |" in markdown
-    assert "| dog | 60.00 | 20.00 |" in markdown
-    text = str(report)
-    assert "eps = 8/255" in text
-    assert "Worst = the lowest class" in text
-    assert text.splitlines()[2].split() == ["Clean", "75.00", "60.00", "67.50"]
-    data = json.loads(report.to_json())
-    assert data["results"]["pgd"]["per_class"] == [0.5, 0.2]
-    again = RobustnessReport.from_dict(data)
-    assert again.to_dict() == report.to_dict()
-    assert list(report) == ["clean", "pgd"]
-    assert len(report) == 2
-    with pytest.raises(KeyError, match="No attack 'cw' in this report"):
-        report["cw"]
-
-
-def test_reports_to_markdown_one_row_per_method() -> None:
-    rslad = _report({"clean": ([8, 7], [10, 10]), "pgd": ([6, 2], [10, 10])})
-    absld = _report({"clean": ([8, 8], [10, 10])})
-    table = reports_to_markdown({"RSLAD": rslad, "ABSLD": absld}).splitlines()
-    assert table[2] == "| RSLAD | 75.00 | 70.00 | 72.50 | 40.00 | 20.00 | 30.00 |"
-    assert table[3] == "| ABSLD | 80.00 | 80.00 | 80.00 | - | - | - |"
-
-
-def test_report_worst_k_text_for_many_classes() -> None:
-    report = _report({"clean": ([1] * 100, [2] * 100)})
-    assert report.worst_k == 10
-    assert "mean of the 10 lowest classes" in str(report)
-
-
-# ---------------------------------------------------------------------------------------------
-# BestCheckpoint and the stratified split
-# ---------------------------------------------------------------------------------------------
-
-
-def test_best_checkpoint_keeps_a_cpu_copy_of_the_best_overall(tmp_path: Path) -> None:
-    model = nn.Linear(3, 2)
-    best = BestCheckpoint("pgd")
-    # PGD overall per epoch: 0.3, 0.5, 0.5 (a tie: the earlier epoch stays), 0.4
-    overall = {0: ([3, 3], [10, 10]), 1: ([5, 5], [10, 10]), 2: ([6, 4], [10, 10]), 3: ([4, 4], [10, 10])}
-    improved = []
-    kept = None
-    for epoch, counts in overall.items():
-        with torch.no_grad():
-            model.weight.fill_(float(epoch))
-        improved.append(best.update(_report({"clean": ([9, 9], [10, 10]), "pgd": counts}), model, epoch))
-        if epoch == 1:
-            kept = model.weight.clone()
-    assert improved == [True, True, False, False]
-    assert best.best_epoch == 1
-    assert best.best_overall == pytest.approx(0.5, abs=1e-15)
-    assert best.state_dict is not None
-    assert torch.equal(best.state_dict["weight"], kept)
-    assert best.state_dict["weight"].device.type == "cpu"
-    restored = best.load_into(nn.DataParallel(nn.Linear(3, 2)))
-    assert torch.equal(restored.module.weight, kept)
-    best.save(str(tmp_path / "best.pt"))
-    saved = torch.load(tmp_path / "best.pt", weights_only=False)
-    assert saved["epoch"] == 1
-    assert torch.equal(saved["state_dict"]["weight"], kept)
-
-
-def test_best_checkpoint_criteria_and_errors() -> None:
-    best = BestCheckpoint("pgd", criterion="worst")
-    assert best.update(_report({"pgd": ([9, 1], [10, 10])}), {"w": torch.ones(1)}, 0)
-    assert not best.update(_report({"pgd": ([3, 1], [10, 10])}), {"w": torch.zeros(1)}, 1)  # same worst
-    assert best.best_value == 0.1
-    with pytest.raises(ValueError, match="`attack` = 'pgd'"):
-        best.update(_report({"clean": ([1, 1], [2, 2])}), {}, 2)
-    with pytest.raises(RuntimeError, match="call `update`"):
-        BestCheckpoint().load_into(nn.Linear(1, 1))
-    with pytest.raises(ValueError, match="`criterion` to be one of"):
-        BestCheckpoint(criterion="best")  # type: ignore[arg-type]
-
-
-def test_stratified_split_per_class_counts() -> None:
-    labels = [0] * 10 + [1] * 20 + [2] * 3 + [3] * 1
-    rest, held_out = stratified_split(labels, 0.2, seed=0)
-    assert sorted(rest + held_out) == list(range(len(labels)))
-    assert not set(rest) & set(held_out)
-    assert held_out == sorted(held_out)
-    # round(0.2 * n): 2, 4, round(0.6) = 1; the single-sample class stays in `rest`.
-    assert [sum(labels[i] == c for i in held_out) for c in range(4)] == [2, 4, 1, 0]
-    assert stratified_split(torch.tensor(labels), 0.2, seed=0) == (rest, held_out)
-    assert stratified_split(labels, 0.2, seed=1) != (rest, held_out)
-
-
-def test_stratified_split_of_datasets() -> None:
-    x, y = blobs(30, 3)
-    train, val = stratified_split(TensorDataset(x, y), 0.3, seed=0)
-    assert len(val) == 9
-    assert len(train) == 21
-    assert sorted(int(val[i][1]) for i in range(len(val))) == [0] * 3 + [1] * 3 + [2] * 3
-
-    class WithTargets(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
-        targets = [0, 1] * 5
-
-        def __len__(self) -> int:
-            return 10
-
-        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-            raise AssertionError("labels must come from `targets`")
-
-    _, held = stratified_split(WithTargets(), 0.2)
-    assert len(held) == 2
-    with pytest.raises(ValueError, match=r"`fraction` in \(0, 1\)"):
-        stratified_split([0, 1], 1.0)
-
-
-# ---------------------------------------------------------------------------------------------
 # The example
 # ---------------------------------------------------------------------------------------------
 
@@ -499,3 +372,16 @@ def test_example_smoke(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["attacks"] == ["clean", "fgsm", "pgd", "cw", "autoattack"]
     assert data["results"]["clean"]["avg"] > data["results"]["pgd"]["avg"]
+
+
+def test_evaluation_inside_inference_mode_equals_outside():
+    from torch_absld import evaluate_robustness
+
+    model = tiny_cnn(C)
+    loader = [tiny_batch(10, C, seed=s) for s in range(2)]
+    attacks = ("clean", "fgsm", "pgd", "cw")
+    overrides = {"pgd": {"steps": 3}, "cw": {"steps": 3}}
+    want = evaluate_robustness(model, loader, C, attacks, progress=False, attack_overrides=overrides)
+    with torch.inference_mode():
+        got = evaluate_robustness(model, loader, C, attacks, progress=False, attack_overrides=overrides)
+    assert got.to_dict() == want.to_dict()

@@ -10,10 +10,10 @@ from _reference import absld_loss_reference
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDDistiller, ABSLDLoss, DistillerOutput, KLPGDAttack, load_weights, mark_ddp_local_state
-from torch_absld.weights import extract_state_dict
+from torch_absld import ABSLDDistiller, ABSLDLoss, DistillerOutput, KLPGDAttack, mark_ddp_local_state
 
 C = 5
+EPS = 8 / 255
 
 
 def _batches(n_batches: int = 3, n: int = 8) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -48,7 +48,7 @@ def _distiller_epoch(distiller, optimizer, batches):
     return losses, grads, [t.clone() for t in distiller.on_epoch_end()]
 
 
-@pytest.mark.parametrize("coupling", ["paper", "script"])
+@pytest.mark.parametrize("coupling", ["separate", "product"])
 def test_equals_explicit_loop(coupling):
     student, teacher = tiny_cnn(C, seed=1), tiny_cnn(C, seed=2).eval()
     loss_kwargs = {"lr": 0.3, "coupling": coupling}
@@ -270,35 +270,44 @@ def test_ddp_wrapped_distiller_equals_one_process_on_the_union(tmp_path):
     assert torch.equal(results[0]["tau_adv"], results[1]["tau_adv"])
 
 
-# Teacher checkpoints ------------------------------------------------------------------------
+# Low precision ------------------------------------------------------------------------------
 
 
-def test_load_weights_tolerates_wrappers_and_nesting(tmp_path):
-    source = tiny_cnn(C, seed=5)
-    wrapped = {f"module._orig_mod.{k}": v for k, v in source.state_dict().items()}
-    path = tmp_path / "teacher.pt"
-    torch.save({"epoch": 3, "state_dict": wrapped}, path)
-    model = load_weights(tiny_cnn(C, seed=6), path)
-    for key, value in source.state_dict().items():
-        assert_close(model.state_dict()[key], value, rtol=0, atol=0)
-    # A Lightning-style checkpoint: one attribute prefix shared by every key.
-    lightning_style = {"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}
-    assert_close(load_weights(tiny_cnn(C, seed=6), lightning_style)[0].weight, source[0].weight)
-    # Compiled submodule inside a container.
-    assert "0.weight" in extract_state_dict({"0._orig_mod.weight": torch.zeros(1)})
+def test_distiller_cast_to_bf16_trains_and_records():
+    student = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, C))
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, C))
+    distiller = ABSLDDistiller(student, teacher, C, steps=2, loss={"lr": 0.3}).to(torch.bfloat16).train()
+    x, y = tiny_batch(10, C)
+    out = distiller(x.to(torch.bfloat16), y)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(p.grad is not None for p in distiller.student.parameters())
+    assert torch.equal(distiller.loss_fn.adv.count, torch.bincount(y, minlength=C).double())
+    tau_adv, _ = distiller.on_epoch_end()
+    assert tau_adv.dtype == torch.float32
+    assert (out.x_adv.float() - x.to(torch.bfloat16).float()).abs().max() <= EPS + 2**-8
 
 
-def test_load_weights_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"`source` to be a checkpoint file.*nope\.pt"):
-        load_weights(tiny_cnn(C), tmp_path / "nope.pt")
-    with pytest.raises(
-        ValueError, match=r"shape mismatch \(2\): 5\.weight: checkpoint \(3, 384\) vs model \(5, 384\), 5\.bias"
-    ):
-        load_weights(tiny_cnn(C), tiny_cnn(3).state_dict())
-    partial = {k: v for k, v in tiny_cnn(C).state_dict().items() if not k.startswith("5.")}
-    partial["head.weight"] = torch.zeros(1)
-    with pytest.raises(ValueError, match=r"(?s)missing \(2\): 5\.weight, 5\.bias.*unexpected \(1\): head\.weight"):
-        load_weights(tiny_cnn(C), partial)
-    load_weights(tiny_cnn(C), partial, strict=False)
-    with pytest.raises(ValueError, match=r"`checkpoint` to hold tensors"):
-        load_weights(tiny_cnn(C), {"epoch": 1})
+# One validation per step ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("validate_args", "reads"), [(True, 1), (False, 0)])
+def test_one_host_read_per_training_step(monkeypatch, validate_args, reads):
+    """The labels and the input range are checked once per step, in one transfer from the device."""
+    distiller = ABSLDDistiller(_mlp(1), _mlp(2), C, steps=2, validate_args=validate_args).train()
+    x, y = tiny_batch(8, C)
+    counted = []
+    for name in ("tolist", "item", "__bool__", "__int__", "__float__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, _name=name):
+            counted.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    out = distiller(x, y)
+    monkeypatch.undo()
+    assert counted == ["tolist"] * reads
+    out.loss.backward()
+    with pytest.raises(ValueError, match=r"`target` values in \[0, 5\)"):
+        ABSLDDistiller(_mlp(1), _mlp(2), C, steps=1)(x, y + 5)
