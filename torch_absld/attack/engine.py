@@ -13,7 +13,7 @@ from typing_extensions import Unpack
 from .._internal.checks import at_least_float32, check_input_range, values_checkable
 from .._internal.compile import compiled, trace_input_gradients
 from .._internal.modules import eval_mode, unwrap_model
-from .config import DEFAULT_FP16_LOSS_SCALE, PGDConfig, PGDSettings, RandomStart
+from .config import DEFAULT_FP16_LOSS_SCALE, PGDConfig, PGDSettings
 from .objectives import Objective, ObjectiveFn, ObjectiveName, check_target, resolve_objective, summed_objective
 
 __all__ = ["kl_pgd", "pgd"]
@@ -131,11 +131,8 @@ def configured(
         changes["step_size"] = step_size
     base = config if config is not None else _DEFAULT_CONFIG
     config = base.replace(**changes) if changes else base
-    return (
-        config,
-        eps if isinstance(eps, Tensor) else config.eps,
-        (step_size if isinstance(step_size, Tensor) else config.step_size),
-    )
+    radius = eps if isinstance(eps, Tensor) else config.eps
+    return config, radius, step_size if isinstance(step_size, Tensor) else config.step_size
 
 
 def run_pgd(
@@ -182,13 +179,9 @@ def run_pgd(
             scale = DEFAULT_FP16_LOSS_SCALE if fp16 else 1.0
         radius, step = _per_sample_view(eps, x), _per_sample_view(step_size, x)
         lower, upper = _projection_bounds(x, radius, config.clip_min, config.clip_max)
-        if start is None:
-            start = _start(x, config.random_start, radius, config.init_std, generator)
-        elif not isinstance(start, Tensor) or start.shape != input.shape:
-            raise ValueError(f"Expected `start` to be a tensor of shape {tuple(input.shape)} like `input`.")
-        else:
-            start = start.detach().to(x)
-        x_adv = torch.clamp(start, lower, upper) if config.project_start else start
+        x_adv = _first_iterate(x, start, config, radius, generator)
+        if config.project_start:
+            x_adv = torch.clamp(x_adv, lower, upper)
         temperature = config.student_temperature
         ascent = compiled(_ascent_step, config.compile_mode) if config.compile else _ascent_step
         tracing = trace_input_gradients() if config.compile else contextlib.nullcontext()
@@ -288,18 +281,19 @@ def _compiled_pgd_step(mode: str | None = None) -> Callable[..., Tensor]:
     return compiled(_pgd_step, mode)
 
 
-def _start(
-    x: Tensor,
-    random_start: RandomStart | None,
-    eps: PerSample,
-    init_std: float,
-    generator: torch.Generator | None,
+def _first_iterate(
+    x: Tensor, start: Tensor | None, config: PGDConfig, eps: PerSample, generator: torch.Generator | None
 ) -> Tensor:
-    if random_start is None:
+    """The given ``start``, or the config's random start around ``x`` (not yet projected)."""
+    if start is not None:
+        if not isinstance(start, Tensor) or start.shape != x.shape:
+            raise ValueError(f"Expected `start` to be a tensor of shape {tuple(x.shape)} like `input`.")
+        return start.detach().to(x)
+    if config.random_start is None:
         return x.clone()
     device = generator.device if generator is not None else x.device
-    if random_start == "normal":
-        noise = init_std * torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32)
+    if config.random_start == "normal":
+        noise = config.init_std * torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32)
     else:
         noise = torch.rand(x.shape, generator=generator, device=device, dtype=torch.float32)
         noise = (2 * noise - 1) * (eps.to(device=device, dtype=torch.float32) if isinstance(eps, Tensor) else eps)
