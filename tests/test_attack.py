@@ -412,3 +412,13 @@ def test_unprojected_start_is_the_authors_loop():
     want = reference_pgd(model, x, soft, lambda z: kl(F.log_softmax(z, dim=1), soft), 10, start)
     assert_close(got, want)
     assert (got - x).abs().max() <= EPS + 1e-7
+
+
+def test_validated_calls_skip_only_the_value_checks():
+    attack = KLPGDAttack(tiny_cnn(), steps=1)
+    x, y = tiny_batch()
+    with pytest.raises(ValueError, match="`input` values in"):
+        attack(x + 1, y)
+    attack(x + 1, y, validated=True)  # the caller vouches for the values
+    with pytest.raises(ValueError, match=r"`target` of shape \(N,\) with N = 8"):
+        attack(x, y[:4], validated=True)  # shapes are always checked

@@ -147,14 +147,19 @@ def run_pgd(
     generator: torch.Generator | None = None,
     seed: int | None = None,
     start: Tensor | None = None,
+    validated: bool = False,
 ) -> Tensor:
-    """:func:`pgd` with a config already made (the module and the training steps call this)."""
+    """:func:`pgd` with a config already made (the module and the training steps call this).
+
+    ``validated=True`` skips the value checks (host syncs) of ``input`` and ``target`` when the
+    caller has made or checked them; shapes are always checked.
+    """
     # No input gradient exists inside torch.inference_mode(): the attack runs outside it.
     with torch.inference_mode(False):
         if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
             raise TypeError("Expected `input` to be a floating point tensor of shape (N, ...).")
         resolved = resolve_objective(objective, target)
-        checking = values_checkable(config.validate_args)
+        checking = values_checkable(config.validate_args) and not validated
         batch = input.shape[0]
         check_target(target, resolved, batch, checking)
         if target.is_inference():  # made under torch.inference_mode(): it cannot be saved for backward

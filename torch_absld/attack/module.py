@@ -118,15 +118,29 @@ class KLPGDAttack(nn.Module):
         seed: int | None = None,
         eps: PerSample | None = None,
         step_size: PerSample | None = None,
+        validated: bool = False,
     ) -> Tensor:
-        """Adversarial examples for ``input``; ``eps`` / ``step_size`` override the config for this call."""
+        """Adversarial examples for ``input``; ``eps`` / ``step_size`` override the config for this call.
+
+        ``validated=True`` skips the value checks of ``input`` and ``target`` (host syncs) when
+        the caller has made or checked them (a training step does); shapes are always checked.
+        """
         config = self.config
         if not (eps is None or isinstance(eps, Tensor)) or not (step_size is None or isinstance(step_size, Tensor)):
             config, eps, step_size = configured(config, eps, step_size, {})
         eps = config.eps if eps is None else eps
         step_size = config.step_size if step_size is None else step_size
         return run_pgd(
-            self.model, input, target, config, self.objective, eps, step_size, generator=self.generator, seed=seed
+            self.model,
+            input,
+            target,
+            config,
+            self.objective,
+            eps,
+            step_size,
+            generator=self.generator,
+            seed=seed,
+            validated=validated,
         )
 
     def extra_repr(self) -> str:

@@ -12,7 +12,7 @@ from typing_extensions import Unpack
 from .._internal.checks import check_input_and_label_values, check_integer_labels, values_checkable
 from ..attack import KLPGDAttack, PGDConfig
 from ..attack.config import AttackSettings
-from ..attack.engine import configured, run_pgd
+from ..attack.engine import configured
 from ..loss import ABSLDLoss
 from .base import TrainingStep, mark_ddp_local_state
 
@@ -146,12 +146,10 @@ class ABSLDDistiller(TrainingStep):
         teacher_forward = torch.compile(teacher, mode=mode) if config.compile else teacher
         object.__setattr__(self, "_student_forward", student_forward)
         object.__setattr__(self, "_teacher_forward", teacher_forward)
-        object.__setattr__(self, "_unchecked", (config, config.replace(validate_args=False)))
         mark_ddp_local_state(self)  # again, now with the loss: the names of 0.1
 
     _student_forward: nn.Module
     _teacher_forward: nn.Module
-    _unchecked: tuple[PGDConfig, PGDConfig]
 
     @property
     def use_compile(self) -> bool:
@@ -169,10 +167,7 @@ class ABSLDDistiller(TrainingStep):
         with torch.no_grad():
             teacher_logits = self._teacher_forward(input)
         soft = self.loss_fn.soft_labels(teacher_logits, target, "adv", validated=True)
-        unchecked = self._attack_config_unchecked(config)
-        x_adv = run_pgd(
-            self.student, input, soft, unchecked, "kl", config.eps, config.step_size, generator=self.attack.generator
-        )
+        x_adv = self.attack(input, soft, validated=True)
         student_adv_logits = self._student_forward(x_adv)
         student_clean_logits = self._student_forward(input)
         adv_kl, clean_kl = self.loss_fn.terms(
@@ -187,12 +182,6 @@ class ABSLDDistiller(TrainingStep):
             teacher_logits,
             x_adv.detach(),
         )
-
-    def _attack_config_unchecked(self, config: PGDConfig) -> PGDConfig:
-        """``config`` without value checks (the step checked its inputs; it made the soft labels)."""
-        if self._unchecked[0] is not config:
-            object.__setattr__(self, "_unchecked", (config, config.replace(validate_args=False)))
-        return self._unchecked[1]
 
     def on_epoch_end(self) -> tuple[Tensor, Tensor]:
         """End of epoch: all-reduce the risks, apply Eq. 11, return ``(tau_adv, tau_clean)``."""
