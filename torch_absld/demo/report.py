@@ -173,7 +173,7 @@ def _setup(results: dict[str, Any]) -> list[str]:
     eps = results["eps"]
     milestones = ", ".join(str(m) for m in _milestones(config))
     hidden = "-".join(str(h) for h in config["student_hidden"])
-    coupled = ', ABSLD-script = `coupling="script"` (the authors\' script)' if config["compare_coupled"] else ""
+    coupled = ', ABSLD-script = `coupling="product"` (the authors\' script)' if config["compare_coupled"] else ""
     return [
         f"- **Data**: {data['description']}: {data['train_size']} training and {data['test_size']} test images, "
         f"pixels in [0, 1]. L∞ radius eps = {eps:.4g} for training and evaluation.",
