@@ -524,8 +524,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
                 parts = torch.stack([step.loss.detach(), step.adv_kl, step.clean_kl]).to(torch.float64) * n
                 sums += torch.cat([parts, n[None], correct[None]])
         seen = all_reduce(torch.stack([distiller.loss_fn.adv.count.sum(), distiller.loss_fn.clean.count.sum()]))
+        scheduler.step()  # first, as the authors' script: at a milestone lr and beta drop together
         tau_adv, tau_clean = distiller.on_epoch_end()  # all-reduces the risks: identical on every rank
-        scheduler.step()  # after the temperatures: beta used the lr this epoch was trained with
         all_reduce(sums)
         elapsed = time.perf_counter() - start
 

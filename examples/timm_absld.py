@@ -205,8 +205,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             scaler.update()
             total += step.loss.detach().double() * y.shape[0]
             seen += y.shape[0]
-        tau_adv, tau_clean = distiller.on_epoch_end()  # before the scheduler: beta matches this epoch's lr
-        scheduler.step(epoch + 1)
+        scheduler.step(epoch + 1)  # first, as the authors' script: lr and beta drop together
+        tau_adv, tau_clean = distiller.on_epoch_end()
         report = evaluate_robustness(
             student,
             test_loader,

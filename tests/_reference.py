@@ -26,13 +26,20 @@ def absld_loss_reference(
     alpha: float,
     student_temperature: float = 1.0,
     reduction: str = "mean",
+    coupling: str = "separate",
 ) -> float:
-    """Eq. 12 with Python loops: alpha * M[KL_adv] + (1 - alpha) * M[KL_clean]."""
+    """Eq. 12 with Python loops: alpha * M[KL_adv] + (1 - alpha) * M[KL_clean].
+
+    ``coupling="separate"``: sample i's adversarial term uses tau_adv[y_i], its clean term
+    tau_clean[y_i]; ``"product"``: both use tau_adv[y_i] * tau_clean[y_i].
+    """
     n, c = teacher.shape
     totals = {"adv": 0.0, "clean": 0.0}
     for kind, student, tau in (("adv", student_adv, tau_adv), ("clean", student_clean, tau_clean)):
         for i in range(n):
-            p = softmax_row(teacher[i].tolist(), float(tau[int(target[i])]))
+            y = int(target[i])
+            temperature = float(tau_adv[y]) * float(tau_clean[y]) if coupling == "product" else float(tau[y])
+            p = softmax_row(teacher[i].tolist(), temperature)
             q = softmax_row(student[i].tolist(), student_temperature)
             totals[kind] += sum(p[k] * (math.log(p[k]) - math.log(q[k])) for k in range(c) if p[k] > 0)
     divisor = {"mean": n * c, "batchmean": n, "sum": 1}[reduction]

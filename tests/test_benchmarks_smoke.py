@@ -104,7 +104,7 @@ def test_authors_loss_has_the_gradient_of_absld_loss(load):
     y = torch.tensor([0, 1, 2, 3, 4, 0])
     tau_adv = torch.tensor([0.5, 1.0, 2.0, 3.0, 1.5], dtype=torch.float64)
     tau_nat = torch.tensor([1.0, 0.8, 1.2, 2.5, 4.0], dtype=torch.float64)
-    ours = torch.autograd.grad(absld_loss(s_adv, s_nat, z, y, tau_adv, tau_nat), (s_adv, s_nat))
+    ours = torch.autograd.grad(absld_loss(s_adv, s_nat, z, y, tau_adv, tau_nat, coupling="separate"), (s_adv, s_nat))
     theirs = torch.autograd.grad(
         authors_loop.authors_loss(s_adv, s_nat, z / tau_adv[y].unsqueeze(1), z / tau_nat[y].unsqueeze(1)),
         (s_adv, s_nat),

@@ -18,7 +18,9 @@ import pytest
 import torch
 
 from torch_absld.demo.cli import main
+from torch_absld.demo.config import derive_seed
 from torch_absld.demo.data import DigitsDataset, load_dataset
+from torch_absld.demo.methods import DEFAULT_METHODS
 from torch_absld.demo.plots import normalised_risk_std
 from torch_absld.demo.report import summarize
 
@@ -78,13 +80,14 @@ def test_quick_writes_every_output(quick_run: tuple[Path, subprocess.CompletedPr
         assert width > 100
         assert height > 100
     results = _strict_json((out / "results.json").read_text(encoding="utf-8"))
-    assert results["methods"] == ["RSLAD", "ABSLD"]
+    assert results["methods"] == list(DEFAULT_METHODS) == ["RSLAD", "ABSLD", "ABSLD-separate"]
     assert [run["seed"] for run in results["runs"]] == [0]
     report = (out / "report.md").read_text(encoding="utf-8")
     for heading in ("## Verdict", "## Robustness at the best checkpoint", "## Robustness at the last epoch"):
         assert heading in report
-    assert "| Method | Attack | Avg. | Worst | Overall |" in report
-    assert "## Paired differences ABSLD - RSLAD" in report
+    assert "| Method | Attack | Avg. | Worst | Overall | NSD |" in report
+    assert "## Paired differences ABSLD − RSLAD" in report
+    assert "## Teachers (training split)" in report
     for name in PLOTS:
         assert f"({name})" in report
     assert results["verdict"][0] in proc.stdout
@@ -97,75 +100,121 @@ def test_quick_results_are_consistent(quick_run: tuple[Path, subprocess.Complete
     results = _strict_json((root / "absld-demo" / "results.json").read_text(encoding="utf-8"))
     epochs, num_classes = results["config"]["epochs"], results["dataset"]["num_classes"]
     run = results["runs"][0]["methods"]
-    for method in ("RSLAD", "ABSLD"):
+    for method in results["methods"]:
         history = run[method]["history"]
         assert len(history["tau_adv"]) == len(history["risk_clean"]) == epochs
         for checkpoint in ("best", "last"):
             scores = run[method]["checkpoints"][checkpoint]
-            assert list(scores) == ["clean", "fgsm", "pgd", "cw"]
+            assert list(scores) == ["clean", "fgsm", "pgd", "cw", "autoattack"]
             for attack in scores.values():
-                assert len(attack["per_class"]) == num_classes
-                assert attack["worst"] == pytest.approx(min(attack["per_class"]))
+                per_class = np.array(attack["per_class"])
+                assert len(per_class) == num_classes
+                assert attack["worst"] == pytest.approx(per_class.min())
                 assert attack["overall"] == pytest.approx((attack["avg"] + attack["worst"]) / 2)
+                assert attack["nsd"] == pytest.approx(per_class.std(ddof=0) / per_class.mean())
+            # AutoAttack's first two attacks are at least as strong as PGD-20's CE.
+            assert scores["autoattack"]["avg"] <= scores["pgd"]["avg"] + 0.02
         # The best checkpoint was selected on the per-epoch PGD-20 Overall.
         assert history["pgd_overall"][run[method]["best_epoch"]] == pytest.approx(max(history["pgd_overall"]))
     # RSLAD's temperatures never move; ABSLD's stay in [0.5, 5] and do move.
     assert all(
         t == 1.0 for row in run["RSLAD"]["history"]["tau_adv"] + run["RSLAD"]["history"]["tau_clean"] for t in row
     )
-    absld_tau = np.array(run["ABSLD"]["history"]["tau_adv"])
-    assert absld_tau.min() >= 0.5 - 1e-6
-    assert absld_tau.max() <= 5.0 + 1e-6
-    assert absld_tau.std() > 0
+    for method in ("ABSLD", "ABSLD-separate"):
+        tau = np.array(run[method]["history"]["tau_adv"] + run[method]["history"]["tau_clean"])
+        assert tau.min() >= 0.5 - 1e-6
+        assert tau.max() <= 5.0 + 1e-6
+        assert tau.std() > 0
     # Same initial weights, data order and attack noise: epoch 1 (all temperatures 1) is identical.
     for key in ("risk_adv", "risk_clean", "loss"):
-        assert run["RSLAD"]["history"][key][0] == run["ABSLD"]["history"][key][0]
-    # The paired difference is ABSLD - RSLAD of the same seed.
-    paired = results["paired"]["best"]["ABSLD"]["worst"]
+        assert (
+            run["RSLAD"]["history"][key][0]
+            == run["ABSLD"]["history"][key][0]
+            == run["ABSLD-separate"]["history"][key][0]
+        )
+    # The paired difference is the method minus RSLAD, of the same seed.
+    paired = results["paired"]["best"]["ABSLD"]["pgd"]["worst"]
     expected = run["ABSLD"]["checkpoints"]["best"]["pgd"]["worst"] - run["RSLAD"]["checkpoints"]["best"]["pgd"]["worst"]
-    assert paired["per_seed"] == [pytest.approx(expected)]
+    assert paired["differences"] == [pytest.approx(expected)]
+    teacher = results["runs"][0]["teacher"]
+    assert set(teacher) == {"scores", "statistics"}
+    assert 0 <= teacher["statistics"]["ece"] <= 1
 
 
 def _numbers(path: Path) -> dict[str, Any]:
     results = json.loads((path / "results.json").read_text(encoding="utf-8"))
     for key in ("date", "seconds", "workers"):
         results.pop(key)
-    results["teacher"].pop("seconds")
     for run in results["runs"]:
         for method in run["methods"].values():
             method.pop("seconds")
     return results
 
 
+# Two seeds, three students each, no AutoAttack: every path of the pool and the statistics, in seconds.
+TWO_SEEDS = [*TINY, "--seeds", "2", "--autoattack", "none"]
+
+
 @pytest.fixture(scope="module")
 def tiny_in_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny run with the students trained one after the other in this process."""
+    """A tiny run with the jobs run one after the other in this process."""
     out = tmp_path_factory.mktemp("tiny") / "serial"
     threads = torch.get_num_threads()
-    assert main(["demo", *TINY, "--workers", "1", "--out", str(out)]) == 0
+    assert main(["demo", *TWO_SEEDS, "--workers", "1", "--out", str(out)]) == 0
     assert torch.get_num_threads() == threads  # the demo's thread setting is restored
     return out
 
 
 def test_same_seed_same_numbers(tiny_in_process: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", *TINY, "--workers", "1", "--out", str(tmp_path / "b")]) == 0
-    assert main(["demo", *TINY, "--workers", "1", "--seed", "1", "--out", str(tmp_path / "c")]) == 0
-    first, second, other = _numbers(tiny_in_process), _numbers(tmp_path / "b"), _numbers(tmp_path / "c")
+    assert main(["demo", *TWO_SEEDS, "--workers", "1", "--out", str(tmp_path / "b")]) == 0
+    assert main(["demo", *TWO_SEEDS, "--workers", "1", "--seed", "1", "--out", str(tmp_path / "c")]) == 0
+    first, second, shifted = _numbers(tiny_in_process), _numbers(tmp_path / "b"), _numbers(tmp_path / "c")
     assert first == second
-    assert first["runs"][0]["methods"]["ABSLD"]["history"] != other["runs"][0]["methods"]["ABSLD"]["history"]
+    # Run seed 1 is the same whether it is the second run of --seed 0 or the first of --seed 1.
+    assert first["runs"][1] == shifted["runs"][0]
     assert first["verdict"][0] in capsys.readouterr().out
+
+
+def test_each_seed_draws_its_own_split_and_teacher(tiny_in_process: Path) -> None:
+    runs = _numbers(tiny_in_process)["runs"]
+    assert runs[0]["teacher"] != runs[1]["teacher"]
+    _, train_0, _ = load_dataset("digits", "unused", derive_seed(0, "split"))
+    _, train_1, _ = load_dataset("digits", "unused", derive_seed(1, "split"))
+    assert train_0.indices != train_1.indices
+
+
+def test_summary_statistics_match_an_independent_computation(tiny_in_process: Path) -> None:
+    results = json.loads((tiny_in_process / "results.json").read_text(encoding="utf-8"))
+    t_975_df1 = 12.706204736  # Student's t, two-sided 95%, one degree of freedom (two seeds)
+    for checkpoint in ("best", "last"):
+        for method in ("ABSLD", "ABSLD-separate"):
+            for metric in ("avg", "worst", "overall", "nsd"):
+                d = np.array(
+                    [
+                        run["methods"][method]["checkpoints"][checkpoint]["cw"][metric]
+                        - run["methods"]["RSLAD"]["checkpoints"][checkpoint]["cw"][metric]
+                        for run in results["runs"]
+                    ]
+                )
+                got = results["paired"][checkpoint][method]["cw"][metric]
+                half = t_975_df1 * d.std(ddof=1) / math.sqrt(2)
+                assert got["mean"] == pytest.approx(d.mean(), abs=1e-12)
+                assert got["low"] == pytest.approx(d.mean() - half, abs=1e-9)
+                assert got["high"] == pytest.approx(d.mean() + half, abs=1e-9)
+                assert got["wins"] == int((d > 1e-9).sum())
 
 
 def test_worker_processes_give_the_same_numbers(
     tiny_in_process: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Each (seed, method) student in its own spawned process, the teacher sent as a state dict.
-    loud = [a for a in TINY if a != "--quiet"]
+    # Each teacher and each (seed, method) student in a spawned process, teachers sent as state dicts.
+    loud = [a for a in TWO_SEEDS if a != "--quiet"]
     assert main(["demo", *loud, "--workers", "2", "--out", str(tmp_path / "w")]) == 0
     captured = capsys.readouterr()
     lines = [line.strip() for line in captured.err.replace("\r", "\n").splitlines()]
     finished = sorted(line.split(":")[0] for line in lines if line.startswith("seed "))
-    assert finished == ["seed 0 ABSLD", "seed 0 RSLAD"]  # one progress line per finished student
+    expected = [f"seed {s} {m}" for s in (0, 1) for m in ("ABSLD", "ABSLD-separate", "RSLAD", "teacher")]
+    assert finished == sorted(expected)  # one progress line per finished job
     assert "seed 0" not in captured.out  # stdout holds only the results
     parallel = json.loads((tmp_path / "w" / "results.json").read_text(encoding="utf-8"))
     serial = json.loads((tiny_in_process / "results.json").read_text(encoding="utf-8"))
@@ -192,6 +241,9 @@ def test_default_workers_follow_the_usable_cpus() -> None:
     [
         (["--dataset", "imagenet"], "unknown --dataset 'imagenet'; choose one of digits, mnist, cifar10"),
         (["--seeds", "0"], "argument --seeds: expected an integer >= 1, got '0'"),
+        (["--methods", "RSLAD,SAT"], "Expected methods to be two or more distinct names from"),
+        (["--methods", "RSLAD"], "but got RSLAD."),
+        (["--autoattack", "full"], "argument --autoattack: invalid choice: 'full'"),
         (["--out", "{file}/sub"], "cannot write to --out"),
     ],
 )
@@ -274,7 +326,9 @@ def test_normalised_risk_std_against_hand_values() -> None:
 
 def _fake_results(worst: dict[str, list[float]]) -> dict[str, Any]:
     def scores(w: float) -> dict[str, Any]:
-        return {"pgd": {"avg": 0.7, "worst": w, "overall": (0.7 + w) / 2, "per_class": [w, 0.9]}}
+        per_class = [w, 0.9]
+        nsd = float(np.std(per_class) / np.mean(per_class))
+        return {"pgd": {"avg": 0.7, "worst": w, "overall": (0.7 + w) / 2, "nsd": nsd, "per_class": per_class}}
 
     history = {"tau_adv": [[1.0, 1.0]], "tau_clean": [[1.0, 1.0]]}
     runs = [
@@ -288,28 +342,35 @@ def _fake_results(worst: dict[str, list[float]]) -> dict[str, Any]:
         }
         for i, seed in enumerate(range(len(worst["RSLAD"])))
     ]
-    return {"methods": list(worst), "runs": runs}
+    return {"methods": list(worst), "runs": runs, "config": {"autoattack": "none"}}
 
 
 def test_verdict_says_plainly_when_absld_does_not_win() -> None:
     results = _fake_results({"RSLAD": [0.40, 0.50, 0.30], "ABSLD": [0.30, 0.50, 0.35]})
     summary = summarize(results)
-    paired = summary["paired"]["best"]["ABSLD"]["worst"]
-    assert paired["per_seed"] == pytest.approx([-0.10, 0.0, 0.05])
+    paired = summary["paired"]["best"]["ABSLD"]["pgd"]["worst"]
+    assert paired["differences"] == pytest.approx([-0.10, 0.0, 0.05])
     assert (paired["wins"], paired["ties"], paired["losses"]) == (1, 1, 1)
     assert paired["mean"] == pytest.approx(-0.05 / 3)
     assert paired["std"] == pytest.approx(float(np.std([-0.10, 0.0, 0.05], ddof=1)))
-    assert summary["verdict"][0].startswith("At the best checkpoint, ABSLD did NOT beat RSLAD on the worst class")
-    assert "1 win, 1 tie, 1 loss over 3 seeds" in summary["verdict"][0]
+    verdict = summary["verdict"][0]
+    assert verdict.startswith("ABSLD vs RSLAD under PGD-20: worst class -1.7 [")
+    assert "(1 of 3 seeds better, sign test p = 1.00)" in verdict
+    assert verdict.endswith(
+        "Worst class at the last epoch: no clear effect (the 95% interval contains zero); at the best checkpoint: "
+        "no clear effect (the 95% interval contains zero)."
+    )
 
 
 def test_verdict_when_absld_wins_everywhere() -> None:
-    results = _fake_results({"RSLAD": [0.40, 0.50], "ABSLD": [0.45, 0.60]})
+    results = _fake_results({"RSLAD": [0.40, 0.50, 0.45], "ABSLD": [0.45, 0.60, 0.52]})
     summary = summarize(results)
-    assert summary["verdict"][1].startswith("At the last epoch, ABSLD beat RSLAD on the worst class in every seed")
-    assert "+7.5 points" in summary["verdict"][1]
+    verdict = summary["verdict"][0]
+    assert verdict.startswith("ABSLD vs RSLAD under PGD-20: worst class +7.3 [")
+    assert "(3 of 3 seeds better, sign test p = 0.25)" in verdict
+    assert "Worst class at the last epoch: a clear gain (the 95% interval lies above zero)" in verdict
     assert summary["summary"]["best"]["RSLAD"]["pgd"]["worst"]["mean"] == pytest.approx(0.45)
-    assert summary["summary"]["best"]["ABSLD"]["pgd"]["per_class"] == pytest.approx([0.525, 0.9])
+    assert summary["summary"]["best"]["ABSLD"]["pgd"]["per_class"] == pytest.approx([0.5233333, 0.9])
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist", "cifar10"])

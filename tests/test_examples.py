@@ -69,12 +69,13 @@ def test_cifar_smoke_resume_continues_exactly(tmp_path, quiet_torch):
         assert a["tau_clean"] == b["tau_clean"]
         assert a["eval"] == b["eval"]
 
-    # The JSON-lines log: per-class temperatures and risks, beta following the lr (milestone at 1).
+    # The JSON-lines log: per-class temperatures and risks, beta following the lr (milestone at 1). The
+    # scheduler steps first, as the authors' script: the update that ends epoch 1 already uses beta x0.1.
     first, second = straight_log
     assert len(first["tau_adv"]) == len(first["risk_adv"]) == len(first["risk_clean"]) == 10
     assert first["risk_samples"] == [64, 64]
     assert first["lr"] == pytest.approx(0.1)
-    assert first["beta"] == pytest.approx(0.1)
+    assert first["beta"] == pytest.approx(0.01)
     assert second["lr"] == pytest.approx(0.01)
     assert second["beta"] == pytest.approx(0.01)
     assert first["tau_adv"] != [1.0] * 10
@@ -151,8 +152,9 @@ def test_timm_smoke_beta_follows_timm_scheduler(tmp_path, quiet_torch):
     assert first["initial_lr"] == pytest.approx(0.1)  # timm's scheduler sets it
     assert first["lr"] == pytest.approx(0.1)
     assert second["lr"] == pytest.approx(0.01)  # multistep, milestone 1
-    assert first["beta"] == pytest.approx(0.1)
-    assert second["beta"] == pytest.approx(0.1 * second["lr"] / second["initial_lr"])
+    # The scheduler steps first (the authors' order): the update at the milestone already uses the new lr.
+    assert first["beta"] == pytest.approx(0.1 * second["lr"] / first["initial_lr"])
+    assert second["beta"] == pytest.approx(0.01)
     assert first["tau_adv"] != [1.0] * 10
     state = torch.load(tmp_path / "student.pt", weights_only=False)
     assert "0.mean" in state["student"]  # Normalize inside the model

@@ -45,12 +45,13 @@ class DistillModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.distiller.student.parameters(), lr=0.1, momentum=0.9)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1], gamma=0.1)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2], gamma=0.1)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
 
 def _plain_loop(student, teacher, data, epochs):
-    """The README loop; beta set by hand to the rate each epoch was trained with."""
+    """The README loop with the authors' schedule by hand: at the end of epoch 2 (1-based) the lr and
+    beta drop x0.1 together, and that epoch's temperature update already uses the reduced beta."""
     loss_fn = ABSLDLoss(C, lr=BETA)
     attack = KLPGDAttack(student, steps=2, random_start=None)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9)
@@ -64,10 +65,10 @@ def _plain_loop(student, teacher, data, epochs):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        if epoch == 1:  # MultiStepLR(milestones=[2], gamma=0.1)
+            optimizer.param_groups[0]["lr"] = 0.01
         loss_fn.adv.lr = loss_fn.clean.lr = BETA * (1.0 if epoch == 0 else 0.1)
         history.append([t.clone() for t in loss_fn.step()])
-        if epoch == 0:  # MultiStepLR(milestones=[1], gamma=0.1)
-            optimizer.param_groups[0]["lr"] = 0.01
     return history
 
 
@@ -79,13 +80,13 @@ def test_callback_matches_plain_loop():
     try:
         student, teacher = _net(1), _net(2)
         ref_student = copy.deepcopy(student)
-        want = _plain_loop(ref_student, copy.deepcopy(teacher).eval(), _data(), epochs=2)
+        want = _plain_loop(ref_student, copy.deepcopy(teacher).eval(), _data(), epochs=3)
 
         module = DistillModule(student, teacher)
         callback = ABSLDCallback(follow_lr=True, log_per_class=True)
         trainer = pl.Trainer(
             accelerator="cpu",
-            max_epochs=2,
+            max_epochs=3,
             enable_checkpointing=False,
             logger=False,
             enable_progress_bar=False,
@@ -104,9 +105,9 @@ def test_callback_matches_plain_loop():
     assert not torch.equal(tau_adv, torch.ones(C))
     for p, q in zip(student.parameters(), ref_student.parameters(), strict=True):
         assert_close(p, q)
-    # Beta followed the learning rate: the second epoch (lr 0.01) stepped with 0.1 * BETA.
+    # Beta followed the learning rate: the update at the milestone already used 0.1 * BETA.
     assert module.distiller.loss_fn.adv.lr == pytest.approx(0.1 * BETA)
-    assert module.distiller.loss_fn.adv.epochs_stepped == 2
+    assert module.distiller.loss_fn.adv.epochs_stepped == 3
     metrics = trainer.callback_metrics
     assert float(metrics["absld/beta"]) == pytest.approx(0.1 * BETA)
     assert float(metrics["absld/tau_adv/0"]) == pytest.approx(float(tau_adv[0]))

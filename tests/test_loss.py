@@ -22,9 +22,10 @@ def _batch(n: int = 6, c: int = C, dtype: torch.dtype = torch.float64, seed: int
     return s_adv, s_clean, teacher, target, tau_adv, tau_clean
 
 
+@pytest.mark.parametrize("coupling", ["separate", "product"])
 @pytest.mark.parametrize("reduction", ["mean", "batchmean", "sum"])
 @pytest.mark.parametrize("student_temperature", [1.0, 2.5])
-def test_value_matches_loop_reference(reduction, student_temperature):
+def test_value_matches_loop_reference(reduction, student_temperature, coupling):
     s_adv, s_clean, teacher, target, tau_adv, tau_clean = _batch()
     got = absld_loss(
         s_adv,
@@ -36,21 +37,25 @@ def test_value_matches_loop_reference(reduction, student_temperature):
         alpha=0.7,
         student_temperature=student_temperature,
         reduction=reduction,
+        coupling=coupling,
     )
     want = absld_loss_reference(
-        s_adv, s_clean, teacher, target, tau_adv, tau_clean, 0.7, student_temperature, reduction
+        s_adv, s_clean, teacher, target, tau_adv, tau_clean, 0.7, student_temperature, reduction, coupling
     )
     assert got.dtype == torch.float64
     assert_close(got.item(), want, rtol=1e-10, atol=1e-12)
 
 
-def test_none_reduction_is_per_sample_kl():
+@pytest.mark.parametrize("coupling", ["separate", "product"])
+def test_none_reduction_is_per_sample_kl(coupling):
     s_adv, s_clean, teacher, target, tau_adv, tau_clean = _batch()
-    per_sample = absld_loss(s_adv, s_clean, teacher, target, tau_adv, tau_clean, alpha=0.3, reduction="none")
+    per_sample = absld_loss(
+        s_adv, s_clean, teacher, target, tau_adv, tau_clean, alpha=0.3, reduction="none", coupling=coupling
+    )
     assert per_sample.shape == (6,)
     for i in range(6):
         one = [t[i : i + 1] for t in (s_adv, s_clean, teacher, target)]
-        want = absld_loss_reference(*one, tau_adv, tau_clean, 0.3, reduction="sum")
+        want = absld_loss_reference(*one, tau_adv, tau_clean, 0.3, reduction="sum", coupling=coupling)
         assert_close(per_sample[i].item(), want, rtol=1e-10, atol=1e-12)
 
 
@@ -61,15 +66,20 @@ def test_mean_is_batchmean_divided_by_num_classes():
     assert_close(mean, batchmean / C)
 
 
-def test_gradient_matches_closed_form():
+@pytest.mark.parametrize("coupling", ["separate", "product"])
+def test_gradient_matches_closed_form(coupling):
     # d/dz_s of alpha/(N C) * sum_c p_c (log p_c - log q_c) with q = softmax(z_s / tau_s) is
     # alpha / (N C tau_s) * (q - p).
     s_adv, s_clean, teacher, target, tau_adv, tau_clean = _batch()
     s_adv.requires_grad_(True)
     s_clean.requires_grad_(True)
     alpha, tau_s, n = 0.8, 2.0, s_adv.shape[0]
-    loss = absld_loss(s_adv, s_clean, teacher, target, tau_adv, tau_clean, alpha=alpha, student_temperature=tau_s)
+    loss = absld_loss(
+        s_adv, s_clean, teacher, target, tau_adv, tau_clean, alpha=alpha, student_temperature=tau_s, coupling=coupling
+    )
     g_adv, g_clean = torch.autograd.grad(loss, (s_adv, s_clean))
+    if coupling == "product":
+        tau_adv = tau_clean = tau_adv * tau_clean
     p_adv = torch.softmax(teacher / tau_adv[target][:, None], dim=1)
     p_clean = torch.softmax(teacher / tau_clean[target][:, None], dim=1)
     q_adv = torch.softmax(s_adv.detach() / tau_s, dim=1)
@@ -90,13 +100,17 @@ def test_gradcheck_float64():
 
 
 def test_gradient_equals_authors_written_form():
-    # The script writes p*log(p + 1e-5) - p*log(softmax(z_s)); the 1e-5 only shifts a constant.
+    # The script writes p*log(p + 1e-5) - p*log(softmax(z_s)); the 1e-5 only shifts a constant. Its
+    # two soft labels share one storage divided in place by tau_adv[y], then by tau_clean[y].
     s_adv, s_clean, teacher, target, tau_adv, tau_clean = _batch()
     s_adv.requires_grad_(True)
     s_clean.requires_grad_(True)
-    ours = absld_loss(s_adv, s_clean, teacher, target, tau_adv, tau_clean, alpha=5 / 6)
-    p_adv = torch.softmax(teacher / tau_adv[target][:, None], dim=1)
-    p_clean = torch.softmax(teacher / tau_clean[target][:, None], dim=1)
+    ours = absld_loss(s_adv, s_clean, teacher, target, tau_adv, tau_clean, alpha=5 / 6, coupling="product")
+    shared = teacher.clone()
+    for i in range(shared.shape[0]):
+        shared[i] = shared[i] / tau_adv[target[i]]
+        shared[i] = shared[i] / tau_clean[target[i]]
+    p_adv = p_clean = torch.softmax(shared, dim=1)
     theirs = 5 / 6 * script_elementwise_loss(s_adv, p_adv) + 1 / 6 * script_elementwise_loss(s_clean, p_clean)
     assert_close(torch.autograd.grad(ours, (s_adv, s_clean)), torch.autograd.grad(theirs, (s_adv, s_clean)))
 
@@ -194,7 +208,7 @@ def test_adapt_adv_only_moves_tau_adv():
 
 def test_product_coupling_multiplies_temperatures_and_differs_from_separate():
     s_adv, s_clean, teacher, target, _, _ = _batch(dtype=torch.float32)
-    paper, script = ABSLDLoss(C), ABSLDLoss(C, coupling="product")
+    paper, script = ABSLDLoss(C, coupling="separate"), ABSLDLoss(C, coupling="product")
     assert_close(paper(s_adv, s_clean, teacher, target), script(s_adv, s_clean, teacher, target))
     tau_adv = torch.linspace(0.5, 2.0, C)
     tau_clean = torch.linspace(3.0, 1.0, C)
@@ -202,7 +216,7 @@ def test_product_coupling_multiplies_temperatures_and_differs_from_separate():
         module.adv.temperatures.copy_(tau_adv)
         module.clean.temperatures.copy_(tau_clean)
     coupled = tau_adv * tau_clean
-    want = absld_loss(s_adv, s_clean, teacher, target, coupled, coupled)
+    want = absld_loss(s_adv, s_clean, teacher, target, coupled, coupled, coupling="separate")
     assert_close(script(s_adv, s_clean, teacher, target), want)
     assert_close(absld_loss(s_adv, s_clean, teacher, target, tau_adv, tau_clean, coupling="product"), want)
     assert not torch.allclose(paper(s_adv, s_clean, teacher, target), want)
@@ -217,7 +231,7 @@ def test_soft_label_kl_zero_for_identical_distributions():
 
 def test_terms_are_the_two_kl_parts_and_record_once():
     s_adv, s_clean, teacher, target, tau_adv, tau_clean = _batch(dtype=torch.float32)
-    by_terms, by_forward = ABSLDLoss(C, alpha=0.3), ABSLDLoss(C, alpha=0.3)
+    by_terms, by_forward = ABSLDLoss(C, alpha=0.3, coupling="separate"), ABSLDLoss(C, alpha=0.3, coupling="separate")
     for module in (by_terms, by_forward):
         module.adv.temperatures.copy_(tau_adv)
         module.clean.temperatures.copy_(tau_clean)
@@ -338,7 +352,7 @@ def test_old_coupling_names_warn_and_behave_as_the_new_ones(old, new):
 def test_the_default_coupling_is_one_constant():
     from torch_absld.loss import DEFAULT_COUPLING
 
-    assert DEFAULT_COUPLING == "separate"  # the paper's Eq. 12, until evidence decides otherwise
+    assert DEFAULT_COUPLING == "product"  # chosen by the paired experiments of docs/paper-vs-script.md
     assert ABSLDLoss(C).coupling == DEFAULT_COUPLING
 
 

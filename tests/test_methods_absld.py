@@ -78,9 +78,10 @@ def test_equals_explicit_loop(coupling):
         assert_close(p, q, rtol=0, atol=0)
 
 
-def test_output_parts_match_reference():
+@pytest.mark.parametrize("coupling", ["separate", "product"])
+def test_output_parts_match_reference(coupling):
     student, teacher = tiny_cnn(C, seed=1), tiny_cnn(C, seed=2)
-    loss = ABSLDLoss(C, alpha=0.7)
+    loss = ABSLDLoss(C, alpha=0.7, coupling=coupling)
     loss.adv.temperatures.copy_(torch.tensor([0.6, 1.0, 1.5, 2.0, 3.0]))
     loss.clean.temperatures.copy_(torch.tensor([2.0, 0.7, 1.0, 1.2, 0.9]))
     distiller = ABSLDDistiller(student, teacher, C, loss=loss, steps=2)
@@ -92,8 +93,8 @@ def test_output_parts_match_reference():
         v.detach().double() for v in (out.student_adv_logits, out.student_clean_logits, out.teacher_logits)
     )
     tau_adv, tau_clean = (v.double() for v in distiller.temperatures)
-    want_adv = absld_loss_reference(s_adv, s_clean, t, y, tau_adv, tau_clean, alpha=1.0)
-    want_clean = absld_loss_reference(s_adv, s_clean, t, y, tau_adv, tau_clean, alpha=0.0)
+    want_adv = absld_loss_reference(s_adv, s_clean, t, y, tau_adv, tau_clean, alpha=1.0, coupling=coupling)
+    want_clean = absld_loss_reference(s_adv, s_clean, t, y, tau_adv, tau_clean, alpha=0.0, coupling=coupling)
     assert_close(out.adv_kl.double(), torch.tensor(want_adv, dtype=torch.float64), rtol=1e-5, atol=1e-7)
     assert_close(out.clean_kl.double(), torch.tensor(want_clean, dtype=torch.float64), rtol=1e-5, atol=1e-7)
     assert_close(out.loss.detach(), 0.7 * out.adv_kl + 0.3 * out.clean_kl)

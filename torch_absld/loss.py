@@ -30,7 +30,7 @@ Coupling = Literal["separate", "product"]
 _COUPLINGS = ("separate", "product")
 _OLD_COUPLINGS: dict[str, Coupling] = {"paper": "separate", "script": "product"}
 
-DEFAULT_COUPLING: Coupling = "separate"
+DEFAULT_COUPLING: Coupling = "product"
 """How the two temperature vectors enter the loss unless told otherwise (see :class:`ABSLDLoss`)."""
 
 

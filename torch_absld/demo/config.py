@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METHODS", "DemoConfig"]
+from .methods import DEFAULT_METHODS, METHODS
 
-#: Display name -> (``adapt``, ``coupling``) of :class:`torch_absld.ABSLDLoss`.
-METHODS: dict[str, tuple[str, str]] = {
-    "RSLAD": ("none", "separate"),
-    "ABSLD": ("both", "separate"),
-    "ABSLD-script": ("both", "product"),
-}
+__all__ = ["AUTOATTACK_MODES", "QUICK_CHANGES", "DemoConfig", "derive_seed"]
+
+#: ``autoattack`` settings: the standard AutoAttack, its first two attacks, or none.
+AUTOATTACK_MODES = ("standard", "apgd", "none")
 
 
 @dataclass(frozen=True)
@@ -24,9 +23,11 @@ class DemoConfig:
 
     Args:
         dataset: a name from :data:`torch_absld.demo.data.DATASETS`.
-        seeds: number of paired runs; seed ``seed + i`` gives both students of run ``i`` the
-            same initial weights, data order and attack noise.
-        seed: first seed. The data split and the teacher use it too (one teacher per run).
+        seeds: number of paired runs. Run ``i`` uses seed ``seed + i`` for its train/test split,
+            its teacher, and the initial weights, data order and attack noise that all its
+            students share.
+        seed: first seed.
+        methods: names from :data:`torch_absld.demo.methods.METHODS`, the baseline first.
         epochs: student epochs; the learning rate (and beta) drop x0.1 at 60% and 85% of them.
         teacher_epochs: PGD-AT epochs of the teacher.
         eps: L-inf radius for training and evaluation; ``None`` takes the dataset's default.
@@ -42,7 +43,8 @@ class DemoConfig:
         teacher_attack_steps: PGD steps of the teacher's adversarial training (uniform start,
             step ``eps / 4``).
         eps_ramp: fraction of the teacher epochs over which its eps grows linearly to ``eps``.
-        compare_coupled: also train ABSLD with the authors' script coupling of temperatures.
+        autoattack: ``"apgd"`` (APGD-CE then APGD-T, AutoAttack's first two attacks),
+            ``"standard"`` (all four) or ``"none"``, on the best and last students.
         device: torch device string.
         threads: CPU threads for torch in each process (the nets are tiny: one thread is usually
             fastest).
@@ -57,6 +59,7 @@ class DemoConfig:
     dataset: str = "digits"
     seeds: int = 5
     seed: int = 0
+    methods: tuple[str, ...] = DEFAULT_METHODS
     epochs: int = 120
     teacher_epochs: int = 20
     eps: float | None = None
@@ -74,7 +77,7 @@ class DemoConfig:
     teacher_weight_decay: float = 5e-4
     teacher_attack_steps: int = 7
     eps_ramp: float = 0.3
-    compare_coupled: bool = False
+    autoattack: str = "apgd"
     device: str = "cpu"
     threads: int = 1
     workers: int | None = None
@@ -107,13 +110,23 @@ class DemoConfig:
                 "Expected 0 < `min_temperature` <= `max_temperature`, but got "
                 f"{self.min_temperature!r} and {self.max_temperature!r}."
             )
+        unknown = [name for name in self.methods if name not in METHODS]
+        if unknown or len(self.methods) < 2 or len(set(self.methods)) != len(self.methods):
+            raise ValueError(
+                f"Expected `methods` to be two or more distinct names from {', '.join(METHODS)}, "
+                f"but got {', '.join(self.methods) or 'none'}."
+            )
+        if self.autoattack not in AUTOATTACK_MODES:
+            raise ValueError(
+                f"Expected `autoattack` to be one of {', '.join(AUTOATTACK_MODES)}, but got {self.autoattack!r}."
+            )
         if any(not 0 < m < 1 for m in self.milestones):
             raise ValueError(f"Expected `milestones` to be fractions in (0, 1), but got {self.milestones!r}.")
 
     @property
-    def methods(self) -> tuple[str, ...]:
-        """Names of the students trained for every seed, the baseline first."""
-        return ("RSLAD", "ABSLD", "ABSLD-script") if self.compare_coupled else ("RSLAD", "ABSLD")
+    def run_seeds(self) -> range:
+        """The seed of every paired run."""
+        return range(self.seed, self.seed + self.seeds)
 
     @property
     def student_milestones(self) -> list[int]:
@@ -136,3 +149,14 @@ def _jsonable(value: Any) -> Any:
 
 #: ``--quick``: one seed, shorter schedules; shows the pipeline, not the effect.
 QUICK_CHANGES: dict[str, Any] = {"seeds": 1, "epochs": 40, "teacher_epochs": 8}
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """An independent 63-bit seed for one random stream (``"split"``, ``"student-init"``, ...) of run ``seed``.
+
+    Example:
+        >>> derive_seed(0, "split") == derive_seed(0, "split") != derive_seed(1, "split")
+        True
+    """
+    digest = hashlib.blake2b(f"{seed}:{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1

@@ -1,9 +1,8 @@
-"""The demo's experiment: one teacher, then RSLAD and ABSLD students from the same start, per seed."""
+"""The demo's experiment: per seed a split and a teacher, then every method's student from one start."""
 
 from __future__ import annotations
 
 import datetime
-import itertools
 import os
 import platform
 import time
@@ -13,16 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from .. import __version__, reports_to_markdown
 from .config import DemoConfig
-from .data import load_dataset
-from .jobs import StudentJob, default_workers, run_jobs, scores
-from .models import TeacherCNN
+from .data import DATASETS
+from .jobs import default_workers, run_jobs
 from .progress import Progress
 from .report import render_markdown, summarize, write_json
-from .train import evaluate, train_teacher
 
 __all__ = ["machine_description", "run_demo", "run_experiment", "torch_threads"]
 
@@ -63,63 +59,30 @@ def run_experiment(config: DemoConfig) -> dict[str, Any]:
 def _run(config: DemoConfig) -> dict[str, Any]:
     started = time.perf_counter()
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    progress = Progress(config.progress)
-    spec, train_set, test_set = load_dataset(config.dataset, config.data_dir, config.seed)
-    eps = spec.eps if config.eps is None else config.eps
-    test_loader = DataLoader(test_set, batch_size=512, shuffle=False)
-    num_classes = spec.num_classes
-
-    torch.manual_seed(config.seed)
-    teacher = TeacherCNN(spec.input_shape, num_classes)
-    with progress.bar(config.teacher_epochs, "teacher (PGD-AT)") as on_epoch:
-        tick = time.perf_counter()
-        train_teacher(config, teacher, train_set, eps, on_epoch=on_epoch)
-        teacher_seconds = time.perf_counter() - tick
-    teacher_report = evaluate(teacher, test_loader, num_classes, eps, attacks=("clean", "pgd"))
-
-    seeds = range(config.seed, config.seed + config.seeds)
-    jobs = [StudentJob(i, seed, method) for i, (seed, method) in enumerate(itertools.product(seeds, config.methods))]
-    workers = config.workers or default_workers(len(jobs), config.threads)
-    done = run_jobs(
-        config,
-        jobs,
-        workers,
-        progress,
-        train_set=train_set,
-        test_set=test_set,
-        input_shape=spec.input_shape,
-        num_classes=num_classes,
-        eps=eps,
-        teacher=teacher,
-    )
+    spec = DATASETS[config.dataset]
+    workers = config.workers or default_workers(config.seeds * len(config.methods), config.threads)
+    teachers, students = run_jobs(config, workers, Progress(config.progress))
     runs: list[dict[str, Any]] = []
-    for seed in seeds:
-        results = {job.method: result for job, result in zip(jobs, done) if job.seed == seed}
+    for seed in config.run_seeds:
+        results = {job.method: result for job, result in students if job.seed == seed}
         tables = {
             name: reports_to_markdown({method: result["reports"][name] for method, result in results.items()})
             for name in ("best", "last")
         }
         methods = {method: {k: v for k, v in result.items() if k != "reports"} for method, result in results.items()}
-        runs.append({"seed": seed, "methods": methods, "tables": tables})
-
+        teacher = {key: value for key, value in teachers[seed].items() if key != "state"}
+        runs.append({"seed": seed, "teacher": teacher, "methods": methods, "tables": tables})
     return {
         "torch_absld_version": __version__,
         "torch_version": torch.__version__,
         "date": date,
         "machine": machine_description(config.device),
         "threads": config.threads,
-        "workers": min(workers, len(jobs)),
+        "workers": workers,
         "config": config.to_dict(),
-        "dataset": {
-            "name": spec.name,
-            "description": spec.description,
-            "num_classes": num_classes,
-            "train_size": len(train_set),  # type: ignore[arg-type]
-            "test_size": len(test_set),  # type: ignore[arg-type]
-        },
-        "eps": eps,
+        "dataset": {"name": spec.name, "description": spec.description, "num_classes": spec.num_classes},
+        "eps": spec.eps if config.eps is None else config.eps,
         "methods": list(config.methods),
-        "teacher": {"seconds": teacher_seconds, "scores": scores(teacher_report)},
         "runs": runs,
         "seconds": time.perf_counter() - started,
     }
@@ -130,7 +93,7 @@ def run_demo(config: DemoConfig, out_dir: str | Path) -> dict[str, Any]:
 
     Returns:
         The results, as written to ``results.json`` (with the summary, the paired
-        differences and the verdict).
+        comparisons and the verdict).
     """
     from .plots import write_plots
 

@@ -1,12 +1,13 @@
-"""The demo's student runs, one job per (seed, method), in this process or in worker processes.
+"""The demo's jobs: one teacher per seed, then one student per (seed, method), here or in workers.
 
-A job trains one student from the seed's initial weights and evaluates its best and last
-checkpoints. It depends only on its seed, its method, the settings, the data and the
-teacher's weights, and every process runs it with the same thread count, so the numbers are
-the same whether the jobs run one after the other here or side by side in workers.
+A teacher job draws its seed's train/test split and trains the teacher on it. A student job
+trains one student from its seed's initial weights against that teacher and evaluates its best
+and last checkpoints. A job depends only on its seed, its method, the settings and the data,
+and every process runs it with the same thread count, so the numbers are the same whether
+the jobs run one after the other here or side by side in workers.
 
 Workers are started with ``spawn`` (a fresh interpreter: no ``fork`` of a process whose
-torch threads may already run) and receive the teacher as a state dict.
+torch threads may already run); a student job receives its teacher as a state dict.
 """
 
 from __future__ import annotations
@@ -21,41 +22,48 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from ..evaluation import RobustnessReport
-from .config import DemoConfig
+from .. import RobustnessReport
+from .config import DemoConfig, derive_seed
+from .data import DatasetSpec, load_dataset
 from .models import StudentMLP, TeacherCNN
 from .progress import Progress
-from .train import EVAL_ATTACKS, EpochCallback, distill, evaluate
+from .teacher_stats import teacher_statistics
+from .train import EVAL_ATTACKS, EpochCallback, distill, evaluate, train_teacher
 
-__all__ = ["StudentJob", "default_workers", "run_jobs", "scores"]
+__all__ = ["StudentJob", "TeacherJob", "default_workers", "run_jobs", "scores"]
 
 #: Seconds between two looks at the workers' progress messages.
 _POLL_SECONDS = 0.2
+_EVAL_BATCH = 512
+
+
+@dataclass(frozen=True)
+class TeacherJob:
+    """Train the teacher of run ``seed`` on that run's split."""
+
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"seed {self.seed} teacher"
 
 
 @dataclass(frozen=True)
 class StudentJob:
-    """One student to train: ``method`` for seed ``seed``; ``index`` orders the results."""
+    """Train ``method``'s student of run ``seed``; ``index`` orders the results."""
 
     index: int
     seed: int
     method: str
 
+    @property
+    def label(self) -> str:
+        return f"seed {self.seed} {self.method}"
 
-@dataclass
-class _Context:
-    """What every job needs, built once per process."""
 
-    config: DemoConfig
-    train_set: Dataset[Any]
-    test_loader: DataLoader[Any]
-    input_shape: tuple[int, int, int]
-    num_classes: int
-    eps: float
-    teacher: nn.Module
+Job = TeacherJob | StudentJob
 
 
 def default_workers(jobs: int, threads: int = 1) -> int:
@@ -68,56 +76,69 @@ def default_workers(jobs: int, threads: int = 1) -> int:
 
 
 def scores(report: RobustnessReport) -> dict[str, dict[str, Any]]:
-    """``report`` as JSON-ready numbers: per attack ``avg``, ``worst``, ``overall`` and ``per_class``."""
+    """``report`` as JSON-ready numbers: per attack ``avg``, ``worst``, ``overall``, ``nsd`` and ``per_class``."""
     return {
         attack: {
             "avg": report[attack].avg,
             "worst": report[attack].worst,
             "overall": report[attack].overall,
+            "nsd": report[attack].nsd,
             "per_class": list(report[attack].per_class),
         }
         for attack in report
     }
 
 
-def _context(
-    config: DemoConfig,
-    train_set: Dataset[Any],
-    test_set: Dataset[Any],
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    eps: float,
-    teacher_state: dict[str, torch.Tensor],
-) -> _Context:
-    teacher = TeacherCNN(input_shape, num_classes)
+def _split(config: DemoConfig, seed: int) -> tuple[DatasetSpec, Any, Any]:
+    return load_dataset(config.dataset, config.data_dir, derive_seed(seed, "split"))
+
+
+def run_teacher(config: DemoConfig, job: TeacherJob, on_epoch: EpochCallback | None) -> dict[str, Any]:
+    """Train and evaluate the teacher of ``job.seed``; returns its state dict, scores and statistics."""
+    spec, train_set, test_set = _split(config, job.seed)
+    eps = spec.eps if config.eps is None else config.eps
+    torch.manual_seed(derive_seed(job.seed, "teacher-init"))
+    teacher = TeacherCNN(spec.input_shape, spec.num_classes)
+    train_teacher(config, teacher, train_set, eps, job.seed, on_epoch=on_epoch)
+    test_loader = DataLoader(test_set, batch_size=_EVAL_BATCH, shuffle=False)
+    report = evaluate(teacher, test_loader, spec.num_classes, eps, attacks=("clean", "pgd"))
+    train_loader = DataLoader(train_set, batch_size=_EVAL_BATCH, shuffle=False)
+    return {
+        "state": {key: value.detach().cpu().clone() for key, value in teacher.state_dict().items()},
+        "scores": scores(report),
+        "statistics": teacher_statistics(teacher, train_loader, spec.num_classes, torch.device(config.device)),
+    }
+
+
+def run_student(
+    config: DemoConfig, job: StudentJob, teacher_state: dict[str, torch.Tensor], on_epoch: EpochCallback | None
+) -> dict[str, Any]:
+    """Train ``job``'s student against the teacher in ``teacher_state``; evaluate its best and last checkpoints."""
+    spec, train_set, test_set = _split(config, job.seed)
+    eps = spec.eps if config.eps is None else config.eps
+    device = torch.device(config.device)
+    teacher = TeacherCNN(spec.input_shape, spec.num_classes)
     teacher.load_state_dict(teacher_state)
-    teacher.to(torch.device(config.device))
-    teacher.eval()
-    teacher.requires_grad_(False)
-    test_loader = DataLoader(test_set, batch_size=512, shuffle=False)
-    return _Context(config, train_set, test_loader, input_shape, num_classes, eps, teacher)
-
-
-def _run_job(context: _Context, job: StudentJob, on_epoch: EpochCallback | None) -> dict[str, Any]:
-    config = context.config
-    torch.manual_seed(job.seed)  # every method of a seed starts from these weights
-    student = StudentMLP(context.input_shape, context.num_classes, config.student_hidden)
+    teacher.to(device).eval().requires_grad_(False)
+    test_loader = DataLoader(test_set, batch_size=_EVAL_BATCH, shuffle=False)
+    torch.manual_seed(derive_seed(job.seed, "student-init"))  # every method of a seed starts from these weights
+    student = StudentMLP(spec.input_shape, spec.num_classes, config.student_hidden)
     run = distill(
         config,
         job.method,
         job.seed,
         student,
-        context.teacher,
-        context.train_set,
-        context.test_loader,
-        context.num_classes,
-        context.eps,
+        teacher,
+        train_set,
+        test_loader,
+        spec.num_classes,
+        eps,
         on_epoch=on_epoch,
     )
     reports = {}
     for name, state in (("best", run.best_state), ("last", run.last_state)):
         student.load_state_dict(state)
-        reports[name] = evaluate(student, context.test_loader, context.num_classes, context.eps, attacks=EVAL_ATTACKS)
+        reports[name] = evaluate(student, test_loader, spec.num_classes, eps, EVAL_ATTACKS, config.autoattack)
     return {
         "best_epoch": run.best_epoch,
         "seconds": run.seconds,
@@ -131,83 +152,98 @@ def _run_job(context: _Context, job: StudentJob, on_epoch: EpochCallback | None)
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(threads: int, messages: Any, *context_args: Any) -> None:
+def _init_worker(config: DemoConfig, messages: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
-    torch.set_num_threads(threads)
-    _WORKER["context"] = _context(*context_args)
+    torch.set_num_threads(config.threads)
+    _WORKER["config"] = config
     _WORKER["messages"] = messages
 
 
-def _worker_job(job: StudentJob) -> dict[str, Any]:
+def _worker_job(job: Job, teacher_state: dict[str, torch.Tensor] | None) -> dict[str, Any]:
     messages = _WORKER["messages"]
     on_epoch: EpochCallback | None = None
     if messages is not None:
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            del metrics
-            messages.put((job.index, epoch + 1))
+            del epoch, metrics
+            messages.put(1)
 
-    return _run_job(_WORKER["context"], job, on_epoch)
+    if isinstance(job, TeacherJob):
+        return run_teacher(_WORKER["config"], job, on_epoch)
+    if teacher_state is None:
+        raise RuntimeError(f"{job.label}: a student job needs its teacher's state.")
+    return run_student(_WORKER["config"], job, teacher_state, on_epoch)
 
 
 def run_jobs(
-    config: DemoConfig,
-    jobs: list[StudentJob],
-    workers: int,
-    progress: Progress,
-    *,
-    train_set: Dataset[Any],
-    test_set: Dataset[Any],
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    eps: float,
-    teacher: nn.Module,
-) -> list[dict[str, Any]]:
-    """Run ``jobs`` and return their results in the order of ``jobs``.
+    config: DemoConfig, workers: int, progress: Progress
+) -> tuple[dict[int, dict[str, Any]], list[tuple[StudentJob, dict[str, Any]]]]:
+    """Train every run's teacher, then its students, and return ``(teachers, students)``.
 
-    With ``workers == 1`` they run one after the other in this process (a progress bar per
-    job); otherwise in ``workers`` processes started with ``spawn``, each with
-    ``config.threads`` threads (one bar over all the students' epochs and a line per finished
-    job). Each result holds ``best_epoch``, ``seconds``, ``checkpoints`` (JSON-ready scores),
+    ``teachers[seed]`` holds the teacher's ``state``, ``scores`` and ``statistics``;
+    ``students`` pairs each :class:`StudentJob` (in ``config.methods`` order within each seed)
+    with its result: ``best_epoch``, ``seconds``, ``checkpoints`` (JSON-ready scores),
     ``history`` and ``reports`` (the :class:`~torch_absld.RobustnessReport` of each checkpoint).
+    With ``workers == 1`` the jobs run one after the other in this process; otherwise in
+    ``workers`` processes started with ``spawn``, each with ``config.threads`` threads.
     """
-    teacher_state = {key: value.detach().cpu().clone() for key, value in teacher.state_dict().items()}
-    context_args = (config, train_set, test_set, input_shape, num_classes, eps, teacher_state)
-    if workers == 1 or len(jobs) <= 1:
-        context = _context(*context_args)
-        results = []
-        for job in jobs:
-            with progress.bar(config.epochs, f"seed {job.seed} {job.method}") as on_epoch:
-                results.append(_run_job(context, job, on_epoch))
-        return results
-    return _run_in_workers(config, jobs, min(workers, len(jobs)), progress, context_args)
+    students = [
+        StudentJob(index, seed, method)
+        for index, (seed, method) in enumerate((s, m) for s in config.run_seeds for m in config.methods)
+    ]
+    if workers == 1:
+        return _run_here(config, students, progress)
+    return _run_in_workers(config, students, workers, progress)
+
+
+def _run_here(
+    config: DemoConfig, students: list[StudentJob], progress: Progress
+) -> tuple[dict[int, dict[str, Any]], list[tuple[StudentJob, dict[str, Any]]]]:
+    teachers: dict[int, dict[str, Any]] = {}
+    done = []
+    for seed in config.run_seeds:
+        job = TeacherJob(seed)
+        with progress.bar(config.teacher_epochs, job.label) as on_epoch:
+            teachers[seed] = run_teacher(config, job, on_epoch)
+        for student in (s for s in students if s.seed == seed):
+            with progress.bar(config.epochs, student.label) as on_epoch:
+                done.append((student, run_student(config, student, teachers[seed]["state"], on_epoch)))
+    return teachers, done
 
 
 def _run_in_workers(
-    config: DemoConfig, jobs: list[StudentJob], workers: int, progress: Progress, context_args: tuple[Any, ...]
-) -> list[dict[str, Any]]:
+    config: DemoConfig, students: list[StudentJob], workers: int, progress: Progress
+) -> tuple[dict[int, dict[str, Any]], list[tuple[StudentJob, dict[str, Any]]]]:
     spawn = multiprocessing.get_context("spawn")
     messages = spawn.Queue() if progress.enabled else None
+    teachers: dict[int, dict[str, Any]] = {}
     results: dict[int, dict[str, Any]] = {}
     executor = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=spawn,
-        initializer=_init_worker,
-        initargs=(config.threads, messages, *context_args),
+        max_workers=workers, mp_context=spawn, initializer=_init_worker, initargs=(config, messages)
     )
-    description = f"students ({len(jobs)} runs, {workers} processes)"
+    total = config.seeds * config.teacher_epochs + len(students) * config.epochs
+    description = f"{config.seeds} teachers, {len(students)} students ({workers} processes)"
     try:
-        with progress.counter(len(jobs) * config.epochs, description) as (advance, write):
-            futures: dict[Future[dict[str, Any]], StudentJob] = {executor.submit(_worker_job, job): job for job in jobs}
+        with progress.counter(total, description) as (advance, write):
+            futures: dict[Future[dict[str, Any]], Job] = {}
+            for seed in config.run_seeds:
+                futures[executor.submit(_worker_job, TeacherJob(seed), None)] = TeacherJob(seed)
             pending: set[Future[dict[str, Any]]] = set(futures)
             while pending:
-                done, pending = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
-                for _ in _drain(messages):
-                    advance(1)
-                for future in sorted(done, key=lambda f: futures[f].index):
+                finished, pending = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
+                advance(sum(_drain(messages)))
+                for future in sorted(finished, key=lambda f: _order(futures[f])):
                     job = futures[future]
-                    results[job.index] = future.result()  # re-raises a job's error here
-                    write(_finished_line(job, results[job.index]))
+                    result = future.result()  # re-raises a job's error here
+                    write(_finished_line(job, result))
+                    if isinstance(job, TeacherJob):
+                        teachers[job.seed] = result
+                        for student in (s for s in students if s.seed == job.seed):
+                            follow = executor.submit(_worker_job, student, result["state"])
+                            futures[follow] = student
+                            pending.add(follow)
+                    else:
+                        results[job.index] = result
     except BaseException:
         _stop(executor)
         raise
@@ -216,10 +252,14 @@ def _run_in_workers(
         if messages is not None:
             messages.close()
             messages.join_thread()
-    return [results[job.index] for job in jobs]
+    return teachers, [(job, results[job.index]) for job in students]
 
 
-def _drain(messages: Any) -> Iterator[Any]:
+def _order(job: Job) -> tuple[int, int]:
+    return (job.seed, -1 if isinstance(job, TeacherJob) else job.index)
+
+
+def _drain(messages: Any) -> Iterator[int]:
     if messages is None:
         return
     while True:
@@ -229,11 +269,14 @@ def _drain(messages: Any) -> Iterator[Any]:
             return
 
 
-def _finished_line(job: StudentJob, result: dict[str, Any]) -> str:
+def _finished_line(job: Job, result: dict[str, Any]) -> str:
+    if isinstance(job, TeacherJob):
+        pgd = result["scores"]["pgd"]
+        return f"{job.label}: PGD-20 avg {100 * pgd['avg']:.1f}%, worst class {100 * pgd['worst']:.1f}%"
     best = result["checkpoints"]["best"]["pgd"]
     return (
-        f"seed {job.seed} {job.method}: PGD-20 avg {100 * best['avg']:.1f}%, worst class "
-        f"{100 * best['worst']:.1f}% at the best epoch ({result['best_epoch'] + 1}), {result['seconds']:.0f} s"
+        f"{job.label}: PGD-20 avg {100 * best['avg']:.1f}%, worst class {100 * best['worst']:.1f}% "
+        f"at the best epoch ({result['best_epoch'] + 1}), {result['seconds']:.0f} s"
     )
 
 

@@ -7,9 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from .methods import METHODS
+
 __all__ = ["normalised_risk_std", "write_plots"]
 
-COLORS = {"RSLAD": "tab:gray", "ABSLD": "tab:blue", "ABSLD-script": "tab:orange"}
+_PALETTE = ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+def _color(results: dict[str, Any], method: str) -> str:
+    return _PALETTE[results["methods"].index(method) % len(_PALETTE)]
 
 
 def normalised_risk_std(risk: np.ndarray) -> np.ndarray:
@@ -63,7 +69,7 @@ def _per_class_pgd(plt: Any, results: dict[str, Any], path: Path) -> None:
                 width,
                 yerr=None if error is None else 100 * error,
                 label=method,
-                color=COLORS.get(method),
+                color=_color(results, method),
                 capsize=2,
             )
         ax.set_xticks(positions)
@@ -80,18 +86,27 @@ def _per_class_pgd(plt: Any, results: dict[str, Any], path: Path) -> None:
 
 def _temperatures(plt: Any, results: dict[str, Any], path: Path) -> None:
     seed = results["runs"][0]["seed"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
-    for ax, key, label in zip(axes, ("tau_adv", "tau_clean"), ("τ_adv (adversarial term)", "τ_clean (clean term)")):
-        values = _history(results, "ABSLD", key)[0]
-        epochs = np.arange(1, values.shape[0] + 1)
-        cmap = plt.get_cmap("tab10")
-        for c in range(values.shape[1]):
-            ax.plot(epochs, values[:, c], color=cmap(c % 10), label=str(c))
-        ax.set_title(f"ABSLD {label}, seed {seed}")
+    methods = [m for m in results["methods"] if METHODS[m].adapts_temperatures]
+    if not methods:
+        return
+    fig, axes = plt.subplots(len(methods), 3, figsize=(15, 3.6 * len(methods)), sharey=True, squeeze=False)
+    panels = (("tau_adv", "τ_adv"), ("tau_clean", "τ_clean"), ("product", "τ_adv · τ_clean"))
+    cmap = plt.get_cmap("tab10")
+    for row, method in zip(axes, methods):
+        tau = {key: _history(results, method, key)[0] for key in ("tau_adv", "tau_clean")}
+        tau["product"] = tau["tau_adv"] * tau["tau_clean"]
+        for ax, (key, label) in zip(row, panels):
+            values = tau[key]
+            epochs = np.arange(1, values.shape[0] + 1)
+            for c in range(values.shape[1]):
+                ax.plot(epochs, values[:, c], color=cmap(c % 10), label=str(c))
+            ax.set_title(f"{method}: {label}, seed {seed}")
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("teacher temperature (log scale)")
+    for ax in axes[-1]:
         ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("teacher temperature of the class")
-    axes[1].legend(title="class", ncol=2, fontsize="small")
+    axes[0][-1].legend(title="class", ncol=2, fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -100,13 +115,15 @@ def _temperatures(plt: Any, results: dict[str, Any], path: Path) -> None:
 def _risk_std(plt: Any, results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, key, label in zip(axes, ("risk_adv", "risk_clean"), ("adversarial", "clean")):
-        for method in results["methods"]:
+        for method in (m for m in results["methods"] if key in results["runs"][0]["methods"][m]["history"]):
             risk = _history(results, method, key)
             spread = np.stack([normalised_risk_std(r) for r in risk])
             epochs = np.arange(1, spread.shape[1] + 1)
-            ax.plot(epochs, spread.mean(axis=0), color=COLORS.get(method), label=method)
+            ax.plot(epochs, spread.mean(axis=0), color=_color(results, method), label=method)
             if len(spread) > 1:
-                ax.fill_between(epochs, spread.min(axis=0), spread.max(axis=0), color=COLORS.get(method), alpha=0.15)
+                ax.fill_between(
+                    epochs, spread.min(axis=0), spread.max(axis=0), color=_color(results, method), alpha=0.15
+                )
         band = "\n(line: mean, band: min to max over seeds)" if len(results["runs"]) > 1 else ""
         ax.set_title(f"Spread of the {label} class-wise training risk{band}")
         ax.set_xlabel("epoch")
@@ -124,7 +141,7 @@ def _pgd_curves(plt: Any, results: dict[str, Any], path: Path) -> None:
         for method in results["methods"]:
             values = 100 * _history(results, method, key)
             epochs = np.arange(1, values.shape[1] + 1)
-            ax.plot(epochs, values.mean(axis=0), color=COLORS.get(method), label=method)
+            ax.plot(epochs, values.mean(axis=0), color=_color(results, method), label=method)
         ax.set_title(f"Test PGD-20 accuracy, {label} (mean over seeds)")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

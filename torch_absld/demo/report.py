@@ -1,4 +1,4 @@
-"""The demo's report: mean tables over seeds, paired differences, a plain verdict, report.md and results.json."""
+"""The demo's report: tables over seeds, paired comparisons with confidence intervals, a plain verdict."""
 
 from __future__ import annotations
 
@@ -9,159 +9,194 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_markdown", "summarize", "terminal_summary", "write_json"]
+from .methods import METHODS
+from .stats import mean_interval, paired_comparison
 
-ATTACK_NAMES = {"clean": "Clean", "fgsm": "FGSM", "pgd": "PGD-20", "cw": "CW∞"}
+__all__ = ["attack_names", "render_markdown", "summarize", "terminal_summary", "write_json"]
+
 CHECKPOINTS = {"best": "best checkpoint", "last": "last epoch"}
-BASELINE = "RSLAD"
+METRICS = ("avg", "worst", "overall", "nsd")
+METRIC_NAMES = {"avg": "Avg.", "worst": "Worst", "overall": "Overall", "nsd": "NSD"}
+#: Attacks whose paired comparisons the verdict states.
+VERDICT_ATTACKS = ("pgd", "autoattack")
 
 
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": std}
+def attack_names(results: dict[str, Any]) -> dict[str, str]:
+    """Column names of the attacks: AutoAttack is named after what ran (``"apgd"``: its first two attacks)."""
+    autoattack = "AA" if results["config"]["autoattack"] == "standard" else "APGD-CE+T"
+    return {"clean": "Clean", "fgsm": "FGSM", "pgd": "PGD-20", "cw": "CW∞-30", "autoattack": autoattack}
 
 
-def _paired(differences: list[float]) -> dict[str, Any]:
-    tolerance = 1e-9
-    return {
-        "per_seed": differences,
-        **_mean_std(differences),
-        "wins": sum(d > tolerance for d in differences),
-        "ties": sum(abs(d) <= tolerance for d in differences),
-        "losses": sum(d < -tolerance for d in differences),
-    }
+def _scores(results: dict[str, Any], method: str, checkpoint: str) -> list[dict[str, Any]]:
+    return [run["methods"][method]["checkpoints"][checkpoint] for run in results["runs"]]
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
-    """Means and standard deviations over seeds, and the paired differences to RSLAD.
+    """Means over seeds and the paired comparisons of every method with the baseline (the first method).
 
-    ``summary[checkpoint][method][attack]`` holds ``avg``, ``worst``, ``overall`` (each
-    ``{"mean", "std"}``) and the mean ``per_class`` accuracy; ``paired[checkpoint][method]``
-    holds, for PGD-20 ``avg`` and ``worst``, the per-seed differences method - RSLAD, their
-    mean and standard deviation, and the wins, ties and losses.
+    ``summary[checkpoint][method][attack]`` holds ``avg``, ``worst``, ``overall`` and ``nsd``
+    (each a :class:`~torch_absld.demo.stats.MeanInterval` as a dict) and the mean
+    ``per_class`` accuracy; ``paired[checkpoint][method][attack][metric]`` holds the
+    :class:`~torch_absld.demo.stats.PairedComparison` (method minus baseline, per seed) as a dict.
     """
-    runs = results["runs"]
+    baseline, *others = results["methods"]
     summary: dict[str, Any] = {}
     paired: dict[str, Any] = {}
     for checkpoint in CHECKPOINTS:
         summary[checkpoint] = {}
-        paired[checkpoint] = {}
         for method in results["methods"]:
-            scores = [run["methods"][method]["checkpoints"][checkpoint] for run in runs]
+            scores = _scores(results, method, checkpoint)
             summary[checkpoint][method] = {
                 attack: {
-                    **{
-                        metric: _mean_std([s[attack][metric] for s in scores]) for metric in ("avg", "worst", "overall")
-                    },
-                    "per_class": [
-                        statistics.fmean(values) for values in zip(*(s[attack]["per_class"] for s in scores))
-                    ],
+                    **{metric: mean_interval([s[attack][metric] for s in scores]).to_dict() for metric in METRICS},
+                    "per_class": [statistics.fmean(v) for v in zip(*(s[attack]["per_class"] for s in scores))],
                 }
                 for attack in scores[0]
             }
-            if method != BASELINE:
-                base = [run["methods"][BASELINE]["checkpoints"][checkpoint]["pgd"] for run in runs]
-                ours = [s["pgd"] for s in scores]
-                paired[checkpoint][method] = {
-                    metric: _paired([o[metric] - b[metric] for o, b in zip(ours, base)]) for metric in ("avg", "worst")
+        base = _scores(results, baseline, checkpoint)
+        paired[checkpoint] = {
+            method: {
+                attack: {
+                    metric: paired_comparison(
+                        [
+                            o[attack][metric] - b[attack][metric]
+                            for o, b in zip(_scores(results, method, checkpoint), base)
+                        ]
+                    ).to_dict()
+                    for metric in METRICS
                 }
-    return {"summary": summary, "paired": paired, "verdict": _verdict(paired, len(runs))}
+                for attack in base[0]
+            }
+            for method in others
+        }
+    return {"summary": summary, "paired": paired, "verdict": _verdict(results, paired)}
 
 
 def _points(value: float, sign: bool = True) -> str:
+    if math.isnan(value):
+        return "n/a"
     return f"{100 * value:+.1f}" if sign else f"{100 * value:.1f}"
 
 
+def _interval(comparison: dict[str, Any]) -> str:
+    if comparison["n"] < 2:
+        return _points(comparison["mean"])
+    return f"{_points(comparison['mean'])} [{_points(comparison['low'])}, {_points(comparison['high'])}]"
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}" if value < 0.01 else f"{value:.2f}"
+
+
 def _count(number: int, noun: str) -> str:
-    plural = noun + ("es" if noun.endswith("s") else "s")
-    return f"{number} {noun if number == 1 else plural}"
+    return f"{number} {noun if number == 1 else noun + 's'}"
 
 
-def _processes(results: dict[str, Any]) -> str:
-    threads = _count(results["threads"], "thread")
-    workers = results.get("workers", 1)
-    return threads if workers == 1 else f"{workers} processes of {threads}"
+def _judgement(worst: dict[str, Any]) -> str:
+    if worst["n"] < 2:
+        return "one seed gives no interval"
+    if worst["low"] > 0:
+        return "a clear gain (the 95% interval lies above zero)"
+    if worst["high"] < 0:
+        return "a clear LOSS (the 95% interval lies below zero)"
+    return "no clear effect (the 95% interval contains zero)"
 
 
-def _verdict(paired: dict[str, Any], seeds: int) -> list[str]:
+def _verdict(results: dict[str, Any], paired: dict[str, Any]) -> list[str]:
+    names = attack_names(results)
+    baseline = results["methods"][0]
+    seeds = len(results["runs"])
     lines = []
-    for method in paired["best"]:
-        for checkpoint, label in CHECKPOINTS.items():
-            worst = paired[checkpoint][method]["worst"]
-            avg = paired[checkpoint][method]["avg"]
-            wins, ties, losses = worst["wins"], worst["ties"], worst["losses"]
-            counts = (
-                f"{_count(wins, 'win')}, {_count(ties, 'tie')}, {_count(losses, 'loss')} over {_count(seeds, 'seed')}"
+    for method in results["methods"][1:]:
+        for attack in (a for a in VERDICT_ATTACKS if a in paired["last"][method]):
+            last, best = paired["last"][method][attack], paired["best"][method][attack]
+            lines.append(
+                f"{method} vs {baseline} under {names[attack]}: worst class {_interval(last['worst'])} points at "
+                f"the last epoch ({last['worst']['wins']} of {seeds} seeds better, sign test p = "
+                f"{_p(last['worst']['sign_p'])}), {_interval(best['worst'])} at the best checkpoint; average "
+                f"{_interval(last['avg'])} / {_interval(best['avg'])}, overall {_interval(last['overall'])} / "
+                f"{_interval(best['overall'])} (last / best). Worst class at the last epoch: "
+                f"{_judgement(last['worst'])}; at the best checkpoint: {_judgement(best['worst'])}."
             )
-            change = (
-                f"worst-class PGD-20 accuracy {_points(worst['mean'])} points, average PGD-20 accuracy "
-                f"{_points(avg['mean'])} points" + (" (means over the seeds)" if seeds > 1 else "")
-            )
-            head = f"At the {label}, {method}"
-            if wins == seeds:
-                head += " beat RSLAD on the worst class" + (" in every seed" if seeds > 1 else "")
-            elif wins > losses and worst["mean"] > 0:
-                head += f" beat RSLAD on the worst class in {wins} of {seeds} seeds, not in the others"
-            else:
-                head += " did NOT beat RSLAD on the worst class in this run"
-            lines.append(f"{head} ({counts}): {change}.")
-    if seeds == 1:
-        lines.append(
-            "A single seed is noisy (the worst class of a small test split moves by several points between "
-            "seeds): run 3 or more."
-        )
-    return lines
-
-
-def _cell(stats: dict[str, float], seeds: int) -> str:
-    text = _points(stats["mean"], sign=False)
-    return text if seeds == 1 else f"{text} ± {_points(stats['std'], sign=False)}"
-
-
-def _method_table(summary: dict[str, Any], seeds: int) -> list[str]:
-    lines = ["| Method | Attack | Avg. | Worst | Overall |", "| --- | --- | ---: | ---: | ---: |"]
-    for method, attacks in summary.items():
-        for index, (attack, stats) in enumerate(attacks.items()):
-            name = method if index == 0 else ""
-            cells = " | ".join(_cell(stats[m], seeds) for m in ("avg", "worst", "overall"))
-            lines.append(f"| {name} | {ATTACK_NAMES.get(attack, attack)} | {cells} |")
-    return lines
-
-
-def _paired_table(results: dict[str, Any], paired: dict[str, Any], method: str) -> list[str]:
-    lines = [
-        "| Seed | Δ Avg. (best) | Δ Worst (best) | Δ Avg. (last) | Δ Worst (last) |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    columns = [paired[c][method][m] for c in CHECKPOINTS for m in ("avg", "worst")]
-    for index, run in enumerate(results["runs"]):
-        lines.append(f"| {run['seed']} | " + " | ".join(_points(col["per_seed"][index]) for col in columns) + " |")
-    if len(results["runs"]) > 1:
-        lines.append(
-            "| mean ± std | " + " | ".join(f"{_points(c['mean'])} ± {_points(c['std'], False)}" for c in columns) + " |"
-        )
     lines.append(
-        "| wins / ties / losses | " + " | ".join(f"{c['wins']} / {c['ties']} / {c['losses']}" for c in columns) + " |"
+        f"Means over {_count(seeds, 'seed')} of the per-seed differences, with 95% Student-t intervals; each seed "
+        "draws its own split and teacher. The same command on the same machine gives the same numbers; floating "
+        "point differs across CPUs, so another machine gives other numbers, which should fall within these intervals."
     )
     return lines
 
 
-def _per_class_table(summary: dict[str, Any], num_classes: int) -> list[str]:
+def _cell(stats: dict[str, Any], seeds: int, scale: float = 100.0) -> str:
+    text = f"{scale * stats['mean']:.1f}" if scale == 100 else f"{stats['mean']:.3f}"
+    if seeds == 1:
+        return text
+    return f"{text} ± {scale * stats['std']:.1f}" if scale == 100 else f"{text} ± {stats['std']:.3f}"
+
+
+def _method_table(results: dict[str, Any], checkpoint: str) -> list[str]:
+    seeds = len(results["runs"])
+    names = attack_names(results)
+    lines = ["| Method | Attack | Avg. | Worst | Overall | NSD |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for method, attacks in results["summary"][checkpoint].items():
+        for index, (attack, stats) in enumerate(attacks.items()):
+            cells = [_cell(stats[m], seeds) for m in ("avg", "worst", "overall")] + [_cell(stats["nsd"], seeds, 1.0)]
+            lines.append(f"| {method if index == 0 else ''} | {names[attack]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _paired_table(results: dict[str, Any], method: str) -> list[str]:
+    names = attack_names(results)
+    head = "| Attack | Metric | " + " | ".join(f"Δ {label} [95% CI] | W / T / L | p" for label in CHECKPOINTS) + " |"
+    lines = [head, "| --- | --- |" + " ---: | :---: | ---: |" * len(CHECKPOINTS)]
+    for attack in results["paired"]["last"][method]:
+        for metric in METRICS:
+            cells = []
+            for checkpoint in CHECKPOINTS:
+                c = results["paired"][checkpoint][method][attack][metric]
+                interval = _interval(c) if metric != "nsd" else f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+                cells += [interval, f"{c['wins']} / {c['ties']} / {c['losses']}", _p(c["sign_p"])]
+            lines.append(f"| {names[attack]} | {METRIC_NAMES[metric]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _teacher_table(results: dict[str, Any]) -> list[str]:
+    others = results["methods"][1:]
+    head = "| Seed | Clean acc. | PGD-20 avg. | PGD-20 worst | ECE | Confidence | " + " | ".join(
+        f"Δ worst PGD-20 (last), {m}" for m in others
+    )
+    lines = [head + " |", "| --- |" + " ---: |" * (5 + len(others))]
+    baseline = results["methods"][0]
+    for run in results["runs"]:
+        teacher, stats = run["teacher"]["scores"], run["teacher"]["statistics"]
+        cells = [
+            _points(teacher["clean"]["avg"], False),
+            _points(teacher["pgd"]["avg"], False),
+            _points(teacher["pgd"]["worst"], False),
+            f"{stats['ece']:.3f}",
+            f"{stats['confidence']:.2f}",
+        ]
+        base = run["methods"][baseline]["checkpoints"]["last"]["pgd"]["worst"]
+        cells += [_points(run["methods"][m]["checkpoints"]["last"]["pgd"]["worst"] - base) for m in others]
+        lines.append(f"| {run['seed']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _per_class_table(results: dict[str, Any]) -> list[str]:
+    num_classes = results["dataset"]["num_classes"]
     lines = ["| Method | " + " | ".join(str(c) for c in range(num_classes)) + " |", "| --- |" + " ---: |" * num_classes]
-    for method, attacks in summary.items():
+    for method, attacks in results["summary"]["best"].items():
         lines.append(f"| {method} | " + " | ".join(_points(v, sign=False) for v in attacks["pgd"]["per_class"]) + " |")
     return lines
 
 
-def _temperature_table(results: dict[str, Any], method: str, num_classes: int) -> list[str]:
+def _temperature_table(results: dict[str, Any], method: str) -> list[str]:
+    num_classes = results["dataset"]["num_classes"]
     lines = ["| | " + " | ".join(str(c) for c in range(num_classes)) + " |", "| --- |" + " ---: |" * num_classes]
     finals = {
         key: [run["methods"][method]["history"][key][-1] for run in results["runs"]] for key in ("tau_adv", "tau_clean")
     }
     rows = {"τ_adv": finals["tau_adv"], "τ_clean": finals["tau_clean"]}
-    if method == "ABSLD-script":
-        products = [[a * c for a, c in zip(*pair)] for pair in zip(finals["tau_adv"], finals["tau_clean"])]
-        rows["τ_adv · τ_clean (used in both terms)"] = products
+    rows["τ_adv · τ_clean"] = [[a * c for a, c in zip(*pair)] for pair in zip(finals["tau_adv"], finals["tau_clean"])]
     for label, per_seed in rows.items():
         means = [statistics.fmean(values) for values in zip(*per_seed)]
         lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in means) + " |")
@@ -169,51 +204,49 @@ def _temperature_table(results: dict[str, Any], method: str, num_classes: int) -
 
 
 def _setup(results: dict[str, Any]) -> list[str]:
-    config, data, teacher = results["config"], results["dataset"], results["teacher"]["scores"]
-    eps = results["eps"]
-    milestones = ", ".join(str(m) for m in _milestones(config))
+    config, data = results["config"], results["dataset"]
+    milestones = ", ".join(str(m) for m in sorted({max(1, round(m * config["epochs"])) for m in config["milestones"]}))
     hidden = "-".join(str(h) for h in config["student_hidden"])
-    coupled = ', ABSLD-script = `coupling="product"` (the authors\' script)' if config["compare_coupled"] else ""
+    autoattack = {
+        "standard": "AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square)",
+        "apgd": "APGD-CE then APGD-T (AutoAttack's first two attacks)",
+        "none": "",
+    }[config["autoattack"]]
+    methods = "; ".join(f"**{m}** = {METHODS[m].description}" for m in results["methods"])
     return [
-        f"- **Data**: {data['description']}: {data['train_size']} training and {data['test_size']} test images, "
-        f"pixels in [0, 1]. L∞ radius eps = {eps:.4g} for training and evaluation.",
-        f"- **Teacher** (one for the whole run, seed {config['seed']}): CNN conv3x3(32), conv3x3(64), max-pool, "
-        f"FC 256; PGD-AT ({config['teacher_attack_steps']} steps of eps/4, uniform start, eps ramped up over the "
-        f"first {100 * config['eps_ramp']:.0f}% of epochs), SGD lr {config['teacher_lr']:g}, momentum "
-        f"{config['teacher_momentum']:g}, {config['teacher_epochs']} epochs. Test accuracy: clean "
-        f"{_points(teacher['clean']['avg'], False)}%, PGD-20 {_points(teacher['pgd']['avg'], False)}% "
-        f"(worst class {_points(teacher['pgd']['worst'], False)}%).",
-        f"- **Students**: MLP with hidden layers {hidden} and {data['num_classes']} outputs, "
-        f"Adam lr {config['student_lr']:g}, weight decay "
-        f"{config['student_weight_decay']:g}, batch {config['batch_size']}, {config['epochs']} epochs, lr x0.1 "
-        f"after epochs {milestones}; KL-PGD ({config['attack_steps']} steps of eps/4, Gaussian start) against "
-        f'the teacher\'s soft labels. RSLAD = `ABSLDLoss(C, adapt="none")` (temperatures frozen at 1), ABSLD = '
-        f'`ABSLDLoss(C, adapt="both")`{coupled}; beta {config["beta"]:g} following the lr, temperatures in '
-        f"[{config['min_temperature']:g}, {config['max_temperature']:g}]. For each seed every student starts "
-        "from the same weights and sees the same data order and attack noise: the methods differ only in "
-        "the temperatures.",
+        f"- **Data**: {data['description']}, pixels in [0, 1]. Each seed draws its own split. L∞ radius "
+        f"eps = {results['eps']:.4g} for training and evaluation.",
+        f"- **Teacher** (one per seed, trained on that seed's split): CNN conv3x3(32), conv3x3(64), max-pool, FC 256; "
+        f"PGD-AT ({config['teacher_attack_steps']} steps of eps/4, uniform start, eps ramped up over the first "
+        f"{100 * config['eps_ramp']:.0f}% of epochs), SGD lr {config['teacher_lr']:g}, momentum "
+        f"{config['teacher_momentum']:g}, {config['teacher_epochs']} epochs.",
+        f"- **Students**: MLP with hidden layers {hidden} and {data['num_classes']} outputs, Adam lr "
+        f"{config['student_lr']:g}, weight decay {config['student_weight_decay']:g}, batch {config['batch_size']}, "
+        f"{config['epochs']} epochs, lr x0.1 after epochs {milestones} with beta following it; KL-PGD "
+        f"({config['attack_steps']} steps of eps/4, Gaussian start) against the teacher's soft labels; beta "
+        f"{config['beta']:g}, temperatures in [{config['min_temperature']:g}, {config['max_temperature']:g}]. "
+        f"{methods}. In a seed every student starts from the same weights and sees the same data order and "
+        "attack noise: the methods differ only in the temperatures.",
         "- **Evaluation**: `torch_absld.evaluate_robustness` on the test split: clean, FGSM, PGD-20 and CW∞-30 "
-        "(steps of eps/4). Avg. = accuracy over all test images, Worst = the lowest class, Overall = (Avg. + "
-        "Worst) / 2, in %. The *best checkpoint* is the epoch with the best PGD-20 Overall on the test split, "
-        "as the paper selects (an optimistic choice); the *last epoch* involves no selection.",
+        f"(steps of eps/4){', ' + autoattack if autoattack else ''}. Avg. = accuracy over all test images, "
+        "Worst = the lowest class, Overall = (Avg. + Worst) / 2, in %; NSD = standard deviation of the class "
+        "accuracies divided by their mean (lower is fairer). The *best checkpoint* is the epoch with the best "
+        "PGD-20 Overall on the test split, as the paper selects (an optimistic choice); the *last epoch* "
+        "involves no selection.",
     ]
-
-
-def _milestones(config: dict[str, Any]) -> list[int]:
-    return sorted({max(1, round(m * config["epochs"])) for m in config["milestones"]})
 
 
 def render_markdown(results: dict[str, Any], plots: Sequence[str]) -> str:
     """The full ``report.md``; ``results`` must already hold :func:`summarize`'s keys."""
     seeds = len(results["runs"])
-    num_classes = results["dataset"]["num_classes"]
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
+    baseline = results["methods"][0]
     out = [
-        f"# torch-absld demo: ABSLD vs RSLAD on {results['dataset']['name']}",
+        f"# torch-absld demo: {', '.join(results['methods'])} on {results['dataset']['name']}",
         "",
-        f"{results['date']} · {results['machine']} · {_processes(results)} on "
-        f"{results['config']['device']} · torch {results['torch_version']}, torch-absld "
-        f"{results['torch_absld_version']} · {_count(seeds, 'seed')} · {results['seconds']:.0f} s",
+        f"{results['date']} · {results['machine']} · {_processes(results)} on {results['config']['device']} · "
+        f"torch {results['torch_version']}, torch-absld {results['torch_absld_version']} · "
+        f"{_count(seeds, 'seed')} · {results['seconds']:.0f} s",
         "",
         "## Verdict",
         "",
@@ -224,19 +257,25 @@ def render_markdown(results: dict[str, Any], plots: Sequence[str]) -> str:
         *_setup(results),
     ]
     for checkpoint, label in CHECKPOINTS.items():
-        out += ["", f"## Robustness at the {label} ({spread}, %)", ""]
-        out += _method_table(results["summary"][checkpoint], seeds)
+        out += ["", f"## Robustness at the {label} ({spread}, %)", "", *_method_table(results, checkpoint)]
+    for method in results["methods"][1:]:
+        out += ["", f"## Paired differences {method} − {baseline} (points; mean [95% CI], sign test)", ""]
+        out += _paired_table(results, method)
+    out += ["", "## Teachers (training split) and the worst-class gain they led to", "", *_teacher_table(results)]
+    out += [
+        "",
+        "## Per-class PGD-20 accuracy at the best checkpoint (mean over seeds, %)",
+        "",
+        *_per_class_table(results),
+    ]
     for method in results["methods"]:
-        if method == BASELINE:
-            continue
-        out += ["", f"## Paired differences {method} - RSLAD, PGD-20 (points)", ""]
-        out += _paired_table(results, results["paired"], method)
-    out += ["", "## Per-class PGD-20 accuracy at the best checkpoint (mean over seeds, %)", ""]
-    out += _per_class_table(results["summary"]["best"], num_classes)
-    for method in results["methods"]:
-        if method != BASELINE:
-            out += ["", f"## Final temperatures of {method} (mean over seeds)", ""]
-            out += _temperature_table(results, method, num_classes)
+        if METHODS[method].adapts_temperatures:
+            out += [
+                "",
+                f"## Final temperatures of {method} (mean over seeds)",
+                "",
+                *_temperature_table(results, method),
+            ]
     if plots:
         out += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     out += ["", "## Each seed", ""]
@@ -248,12 +287,18 @@ def render_markdown(results: dict[str, Any], plots: Sequence[str]) -> str:
     return "\n".join(out)
 
 
+def _processes(results: dict[str, Any]) -> str:
+    threads = _count(results["threads"], "thread")
+    workers = results.get("workers", 1)
+    return threads if workers == 1 else f"{workers} processes of {threads}"
+
+
 def terminal_summary(results: dict[str, Any]) -> str:
-    """A short text for the terminal: the best-checkpoint table and the verdict."""
+    """A short text for the terminal: the last-epoch table and the verdict."""
     seeds = len(results["runs"])
     lines = [
-        f"Robustness at the best checkpoint ({f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'}, %):",
-        *_method_table(results["summary"]["best"], seeds),
+        f"Robustness at the last epoch ({f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'}, %):",
+        *_method_table(results, "last"),
     ]
     return "\n".join([*lines, "", *results["verdict"]])
 

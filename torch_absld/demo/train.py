@@ -1,8 +1,9 @@
 """Training of the demo: the PGD-AT teacher and the distillation loop of the students.
 
-The student loop is the one the README shows, built only from the library's public modules:
-:class:`~torch_absld.ABSLDLoss`, :class:`~torch_absld.KLPGDAttack` and
-:func:`~torch_absld.follow_optimizer_lr`. RSLAD and ABSLD differ only in ``adapt``.
+The student loop is the plain loop the README shows: a training-step module from the library
+(:class:`~torch_absld.ABSLDDistiller`: teacher, KL-PGD attack, both student forwards, loss),
+Adam with a step schedule, and :func:`~torch_absld.follow_optimizer_lr` so that beta drops
+with the learning rate. Methods differ only in the step module they build.
 """
 
 from __future__ import annotations
@@ -19,35 +20,40 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .. import (
-    ABSLDLoss,
-    BestCheckpoint,
-    KLPGDAttack,
-    RobustnessReport,
-    evaluate_robustness,
-    follow_optimizer_lr,
-    pgd,
-)
-from .config import METHODS, DemoConfig
+from .. import ABSLDDistiller, BestCheckpoint, RobustnessReport, evaluate_robustness, follow_optimizer_lr, pgd
+from ..methods import TrainingStep
+from .config import DemoConfig, derive_seed
+from .methods import METHODS, build_step
 
-__all__ = ["EpochCallback", "StudentRun", "distill", "evaluate", "train_teacher"]
+__all__ = ["EVAL_ATTACKS", "EpochCallback", "StudentRun", "distill", "evaluate", "train_teacher"]
 
 EVAL_ATTACKS = ("clean", "fgsm", "pgd", "cw")
+_APGD = {"version": "custom", "attacks": ["apgd-ce", "apgd-t"]}
 
 #: ``callback(epoch, metrics)`` after every epoch (progress display).
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
 def evaluate(
-    model: nn.Module, loader: DataLoader[Any], num_classes: int, eps: float, attacks: tuple[str, ...] = EVAL_ATTACKS
+    model: nn.Module,
+    loader: DataLoader[Any],
+    num_classes: int,
+    eps: float,
+    attacks: tuple[str, ...] = EVAL_ATTACKS,
+    autoattack: str = "none",
 ) -> RobustnessReport:
     """The library's class-wise evaluation of ``model``, deterministic (seed 0).
 
     FGSM (one step of ``eps``), PGD-20 and CW-inf-30, both with steps of ``eps / 4``: the
-    paper's protocol (2/255 for eps 8/255) scaled to the demo's radius.
+    paper's protocol (2/255 for eps 8/255) scaled to the demo's radius. ``autoattack`` adds
+    AutoAttack: ``"standard"`` (APGD-CE, APGD-T, FAB-T, Square) or ``"apgd"`` (its first two).
     """
     steps = {"step_size": eps / 4}
-    overrides = {name: steps for name in ("pgd", "cw") if name in attacks}
+    overrides: dict[str, dict[str, Any]] = {name: steps for name in ("pgd", "cw") if name in attacks}
+    if autoattack != "none":
+        attacks = (*attacks, "autoattack")
+        if autoattack == "apgd":
+            overrides["autoattack"] = _APGD
     return evaluate_robustness(
         model, loader, num_classes, attacks=attacks, eps=eps, progress=False, seed=0, attack_overrides=overrides
     )
@@ -58,6 +64,7 @@ def train_teacher(
     model: nn.Module,
     train_set: Dataset[Any],
     eps: float,
+    seed: int,
     *,
     on_epoch: EpochCallback | None = None,
 ) -> nn.Module:
@@ -65,14 +72,13 @@ def train_teacher(
 
     PGD with a uniform random start, ``teacher_attack_steps`` steps of ``eps / 4`` on the
     cross-entropy; eps grows linearly over the first ``eps_ramp`` of the epochs. SGD with
-    momentum, constant learning rate.
+    momentum, constant learning rate. ``seed`` fixes the data order and the attack noise.
     """
     device = torch.device(config.device)
     model.to(device)
-    loader = DataLoader(
-        train_set, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.seed)
-    )
-    noise = torch.Generator().manual_seed(config.seed + 1)
+    order = torch.Generator().manual_seed(derive_seed(seed, "teacher-order"))
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=order)
+    noise = torch.Generator().manual_seed(derive_seed(seed, "teacher-attack"))
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=config.teacher_lr,
@@ -115,13 +121,13 @@ class StudentRun:
     """What one student's training produced.
 
     Attributes:
-        method: ``"RSLAD"``, ``"ABSLD"`` or ``"ABSLD-script"``.
-        seed: its seed.
+        method: a name from :data:`~torch_absld.demo.methods.METHODS`.
+        seed: its run seed.
         best_epoch: the epoch (0-based) with the best PGD-20 Overall on the evaluation split.
         best_state, last_state: the student's weights at that epoch and at the end.
-        history: per epoch: ``tau_adv``, ``tau_clean`` (after the epoch's update), ``risk_adv``,
-            ``risk_clean`` (the class risks that update used; NaN for a class without samples),
-            ``loss``, ``lr``, ``pgd_avg``, ``pgd_worst``, ``pgd_overall``.
+        history: per epoch: ``loss``, ``lr``, ``pgd_avg``, ``pgd_worst``, ``pgd_overall``, and for
+            ABSLD-family methods ``tau_adv``, ``tau_clean`` (after the epoch's update), ``risk_adv``,
+            ``risk_clean`` (the class risks that update used; NaN for a class without samples).
         seconds: wall-clock training time.
     """
 
@@ -147,59 +153,52 @@ def distill(
     *,
     on_epoch: EpochCallback | None = None,
 ) -> StudentRun:
-    """Distil ``teacher`` into ``student`` with RSLAD or ABSLD; the student is trained in place.
+    """Distil ``teacher`` into ``student`` with ``method``; the student is trained in place.
 
     ``seed`` fixes the data order and the attack's random start, so two calls with the same
-    seed and the same initial student differ only by ``method``. After every epoch the
-    student is evaluated with PGD-20 on ``eval_loader`` and the best Overall is kept.
+    seed and the same initial student differ only by ``method``. At the end of each epoch the
+    learning-rate scheduler steps first, then the temperatures (so beta drops together with the
+    learning rate, as in the authors' script); then the student is evaluated with PGD-20 on
+    ``eval_loader`` and the best Overall is kept.
     """
     start = time.perf_counter()
-    adapt, coupling = METHODS[method]
     device = torch.device(config.device)
     student.to(device)
-    loader = DataLoader(
-        train_set, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
-    )
-    optimizer = torch.optim.Adam(student.parameters(), lr=config.student_lr, weight_decay=config.student_weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.student_milestones, gamma=0.1)
-    loss_fn = ABSLDLoss(
+    order = torch.Generator().manual_seed(derive_seed(seed, "student-order"))
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=order)
+    step = build_step(
+        METHODS[method],
+        student,
+        teacher,
         num_classes,
-        adapt=adapt,  # type: ignore[arg-type]
-        coupling=coupling,  # type: ignore[arg-type]
-        lr=config.beta,
+        eps=eps,
+        attack_steps=config.attack_steps,
+        beta=config.beta,
         min_temperature=config.min_temperature,
         max_temperature=config.max_temperature,
+        generator=torch.Generator().manual_seed(derive_seed(seed, "student-attack")),
     ).to(device)
-    follow_optimizer_lr(loss_fn, optimizer)  # beta x0.1 whenever the learning rate drops x0.1
-    attack = KLPGDAttack(
-        student, eps=eps, step_size=eps / 4, steps=config.attack_steps, generator=torch.Generator().manual_seed(seed)
-    )
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.student_lr, weight_decay=config.student_weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.student_milestones, gamma=0.1)
+    follow_optimizer_lr(step, optimizer)  # beta x0.1 whenever the learning rate drops x0.1
     run = StudentRun(method, seed)
-    keys = ("tau_adv", "tau_clean", "risk_adv", "risk_clean", "loss", "lr", "pgd_avg", "pgd_worst", "pgd_overall")
+    keys = ("loss", "lr", "pgd_avg", "pgd_worst", "pgd_overall")
     history: dict[str, list[Any]] = {key: [] for key in keys}
     best = BestCheckpoint("pgd")  # the best PGD-20 Overall, as the paper selects
     for epoch in range(config.epochs):
-        student.train()
-        loss_fn.train()
+        step.train()
         total, count = 0.0, 0
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            with torch.no_grad():
-                teacher_logits = teacher(x)  # the teacher only sees clean inputs
-            x_adv = attack(x, loss_fn.soft_labels(teacher_logits, y, kind="adv"))
-            loss = loss_fn(student(x_adv), student(x), teacher_logits, y)  # also records class risks
+            out = step(x.to(device), y.to(device))
             optimizer.zero_grad()
-            loss.backward()
+            out.loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * y.shape[0]
+            total += float(out.loss.detach()) * y.shape[0]
             count += y.shape[0]
         history["lr"].append(optimizer.param_groups[0]["lr"])
-        tau_adv, tau_clean = loss_fn.step()  # end of epoch: Eq. 11, before the scheduler
         scheduler.step()
-        history["tau_adv"].append(tau_adv.tolist())
-        history["tau_clean"].append(tau_clean.tolist())
-        history["risk_adv"].append(loss_fn.adv.last_risk.tolist())
-        history["risk_clean"].append(loss_fn.clean.last_risk.tolist())
+        step.on_epoch_end()  # per-class rules (Eq. 11), with beta following the new learning rate
+        _record_temperatures(step, history)
         history["loss"].append(total / count)
         report = evaluate(student, eval_loader, num_classes, eps, attacks=("pgd",))
         best.update(report, student, epoch)
@@ -215,3 +214,17 @@ def distill(
     run.history = history
     run.seconds = time.perf_counter() - start
     return run
+
+
+def _record_temperatures(step: TrainingStep, history: dict[str, list[Any]]) -> None:
+    """Append the temperatures after the epoch's update and the class risks it used (ABSLD-family steps)."""
+    if not isinstance(step, ABSLDDistiller):
+        return
+    loss_fn = step.loss_fn
+    for key, values in (
+        ("tau_adv", loss_fn.adv.temperatures),
+        ("tau_clean", loss_fn.clean.temperatures),
+        ("risk_adv", loss_fn.adv.last_risk),
+        ("risk_clean", loss_fn.clean.last_risk),
+    ):
+        history.setdefault(key, []).append(values.tolist())

@@ -71,8 +71,9 @@ def follow_optimizer_lr(
     learning rate at the time of this call when no scheduler set it. With a ``MultiStepLR``
     of ``gamma=0.1`` this is the authors' "beta times 0.1 at each milestone".
 
-    Call ``loss_fn.step()`` at the end of the epoch **before** ``scheduler.step()``, so that
-    beta matches the learning rate the epoch was trained with. After a resume, call this
+    At the end of an epoch call ``scheduler.step()`` **first**, then ``loss_fn.step()``: the
+    authors' order, in which the learning rate and beta drop together at a milestone and that
+    epoch's temperature update already uses the reduced beta. After a resume, call this
     again: beta's base and current value live in the controllers' ``state_dict``, the
     learning rate in the optimizer's.
 

@@ -36,8 +36,9 @@ class ABSLDCallback(pl.Callback):
         loss_fn: the loss whose temperatures to step; ``None`` finds the only
             :class:`~torch_absld.ABSLDLoss` inside the ``LightningModule``.
         follow_lr: make $\beta$ follow the optimizer: $\beta = \beta_0 \cdot \mathrm{lr} /
-            \mathrm{lr}_0$, with lr the learning rate the epoch was trained with (read at the
-            epoch's start: Lightning steps epoch schedulers before the epoch-end hooks) and
+            \mathrm{lr}_0$, with lr read at the end of the epoch (Lightning steps epoch
+            schedulers before the epoch-end hooks, so at a milestone lr and beta drop together
+            and that epoch's update uses the reduced beta, as in the authors' script) and
             $\mathrm{lr}_0$ the ``initial_lr`` set by the scheduler. With ``MultiStepLR`` this is
             the authors' "beta times 0.1 at each milestone".
         optimizer_index: which of ``trainer.optimizers`` to follow.
@@ -68,7 +69,6 @@ class ABSLDCallback(pl.Callback):
         self.param_group = param_group
         self.log = log
         self.log_per_class = log_per_class
-        self._lr_ratio: float | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.loss_fn is None:
@@ -92,25 +92,28 @@ class ABSLDCallback(pl.Callback):
         group: dict[str, Any] = groups[self.param_group]
         return group
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.follow_lr:
-            return
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.follow_lr:  # without a scheduler, the learning rate at the start is the reference
+            group = self._group(trainer)
+            group.setdefault("initial_lr", float(group["lr"]))
+
+    def _lr_ratio(self, trainer: pl.Trainer) -> float:
         group = self._group(trainer)
-        lr = float(group["lr"])
-        initial = float(group.setdefault("initial_lr", lr))
+        initial = float(group.get("initial_lr", group["lr"]))
         if initial <= 0:
             raise ValueError(f"Expected the optimizer's initial learning rate > 0, but got {initial}.")
-        self._lr_ratio = lr / initial
+        return float(group["lr"]) / initial
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loss_fn = self.loss_fn
         if loss_fn is None:  # pragma: no cover - set in setup()
             raise RuntimeError("ABSLDCallback.setup() did not run before on_train_epoch_end().")
         controllers = (loss_fn.adv, loss_fn.clean)
-        if self.follow_lr and self._lr_ratio is not None:
+        if self.follow_lr:
+            ratio = self._lr_ratio(trainer)
             for controller in controllers:
                 if controller.base_lr > 0:
-                    controller.lr = controller.base_lr * self._lr_ratio
+                    controller.lr = controller.base_lr * ratio
         tau_adv, tau_clean = loss_fn.step()
         if not self.log:
             return

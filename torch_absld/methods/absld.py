@@ -60,7 +60,8 @@ class ABSLDDistiller(TrainingStep):
         loss = loss_fn(student(x_adv), student(x), teacher_logits, y)
 
     Then ``out.loss.backward()``, the optimizer step, and ``distiller.on_epoch_end()`` once per
-    epoch (before the learning-rate scheduler's step when beta follows the learning rate).
+    epoch (after the learning-rate scheduler's step when beta follows the learning rate, as in
+    the authors' script).
     The labels and the input range are checked once per step, in one read from the device.
 
     The teacher is frozen and, by default, not in ``state_dict()`` (see
