@@ -14,9 +14,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from torch_absld import ABSLDLoss, KLPGDAttack
+from torch_absld import ABSLDDistiller, ABSLDLoss, KLPGDAttack, fastest_settings
 
-__all__ = ["absld_step", "autocast_context"]
+__all__ = ["absld_step", "auto_label", "autocast_context", "distiller_step"]
 
 
 def autocast_context(
@@ -65,3 +65,31 @@ def absld_step(
         return loss.detach()
 
     return step
+
+
+def distiller_step(
+    distiller: ABSLDDistiller, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """Return ``step(x, y) -> loss``: one training step through :class:`ABSLDDistiller`, as the examples run it."""
+    distiller.train()
+
+    def step(x: Tensor, y: Tensor) -> Tensor:
+        out = distiller(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            out.loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(out.loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        return out.loss.detach()
+
+    return step
+
+
+def auto_label(device: torch.device) -> str:
+    """What ``precision="auto"`` picks on ``device``, e.g. ``bf16 + channels_last``."""
+    settings = fastest_settings(device)
+    dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(settings.dtype, "fp32")
+    return f"{dtype} + channels_last" if settings.channels_last else dtype

@@ -10,25 +10,25 @@ interquartile range over the rounds.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from _machine import describe_machine, load_average, machine_info
 
 __all__ = [
     "Timings",
     "add_common_args",
+    "command_line",
     "comparison_table",
     "describe_environment",
     "fmt_ratio",
+    "load_at_end",
     "markdown_table",
     "paired_rounds",
     "quantile",
@@ -76,30 +76,21 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def describe_environment(device: torch.device, script: str, argv: Sequence[str] | None = None) -> str:
-    """Command, device, torch version, threads, date and load: the header of every table."""
+def command_line(script: str, argv: Sequence[str] | None = None) -> str:
+    """The command that reproduces this run, as RESULTS.md quotes it."""
     argv = sys.argv[1:] if argv is None else argv
-    command = " ".join(["python", f"benchmarks/{Path(script).name}", *(shlex.quote(a) for a in argv)])
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-    load = "n/a"
-    if hasattr(os, "getloadavg"):
-        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    lines = [
-        f"- command: `{command}`",
-        f"- device: {device.type} ({name}; {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})",
-        f"- torch {torch.__version__}, Python {platform.python_version()}",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- load average at start (1/5/15 min): {load}",
-    ]
+    return " ".join(["python", f"benchmarks/{Path(script).name}", *(shlex.quote(a) for a in argv)])
+
+
+def describe_environment(device: torch.device, script: str, argv: Sequence[str] | None = None) -> str:
+    """The header of every table: command, device, CPU model and its bf16 / AMX capability, torch, date, load."""
+    lines = [f"- command: `{command_line(script, argv)}`", *describe_machine(machine_info(device))]
     return "\n".join(lines)
+
+
+def load_at_end() -> str:
+    """The line every script prints last: the load while it ran matters as much as at its start."""
+    return f"Load average at end (1/5/15 min): {load_average()}"
 
 
 @dataclass
@@ -114,6 +105,11 @@ class Timings:
     wall: dict[str, list[float]] = field(default_factory=dict)
     cpu: dict[str, list[float]] = field(default_factory=dict)
 
+    @property
+    def rounds(self) -> int:
+        """The number of timed rounds (fewer than asked when a deadline cut them short)."""
+        return min((len(t) for t in self.wall.values()), default=0)
+
 
 def paired_rounds(
     candidates: Mapping[str, Callable[[], object]],
@@ -121,11 +117,14 @@ def paired_rounds(
     rounds: int,
     warmup: int = 1,
     sync: Callable[[], None] = lambda: None,
+    deadline: float | None = None,
 ) -> Timings:
     """Time every candidate once per round, rotating the order; return seconds per round.
 
     ``warmup`` untimed rounds run first (compilation, allocator growth, caches). Round ``r``
     starts with candidate ``r mod k``, so each candidate runs in every position equally often.
+    With a ``deadline`` (a ``time.perf_counter()`` value), no round starts after it, except the
+    first: a time budget shortens the measurement instead of losing it.
     """
     names = list(candidates)
     for _ in range(warmup):
@@ -134,6 +133,8 @@ def paired_rounds(
     sync()
     timings = Timings({name: [] for name in names}, {name: [] for name in names})
     for r in range(rounds):
+        if r > 0 and deadline is not None and time.perf_counter() > deadline:
+            break
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             sync()

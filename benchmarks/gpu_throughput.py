@@ -7,7 +7,9 @@ generated CIFAR-shaped data, 10 attack steps. Configurations, timed in paired ro
 - ``tf32``: float32 tensors, TF32 matmuls and convolutions;
 - ``bf16``: bf16 autocast (loss math in float32);
 - ``bf16 + channels_last + compile``: also channels_last tensors, ``KLPGDAttack(compile=True)``
-  and the student's train-mode forwards through ``torch.compile``.
+  and the student's train-mode forwards through ``torch.compile``;
+- ``auto``: ``ABSLDDistiller(precision="auto")`` (bf16 + channels_last on GPUs with bf16 tensor
+  cores), eager and with ``compile=True`` (student, teacher and attack step compiled).
 
 For each: images/s, the projected hours of 300 CIFAR-10 epochs (50,000 images; training
 steps only: no data loading, no evaluation), and the FLOP floor: the FLOPs of one step
@@ -28,16 +30,25 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from _bench_models import cifar_resnet18, wide_resnet
-from _bench_step import absld_step
-from _timing import add_common_args, describe_environment, markdown_table, paired_rounds, setup, synchronizer
+from _bench_step import absld_step, auto_label, distiller_step
+from _timing import (
+    add_common_args,
+    describe_environment,
+    load_at_end,
+    markdown_table,
+    paired_rounds,
+    setup,
+    synchronizer,
+)
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from torch_absld import ABSLDLoss, KLPGDAttack
+from torch_absld import ABSLDDistiller, ABSLDLoss, KLPGDAttack
 
 CIFAR10_TRAIN = 50_000
 EPOCHS = 300
@@ -100,10 +111,14 @@ def count_flops(step: Callable[[], object]) -> int:
     return int(counter.total)
 
 
-def full_step_flops(device: torch.device, batch: int, steps: int) -> str:
-    """FLOPs of one full-size step, per image and per batch, split by where they are spent."""
+def full_step_flops(device: torch.device, batch: int, steps: int, *, tiny: bool = False) -> str:
+    """FLOPs of one full-size step, per image and per batch, split by where they are spent.
+
+    ``tiny=True`` counts a width-4 ResNet-18 and a WideResNet-10-1 instead (a smoke run).
+    """
     C, n = 10, 2
-    student, teacher = cifar_resnet18(C).to(device), wide_resnet(34, 10, C).to(device).eval()
+    student = cifar_resnet18(C, 4 if tiny else 64).to(device)
+    teacher = (wide_resnet(10, 1, C) if tiny else wide_resnet(34, 10, C)).to(device).eval()
     x, y = torch.rand(n, 3, 32, 32, device=device), torch.arange(n, device=device) % C
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9)
     step = absld_step(student, teacher, ABSLDLoss(C), KLPGDAttack(student, steps=steps), optimizer, device=device)
@@ -113,8 +128,8 @@ def full_step_flops(device: torch.device, batch: int, steps: int) -> str:
         student.eval()
         student_forward = count_flops(lambda: student(x)) / n
     rows = [
-        ["teacher forward (WideResNet-34-10)", f"{teacher_forward / 1e9:.2f}"],
-        ["student forward (ResNet-18)", f"{student_forward / 1e9:.2f}"],
+        [f"teacher forward ({'WideResNet-10-1' if tiny else 'WideResNet-34-10'})", f"{teacher_forward / 1e9:.2f}"],
+        [f"student forward (ResNet-18{', width 4' if tiny else ''})", f"{student_forward / 1e9:.2f}"],
         [f"whole step ({steps} attack steps, 2 train forwards, backward)", f"{total / 1e9:.2f}"],
     ]
     return (
@@ -124,28 +139,30 @@ def full_step_flops(device: torch.device, batch: int, steps: int) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, rounds=10)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="attack steps")
-    parser.add_argument("--compile-mode", default=None, help="torch.compile mode of the compiled configuration")
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode of the compiled configurations")
     parser.add_argument("--allow-cpu", action="store_true", help="run the full-size models on a CPU (hours)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled configurations")
+    parser.add_argument(
+        "--compile-rows",
+        choices=("all", "auto"),
+        default="all",
+        help="compiled configurations: all, or only auto + compile (one set of compilations)",
+    )
     parser.add_argument(
         "--count-flops",
         action="store_true",
         help="only count the FLOPs of the full-size step (on 2 images, scaled to --batch: FLOPs are linear in it)",
     )
-    args = parser.parse_args(argv)
-    device = setup(args)
-    if args.count_flops:
-        print(describe_environment(device, __file__, argv))
-        print()
-        print(full_step_flops(device, args.batch, args.steps))
-        return
-    if device.type == "cpu" and not (args.quick or args.allow_cpu):
-        raise SystemExit("This benchmark is for a GPU: pass --device cuda, or --quick for a CPU smoke run.")
-    print(describe_environment(device, __file__, argv))
+    return parser
+
+
+def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Time each configuration; return the rows of the table, the FLOPs, the floor and a caption."""
     full = not args.quick
     C = 10
     batch = args.batch if full else 4
@@ -156,7 +173,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     x = torch.rand(batch, 3, 32, 32, device=device)
     y = torch.randint(0, C, (batch,), device=device)
     x_cl = x.contiguous(memory_format=torch.channels_last)
-    compile_ = full
+    compile_ = full and not args.no_compile
+
+    def optimizer_for(student: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
 
     def config(
         *, dtype: torch.dtype | None, channels_last: bool = False, compiled: bool = False, tf32_on: bool = False
@@ -164,7 +184,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         student = copy.deepcopy(student0)
         if channels_last:
             student = student.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
         attack = KLPGDAttack(student, steps=steps, compile=compiled, compile_mode=args.compile_mode)
         forward: nn.Module | None = torch.compile(student, mode=args.compile_mode) if compiled else None
         step = absld_step(
@@ -172,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             teacher_cl if channels_last else teacher,
             ABSLDLoss(C).to(device),
             attack,
-            optimizer,
+            optimizer_for(student),
             device=device,
             autocast_dtype=dtype,
             student_forward=forward,
@@ -185,41 +204,111 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         return run
 
+    def auto(*, compiled: bool = False) -> Callable[[], object]:
+        student = copy.deepcopy(student0)
+        distiller = ABSLDDistiller(
+            student,
+            copy.deepcopy(teacher),
+            C,
+            steps=steps,
+            precision="auto",
+            compile=compiled,
+            compile_mode=args.compile_mode,
+        )
+        step = distiller_step(distiller.to(device), optimizer_for(student))
+        return lambda: step(x, y)
+
+    chosen = auto_label(device)
     candidates: dict[str, Callable[[], object]] = {"fp32": config(dtype=None)}
     if device.type == "cuda":
         candidates["tf32"] = config(dtype=None, tf32_on=True)
     candidates["bf16"] = config(dtype=torch.bfloat16)
+    candidates[f"auto ({chosen}), eager"] = auto()
     if compile_:
-        candidates["bf16 + channels_last + compile"] = config(dtype=torch.bfloat16, channels_last=True, compiled=True)
+        if getattr(args, "compile_rows", "all") == "all":
+            candidates["bf16 + channels_last + compile"] = config(
+                dtype=torch.bfloat16, channels_last=True, compiled=True
+            )
+        candidates[f"auto ({chosen}) + compile=True"] = auto(compiled=True)
     else:
-        candidates["bf16 + channels_last (compile skipped in --quick)"] = config(
-            dtype=torch.bfloat16, channels_last=True
-        )
+        candidates["bf16 + channels_last (no compile)"] = config(dtype=torch.bfloat16, channels_last=True)
 
     flops = count_flops(candidates["fp32"])
     rate = matmul_rate(device, 8192 if (full and device.type == "cuda") else 256, 20 if full else 3)
     floor = flops / rate
-    times = paired_rounds(candidates, rounds=args.rounds, warmup=3 if compile_ else 1, sync=synchronizer(device))
+    times = paired_rounds(
+        candidates,
+        rounds=args.rounds,
+        warmup=3 if compile_ else 1,
+        sync=synchronizer(device),
+        deadline=getattr(args, "deadline", None),
+    )
     steps_per_epoch = math.ceil(CIFAR10_TRAIN / batch)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, t in times.wall.items():
         seconds = statistics.median(t)
-        hours = EPOCHS * steps_per_epoch * seconds / 3600
-        rows.append([name, f"{1e3 * seconds:.1f}", f"{batch / seconds:.0f}", f"{hours:.1f}", f"{seconds / floor:.1f}x"])
-    print()
-    print(
+        rows.append(
+            {
+                "configuration": name,
+                "ms_per_step": 1e3 * seconds,
+                "images_per_s": batch / seconds,
+                "hours_300_epochs": EPOCHS * steps_per_epoch * seconds / 3600,
+                "time_over_floor": seconds / floor,
+            }
+        )
+    caption = (
         f"ABSLD step: CIFAR ResNet-18 (width {64 if full else 4}) student, "
         f"{'WideResNet-34-10' if full else 'WideResNet-10-1'} teacher, batch {batch}, {steps} attack steps, "
-        f"{args.rounds} paired rounds"
+        f"{times.rounds} paired rounds"
     )
+    return {
+        "caption": caption,
+        "rows": rows,
+        "gflop_per_step": flops / 1e9,
+        "bf16_matmul_tflops": rate / 1e12,
+        "floor_ms": 1e3 * floor,
+        "floor_images_per_s": batch / floor,
+    }
+
+
+def throughput_table(result: dict[str, Any]) -> str:
+    headers = ["configuration", "median ms / step", "images/s", f"hours for {EPOCHS} epochs", "time / floor"]
+    rows = [
+        [
+            r["configuration"],
+            f"{r['ms_per_step']:.1f}",
+            f"{r['images_per_s']:.0f}",
+            f"{r['hours_300_epochs']:.1f}",
+            f"{r['time_over_floor']:.1f}x",
+        ]
+        for r in result["rows"]
+    ]
+    return markdown_table(headers, rows)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    device = setup(args)
+    if args.count_flops:
+        print(describe_environment(device, __file__, argv))
+        print()
+        print(full_step_flops(device, args.batch, args.steps))
+        return
+    if device.type == "cpu" and not (args.quick or args.allow_cpu):
+        raise SystemExit("This benchmark is for a GPU: pass --device cuda, or --quick for a CPU smoke run.")
+    print(describe_environment(device, __file__, argv))
+    result = measure(args, device)
+    print()
+    print(result["caption"])
     print(
-        f"FLOPs per step (FlopCounterMode formulas): {flops / 1e9:.4g} GFLOP; "
-        f"bf16 matmul rate: {rate / 1e12:.3g} TFLOP/s; "
-        f"floor: {1e3 * floor:.2f} ms per step, {batch / floor:.0f} images/s"
+        f"FLOPs per step (FlopCounterMode formulas): {result['gflop_per_step']:.4g} GFLOP; "
+        f"bf16 matmul rate: {result['bf16_matmul_tflops']:.3g} TFLOP/s; "
+        f"floor: {result['floor_ms']:.2f} ms per step, {result['floor_images_per_s']:.0f} images/s"
     )
     print()
-    headers = ["configuration", "median ms / step", "images/s", f"hours for {EPOCHS} epochs", "time / floor"]
-    print(markdown_table(headers, rows))
+    print(throughput_table(result))
+    print()
+    print(load_at_end())
 
 
 if __name__ == "__main__":

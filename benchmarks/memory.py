@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from _bench_models import cifar_resnet18, small_cnn
 from _bench_step import absld_step
-from _timing import add_common_args, describe_environment, markdown_table, setup
+from _timing import add_common_args, describe_environment, load_at_end, markdown_table, setup
 
 from torch_absld import ABSLDLoss, KLPGDAttack
 
@@ -224,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print()
     print(markdown_table(headers, rows))
+    print()
+    print(load_at_end())
 
 
 if __name__ == "__main__":

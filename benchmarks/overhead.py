@@ -25,6 +25,7 @@ from _timing import (
     add_common_args,
     comparison_table,
     describe_environment,
+    load_at_end,
     markdown_table,
     paired_rounds,
     setup,
@@ -185,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.part in ("all", "bookkeeping"):
         print()
         print(bookkeeping(args, device))
+    print()
+    print(load_at_end())
 
 
 if __name__ == "__main__":

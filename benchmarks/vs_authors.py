@@ -2,9 +2,11 @@
 
 Same student, teacher, data, batch, 10 attack steps. The baseline (``authors_loop.py``) runs in
 float32, eagerly, with its per-sample Python loops. torch-absld runs its default path (float32,
-eager) and its fast path: the attack step compiled with ``torch.compile(fullgraph=True)``
-(``KLPGDAttack(compile=True)``), the student's two train-mode forwards compiled, channels_last
-tensors, bf16 autocast (the loss math stays float32).
+eager), each speed setting alone (channels_last, bf16 autocast, compiled attack and student),
+their combination (the "fast path" of earlier releases), and what a user gets from
+``ABSLDDistiller(precision="auto")``: bf16 only where the hardware runs it natively, else
+float32, with channels_last inputs where that pays (``torch_absld.fastest_settings``), eager
+and with ``compile=True``.
 
     python benchmarks/vs_authors.py             # CPU, the numbers in RESULTS.md
     python benchmarks/vs_authors.py --quick     # smoke run (no compile)
@@ -18,11 +20,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 from _bench_models import cifar_resnet18, small_cnn, wide_resnet
-from _bench_step import absld_step
+from _bench_step import absld_step, auto_label, distiller_step
 from _timing import (
+    Timings,
     add_common_args,
     comparison_table,
     describe_environment,
+    load_at_end,
     paired_rounds,
     setup,
     synchronizer,
@@ -30,9 +34,10 @@ from _timing import (
 from authors_loop import AuthorsLoop
 from torch import nn
 
-from torch_absld import ABSLDLoss, KLPGDAttack
+from torch_absld import ABSLDDistiller, ABSLDLoss, KLPGDAttack
 
 REFERENCE = "authors' loop (fp32, eager)"
+DEFAULT = "torch-absld default (fp32, eager)"
 
 
 def build(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, nn.Module, int]:
@@ -45,7 +50,7 @@ def build(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, nn
     return small_cnn(C, width).to(device), small_cnn(C, 2 * width).to(device).eval(), C
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, rounds=10)
     parser.add_argument("--batch", type=int, default=128)
@@ -54,14 +59,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=32, help="small CNN student width (teacher: twice)")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled variants (implied by --quick)")
     parser.add_argument(
+        "--compile-rows",
+        choices=("all", "auto"),
+        default="all",
+        help="compiled variants: all, or only auto + compile (one set of compilations)",
+    )
+    parser.add_argument(
         "--fast-dtype",
         choices=("bfloat16", "float16", "float32"),
         default=None,
-        help="autocast dtype of the fast path (default: bfloat16; float32 turns autocast off)",
+        help="autocast dtype of the forced-precision rows (default: bfloat16; float32 turns autocast off)",
     )
-    args = parser.parse_args(argv)
-    device = setup(args)
-    print(describe_environment(device, __file__, argv))
+    return parser
+
+
+def measure(args: argparse.Namespace, device: torch.device) -> tuple[Timings, str]:
+    """Time every candidate in paired rounds; return the timings and the table's caption."""
     compile_ = not (args.no_compile or args.quick)
     fast_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None, None: torch.bfloat16}[
         args.fast_dtype
@@ -103,30 +116,58 @@ def main(argv: Sequence[str] | None = None) -> None:
         inputs = x_cl if channels_last else x
         return lambda: step(inputs, y)
 
+    def auto(*, compiled: bool = False) -> Callable[[], object]:
+        # What the examples do: plain inputs, the distiller picks the precision and the layout.
+        student = copy.deepcopy(student0)
+        distiller = ABSLDDistiller(student, copy.deepcopy(teacher), C, steps=steps, precision="auto", compile=compiled)
+        step = distiller_step(distiller.to(device), optimizer_for(student))
+        return lambda: step(x, y)
+
     label = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[fast_dtype]
+    chosen = auto_label(device)
     candidates: dict[str, Callable[[], object]] = {
         REFERENCE: authors(),
-        "torch-absld default (fp32, eager)": library(),
+        DEFAULT: library(),
         "torch-absld, channels_last": library(channels_last=True),
         f"torch-absld, {label} autocast": library(dtype=fast_dtype),
         f"torch-absld, {label} autocast + channels_last": library(channels_last=True, dtype=fast_dtype),
+        f"torch-absld auto ({chosen}), eager": auto(),
     }
     if compile_:
-        candidates["torch-absld, compiled attack + student (fp32)"] = library(compiled=True)
-        candidates[f"torch-absld fast path: compiled + {label} + channels_last"] = library(
-            channels_last=True, dtype=fast_dtype, compiled=True
-        )
-    times = paired_rounds(candidates, rounds=args.rounds, warmup=2 if compile_ else 1, sync=synchronizer(device))
+        if args.compile_rows == "all":
+            candidates["torch-absld, compiled attack + student (fp32)"] = library(compiled=True)
+            candidates[f"torch-absld fast path: compiled + {label} + channels_last"] = library(
+                channels_last=True, dtype=fast_dtype, compiled=True
+            )
+        candidates[f"torch-absld auto ({chosen}) + compile=True"] = auto(compiled=True)
+    times = paired_rounds(
+        candidates,
+        rounds=args.rounds,
+        warmup=2 if compile_ else 1,
+        sync=synchronizer(device),
+        deadline=getattr(args, "deadline", None),
+    )
     model = "small CNN student (teacher twice as wide)"
     if args.model == "resnet18":
         model = "CIFAR ResNet-18 student, WideResNet-34-10 teacher" if not args.quick else "tiny ResNet/WRN pair"
-    print()
-    print(
+    caption = (
         f"One ABSLD training step, {model}, batch {batch}, C = {C}, {steps} attack steps, "
-        f"{args.rounds} paired rounds; speedup = baseline time / candidate time"
+        f"{times.rounds} paired rounds; speedup = baseline time / candidate time"
     )
+    return times, caption
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    device = setup(args)
+    print(describe_environment(device, __file__, argv))
+    times, caption = measure(args, device)
+    print()
+    print(caption)
     print()
     print(comparison_table(times, REFERENCE, speedup=True, cpu_time=device.type == "cpu"))
+    print()
+    print(load_at_end())
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 import torch
 from _bench_models import cifar_resnet18, small_cnn
 from _timing import (
+    Timings,
     add_common_args,
     comparison_table,
     describe_environment,
+    load_at_end,
     paired_rounds,
     setup,
     synchronizer,
@@ -29,7 +31,7 @@ from torch_absld import KLPGDAttack
 REFERENCE = "torchattacks.PGD"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, rounds=15)
     parser.add_argument("--batch", type=int, default=128)
@@ -37,13 +39,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", choices=("cnn", "resnet18"), default="cnn")
     parser.add_argument("--width", type=int, default=32, help="small CNN width")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled variant (implied by --quick)")
-    args = parser.parse_args(argv)
-    device = setup(args)
+    return parser
+
+
+def measure(args: argparse.Namespace, device: torch.device) -> tuple[Timings, str]:
+    """Time torchattacks' PGD and ours in paired rounds; return the timings and the caption."""
     try:
         import torchattacks
     except ImportError as err:  # pragma: no cover - torchattacks is in the test extra
         raise SystemExit('This benchmark needs torchattacks: pip install "torch-absld[test]"') from err
-    print(describe_environment(device, __file__, argv))
     compile_ = not (args.no_compile or args.quick)
     if args.model == "resnet18":
         model = cifar_resnet18(10, 8 if args.quick else 64)
@@ -69,15 +73,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     if compile_:
         candidates["KLPGDAttack (CE), compile=True"] = ours(compile=True)
-    times = paired_rounds(candidates, rounds=args.rounds, warmup=2 if compile_ else 1, sync=synchronizer(device))
-    label = "CIFAR ResNet-18" if args.model == "resnet18" else "small CNN"
-    print()
-    print(
-        f"L-inf PGD-{steps} with cross-entropy, {label} in eval mode, batch {batch}, eps 8/255, step 2/255, "
-        f"uniform start, {args.rounds} paired rounds; speedup = torchattacks time / candidate time"
+    times = paired_rounds(
+        candidates,
+        rounds=args.rounds,
+        warmup=2 if compile_ else 1,
+        sync=synchronizer(device),
+        deadline=getattr(args, "deadline", None),
     )
+    label = "CIFAR ResNet-18" if args.model == "resnet18" else "small CNN"
+    caption = (
+        f"L-inf PGD-{steps} with cross-entropy, {label} in eval mode, batch {batch}, eps 8/255, step 2/255, "
+        f"uniform start, {times.rounds} paired rounds; speedup = torchattacks time / candidate time"
+    )
+    return times, caption
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    device = setup(args)
+    print(describe_environment(device, __file__, argv))
+    times, caption = measure(args, device)
+    print()
+    print(caption)
     print()
     print(comparison_table(times, REFERENCE, speedup=True, first_column="attack", cpu_time=device.type == "cpu"))
+    print()
+    print(load_at_end())
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -14,7 +16,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack, absld_loss
+from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack, absld_loss, bf16_support
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -48,10 +50,11 @@ def _table_rows(text: str) -> list[list[str]]:
     ("script", "expected_rows"),
     [
         ("overhead", ["RSLAD: frozen temperatures, no risk recording", "ABSLD (default)", "10", "100"]),
-        ("vs_authors", ["authors' loop (fp32, eager)", "torch-absld default (fp32, eager)"]),
+        ("vs_authors", ["authors' loop (fp32, eager)", "torch-absld default (fp32, eager)", "AUTO"]),
         ("vs_torchattacks", ["torchattacks.PGD", "KLPGDAttack (CE), default"]),
         ("memory", ["RSLAD: frozen temperatures, no risk recording", "ABSLD (default)"]),
-        ("gpu_throughput", ["fp32", "bf16"]),
+        ("gpu_throughput", ["fp32", "bf16", "AUTO"]),
+        ("profile_compile", ["attack", "backward", "compiled, profiled"]),
     ],
 )
 def test_script_quick_run_prints_its_table(load, capsys, script, expected_rows):
@@ -59,14 +62,86 @@ def test_script_quick_run_prints_its_table(load, capsys, script, expected_rows):
     out = capsys.readouterr().out
     assert "- torch " in out
     assert "- command: `python " in out
+    _assert_machine_header(out)
+    assert "Load average at end" in out
     rows = _table_rows(out)
     first_cells = {row[0] for row in rows}
+    auto = f"auto ({_auto_label()}), eager"
     for name in expected_rows:
+        name = {"AUTO": f"torch-absld {auto}" if script == "vs_authors" else auto}.get(name, name)
         assert name in first_cells, f"{name!r} missing from the {script} table:\n{out}"
     numbers = re.findall(r"\d+\.\d+|nan|inf", " ".join(" ".join(row[1:]) for row in rows))
     assert numbers
     assert "nan" not in numbers
     assert "inf" not in numbers
+
+
+def _auto_label() -> str:
+    dtype = "bf16" if bf16_support("cpu").native else "fp32"
+    return f"{dtype} + channels_last" if torch.backends.mkldnn.is_available() else dtype
+
+
+def _assert_machine_header(out: str) -> None:
+    """The machine a number came from: CPU model, bf16 / AMX capability, threads, load."""
+    assert "- CPU: " in out
+    assert "logical cores, torch threads 1" in out
+    assert re.search(r"- CPU bf16 capability: AVX-512 (yes|no), AVX512-BF16 (yes|no), AMX-BF16 (yes|no)", out)
+    native = "native" if bf16_support("cpu").native else "NOT native"
+    assert f"- bf16 on this device: {native} (" in out
+    assert "- precision='auto' picks: " in out
+    assert "- load average at start (1/5/15 min): " in out
+
+
+def test_gpu_suite_quick_on_cpu_runs_every_check(load, tmp_path, capsys):
+    suite = load("gpu_suite")
+    out = tmp_path / "suite.md"
+    assert suite.main(["--device", "cpu", "--quick", "--out", str(out)]) == 0
+    report = out.read_text()
+    _assert_machine_header(report)
+    assert "- command: `python benchmarks/gpu_suite.py --device cpu --quick --out " in report
+    rows = {row[0]: row for row in _table_rows(report)}
+    names = [check.name for check in suite.CHECKS]
+    assert names == ["cuda-tests", "amp", "compile", "throughput", "vs-authors", "vs-torchattacks", "flops"]
+    for name in names:
+        assert rows[name][1] == "ok", f"{name}: {rows[name]}\n{report}"
+    assert "skipped" in rows["cuda-tests"][3]  # no GPU here: collected and skipped, not missing
+    assert "0 graph breaks, 0 recompiles" in rows["compile"][3]
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert [c["check"] for c in data["checks"]] == names
+    assert data["machine"]["bf16_native"] == bf16_support("cpu").native
+    assert data["checks"][3]["data"]["rows"][0]["configuration"] == "fp32"
+    assert {"fp32", "bf16"} <= {r["configuration"] for r in data["checks"][3]["data"]["rows"]}
+
+
+def test_gpu_suite_reports_failures_and_timeouts_and_goes_on(load, tmp_path):
+    suite = load("gpu_suite")
+
+    def fails(ctx):
+        raise ValueError("broken on purpose")
+
+    def hangs(ctx):
+        while True:
+            time.sleep(0.01)
+
+    def works(ctx):
+        return suite.Result("fine", "detail", {"deadline_in_future": ctx.deadline > time.perf_counter()})
+
+    checks = [suite.Check("a", 1, fails), suite.Check("b", 1, hangs), suite.Check("c", 1, works)]
+    args = suite.build_parser().parse_args(["--device", "cpu", "--out", str(tmp_path / "r.md"), "--budget-s", "3"])
+    header = {"command": "test", "machine": {}, "budget_s": 3.0}
+    records = suite.run_checks(suite.Context(args, torch.device("cpu")), checks, tmp_path / "r.md", header)
+    assert [r["status"] for r in records] == ["failed", "timeout", "ok"]
+    assert "ValueError: broken on purpose" in records[0]["summary"]
+    assert 1 < records[1]["seconds"] < 4
+    assert records[2]["data"] == {"deadline_in_future": True}
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert [c["status"] for c in saved["checks"]] == ["failed", "timeout", "ok"]
+
+
+def test_paired_rounds_stop_at_the_deadline(load):
+    timing = load("_timing")
+    timings = timing.paired_rounds({"a": lambda: time.sleep(0.01)}, rounds=50, warmup=0, deadline=0.0)
+    assert timings.rounds == 1  # the first round always runs
 
 
 def test_authors_soft_labels_are_the_script_coupling(load):

@@ -15,7 +15,17 @@ import torch_absld
 from torch_absld._internal.compat import MOVED_MODULES
 
 PACKAGE = Path(torch_absld.__file__).parent
-CORE = ["stats.py", "temperature.py", "kl.py", "loss.py", "normalize.py", "weights.py", "attack", "_internal"]
+CORE = [
+    "stats.py",
+    "temperature.py",
+    "kl.py",
+    "loss.py",
+    "normalize.py",
+    "weights.py",
+    "precision.py",
+    "attack",
+    "_internal",
+]
 OPTIONAL = ["sklearn", "matplotlib", "tqdm", "timm", "lightning", "pyautoattack", "torchattacks", "torchvision"]
 
 

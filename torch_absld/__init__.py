@@ -3,8 +3,8 @@
 The package has four parts (see the contributing guide for the arrows between them):
 
 - the core, at the top: :mod:`~torch_absld.stats`, :mod:`~torch_absld.temperature`,
-  :mod:`~torch_absld.loss`, :mod:`~torch_absld.attack`, plus :mod:`~torch_absld.normalize`
-  and :mod:`~torch_absld.weights`;
+  :mod:`~torch_absld.loss`, :mod:`~torch_absld.attack`, plus :mod:`~torch_absld.normalize`,
+  :mod:`~torch_absld.weights` and :mod:`~torch_absld.precision`;
 - :mod:`torch_absld.evaluation`: class-wise robustness under the paper's protocol;
 - :mod:`torch_absld.methods`: one training-step module per method, and a registry;
 - :mod:`torch_absld.integrations`: glue for training loops and frameworks.
@@ -41,6 +41,9 @@ from .methods import ABSLDDistiller as ABSLDDistiller
 from .methods import DistillerOutput as DistillerOutput
 from .methods import mark_ddp_local_state as mark_ddp_local_state
 from .normalize import Normalize as Normalize
+from .precision import DeviceSettings as DeviceSettings
+from .precision import bf16_support as bf16_support
+from .precision import fastest_settings as fastest_settings
 from .stats import ClassStatistics as ClassStatistics
 from .temperature import ClassTemperatureController as ClassTemperatureController
 from .temperature import temperature_update as temperature_update
@@ -56,6 +59,7 @@ __all__ = [
     "ClassAccuracyResult",
     "ClassStatistics",
     "ClassTemperatureController",
+    "DeviceSettings",
     "DistillerOutput",
     "KLPGDAttack",
     "LRFollowHandle",
@@ -66,9 +70,11 @@ __all__ = [
     "absld_loss",
     "attack_objective",
     "auto_attack",
+    "bf16_support",
     "class_accuracy_summary",
     "default_attack_settings",
     "evaluate_robustness",
+    "fastest_settings",
     "follow_optimizer_lr",
     "kl_pgd",
     "load_weights",

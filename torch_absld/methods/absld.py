@@ -14,6 +14,7 @@ from ..attack import KLPGDAttack, PGDConfig
 from ..attack.config import AttackSettings
 from ..attack.engine import configured
 from ..loss import ABSLDLoss
+from ..precision import Precision
 from .base import TrainingStep, mark_ddp_local_state
 
 __all__ = ["ABSLDDistiller", "DistillerOutput", "build_absld", "build_rslad"]
@@ -68,9 +69,14 @@ class ABSLDDistiller(TrainingStep):
     :class:`~torch_absld.methods.base.TrainingStep`): a checkpoint holds the student and the
     temperatures (``loss_fn``). Optimise ``distiller.student.parameters()``.
 
-    Mixed precision: run the call under ``torch.autocast``; the attack iterates in float32 and
-    the loss is computed in float32 whatever the logits' dtype. With fp16, scale the loss with a
-    ``torch.amp.GradScaler`` as usual (the attack scales its own loss against underflow).
+    Mixed precision: ``precision="auto"`` runs the step in bf16 where the device has bf16
+    arithmetic (CUDA compute capability >= 8.0, CPUs with AVX512-BF16 or AMX) and in float32
+    elsewhere, with ``channels_last`` inputs where that pays
+    (:func:`~torch_absld.precision.fastest_settings`); ``"bfloat16"`` / ``"float16"`` force a
+    dtype (with a ``UserWarning`` where the device emulates it, as for a bf16 ``torch.autocast``
+    around the call). The attack iterates in float32 and the loss is computed in float32
+    whatever the logits' dtype. With fp16, scale the loss with a ``torch.amp.GradScaler`` as
+    usual (the attack scales its own loss against underflow).
 
     Multi-GPU: wrap the distiller in ``DistributedDataParallel`` and keep a reference to it for
     ``on_epoch_end()`` and checkpoints. The per-rank risk sums are not buffers, so DDP leaves
@@ -91,6 +97,9 @@ class ABSLDDistiller(TrainingStep):
         generator: random generator for the attack's start.
         teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
         validate_args: check label and input values once per step in eager mode (one host sync).
+        precision: ``None`` (default: the caller's autocast applies), ``"auto"``, ``"float32"``,
+            ``"bfloat16"`` or ``"float16"`` (see above and
+            :class:`~torch_absld.methods.base.TrainingStep`).
         eps: L-inf radius of the attack (changes ``attack``).
         step_size: attack step (changes ``attack``).
         **attack_settings: other attack settings (``steps``, ``random_start``, ``init_std``,
@@ -128,13 +137,14 @@ class ABSLDDistiller(TrainingStep):
         generator: torch.Generator | None = None,
         teacher_in_state_dict: bool = False,
         validate_args: bool = True,
+        precision: Precision | None = None,
         eps: float | None = None,
         step_size: float | None = None,
         **attack_settings: Unpack[AttackSettings],
     ) -> None:
         if not isinstance(teacher, nn.Module):
             raise TypeError(f"Expected `teacher` to be an nn.Module, but got {type(teacher).__name__}.")
-        super().__init__(student, teacher, teacher_in_state_dict=teacher_in_state_dict)
+        super().__init__(student, teacher, teacher_in_state_dict=teacher_in_state_dict, precision=precision)
         self.loss_fn = _make_loss(loss, num_classes, validate_args)
         self.num_classes = num_classes
         self.validate_args = validate_args
@@ -165,15 +175,17 @@ class ABSLDDistiller(TrainingStep):
         check_integer_labels(target, self.num_classes, batch_size=input.shape[0], check_values=False)
         if values_checkable(self.validate_args):
             check_input_and_label_values(input, config.clip_min, config.clip_max, target, self.num_classes)
-        with torch.no_grad():
-            teacher_logits = self._teacher_forward(input)
-        soft = self.loss_fn.soft_labels(teacher_logits, target, "adv", validated=True)
-        x_adv = self.attack(input, soft, validated=True)
-        student_adv_logits = self._student_forward(x_adv)
-        student_clean_logits = self._student_forward(input)
-        adv_kl, clean_kl = self.loss_fn.terms(
-            student_adv_logits, student_clean_logits, teacher_logits, target, validated=True
-        )
+        input, precision = self.precision_scope(input)
+        with precision:
+            with torch.no_grad():
+                teacher_logits = self._teacher_forward(input)
+            soft = self.loss_fn.soft_labels(teacher_logits, target, "adv", validated=True)
+            x_adv = self.attack(input, soft, validated=True)
+            student_adv_logits = self._student_forward(x_adv)
+            student_clean_logits = self._student_forward(input)
+            adv_kl, clean_kl = self.loss_fn.terms(
+                student_adv_logits, student_clean_logits, teacher_logits, target, validated=True
+            )
         return DistillerOutput(
             self.loss_fn.combine(adv_kl, clean_kl),
             adv_kl.detach(),
@@ -195,7 +207,7 @@ class ABSLDDistiller(TrainingStep):
 
     def extra_repr(self) -> str:
         return (
-            f"num_classes={self.num_classes}, compile={self.use_compile}, "
+            f"num_classes={self.num_classes}, compile={self.use_compile}, precision={self.precision!r}, "
             f"teacher_in_state_dict={self.teacher_in_state_dict}"
         )
 

@@ -8,11 +8,14 @@ A training step is an ``nn.Module`` that does one method's per-batch forward wor
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Protocol
 
 from torch import Tensor, nn
 from typing_extensions import Self
 
+from .._internal.checks import check_choice
+from ..precision import PRECISIONS, Precision, precision_scope
 from ..stats import ClassStatistics
 
 __all__ = ["StepOutput", "TrainingStep", "mark_ddp_local_state"]
@@ -36,18 +39,29 @@ class TrainingStep(nn.Module):
     its weights and buffers are neither broadcast nor reduced (see :func:`mark_ddp_local_state`).
 
     Subclasses implement ``forward(input, target)`` returning a :class:`StepOutput`, and
-    :meth:`on_epoch_end` when the method has an end-of-epoch rule.
+    :meth:`on_epoch_end` when the method has an end-of-epoch rule; a ``forward`` that honours
+    ``precision`` starts with ``input, context = self.precision_scope(input)`` and runs in
+    ``with context:``.
 
     Args:
         student: the network being trained.
         teacher: the frozen teacher, or ``None`` for a method without one.
         teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
+        precision: ``None`` (default: the caller's autocast applies), ``"auto"`` (the dtype and
+            input layout of :func:`~torch_absld.precision.fastest_settings` for the input's
+            device: bf16 only where it is native), or ``"float32"`` / ``"bfloat16"`` /
+            ``"float16"`` (a ``UserWarning`` where the device emulates it).
     """
 
     teacher: nn.Module | None
 
     def __init__(
-        self, student: nn.Module, teacher: nn.Module | None = None, *, teacher_in_state_dict: bool = False
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None = None,
+        *,
+        teacher_in_state_dict: bool = False,
+        precision: Precision | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(student, nn.Module):
@@ -58,7 +72,10 @@ class TrainingStep(nn.Module):
             raise ValueError("Expected `student` and `teacher` to be different modules, but got the same object.")
         self.student = student
         self.teacher = None if teacher is None else teacher.requires_grad_(False).eval()
+        if precision is not None:
+            check_choice(precision, "precision", PRECISIONS)
         self.teacher_in_state_dict = teacher_in_state_dict
+        self.precision: Precision | None = precision
         self.register_state_dict_post_hook(_drop_teacher_state)  # type: ignore[no-untyped-call]
         self.register_load_state_dict_pre_hook(_fill_teacher_state)  # type: ignore[no-untyped-call]
         mark_ddp_local_state(self)
@@ -73,6 +90,11 @@ class TrainingStep(nn.Module):
     def on_epoch_end(self) -> Any:
         """The method's end-of-epoch rule (nothing by default)."""
         return None
+
+    def precision_scope(self, input: Tensor) -> tuple[Tensor, contextlib.AbstractContextManager[object]]:
+        """``(input, context)`` for the step's ``precision`` (see :func:`~torch_absld.precision.precision_scope`)."""
+        # The warning points to the line calling the step: forward, Module._call_impl, _wrapped_call_impl, caller.
+        return precision_scope(self.precision, input, stacklevel=5)
 
 
 def mark_ddp_local_state(module: nn.Module) -> list[str]:

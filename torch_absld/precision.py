@@ -1,0 +1,332 @@
+"""The fastest correct precision and memory layout for a device, decided from what it runs natively.
+
+bf16 autocast halves the time of a training step on hardware with bf16 arithmetic (GPUs of
+compute capability 8.0 and up, CPUs with AVX512-BF16 or AMX) and makes it several times
+slower where bf16 is emulated: oneDNN emulates bf16 with plain AVX-512 instructions on CPUs
+without the BF16 extension, and without AVX-512 torch falls back to reference kernels. The
+decision uses torch's own capability checks (``torch.cpu.get_capabilities()``, oneDNN's
+``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, the CUDA compute capability) and the
+``ONEDNN_MAX_CPU_ISA`` setting, which can hide a CPU's bf16 instructions from oneDNN.
+
+- :func:`fastest_settings`: the dtype and memory format to use on a device, with the reason;
+- :func:`bf16_support`: whether a device runs bf16 natively, with the reason;
+- :func:`precision_scope`: the input layout and autocast context of a training step's ``precision=``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias, TypeVar, cast
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "PRECISIONS",
+    "BF16Support",
+    "DeviceSettings",
+    "Precision",
+    "bf16_support",
+    "fastest_settings",
+    "precision_scope",
+    "warn_if_emulated",
+]
+
+Precision: TypeAlias = Literal["auto", "float32", "bfloat16", "float16"]
+"""A training step's ``precision=``: ``"auto"`` (:func:`fastest_settings`) or an autocast dtype."""
+PRECISIONS: tuple[Precision, ...] = ("auto", "float32", "bfloat16", "float16")
+
+# oneDNN ISA limits (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA) below AVX512_CORE_BF16: no native bf16.
+_ISA_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"})
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class BF16Support:
+    """Whether a device runs bf16 arithmetic in hardware.
+
+    Attributes:
+        native: ``True`` when bf16 matmuls and convolutions run on bf16 instructions (faster
+            than float32); ``False`` when they are emulated or fall back to slow kernels.
+        reason: the capability that decided it, in words.
+    """
+
+    native: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """What :func:`fastest_settings` chose for a device.
+
+    Attributes:
+        device: the device the settings are for.
+        dtype: the autocast dtype (``torch.float32`` means no autocast).
+        memory_format: ``torch.channels_last`` where it pays for convolutions (CPUs with oneDNN,
+            GPUs in bf16 / fp16), else ``torch.contiguous_format``.
+        reason: why, in one sentence (the capability checks that decided it).
+
+    Example:
+        >>> settings = fastest_settings("cpu")
+        >>> settings.dtype in (torch.float32, torch.bfloat16)
+        True
+        >>> with settings.autocast():
+        ...     y = torch.nn.Linear(4, 2)(torch.rand(3, 4))
+    """
+
+    device: torch.device
+    dtype: torch.dtype
+    memory_format: torch.memory_format
+    reason: str
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        """``True`` for float16, whose small range needs a ``torch.amp.GradScaler``."""
+        return self.dtype == torch.float16
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether 4-D inputs (and convolutional models) should be ``channels_last``."""
+        return self.memory_format == torch.channels_last
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """``torch.autocast`` for :attr:`dtype` on this device (disabled for float32)."""
+        return _autocast(self.device, self.dtype)
+
+    def describe(self) -> str:
+        """One line for a log: dtype, layout and reason."""
+        dtype = str(self.dtype).removeprefix("torch.")
+        layout = "channels_last" if self.channels_last else "contiguous"
+        return f"{dtype} + {layout} on {self.device}: {self.reason}"
+
+
+def bf16_support(device: torch.device | str | None = None) -> BF16Support:
+    """Whether ``device`` runs bf16 natively, from torch's capability checks.
+
+    - CUDA: compute capability 8.0 or higher (Ampere and later), or any ROCm GPU.
+    - x86 CPU: oneDNN must have bf16 kernels for it (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``,
+      false without AVX-512), **and** the CPU must have AVX512-BF16 or AMX-BF16
+      (``torch.cpu.get_capabilities()``): AVX-512 alone passes oneDNN's check but emulates bf16,
+      slower than float32. An ``ONEDNN_MAX_CPU_ISA`` below ``AVX512_CORE_BF16`` hides the
+      instructions from oneDNN and so also means emulation.
+    - Arm CPU: oneDNN's check (it tests the BF16 extension).
+    - Other devices: not known, reported as not native.
+
+    Args:
+        device: the device; ``None`` is the CPU.
+
+    Example:
+        >>> support = bf16_support("cpu")
+        >>> isinstance(support.native, bool), bool(support.reason)
+        (True, True)
+    """
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda":
+        return _cuda_bf16(device)
+    if device.type == "cpu":
+        return BF16Support(*_cpu_bf16())
+    return BF16Support(False, f"no bf16 capability check for {device.type} devices")
+
+
+def fastest_settings(device: torch.device | str | None = None, *, allow_fp16: bool = False) -> DeviceSettings:
+    """The fastest dtype and memory format for a training step on ``device``, and why.
+
+    bf16 where the device runs it natively (:func:`bf16_support`), else float32. float16 only
+    with ``allow_fp16=True``, on CUDA GPUs without native bf16 but with fp16 tensor cores
+    (compute capability 7.x): fp16 needs a ``torch.amp.GradScaler`` in the loop
+    (:attr:`DeviceSettings.needs_grad_scaler`). ``channels_last`` on CPUs with oneDNN (its
+    convolutions skip a layout copy: 1.2-1.45x in float32 on the CPUs measured) and on GPUs
+    whenever the dtype is bf16 / fp16 (tensor-core convolutions are NHWC).
+
+    Args:
+        device: the device the step runs on; ``None`` is CUDA when available, else the CPU.
+        allow_fp16: allow float16 where bf16 is not native (the caller scales the loss).
+
+    Returns:
+        A :class:`DeviceSettings`.
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    bf16 = bf16_support(device)
+    if device.type == "cuda":
+        if bf16.native:
+            return DeviceSettings(device, torch.bfloat16, torch.channels_last, bf16.reason)
+        if allow_fp16 and _cuda_capability(device)[0] >= 7:
+            reason = f"{bf16.reason}; fp16 tensor cores (scale the loss with a GradScaler)"
+            return DeviceSettings(device, torch.float16, torch.channels_last, reason)
+        return DeviceSettings(device, torch.float32, torch.contiguous_format, bf16.reason)
+    layout = torch.channels_last if device.type == "cpu" and _has_onednn() else None
+    dtype = torch.bfloat16 if bf16.native else torch.float32
+    if layout is None:
+        return DeviceSettings(device, dtype, torch.contiguous_format, bf16.reason)
+    return DeviceSettings(device, dtype, layout, f"{bf16.reason}; oneDNN convolutions prefer channels_last")
+
+
+def warn_if_emulated(device: torch.device | str, dtype: torch.dtype, *, stacklevel: int = 1) -> bool:
+    """Warn (``UserWarning``) when ``dtype`` is bf16 or fp16 and ``device`` does not run it natively.
+
+    float32 and float64 never warn; float16 warns on CPUs without AVX512-FP16 / AMX-FP16
+    (oneDNN's ``_is_mkldnn_fp16_supported``) and on GPUs older than compute capability 7.0.
+
+    Args:
+        device: the device the computation runs on.
+        dtype: the autocast (or model) dtype.
+        stacklevel: the frame the warning points to: 1 is the caller of this function.
+
+    Returns:
+        Whether it warned.
+    """
+    device = torch.device(device)
+    if dtype == torch.bfloat16:
+        support = bf16_support(device)
+        native, reason = support.native, support.reason
+    elif dtype == torch.float16:
+        native, reason = _fp16_support(device)
+    else:
+        return False
+    if native:
+        return False
+    name = str(dtype).removeprefix("torch.")
+    warnings.warn(
+        f"{name} autocast on {device} is not native here ({reason}): it is usually several times slower "
+        f"than float32. Use precision='auto' (torch_absld.fastest_settings) or float32.",
+        UserWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return True
+
+
+def precision_scope(
+    precision: Precision | None, input: Tensor, *, stacklevel: int = 1
+) -> tuple[Tensor, contextlib.AbstractContextManager[object]]:
+    """A training step's input and autocast context for its ``precision=`` argument.
+
+    - ``None``: nothing changes (the caller's autocast, if any, applies; a bf16 / fp16 one on a
+      device that emulates it gets a warning);
+    - ``"auto"``: the dtype of :func:`fastest_settings` on ``input``'s device (bf16 only where
+      native, never fp16), and a 4-D ``input`` in its memory format (``channels_last`` on CPUs
+      and in bf16 on GPUs: convolutions then run in that layout whatever the model's);
+    - ``"float32"``: autocast off inside the step, whatever the caller's;
+    - ``"bfloat16"`` / ``"float16"``: that autocast dtype (a warning where it is emulated).
+
+    Nothing is checked while ``torch.compile`` traces the caller. ``stacklevel`` is the frame a
+    warning points to (1: the caller of this function).
+
+    Returns:
+        ``(input, context)``: the input to use and the context to run the step in.
+    """
+    device = input.device
+    tracing = torch.compiler.is_compiling()
+    if precision is None:
+        if not tracing and torch.is_autocast_enabled(device.type):
+            warn_if_emulated(device, torch.get_autocast_dtype(device.type), stacklevel=stacklevel + 1)
+        return input, contextlib.nullcontext()
+    if precision == "auto":
+        settings = fastest_settings(device)
+        if settings.channels_last and input.dim() == 4:
+            input = input.contiguous(memory_format=torch.channels_last)
+        return input, settings.autocast()
+    dtype = _DTYPES[precision]
+    if not tracing:
+        warn_if_emulated(device, dtype, stacklevel=stacklevel + 1)
+    return input, _autocast(device, dtype)
+
+
+# The capability checks -----------------------------------------------------------------------
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _constant_under_compile(fn: _F) -> _F:
+    """Let ``torch.compile`` call ``fn`` once while tracing and use its result as a constant."""
+    return cast(_F, torch.compiler.assume_constant_result(fn))  # type: ignore[no-untyped-call]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[object]:
+    if dtype != torch.float32:
+        return torch.autocast(device.type, dtype=dtype)
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()  # a device without autocast runs float32 anyway
+
+
+def _cuda_capability(device: torch.device) -> tuple[int, int]:
+    major, minor = torch.cuda.get_device_capability(device)
+    return int(major), int(minor)
+
+
+def _cuda_bf16(device: torch.device) -> BF16Support:
+    if torch.version.hip:
+        return BF16Support(True, "ROCm GPU: bf16 matrix cores")
+    major, minor = _cuda_capability(device)
+    if major >= 8:
+        return BF16Support(True, f"CUDA compute capability {major}.{minor}: bf16 tensor cores")
+    return BF16Support(False, f"CUDA compute capability {major}.{minor} < 8.0: no bf16 tensor cores")
+
+
+def _cpu_capability(name: str) -> bool:
+    """A flag of ``torch.cpu.get_capabilities()`` (older torch: its ``_is_*_supported`` functions)."""
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if capabilities is not None:
+        return bool(capabilities().get(name, False))
+    legacy = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}.get(name)
+    check = getattr(torch.cpu, legacy, None) if legacy else None
+    return bool(check()) if check is not None else False
+
+
+def _onednn_isa_limit() -> str | None:
+    """The ISA oneDNN is limited to by the environment (``ONEDNN_MAX_CPU_ISA``), upper case."""
+    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(variable, "").strip().upper()
+        if value:
+            return value
+    return None
+
+
+@_constant_under_compile
+def _has_onednn() -> bool:
+    return bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
+
+
+@_constant_under_compile
+def _cpu_bf16() -> tuple[bool, str]:
+    """Native bf16 on this CPU, and why (a constant for ``torch.compile``)."""
+    if not _has_onednn():
+        return False, "torch is built without oneDNN: bf16 runs in reference kernels"
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False, "oneDNN has no bf16 kernels for this CPU (no AVX-512): bf16 runs in reference kernels"
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return True, "Arm CPU with the BF16 extension (oneDNN bf16 kernels)"
+    limit = _onednn_isa_limit()
+    if limit in _ISA_WITHOUT_BF16:
+        return False, f"ONEDNN_MAX_CPU_ISA={limit} hides the CPU's bf16 instructions: oneDNN emulates bf16"
+    if _cpu_capability("amx_bf16"):
+        return True, "CPU with AMX-BF16 (oneDNN bf16 kernels)"
+    if _cpu_capability("avx512_bf16"):
+        return True, "CPU with AVX512-BF16 (oneDNN bf16 kernels)"
+    return False, "AVX-512 CPU without AVX512-BF16 or AMX: oneDNN emulates bf16"
+
+
+@_constant_under_compile
+def _cpu_fp16() -> tuple[bool, str]:
+    if _has_onednn() and torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        return True, "CPU with AVX512-FP16 / AMX-FP16 (oneDNN fp16 kernels)"
+    return False, "CPU without AVX512-FP16 or AMX-FP16: oneDNN emulates fp16 or has no fp16 kernels"
+
+
+def _fp16_support(device: torch.device) -> tuple[bool, str]:
+    if device.type == "cuda":
+        if torch.version.hip:
+            return True, "ROCm GPU: fp16 matrix cores"
+        major, minor = _cuda_capability(device)
+        native = major >= 7
+        return native, f"CUDA compute capability {major}.{minor}" + ("" if native else " < 7.0: no fp16 tensor cores")
+    if device.type == "cpu":
+        return _cpu_fp16()
+    return False, f"no fp16 capability check for {device.type} devices"
