@@ -7,9 +7,16 @@ of 2/255. Every epoch: a JSON line with the per-class temperatures and risks, a 
 evaluation of the student, the best-Overall checkpoint, and ``last.pt`` to resume from.
 
     python examples/cifar_absld.py --teacher wrn34_trades.pt --dataset cifar10 --out runs/absld
-    torchrun --nproc-per-node 4 examples/cifar_absld.py --teacher wrn34_trades.pt --amp bf16 --compile
+    torchrun --nproc-per-node 4 examples/cifar_absld.py --teacher wrn34_trades.pt --compile
     python examples/cifar_absld.py --resume runs/absld/last.pt          # continue exactly
     python examples/cifar_absld.py --smoke                              # seconds, generated data
+
+Precision and layout: ``--amp auto`` (the default) trains in bf16 where the device runs it
+natively (GPUs of compute capability 8.0 and up, CPUs with AVX512-BF16 or AMX), in fp16 with a
+GradScaler on GPUs with fp16 tensor cores only, and in float32 elsewhere; ``--channels-last
+auto`` uses channels_last tensors where they pay (CPUs, and GPUs in bf16 / fp16). The choice
+and its reason are printed at the start (``torch_absld.fastest_settings``). ``--amp fp32
+--channels-last off`` is the float32, NCHW training of earlier versions.
 
 Inputs stay in [0, 1]; a teacher trained on normalised images needs
 ``nn.Sequential(torch_absld.Normalize(mean, std), teacher)``.
@@ -18,7 +25,6 @@ Inputs stay in [0, 1]; a teacher trained on normalised images needs
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import math
@@ -36,7 +42,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from torch_absld import ABSLDDistiller, BestCheckpoint, evaluate_robustness, follow_optimizer_lr, load_weights
+from torch_absld import (
+    ABSLDDistiller,
+    BestCheckpoint,
+    evaluate_robustness,
+    fastest_settings,
+    follow_optimizer_lr,
+    load_weights,
+)
 from torch_absld.loss import DEFAULT_COUPLING
 
 # --------------------------------------------------------------------------------------------
@@ -311,9 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attack-steps", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and after the last)")
     p.add_argument("--eval-pgd-steps", type=int, default=20)
-    p.add_argument("--amp", choices=["bf16", "fp16"], default=None)
+    p.add_argument(
+        "--amp",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="'auto' (default): bf16 where the device runs it natively, else fp16 on GPUs with tensor cores, else fp32",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the student, teacher and attack step")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument(
+        "--channels-last",
+        nargs="?",
+        const="on",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="channels_last tensors: 'auto' (default: where they pay), 'on' (also the bare flag) or 'off'",
+    )
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -347,10 +372,17 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(seed * 1_000_003 + epoch * 1_009 + rank)
 
 
-def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager[Any]:
-    if amp is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+PRECISION = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def resolve_speed_settings(args: argparse.Namespace, device: torch.device) -> tuple[str, bool, str]:
+    """``--amp`` and ``--channels-last`` for this device: (precision, channels_last, reason)."""
+    settings = fastest_settings(device, allow_fp16=True)  # this loop scales fp16 losses with a GradScaler
+    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(settings.dtype, "fp32")
+    amp = name if args.amp == "auto" else args.amp
+    channels_last = settings.channels_last if args.channels_last == "auto" else args.channels_last == "on"
+    reason = settings.reason if args.amp == "auto" else f"--amp {args.amp} (auto would pick {name}: {settings.reason})"
+    return PRECISION[amp], channels_last, reason
 
 
 def evaluate(student: nn.Module, loader: DataLoader[Any], num_classes: int, args: argparse.Namespace) -> Any:
@@ -453,7 +485,11 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     student = build_student(args.student, num_classes, args.student_width)
     teacher_path = args.teacher or smoke_teacher_checkpoint(args, num_classes, rank)
     teacher = load_weights(WideResNet(args.teacher_depth, args.teacher_width, num_classes), teacher_path)
-    memory_format = torch.channels_last if args.channels_last else torch.preserve_format
+    precision, channels_last, reason = resolve_speed_settings(args, device)
+    if rank == 0:
+        layout = "channels_last" if channels_last else "contiguous"
+        print(f"precision {precision}, {layout} tensors on {device}: {reason}", flush=True)
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
     distiller = ABSLDDistiller(
         student,
         teacher,
@@ -469,6 +505,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
         step_size=args.attack_step_size,
         steps=args.attack_steps,
         compile=args.compile,
+        precision=precision,  # autocast inside the step; warns if the device emulates the dtype
     ).to(device, memory_format=memory_format)
     model: nn.Module = distiller
     if world_size > 1:
@@ -482,7 +519,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=0.1)
     follow_optimizer_lr(distiller.loss_fn, optimizer)  # beta x 0.1 at each milestone, as the authors' script
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "float16")
     best = BestCheckpoint("pgd")
 
     start_epoch = 1
@@ -511,9 +548,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
         lr = optimizer.param_groups[0]["lr"]
         sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, adv_kl, clean_kl, n, correct_adv
         start = time.perf_counter()
-        for x, y in batches(train_loader, device, args.channels_last):
-            with autocast(device, args.amp):
-                step = model(x, y)
+        for x, y in batches(train_loader, device, channels_last):
+            step = model(x, y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(step.loss).backward()
             scaler.step(optimizer)

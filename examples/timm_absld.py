@@ -7,14 +7,18 @@ learning rate beta follows timm's scheduler through ``follow_optimizer_lr`` (tim
 ``initial_lr`` into the optimizer's parameter groups, as PyTorch's schedulers do).
 
     python examples/timm_absld.py --data-dir ~/data/imagenette/train --val-dir ~/data/imagenette/val \\
-        --student resnet18 --teacher resnet50 --teacher-checkpoint teacher.pth --img-size 160 --amp bf16
+        --student resnet18 --teacher resnet50 --teacher-checkpoint teacher.pth --img-size 160
     python examples/timm_absld.py --smoke          # seconds on a CPU, generated data, timm test models
+
+``--amp auto`` (the default) trains in bf16 where the device runs it natively, in fp16 with a
+GradScaler on GPUs with fp16 tensor cores only, and in float32 elsewhere; ``--channels-last
+auto`` uses channels_last tensors where they pay (``torch_absld.fastest_settings``; the choice is
+printed). ``--amp fp32 --channels-last off`` is the training of earlier versions.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -29,7 +33,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from torch_absld import ABSLDDistiller, Normalize, evaluate_robustness, follow_optimizer_lr, load_weights
+from torch_absld import (
+    ABSLDDistiller,
+    Normalize,
+    evaluate_robustness,
+    fastest_settings,
+    follow_optimizer_lr,
+    load_weights,
+)
 
 SMOKE = {
     "synthetic": True,
@@ -78,9 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", type=float, default=8 / 255)
     p.add_argument("--attack-steps", type=int, default=10)
     p.add_argument("--eval-pgd-steps", type=int, default=20)
-    p.add_argument("--amp", choices=["bf16", "fp16"], default=None)
+    p.add_argument(
+        "--amp",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="'auto' (default): bf16 where the device runs it natively, else fp16 on GPUs with tensor cores, else fp32",
+    )
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument(
+        "--channels-last",
+        nargs="?",
+        const="on",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="channels_last tensors: 'auto' (default: where they pay), 'on' (also the bare flag) or 'off'",
+    )
     p.add_argument("--device", default=None)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -133,10 +156,17 @@ def with_normalization(model: nn.Module) -> nn.Module:
     return nn.Sequential(Normalize(config["mean"], config["std"]), model)
 
 
-def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager[Any]:
-    if amp is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+PRECISION = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def resolve_speed_settings(args: argparse.Namespace, device: torch.device) -> tuple[str, bool, str]:
+    """``--amp`` and ``--channels-last`` for this device: (precision, channels_last, reason)."""
+    settings = fastest_settings(device, allow_fp16=True)  # this loop scales fp16 losses with a GradScaler
+    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(settings.dtype, "fp32")
+    amp = name if args.amp == "auto" else args.amp
+    channels_last = settings.channels_last if args.channels_last == "auto" else args.channels_last == "on"
+    reason = settings.reason if args.amp == "auto" else f"--amp {args.amp} (auto would pick {name}: {settings.reason})"
+    return PRECISION[amp], channels_last, reason
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -162,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.teacher_checkpoint:
         load_weights(teacher_backbone, args.teacher_checkpoint)
     student, teacher = with_normalization(backbone), with_normalization(teacher_backbone)
+    precision, channels_last, reason = resolve_speed_settings(args, device)
+    print(f"precision {precision}, {'channels_last' if channels_last else 'contiguous'} tensors: {reason}", flush=True)
     distiller = ABSLDDistiller(
         student,
         teacher,
@@ -170,8 +202,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         eps=args.eps,
         steps=args.attack_steps,
         compile=args.compile,
+        precision=precision,  # autocast inside the step; warns if the device emulates the dtype
     )
-    memory_format = torch.channels_last if args.channels_last else torch.preserve_format
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
     distiller.to(device, memory_format=memory_format)
 
     # timm's factories on the backbone (its no_weight_decay() list applies); Normalize has no parameters.
@@ -186,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         warmup_epochs=args.warmup_epochs,
     )
     follow_optimizer_lr(distiller.loss_fn, optimizer)  # timm sets "initial_lr" in every param group
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "float16")
 
     record: dict[str, Any] = {}
     for epoch in range(num_epochs):
@@ -195,10 +228,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         total, seen, start = torch.zeros((), dtype=torch.float64, device=device), 0, time.perf_counter()
         for x, y in train_loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if args.channels_last:
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, args.amp):
-                step = distiller(x, y)
+            step = distiller(x, y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(step.loss).backward()
             scaler.step(optimizer)

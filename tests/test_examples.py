@@ -14,6 +14,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from torch_absld import fastest_settings
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -166,3 +168,35 @@ def test_timm_smoke_bf16(tmp_path, quiet_torch):
     example = _load("timm_absld")
     result = example.main(["--smoke", "--amp", "bf16", "--epochs", "1", "--out", str(tmp_path)])
     assert result["last"]["train_loss"] == result["last"]["train_loss"]  # not NaN
+
+
+@pytest.mark.parametrize("name", ["cifar_absld", "timm_absld"])
+@pytest.mark.parametrize(
+    ("native", "argv", "want"),
+    [
+        (False, [], ("float32", True)),  # auto on a CPU that emulates bf16: fp32 + channels_last
+        (True, [], ("bfloat16", True)),  # auto where bf16 is native
+        (False, ["--amp", "bf16", "--channels-last"], ("bfloat16", True)),  # forced: as asked
+        (True, ["--amp", "fp32", "--channels-last", "off"], ("float32", False)),  # the former default
+    ],
+)
+def test_amp_auto_resolves_from_the_capability_checks(monkeypatch, name, native, argv, want):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": native, "amx_bf16": False})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    example = _load(name)
+    parser = example.build_parser()
+    args = parser.parse_args(["--synthetic", *argv])
+    precision, channels_last, reason = example.resolve_speed_settings(args, torch.device("cpu"))
+    assert (precision, channels_last) == want
+    assert ("AVX512-BF16" in reason) if native else ("emulates bf16" in reason)
+    if argv[:2] == ["--amp", "bf16"]:
+        assert reason.startswith("--amp bf16 (auto would pick fp32: ")
+
+
+def test_cifar_smoke_prints_its_precision(tmp_path, quiet_torch, capsys):
+    cifar = _load("cifar_absld")
+    cifar.main(["--smoke", "--epochs", "1", "--out", str(tmp_path)])
+    settings = fastest_settings("cpu", allow_fp16=True)
+    dtype = str(settings.dtype).removeprefix("torch.")
+    assert f"precision {dtype}, channels_last tensors on cpu: {settings.reason}" in capsys.readouterr().out
