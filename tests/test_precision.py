@@ -272,3 +272,5 @@ def test_distiller_float32_overrides_the_callers_autocast(monkeypatch):
 def test_distiller_rejects_an_unknown_precision():
     with pytest.raises(ValueError, match=r"Expected `precision` to be one of 'auto', 'float32'.*but got 'bf16'"):
         _distiller(precision="bf16")
+    with pytest.raises(TypeError, match=r"Expected `precision` to be None or one of .* but got dtype"):
+        _distiller(precision=torch.bfloat16)

@@ -73,6 +73,11 @@ class TrainingStep(nn.Module):
         self.student = student
         self.teacher = None if teacher is None else teacher.requires_grad_(False).eval()
         if precision is not None:
+            if not isinstance(precision, str):
+                raise TypeError(
+                    f"Expected `precision` to be None or one of {PRECISIONS}, but got {type(precision).__name__}. "
+                    "Pass the dtype's name, e.g. 'bfloat16'."
+                )
             check_choice(precision, "precision", PRECISIONS)
         self.teacher_in_state_dict = teacher_in_state_dict
         self.precision: Precision | None = precision
