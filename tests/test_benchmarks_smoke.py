@@ -101,7 +101,7 @@ def test_gpu_suite_quick_on_cpu_runs_every_check(load, tmp_path, capsys):
     assert "- command: `python benchmarks/gpu_suite.py --device cpu --quick --out " in report
     rows = {row[0]: row for row in _table_rows(report)}
     names = [check.name for check in suite.CHECKS]
-    assert names == ["cuda-tests", "amp", "compile", "throughput", "vs-authors", "vs-torchattacks", "flops"]
+    assert names == ["cuda-tests", "amp", "throughput", "compile", "vs-authors", "vs-torchattacks", "flops"]
     for name in names:
         assert rows[name][1] == "ok", f"{name}: {rows[name]}\n{report}"
     assert "skipped" in rows["cuda-tests"][3]  # no GPU here: collected and skipped, not missing
@@ -109,8 +109,10 @@ def test_gpu_suite_quick_on_cpu_runs_every_check(load, tmp_path, capsys):
     data = json.loads(out.with_suffix(".json").read_text())
     assert [c["check"] for c in data["checks"]] == names
     assert data["machine"]["bf16_native"] == bf16_support("cpu").native
-    assert data["checks"][3]["data"]["rows"][0]["configuration"] == "fp32"
-    assert {"fp32", "bf16"} <= {r["configuration"] for r in data["checks"][3]["data"]["rows"]}
+    throughput = data["checks"][2]["data"]
+    assert throughput["rows"][0]["configuration"] == "fp32"
+    assert {"fp32", "bf16"} <= {r["configuration"] for r in throughput["rows"]}
+    assert data["checks"][3]["data"]["compiled_images_per_s"] > 0
 
 
 def test_gpu_suite_reports_failures_and_timeouts_and_goes_on(load, tmp_path):
