@@ -274,3 +274,11 @@ def test_distiller_rejects_an_unknown_precision():
         _distiller(precision="bf16")
     with pytest.raises(TypeError, match=r"Expected `precision` to be None or one of .* but got dtype"):
         _distiller(precision=torch.bfloat16)
+
+
+def test_the_registry_passes_precision_through():
+    from torch_absld import methods
+
+    step = methods.create("rslad", tiny_cnn(C, seed=1), num_classes=C, teacher=tiny_cnn(C, seed=2), precision="auto")
+    assert step.precision == "auto"
+    assert "precision='auto'" in repr(step)
