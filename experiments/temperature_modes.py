@@ -273,6 +273,30 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
+def plot(out: Path, path: Path, variants: list[str], seed: int = 0) -> None:
+    """Per-class effective temperature over the epochs of ``seed`` for each of ``variants`` (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 3.6), sharey=True, squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, variant in zip(axes[0], variants):
+        history = json.loads((out / "runs" / f"{seed}_{variant}.json").read_text())["history"]["tau_eff"]
+        for c in range(len(history[0])):
+            ax.plot(range(1, len(history) + 1), [row[c] for row in history], color=cmap(c % 10), label=str(c))
+        ax.set_yscale("log")
+        ax.set_title(f"{variant}: {VARIANTS[variant.partition('@')[0]][1]}", fontsize="small")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"effective teacher temperature (seed {seed})")
+    axes[0][-1].legend(title="class", ncol=2, fontsize="x-small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _seeds(text: str) -> list[int]:
     low, _, high = text.partition("-")
     return list(range(int(low), int(high or low) + 1))
@@ -288,12 +312,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--teacher-epochs", type=int, default=20)
     parser.add_argument("--report", action="store_true", help="print the table of the cached results and stop")
+    parser.add_argument("--plot", default=None, metavar="PNG", help="plot the temperatures of --variants and stop")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.report:
         print(report(out))
         return
     variants = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+    if args.plot:
+        plot(out, Path(args.plot), variants)
+        return
     unknown = [v for v in variants if v.partition("@")[0] not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}")

@@ -157,7 +157,11 @@ def _check_out_dir(path: Path) -> None:
 def _check_extras(dataset: str, quiet: bool) -> None:
     import importlib
 
-    needed = ["matplotlib", "scipy"] + (["sklearn"] if dataset == "digits" else ["torchvision"]) + ([] if quiet else ["tqdm"])
+    needed = (
+        ["matplotlib", "scipy"]
+        + (["sklearn"] if dataset == "digits" else ["torchvision"])
+        + ([] if quiet else ["tqdm"])
+    )
     for module in needed:
         try:
             importlib.import_module(module)
