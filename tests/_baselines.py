@@ -76,3 +76,16 @@ def train_epoch(step, optimizer, batches) -> tuple[list[Tensor], list[list[Tenso
         losses.append(out.loss.detach())
         optimizer.step()
     return losses, gradients
+
+
+def assert_same_steps(got, reference: nn.Module, optimizer, batches, loss_of_batch) -> None:
+    """Replay ``batches`` on ``reference`` with ``loss_of_batch(x, y)`` written out by hand; every loss and
+    gradient must equal ``got`` (what :func:`train_epoch` returned for the step module) bit for bit."""
+    for (x, y), loss, gradients in zip(batches, *got, strict=True):
+        want = loss_of_batch(x, y)
+        optimizer.zero_grad()
+        want.backward()
+        assert torch.equal(loss, want.detach())
+        for g, p in zip(gradients, reference.parameters(), strict=True):
+            assert torch.equal(g, p.grad)
+        optimizer.step()

@@ -4,7 +4,7 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from _baselines import hand_pgd, normal_start, train_epoch
+from _baselines import assert_same_steps, hand_pgd, normal_start, train_epoch
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
@@ -38,21 +38,17 @@ def test_step_equals_the_hand_written_step():
 
     optimizer, generator = torch.optim.SGD(reference.parameters(), lr=0.1), torch.Generator().manual_seed(0)
     both = StudentAndTeacher(reference, ref_teacher)
-    torch.manual_seed(5)
-    for (x, y), loss, gradients in zip(batches, *got, strict=True):
-        x_adv = pgd(
-            both, x, y, config=ADAAD_ATTACK.replace(steps=3), objective=adaad_attack_objective, generator=generator
-        )
+
+    def loss_of_batch(x, y):
+        config = ADAAD_ATTACK.replace(steps=3)
+        x_adv = pgd(both, x, y, config=config, objective=adaad_attack_objective, generator=generator)
         s_clean, s_adv = reference(x), reference(x_adv)
         with torch.no_grad():
             t_adv, t_clean = ref_teacher(x_adv), ref_teacher(x)
-        want = AdaADLoss(alpha=0.6)(s_adv, s_clean, t_adv, t_clean)
-        optimizer.zero_grad()
-        want.backward()
-        assert torch.equal(loss, want.detach())
-        for g, p in zip(gradients, reference.parameters(), strict=True):
-            assert torch.equal(g, p.grad)
-        optimizer.step()
+        return AdaADLoss(alpha=0.6)(s_adv, s_clean, t_adv, t_clean)
+
+    torch.manual_seed(5)
+    assert_same_steps(got, reference, optimizer, batches, loss_of_batch)
 
 
 def test_attack_differentiates_through_the_teacher_inside_the_loop():

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from _baselines import hand_pgd, train_epoch, uniform_start
+from _baselines import assert_same_steps, hand_pgd, train_epoch, uniform_start
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
@@ -39,18 +39,15 @@ def test_step_equals_the_hand_written_step():
 
     optimizer, generator = torch.optim.SGD(reference.parameters(), lr=0.1), torch.Generator().manual_seed(0)
     loss_fn = ARDLoss(**options)
-    torch.manual_seed(5)
-    for (x, y), loss, gradients in zip(batches, *got, strict=True):
+
+    def loss_of_batch(x, y):
         with torch.no_grad():
             t = ref_teacher(x)
         x_adv = pgd(reference, x, y, config=ARD_ATTACK.replace(steps=3), objective="ce", generator=generator)
-        want = loss_fn(reference(x_adv), reference(x), t, y)
-        optimizer.zero_grad()
-        want.backward()
-        assert torch.equal(loss, want.detach())
-        for g, p in zip(gradients, reference.parameters(), strict=True):
-            assert torch.equal(g, p.grad)
-        optimizer.step()
+        return loss_fn(reference(x_adv), reference(x), t, y)
+
+    torch.manual_seed(5)
+    assert_same_steps(got, reference, optimizer, batches, loss_of_batch)
 
 
 def test_attack_is_on_the_students_own_cross_entropy_and_the_teacher_sees_the_clean_batch():

@@ -4,7 +4,7 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from _baselines import hand_pgd, train_epoch, uniform_start
+from _baselines import assert_same_steps, hand_pgd, train_epoch, uniform_start
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
@@ -31,16 +31,13 @@ def test_step_equals_the_hand_written_step():
     got = train_epoch(step, torch.optim.SGD(student.parameters(), lr=0.1), batches)
 
     optimizer, generator = torch.optim.SGD(reference.parameters(), lr=0.1), torch.Generator().manual_seed(0)
-    torch.manual_seed(5)
-    for (x, y), loss, gradients in zip(batches, *got, strict=True):
+
+    def loss_of_batch(x, y):
         x_adv = pgd(reference, x, y, config=SAT_ATTACK.replace(steps=3), objective="ce", generator=generator)
-        want = sat_loss(reference(x_adv), y)
-        optimizer.zero_grad()
-        want.backward()
-        assert torch.equal(loss, want.detach())
-        for g, p in zip(gradients, reference.parameters(), strict=True):
-            assert torch.equal(g, p.grad)
-        optimizer.step()
+        return sat_loss(reference(x_adv), y)
+
+    torch.manual_seed(5)
+    assert_same_steps(got, reference, optimizer, batches, loss_of_batch)
 
 
 def test_attack_ascends_the_students_cross_entropy_from_a_uniform_start():

@@ -4,7 +4,7 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from _baselines import hand_pgd, normal_start, train_epoch
+from _baselines import assert_same_steps, hand_pgd, normal_start, train_epoch
 from _models import tiny_batch, tiny_cnn
 from torch import nn
 from torch.testing import assert_close
@@ -31,20 +31,17 @@ def test_step_equals_the_hand_written_step():
     got = train_epoch(step, torch.optim.SGD(student.parameters(), lr=0.1), batches)
 
     optimizer, generator = torch.optim.SGD(reference.parameters(), lr=0.1), torch.Generator().manual_seed(0)
-    torch.manual_seed(5)
-    for (x, y), loss, gradients in zip(batches, *got, strict=True):
+
+    def loss_of_batch(x, y):
         with torch.no_grad():
             p = torch.softmax(reference.eval()(x), dim=1)
         reference.train()
         x_adv = pgd(reference, x, p, config=TRADES_ATTACK.replace(steps=3), objective="kl", generator=generator)
         clean = reference(x)
-        want = TRADESLoss(beta=3.0)(clean, reference(x_adv), y)
-        optimizer.zero_grad()
-        want.backward()
-        assert torch.equal(loss, want.detach())
-        for g, p in zip(gradients, reference.parameters(), strict=True):
-            assert torch.equal(g, p.grad)
-        optimizer.step()
+        return TRADESLoss(beta=3.0)(clean, reference(x_adv), y)
+
+    torch.manual_seed(5)
+    assert_same_steps(got, reference, optimizer, batches, loss_of_batch)
 
 
 def test_attack_equals_the_authors_loop():
