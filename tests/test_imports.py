@@ -15,7 +15,18 @@ import torch_absld
 from torch_absld._internal.compat import MOVED_MODULES
 
 PACKAGE = Path(torch_absld.__file__).parent
-CORE = ["stats.py", "temperature.py", "kl.py", "loss.py", "normalize.py", "weights.py", "attack", "_internal"]
+CORE = [
+    "stats.py",
+    "temperature.py",
+    "class_weights.py",
+    "kl.py",
+    "loss.py",
+    "losses",
+    "normalize.py",
+    "weights.py",
+    "attack",
+    "_internal",
+]
 OPTIONAL = ["sklearn", "matplotlib", "tqdm", "timm", "lightning", "pyautoattack", "torchattacks", "torchvision"]
 
 
@@ -88,6 +99,8 @@ def test_public_names_are_sorted_and_importable():
     for name in torch_absld.__all__:
         assert getattr(torch_absld, name) is not None
     assert torch_absld.attack.__all__ == sorted(torch_absld.attack.__all__)
+    assert torch_absld.losses.__all__ == sorted(torch_absld.losses.__all__)
+    assert torch_absld.methods.__all__ == sorted(torch_absld.methods.__all__)
 
 
 @pytest.mark.parametrize("module", [torch_absld, torch_absld.attack])

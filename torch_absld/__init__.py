@@ -3,8 +3,9 @@
 The package has four parts (see the contributing guide for the arrows between them):
 
 - the core, at the top: :mod:`~torch_absld.stats`, :mod:`~torch_absld.temperature`,
-  :mod:`~torch_absld.loss`, :mod:`~torch_absld.attack`, plus :mod:`~torch_absld.normalize`
-  and :mod:`~torch_absld.weights`;
+  :mod:`~torch_absld.class_weights`, :mod:`~torch_absld.loss`, :mod:`~torch_absld.losses` (the
+  baselines' losses), :mod:`~torch_absld.attack`, plus :mod:`~torch_absld.normalize` and
+  :mod:`~torch_absld.weights`;
 - :mod:`torch_absld.evaluation`: class-wise robustness under the paper's protocol;
 - :mod:`torch_absld.methods`: one training-step module per method, and a registry;
 - :mod:`torch_absld.integrations`: glue for training loops and frameworks.
@@ -20,6 +21,8 @@ from .attack import PGDConfig as PGDConfig
 from .attack import attack_objective as attack_objective
 from .attack import kl_pgd as kl_pgd
 from .attack import pgd as pgd
+from .class_weights import VulnerabilityWeights as VulnerabilityWeights
+from .class_weights import vulnerability_weights as vulnerability_weights
 from .evaluation import BestCheckpoint as BestCheckpoint
 from .evaluation import ClassAccuracy as ClassAccuracy
 from .evaluation import ClassAccuracyResult as ClassAccuracyResult
@@ -37,6 +40,18 @@ from .loss import ABSLDLoss as ABSLDLoss
 from .loss import absld_loss as absld_loss
 from .loss import soft_label_kl as soft_label_kl
 from .loss import soft_labels as soft_labels
+from .losses import AdaADLoss as AdaADLoss
+from .losses import ARDLoss as ARDLoss
+from .losses import FairARDLoss as FairARDLoss
+from .losses import SATLoss as SATLoss
+from .losses import TRADESLoss as TRADESLoss
+from .losses import adaad_attack_objective as adaad_attack_objective
+from .losses import adaad_loss as adaad_loss
+from .losses import ard_loss as ard_loss
+from .losses import fair_ard_loss as fair_ard_loss
+from .losses import sat_loss as sat_loss
+from .losses import trades_kl as trades_kl
+from .losses import trades_loss as trades_loss
 from .methods import ABSLDDistiller as ABSLDDistiller
 from .methods import DistillerOutput as DistillerOutput
 from .methods import mark_ddp_local_state as mark_ddp_local_state
@@ -51,34 +66,48 @@ __version__ = "0.1.0"
 __all__ = [
     "ABSLDDistiller",
     "ABSLDLoss",
+    "ARDLoss",
+    "AdaADLoss",
     "BestCheckpoint",
     "ClassAccuracy",
     "ClassAccuracyResult",
     "ClassStatistics",
     "ClassTemperatureController",
     "DistillerOutput",
+    "FairARDLoss",
     "KLPGDAttack",
     "LRFollowHandle",
     "Normalize",
     "PGDConfig",
     "RobustnessReport",
+    "SATLoss",
+    "TRADESLoss",
+    "VulnerabilityWeights",
     "__version__",
     "absld_loss",
+    "adaad_attack_objective",
+    "adaad_loss",
+    "ard_loss",
     "attack_objective",
     "auto_attack",
     "class_accuracy_summary",
     "default_attack_settings",
     "evaluate_robustness",
+    "fair_ard_loss",
     "follow_optimizer_lr",
     "kl_pgd",
     "load_weights",
     "mark_ddp_local_state",
     "pgd",
     "reports_to_markdown",
+    "sat_loss",
     "soft_label_kl",
     "soft_labels",
     "stratified_split",
     "temperature_update",
+    "trades_kl",
+    "trades_loss",
+    "vulnerability_weights",
     "worst_class_count",
 ]
 

@@ -3,7 +3,8 @@
 - :mod:`~torch_absld.attack.config`: :class:`PGDConfig`, the settings, checked once;
 - :mod:`~torch_absld.attack.objectives`: what the attack ascends (:func:`attack_objective`);
 - :mod:`~torch_absld.attack.engine`: :func:`pgd` and :func:`kl_pgd`;
-- :mod:`~torch_absld.attack.module`: :class:`KLPGDAttack`.
+- :mod:`~torch_absld.attack.module`: :class:`KLPGDAttack`;
+- :mod:`~torch_absld.attack.counting`: :class:`CountingObjective` (Fair-ARD's per-sample kappa).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .config import PGDConfig as PGDConfig
 from .config import PGDFields as PGDFields
 from .config import PGDSettings as PGDSettings
 from .config import RandomStart as RandomStart
+from .counting import CountingObjective as CountingObjective
 from .engine import kl_pgd as kl_pgd
 from .engine import pgd as pgd
 from .module import KLPGDAttack as KLPGDAttack
@@ -26,6 +28,7 @@ from .objectives import attack_objective as attack_objective
 
 __all__ = [
     "AttackSettings",
+    "CountingObjective",
     "KLPGDAttack",
     "Objective",
     "ObjectiveFn",

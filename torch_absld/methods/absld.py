@@ -14,6 +14,7 @@ from ..attack import KLPGDAttack, PGDConfig
 from ..attack.config import AttackSettings
 from ..attack.engine import configured
 from ..loss import ABSLDLoss
+from ._loss import loss_module, pop_loss_argument
 from .base import TrainingStep, mark_ddp_local_state
 
 __all__ = ["ABSLDDistiller", "DistillerOutput", "build_absld", "build_rslad"]
@@ -135,7 +136,7 @@ class ABSLDDistiller(TrainingStep):
         if not isinstance(teacher, nn.Module):
             raise TypeError(f"Expected `teacher` to be an nn.Module, but got {type(teacher).__name__}.")
         super().__init__(student, teacher, teacher_in_state_dict=teacher_in_state_dict)
-        self.loss_fn = _make_loss(loss, num_classes, validate_args)
+        self.loss_fn = loss_module(loss, ABSLDLoss, num_classes, validate_args)
         self.num_classes = num_classes
         self.validate_args = validate_args
         settings = {**attack_settings, "student_temperature": self.loss_fn.student_temperature}
@@ -200,24 +201,6 @@ class ABSLDDistiller(TrainingStep):
         )
 
 
-def _make_loss(loss: ABSLDLoss | Mapping[str, Any] | None, num_classes: int, validate_args: bool) -> ABSLDLoss:
-    if isinstance(loss, ABSLDLoss):
-        if loss.num_classes != num_classes:
-            raise ValueError(
-                f"Expected `loss` for num_classes = {num_classes}, but got an ABSLDLoss with "
-                f"num_classes = {loss.num_classes}."
-            )
-        return loss
-    if loss is None:
-        return ABSLDLoss(num_classes, validate_args=validate_args)
-    if isinstance(loss, Mapping):
-        kwargs = {"validate_args": validate_args, **loss}
-        return ABSLDLoss(num_classes, **kwargs)
-    raise TypeError(
-        f"Expected `loss` to be an ABSLDLoss, a mapping of its arguments or None, but got {type(loss).__name__}."
-    )
-
-
 # The registry's builders -------------------------------------------------------------------
 
 _LOSS_OPTIONS = frozenset(
@@ -244,10 +227,7 @@ def build_absld(
     """``methods.create("absld", ...)``: the :class:`ABSLDLoss` options and the distiller's, as one flat set."""
     if teacher is None:
         raise ValueError("Expected a `teacher` for the method 'absld' (it distils a teacher), but got None.")
-    loss_options = {key: hyperparameters.pop(key) for key in list(hyperparameters) if key in _LOSS_OPTIONS}
-    if loss_options and "loss" in hyperparameters:
-        raise ValueError(f"Expected either `loss` or loss options {sorted(loss_options)}, but got both.")
-    loss = hyperparameters.pop("loss", loss_options or None)
+    loss = pop_loss_argument(hyperparameters, _LOSS_OPTIONS)
     return ABSLDDistiller(student, teacher, num_classes, loss=loss, **hyperparameters)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from . import absld
+from . import absld, adaad, ard, fair_ard, sat, trades
 from .base import TrainingStep
 
 __all__ = ["available", "create"]
@@ -16,7 +16,12 @@ Builder = Callable[..., TrainingStep]
 
 _METHODS: dict[str, Builder] = {
     "absld": absld.build_absld,
+    "adaad": adaad.build_adaad,
+    "ard": ard.build_ard,
+    "fair-ard": fair_ard.build_fair_ard,
     "rslad": absld.build_rslad,
+    "sat": sat.build_sat,
+    "trades": trades.build_trades,
 }
 
 
@@ -25,7 +30,7 @@ def available() -> tuple[str, ...]:
 
     Example:
         >>> available()
-        ('absld', 'rslad')
+        ('absld', 'adaad', 'ard', 'fair-ard', 'rslad', 'sat', 'trades')
     """
     return tuple(sorted(_METHODS))
 
@@ -43,10 +48,18 @@ def create(
         name: one of :func:`available`.
         student: the network being trained.
         num_classes: number of classes $C$.
-        teacher: the frozen teacher of a distillation method (a method without one ignores it).
-        **hyperparameters: the method's options; for ``"absld"`` and ``"rslad"`` the options of
+        teacher: the frozen teacher of a distillation method (``"absld"``, ``"rslad"``, ``"ard"``,
+            ``"adaad"``, ``"fair-ard"``: a ``ValueError`` when it is missing). ``"sat"`` and
+            ``"trades"`` have no teacher and ignore a given one, so that one call can build
+            every method for a comparison.
+        **hyperparameters: the method's options. Every method takes the attack's ``eps``,
+            ``step_size``, ``steps`` and ``generator`` (its random start), with its authors'
+            defaults. For ``"absld"`` and ``"rslad"`` the options of
             :class:`~torch_absld.ABSLDLoss` and :class:`~torch_absld.ABSLDDistiller` together
-            (e.g. ``lr=0.1, coupling="product", eps=8 / 255, steps=10``).
+            (e.g. ``lr=0.1, coupling="product", eps=8 / 255, steps=10``); for the others the
+            keyword arguments of their step module (:class:`~torch_absld.methods.SATStep`,
+            :class:`~torch_absld.methods.TRADESStep`, :class:`~torch_absld.methods.ARDDistiller`,
+            :class:`~torch_absld.methods.AdaADDistiller`, :class:`~torch_absld.methods.FairARDDistiller`).
 
     Example:
         >>> student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)

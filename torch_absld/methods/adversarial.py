@@ -1,0 +1,188 @@
+"""What the adversarial training steps share: the attack, the (compiled) forwards, the checks at the boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from typing_extensions import Unpack
+
+from .._internal.checks import (
+    at_least_float32,
+    check_input_and_label_values,
+    check_integer_labels,
+    check_num_classes,
+    values_checkable,
+)
+from .._internal.modules import eval_mode
+from ..attack import KLPGDAttack, PGDConfig
+from ..attack.config import AttackSettings
+from ..attack.engine import configured
+from ..attack.objectives import Objective
+from .base import TrainingStep
+
+__all__ = ["AdversarialStep", "DistillationForwards", "StepOptions", "require_teacher"]
+
+
+class StepOptions(AttackSettings, total=False):
+    """The keyword options of every :class:`AdversarialStep` subclass, besides its method's own.
+
+    ``attack`` (a :class:`~torch_absld.PGDConfig` replacing the method's default attack),
+    ``generator`` (the attack's random start), ``eps`` and ``step_size`` (changes to the attack),
+    ``validate_args``, ``teacher_in_state_dict``, and the attack settings of
+    :class:`~torch_absld.attack.AttackSettings` (``steps``, ``random_start``, ``init_std``,
+    ``project_start``, ``clip_min``, ``clip_max``, ``loss_scale``, ``compile``, ``compile_mode``).
+    See :class:`AdversarialStep` for each.
+    """
+
+    attack: PGDConfig | None
+    generator: torch.Generator | None
+    eps: float | None
+    step_size: float | None
+    validate_args: bool
+    teacher_in_state_dict: bool
+
+
+class DistillationForwards(NamedTuple):
+    """The forward work of a distillation step before its loss (see :meth:`AdversarialStep.distillation_forwards`).
+
+    Attributes:
+        teacher_logits: the teacher's logits on the clean batch (eval mode, no gradient).
+        x_adv: the adversarial batch (detached).
+        student_adv_logits: the student's logits on ``x_adv`` (the step's mode, with gradient).
+        student_clean_logits: the student's logits on the clean batch.
+    """
+
+    teacher_logits: Tensor
+    x_adv: Tensor
+    student_adv_logits: Tensor
+    student_clean_logits: Tensor
+
+
+class AdversarialStep(TrainingStep):
+    r"""Base of the steps that attack the student, then train it on the result.
+
+    It holds the attack (:attr:`attack`, a :class:`~torch_absld.KLPGDAttack` with the method's
+    objective and its authors' :class:`~torch_absld.PGDConfig`), the forwards of the student
+    and the teacher (compiled with ``torch.compile`` when the config says ``compile=True``; the
+    registered modules and ``state_dict`` keys stay as given), and the checks of a batch at the
+    boundary: label and input values are read from the device once per step. Subclasses
+    implement ``forward(input, target)`` with the helpers below and pass ``validated=True`` inward.
+
+    The attack puts the attacked model in eval mode for its duration (the library's convention),
+    also where an official code attacks in train mode; each method's page says where.
+
+    Args:
+        student: the network being trained.
+        teacher: the frozen teacher, or ``None`` for a method without one.
+        num_classes: number of classes $C \ge 2$.
+        default_attack: the method's attack settings (its authors').
+        objective: what the attack ascends (a name or a callable, see :func:`~torch_absld.pgd`).
+        attack: settings replacing ``default_attack`` as a whole.
+        generator: random generator for the attack's start.
+        attacked: the module the attack runs (default: the student), e.g. one returning the
+            student's and the teacher's logits.
+        needs_teacher: raise a ``TypeError`` unless ``teacher`` is a module.
+        teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
+        validate_args: check label and input values once per step in eager mode (one host sync).
+        eps: L-inf radius of the attack (changes the settings).
+        step_size: attack step (changes the settings).
+        **attack_settings: other fields of the settings (``steps``, ``random_start``, ``compile``, ...).
+    """
+
+    _student_forward: nn.Module
+    _teacher_forward: nn.Module | None
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None,
+        num_classes: int,
+        *,
+        default_attack: PGDConfig,
+        objective: Objective,
+        attack: PGDConfig | None = None,
+        generator: torch.Generator | None = None,
+        attacked: nn.Module | None = None,
+        needs_teacher: bool = False,
+        teacher_in_state_dict: bool = False,
+        validate_args: bool = True,
+        eps: float | None = None,
+        step_size: float | None = None,
+        **attack_settings: Unpack[AttackSettings],
+    ) -> None:
+        if needs_teacher and not isinstance(teacher, nn.Module):
+            raise TypeError(f"Expected `teacher` to be an nn.Module, but got {type(teacher).__name__}.")
+        super().__init__(student, teacher, teacher_in_state_dict=teacher_in_state_dict)
+        self.num_classes = check_num_classes(num_classes, minimum=2)
+        self.validate_args = validate_args
+        changes = {**attack_settings, "validate_args": validate_args}
+        config = configured(default_attack if attack is None else attack, eps, step_size, changes)[0]  # type: ignore[arg-type]
+        target_model = student if attacked is None else attacked
+        self.attack = KLPGDAttack(target_model, config=config, objective=objective, generator=generator)
+
+        # Compiled views are plain attributes: the registered modules (and state_dict keys) stay as given.
+        def view(net: nn.Module) -> nn.Module:
+            return torch.compile(net, mode=config.compile_mode) if config.compile else net  # type: ignore[return-value]
+
+        object.__setattr__(self, "_student_forward", view(student))
+        object.__setattr__(self, "_teacher_forward", None if teacher is None else view(teacher))
+
+    @property
+    def use_compile(self) -> bool:
+        """Whether the forwards and the attack steps are compiled."""
+        return self.attack.use_compile
+
+    def check_inputs(self, input: Tensor, target: Tensor) -> None:
+        """The step's boundary checks: shapes and dtypes always, values once (one host read) when enabled."""
+        if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
+            raise TypeError("Expected `input` to be a floating point tensor of shape (N, ...).")
+        check_integer_labels(target, self.num_classes, batch_size=input.shape[0], check_values=False)
+        if values_checkable(self.validate_args):
+            config = self.attack.config
+            check_input_and_label_values(input, config.clip_min, config.clip_max, target, self.num_classes)
+
+    def teacher_logits(self, input: Tensor) -> Tensor:
+        """The teacher's logits on ``input``, without gradient (the teacher stays in eval mode)."""
+        if self._teacher_forward is None:
+            raise RuntimeError(f"{type(self).__name__} has no teacher.")
+        with torch.no_grad():
+            logits: Tensor = self._teacher_forward(input)
+        return logits
+
+    def student_logits(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        """The student's logits on each of ``inputs`` in turn, in the step's mode, with gradient."""
+        return tuple(self._student_forward(x) for x in inputs)
+
+    def student_eval_probabilities(self, input: Tensor) -> Tensor:
+        """``softmax`` of the student's logits on ``input`` in eval mode, without gradient, in float32."""
+        with torch.no_grad(), eval_mode(self.student):
+            return torch.softmax(at_least_float32(self._student_forward(input)), dim=1)
+
+    def distillation_forwards(
+        self, input: Tensor, attack_target: Tensor | Callable[[Tensor], Tensor]
+    ) -> DistillationForwards:
+        """The teacher on the clean batch, the attack, then the student on ``x_adv`` and on ``input``.
+
+        ``attack_target`` is the attack's target, or a function of the teacher's logits that makes it.
+        """
+        teacher = self.teacher_logits(input)
+        target = attack_target(teacher) if callable(attack_target) else attack_target
+        x_adv = self.attack(input, target, validated=True).detach()
+        student_adv, student_clean = self.student_logits(x_adv, input)
+        return DistillationForwards(teacher, x_adv, student_adv, student_clean)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, compile={self.use_compile}, "
+            f"teacher_in_state_dict={self.teacher_in_state_dict}"
+        )
+
+
+def require_teacher(method: str, teacher: nn.Module | None) -> nn.Module:
+    """The teacher of a distillation method, or a ``ValueError`` naming the method when it is missing."""
+    if teacher is None:
+        raise ValueError(f"Expected a `teacher` for the method {method!r} (it distils a teacher), but got None.")
+    return teacher
