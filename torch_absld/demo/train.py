@@ -166,8 +166,9 @@ def distill(
     student.to(device)
     order = torch.Generator().manual_seed(derive_seed(seed, "student-order"))
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=order)
+    spec = METHODS[method]
     step = build_step(
-        METHODS[method],
+        spec,
         student,
         teacher,
         num_classes,
@@ -180,7 +181,8 @@ def distill(
     ).to(device)
     optimizer = torch.optim.Adam(student.parameters(), lr=config.student_lr, weight_decay=config.student_weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.student_milestones, gamma=0.1)
-    follow_optimizer_lr(step, optimizer)  # beta x0.1 whenever the learning rate drops x0.1
+    if spec.temperatures:
+        follow_optimizer_lr(step, optimizer)  # beta x0.1 whenever the learning rate drops x0.1
     run = StudentRun(method, seed)
     keys = ("loss", "lr", "pgd_avg", "pgd_worst", "pgd_overall")
     history: dict[str, list[Any]] = {key: [] for key in keys}
