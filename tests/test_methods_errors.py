@@ -204,6 +204,33 @@ CASES: list[Case] = [
         r"loaded `temperatures` in \[min_temperature, max_temperature\]",
         lambda: _loaded({}, {}, **{"loss_fn.adv.temperatures": torch.full((C,), 9.0)}),
     ),
+    # the other methods share the boundary checks (any integer labels, devices, one read)
+    *(
+        good(
+            f"{method} labels {dtype}",
+            lambda method=method, dtype=dtype: _method_step(method, torch.tensor(LABELS, dtype=dtype)),
+            lambda out, method=method: _same(out.loss, _method_step(method, torch.tensor(LABELS)).loss),
+        )
+        for method in ("sat", "trades", "ard", "adaad", "fair-ard")
+        for dtype in (torch.uint8, torch.int32)
+    ),
+    bad(
+        "sat labels bool",
+        TypeError,
+        "`target` to hold integer class indices",
+        lambda: _method_step("sat", torch.tensor([True, False, True, True])),
+    ),
+    bad(
+        "trades input on meta",
+        ValueError,
+        "`input` on the device",
+        lambda: _method_step("trades", torch.tensor(LABELS), torch.rand(N, 3, 2, 2, device="meta")),
+    ),
+    good(
+        "VulnerabilityWeights uint8 labels",
+        lambda: _vulnerability_weights(torch.tensor([3, 0, 2, 2], dtype=torch.uint8)),
+        lambda w: _same(w, torch.tensor([4.0, 1.0, 3.0, 3.0])),
+    ),
     # the registry
     bad(
         "create unknown method",
@@ -229,6 +256,24 @@ CASES: list[Case] = [
         lambda d: _int(d.num_classes),
     ),
 ]
+
+
+def _method_step(method: str, target: torch.Tensor, input: torch.Tensor | None = None):
+    teacher = None if method == "sat" else _net(2)
+    step = create(method, _net(1), num_classes=C, teacher=teacher, steps=2, random_start=None)
+    return step(_x() if input is None else input, target)
+
+
+def _vulnerability_weights(target: torch.Tensor) -> torch.Tensor:
+    from torch_absld import VulnerabilityWeights
+
+    weights = VulnerabilityWeights(C)
+    weights.weights.copy_(torch.arange(1.0, C + 1))
+    return weights(target)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> None:
+    torch.testing.assert_close(a, b)
 
 
 def _int(value: object) -> None:
