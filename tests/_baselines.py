@@ -4,6 +4,7 @@ and the small pieces the method tests share."""
 from __future__ import annotations
 
 import torch
+from _reference import round_into_ball
 from torch import Tensor, nn
 
 
@@ -40,7 +41,10 @@ def mlp(num_classes: int, seed: int, features: int = 3 * 8 * 8) -> nn.Module:
 
 
 def hand_pgd(model, x, start, loss_of_output, steps, eps, step_size, on_forward=None):
-    """PGD written out with plain autograd: ascend the sign of the input gradient, project, clip to [0, 1]."""
+    """PGD written out with plain autograd: ascend the sign of the input gradient, project, clip to [0, 1].
+
+    The projection is onto the ball exactly (bounds rounded toward ``x``), as the library's.
+    """
     x_adv = start.clone()
     for _ in range(steps):
         x_adv.requires_grad_(True)
@@ -50,14 +54,14 @@ def hand_pgd(model, x, start, loss_of_output, steps, eps, step_size, on_forward=
         (grad,) = torch.autograd.grad(loss_of_output(output), [x_adv])
         with torch.no_grad():
             x_adv = x_adv + step_size * grad.sign()
-            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+            x_adv = round_into_ball(torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1), x, eps)
     return x_adv.detach()
 
 
 def uniform_start(x: Tensor, eps: float, seed: int) -> Tensor:
     """The engine's uniform start drawn from a generator seeded with ``seed``, projected."""
     noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed))
-    return torch.min(torch.max(x + (2 * noise - 1) * eps, x - eps), x + eps).clamp(0, 1)
+    return round_into_ball(torch.min(torch.max(x + (2 * noise - 1) * eps, x - eps), x + eps).clamp(0, 1), x, eps)
 
 
 def normal_start(x: Tensor, std: float, seed: int) -> Tensor:

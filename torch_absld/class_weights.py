@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch import Tensor
 from typing_extensions import Self
 
-from ._internal.checks import check_finite_number, check_integer_labels, check_positive, values_checkable
+from ._internal.checks import check_finite_number, check_positive
 from .stats import ClassStatistics, class_means
 
 __all__ = ["VulnerabilityWeights", "vulnerability_weights"]
@@ -137,8 +137,7 @@ class VulnerabilityWeights(ClassStatistics):
             - target: $(N,)$ integer classes
             - Output: $(N,)$ float32
         """
-        check_integer_labels(target, self.num_classes, check_values=values_checkable(self.validate_args))
-        return self.weights[target]
+        return self.weights[self._checked_labels(target)]
 
     def update(self, values: Tensor, target: Tensor) -> None:
         r"""Add each sample's $\kappa_i$ (a count, as a floating point tensor) into its class's sums."""

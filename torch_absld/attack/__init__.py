@@ -3,6 +3,7 @@
 - :mod:`~torch_absld.attack.config`: :class:`PGDConfig`, the settings, checked once;
 - :mod:`~torch_absld.attack.objectives`: what the attack ascends (:func:`attack_objective`);
 - :mod:`~torch_absld.attack.engine`: :func:`pgd` and :func:`kl_pgd`;
+- :mod:`~torch_absld.attack.projection`: the eps-ball, exactly, in every dtype;
 - :mod:`~torch_absld.attack.module`: :class:`KLPGDAttack`;
 - :mod:`~torch_absld.attack.counting`: :class:`CountingObjective` (Fair-ARD's per-sample kappa).
 """

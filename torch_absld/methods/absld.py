@@ -9,7 +9,17 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
-from .._internal.checks import check_input_and_label_values, check_integer_labels, values_checkable
+from .._internal.checks import (
+    check_bool,
+    check_device,
+    check_integer_labels,
+    check_num_classes,
+    values_checkable,
+)
+from .._internal.modules import as_model_input, module_device
+from .._internal.value_checks import (
+    check_input_and_label_values,
+)
 from ..attack import KLPGDAttack, PGDConfig
 from ..attack.config import AttackSettings
 from ..attack.engine import configured
@@ -136,12 +146,15 @@ class ABSLDDistiller(TrainingStep):
         if not isinstance(teacher, nn.Module):
             raise TypeError(f"Expected `teacher` to be an nn.Module, but got {type(teacher).__name__}.")
         super().__init__(student, teacher, teacher_in_state_dict=teacher_in_state_dict)
+        num_classes = check_num_classes(num_classes, minimum=2)
+        validate_args = check_bool(validate_args, "validate_args")
         self.loss_fn = loss_module(loss, ABSLDLoss, num_classes, validate_args)
         self.num_classes = num_classes
         self.validate_args = validate_args
         settings = {**attack_settings, "student_temperature": self.loss_fn.student_temperature}
         config = configured(attack, eps, step_size, {**settings, "validate_args": validate_args})[0]  # type: ignore[typeddict-item]
         self.attack = KLPGDAttack(student, config=config, objective="kl", generator=generator)
+        self.attack._model_name = "student"
         # Compiled views are plain attributes: the registered modules (and state_dict keys) stay as given.
         mode = config.compile_mode
         student_forward = torch.compile(student, mode=mode) if config.compile else student
@@ -159,19 +172,37 @@ class ABSLDDistiller(TrainingStep):
         return self.attack.use_compile
 
     def forward(self, input: Tensor, target: Tensor) -> DistillerOutput:
-        """One step's forward work: teacher, attack, both student forwards, loss."""
+        """One step's forward work: teacher, attack, both student forwards, loss.
+
+        The arguments are checked once, here: shapes, dtypes and devices always; in eager mode
+        with ``validate_args`` the label range, the input range and the teacher's logits in one
+        read from the device. Labels of any integer dtype are cast to int64 once. An empty batch
+        gives a zero loss (part of the graph) and records nothing.
+        """
         config = self.attack.config
         if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
-            raise TypeError("Expected `input` to be a floating point tensor of shape (N, ...).")
-        check_integer_labels(target, self.num_classes, batch_size=input.shape[0], check_values=False)
-        if values_checkable(self.validate_args):
-            check_input_and_label_values(input, config.clip_min, config.clip_max, target, self.num_classes)
+            got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
+            raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
+        check_device(input, module_device(self.student), "input", "the student")
+        target = check_integer_labels(
+            target,
+            self.num_classes,
+            batch_size=input.shape[0],
+            check_values=False,
+            device=input.device,
+            owner="`input`",
+        )
         with torch.no_grad():
-            teacher_logits = self._teacher_forward(input)
+            teacher_logits = self._teacher_forward(as_model_input(self.teacher, input))
+        _check_teacher_output(teacher_logits, input.shape[0], self.num_classes)
+        if values_checkable(self.validate_args):
+            check_input_and_label_values(
+                input, config.clip_min, config.clip_max, target, self.num_classes, teacher_logits
+            )
         soft = self.loss_fn.soft_labels(teacher_logits, target, "adv", validated=True)
         x_adv = self.attack(input, soft, validated=True)
-        student_adv_logits = self._student_forward(x_adv)
-        student_clean_logits = self._student_forward(input)
+        student_adv_logits = self._student_forward(as_model_input(self.student, x_adv))
+        student_clean_logits = self._student_forward(as_model_input(self.student, input))
         adv_kl, clean_kl = self.loss_fn.terms(
             student_adv_logits, student_clean_logits, teacher_logits, target, validated=True
         )
@@ -198,6 +229,15 @@ class ABSLDDistiller(TrainingStep):
         return (
             f"num_classes={self.num_classes}, compile={self.use_compile}, "
             f"teacher_in_state_dict={self.teacher_in_state_dict}"
+        )
+
+
+def _check_teacher_output(logits: object, batch_size: int, num_classes: int) -> None:
+    if not isinstance(logits, Tensor) or tuple(logits.shape) != (batch_size, num_classes):
+        got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(
+            f"Expected `teacher` to return logits of shape (N, num_classes) = ({batch_size}, {num_classes}), "
+            f"but got {got}. Check `num_classes` and that the teacher returns plain logits."
         )
 
 

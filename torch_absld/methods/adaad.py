@@ -133,7 +133,7 @@ class AdaADDistiller(AdversarialStep):
 
     def forward(self, input: Tensor, target: Tensor) -> AdaADOutput:
         """One step's forward work: the joint attack, both student forwards, both teacher forwards, loss."""
-        self.check_inputs(input, target)
+        target = self.check_inputs(input, target)
         x_adv = self.attack(input, target, validated=True).detach()
         student_clean, student_adv = self.student_logits(input, x_adv)
         teacher_adv, teacher_clean = self.teacher_logits(x_adv), self.teacher_logits(input)

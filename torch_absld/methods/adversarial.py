@@ -9,14 +9,9 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
-from .._internal.checks import (
-    at_least_float32,
-    check_input_and_label_values,
-    check_integer_labels,
-    check_num_classes,
-    values_checkable,
-)
-from .._internal.modules import eval_mode
+from .._internal.checks import at_least_float32, check_device, check_integer_labels, check_num_classes, values_checkable
+from .._internal.modules import eval_mode, module_device
+from .._internal.value_checks import check_input_and_label_values
 from ..attack import KLPGDAttack, PGDConfig
 from ..attack.config import AttackSettings
 from ..attack.engine import configured
@@ -135,14 +130,27 @@ class AdversarialStep(TrainingStep):
         """Whether the forwards and the attack steps are compiled."""
         return self.attack.use_compile
 
-    def check_inputs(self, input: Tensor, target: Tensor) -> None:
-        """The step's boundary checks: shapes and dtypes always, values once (one host read) when enabled."""
+    def check_inputs(self, input: Tensor, target: Tensor) -> Tensor:
+        """The step's boundary checks: shapes, dtypes and devices always, values once (one host read) when enabled.
+
+        Returns the labels as int64 (any integer dtype is accepted and cast once, here).
+        """
         if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
-            raise TypeError("Expected `input` to be a floating point tensor of shape (N, ...).")
-        check_integer_labels(target, self.num_classes, batch_size=input.shape[0], check_values=False)
+            got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
+            raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
+        check_device(input, module_device(self.student), "input", "the student")
+        target = check_integer_labels(
+            target,
+            self.num_classes,
+            batch_size=input.shape[0],
+            check_values=False,
+            device=input.device,
+            owner="`input`",
+        )
         if values_checkable(self.validate_args):
             config = self.attack.config
             check_input_and_label_values(input, config.clip_min, config.clip_max, target, self.num_classes)
+        return target
 
     def teacher_logits(self, input: Tensor) -> Tensor:
         """The teacher's logits on ``input``, without gradient (the teacher stays in eval mode)."""

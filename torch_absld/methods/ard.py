@@ -107,7 +107,7 @@ class ARDDistiller(AdversarialStep):
 
     def forward(self, input: Tensor, target: Tensor) -> ARDOutput:
         """One step's forward work: teacher, attack, both student forwards, loss."""
-        self.check_inputs(input, target)
+        target = self.check_inputs(input, target)
         out = self.distillation_forwards(input, target)
         kl, ce = self.loss_fn.terms(
             out.student_adv_logits, out.student_clean_logits, out.teacher_logits, target, validated=True

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from torch import Tensor, nn
 from typing_extensions import Self
 
+from .._internal.modules import check_state_first
 from ..stats import ClassStatistics
 
 __all__ = ["StepOutput", "TrainingStep", "mark_ddp_local_state"]
@@ -61,6 +62,7 @@ class TrainingStep(nn.Module):
         self.teacher_in_state_dict = teacher_in_state_dict
         self.register_state_dict_post_hook(_drop_teacher_state)  # type: ignore[no-untyped-call]
         self.register_load_state_dict_pre_hook(_fill_teacher_state)  # type: ignore[no-untyped-call]
+        self.register_load_state_dict_pre_hook(check_state_first)  # type: ignore[no-untyped-call]
         mark_ddp_local_state(self)
 
     def train(self, mode: bool = True) -> Self:

@@ -138,7 +138,7 @@ class FairARDDistiller(AdversarialStep):
 
     def forward(self, input: Tensor, target: Tensor) -> FairARDOutput:
         r"""One step's forward work: teacher, attack (counting $\kappa$), both student forwards, loss."""
-        self.check_inputs(input, target)
+        target = self.check_inputs(input, target)
         self.counter.reset(target)
         out = self.distillation_forwards(input, target if self.loss_fn.base == "ard" else self._soft_labels)
         kappa = self.counter.counts

@@ -79,7 +79,7 @@ class SATStep(AdversarialStep):
 
     def forward(self, input: Tensor, target: Tensor) -> SATOutput:
         """One step's forward work: attack, the student on ``x_adv``, loss."""
-        self.check_inputs(input, target)
+        target = self.check_inputs(input, target)
         x_adv = self.attack(input, target, validated=True).detach()
         (logits,) = self.student_logits(x_adv)
         return SATOutput(self.loss_fn(logits, target, validated=True), logits, x_adv)

@@ -97,7 +97,7 @@ class TRADESStep(AdversarialStep):
 
     def forward(self, input: Tensor, target: Tensor) -> TRADESOutput:
         """One step's forward work: clean target, attack, both student forwards, loss."""
-        self.check_inputs(input, target)
+        target = self.check_inputs(input, target)
         clean_probabilities = self.student_eval_probabilities(input)
         x_adv = self.attack(input, clean_probabilities, validated=True).detach()
         clean, adv = self.student_logits(input, x_adv)
