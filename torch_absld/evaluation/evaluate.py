@@ -14,10 +14,10 @@ from torch.utils.data import DistributedSampler
 
 from .._internal.checks import check_finite_number, check_positive
 from .._internal.distributed import all_reduce_sum, is_distributed
+from .._internal.keyed import keyed_uniform
 from .._internal.modules import frozen_model, unwrap_model
 from ..attack import PGDConfig
 from ..attack.engine import run_pgd
-from ._keyed import keyed_uniform
 from .autoattack import auto_attack
 from .metrics import ClassAccuracy, class_accuracy_summary, worst_class_count
 from .protocol import ATTACKS, attack_config, resolve_attack_settings
