@@ -69,3 +69,48 @@ def test_compare_without_absld_compares_with_the_first(tmp_path: Path) -> None:
     assert main(["compare", *TINY, "--methods", "sat,trades", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert results["pairs"] == [["TRADES", "SAT"]]
+
+
+def test_methods_with_a_validation_split_hold_it_out_and_evaluate_their_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    from collections import Counter
+
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    from torch_absld.demo import train
+    from torch_absld.demo.config import DemoConfig
+    from torch_absld.demo.data import load_dataset
+    from torch_absld.demo.models import StudentMLP
+    from torch_absld.evaluation import dataset_labels
+
+    built, build_step = {}, train.build_step
+
+    def spy(spec, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built[spec.name] = step = build_step(spec, *args, **kwargs)
+        return step
+
+    monkeypatch.setattr(train, "build_step", spy)
+    cfa = train.METHODS["CFA"]  # a gate every epoch passes: the demo evaluates the average
+    monkeypatch.setitem(train.METHODS, "CFA", dataclasses.replace(cfa, options={**cfa.options, "threshold": 0.0}))
+    data, train_set, test_set = load_dataset("digits", "unused", 0)
+    test_loader = DataLoader(test_set, batch_size=512)
+    config = DemoConfig(epochs=2, attack_steps=2, progress=False)
+    for name in ("FRL", "CFA", "BAT"):
+        student = StudentMLP(data.input_shape, data.num_classes, (16,))
+        run = train.distill(config, name, 0, student, nn.Linear(1, 1), train_set, test_loader, 10, data.eps)
+        step = built[name]
+        assert len(run.history["pgd_worst"]) == 2
+        validation = getattr(step, "validation", None)
+        if name == "BAT":
+            assert validation is None  # the others train on the whole split
+            continue
+        held_out = validation.dataset
+        assert held_out.dataset is train_set  # a stratified 10% of the training split
+        per_class, held_per_class = Counter(dataset_labels(train_set)), Counter(dataset_labels(held_out))
+        assert all(abs(held_per_class[c] - 0.1 * n) <= 0.5 for c, n in per_class.items())
+        model = step.evaluation_model
+        assert (model is step.fawa.module) if name == "CFA" else (model is student)
+        for key, value in model.state_dict().items():
+            assert torch.equal(run.last_state[key], value), key

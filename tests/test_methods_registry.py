@@ -14,19 +14,33 @@ C = 5
 
 
 def test_available_lists_the_methods():
-    assert methods.available() == ("absld", "adaad", "ard", "fair-ard", "rslad", "sat", "trades")
+    assert methods.available() == ("absld", "adaad", "ard", "bat", "cfa", "fair-ard", "frl", "rslad", "sat", "trades")
+
+
+def _validation_split():
+    x, y = tiny_batch(10, C, seed=20)
+    return [(x, y % C), (x.flip(0), torch.arange(10) % C)]
+
+
+# What a method needs besides the common options: FRL and CFA read a validation split at the end of each epoch
+# (CFA's weight averaging from its first epoch here, so that the average is part of the state).
+OPTIONS = {
+    "frl": {"validation": _validation_split()},
+    "cfa": {"validation": _validation_split(), "start_epoch": 0, "threshold": 0.0},
+}
 
 
 @pytest.mark.parametrize("name", methods.available())
 def test_every_method_keeps_the_step_contract(name):
-    step = methods.create(name, tiny_cnn(C, seed=1), num_classes=C, teacher=tiny_cnn(C, seed=2), steps=1)
+    options = OPTIONS.get(name, {})
+    step = methods.create(name, tiny_cnn(C, seed=1), num_classes=C, teacher=tiny_cnn(C, seed=2), steps=1, **options)
     assert isinstance(step, TrainingStep)
     x, y = tiny_batch(8, C)
     out = step.train()(x, y)
     out.loss.backward()
     step.on_epoch_end()
     assert not any(key.startswith("teacher.") for key in step.state_dict())
-    fresh = methods.create(name, tiny_cnn(C, seed=3), num_classes=C, teacher=tiny_cnn(C, seed=2), steps=1)
+    fresh = methods.create(name, tiny_cnn(C, seed=3), num_classes=C, teacher=tiny_cnn(C, seed=2), steps=1, **options)
     fresh.load_state_dict(step.state_dict())
 
 
@@ -63,7 +77,8 @@ def test_rslad_is_absld_with_frozen_temperatures():
         (
             "sat2",
             {"teacher": nn.Linear(2, 2)},
-            "`name` to be one of 'absld', 'adaad', 'ard', 'fair-ard', 'rslad', 'sat', 'trades', but got 'sat2'",
+            "`name` to be one of 'absld', 'adaad', 'ard', 'bat', 'cfa', 'fair-ard', 'frl', 'rslad', 'sat', 'trades', "
+            "but got 'sat2'",
         ),
         ("absld", {}, "Expected a `teacher` for the method 'absld'"),
         ("rslad", {}, "Expected a `teacher` for the method 'rslad'"),
@@ -76,7 +91,7 @@ def test_create_errors(name, kwargs, match):
         methods.create(name, nn.Linear(2, 2), num_classes=2, **kwargs)
 
 
-TEACHER_FREE = ("sat", "trades")
+TEACHER_FREE = ("sat", "trades", "frl", "cfa", "bat")
 
 
 def _create(name: str, student_seed: int = 1, **options):
@@ -88,7 +103,7 @@ def _create(name: str, student_seed: int = 1, **options):
         teacher=tiny_cnn(C, seed=2),
         steps=2,
         generator=generator,
-        **options,
+        **{**OPTIONS.get(name, {}), **options},
     )
 
 

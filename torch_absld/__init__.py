@@ -3,7 +3,9 @@
 The package has four parts (see the contributing guide for the arrows between them):
 
 - the core, at the top: :mod:`~torch_absld.stats`, :mod:`~torch_absld.temperature`,
-  :mod:`~torch_absld.class_weights`, :mod:`~torch_absld.loss`, :mod:`~torch_absld.losses` (the
+  :mod:`~torch_absld.class_weights`, :mod:`~torch_absld.class_eps` and
+  :mod:`~torch_absld.multipliers` (per-class radii), :mod:`~torch_absld.averaging` (FAWA),
+  :mod:`~torch_absld.validation`, :mod:`~torch_absld.loss`, :mod:`~torch_absld.losses` (the
   baselines' losses), :mod:`~torch_absld.attack`, plus :mod:`~torch_absld.normalize` and
   :mod:`~torch_absld.weights`;
 - :mod:`torch_absld.evaluation`: class-wise robustness under the paper's protocol;
@@ -21,6 +23,9 @@ from .attack import PGDConfig as PGDConfig
 from .attack import attack_objective as attack_objective
 from .attack import kl_pgd as kl_pgd
 from .attack import pgd as pgd
+from .averaging import FairnessAwareAveraging as FairnessAwareAveraging
+from .class_eps import CalibratedEpsilon as CalibratedEpsilon
+from .class_eps import ClassEpsilon as ClassEpsilon
 from .class_weights import VulnerabilityWeights as VulnerabilityWeights
 from .class_weights import vulnerability_weights as vulnerability_weights
 from .evaluation import BestCheckpoint as BestCheckpoint
@@ -42,19 +47,26 @@ from .loss import soft_label_kl as soft_label_kl
 from .loss import soft_labels as soft_labels
 from .losses import AdaADLoss as AdaADLoss
 from .losses import ARDLoss as ARDLoss
+from .losses import BATLoss as BATLoss
+from .losses import CFALoss as CFALoss
 from .losses import FairARDLoss as FairARDLoss
+from .losses import FRLLoss as FRLLoss
 from .losses import SATLoss as SATLoss
 from .losses import TRADESLoss as TRADESLoss
 from .losses import adaad_attack_objective as adaad_attack_objective
 from .losses import adaad_loss as adaad_loss
 from .losses import ard_loss as ard_loss
+from .losses import bat_loss as bat_loss
+from .losses import cfa_loss as cfa_loss
 from .losses import fair_ard_loss as fair_ard_loss
+from .losses import frl_loss as frl_loss
 from .losses import sat_loss as sat_loss
 from .losses import trades_kl as trades_kl
 from .losses import trades_loss as trades_loss
 from .methods import ABSLDDistiller as ABSLDDistiller
 from .methods import DistillerOutput as DistillerOutput
 from .methods import mark_ddp_local_state as mark_ddp_local_state
+from .multipliers import FRLMultipliers as FRLMultipliers
 from .normalize import Normalize as Normalize
 from .stats import ClassStatistics as ClassStatistics
 from .temperature import ClassTemperatureController as ClassTemperatureController
@@ -68,13 +80,20 @@ __all__ = [
     "ABSLDLoss",
     "ARDLoss",
     "AdaADLoss",
+    "BATLoss",
     "BestCheckpoint",
+    "CFALoss",
+    "CalibratedEpsilon",
     "ClassAccuracy",
     "ClassAccuracyResult",
+    "ClassEpsilon",
     "ClassStatistics",
     "ClassTemperatureController",
     "DistillerOutput",
+    "FRLLoss",
+    "FRLMultipliers",
     "FairARDLoss",
+    "FairnessAwareAveraging",
     "KLPGDAttack",
     "LRFollowHandle",
     "Normalize",
@@ -90,11 +109,14 @@ __all__ = [
     "ard_loss",
     "attack_objective",
     "auto_attack",
+    "bat_loss",
+    "cfa_loss",
     "class_accuracy_summary",
     "default_attack_settings",
     "evaluate_robustness",
     "fair_ard_loss",
     "follow_optimizer_lr",
+    "frl_loss",
     "kl_pgd",
     "load_weights",
     "mark_ddp_local_state",

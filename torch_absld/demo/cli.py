@@ -83,8 +83,8 @@ def _commands() -> dict[str, _Command]:
             "training objective), evaluated class by class (clean, FGSM, PGD-20, CW-inf and AutoAttack's APGD-CE "
             "+ APGD-T, or all of AutoAttack with --autoattack standard) at the best and last epoch. Reports the "
             "paper's Table 1 layout (Avg., Worst, Overall, NSD; mean and 95%% confidence interval over seeds), "
-            "ABSLD minus every other method seed by seed, and per-class plots. All seven methods with 3 seeds "
-            "took 9 minutes on 2 CPU cores.",
+            "ABSLD minus every other method seed by seed, and per-class plots. SAT, TRADES, ARD, RSLAD, AdaAD, "
+            "Fair-ARD and ABSLD with 3 seeds took 9 minutes on 2 CPU cores.",
             "ABSLD",
         ),
     }

@@ -23,10 +23,10 @@ from .._internal.checks import (
     check_process_group,
 )
 from .._internal.distributed import all_reduce_sum, is_distributed
+from .._internal.keyed import keyed_uniform
 from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
 from ..attack import PGDConfig
 from ..attack.engine import run_pgd
-from ._keyed import keyed_uniform
 from .autoattack import auto_attack
 from .metrics import ClassAccuracy, class_accuracy_summary, worst_class_count
 from .protocol import ATTACKS, attack_config, resolve_attack_settings

@@ -6,6 +6,9 @@
 - :mod:`~torch_absld.methods.sat`, :mod:`~torch_absld.methods.trades`: :class:`SATStep`, :class:`TRADESStep`;
 - :mod:`~torch_absld.methods.ard`, :mod:`~torch_absld.methods.adaad`, :mod:`~torch_absld.methods.fair_ard`:
   :class:`ARDDistiller`, :class:`AdaADDistiller`, :class:`FairARDDistiller`;
+- :mod:`~torch_absld.methods.validated`: what the steps with a validation split share (:class:`ValidatedStep`);
+- :mod:`~torch_absld.methods.frl`, :mod:`~torch_absld.methods.cfa`, :mod:`~torch_absld.methods.bat`:
+  :class:`FRLStep`, :class:`CFAStep`, :class:`BATStep`;
 - :mod:`~torch_absld.methods.registry`: :func:`available` and :func:`create`.
 """
 
@@ -21,14 +24,21 @@ from .ard import ARDOutput as ARDOutput
 from .base import StepOutput as StepOutput
 from .base import TrainingStep as TrainingStep
 from .base import mark_ddp_local_state as mark_ddp_local_state
+from .bat import BATOutput as BATOutput
+from .bat import BATStep as BATStep
+from .cfa import CFAOutput as CFAOutput
+from .cfa import CFAStep as CFAStep
 from .fair_ard import FairARDDistiller as FairARDDistiller
 from .fair_ard import FairARDOutput as FairARDOutput
+from .frl import FRLOutput as FRLOutput
+from .frl import FRLStep as FRLStep
 from .registry import available as available
 from .registry import create as create
 from .sat import SATOutput as SATOutput
 from .sat import SATStep as SATStep
 from .trades import TRADESOutput as TRADESOutput
 from .trades import TRADESStep as TRADESStep
+from .validated import ValidatedStep as ValidatedStep
 
 __all__ = [
     "ABSLDDistiller",
@@ -37,7 +47,13 @@ __all__ = [
     "AdaADDistiller",
     "AdaADOutput",
     "AdversarialStep",
+    "BATOutput",
+    "BATStep",
+    "CFAOutput",
+    "CFAStep",
     "DistillerOutput",
+    "FRLOutput",
+    "FRLStep",
     "FairARDDistiller",
     "FairARDOutput",
     "SATOutput",
@@ -46,6 +62,7 @@ __all__ = [
     "TRADESOutput",
     "TRADESStep",
     "TrainingStep",
+    "ValidatedStep",
     "available",
     "create",
     "mark_ddp_local_state",

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from . import absld, adaad, ard, fair_ard, sat, trades
+from . import absld, adaad, ard, bat, cfa, fair_ard, frl, sat, trades
 from .base import TrainingStep
 
 __all__ = ["available", "create"]
@@ -18,7 +18,10 @@ _METHODS: dict[str, Builder] = {
     "absld": absld.build_absld,
     "adaad": adaad.build_adaad,
     "ard": ard.build_ard,
+    "bat": bat.build_bat,
+    "cfa": cfa.build_cfa,
     "fair-ard": fair_ard.build_fair_ard,
+    "frl": frl.build_frl,
     "rslad": absld.build_rslad,
     "sat": sat.build_sat,
     "trades": trades.build_trades,
@@ -30,7 +33,7 @@ def available() -> tuple[str, ...]:
 
     Example:
         >>> available()
-        ('absld', 'adaad', 'ard', 'fair-ard', 'rslad', 'sat', 'trades')
+        ('absld', 'adaad', 'ard', 'bat', 'cfa', 'fair-ard', 'frl', 'rslad', 'sat', 'trades')
     """
     return tuple(sorted(_METHODS))
 
@@ -49,9 +52,9 @@ def create(
         student: the network being trained.
         num_classes: number of classes $C$.
         teacher: the frozen teacher of a distillation method (``"absld"``, ``"rslad"``, ``"ard"``,
-            ``"adaad"``, ``"fair-ard"``: a ``ValueError`` when it is missing). ``"sat"`` and
-            ``"trades"`` have no teacher and ignore a given one, so that one call can build
-            every method for a comparison.
+            ``"adaad"``, ``"fair-ard"``: a ``ValueError`` when it is missing). ``"sat"``,
+            ``"trades"``, ``"frl"``, ``"cfa"`` and ``"bat"`` have no teacher and ignore a given
+            one, so that one call can build every method for a comparison.
         **hyperparameters: the method's options. Every method takes the attack's ``eps``,
             ``step_size``, ``steps`` and ``generator`` (its random start), with its authors'
             defaults. For ``"absld"`` and ``"rslad"`` the options of
@@ -59,7 +62,10 @@ def create(
             (e.g. ``lr=0.1, coupling="product", eps=8 / 255, steps=10``); for the others the
             keyword arguments of their step module (:class:`~torch_absld.methods.SATStep`,
             :class:`~torch_absld.methods.TRADESStep`, :class:`~torch_absld.methods.ARDDistiller`,
-            :class:`~torch_absld.methods.AdaADDistiller`, :class:`~torch_absld.methods.FairARDDistiller`).
+            :class:`~torch_absld.methods.AdaADDistiller`, :class:`~torch_absld.methods.FairARDDistiller`,
+            :class:`~torch_absld.methods.FRLStep`, :class:`~torch_absld.methods.CFAStep`,
+            :class:`~torch_absld.methods.BATStep`). ``"frl"`` and ``"cfa"`` also take
+            ``validation=``: the batches of a validation split, read at the end of each epoch.
 
     Example:
         >>> student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)
