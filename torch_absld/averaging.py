@@ -8,11 +8,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from typing_extensions import Self, TypedDict
 
-from ._internal.checks import check_integer, check_unit_interval
+from ._internal.checks import ProcessGroupArg, check_integer, check_unit_interval
 from ._internal.modules import unwrap_model
 from .attack import PGDConfig
 from .class_eps import _count
@@ -72,7 +71,8 @@ class FairnessAwareAveraging(ClassStatistics):
             one (the ABSLD paper's CIFAR-100 setting: 0.1, with $\delta = 0.02$).
         attack: the gate's attack (:data:`FAWA_ATTACK`; its ``random_start`` ``"uniform"`` or ``None``).
         seed: seed of the attack's per-sample uniform starts.
-        process_group: ranks that share the validation split; ``None`` is the default group.
+        process_group: ranks that share the validation split; ``None`` is the default group,
+            ``False`` this rank alone (no collective).
         validate_args: check label values in eager mode.
 
     Example:
@@ -98,7 +98,7 @@ class FairnessAwareAveraging(ClassStatistics):
         worst_fraction: float | None = None,
         attack: PGDConfig = FAWA_ATTACK,
         seed: int = 0,
-        process_group: dist.ProcessGroup | None = None,
+        process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):

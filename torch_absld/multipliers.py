@@ -214,11 +214,12 @@ class FRLMultipliers(ClassEpsilon):
             - target: $(N,)$ integer classes
             - Output: present $(C,)$ bool, and two scalars
         """
-        if not is_distributed(self.process_group):
+        group = self.process_group
+        if group is False or not is_distributed(group):
             return None
         ones = torch.ones(target.shape, dtype=torch.float64, device=target.device)
-        counts = all_reduce_sum(torch.zeros_like(self.scale).index_add_(0, target, ones), self.process_group)
-        ranks = dist.get_world_size(self.process_group)
+        counts = all_reduce_sum(torch.zeros_like(self.scale).index_add_(0, target, ones), group)
+        ranks = dist.get_world_size(group)
         return counts > 0, (counts @ self.natural_weights / ranks, counts @ self.boundary_weights / ranks)
 
     def rate_at(self, update: int) -> float:
