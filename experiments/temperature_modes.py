@@ -237,14 +237,30 @@ def student_job(seed: int, variant: str, out: Path, config: DemoConfig, autoatta
     path.write_text(json.dumps(result))
 
 
+COLUMNS = (
+    ("last", "pgd", "worst", "Δ worst PGD-20 last"),
+    ("last", "aa", "worst", "Δ worst AA last"),
+    ("last", "aa", "avg", "Δ avg AA last"),
+    ("last", "aa", "overall", "Δ overall AA last"),
+    ("best", "pgd", "worst", "Δ worst PGD-20 best"),
+    ("best", "aa", "worst", "Δ worst AA best"),
+)
+
+
+def _metric(scores: dict[str, Any], metric: str) -> float:
+    if metric == "overall":
+        return (scores["avg"] + scores["worst"]) / 2
+    return float(scores[metric])
+
+
 def report(out: Path) -> str:
     """Paired differences of every variant to RSLAD (with the same teacher scale), 95% intervals."""
     runs = {}
     for path in (out / "runs").glob("*.json"):
         result = json.loads(path.read_text())
         runs[(result["seed"], result["variant"])] = result
-    lines = ["| variant | n | Δ worst PGD-20 last | Δ worst AA last | Δ avg AA last | Δ worst PGD-20 best | median τ |"]
-    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lines = ["| variant | n | " + " | ".join(c[3] for c in COLUMNS) + " | median τ |"]
+    lines.append("| --- | ---: |" + " ---: |" * (len(COLUMNS) + 1))
     for variant in sorted({v for _, v in runs}):
         name, _, scale = variant.partition("@")
         base = "rslad" + (f"@{scale}" if scale else "")
@@ -252,22 +268,15 @@ def report(out: Path) -> str:
         if name == "rslad" or not seeds:
             continue
         cells = []
-        for checkpoint, attack, metric in (
-            ("last", "pgd", "worst"),
-            ("last", "aa", "worst"),
-            ("last", "aa", "avg"),
-            ("best", "pgd", "worst"),
-        ):
+        for checkpoint, attack, metric, _ in COLUMNS:
             diffs = [
-                runs[(s, variant)][checkpoint][attack][metric] - runs[(s, base)][checkpoint][attack][metric]
+                _metric(runs[(s, variant)][checkpoint][attack], metric)
+                - _metric(runs[(s, base)][checkpoint][attack], metric)
                 for s in seeds
             ]
             c = paired_comparison(diffs)
-            cells.append(
-                f"{100 * c.mean:+.1f} [{100 * c.low:+.1f}, {100 * c.high:+.1f}]"
-                if len(seeds) > 1
-                else f"{100 * c.mean:+.1f}"
-            )
+            interval = f" [{100 * c.low:+.1f}, {100 * c.high:+.1f}]" if len(seeds) > 1 else ""
+            cells.append(f"{100 * c.mean:+.1f}{interval}")
         median = statistics.fmean(statistics.median(runs[(s, variant)]["history"]["tau_eff"][-1]) for s in seeds)
         lines.append(f"| {variant} | {len(seeds)} | " + " | ".join(cells) + f" | {median:.2f} |")
     return "\n".join(lines)
