@@ -73,7 +73,7 @@ from .temperature import ClassTemperatureController as ClassTemperatureControlle
 from .temperature import temperature_update as temperature_update
 from .weights import load_weights as load_weights
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "ABSLDDistiller",
