@@ -269,6 +269,9 @@ def report(out: Path) -> str:
             continue
         cells = []
         for checkpoint, attack, metric, _ in COLUMNS:
+            if attack not in runs[(seeds[0], variant)][checkpoint]:
+                cells.append("n/a")
+                continue
             diffs = [
                 _metric(runs[(s, variant)][checkpoint][attack], metric)
                 - _metric(runs[(s, base)][checkpoint][attack], metric)
