@@ -405,3 +405,29 @@ def test_missing_extra_is_one_line(
         == 'torch-absld demo: error: the demo needs matplotlib: pip install "torch-absld[demo]"\n'
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_autoattack_checks_are_kept_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from torch_absld.demo import jobs
+    from torch_absld.demo.report import _autoattack_checks
+
+    def fake_evaluate(*args: Any, **kwargs: Any) -> str:
+        warnings.warn_explicit(
+            "Square Attack has decreased the robust accuracy of 0.26%.", Warning, "/x/pyautoattack/checks.py", 77
+        )
+        warnings.warn("something else", UserWarning, stacklevel=1)
+        return "report"
+
+    monkeypatch.setattr(jobs, "evaluate", fake_evaluate)
+    with pytest.warns(UserWarning, match="something else") as caught:
+        report, checks = jobs.evaluate_with_checks(torch.nn.Linear(2, 2), [], 2, 0.1, "standard")
+    assert report == "report"
+    assert checks == ["Square Attack has decreased the robust accuracy of 0.26%."]
+    assert all("Square" not in str(w.message) for w in caught)
+    results = _fake_results({"RSLAD": [0.4], "ABSLD": [0.5]})
+    results["runs"][0]["methods"]["ABSLD"]["autoattack_checks"] = {"best": [], "last": checks}
+    lines = _autoattack_checks(results)
+    assert lines[0].startswith("AutoAttack's own checks flagged 1 of 4 evaluations")
+    assert lines[-1] == "- seed 0, ABSLD, last: Square Attack has decreased the robust accuracy of 0.26%."

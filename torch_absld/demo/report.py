@@ -196,6 +196,27 @@ def _teacher_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _autoattack_checks(results: dict[str, Any]) -> list[str]:
+    """What AutoAttack's own sanity checks said (e.g. Square finding errors the gradient attacks missed)."""
+    flagged = [
+        (run["seed"], method, checkpoint, message)
+        for run in results["runs"]
+        for method, result in run["methods"].items()
+        for checkpoint, messages in result.get("autoattack_checks", {}).items()
+        for message in messages
+    ]
+    if not flagged:
+        return []
+    evaluations = 2 * len(results["runs"]) * len(results["methods"])
+    lines = [
+        f"AutoAttack's own checks flagged {len(flagged)} of {evaluations} evaluations (a black-box attack "
+        "finding errors that the gradient attacks missed hints at gradient masking):",
+        "",
+    ]
+    lines += [f"- seed {seed}, {method}, {checkpoint}: {message}" for seed, method, checkpoint, message in flagged]
+    return lines
+
+
 def _per_class_table(results: dict[str, Any]) -> list[str]:
     num_classes = results["dataset"]["num_classes"]
     lines = ["| Method | " + " | ".join(str(c) for c in range(num_classes)) + " |", "| --- |" + " ---: |" * num_classes]
@@ -277,6 +298,9 @@ def render_markdown(results: dict[str, Any], plots: Sequence[str]) -> str:
         key = pair_name(pair)
         out += ["", f"## Paired differences {key} (points; mean [95% CI], sign test)", "", *_paired_table(results, key)]
     out += ["", "## Teachers (training split) and the worst-class gain they led to", "", *_teacher_table(results)]
+    checks = _autoattack_checks(results)
+    if checks:
+        out += ["", "## AutoAttack's checks", "", *checks]
     out += [
         "",
         "## Per-class PGD-20 accuracy at the best checkpoint (mean over seeds, %)",
