@@ -20,6 +20,7 @@ __all__ = [
     "check_batch",
     "check_class_vector",
     "check_logit_batch",
+    "check_logit_values",
     "class_vector_flag",
     "masked_kl_elements",
     "masked_kl_rows",
@@ -85,10 +86,8 @@ def masked_kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
     return masked_kl_elements(log_p, log_q).sum(dim=1)
 
 
-def check_logit_batch(
-    logits: Mapping[str, Tensor], *, num_classes: int | None = None, hint: str = ""
-) -> tuple[int, list[ValueCheck]]:
-    """Check logits of one shape $(N, C)$ on one device; return $C$ and their value checks (for one read).
+def check_logit_batch(logits: Mapping[str, Tensor], *, num_classes: int | None = None, hint: str = "") -> int:
+    """Check logits of one shape $(N, C)$ on one device (shapes only); return $C$.
 
     ``num_classes``, when given, is the $C$ they must have; ``hint`` ends a shape error.
     """
@@ -103,7 +102,16 @@ def check_logit_batch(
             )
         check_device(value, first.device, name, f"`{first_name}`")
     check_device(first, None, first_name, "")
-    return int(first.shape[1]), [logit_flag(value, name) for name, value in logits.items()]
+    return int(first.shape[1])
+
+
+def check_logit_values(logits: Mapping[str, Tensor], *others: ValueCheck) -> None:
+    r"""Read the logits' value checks (finite; $-\infty$ masks a class) and ``others`` in one transfer.
+
+    Skipped while compiling (a data-dependent branch would break the graph).
+    """
+    if values_checkable(True):
+        raise_first([*others, *(logit_flag(value, name) for name, value in logits.items())])
 
 
 def check_batch(
@@ -122,16 +130,17 @@ def check_batch(
     once, all together: labels in $[0, C)$, logits finite ($-\infty$ masks a class), and each
     per-class vector finite and $\ge 0$.
     """
-    classes, checks = check_logit_batch(logits, num_classes=num_classes, hint=hint)
+    classes = check_logit_batch(logits, num_classes=num_classes, hint=hint)
     first = next(iter(logits.values()))
     target = check_integer_labels(
         target, classes, batch_size=first.shape[0], check_values=False, device=first.device, owner="the logits"
     )
-    for name, vector in (class_vectors or {}).items():
+    vectors = class_vectors or {}
+    for name, vector in vectors.items():
         check_class_vector(vector, name, classes, first.device)
-        checks.append(class_vector_flag(vector, name))
-    if check_values and values_checkable(True):
-        raise_first([label_range_flag(target, classes), *checks])
+    if check_values:
+        flags = [class_vector_flag(vector, name) for name, vector in vectors.items()]
+        check_logit_values(logits, label_range_flag(target, classes), *flags)
     return classes, target
 
 

@@ -7,10 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._internal.checks import at_least_float32, check_bool, check_choice, check_unit_interval, values_checkable
-from .._internal.value_checks import raise_first
+from .._internal.checks import at_least_float32, check_bool, check_choice, check_unit_interval
 from ..kl import REDUCTIONS, Reduction, kl_terms
-from ._common import WeightedTerms, check_logit_batch, masked_kl_elements
+from ._common import WeightedTerms, check_logit_batch, check_logit_values, masked_kl_elements
 
 __all__ = ["AdaADLoss", "adaad_attack_objective", "adaad_loss"]
 
@@ -102,12 +101,10 @@ def _checked_terms(
 ) -> tuple[Tensor, Tensor]:
     """Both KL terms; shapes and devices always checked, the logits' values in one read with ``check_values``."""
     students = {"student_adv": student_adv, "student_clean": student_clean}
-    _, checks = check_logit_batch(
-        {**students, "teacher_adv": teacher_adv, "teacher_clean": teacher_clean},
-        hint=" The student and the teacher must have the same number of classes.",
-    )
-    if check_values and values_checkable(True):
-        raise_first(checks)
+    logits = {**students, "teacher_adv": teacher_adv, "teacher_clean": teacher_clean}
+    check_logit_batch(logits, hint=" The student and the teacher must have the same number of classes.")
+    if check_values:
+        check_logit_values(logits)
     adv = kl_terms(student_adv, teacher_adv, 1.0, 1.0, reduction)
     return adv, kl_terms(student_clean, teacher_clean, 1.0, 1.0, reduction)
 

@@ -83,7 +83,7 @@ def fair_ard_loss(
     temperature, alpha = _defaults(base, temperature, alpha)
     check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
     logits = {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}
-    num_classes = check_logit_batch(logits, hint=_CLASSES)[0]
+    num_classes = check_logit_batch(logits, hint=_CLASSES)
     if not isinstance(class_weights, Tensor) or class_weights.shape != (num_classes,):
         got = tuple(class_weights.shape) if isinstance(class_weights, Tensor) else type(class_weights).__name__
         raise ValueError(f"Expected `class_weights` of shape ({num_classes},), but got {got}.")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._internal.checks import at_least_float32, check_bool, check_choice, check_positive, values_checkable
-from .._internal.value_checks import raise_first
+from .._internal.checks import at_least_float32, check_bool, check_choice, check_positive
 from ._common import (
     SAMPLE_REDUCTIONS,
     SampleReduction,
     WeightedTerms,
     check_batch,
     check_logit_batch,
+    check_logit_values,
     masked_kl_rows,
     per_sample_ce,
     reduce_samples,
@@ -45,9 +45,9 @@ def trades_kl(student_clean: Tensor, student_adv: Tensor, *, reduction: SampleRe
         - Output: scalar, or $(N,)$ with ``"none"``
     """
     check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-    _, checks = check_logit_batch({"student_clean": student_clean, "student_adv": student_adv})
-    if values_checkable(True):
-        raise_first(checks)
+    logits = {"student_clean": student_clean, "student_adv": student_adv}
+    check_logit_batch(logits)
+    check_logit_values(logits)
     return reduce_samples(_per_sample_kl(student_clean, student_adv), reduction)
 
 
