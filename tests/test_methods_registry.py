@@ -182,3 +182,13 @@ def test_bf16_autocast_keeps_the_loss_in_float32(name):
         losses.append(out.loss.detach())
     assert torch.isfinite(losses[1])
     torch.testing.assert_close(losses[1], losses[0], rtol=0.1, atol=1e-3)
+
+
+def test_options_list_what_create_takes():
+    assert methods.options("trades")[:3] == ("attack", "beta", "clip_max")
+    assert {"threshold", "validation", "beta", "eps"} <= set(methods.options("frl"))
+    assert "adapt" in methods.options("rslad")
+    with pytest.raises(TypeError, match=r"keyword options of the method 'sat' to be among attack, clip_max"):
+        methods.create("sat", tiny_cnn(C), num_classes=C, beta=1.0)
+    with pytest.raises(ValueError, match="Did you mean 'bat'"):
+        methods.options("bta")

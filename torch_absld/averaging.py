@@ -11,12 +11,12 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Self, TypedDict
 
-from ._internal.checks import ProcessGroupArg, check_integer, check_unit_interval
+from ._internal.checks import ProcessGroupArg, check_finite_number, check_integer, check_unit_interval
 from ._internal.modules import unwrap_model
 from .attack import PGDConfig
 from .class_eps import _count
 from .stats import ClassStatistics, class_means
-from .validation import class_correct, validation_pass
+from .validation import check_validation_attack, record_correct, validation_pass
 
 __all__ = ["FAWA_ATTACK", "FAWAOptions", "FairnessAwareAveraging"]
 
@@ -64,7 +64,7 @@ class FairnessAwareAveraging(ClassStatistics):
     Args:
         model: the network being trained (held by reference, not registered; a DDP wrapper is unwrapped).
         num_classes: number of classes $C$.
-        decay: $d$ (0.85, the paper; the code's default is 0.88).
+        decay: $d \in (0, 1)$ (0.85, the paper; the code's default is 0.88).
         threshold: the gate $\delta$ (0.2, the paper; the code's default 0.24).
         start_epoch: first epoch (0-based) that may enter the average (50, the paper; 0 is the code).
         worst_fraction: gate on the mean of the worst $\lceil f C \rceil$ classes instead of the worst
@@ -105,8 +105,14 @@ class FairnessAwareAveraging(ClassStatistics):
             raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
         if not isinstance(attack, PGDConfig):
             raise TypeError(f"Expected `attack` to be a PGDConfig, but got {type(attack).__name__}.")
+        check_validation_attack(attack)
         super().__init__(num_classes, 2, process_group=process_group, validate_args=validate_args)
-        self.decay = check_unit_interval(decay, "decay")
+        self.decay = check_finite_number(decay, "decay")
+        if not 0 < self.decay < 1:
+            raise ValueError(
+                f"Expected `decay` in (0, 1), but got {self.decay}. 0 keeps only the last accepted epoch and 1 the "
+                "first one: no average."
+            )
         self.threshold = check_unit_interval(threshold, "threshold")
         self.start_epoch = check_integer(start_epoch, "start_epoch", minimum=0)
         if worst_fraction is not None and not check_unit_interval(worst_fraction, "worst_fraction") > 0:
@@ -134,7 +140,7 @@ class FairnessAwareAveraging(ClassStatistics):
         Shape:
             - clean_logits, robust_logits: $(N, C)$; target: $(N,)$
         """
-        self.accumulate(class_correct(clean_logits, robust_logits, target), target, validate=not validated)
+        record_correct(self, clean_logits, robust_logits, target, validated)
 
     @property
     def due(self) -> bool:
@@ -153,6 +159,11 @@ class FairnessAwareAveraging(ClassStatistics):
         Raises:
             ValueError: if a class of the due epoch has no validation sample (nothing is changed).
         """
+        if validation is not None and (isinstance(validation, (str, bytes)) or not isinstance(validation, Iterable)):
+            raise TypeError(
+                f"Expected `validation` to be an iterable of (input, target) batches or None, but got "
+                f"{type(validation).__name__}."
+            )
         if validation is not None and self.due:
             self.reset()
             validation_pass(self.model, validation, self.record, config=self.attack, seed=self.seed)
@@ -198,11 +209,16 @@ class FairnessAwareAveraging(ClassStatistics):
         self.epochs_stepped, self.accepted, self.last_worst = _checked_state(state)
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject bad counters and non-finite averaged weights before anything is copied."""
+        """Reject bad counters and averaged weights of another shape or not finite, before anything is copied."""
         if prefix + "_extra_state" in state_dict:
             _checked_state(state_dict[prefix + "_extra_state"])
-        for key in self.module.state_dict():
+        for key, own in self.module.state_dict().items():
             value = state_dict.get(f"{prefix}module.{key}")
+            if isinstance(value, Tensor) and value.shape != own.shape:
+                raise ValueError(
+                    f"Expected the loaded averaged weights `module.{key}` of shape {tuple(own.shape)}, but got "
+                    f"{tuple(value.shape)}. The checkpoint comes from another model."
+                )
             if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 raise ValueError(
                     f"Expected the loaded averaged weights `module.{key}` to be finite. The checkpoint is corrupt."

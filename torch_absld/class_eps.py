@@ -13,11 +13,18 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from typing_extensions import Self, TypedDict
 
-from ._internal.checks import check_finite_number, check_integer, check_integer_labels, check_positive, values_checkable
+from ._internal.checks import (
+    ProcessGroupArg,
+    check_bool,
+    check_integer,
+    check_logits,
+    check_positive,
+    values_checkable,
+)
+from ._internal.value_checks import raise_first
 from .stats import ClassStatistics, class_means
 
 __all__ = ["CalibratedEpsilon", "CalibrationOptions", "ClassEpsilon", "class_calibration"]
@@ -64,14 +71,12 @@ class ClassEpsilon(ClassStatistics):
         *,
         begin_epoch: int = 0,
         scale_step: bool = False,
-        process_group: dist.ProcessGroup | None = None,
+        process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
         super().__init__(num_classes, num_stats, process_group=process_group, validate_args=validate_args)
         self.begin_epoch = check_integer(begin_epoch, "begin_epoch", minimum=0)
-        if not isinstance(scale_step, bool):
-            raise TypeError(f"Expected `scale_step` to be a bool, but got {type(scale_step).__name__}.")
-        self.scale_step = scale_step
+        self.scale_step = check_bool(scale_step, "scale_step")
         self.epochs_stepped = 0
         self.updates = 0
         self.register_buffer("scale", torch.ones(self.num_classes, dtype=torch.float64))
@@ -96,13 +101,19 @@ class ClassEpsilon(ClassStatistics):
         union). ``validated=True`` skips the label value check (the caller checked them).
 
         Shape:
-            - target: $(N,)$ integer classes
+            - target: $(N,)$ integer classes (any integer dtype)
             - present: $(C,)$ bool
             - Output: radii $(N,)$ float64; steps $(N,)$ float64 with ``scale_step``, else the float ``step_size``
         """
-        check_integer_labels(
-            target, self.num_classes, check_values=values_checkable(self.validate_args) and not validated
-        )
+        eps = check_positive(eps, "eps", allow_zero=True)
+        step_size = check_positive(step_size, "step_size")
+        checking = values_checkable(self.validate_args) and not validated
+        target = self._checked_labels(target, check_values=checking)
+        if present is not None and (
+            not isinstance(present, Tensor) or present.dtype != torch.bool or present.shape != self.scale.shape
+        ):
+            got = f"{present.dtype} of shape {tuple(present.shape)}" if isinstance(present, Tensor) else present
+            raise ValueError(f"Expected `present` to be a bool tensor of shape ({self.num_classes},), but got {got}.")
         scales = self.scale[target]
         if not self.scale_step:
             return scales * eps, step_size
@@ -171,8 +182,9 @@ class ClassEpsilon(ClassStatistics):
                     f"Expected the loaded `{name}` of shape {tuple(buffer.shape)}, but got {tuple(loaded.shape)}."
                 )
             values = loaded.detach().to("cpu", torch.float64)
-            if not bool(torch.isfinite(values).all()) or (name == "scale" and bool((values < 0).any())):
-                bound = " and >= 0" if name == "scale" else ""
+            nonnegative = name in ("scale", "class_beta")
+            if not bool(torch.isfinite(values).all()) or (nonnegative and bool((values < 0).any())):
+                bound = " and >= 0" if nonnegative else ""
                 raise ValueError(
                     f"Expected the loaded `{name}` to be finite{bound}, but got {values.tolist()}. The checkpoint "
                     "is corrupt."
@@ -214,6 +226,28 @@ def class_calibration(previous: Tensor, accuracy: Tensor, present: Tensor, *, la
         ...                   lam=0.3, base=1.0)
         tensor([0.8000, 0.5000, 1.0000])
     """
+    lam = check_positive(lam, "lam", allow_zero=True)
+    base = check_positive(base, "base", allow_zero=True)
+    for name, value in (("previous", previous), ("accuracy", accuracy), ("present", present)):
+        if not isinstance(value, Tensor) or value.dim() != 1 or value.shape != previous.shape:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"Expected `{name}` of shape (C,), one value per class like `previous`, but got {got}.")
+    if present.dtype != torch.bool or not previous.is_floating_point():
+        raise TypeError(
+            f"Expected a bool `present` and a floating point `previous`, but got {present.dtype} and {previous.dtype}."
+        )
+    detached = accuracy.detach()
+    flag = (present & ~((detached >= 0) & (detached <= 1))).any()
+    raise_first([(flag, lambda: _raise_accuracy(detached))])
+    return _calibration(previous, accuracy, present, lam, base)
+
+
+def _raise_accuracy(accuracy: Tensor) -> None:
+    raise ValueError(f"Expected `accuracy` in [0, 1] for every class in `present`, but got {accuracy.tolist()}.")
+
+
+def _calibration(previous: Tensor, accuracy: Tensor, present: Tensor, lam: float, base: float) -> Tensor:
+    """:func:`class_calibration` without its checks."""
     calibrated = (lam + accuracy.to(torch.float64)) * base
     return torch.where(present, calibrated, previous.to(torch.float64)).to(previous.dtype)
 
@@ -225,7 +259,7 @@ class CalibrationOptions(TypedDict, total=False):
     beta: float
     lambda_beta: float | None
     begin_epoch: int
-    process_group: dist.ProcessGroup | None
+    process_group: ProcessGroupArg
 
 
 class CalibratedEpsilon(ClassEpsilon):
@@ -271,13 +305,13 @@ class CalibratedEpsilon(ClassEpsilon):
         beta: float = DEFAULT_BETA,
         lambda_beta: float | None = DEFAULT_LAMBDA_BETA,
         begin_epoch: int = 0,
-        process_group: dist.ProcessGroup | None = None,
+        process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
         super().__init__(num_classes, begin_epoch=begin_epoch, process_group=process_group, validate_args=validate_args)
         self.lambda_eps = check_positive(lambda_eps, "lambda_eps", allow_zero=True)
         self.beta = check_positive(beta, "beta", allow_zero=True)
-        self.lambda_beta = None if lambda_beta is None else check_finite_number(lambda_beta, "lambda_beta")
+        self.lambda_beta = None if lambda_beta is None else check_positive(lambda_beta, "lambda_beta", allow_zero=True)
         self.register_buffer("class_beta", torch.full((self.num_classes,), self.beta, dtype=torch.float64))
 
     @torch.no_grad()
@@ -288,7 +322,10 @@ class CalibratedEpsilon(ClassEpsilon):
             - values: $(N, C)$ logits on the adversarial batch
             - target: $(N,)$ integer classes
         """
-        self.accumulate((values.detach().argmax(dim=1) == target).to(torch.float64), target, validate=not validated)
+        check_logits(values, "values", self.num_classes, device=self.scale.device, owner=f"the {type(self).__name__}")
+        checking = values_checkable(self.validate_args) and not validated
+        target = self._checked_labels(target, values.shape[0], check_values=checking)
+        self.accumulate((values.detach().argmax(dim=1) == target).to(torch.float64), target, validate=False)
 
     def class_accuracy(self) -> tuple[Tensor, Tensor]:
         """This epoch's robust accuracy of each class so far on this rank, and which classes were seen.
@@ -302,11 +339,9 @@ class CalibratedEpsilon(ClassEpsilon):
     def rule(self, synced: Tensor, update: int) -> dict[str, Tensor]:
         r"""CCM and CCR (Eqs. 6 and 7) from the epoch's robust accuracy."""
         means, present = class_means(synced)
-        new = {"scale": class_calibration(self.scale, means[0], present, lam=self.lambda_eps, base=1.0)}
+        new = {"scale": _calibration(self.scale, means[0], present, self.lambda_eps, 1.0)}
         if self.lambda_beta is not None:
-            new["class_beta"] = class_calibration(
-                self.class_beta, means[0], present, lam=self.lambda_beta, base=self.beta
-            )
+            new["class_beta"] = _calibration(self.class_beta, means[0], present, self.lambda_beta, self.beta)
         return new
 
     def extra_repr(self) -> str:

@@ -6,11 +6,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from typing_extensions import Self
 
-from ._internal.checks import check_finite_number, check_positive
+from ._internal.checks import ProcessGroupArg, check_positive, values_checkable
+from ._internal.value_checks import ValueCheck, label_range_flag, raise_first
 from .stats import ClassStatistics, class_means
 
 __all__ = ["VulnerabilityWeights", "vulnerability_weights"]
@@ -60,8 +60,50 @@ def vulnerability_weights(
         >>> vulnerability_weights(torch.ones(3), torch.tensor([1.0, 2.0, 4.0]), torch.ones(3, dtype=torch.bool))
         tensor([2.2857, 0.8333, 0.8333])
     """
-    if not bool(present.any()):
+    beta, min_weight, max_weight = _check_rule_options(beta, min_weight, max_weight)
+    _check_class_vectors(weights, mean_kappa, present)
+    detached = mean_kappa.detach()
+    bad = (present & ~(torch.isfinite(detached) & (detached >= 0))).any()
+    any_present, bad_kappa = torch.stack([present.any(), bad]).tolist()
+    if bad_kappa:
+        raise ValueError(
+            f"Expected `mean_kappa` finite and >= 0 for every class in `present`, but got {detached.tolist()}."
+        )
+    if not any_present:
         return weights.clone()
+    return _weights(weights, mean_kappa, present, beta, min_weight, max_weight)
+
+
+def _check_rule_options(beta: object, min_weight: object, max_weight: object) -> tuple[float, float, float]:
+    beta = check_positive(beta, "beta", allow_zero=True)
+    low, high = check_positive(min_weight, "min_weight"), check_positive(max_weight, "max_weight")
+    if low > high:
+        raise ValueError(f"Expected `min_weight` <= `max_weight`, but got {low} > {high}.")
+    return beta, low, high
+
+
+def _check_class_vectors(weights: Tensor, mean_kappa: Tensor, present: Tensor) -> None:
+    for name, value in (("weights", weights), ("mean_kappa", mean_kappa), ("present", present)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Expected `{name}` to be a torch.Tensor, but got {type(value).__name__}.")
+    if not weights.is_floating_point() or weights.dim() != 1:
+        raise ValueError(
+            f"Expected `weights` to be a floating point tensor of shape (C,), but got {weights.dtype} "
+            f"of shape {tuple(weights.shape)}."
+        )
+    for name, value in (("mean_kappa", mean_kappa), ("present", present)):
+        if value.shape != weights.shape:
+            raise ValueError(
+                f"Expected `{name}` of the shape of `weights`, {tuple(weights.shape)}, but got {tuple(value.shape)}."
+            )
+    if present.dtype != torch.bool:
+        raise TypeError(f"Expected `present` to be a bool tensor (which classes were seen), but got {present.dtype}.")
+
+
+def _weights(
+    weights: Tensor, mean_kappa: Tensor, present: Tensor, beta: float, min_weight: float, max_weight: float
+) -> Tensor:
+    """:func:`vulnerability_weights` without its checks (the arguments are checked by the caller)."""
     kappa = torch.where(present, mean_kappa.to(torch.float64), torch.zeros_like(mean_kappa, dtype=torch.float64))
     ratio = torch.where(present, (1 / (kappa + KAPPA_EPS)) ** beta, torch.zeros_like(kappa))
     normalised = ratio * present.sum() / ratio.sum()
@@ -111,15 +153,11 @@ class VulnerabilityWeights(ClassStatistics):
         beta: float = DEFAULT_BETA,
         min_weight: float = DEFAULT_MIN_WEIGHT,
         max_weight: float = DEFAULT_MAX_WEIGHT,
-        process_group: dist.ProcessGroup | None = None,
+        process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
         super().__init__(num_classes, process_group=process_group, validate_args=validate_args)
-        self.beta = check_finite_number(beta, "beta")
-        self.min_weight = check_positive(min_weight, "min_weight")
-        self.max_weight = check_positive(max_weight, "max_weight")
-        if self.min_weight > self.max_weight:
-            raise ValueError(f"Expected `min_weight` <= `max_weight`, but got {self.min_weight} > {self.max_weight}.")
+        self.beta, self.min_weight, self.max_weight = _check_rule_options(beta, min_weight, max_weight)
         self.epochs_stepped = 0
         self.register_buffer("weights", torch.ones(self.num_classes, dtype=torch.float32))
 
@@ -139,9 +177,20 @@ class VulnerabilityWeights(ClassStatistics):
         """
         return self.weights[self._checked_labels(target)]
 
-    def update(self, values: Tensor, target: Tensor) -> None:
-        r"""Add each sample's $\kappa_i$ (a count, as a floating point tensor) into its class's sums."""
-        self.accumulate(values, target)
+    def update(self, values: Tensor, target: Tensor, *, validated: bool = False) -> None:
+        r"""Add each sample's $\kappa_i$ (a count, as a floating point tensor) into its class's sums.
+
+        Shapes, dtypes and devices are always checked; in eager mode with ``validate_args`` (and not
+        ``validated``) the labels' range and the counts ($\ge 0$) in one read from the device.
+
+        Shape:
+            - values: $(N,)$ floating point; target: $(N,)$ integer classes
+        """
+        self._check_values(values)
+        target = self._checked_labels(target, values.shape[0], check_values=False)
+        if not validated and values_checkable(self.validate_args):
+            raise_first([label_range_flag(target, self.num_classes), _count_flag(values)])
+        self.accumulate(values, target, validate=False)
 
     def class_kappa(self) -> tuple[Tensor, Tensor]:
         r"""This epoch's per-class mean $\bar\kappa$ so far on this rank, and which classes were seen.
@@ -169,14 +218,7 @@ class VulnerabilityWeights(ClassStatistics):
                 "the weights were left unchanged."
             )
         means, present = class_means(synced)
-        new = vulnerability_weights(
-            self.weights,
-            means[0],
-            present,
-            beta=self.beta,
-            min_weight=self.min_weight,
-            max_weight=self.max_weight,
-        )
+        new = _weights(self.weights, means[0], present, self.beta, self.min_weight, self.max_weight)
         self.weights.copy_(new)
         self.reset()
         self.epochs_stepped += 1
@@ -199,10 +241,14 @@ class VulnerabilityWeights(ClassStatistics):
                     f"Expected the loaded `weights` of shape {tuple(self.weights.shape)}, but got "
                     f"{tuple(weights.shape)}."
                 )
-            if not bool((torch.isfinite(weights) & (weights > 0)).all()):
+            values = weights.detach().to("cpu", torch.float64)
+            # A weight is 1 (never set) or clamped into [min_weight, max_weight] (float32 rounding allowed).
+            inside = (values >= self.min_weight * (1 - 1e-6)) & (values <= self.max_weight * (1 + 1e-6))
+            if not bool((torch.isfinite(values) & (inside | (values == 1))).all()):
                 raise ValueError(
-                    f"Expected the loaded `weights` to be finite and > 0, but got {weights.tolist()}. "
-                    "The checkpoint is corrupt."
+                    f"Expected the loaded `weights` to be finite and > 0, each 1 or in [min_weight, max_weight] = "
+                    f"[{self.min_weight:.4g}, {self.max_weight:.4g}], but got {values.tolist()}. The checkpoint is "
+                    "corrupt or comes from a run with other bounds."
                 )
         if prefix + "_extra_state" in state_dict:
             _checked_epochs(state_dict[prefix + "_extra_state"])
@@ -212,6 +258,19 @@ class VulnerabilityWeights(ClassStatistics):
             f"num_classes={self.num_classes}, beta={self.beta:.4g}, min_weight={self.min_weight:.4g}, "
             f"max_weight={self.max_weight:.4g}"
         )
+
+
+def _count_flag(values: Tensor) -> ValueCheck:
+    detached = values.detach()
+    flag = (detached < 0).any()  # a non-finite count is caught by `step()`, which then changes nothing
+
+    def raise_error() -> None:
+        raise ValueError(
+            f"Expected `values` (each sample's kappa, a count of attack iterates) >= 0, but got "
+            f"{detached.cpu().tolist()}."
+        )
+
+    return flag, raise_error
 
 
 def _checked_epochs(state: Any) -> int:

@@ -2,15 +2,19 @@ r"""FRL's Lagrange multipliers (Xu et al. 2021, Reweight + Remargin): class weig
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from typing_extensions import TypedDict
 
-from ._internal.checks import check_finite_number, check_integer, check_positive, check_unit_interval
+from ._internal.checks import ProcessGroupArg, check_integer, check_positive, check_unit_interval
 from ._internal.distributed import all_reduce_sum, is_distributed
+from ._internal.value_checks import raise_first
 from .class_eps import ClassEpsilon
-from .validation import class_correct
+from .validation import record_correct
 
 __all__ = ["FRLMultipliers", "FRLOptions", "frl_class_weights", "frl_multiplier_update"]
 
@@ -78,6 +82,55 @@ def frl_multiplier_update(
         - class_clean, class_robust: $(C,)$; clean, robust: scalars
         - Output: $(3, C)$ float64
     """
+    threshold = _threshold_pair(threshold)
+    rate, eps_rate = (
+        check_positive(rate, "rate", allow_zero=True),
+        check_positive(eps_rate, "eps_rate", allow_zero=True),
+    )
+    limit = check_unit_interval(limit, "limit")
+    if not isinstance(multipliers, Tensor) or multipliers.dim() != 2 or multipliers.shape[0] != 3:
+        got = tuple(multipliers.shape) if isinstance(multipliers, Tensor) else type(multipliers).__name__
+        raise ValueError(f"Expected `multipliers` of shape (3, C), but got {got}.")
+    named = {"class_clean": class_clean, "class_robust": class_robust, "clean": clean, "robust": robust}
+    for name, value in named.items():
+        shape = (multipliers.shape[1],) if name.startswith("class") else ()
+        if not isinstance(value, Tensor) or tuple(value.shape) != shape:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(
+                f"Expected `{name}` of shape {shape} (an accuracy{' per class' * bool(shape)}), but got {got}."
+            )
+    accuracies = torch.cat([value.detach().reshape(-1).to(torch.float64) for value in named.values()])
+    flag = ~((accuracies >= 0) & (accuracies <= 1)).all() | ~torch.isfinite(multipliers.detach()).all()
+    raise_first([(flag, lambda: _raise_accuracies(accuracies))])
+    return _multiplier_update(multipliers, class_clean, class_robust, clean, robust, threshold, rate, eps_rate, limit)
+
+
+def _raise_accuracies(accuracies: Tensor) -> None:
+    raise ValueError(
+        "Expected accuracies in [0, 1] and finite `multipliers`, but got accuracies "
+        f"{accuracies.tolist()}. Pass the fractions of correct validation samples."
+    )
+
+
+def _threshold_pair(threshold: Any) -> tuple[float, float]:
+    pair = threshold if isinstance(threshold, Sequence) and not isinstance(threshold, str) else (threshold, threshold)
+    if len(pair) != 2:
+        raise ValueError(f"Expected `threshold` to be a number or a pair of numbers, but got {threshold!r}.")
+    return check_unit_interval(pair[0], "threshold"), check_unit_interval(pair[1], "threshold")
+
+
+def _multiplier_update(
+    multipliers: Tensor,
+    class_clean: Tensor,
+    class_robust: Tensor,
+    clean: Tensor,
+    robust: Tensor,
+    threshold: tuple[float, float],
+    rate: float,
+    eps_rate: float,
+    limit: float,
+) -> Tensor:
+    """:func:`frl_multiplier_update` without its checks."""
     lam = multipliers.to(torch.float64)
     natural_gap = (1 - class_clean) - (1 - clean) - threshold[0]
     boundary_gap = (class_clean - class_robust) - (clean - robust) - threshold[1]
@@ -97,6 +150,13 @@ def frl_class_weights(multipliers: Tensor) -> Tensor:
         >>> frl_class_weights(torch.tensor([0.3, 0.0, 0.0]))
         tensor([0.5333, 0.2333, 0.2333])
     """
+    if not isinstance(multipliers, Tensor) or not multipliers.is_floating_point() or multipliers.dim() < 1:
+        got = (
+            f"{multipliers.dtype} of shape {tuple(multipliers.shape)}"
+            if isinstance(multipliers, Tensor)
+            else multipliers
+        )
+        raise ValueError(f"Expected `multipliers` to be a floating point tensor of shape (..., C), but got {got}.")
     return 1 / multipliers.shape[-1] + multipliers - multipliers.mean(dim=-1, keepdim=True)
 
 
@@ -110,7 +170,7 @@ class FRLOptions(TypedDict, total=False):
     halve_every: int | None
     begin_epoch: int
     scale_step: bool
-    process_group: dist.ProcessGroup | None
+    process_group: ProcessGroupArg
 
 
 class FRLMultipliers(ClassEpsilon):
@@ -168,7 +228,7 @@ class FRLMultipliers(ClassEpsilon):
         halve_every: int | None = DEFAULT_HALVE_EVERY,
         begin_epoch: int = 0,
         scale_step: bool = True,
-        process_group: dist.ProcessGroup | None = None,
+        process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
         super().__init__(
@@ -179,10 +239,7 @@ class FRLMultipliers(ClassEpsilon):
             process_group=process_group,
             validate_args=validate_args,
         )
-        pair = threshold if isinstance(threshold, tuple) else (threshold, threshold)
-        if len(pair) != 2:
-            raise ValueError(f"Expected `threshold` to be a number or a pair of numbers, but got {threshold!r}.")
-        self.threshold = (check_finite_number(pair[0], "threshold"), check_finite_number(pair[1], "threshold"))
+        self.threshold = _threshold_pair(threshold)
         self.rate = check_positive(rate, "rate", allow_zero=True)
         self.eps_rate = check_positive(eps_rate, "eps_rate", allow_zero=True)
         self.limit = check_unit_interval(limit, "limit")
@@ -198,7 +255,7 @@ class FRLMultipliers(ClassEpsilon):
         Shape:
             - clean_logits, robust_logits: $(N, C)$; target: $(N,)$ integer classes
         """
-        self.accumulate(class_correct(clean_logits, robust_logits, target), target, validate=not validated)
+        record_correct(self, clean_logits, robust_logits, target, validated)
 
     @torch.no_grad()
     def union_batch(self, target: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:
@@ -217,6 +274,7 @@ class FRLMultipliers(ClassEpsilon):
         group = self.process_group
         if group is False or not is_distributed(group):
             return None
+        target = self._checked_labels(target, check_values=False)
         ones = torch.ones(target.shape, dtype=torch.float64, device=target.device)
         counts = all_reduce_sum(torch.zeros_like(self.scale).index_add_(0, target, ones), group)
         ranks = dist.get_world_size(group)
@@ -238,16 +296,16 @@ class FRLMultipliers(ClassEpsilon):
             )
         class_accuracy = correct / counts
         overall = correct.sum(dim=1) / counts.sum()
-        multipliers = frl_multiplier_update(
+        multipliers = _multiplier_update(
             self.multipliers,
             class_accuracy[0],
             class_accuracy[1],
             overall[0],
             overall[1],
-            threshold=self.threshold,
-            rate=self.rate_at(update),
-            eps_rate=self.eps_rate,
-            limit=self.limit,
+            self.threshold,
+            self.rate_at(update),
+            self.eps_rate,
+            self.limit,
         )
         return {
             "multipliers": multipliers,
@@ -255,6 +313,37 @@ class FRLMultipliers(ClassEpsilon):
             "boundary_weights": frl_class_weights(multipliers[1]),
             "scale": torch.exp(2 * multipliers[2]).clamp(*SCALE_BOUNDS),
         }
+
+    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
+        """Also reject multipliers, weights and scales that no update can make (see :meth:`rule`)."""
+        super()._check_loaded_state(state_dict, prefix)
+        tolerance = 1e-9
+        multipliers = state_dict.get(prefix + "multipliers")
+        if isinstance(multipliers, Tensor):
+            weight_rows = multipliers.detach().to("cpu", torch.float64)[:2]
+            if bool((weight_rows < 0).any()) or bool((weight_rows.sum(dim=1) > self.limit + tolerance).any()):
+                raise ValueError(
+                    f"Expected the loaded `multipliers` of the weights >= 0 with sums <= limit = {self.limit}, but got "
+                    f"{weight_rows.tolist()}. The checkpoint is corrupt or comes from a run with another limit."
+                )
+        for name in ("natural_weights", "boundary_weights"):
+            weights = state_dict.get(prefix + name)
+            if isinstance(weights, Tensor):
+                values = weights.detach().to("cpu", torch.float64)
+                if bool((values < -tolerance).any()) or abs(float(values.sum()) - 1) > 1e-6:
+                    raise ValueError(
+                        f"Expected the loaded `{name}` >= 0 with sum 1, but got {values.tolist()}. The checkpoint is "
+                        "corrupt."
+                    )
+        scale = state_dict.get(prefix + "scale")
+        if isinstance(scale, Tensor):
+            values = scale.detach().to("cpu", torch.float64)
+            low, high = SCALE_BOUNDS
+            if bool(((values < low - tolerance) | (values > high + tolerance)).any()):
+                raise ValueError(
+                    f"Expected the loaded `scale` in [{low}, {high}] (FRL's clamp), but got {values.tolist()}. The "
+                    "checkpoint is corrupt or comes from another controller."
+                )
 
     def extra_repr(self) -> str:
         return (

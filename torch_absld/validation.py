@@ -8,12 +8,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._internal.checks import check_integer, check_integer_labels, check_logits_alike, values_checkable
 from ._internal.keyed import keyed_uniform
 from ._internal.modules import frozen_model, unwrap_model
 from .attack import PGDConfig
 from .attack.engine import run_pgd
+from .stats import ClassStatistics
 
-__all__ = ["Record", "class_correct", "validation_pass"]
+__all__ = ["Record", "check_validation_attack", "class_correct", "record_correct", "validation_pass"]
 
 Record = Callable[[Tensor, Tensor, Tensor], None]
 """``record(clean_logits, robust_logits, target)``: what a validation pass hands each batch to."""
@@ -27,8 +29,60 @@ def class_correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -
         - target: $(N,)$ integer classes
         - Output: $(N, 2)$ float64 of 0 and 1
     """
+    named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
+    classes = check_logits_alike(named)
+    target = check_integer_labels(
+        target,
+        classes,
+        batch_size=clean_logits.shape[0],
+        check_values=values_checkable(True),
+        device=clean_logits.device,
+        owner="the logits",
+    )
+    return _correct(clean_logits, robust_logits, target)
+
+
+def record_correct(
+    stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor, validated: bool = False
+) -> None:
+    """Add :func:`class_correct` of a batch into ``stats`` (2 quantities), checked against it.
+
+    ``validated=True`` skips the label value check (the caller checked them).
+
+    Shape:
+        - clean_logits, robust_logits: $(N, C)$ with $C$ the class count of ``stats``; target: $(N,)$
+    """
+    owner = f"the {type(stats).__name__}"
+    named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
+    if check_logits_alike(named, stats.accumulator.device, owner) != stats.num_classes:
+        raise ValueError(
+            f"Expected `clean_logits` and `robust_logits` of shape (N, {stats.num_classes}) for num_classes = "
+            f"{stats.num_classes}, but got {tuple(clean_logits.shape)}."
+        )
+    target = stats._checked_labels(target, clean_logits.shape[0], check_values=False if validated else None)
+    stats.accumulate(_correct(clean_logits, robust_logits, target), target, validate=False)
+
+
+def _correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> Tensor:
     predictions = torch.stack([clean_logits.detach().argmax(dim=1), robust_logits.detach().argmax(dim=1)], dim=1)
     return (predictions == target.unsqueeze(1)).to(torch.float64)
+
+
+def check_validation_attack(config: object) -> None:
+    """Raise unless ``config`` is a :class:`~torch_absld.PGDConfig` with a uniform start or none."""
+    if not isinstance(config, PGDConfig):
+        raise TypeError(f"Expected `config` to be a PGDConfig, but got {type(config).__name__}.")
+    if config.random_start not in ("uniform", None):
+        raise ValueError(
+            f"Expected the validation attack's `random_start` to be 'uniform' or None, but got {config.random_start!r}."
+        )
+
+
+def _device(device: torch.device | str) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"Expected `device` to be a torch.device or a device string, but got {device!r}.") from error
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -86,12 +140,16 @@ def validation_pass(
     Shape:
         - input batches: $(N, \dots)$; target batches: $(N,)$
     """
-    if config.random_start not in ("uniform", None):
-        raise ValueError(
-            f"Expected the validation attack's `random_start` to be 'uniform' or None, but got {config.random_start!r}."
+    check_validation_attack(config)
+    if not callable(record):
+        raise TypeError(f"Expected `record` to be a callable (clean, robust, target), but got {type(record).__name__}.")
+    if isinstance(batches, (str, bytes, Tensor)) or not isinstance(batches, Iterable):
+        raise TypeError(
+            f"Expected `batches` to be an iterable of (input, target) pairs, but got {type(batches).__name__}."
         )
+    seed = check_integer(seed, "seed", minimum=0)
     evaluated = unwrap_model(model)
-    target_device = torch.device(device) if device is not None else _model_device(evaluated)
+    target_device = _device(device) if device is not None else _model_device(evaluated)
     attack = config.replace(random_start=None)
     seen = 0
     with frozen_model(evaluated):

@@ -10,9 +10,10 @@ as Python ``float`` / ``int``. Labels may have any integer dtype; they come back
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, TypeGuard
 
 import torch
@@ -31,6 +32,7 @@ __all__ = [
     "check_logits",
     "check_logits_alike",
     "check_num_classes",
+    "check_options",
     "check_positive",
     "check_process_group",
     "check_unit_interval",
@@ -121,6 +123,20 @@ def check_choice(value: object, name: str, choices: Sequence[object]) -> None:
     if value not in choices:
         options = ", ".join(repr(c) for c in choices)
         raise ValueError(f"Expected `{name}` to be one of {options}, but got {value!r}.")
+
+
+def check_options(options: Mapping[str, object], accepted: Iterable[str], owner: str) -> None:
+    """Raise a ``TypeError`` naming ``owner`` and the accepted names when ``options`` holds an unknown keyword."""
+    names = sorted(accepted)
+    unknown = sorted(set(options) - set(names))
+    if not unknown:
+        return
+    close = difflib.get_close_matches(unknown[0], names, n=1)
+    hint = f" Did you mean `{close[0]}`?" if close else ""
+    listed = ", ".join(f"`{name}`" for name in unknown)
+    raise TypeError(
+        f"Expected the keyword options of {owner} to be among {', '.join(names)}, but got unknown {listed}.{hint}"
+    )
 
 
 def check_process_group(value: object) -> ProcessGroupArg:

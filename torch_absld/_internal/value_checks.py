@@ -172,9 +172,9 @@ def label_range_flag(target: Tensor, num_classes: int | None, name: str = "targe
     return flag, raise_error
 
 
-def logit_flag(logits: Tensor, name: str) -> ValueCheck:
-    """Whether ``logits`` hold NaN, +inf or a row of -inf only, and the error."""
-    return _bad_logit_rows(logits), lambda: _raise_for_logits(name)
+def logit_flag(logits: Tensor, name: str, verb: str = "hold") -> ValueCheck:
+    """Whether ``logits`` hold NaN, +inf or a row of -inf only, and the error (``verb``: "return" for a model)."""
+    return _bad_logit_rows(logits), lambda: _raise_for_logits(name, verb)
 
 
 def temperature_flag(temperature: Tensor, name: str) -> ValueCheck:

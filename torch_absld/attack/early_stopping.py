@@ -8,7 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._internal.checks import at_least_float32, check_choice, check_integer
+from .._internal.checks import (
+    at_least_float32,
+    check_choice,
+    check_device,
+    check_integer,
+    check_integer_labels,
+    check_logits,
+    values_checkable,
+)
+from .._internal.value_checks import label_range_flag, probability_flag, raise_first
 
 __all__ = ["EarlyStopping", "LogitsAndInput", "StopAt"]
 
@@ -46,6 +55,8 @@ class EarlyStopping:
 
     Samples that never stop get the attack's last iterate $x^K$; predictions are read at
     $x^0, \dots, x^{K-1}$. Call :meth:`reset` with the labels and the clean batch before each attack.
+    Shapes are checked at every step (free under compile); the labels' range and the soft labels
+    once per attack, at its first step, in eager mode (unless ``reset(..., validated=True)``).
 
     Args:
         stop_at: ``"last_clean"`` or ``"first_adversarial"``.
@@ -72,14 +83,24 @@ class EarlyStopping:
         self.remaining = torch.zeros(0, dtype=torch.long)
         self.checks = torch.zeros((), dtype=torch.long)
         self.kept = torch.zeros(0)
+        self._unchecked = False
 
-    def reset(self, labels: Tensor, input: Tensor) -> None:
+    def reset(self, labels: Tensor, input: Tensor, *, validated: bool = False) -> None:
         r"""Start a new attack on the clean batch ``input`` with labels ``labels``: every sample active.
+
+        Labels of any integer dtype are accepted (as int64). ``validated=True`` skips the value
+        checks of the coming attack (the caller checked the labels and made the soft labels).
 
         Shape:
             - labels: $(N,)$ integer classes
             - input: $(N, \dots)$, the batch to be attacked
         """
+        if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
+            got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
+            raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
+        labels = check_integer_labels(labels, None, name="labels", batch_size=input.shape[0], check_values=False)
+        check_device(labels, input.device, "labels", "`input`")
+        self._unchecked = not validated
         self.labels = labels.detach()
         self.active = torch.ones(labels.shape, dtype=torch.bool, device=labels.device)
         patience = self.patience if self.stop_at == "first_adversarial" else 0
@@ -89,12 +110,29 @@ class EarlyStopping:
 
     def __call__(self, output: tuple[Tensor, Tensor], target: Tensor) -> Tensor:
         """Read the predictions at the iterate, stop the samples that turned, return the masked summed KL."""
+        if not (isinstance(output, (tuple, list)) and len(output) == 2 and all(isinstance(t, Tensor) for t in output)):
+            got = f"a tuple of {len(output)}" if isinstance(output, (tuple, list)) else type(output).__name__
+            raise TypeError(
+                f"Expected the attacked module to return (logits, input), but got {got}. Attack "
+                "`LogitsAndInput(model)`, which keeps the iterates."
+            )
         logits, iterate = output
-        if logits.shape[:1] != self.labels.shape:
+        check_logits(logits, "logits")
+        if logits.shape[:1] != self.labels.shape or iterate.shape != self.kept.shape:
             raise RuntimeError(
                 f"Expected logits for {self.labels.shape[0]} samples as given to `reset`, but got "
                 f"{tuple(logits.shape)}. Call `reset(labels, input)` before each attack."
             )
+        if not isinstance(target, Tensor) or target.shape != logits.shape or not target.is_floating_point():
+            got = f"{target.dtype} of shape {tuple(target.shape)}" if isinstance(target, Tensor) else type(target)
+            raise ValueError(
+                f"Expected `target` to be soft labels of the logits' shape {tuple(logits.shape)}, but got {got}. "
+                "Pass the clean predictions' probabilities."
+            )
+        if self._unchecked and values_checkable(True):
+            classes = logits.shape[1]
+            raise_first([label_range_flag(self.labels, classes, "labels"), probability_flag(target, "target")])
+            self._unchecked = False
         with torch.no_grad():
             point = iterate.detach()
             correct = logits.detach().argmax(dim=1) == self.labels
@@ -103,7 +141,7 @@ class EarlyStopping:
             # last clean: keep every iterate still classified correctly (and the start); first adversarial:
             # keep the iterate a sample stops at.
             keep = self.active & (correct | (self.checks == 0)) if self.stop_at == "last_clean" else stopping
-            self.kept.copy_(torch.where(keep.view(-1, *([1] * (point.dim() - 1))), point, self.kept))
+            self.kept.copy_(torch.where(keep.view(point.shape[0], *([1] * (point.dim() - 1))), point, self.kept))
             self.remaining.sub_((turned & (self.remaining > 0)).long())
             self.active.logical_and_(~stopping)
             self.checks.add_(1)
@@ -123,7 +161,7 @@ class EarlyStopping:
                 f"Expected `final` of the attacked batch's shape {tuple(self.kept.shape)}, but got "
                 f"{tuple(final.shape)}."
             )
-        mask = self.active.view(-1, *([1] * (final.dim() - 1)))
+        mask = self.active.view(final.shape[0], *([1] * (final.dim() - 1)))
         return torch.where(mask, final, self.kept.to(final.dtype))
 
     def __repr__(self) -> str:

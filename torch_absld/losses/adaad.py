@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .._internal.checks import at_least_float32, check_choice, check_unit_interval
-from ..kl import REDUCTIONS, Reduction, soft_label_kl
-from ._common import WeightedTerms, check_batch
+from .._internal.checks import at_least_float32, check_bool, check_choice, check_unit_interval
+from ..kl import REDUCTIONS, Reduction, kl_terms
+from ._common import WeightedTerms, check_logit_batch, check_logit_values, masked_kl_elements
 
 __all__ = ["AdaADLoss", "adaad_attack_objective", "adaad_loss"]
 
@@ -25,16 +24,37 @@ def adaad_attack_objective(output: tuple[Tensor, Tensor], target: Any = None) ->
     ``(student_logits, teacher_logits)`` of the same input: the teacher runs **inside** the
     loop, and the gradient flows through **both** networks (the teacher is not detached), as in
     ``adaad_inner_loss`` of the official ``AT_helper.py`` (``KLDivLoss(reduction='none')``
-    summed over the $N \times C$ elements). ``target`` is not used. Computed in float32.
+    summed over the $N \times C$ elements). ``target`` is not used. Computed in float32; a
+    teacher logit of $-\infty$ masks its class ($0 \log 0 = 0$). Shapes are checked (free under
+    compile): the module must return a pair of logits of one shape.
 
     Shape:
         - output: two $(N, C)$ logits, the student's first
         - Output: scalar
     """
-    student, teacher = output
+    student, teacher = _student_and_teacher(output)
     log_q = torch.log_softmax(at_least_float32(student), dim=1)
     log_p = torch.log_softmax(at_least_float32(teacher), dim=1)
-    return F.kl_div(log_q, log_p, reduction="sum", log_target=True)
+    return masked_kl_elements(log_p, log_q).sum()
+
+
+def _student_and_teacher(output: object) -> tuple[Tensor, Tensor]:
+    if not isinstance(output, (tuple, list)) or len(output) != 2:
+        got = f"a tuple of {len(output)}" if isinstance(output, (tuple, list)) else type(output).__name__
+        raise TypeError(
+            f"Expected the attacked module to return (student_logits, teacher_logits), but got {got}. Attack "
+            "`StudentAndTeacher(student, teacher)` (torch_absld.methods.adaad)."
+        )
+    for name, value in zip(("student", "teacher"), output):
+        if not isinstance(value, Tensor):
+            raise ValueError(f"Expected `{name}` to return logits of shape (N, C), but got {type(value).__name__}.")
+    student, teacher = output
+    if student.dim() != 2 or student.shape != teacher.shape:
+        raise ValueError(
+            f"Expected the student's and the teacher's logits of one shape (N, C), but got {tuple(student.shape)} and "
+            f"{tuple(teacher.shape)}. The student and the teacher must have the same number of classes."
+        )
+    return student, teacher
 
 
 def adaad_loss(
@@ -67,17 +87,26 @@ def adaad_loss(
     """
     alpha = check_unit_interval(alpha, "alpha")
     check_choice(reduction, "reduction", REDUCTIONS)
-    adv, clean = _checked_terms(student_adv, student_clean, teacher_adv, teacher_clean, reduction)
+    adv, clean = _checked_terms(student_adv, student_clean, teacher_adv, teacher_clean, reduction, True)
     return alpha * adv + (1 - alpha) * clean
 
 
 def _checked_terms(
-    student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor, reduction: Reduction
+    student_adv: Tensor,
+    student_clean: Tensor,
+    teacher_adv: Tensor,
+    teacher_clean: Tensor,
+    reduction: Reduction,
+    check_values: bool,
 ) -> tuple[Tensor, Tensor]:
+    """Both KL terms; shapes and devices always checked, the logits' values in one read with ``check_values``."""
     students = {"student_adv": student_adv, "student_clean": student_clean}
-    check_batch({**students, "teacher_adv": teacher_adv, "teacher_clean": teacher_clean}, None)
-    adv = soft_label_kl(student_adv, teacher_adv, 1.0, reduction=reduction)
-    return adv, soft_label_kl(student_clean, teacher_clean, 1.0, reduction=reduction)
+    logits = {**students, "teacher_adv": teacher_adv, "teacher_clean": teacher_clean}
+    check_logit_batch(logits, hint=" The student and the teacher must have the same number of classes.")
+    if check_values:
+        check_logit_values(logits)
+    adv = kl_terms(student_adv, teacher_adv, 1.0, 1.0, reduction)
+    return adv, kl_terms(student_clean, teacher_clean, 1.0, 1.0, reduction)
 
 
 class AdaADLoss(WeightedTerms):
@@ -87,6 +116,7 @@ class AdaADLoss(WeightedTerms):
         alpha: weight $\alpha$ of the adversarial term (1, ``main.py``: the clean term is off).
         reduction: ``"mean"`` (default; official CIFAR-10), ``"batchmean"`` (official CIFAR-100),
             ``"sum"`` or ``"none"``.
+        validate_args: check the logits' values in eager mode (one host sync per call).
 
     Shape:
         - student_adv, student_clean, teacher_adv, teacher_clean: $(N, C)$
@@ -100,11 +130,14 @@ class AdaADLoss(WeightedTerms):
         True
     """
 
-    def __init__(self, *, alpha: float = DEFAULT_ALPHA, reduction: Reduction = "mean") -> None:
+    def __init__(
+        self, *, alpha: float = DEFAULT_ALPHA, reduction: Reduction = "mean", validate_args: bool = True
+    ) -> None:
         super().__init__()
         self.alpha = check_unit_interval(alpha, "alpha")
         check_choice(reduction, "reduction", REDUCTIONS)
         self.reduction: Reduction = reduction
+        self.validate_args = check_bool(validate_args, "validate_args")
         self.coefficients = (self.alpha, 1.0 - self.alpha)
 
     def forward(self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor) -> Tensor:
@@ -112,10 +145,20 @@ class AdaADLoss(WeightedTerms):
         return self.combine(*self.terms(student_adv, student_clean, teacher_adv, teacher_clean))
 
     def terms(
-        self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
+        self,
+        student_adv: Tensor,
+        student_clean: Tensor,
+        teacher_adv: Tensor,
+        teacher_clean: Tensor,
+        *,
+        validated: bool = False,
     ) -> tuple[Tensor, Tensor]:
-        r"""The adversarial and the clean KL terms, each reduced, before the weights $\alpha$, $1 - \alpha$."""
-        return _checked_terms(student_adv, student_clean, teacher_adv, teacher_clean, self.reduction)
+        r"""The adversarial and the clean KL terms, each reduced, before the weights $\alpha$, $1 - \alpha$.
+
+        ``validated=True`` skips the value checks (the caller checked them); shapes are always checked.
+        """
+        checking = self.validate_args and not validated
+        return _checked_terms(student_adv, student_clean, teacher_adv, teacher_clean, self.reduction, checking)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha:.4g}, reduction={self.reduction!r}"

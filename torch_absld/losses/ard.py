@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._internal.checks import check_choice, check_positive, check_unit_interval
-from ..kl import soft_label_kl
+from .._internal.checks import check_bool, check_choice, check_positive, check_unit_interval
+from ..kl import kl_terms
 from ._common import SAMPLE_REDUCTIONS, SampleReduction, WeightedTerms, check_batch, per_sample_ce, reduce_samples
 
 __all__ = ["ARDLoss", "ard_loss", "ard_sample_terms"]
@@ -14,6 +14,7 @@ DEFAULT_TEMPERATURE = 30.0
 """ARD's distillation temperature (``--temp 30.0``, ``main.py`` of the official code)."""
 DEFAULT_ALPHA = 1.0
 """ARD's weight of the KL term (``--alpha 1.0``, ``main.py``): the clean cross-entropy term is off."""
+_CLASSES = " The student and the teacher must have the same number of classes."
 
 
 def ard_sample_terms(
@@ -30,10 +31,10 @@ def ard_sample_terms(
 
     Shape:
         - student_adv, student_clean, teacher: $(N, C)$
-        - target: $(N,)$ integer classes
+        - target: $(N,)$ int64 classes (checked by the caller)
         - Output: two $(N,)$ float32 tensors
     """
-    kl = soft_label_kl(student_adv, teacher, temperature, student_temperature=temperature, reduction="none")
+    kl = kl_terms(student_adv, teacher, temperature, temperature, "none")
     scale = temperature * temperature / teacher.shape[1]
     return kl * scale, per_sample_ce(student_clean, target)
 
@@ -73,7 +74,9 @@ def ard_loss(
     temperature = check_positive(temperature, "temperature")
     alpha = check_unit_interval(alpha, "alpha")
     check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-    check_batch({"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}, target)
+    _, target = check_batch(
+        {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}, target, hint=_CLASSES
+    )
     kl, ce = ard_sample_terms(student_adv, student_clean, teacher, target, temperature=temperature)
     return reduce_samples(alpha * kl + (1 - alpha) * ce, reduction)
 
@@ -114,7 +117,7 @@ class ARDLoss(WeightedTerms):
         self.alpha = check_unit_interval(alpha, "alpha")
         check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
         self.reduction: SampleReduction = reduction
-        self.validate_args = validate_args
+        self.validate_args = check_bool(validate_args, "validate_args")
         self.coefficients = (self.alpha, 1.0 - self.alpha)
 
     def forward(self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor) -> Tensor:
@@ -126,10 +129,10 @@ class ARDLoss(WeightedTerms):
     ) -> tuple[Tensor, Tensor]:
         r"""The KL term $T^2\,\mathbb{E}[\mathrm{KL}]$ and the clean cross-entropy, each reduced (before the weights).
 
-        ``validated=True`` skips the label value check (the caller checked them); shapes are always checked.
+        ``validated=True`` skips the value checks (the caller checked them); shapes are always checked.
         """
         logits = {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}
-        check_batch(logits, target, check_values=self.validate_args and not validated)
+        _, target = check_batch(logits, target, check_values=self.validate_args and not validated, hint=_CLASSES)
         kl, ce = ard_sample_terms(student_adv, student_clean, teacher, target, temperature=self.temperature)
         return reduce_samples(kl, self.reduction), reduce_samples(ce, self.reduction)
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._internal.checks import at_least_float32, check_choice, check_positive
+from .._internal.checks import at_least_float32, check_bool, check_choice, check_positive
 from ._common import SAMPLE_REDUCTIONS, SampleReduction, WeightedTerms, check_batch, per_sample_ce, reduce_samples
 from .trades import DEFAULT_BETA, _per_sample_kl
 
@@ -20,6 +20,8 @@ DEFAULT_UNIFORM_WEIGHT = 1.0
 def uniform_kl(logits: Tensor) -> Tensor:
     r"""Each sample's $\mathrm{KL}(\mathrm{softmax}\, z \,\|\, U) = \log C - H(\mathrm{softmax}\, z)$, $U$ uniform.
 
+    A logit of $-\infty$ masks its class ($0 \log 0 = 0$). Unchecked: the losses check their logits.
+
     Shape:
         - logits: $(N, C)$
         - Output: $(N,)$, float32 (float64 for float64 logits)
@@ -29,7 +31,8 @@ def uniform_kl(logits: Tensor) -> Tensor:
         tensor([0.0000, 0.6931])
     """
     log_p = torch.log_softmax(at_least_float32(logits), dim=1)
-    return (log_p.exp() * log_p).sum(dim=1) + math.log(logits.shape[1])
+    safe = torch.where(log_p == -math.inf, torch.zeros_like(log_p), log_p)  # 0 log 0 = 0 (a masked class)
+    return (log_p.exp() * safe).sum(dim=1) + math.log(logits.shape[1])
 
 
 def _terms(
@@ -90,7 +93,7 @@ def bat_loss(
         "student_first_adv": student_first_adv,
         "student_last_clean": student_last_clean,
     }
-    check_batch(logits, target)
+    _, target = check_batch(logits, target)
     natural, robust, uniform = _terms(student_clean, student_first_adv, student_last_clean, target, reduction)
     return natural + beta * robust + uniform_weight * uniform
 
@@ -129,7 +132,7 @@ class BATLoss(WeightedTerms):
         self.uniform_weight = check_positive(uniform_weight, "uniform_weight", allow_zero=True)
         check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
         self.reduction: SampleReduction = reduction
-        self.validate_args = validate_args
+        self.validate_args = check_bool(validate_args, "validate_args")
         self.coefficients = (1.0, self.beta, self.uniform_weight)
 
     def forward(
@@ -149,14 +152,14 @@ class BATLoss(WeightedTerms):
     ) -> tuple[Tensor, Tensor, Tensor]:
         r"""The natural CE, the TRADES KL and the sum of the two uniform KLs, each reduced, before 1, $\beta$, $w$.
 
-        ``validated=True`` skips the label value check (the caller checked them); shapes are always checked.
+        ``validated=True`` skips the value checks (the caller checked them); shapes are always checked.
         """
         logits = {
             "student_clean": student_clean,
             "student_first_adv": student_first_adv,
             "student_last_clean": student_last_clean,
         }
-        check_batch(logits, target, check_values=self.validate_args and not validated)
+        _, target = check_batch(logits, target, check_values=self.validate_args and not validated)
         return _terms(student_clean, student_first_adv, student_last_clean, target, self.reduction)
 
     def extra_repr(self) -> str:

@@ -5,19 +5,20 @@ from __future__ import annotations
 from torch import Tensor
 from typing_extensions import Unpack
 
-from .._internal.checks import check_choice
+from .._internal.checks import check_bool, check_choice, check_device, check_options
 from ..class_eps import CalibratedEpsilon, CalibrationOptions
-from ._common import SAMPLE_REDUCTIONS, SampleReduction, WeightedTerms, check_batch, per_sample_ce, reduce_samples
+from ._common import (
+    SAMPLE_REDUCTIONS,
+    SampleReduction,
+    WeightedTerms,
+    check_batch,
+    check_class_vector,
+    per_sample_ce,
+    reduce_samples,
+)
 from .trades import _per_sample_kl
 
 __all__ = ["CFALoss", "cfa_loss", "check_class_vector"]
-
-
-def check_class_vector(value: Tensor, name: str, num_classes: int) -> None:
-    """Raise unless ``value`` is a floating point tensor of shape $(C,)$ (one number per class)."""
-    if not isinstance(value, Tensor) or not value.is_floating_point() or value.shape != (num_classes,):
-        got = f"{value.dtype} of shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(f"Expected `{name}` to be a floating point tensor of shape ({num_classes},), but got {got}.")
 
 
 def _terms(
@@ -50,7 +51,8 @@ def cfa_loss(
     Shape:
         - student_clean, student_adv: $(N, C)$
         - target: $(N,)$ integer classes in $[0, C)$
-        - class_beta: $(C,)$, e.g. :attr:`CalibratedEpsilon.class_beta <torch_absld.class_eps.CalibratedEpsilon>`
+        - class_beta: $(C,)$, finite and $\ge 0$, e.g.
+          :attr:`CalibratedEpsilon.class_beta <torch_absld.class_eps.CalibratedEpsilon>`
         - Output: scalar, or $(N,)$ with ``"none"``
 
     Example:
@@ -60,8 +62,9 @@ def cfa_loss(
         tensor(0.2274)
     """
     check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-    classes = check_batch({"student_clean": student_clean, "student_adv": student_adv}, target)
-    check_class_vector(class_beta, "class_beta", classes)
+    _, target = check_batch(
+        {"student_clean": student_clean, "student_adv": student_adv}, target, class_vectors={"class_beta": class_beta}
+    )
     natural, robust = _terms(student_clean, student_adv, target, class_beta, reduction)
     return natural + robust
 
@@ -107,8 +110,9 @@ class CFALoss(WeightedTerms):
         super().__init__()
         check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
         self.reduction: SampleReduction = reduction
-        self.validate_args = validate_args
+        self.validate_args = check_bool(validate_args, "validate_args")
         self.coefficients = (1.0, 1.0)
+        check_options(calibration, CalibrationOptions.__optional_keys__, type(self).__name__)
         self.calibration = CalibratedEpsilon(num_classes, validate_args=validate_args, **calibration)
         self.num_classes = self.calibration.num_classes
 
@@ -121,14 +125,19 @@ class CFALoss(WeightedTerms):
     ) -> tuple[Tensor, Tensor]:
         r"""The terms $\mathrm{CE}_i / (1 + \beta_y)$ and $\beta_y\,\mathrm{KL}_i / (1 + \beta_y)$, each reduced.
 
-        ``validated=True`` skips the label value check (the caller checked them); shapes are always checked.
+        ``validated=True`` skips the value checks (the caller checked them); shapes are always checked.
         """
         logits = {"student_clean": student_clean, "student_adv": student_adv}
-        check_batch(logits, target, num_classes=self.num_classes, check_values=self.validate_args and not validated)
+        checking = self.validate_args and not validated
+        _, target = check_batch(logits, target, num_classes=self.num_classes, check_values=checking)
+        check_device(student_clean, self.calibration.scale.device, "student_clean", "the loss (its class-wise beta)")
         return _terms(student_clean, student_adv, target, self.calibration.class_beta, self.reduction)
 
     def record(self, student_adv: Tensor, target: Tensor, *, validated: bool = False) -> None:
-        """Add whether each adversarial example is classified correctly (no gradient; ``validated=True``: no checks)."""
+        """Add whether each adversarial example is classified correctly (no gradient).
+
+        ``validated=True`` skips the value checks (the caller checked them).
+        """
         self.calibration.update(student_adv, target, validated=validated)
 
     def step(self) -> Tensor:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.distributed as dist
 from torch import Tensor
 
-from .._internal.checks import check_choice, check_positive, check_unit_interval
+from .._internal.checks import (
+    ProcessGroupArg,
+    check_bool,
+    check_choice,
+    check_device,
+    check_positive,
+    check_unit_interval,
+)
 from ..class_weights import DEFAULT_BETA, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT, VulnerabilityWeights
-from ..kl import soft_label_kl
-from ._common import SAMPLE_REDUCTIONS, SampleReduction, WeightedTerms, check_batch, reduce_samples
-from .ard import ard_sample_terms
+from ..kl import kl_terms
+from ._common import SAMPLE_REDUCTIONS, SampleReduction, WeightedTerms, check_batch, check_logit_batch, reduce_samples
+from .ard import _CLASSES, ard_sample_terms
 
 __all__ = ["BASE_DEFAULTS", "Base", "FairARDLoss", "fair_ard_loss"]
 
@@ -28,8 +34,8 @@ def _sample_terms(
     if base == "ard":
         return ard_sample_terms(student_adv, student_clean, teacher, target, temperature=temperature)
     num_classes = teacher.shape[1]
-    adv = soft_label_kl(student_adv, teacher, temperature, student_temperature=temperature, reduction="none")
-    clean = soft_label_kl(student_clean, teacher, temperature, student_temperature=temperature, reduction="none")
+    adv = kl_terms(student_adv, teacher, temperature, temperature, "none")
+    clean = kl_terms(student_clean, teacher, temperature, temperature, "none")
     return adv / num_classes, clean / num_classes
 
 
@@ -70,15 +76,18 @@ def fair_ard_loss(
     Shape:
         - student_adv, student_clean, teacher: $(N, C)$
         - target: $(N,)$ integer classes in $[0, C)$
-        - class_weights: $(C,)$, e.g. :attr:`VulnerabilityWeights.weights <torch_absld.VulnerabilityWeights>`
+        - class_weights: $(C,)$ floating point, finite and $\ge 0$, e.g.
+          :attr:`VulnerabilityWeights.weights <torch_absld.VulnerabilityWeights>`
         - Output: scalar, or $(N,)$ with ``"none"``
     """
     temperature, alpha = _defaults(base, temperature, alpha)
     check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-    num_classes = check_batch({"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}, target)
+    logits = {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}
+    num_classes = check_logit_batch(logits, hint=_CLASSES)
     if not isinstance(class_weights, Tensor) or class_weights.shape != (num_classes,):
         got = tuple(class_weights.shape) if isinstance(class_weights, Tensor) else type(class_weights).__name__
         raise ValueError(f"Expected `class_weights` of shape ({num_classes},), but got {got}.")
+    _, target = check_batch(logits, target, class_vectors={"class_weights": class_weights}, hint=_CLASSES)
     adv, clean = _sample_terms(base, student_adv, student_clean, teacher, target, temperature)
     return reduce_samples(class_weights[target] * (alpha * adv + (1 - alpha) * clean), reduction)
 
@@ -132,7 +141,7 @@ class FairARDLoss(WeightedTerms):
         min_weight: float = DEFAULT_MIN_WEIGHT,
         max_weight: float = DEFAULT_MAX_WEIGHT,
         reduction: SampleReduction = "mean",
-        process_group: dist.ProcessGroup | None = None,
+        process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
         super().__init__()
@@ -140,7 +149,7 @@ class FairARDLoss(WeightedTerms):
         self.base: Base = base
         check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
         self.reduction: SampleReduction = reduction
-        self.validate_args = validate_args
+        self.validate_args = check_bool(validate_args, "validate_args")
         self.coefficients = (self.alpha, 1.0 - self.alpha)
         self.vulnerability = VulnerabilityWeights(
             num_classes,
@@ -167,22 +176,24 @@ class FairARDLoss(WeightedTerms):
         r"""The weighted adversarial and clean terms, each reduced, before the weights $\alpha$, $1 - \alpha$.
 
         For ``base="ard"`` the clean term is the cross-entropy, for ``"rslad"`` the clean KL.
-        ``validated=True`` skips the label value check (the caller checked them).
+        ``validated=True`` skips the value checks (the caller checked them).
         """
         logits = {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}
-        check_batch(logits, target, num_classes=self.num_classes, check_values=self.validate_args and not validated)
+        checking = self.validate_args and not validated
+        _, target = check_batch(logits, target, num_classes=self.num_classes, check_values=checking, hint=_CLASSES)
+        check_device(student_adv, self.class_weights.device, "student_adv", "the loss (its class weights)")
         adv, clean = _sample_terms(self.base, student_adv, student_clean, teacher, target, self.temperature)
         weights = self.class_weights[target]
         return reduce_samples(weights * adv, self.reduction), reduce_samples(weights * clean, self.reduction)
 
     def record(self, kappa: Tensor, target: Tensor, *, validated: bool = False) -> None:
-        r"""Add each sample's $\kappa_i$ into the controller's sums (no gradient; ``validated=True``: no checks).
+        r"""Add each sample's $\kappa_i$ into the controller's sums (no gradient; ``validated=True``: no value checks).
 
         Shape:
             - kappa: $(N,)$ floating point counts
             - target: $(N,)$ integer classes
         """
-        self.vulnerability.accumulate(kappa, target, validate=not validated)
+        self.vulnerability.update(kappa, target, validated=validated)
 
     def step(self) -> Tensor:
         """End of epoch: the controller's :meth:`~torch_absld.VulnerabilityWeights.step`; returns the new weights."""

@@ -2,13 +2,13 @@ r"""FRL (Xu et al. 2021), Reweight + Remargin: TRADES' two terms, each a class-w
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from typing_extensions import Unpack
 
-from .._internal.checks import check_choice, check_positive
+from .._internal.checks import check_choice, check_device, check_options, check_positive
 from ..multipliers import FRLMultipliers, FRLOptions
 from ._common import SAMPLE_REDUCTIONS, SampleReduction, check_batch, per_sample_ce
-from .cfa import check_class_vector
 from .trades import TRADESLoss, _per_sample_kl
 
 __all__ = ["FRLLoss", "frl_loss"]
@@ -18,10 +18,14 @@ r"""FRL's weight $\beta$ of the boundary (KL) term (``--beta 1.5``, ``frlrmrw.py
 
 
 def _weighted(values: Tensor, weights: Tensor, reduction: SampleReduction, normalizer: Tensor | None) -> Tensor:
-    r"""``"mean"``: $\sum_i w_i v_i / \sum_i w_i$ (or / ``normalizer``), ``"sum"``: $\sum_i w_i v_i$, ``"none"``."""
+    r"""``"mean"``: $\sum_i w_i v_i / \sum_i w_i$ (or / ``normalizer``), ``"sum"``: $\sum_i w_i v_i$, ``"none"``.
+
+    A batch whose weights sum to 0 (an empty batch) gives 0 for ``"mean"``, not NaN.
+    """
     weighted = weights * values
     if reduction == "mean":
-        return weighted.sum() / (weights.sum() if normalizer is None else normalizer.to(weighted.dtype))
+        total = weights.sum() if normalizer is None else normalizer.to(weighted.dtype)
+        return weighted.sum() / total.clamp_min(torch.finfo(weighted.dtype).tiny)
     return weighted.sum() if reduction == "sum" else weighted
 
 
@@ -68,7 +72,7 @@ def frl_loss(
     Shape:
         - student_clean, student_adv: $(N, C)$
         - target: $(N,)$ integer classes in $[0, C)$
-        - natural_weights, boundary_weights: $(C,)$, positive
+        - natural_weights, boundary_weights: $(C,)$, finite and $\ge 0$
         - Output: scalar, or $(N,)$ with ``"none"``
 
     Example:
@@ -79,9 +83,11 @@ def frl_loss(
     """
     beta = check_positive(beta, "beta", allow_zero=True)
     check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-    classes = check_batch({"student_clean": student_clean, "student_adv": student_adv}, target)
-    check_class_vector(natural_weights, "natural_weights", classes)
-    check_class_vector(boundary_weights, "boundary_weights", classes)
+    _, target = check_batch(
+        {"student_clean": student_clean, "student_adv": student_adv},
+        target,
+        class_vectors={"natural_weights": natural_weights, "boundary_weights": boundary_weights},
+    )
     natural, boundary = _terms(student_clean, student_adv, target, natural_weights, boundary_weights, reduction)
     return natural + beta * boundary
 
@@ -128,7 +134,8 @@ class FRLLoss(TRADESLoss):
         **multipliers: Unpack[FRLOptions],
     ) -> None:
         super().__init__(beta=beta, reduction=reduction, validate_args=validate_args)
-        self.multipliers = FRLMultipliers(num_classes, validate_args=validate_args, **multipliers)
+        check_options(multipliers, FRLOptions.__optional_keys__, type(self).__name__)
+        self.multipliers = FRLMultipliers(num_classes, validate_args=self.validate_args, **multipliers)
         self.num_classes = self.multipliers.num_classes
 
     def terms(
@@ -148,7 +155,9 @@ class FRLLoss(TRADESLoss):
         those of one process on the union). ``validated=True`` skips the label value check.
         """
         logits = {"student_clean": student_clean, "student_adv": student_adv}
-        check_batch(logits, target, num_classes=self.num_classes, check_values=self.validate_args and not validated)
+        checking = self.validate_args and not validated
+        _, target = check_batch(logits, target, num_classes=self.num_classes, check_values=checking)
+        check_device(student_clean, self.multipliers.scale.device, "student_clean", "the loss (its class weights)")
         weights = (self.multipliers.natural_weights, self.multipliers.boundary_weights)
         return _terms(student_clean, student_adv, target, *weights, self.reduction, normalizers)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .._internal.checks import check_choice
+from .._internal.checks import check_bool, check_choice
 from ._common import SAMPLE_REDUCTIONS, SampleReduction, check_batch, per_sample_ce, reduce_samples
 
 __all__ = ["SATLoss", "sat_loss"]
@@ -29,7 +29,7 @@ def sat_loss(student_adv: Tensor, target: Tensor, *, reduction: SampleReduction 
         tensor([0.1269, 2.1269])
     """
     check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-    check_batch({"student_adv": student_adv}, target)
+    _, target = check_batch({"student_adv": student_adv}, target)
     return reduce_samples(per_sample_ce(student_adv, target), reduction)
 
 
@@ -55,11 +55,11 @@ class SATLoss(nn.Module):
         super().__init__()
         check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
         self.reduction: SampleReduction = reduction
-        self.validate_args = validate_args
+        self.validate_args = check_bool(validate_args, "validate_args")
 
     def forward(self, student_adv: Tensor, target: Tensor, *, validated: bool = False) -> Tensor:
-        """The loss; ``validated=True`` skips the label value check (the caller checked them)."""
-        check_batch({"student_adv": student_adv}, target, check_values=self.validate_args and not validated)
+        """The loss; ``validated=True`` skips the value checks (the caller checked them)."""
+        _, target = check_batch({"student_adv": student_adv}, target, check_values=self.validate_args and not validated)
         return reduce_samples(per_sample_ce(student_adv, target), self.reduction)
 
     def extra_repr(self) -> str:

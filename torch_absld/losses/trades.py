@@ -3,11 +3,20 @@ r"""TRADES (Zhang et al. 2019): clean cross-entropy plus $\beta$ times the clean
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .._internal.checks import at_least_float32, check_choice, check_positive
-from ._common import SAMPLE_REDUCTIONS, SampleReduction, WeightedTerms, check_batch, per_sample_ce, reduce_samples
+from .._internal.checks import at_least_float32, check_bool, check_choice, check_positive
+from ._common import (
+    SAMPLE_REDUCTIONS,
+    SampleReduction,
+    WeightedTerms,
+    check_batch,
+    check_logit_batch,
+    check_logit_values,
+    masked_kl_rows,
+    per_sample_ce,
+    reduce_samples,
+)
 
 __all__ = ["TRADESLoss", "trades_kl", "trades_loss"]
 
@@ -18,7 +27,7 @@ r"""TRADES' $\beta$ for CIFAR-10 (``--beta 6.0``, ``train_trades_cifar10.py`` of
 def _per_sample_kl(student_clean: Tensor, student_adv: Tensor) -> Tensor:
     log_p = torch.log_softmax(at_least_float32(student_clean), dim=1)
     log_q = torch.log_softmax(at_least_float32(student_adv), dim=1)
-    return F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(dim=1)
+    return masked_kl_rows(log_p, log_q)
 
 
 def trades_kl(student_clean: Tensor, student_adv: Tensor, *, reduction: SampleReduction = "mean") -> Tensor:
@@ -29,13 +38,16 @@ def trades_kl(student_clean: Tensor, student_adv: Tensor, *, reduction: SampleRe
     ``trades.py``. Per sample: $\mathrm{KL}_i = \sum_c p_{ic} (\log p_{ic} - \log q_{ic})$, in float32.
     ``"mean"`` averages $\mathrm{KL}_i$ over the batch (the authors' ``KLDivLoss(size_average=False)``
     divided by the batch size, i.e. ``"batchmean"``, **not** a mean over the $N \times C$ elements).
+    A clean logit of $-\infty$ masks its class ($0 \log 0 = 0$); NaN and $+\infty$ are rejected.
 
     Shape:
         - student_clean, student_adv: $(N, C)$ logits of the model on $x$ and on $x'$
         - Output: scalar, or $(N,)$ with ``"none"``
     """
     check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-    check_batch({"student_clean": student_clean, "student_adv": student_adv}, None)
+    logits = {"student_clean": student_clean, "student_adv": student_adv}
+    check_logit_batch(logits)
+    check_logit_values(logits)
     return reduce_samples(_per_sample_kl(student_clean, student_adv), reduction)
 
 
@@ -66,7 +78,7 @@ def trades_loss(
     """
     beta = check_positive(beta, "beta", allow_zero=True)
     check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-    check_batch({"student_clean": student_clean, "student_adv": student_adv}, target)
+    _, target = check_batch({"student_clean": student_clean, "student_adv": student_adv}, target)
     per_sample = per_sample_ce(student_clean, target) + beta * _per_sample_kl(student_clean, student_adv)
     return reduce_samples(per_sample, reduction)
 
@@ -99,7 +111,7 @@ class TRADESLoss(WeightedTerms):
         self.beta = check_positive(beta, "beta", allow_zero=True)
         check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
         self.reduction: SampleReduction = reduction
-        self.validate_args = validate_args
+        self.validate_args = check_bool(validate_args, "validate_args")
         self.coefficients = (1.0, self.beta)
 
     def forward(self, student_clean: Tensor, student_adv: Tensor, target: Tensor) -> Tensor:
@@ -111,10 +123,10 @@ class TRADESLoss(WeightedTerms):
     ) -> tuple[Tensor, Tensor]:
         r"""The natural cross-entropy and the robust KL, each reduced, before the weights 1 and $\beta$.
 
-        ``validated=True`` skips the label value check (the caller checked them); shapes are always checked.
+        ``validated=True`` skips the value checks (the caller checked them); shapes are always checked.
         """
         logits = {"student_clean": student_clean, "student_adv": student_adv}
-        check_batch(logits, target, check_values=self.validate_args and not validated)
+        _, target = check_batch(logits, target, check_values=self.validate_args and not validated)
         ce = reduce_samples(per_sample_ce(student_clean, target), self.reduction)
         return ce, reduce_samples(_per_sample_kl(student_clean, student_adv), self.reduction)
 

@@ -9,7 +9,7 @@
 - :mod:`~torch_absld.methods.validated`: what the steps with a validation split share (:class:`ValidatedStep`);
 - :mod:`~torch_absld.methods.frl`, :mod:`~torch_absld.methods.cfa`, :mod:`~torch_absld.methods.bat`:
   :class:`FRLStep`, :class:`CFAStep`, :class:`BATStep`;
-- :mod:`~torch_absld.methods.registry`: :func:`available` and :func:`create`.
+- :mod:`~torch_absld.methods.registry`: :func:`available`, :func:`create` and :func:`options`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from .frl import FRLOutput as FRLOutput
 from .frl import FRLStep as FRLStep
 from .registry import available as available
 from .registry import create as create
+from .registry import options as options
 from .sat import SATOutput as SATOutput
 from .sat import SATStep as SATStep
 from .trades import TRADESOutput as TRADESOutput
@@ -66,4 +67,5 @@ __all__ = [
     "available",
     "create",
     "mark_ddp_local_state",
+    "options",
 ]

@@ -25,6 +25,7 @@ from ..attack.config import AttackSettings
 from ..attack.engine import configured
 from ..loss import ABSLDLoss
 from ._loss import loss_module, pop_loss_argument
+from .adversarial import check_model_output
 from .base import TrainingStep, mark_ddp_local_state
 
 __all__ = ["ABSLDDistiller", "DistillerOutput", "build_absld", "build_rslad"]
@@ -194,7 +195,7 @@ class ABSLDDistiller(TrainingStep):
         )
         with torch.no_grad():
             teacher_logits = self._teacher_forward(as_model_input(self.teacher, input))
-        _check_teacher_output(teacher_logits, input.shape[0], self.num_classes)
+        check_model_output(teacher_logits, "teacher", input.shape[0], self.num_classes)
         if values_checkable(self.validate_args):
             check_input_and_label_values(
                 input, config.clip_min, config.clip_max, target, self.num_classes, teacher_logits
@@ -229,15 +230,6 @@ class ABSLDDistiller(TrainingStep):
         return (
             f"num_classes={self.num_classes}, compile={self.use_compile}, "
             f"teacher_in_state_dict={self.teacher_in_state_dict}"
-        )
-
-
-def _check_teacher_output(logits: object, batch_size: int, num_classes: int) -> None:
-    if not isinstance(logits, Tensor) or tuple(logits.shape) != (batch_size, num_classes):
-        got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(
-            f"Expected `teacher` to return logits of shape (N, num_classes) = ({batch_size}, {num_classes}), "
-            f"but got {got}. Check `num_classes` and that the teacher returns plain logits."
         )
 
 

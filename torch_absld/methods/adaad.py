@@ -66,17 +66,18 @@ class AdaADDistiller(AdversarialStep):
        :func:`~torch_absld.losses.adaad_attack_objective`,
        $\sum_i \mathrm{KL}(\mathrm{softmax} f_t(x'_i) \,\|\, \mathrm{softmax} f_s(x'_i))$, the gradient
        through both networks (both in eval mode), start $x + 0.001\,\mathcal{N}(0, 1)$;
-    2. the student on ``x`` then on ``x_adv``, in the distiller's mode;
-    3. the teacher on ``x_adv`` and on ``x``, without gradient;
+    2. the teacher on ``x_adv`` and on ``x``, without gradient (the input, the labels and both
+       teacher outputs are then checked, in one read from the device);
+    3. the student on ``x`` then on ``x_adv``, in the distiller's mode;
     4. :func:`~torch_absld.losses.adaad_loss` ($\alpha = 1$, mean over the $N \times C$ elements).
 
     It is exactly::
 
         x_adv = pgd(StudentAndTeacher(student, teacher), x, y, config=ADAAD_ATTACK,
                     objective=adaad_attack_objective)
-        s_clean, s_adv = student(x), student(x_adv)
         with torch.no_grad():
             t_adv, t_clean = teacher(x_adv), teacher(x)
+        s_clean, s_adv = student(x), student(x_adv)
         loss = adaad_loss(s_adv, s_clean, t_adv, t_clean, alpha=1.0)
 
     Unlike ARD, RSLAD and ABSLD, the teacher sees the adversarial input, in the attack and in the
@@ -129,15 +130,17 @@ class AdaADDistiller(AdversarialStep):
             needs_teacher=True,
             **options,
         )
-        self.loss_fn = AdaADLoss(alpha=alpha, reduction=reduction)
+        self.loss_fn = AdaADLoss(alpha=alpha, reduction=reduction, validate_args=self.validate_args)
 
     def forward(self, input: Tensor, target: Tensor) -> AdaADOutput:
         """One step's forward work: the joint attack, both student forwards, both teacher forwards, loss."""
-        target = self.check_inputs(input, target)
+        target = self.check_inputs(input, target, values=False)
         x_adv = self.attack(input, target, validated=True).detach()
-        student_clean, student_adv = self.student_logits(input, x_adv)
         teacher_adv, teacher_clean = self.teacher_logits(x_adv), self.teacher_logits(input)
-        adv_kl, clean_kl = self.loss_fn.terms(student_adv, student_clean, teacher_adv, teacher_clean)
+        # One read: the input, the labels and both teacher outputs (before the student's train-mode forwards).
+        self.check_values(input, target, (teacher_adv, teacher_clean))
+        student_clean, student_adv = self.student_logits(input, x_adv)
+        adv_kl, clean_kl = self.loss_fn.terms(student_adv, student_clean, teacher_adv, teacher_clean, validated=True)
         return AdaADOutput(
             self.loss_fn.combine(adv_kl, clean_kl),
             adv_kl.detach(),

@@ -107,8 +107,8 @@ class ARDDistiller(AdversarialStep):
 
     def forward(self, input: Tensor, target: Tensor) -> ARDOutput:
         """One step's forward work: teacher, attack, both student forwards, loss."""
-        target = self.check_inputs(input, target)
-        out = self.distillation_forwards(input, target)
+        target = self.check_inputs(input, target, values=False)
+        out = self.distillation_forwards(input, target, labels=target)
         kl, ce = self.loss_fn.terms(
             out.student_adv_logits, out.student_clean_logits, out.teacher_logits, target, validated=True
         )

@@ -33,7 +33,9 @@ class TrainingStep(nn.Module):
     eval mode whatever ``step.train()`` says. It is a registered submodule, so ``.to(device)``
     moves it, but by default its weights are **not** in ``state_dict()``: a checkpoint holds
     the student and the method's state, and loading one leaves the teacher as it is
-    (``teacher_in_state_dict=True`` saves and loads it too). Under ``DistributedDataParallel``
+    (``teacher_in_state_dict=True`` saves and loads it too). A checkpoint is checked whole before
+    anything is copied (shapes; with ``strict``, missing and unexpected keys; the methods' own
+    state): a rejected load leaves the step as it was. Under ``DistributedDataParallel``
     its weights and buffers are neither broadcast nor reduced (see :func:`mark_ddp_local_state`).
 
     Subclasses implement ``forward(input, target)`` returning a :class:`StepOutput`, and
@@ -63,6 +65,7 @@ class TrainingStep(nn.Module):
         self.register_state_dict_post_hook(_drop_teacher_state)  # type: ignore[no-untyped-call]
         self.register_load_state_dict_pre_hook(_fill_teacher_state)  # type: ignore[no-untyped-call]
         self.register_load_state_dict_pre_hook(check_state_first)  # type: ignore[no-untyped-call]
+        self.register_load_state_dict_pre_hook(_check_keys_and_shapes)  # type: ignore[no-untyped-call]
         mark_ddp_local_state(self)
 
     def train(self, mode: bool = True) -> Self:
@@ -119,6 +122,41 @@ def _drop_teacher_state(module: nn.Module, state_dict: dict[str, Any], prefix: s
     if metadata is not None:
         for key in [key for key in metadata if key == f"{prefix}teacher" or key.startswith(teacher_prefix)]:
             del metadata[key]
+
+
+def _check_keys_and_shapes(
+    module: nn.Module,
+    state_dict: dict[str, Any],
+    prefix: str,
+    local_metadata: Any,
+    strict: bool,
+    missing_keys: list[str],
+    unexpected_keys: list[str],
+    error_msgs: list[str],
+) -> None:
+    """Raise before anything is copied where ``load_state_dict`` would raise after copying part of the checkpoint."""
+    own = {prefix + key: value for key, value in module.state_dict(keep_vars=True).items()}
+    for key, value in own.items():
+        loaded = state_dict.get(key)
+        lazy = isinstance(value, nn.parameter.UninitializedParameter)
+        if isinstance(loaded, Tensor) and isinstance(value, Tensor) and not lazy and loaded.shape != value.shape:
+            raise ValueError(
+                f"Expected the loaded `{key}` of shape {tuple(value.shape)}, but got {tuple(loaded.shape)}. The "
+                "checkpoint comes from another model or method; nothing was loaded."
+            )
+    if not strict:
+        return
+    teacher = f"{prefix}teacher."
+    missing = [key for key in own if key not in state_dict]
+    unexpected = [
+        key for key in state_dict if key.startswith(prefix) and key not in own and not key.startswith(teacher)
+    ]
+    if missing or unexpected:
+        raise RuntimeError(
+            f"Error(s) in loading state_dict for {type(module).__name__}: missing key(s) {missing}, unexpected "
+            f"key(s) {unexpected}; nothing was loaded. Load a checkpoint of the same method and settings, or pass "
+            "`strict=False`."
+        )
 
 
 def _fill_teacher_state(

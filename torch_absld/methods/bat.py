@@ -128,7 +128,7 @@ class BATStep(AdversarialStep):
 
     def _stopped_points(self, stopper: EarlyStopping, input: Tensor, soft_labels: Tensor, target: Tensor) -> Tensor:
         """One early-stopped attack with the step's attack settings and generator; each sample's point."""
-        stopper.reset(target, input)
+        stopper.reset(target, input, validated=True)
         attack = self.attack
         final = run_pgd(
             attack.model,
@@ -145,7 +145,7 @@ class BATStep(AdversarialStep):
 
     def forward(self, input: Tensor, target: Tensor) -> BATOutput:
         """One step's forward work: clean target, both early-stopped attacks, three student forwards, loss."""
-        self.check_inputs(input, target)
+        target = self.check_inputs(input, target)
         clean_probabilities = self.student_eval_probabilities(input)
         x_last_clean, x_adv = (self._stopped_points(s, input, clean_probabilities, target) for s in self.stoppers)
         last_clean, adv, clean = self.student_logits(x_last_clean, x_adv, input)

@@ -129,6 +129,7 @@ class CFAStep(ValidatedStep):
             **options,
         )
         self.loss_fn = loss_fn
+        attack = self.validation_attack(validation_steps)  # checked also without FAWA
         if not isinstance(fawa, (bool, Mapping)):
             raise TypeError(f"Expected `fawa` to be a bool or a mapping of its options, but got {type(fawa).__name__}.")
         self.fawa = None
@@ -137,7 +138,7 @@ class CFAStep(ValidatedStep):
             self.fawa = FairnessAwareAveraging(
                 student,
                 num_classes,
-                attack=self.validation_attack(validation_steps),
+                attack=attack,
                 seed=self.validation_seed,
                 process_group=loss_fn.calibration.process_group,
                 validate_args=self.validate_args,
@@ -152,7 +153,7 @@ class CFAStep(ValidatedStep):
 
     def forward(self, input: Tensor, target: Tensor) -> CFAOutput:
         """One step's forward work: clean target, the per-class attack, both student forwards, the loss."""
-        self.check_inputs(input, target)
+        target = self.check_inputs(input, target)
         config = self.attack.config
         radii, step = self.loss_fn.calibration(target, config.eps, config.step_size, validated=True)
         clean_probabilities = self.student_eval_probabilities(input)

@@ -138,9 +138,10 @@ class FairARDDistiller(AdversarialStep):
 
     def forward(self, input: Tensor, target: Tensor) -> FairARDOutput:
         r"""One step's forward work: teacher, attack (counting $\kappa$), both student forwards, loss."""
-        target = self.check_inputs(input, target)
-        self.counter.reset(target)
-        out = self.distillation_forwards(input, target if self.loss_fn.base == "ard" else self._soft_labels)
+        target = self.check_inputs(input, target, values=False)
+        self.counter.reset(target, validated=True)
+        attack_target = target if self.loss_fn.base == "ard" else self._soft_labels
+        out = self.distillation_forwards(input, attack_target, labels=target)
         kappa = self.counter.counts
         adv, clean = self.loss_fn.terms(
             out.student_adv_logits, out.student_clean_logits, out.teacher_logits, target, validated=True

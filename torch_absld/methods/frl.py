@@ -138,7 +138,7 @@ class FRLStep(ValidatedStep):
 
     def forward(self, input: Tensor, target: Tensor) -> FRLOutput:
         """One step's forward work: clean target, the per-class attack, both student forwards, the weighted loss."""
-        self.check_inputs(input, target)
+        target = self.check_inputs(input, target)
         config, multipliers = self.attack.config, self.loss_fn.multipliers
         present, normalizers = multipliers.union_batch(target) or (None, None)
         radii, steps = multipliers(target, config.eps, config.step_size, present=present, validated=True)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
+from .._internal.checks import check_options
 from . import absld, adaad, ard, bat, cfa, fair_ard, frl, sat, trades
+from .adversarial import accepted_options
 from .base import TrainingStep
 
-__all__ = ["available", "create"]
+__all__ = ["available", "create", "options"]
 
 Builder = Callable[..., TrainingStep]
 
@@ -28,6 +31,20 @@ _METHODS: dict[str, Builder] = {
 }
 
 
+_OPTIONS: dict[str, frozenset[str]] = {
+    "absld": accepted_options(absld.ABSLDDistiller) | absld._LOSS_OPTIONS,
+    "adaad": accepted_options(adaad.AdaADDistiller),
+    "ard": accepted_options(ard.ARDDistiller),
+    "bat": accepted_options(bat.BATStep),
+    "cfa": accepted_options(cfa.CFAStep) | cfa._LOSS_OPTIONS | cfa._FAWA_OPTIONS,
+    "fair-ard": accepted_options(fair_ard.FairARDDistiller) | fair_ard._LOSS_OPTIONS,
+    "frl": accepted_options(frl.FRLStep) | frl._LOSS_OPTIONS,
+    "rslad": accepted_options(absld.ABSLDDistiller) | absld._LOSS_OPTIONS,
+    "sat": accepted_options(sat.SATStep),
+    "trades": accepted_options(trades.TRADESStep),
+}
+
+
 def available() -> tuple[str, ...]:
     """The names :func:`create` accepts, sorted.
 
@@ -36,6 +53,26 @@ def available() -> tuple[str, ...]:
         ('absld', 'adaad', 'ard', 'bat', 'cfa', 'fair-ard', 'frl', 'rslad', 'sat', 'trades')
     """
     return tuple(sorted(_METHODS))
+
+
+def options(name: str) -> tuple[str, ...]:
+    """The hyperparameters :func:`create` accepts for method ``name``, sorted.
+
+    Example:
+        >>> options("trades")[:3]
+        ('attack', 'beta', 'clip_max')
+    """
+    return tuple(sorted(_OPTIONS[_checked_name(name)]))
+
+
+def _checked_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"Expected `name` to be a str, one of {', '.join(map(repr, available()))}, but got {name!r}.")
+    if name not in _METHODS:
+        close = difflib.get_close_matches(name.lower().replace("_", "-"), available(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Expected `name` to be one of {', '.join(map(repr, available()))}, but got {name!r}.{hint}")
+    return name
 
 
 def create(
@@ -66,6 +103,7 @@ def create(
             :class:`~torch_absld.methods.FRLStep`, :class:`~torch_absld.methods.CFAStep`,
             :class:`~torch_absld.methods.BATStep`). ``"frl"`` and ``"cfa"`` also take
             ``validation=``: the batches of a validation split, read at the end of each epoch.
+            :func:`options` lists a method's names; an unknown one is a ``TypeError`` naming them.
 
     Example:
         >>> student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)
@@ -73,6 +111,6 @@ def create(
         >>> step.loss_fn.adapt
         'none'
     """
-    if name not in _METHODS:
-        raise ValueError(f"Expected `name` to be one of {', '.join(map(repr, available()))}, but got {name!r}.")
+    name = _checked_name(name)
+    check_options(hyperparameters, _OPTIONS[name], f"the method {name!r}")
     return _METHODS[name](student, num_classes=num_classes, teacher=teacher, **hyperparameters)
