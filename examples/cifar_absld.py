@@ -10,6 +10,11 @@ evaluation of the student, the best-Overall checkpoint, and ``last.pt`` to resum
     torchrun --nproc-per-node 4 examples/cifar_absld.py --teacher wrn34_trades.pt --compile
     python examples/cifar_absld.py --resume runs/absld/last.pt          # continue exactly
     python examples/cifar_absld.py --smoke                              # seconds, generated data
+    torchrun --standalone --nproc-per-node 2 examples/cifar_absld.py --smoke  # the same on 2 CPU ranks
+
+Without ``--out``, a ``--smoke`` run writes into a fresh temporary folder (one for all ranks:
+rank 0 makes it and sends its path to the others), prints its path, and removes it at the end;
+pass ``--out DIR`` to keep the files.
 
 Precision and layout: ``--amp auto`` (the default) trains in bf16 where the device runs it
 natively (GPUs of compute capability 8.0 and up, CPUs with AVX512-BF16 or AMX), in fp16 with a
@@ -29,6 +34,7 @@ import gc
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -343,7 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms")
-    p.add_argument("--out", default=None, help="output directory (default: runs/absld, a temp dir with --smoke)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default: runs/absld; with --smoke a temporary folder, removed at the end)",
+    )
     p.add_argument("--resume", default=None, help="a last.pt to continue from, or 'auto' for OUT/last.pt if present")
     p.add_argument("--stop-after", type=int, default=None, help="stop after this epoch (to test resuming)")
     p.add_argument("--log-all-ranks", action="store_true", help="every rank writes log.rank<R>.jsonl")
@@ -355,8 +365,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if "--smoke" in (argv if argv is not None else sys.argv[1:]):
         parser.set_defaults(**SMOKE)
     args = parser.parse_args(argv)
-    if args.out is None:
-        args.out = tempfile.mkdtemp(prefix="absld_smoke_") if args.smoke else "runs/absld"
+    if args.out is None and not args.smoke:
+        args.out = "runs/absld"
     if args.teacher is None and not args.smoke:
         parser.error("--teacher PATH is required (a WideResNet state dict); --smoke makes a random one")
     return args
@@ -434,12 +444,30 @@ def batches(loader: DataLoader[Any], device: torch.device, channels_last: bool) 
         yield x, y
 
 
+def shared_temporary_folder(rank: int) -> str:
+    """A new temporary folder made by rank 0, its path sent to every rank (one folder for the run)."""
+    path = [tempfile.mkdtemp(prefix="absld_smoke_") if rank == 0 else ""]
+    if distributed():
+        dist.broadcast_object_list(path, src=0)
+    return path[0]
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     device, rank, world_size = setup_device(args.device)
+    temporary = args.out is None  # --smoke without --out
     try:
-        return train(args, device, rank, world_size)
+        if temporary:
+            args.out = shared_temporary_folder(rank)
+            if rank == 0:
+                print(f"smoke run: writing to {args.out} (removed at the end; pass --out DIR to keep it)", flush=True)
+        result = train(args, device, rank, world_size)
+        barrier()  # every rank has finished writing before the folder goes
+        return result
     finally:
+        if temporary and rank == 0 and args.out is not None:
+            shutil.rmtree(args.out, ignore_errors=True)
+            print(f"removed {args.out}", flush=True)
         if distributed():
             gc.collect()  # release DDP's reducer (kept in reference cycles) before its process group
             dist.destroy_process_group()

@@ -3,6 +3,7 @@
     python examples/evaluate.py --checkpoint student.pt --model resnet18 --dataset cifar10
     python examples/evaluate.py --checkpoint student.pt --dataset cifar100 --attacks clean,pgd,autoattack
     python examples/evaluate.py --smoke        # generated data and a tiny model, seconds on a CPU
+    torchrun --standalone --nproc-per-node 2 examples/evaluate.py --smoke   # each rank evaluates its shard
 
 Prints Avg., Worst and Overall robustness (%) under FGSM, PGD-20, CW-inf-30 and AutoAttack
 (eps 8/255) as a Markdown table laid out like the paper's, optionally the per-class table and
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from torch_absld import Normalize, evaluate_robustness, load_weights, stratified_split
 
@@ -145,6 +148,19 @@ def smoke_setup(directory: str, num_classes: int = 10, n: int = 20) -> tuple[str
     return path, TensorDataset(images, target)
 
 
+def setup_ranks(smoke: bool) -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)``; under torchrun, the process group is started here."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, 0
+    use_cuda = torch.cuda.is_available() and not smoke
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    return dist.get_rank(), world_size, local_rank
+
+
 def parse_eps(text: str) -> float:
     return float(Fraction(text))
 
@@ -172,9 +188,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="generated data and a tiny model (CI)")
     args = parser.parse_args(argv)
+    rank, world_size, local_rank = setup_ranks(args.smoke)
+    try:
+        run(parser, args, rank, world_size, local_rank)
+    finally:
+        if world_size > 1:
+            dist.destroy_process_group()
 
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace, rank: int, world_size: int, local_rank: int) -> None:
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     class_names = None
+    # Under torchrun every rank makes the same smoke model and data (seeded), in a folder of its own.
     with tempfile.TemporaryDirectory() as tmp:
         if args.smoke:
             torch.set_num_threads(1)  # tiny tensors: one thread is the fastest on a shared CPU
@@ -184,13 +209,17 @@ def main(argv: list[str] | None = None) -> None:
             if args.checkpoint is None:
                 parser.error("--checkpoint is required (or use --smoke)")
             num_classes, device, progress = NUM_CLASSES[args.dataset], args.device, not args.no_progress
+            if world_size > 1 and device == "cuda":
+                device = f"cuda:{local_rank}"
             dataset = cifar_test_set(args.dataset, args.data_root)
             class_names = CLASS_NAMES.get(args.dataset)
         if args.limit is not None and args.limit < len(dataset):
             # A class-stratified subset, so that every class keeps samples (Worst needs all of them).
             _, dataset = stratified_split(dataset, args.limit / len(dataset), seed=args.seed)
         model = build_model(args.model, num_classes, args.checkpoint, args.mean, args.std).to(device)
-        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=0 if args.smoke else 2)
+        # Each rank its shard; evaluate_robustness sums the counts of all ranks (and leaves out the padding).
+        sampler = DistributedSampler(dataset, world_size, rank, shuffle=False) if world_size > 1 else None
+        loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=0 if args.smoke else 2)
         start = time.perf_counter()
         report = evaluate_robustness(
             model,
@@ -203,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
             progress=progress,
             seed=args.seed,
         )
+    if rank != 0:
+        return
     print(report.to_markdown(name=args.name or args.model, per_class=args.per_class, class_names=class_names))
     print(f"\n{report}\n({report.num_samples} images, {time.perf_counter() - start:.1f} s on {device})")
     if args.json:

@@ -10,6 +10,11 @@ learning rate beta follows timm's scheduler through ``follow_optimizer_lr`` (tim
         --student resnet18 --teacher resnet50 --teacher-checkpoint teacher.pth --img-size 160
     python examples/timm_absld.py --smoke          # seconds on a CPU, generated data, timm test models
 
+It runs in one process (under ``torchrun`` with several processes it stops with a message: see
+``examples/cifar_absld.py`` for multi-process training). Without ``--out``, a ``--smoke`` run
+writes into a fresh temporary folder, prints its path and removes it at the end; pass
+``--out DIR`` to keep the files.
+
 ``--amp auto`` (the default) trains in bf16 where the device runs it natively, in fp16 with a
 GradScaler on GPUs with fp16 tensor cores only, and in float32 elsewhere; ``--channels-last
 auto`` uses channels_last tensors where they pay (``torch_absld.fastest_settings``; the choice is
@@ -22,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -107,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output directory (default: runs/timm_absld, a temp dir with --smoke)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default: runs/timm_absld; with --smoke a temporary folder, removed at the end)",
+    )
     return p
 
 
@@ -116,8 +126,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if "--smoke" in (argv if argv is not None else sys.argv[1:]):
         parser.set_defaults(**SMOKE)
     args = parser.parse_args(argv)
-    if args.out is None:
-        args.out = tempfile.mkdtemp(prefix="timm_absld_smoke_") if args.smoke else "runs/timm_absld"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        parser.error(
+            "this example runs in one process, but WORLD_SIZE > 1 (torchrun with several processes): every process "
+            "would train its own copy. Run it with python, or see examples/cifar_absld.py for torchrun."
+        )
+    if args.out is None and not args.smoke:
+        args.out = "runs/timm_absld"
     if not args.synthetic and args.data_dir is None:
         parser.error("--data-dir is required (or --synthetic / --smoke)")
     return args
@@ -178,6 +193,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit('This example needs timm: pip install "torch-absld[timm]"') from error
 
     args = parse_args(argv)
+    if args.out is not None:
+        return train(args, create_optimizer_v2, create_scheduler_v2, timm)
+    args.out = tempfile.mkdtemp(prefix="timm_absld_smoke_")
+    print(f"smoke run: writing to {args.out} (removed at the end; pass --out DIR to keep it)", flush=True)
+    try:
+        return train(args, create_optimizer_v2, create_scheduler_v2, timm)
+    finally:
+        shutil.rmtree(args.out, ignore_errors=True)
+        print(f"removed {args.out}", flush=True)
+
+
+def train(args: argparse.Namespace, create_optimizer_v2: Any, create_scheduler_v2: Any, timm: Any) -> dict[str, Any]:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

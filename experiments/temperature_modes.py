@@ -237,14 +237,30 @@ def student_job(seed: int, variant: str, out: Path, config: DemoConfig, autoatta
     path.write_text(json.dumps(result))
 
 
+COLUMNS = (
+    ("last", "pgd", "worst", "Δ worst PGD-20 last"),
+    ("last", "aa", "worst", "Δ worst AA last"),
+    ("last", "aa", "avg", "Δ avg AA last"),
+    ("last", "aa", "overall", "Δ overall AA last"),
+    ("best", "pgd", "worst", "Δ worst PGD-20 best"),
+    ("best", "aa", "worst", "Δ worst AA best"),
+)
+
+
+def _metric(scores: dict[str, Any], metric: str) -> float:
+    if metric == "overall":
+        return (scores["avg"] + scores["worst"]) / 2
+    return float(scores[metric])
+
+
 def report(out: Path) -> str:
     """Paired differences of every variant to RSLAD (with the same teacher scale), 95% intervals."""
     runs = {}
     for path in (out / "runs").glob("*.json"):
         result = json.loads(path.read_text())
         runs[(result["seed"], result["variant"])] = result
-    lines = ["| variant | n | Δ worst PGD-20 last | Δ worst AA last | Δ avg AA last | Δ worst PGD-20 best | median τ |"]
-    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lines = ["| variant | n | " + " | ".join(c[3] for c in COLUMNS) + " | median τ |"]
+    lines.append("| --- | ---: |" + " ---: |" * (len(COLUMNS) + 1))
     for variant in sorted({v for _, v in runs}):
         name, _, scale = variant.partition("@")
         base = "rslad" + (f"@{scale}" if scale else "")
@@ -252,25 +268,45 @@ def report(out: Path) -> str:
         if name == "rslad" or not seeds:
             continue
         cells = []
-        for checkpoint, attack, metric in (
-            ("last", "pgd", "worst"),
-            ("last", "aa", "worst"),
-            ("last", "aa", "avg"),
-            ("best", "pgd", "worst"),
-        ):
+        for checkpoint, attack, metric, _ in COLUMNS:
+            if attack not in runs[(seeds[0], variant)][checkpoint]:
+                cells.append("n/a")
+                continue
             diffs = [
-                runs[(s, variant)][checkpoint][attack][metric] - runs[(s, base)][checkpoint][attack][metric]
+                _metric(runs[(s, variant)][checkpoint][attack], metric)
+                - _metric(runs[(s, base)][checkpoint][attack], metric)
                 for s in seeds
             ]
             c = paired_comparison(diffs)
-            cells.append(
-                f"{100 * c.mean:+.1f} [{100 * c.low:+.1f}, {100 * c.high:+.1f}]"
-                if len(seeds) > 1
-                else f"{100 * c.mean:+.1f}"
-            )
+            interval = f" [{100 * c.low:+.1f}, {100 * c.high:+.1f}]" if len(seeds) > 1 else ""
+            cells.append(f"{100 * c.mean:+.1f}{interval}")
         median = statistics.fmean(statistics.median(runs[(s, variant)]["history"]["tau_eff"][-1]) for s in seeds)
         lines.append(f"| {variant} | {len(seeds)} | " + " | ".join(cells) + f" | {median:.2f} |")
     return "\n".join(lines)
+
+
+def plot(out: Path, path: Path, variants: list[str], seed: int = 0) -> None:
+    """Per-class effective temperature over the epochs of ``seed`` for each of ``variants`` (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 3.6), sharey=True, squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, variant in zip(axes[0], variants):
+        history = json.loads((out / "runs" / f"{seed}_{variant}.json").read_text())["history"]["tau_eff"]
+        for c in range(len(history[0])):
+            ax.plot(range(1, len(history) + 1), [row[c] for row in history], color=cmap(c % 10), label=str(c))
+        ax.set_yscale("log")
+        ax.set_title(f"{variant}: {VARIANTS[variant.partition('@')[0]][1]}", fontsize="small")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"effective teacher temperature (seed {seed})")
+    axes[0][-1].legend(title="class", ncol=2, fontsize="x-small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _seeds(text: str) -> list[int]:
@@ -288,12 +324,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--teacher-epochs", type=int, default=20)
     parser.add_argument("--report", action="store_true", help="print the table of the cached results and stop")
+    parser.add_argument("--plot", default=None, metavar="PNG", help="plot the temperatures of --variants and stop")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.report:
         print(report(out))
         return
     variants = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+    if args.plot:
+        plot(out, Path(args.plot), variants)
+        return
     unknown = [v for v in variants if v.partition("@")[0] not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}")

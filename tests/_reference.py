@@ -83,3 +83,17 @@ def cross_entropy_reference(logits: Tensor, target: Tensor) -> list[float]:
         log_z = top + math.log(sum(math.exp(v - top) for v in row))
         out.append(log_z - row[int(target[i])])
     return out
+
+
+def round_into_ball(x_adv: Tensor, x: Tensor, eps: float, low: float = 0.0, high: float = 1.0) -> Tensor:
+    """``x_adv`` clamped to the exact ball and range, with each bound rounded toward ``x`` in ``x_adv``'s dtype.
+
+    The largest value of the dtype <= min(x + eps, high) and the smallest >= max(x - eps, low),
+    bounds computed in float64 (what a returned adversarial example must satisfy exactly).
+    """
+    upper64 = torch.clamp(x.double() + eps, max=high)
+    lower64 = torch.clamp(x.double() - eps, min=low)
+    upper, lower = upper64.to(x_adv.dtype), lower64.to(x_adv.dtype)
+    upper = torch.where(upper.double() > upper64, torch.nextafter(upper, torch.full_like(upper, -math.inf)), upper)
+    lower = torch.where(lower.double() < lower64, torch.nextafter(lower, torch.full_like(lower, math.inf)), lower)
+    return torch.minimum(torch.maximum(x_adv, lower), upper)

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _models import small_gradient_mlp, tiny_batch, tiny_cnn
+from _reference import round_into_ball
 from torch import nn
 from torch.testing import assert_close
 
@@ -24,7 +25,7 @@ def reference_pgd(model, x, target, loss_of_logits, steps, start):
         with torch.no_grad():
             x_adv = x_adv + STEP * grad.sign()
             x_adv = torch.min(torch.max(x_adv, x - EPS), x + EPS).clamp(0, 1)
-    return x_adv.detach()
+    return round_into_ball(x_adv.detach(), x, EPS)  # returned exactly inside the ball
 
 
 @pytest.mark.parametrize("objective", ["kl", "ce", "cw"])
@@ -109,8 +110,14 @@ def test_eval_mode_during_attack_and_mode_restored(initially_training):
     seen = []
     model.register_forward_pre_hook(lambda module, args: seen.append(module.training))
     x, y = tiny_batch()
+    seen_per_call = []
     KLPGDAttack(model, steps=3)(x, y)
-    assert seen == [False, False, False]
+    seen_per_call.append(list(seen))
+    seen.clear()
+    KLPGDAttack(model, steps=3, validate_args=False)(x, y)
+    seen_per_call.append(list(seen))
+    # With integer labels the label check reads the class count from one forward of one sample.
+    assert seen_per_call == [[False] * 4, [False] * 3]
     assert model.training is initially_training
 
 
@@ -211,8 +218,8 @@ def test_bad_configuration(kwargs, error, match):
 def test_bad_inputs():
     model = tiny_cnn()
     x, y = tiny_batch()
-    with pytest.raises(ValueError, match=r"`target` values in \[0, N\)"):
-        pgd(model, x, y - 10)
+    with pytest.raises(ValueError, match=r"`target` values in \[0, 5\), but got values in \[-10, "):
+        pgd(model, x, y - 10)  # the class count read from the model's output
     with pytest.raises(ValueError, match="`input` values in"):
         pgd(model, x * 3, y)
     with pytest.raises(ValueError, match="probability vectors"):
@@ -224,7 +231,7 @@ def test_bad_inputs():
 
 
 def _reference_pgd_through_cast(model, x, y, dtype, steps):
-    """Madry CE-PGD by hand: iterate in float32, feed the model the iterate cast to ``dtype``."""
+    """Madry CE-PGD by hand: iterate in float32, feed the model the iterate cast to ``dtype``, round into the ball."""
     x32 = x.float()
     x_adv = x32.clone()
     for _ in range(steps):
@@ -234,7 +241,7 @@ def _reference_pgd_through_cast(model, x, y, dtype, steps):
         with torch.no_grad():
             x_adv = x_adv + STEP * grad.sign()
             x_adv = torch.min(torch.max(x_adv, x32 - EPS), x32 + EPS).clamp(0, 1)
-    return x_adv.detach().to(dtype)
+    return round_into_ball(x_adv.detach().to(dtype), x, EPS)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -318,7 +325,7 @@ def test_per_sample_eps_through_the_module_and_a_scalar_step():
     x_adv = attack(x, y, eps=eps, seed=0)
     assert ((x_adv - x).abs().flatten(1).amax(dim=1) <= eps + 1e-7).all()
     assert attack.eps == 8 / 255  # the call's radii do not change the attack
-    same = attack(x, y, eps=torch.full((8,), 8 / 255), seed=0)
+    same = attack(x, y, eps=torch.full((8,), 8 / 255, dtype=torch.float64), seed=0)
     assert torch.equal(same, attack(x, y, seed=0))
 
 

@@ -85,7 +85,8 @@ def test_quick_writes_every_output(quick_run: tuple[Path, subprocess.CompletedPr
     report = (out / "report.md").read_text(encoding="utf-8")
     for heading in ("## Verdict", "## Robustness at the best checkpoint", "## Robustness at the last epoch"):
         assert heading in report
-    assert "| Method | Attack | Avg. | Worst | Overall | NSD |" in report
+    assert "| Method | Clean Avg. | Clean Worst | FGSM Avg. | FGSM Worst | PGD-20 Avg. | PGD-20 Worst |" in report
+    assert "| Method | FGSM Overall | FGSM NSD | PGD-20 Overall | PGD-20 NSD |" in report
     assert "## Paired differences ABSLD − RSLAD" in report
     assert "## Teachers (training split)" in report
     for name in PLOTS:
@@ -133,7 +134,8 @@ def test_quick_results_are_consistent(quick_run: tuple[Path, subprocess.Complete
             == run["ABSLD-separate"]["history"][key][0]
         )
     # The paired difference is the method minus RSLAD, of the same seed.
-    paired = results["paired"]["best"]["ABSLD"]["pgd"]["worst"]
+    assert results["pairs"] == [["ABSLD", "RSLAD"], ["ABSLD-separate", "RSLAD"]]
+    paired = results["paired"]["best"]["ABSLD − RSLAD"]["pgd"]["worst"]
     expected = run["ABSLD"]["checkpoints"]["best"]["pgd"]["worst"] - run["RSLAD"]["checkpoints"]["best"]["pgd"]["worst"]
     assert paired["differences"] == [pytest.approx(expected)]
     teacher = results["runs"][0]["teacher"]
@@ -196,7 +198,7 @@ def test_summary_statistics_match_an_independent_computation(tiny_in_process: Pa
                         for run in results["runs"]
                     ]
                 )
-                got = results["paired"][checkpoint][method]["cw"][metric]
+                got = results["paired"][checkpoint][f"{method} − RSLAD"]["cw"][metric]
                 half = t_975_df1 * d.std(ddof=1) / math.sqrt(2)
                 assert got["mean"] == pytest.approx(d.mean(), abs=1e-12)
                 assert got["low"] == pytest.approx(d.mean() - half, abs=1e-9)
@@ -241,7 +243,7 @@ def test_default_workers_follow_the_usable_cpus() -> None:
     [
         (["--dataset", "imagenet"], "unknown --dataset 'imagenet'; choose one of digits, mnist, cifar10"),
         (["--seeds", "0"], "argument --seeds: expected an integer >= 1, got '0'"),
-        (["--methods", "RSLAD,SAT"], "Expected methods to be two or more distinct names from"),
+        (["--methods", "RSLAD,XYZ"], "Expected methods to be two or more distinct names from"),
         (["--methods", "RSLAD"], "but got RSLAD."),
         (["--autoattack", "full"], "argument --autoattack: invalid choice: 'full'"),
         (["--out", "{file}/sub"], "cannot write to --out"),
@@ -274,7 +276,7 @@ def test_other_bad_input_in_process(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(errors) == 5
     assert errors[0] == "torch-absld demo: error: Expected eps in (0, 1], but got 2.0."
     assert "banana" in errors[1]
-    assert errors[2] == "torch-absld: error: choose a command: demo (see --help)"
+    assert errors[2] == "torch-absld: error: choose a command: demo or compare (see --help)"
     assert "argument --epochs: expected an integer >= 1, got 'x'" in errors[3]
     assert "argument --workers: expected an integer >= 1, got '0'" in errors[4]
     assert not Path(out).exists()
@@ -342,13 +344,19 @@ def _fake_results(worst: dict[str, list[float]]) -> dict[str, Any]:
         }
         for i, seed in enumerate(range(len(worst["RSLAD"])))
     ]
-    return {"methods": list(worst), "runs": runs, "config": {"autoattack": "none"}}
+    methods = list(worst)
+    return {
+        "methods": methods,
+        "pairs": [[m, methods[0]] for m in methods[1:]],
+        "runs": runs,
+        "config": {"autoattack": "none"},
+    }
 
 
 def test_verdict_says_plainly_when_absld_does_not_win() -> None:
     results = _fake_results({"RSLAD": [0.40, 0.50, 0.30], "ABSLD": [0.30, 0.50, 0.35]})
     summary = summarize(results)
-    paired = summary["paired"]["best"]["ABSLD"]["pgd"]["worst"]
+    paired = summary["paired"]["best"]["ABSLD − RSLAD"]["pgd"]["worst"]
     assert paired["differences"] == pytest.approx([-0.10, 0.0, 0.05])
     assert (paired["wins"], paired["ties"], paired["losses"]) == (1, 1, 1)
     assert paired["mean"] == pytest.approx(-0.05 / 3)
@@ -397,3 +405,29 @@ def test_missing_extra_is_one_line(
         == 'torch-absld demo: error: the demo needs matplotlib: pip install "torch-absld[demo]"\n'
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_autoattack_checks_are_kept_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from torch_absld.demo import jobs
+    from torch_absld.demo.report import _autoattack_checks
+
+    def fake_evaluate(*args: Any, **kwargs: Any) -> str:
+        warnings.warn_explicit(
+            "Square Attack has decreased the robust accuracy of 0.26%.", Warning, "/x/pyautoattack/checks.py", 77
+        )
+        warnings.warn("something else", UserWarning, stacklevel=1)
+        return "report"
+
+    monkeypatch.setattr(jobs, "evaluate", fake_evaluate)
+    with pytest.warns(UserWarning, match="something else") as caught:
+        report, checks = jobs.evaluate_with_checks(torch.nn.Linear(2, 2), [], 2, 0.1, "standard")
+    assert report == "report"
+    assert checks == ["Square Attack has decreased the robust accuracy of 0.26%."]
+    assert all("Square" not in str(w.message) for w in caught)
+    results = _fake_results({"RSLAD": [0.4], "ABSLD": [0.5]})
+    results["runs"][0]["methods"]["ABSLD"]["autoattack_checks"] = {"best": [], "last": checks}
+    lines = _autoattack_checks(results)
+    assert lines[0].startswith("AutoAttack's own checks flagged 1 of 4 evaluations")
+    assert lines[-1] == "- seed 0, ABSLD, last: Square Attack has decreased the robust accuracy of 0.26%."

@@ -148,3 +148,60 @@ def test_class_statistics_sync_equals_one_process_on_the_union(tmp_path):
         assert_close(result["synced"], union.accumulator)
     assert_close(results[0]["local"] + results[1]["local"], union.accumulator)
     assert not torch.equal(results[0]["local"], union.accumulator)  # synced() left the local sums alone
+
+
+def _rank_zero_alone(rank: int, world_size: int) -> dict[str, object] | None:
+    """Rank 0 steps, computes and evaluates in local mode while rank 1 does nothing: no collective may run."""
+    if rank != 0:
+        return None
+    from _eval_models import blobs, tiny_mlp
+
+    from torch_absld import ClassAccuracy, evaluate_robustness
+
+    def no_collective(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a collective was called in local mode")
+
+    real_all_reduce = dist.all_reduce
+    dist.all_reduce = no_collective  # type: ignore[assignment]
+    try:
+        logits, target = _epochs_of_data(num_epochs=1)[0]
+        ctrl = ClassTemperatureController(C, lr=0.3, process_group=False)
+        ctrl.update(logits, target)
+        loss_fn = ABSLDLoss(C, process_group=False)
+        loss_fn(logits * 0.5, logits, logits.flip(1), target)
+        metric = ClassAccuracy(C, process_group=False)
+        metric.update(logits, target)
+        x, y = blobs(12, 3)
+        report = evaluate_robustness(
+            tiny_mlp(12, 3), [(x, y)], 3, attacks=("clean", "pgd"), progress=False, process_group=False
+        )
+        return {
+            "tau": ctrl.step().clone(),
+            "loss_tau": loss_fn.step()[0].clone(),
+            "accuracy": metric.compute().per_class,
+            "report": report.to_dict()["results"],
+        }
+    finally:
+        dist.all_reduce = real_all_reduce
+
+
+def test_local_mode_runs_on_one_rank_without_collectives(tmp_path):
+    got = run_ranks(_rank_zero_alone, tmp_path)[0]
+    assert got is not None
+    logits, target = _epochs_of_data(num_epochs=1)[0]
+    ctrl = ClassTemperatureController(C, lr=0.3)
+    ctrl.update(logits, target)
+    assert_close(got["tau"], ctrl.step())
+    loss_fn = ABSLDLoss(C)
+    loss_fn(logits * 0.5, logits, logits.flip(1), target)
+    assert_close(got["loss_tau"], loss_fn.step()[0])
+    from _eval_models import blobs, tiny_mlp
+
+    from torch_absld import ClassAccuracy, evaluate_robustness
+
+    metric = ClassAccuracy(C)
+    metric.update(logits, target)
+    assert got["accuracy"] == metric.compute().per_class
+    x, y = blobs(12, 3)
+    want = evaluate_robustness(tiny_mlp(12, 3), [(x, y)], 3, attacks=("clean", "pgd"), progress=False)
+    assert got["report"] == want.to_dict()["results"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +145,61 @@ def test_cifar_torchrun_two_ranks_agree(tmp_path):
         assert a["risk_samples"] == [64, 64]  # each rank's 32 samples, summed by the all-reduce
         assert a["eval"] == b["eval"]
     assert rank0[0]["tau_adv"] != [1.0] * 10
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_cifar_torchrun_smoke_as_documented(tmp_path):
+    """The command of the docs, as users type it: no --out; one shared folder, printed, then removed."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "TMPDIR": str(tmp_path)}
+    command = [*launcher, "--standalone", "--nproc-per-node", "2", "examples/cifar_absld.py", "--smoke"]
+    done = subprocess.run(command, cwd=EXAMPLES.parent, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    folders = re.findall(r"smoke run: writing to (\S+) ", done.stdout)
+    assert len(folders) == 1, done.stdout  # rank 0 announces the one folder every rank writes into
+    assert Path(folders[0]).parent == tmp_path
+    assert re.findall(r"^epoch +(\d+)", done.stdout, flags=re.MULTILINE) == ["1", "2"]
+    assert f"removed {folders[0]}" in done.stdout
+    assert list(tmp_path.glob("absld_smoke_*")) == []
+
+
+def test_cifar_smoke_without_out_removes_its_folder(tmp_path, quiet_torch, monkeypatch, capsys):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    result = _load("cifar_absld").main(["--smoke", "--epochs", "1"])
+    printed = capsys.readouterr().out
+    assert f"smoke run: writing to {result['out']} " in printed
+    assert f"removed {result['out']}" in printed
+    assert not Path(result["out"]).exists()
+    assert result["last"]["epoch"] == 1
+
+
+def test_timm_refuses_several_processes(monkeypatch, capsys):
+    pytest.importorskip("timm")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit):
+        _load("timm_absld").main(["--smoke"])
+    assert "runs in one process" in capsys.readouterr().err
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_evaluate_torchrun_smoke_equals_one_process():
+    torchrun = Path(sys.executable).with_name("torchrun")
+    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    args = ["examples/evaluate.py", "--smoke", "--attacks", "clean,fgsm,pgd"]
+    command = [*launcher, "--standalone", "--nproc-per-node", "2", *args]
+    two = subprocess.run(command, cwd=EXAMPLES.parent, env=env, capture_output=True, text=True, timeout=300)
+    one = subprocess.run(
+        [sys.executable, *args], cwd=EXAMPLES.parent, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert two.returncode == 0, two.stderr[-4000:]
+    assert one.returncode == 0, one.stderr[-4000:]
+    tables = [run.stdout.split("\n(")[0] for run in (two, one)]
+    assert tables[0] == tables[1]  # rank 0 alone prints the report of both shards
+    assert tables[0].count("Robustness (%) on 20 samples") == 1
 
 
 def test_timm_smoke_beta_follows_timm_scheduler(tmp_path, quiet_torch):

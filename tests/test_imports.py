@@ -18,8 +18,14 @@ PACKAGE = Path(torch_absld.__file__).parent
 CORE = [
     "stats.py",
     "temperature.py",
+    "class_weights.py",
+    "class_eps.py",
+    "multipliers.py",
+    "averaging.py",
+    "validation.py",
     "kl.py",
     "loss.py",
+    "losses",
     "normalize.py",
     "weights.py",
     "precision.py",
@@ -98,6 +104,8 @@ def test_public_names_are_sorted_and_importable():
     for name in torch_absld.__all__:
         assert getattr(torch_absld, name) is not None
     assert torch_absld.attack.__all__ == sorted(torch_absld.attack.__all__)
+    assert torch_absld.losses.__all__ == sorted(torch_absld.losses.__all__)
+    assert torch_absld.methods.__all__ == sorted(torch_absld.methods.__all__)
 
 
 @pytest.mark.parametrize("module", [torch_absld, torch_absld.attack])

@@ -282,3 +282,23 @@ def test_the_registry_passes_precision_through():
     step = methods.create("rslad", tiny_cnn(C, seed=1), num_classes=C, teacher=tiny_cnn(C, seed=2), precision="auto")
     assert step.precision == "auto"
     assert "precision='auto'" in repr(step)
+
+
+@pytest.mark.parametrize("name", ["sat", "trades", "ard", "rslad", "adaad", "frl", "bat", "cfa", "fair-ard", "absld"])
+@pytest.mark.parametrize(("cpu", "dtype"), [(_native_cpu, torch.bfloat16), (_emulating_cpu, torch.float32)])
+def test_every_method_runs_in_its_precision(monkeypatch, name, cpu, dtype):
+    from torch_absld import methods
+
+    cpu(monkeypatch)
+    student = tiny_cnn(C, seed=1)
+    seen: list[torch.dtype] = []
+    student.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    step = methods.create(name, student, num_classes=C, teacher=tiny_cnn(C, seed=2), precision="auto", steps=2)
+    x, y = tiny_batch(8, C, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = step.train()(x, y)
+    out.loss.backward()
+    assert seen and set(seen) == {dtype}
+    assert torch.isfinite(out.loss)
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in student.parameters())

@@ -6,20 +6,26 @@ import warnings
 from typing import Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._internal.checks import (
+    ProcessGroupArg,
     at_least_float32,
+    check_bool,
     check_choice,
+    check_device,
     check_integer_labels,
     check_logits,
+    check_logits_alike,
+    check_num_classes,
     check_positive,
     check_unit_interval,
     values_checkable,
 )
-from .kl import REDUCTIONS, Reduction, soft_label_kl, soft_labels
+from ._internal.modules import check_state_first
+from ._internal.value_checks import ValueCheck, label_range_flag, logit_flag, raise_first, temperature_flag
+from .kl import REDUCTIONS, Reduction, kl_terms, scaled_softmax, soft_label_kl, soft_labels
 from .temperature import ClassTemperatureController, RiskReduction
 
 __all__ = ["DEFAULT_COUPLING", "ABSLDLoss", "absld_loss", "soft_label_kl", "soft_labels"]
@@ -93,14 +99,29 @@ def absld_loss(
         - tau_adv, tau_clean: $(C,)$, positive
         - Output: scalar, or $(N,)$ with ``reduction="none"``
     """
-    num_classes = _check_logit_triple(student_adv, student_clean, teacher)
-    check_integer_labels(target, num_classes, batch_size=student_adv.shape[0], check_values=values_checkable(True))
+    num_classes = check_logits_alike(
+        (("student_adv", student_adv), ("student_clean", student_clean), ("teacher", teacher))
+    )
+    target = check_integer_labels(
+        target,
+        num_classes,
+        batch_size=student_adv.shape[0],
+        check_values=False,
+        device=student_adv.device,
+        owner="`student_adv`",
+    )
+    checks: list[ValueCheck] = [label_range_flag(target, num_classes), logit_flag(teacher, "teacher")]
     for name, tau in (("tau_adv", tau_adv), ("tau_clean", tau_clean)):
-        if not isinstance(tau, Tensor) or tau.shape != (num_classes,):
-            got = tuple(tau.shape) if isinstance(tau, Tensor) else type(tau).__name__
-            raise ValueError(f"Expected `{name}` of shape ({num_classes},), but got {got}.")
-        if values_checkable(True) and not bool((torch.isfinite(tau) & (tau > 0)).all()):
-            raise ValueError(f"Expected `{name}` to hold finite temperatures > 0, but got {tau.tolist()}.")
+        if not isinstance(tau, Tensor):
+            raise TypeError(
+                f"Expected `{name}` to be a tensor of shape ({num_classes},), but got {type(tau).__name__}."
+            )
+        if tau.shape != (num_classes,):
+            raise ValueError(f"Expected `{name}` of shape ({num_classes},), but got {tuple(tau.shape)}.")
+        check_device(tau, student_adv.device, name, "`student_adv`")
+        checks.append(temperature_flag(tau, name))
+    if values_checkable(True):
+        raise_first(checks)
     alpha = check_unit_interval(alpha, "alpha")
     student_temperature = check_positive(student_temperature, "student_temperature")
     check_choice(reduction, "reduction", REDUCTIONS)
@@ -118,27 +139,15 @@ def _kl_terms(
     student_temperature: float,
     reduction: Reduction,
 ) -> tuple[Tensor, Tensor]:
-    """The adversarial and the clean KL terms of Eq. 12, with per-sample teacher temperatures."""
-    adv = soft_label_kl(student_adv, teacher, t_adv, student_temperature=student_temperature, reduction=reduction)
-    clean = soft_label_kl(student_clean, teacher, t_clean, student_temperature=student_temperature, reduction=reduction)
+    """The adversarial and the clean KL terms of Eq. 12, with per-sample teacher temperatures (arguments checked)."""
+    adv = kl_terms(student_adv, teacher, t_adv, student_temperature, reduction)
+    clean = kl_terms(student_clean, teacher, t_clean, student_temperature, reduction)
     return adv, clean
 
 
 def _weighted(adv: Tensor, clean: Tensor, alpha: float) -> Tensor:
     """Eq. 12's weighting of its two terms."""
     return alpha * adv + (1 - alpha) * clean
-
-
-def _check_logit_triple(student_adv: Tensor, student_clean: Tensor, teacher: Tensor) -> int:
-    check_logits(student_adv, "student_adv")
-    check_logits(student_clean, "student_clean")
-    check_logits(teacher, "teacher")
-    if not student_adv.shape == student_clean.shape == teacher.shape:
-        raise ValueError(
-            "Expected `student_adv`, `student_clean` and `teacher` of one shape (N, C), but got "
-            f"{tuple(student_adv.shape)}, {tuple(student_clean.shape)} and {tuple(teacher.shape)}."
-        )
-    return int(student_adv.shape[1])
 
 
 class ABSLDLoss(nn.Module):
@@ -170,7 +179,8 @@ class ABSLDLoss(nn.Module):
             ``"sum"`` or ``"none"``.
         risk_reduction: per-class ``"mean"`` (default) or ``"sum"`` of the risk.
         record_risk: record risks in training mode.
-        process_group: group the controllers synchronise over.
+        process_group: group the controllers synchronise over; ``False`` is this rank alone
+            (no collective at :meth:`step`).
         validate_args: check label values in eager mode.
 
     Shape:
@@ -201,10 +211,11 @@ class ABSLDLoss(nn.Module):
         reduction: Reduction = "mean",
         risk_reduction: RiskReduction = "mean",
         record_risk: bool = True,
-        process_group: dist.ProcessGroup | None = None,
+        process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
         super().__init__()
+        num_classes = check_num_classes(num_classes, minimum=2)
         self.alpha = check_unit_interval(alpha, "alpha")
         self.student_temperature = check_positive(student_temperature, "student_temperature")
         check_choice(adapt, "adapt", ("both", "adv", "none"))
@@ -212,8 +223,8 @@ class ABSLDLoss(nn.Module):
         self.adapt: Adapt = adapt
         self.coupling: Coupling = _coupling(coupling)
         self.reduction: Reduction = reduction
-        self.record_risk = record_risk
-        self.validate_args = validate_args
+        self.record_risk = check_bool(record_risk, "record_risk")
+        self.validate_args = check_bool(validate_args, "validate_args")
         common = dict(
             init_temperature=init_temperature,
             min_temperature=min_temperature,
@@ -225,6 +236,28 @@ class ABSLDLoss(nn.Module):
         self.adv = ClassTemperatureController(num_classes, lr=lr if adapt != "none" else 0.0, **common)  # type: ignore[arg-type]
         self.clean = ClassTemperatureController(num_classes, lr=lr if adapt == "both" else 0.0, **common)  # type: ignore[arg-type]
         self.num_classes = num_classes
+        # Both controllers check the checkpoint before either copies anything (a rejected load changes nothing).
+        self.register_load_state_dict_pre_hook(check_state_first)  # type: ignore[no-untyped-call]
+
+    def _labels(self, target: Tensor, batch_size: int | None = None) -> Tensor:
+        """``target`` with its shape, dtype and device checked (no values), as int64."""
+        return check_integer_labels(
+            target,
+            self.num_classes,
+            batch_size=batch_size,
+            check_values=False,
+            device=self.adv.temperatures.device,
+            owner="the loss (its temperatures)",
+        )
+
+    def _check_values(self, target: Tensor, teacher_logits: Tensor | None, validated: bool) -> None:
+        """The label range and the teacher's logits, in one read from the device (eager, ``validate_args``)."""
+        if validated or not values_checkable(self.validate_args):
+            return
+        checks = [label_range_flag(target, self.num_classes)]
+        if teacher_logits is not None:
+            checks.append(logit_flag(teacher_logits, "teacher_logits"))
+        raise_first(checks)
 
     def teacher_temperatures(self, target: Tensor, kind: Kind = "adv", *, validated: bool = False) -> Tensor:
         """Per-sample teacher temperature of the ``kind`` term, as the loss uses it.
@@ -233,12 +266,12 @@ class ABSLDLoss(nn.Module):
         checked ``target`` already; shapes are always checked.
 
         Shape:
-            - target: $(N,)$ integer classes
+            - target: $(N,)$ integer classes (any integer dtype)
             - Output: $(N,)$ float32
         """
         check_choice(kind, "kind", ("adv", "clean"))
-        checking = values_checkable(self.validate_args) and not validated
-        check_integer_labels(target, self.num_classes, check_values=checking)
+        target = self._labels(target)
+        self._check_values(target, None, validated)
         t_adv, t_clean = _sample_temperatures(self.adv.temperatures, self.clean.temperatures, target, self.coupling)
         return t_adv if kind == "adv" else t_clean
 
@@ -247,13 +280,21 @@ class ABSLDLoss(nn.Module):
     ) -> Tensor:
         """The teacher's soft labels for the ``kind`` term: what the attack maximises KL to.
 
+        In eager mode with ``validate_args`` (and not ``validated``), the labels' range and the
+        teacher's logits (finite; -inf masks a class) are checked in one read from the device.
+
         Shape:
             - teacher_logits: $(N, C)$
             - target: $(N,)$ integer classes
             - Output: $(N, C)$ float32 probabilities
         """
-        check_logits(teacher_logits, "teacher_logits", self.num_classes)
-        return soft_labels(teacher_logits, self.teacher_temperatures(target, kind, validated=validated))
+        check_choice(kind, "kind", ("adv", "clean"))
+        check_logits(
+            teacher_logits, "teacher_logits", self.num_classes, device=self.adv.temperatures.device, owner="the loss"
+        )
+        target = self._labels(target, teacher_logits.shape[0])
+        self._check_values(target, teacher_logits, validated)
+        return scaled_softmax(teacher_logits, self.teacher_temperatures(target, kind, validated=True))
 
     def forward(
         self,
@@ -290,19 +331,20 @@ class ABSLDLoss(nn.Module):
             - target: $(N,)$ integer classes
             - Output: two scalars, or two $(N,)$ with ``reduction="none"``
         """
-        num_classes = _check_logit_triple(student_adv_logits, student_clean_logits, teacher_logits)
+        named = (
+            ("student_adv_logits", student_adv_logits),
+            ("student_clean_logits", student_clean_logits),
+            ("teacher_logits", teacher_logits),
+        )
+        num_classes = check_logits_alike(named, self.adv.temperatures.device, "the loss (its temperatures)")
         if num_classes != self.num_classes:
             raise ValueError(
                 f"Expected logits of shape (N, {self.num_classes}) for num_classes = {self.num_classes} "
                 "(`student_adv_logits`, `student_clean_logits` and `teacher_logits`), but got "
                 f"{tuple(student_adv_logits.shape)}."
             )
-        check_integer_labels(
-            target,
-            self.num_classes,
-            batch_size=student_adv_logits.shape[0],
-            check_values=values_checkable(self.validate_args) and not validated,
-        )
+        target = self._labels(target, student_adv_logits.shape[0])
+        self._check_values(target, teacher_logits, validated)
         t_adv, t_clean = _sample_temperatures(self.adv.temperatures, self.clean.temperatures, target, self.coupling)
         adv, clean = _kl_terms(
             student_adv_logits,
@@ -314,23 +356,37 @@ class ABSLDLoss(nn.Module):
             self.reduction,
         )
         if self.training and self.record_risk:
-            self.record(student_adv_logits, student_clean_logits, target)
+            self._record(student_adv_logits, student_clean_logits, target)
         return adv, clean
 
-    @torch.no_grad()
     def record(self, student_adv_logits: Tensor, student_clean_logits: Tensor, target: Tensor) -> None:
         """Add the per-sample cross-entropy of both student outputs to the controllers.
 
         Shape:
             - student_adv_logits, student_clean_logits: $(N, C)$
-            - target: $(N,)$ integer classes
+            - target: $(N,)$ integer classes (any integer dtype)
         """
+        named = (("student_adv_logits", student_adv_logits), ("student_clean_logits", student_clean_logits))
+        if check_logits_alike(named, self.adv.temperatures.device, "the loss") != self.num_classes:
+            raise ValueError(
+                f"Expected logits of shape (N, {self.num_classes}), but got {tuple(student_adv_logits.shape)}."
+            )
+        target = self._labels(target, student_adv_logits.shape[0])
+        self._check_values(target, None, validated=False)
+        self._record(student_adv_logits, student_clean_logits, target)
+
+    @torch.no_grad()
+    def _record(self, student_adv_logits: Tensor, student_clean_logits: Tensor, target: Tensor) -> None:
         for controller, logits in ((self.adv, student_adv_logits), (self.clean, student_clean_logits)):
             risk = F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none")
             controller.accumulate(risk, target, validate=False)
 
     def step(self) -> tuple[Tensor, Tensor]:
-        """End of epoch: step both controllers. Returns ``(tau_adv, tau_clean)``."""
+        """End of epoch: step both controllers. Returns ``(tau_adv, tau_clean)``.
+
+        A collective under ``torch.distributed``: every rank must call it (see
+        :meth:`ClassTemperatureController.step`), unless ``process_group=False``.
+        """
         return self.adv.step(), self.clean.step()
 
     def extra_repr(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -12,13 +13,15 @@ __all__ = ["Normalize"]
 
 
 def _as_channel_vector(value: Sequence[float] | Tensor, name: str) -> Tensor:
+    if not isinstance(value, (Tensor, str)) and hasattr(value, "__array__"):  # a NumPy array
+        value = torch.as_tensor(value)
     if isinstance(value, Tensor):
         vector = value.detach().to(torch.float32).flatten()
         if value.dim() > 1 and vector.numel() != max(value.shape):
             raise ValueError(f"Expected `{name}` of shape (C,), but got {tuple(value.shape)}.")
     elif isinstance(value, Sequence) and not isinstance(value, str):
         for item in value:
-            if isinstance(item, bool) or not isinstance(item, (int, float)):
+            if isinstance(item, bool) or not isinstance(item, numbers.Real):
                 raise TypeError(
                     f"Expected `{name}` to hold real numbers, but got an item of type {type(item).__name__}."
                 )

@@ -6,11 +6,18 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from typing_extensions import Self
 
-from ._internal.checks import check_integer, check_integer_labels, check_num_classes, values_checkable
+from ._internal.checks import (
+    ProcessGroupArg,
+    check_bool,
+    check_integer,
+    check_integer_labels,
+    check_num_classes,
+    check_process_group,
+    values_checkable,
+)
 from ._internal.distributed import all_reduce_sum
 
 __all__ = ["ClassStatistics", "class_means"]
@@ -55,7 +62,8 @@ class ClassStatistics(nn.Module):
         num_classes: number of classes $C \ge 1$.
         num_stats: number of per-sample quantities $S \ge 1$.
         process_group: ranks whose accumulators :meth:`synced` sums; ``None`` is the default
-            group (nothing to sum in a single process).
+            group (nothing to sum in a single process); ``False`` is this rank alone (no
+            collective: :meth:`synced` may then be called on one rank only).
         validate_args: check label values in eager mode (one host sync per batch).
 
     Shape:
@@ -79,14 +87,14 @@ class ClassStatistics(nn.Module):
         num_classes: int,
         num_stats: int = 1,
         *,
-        process_group: dist.ProcessGroup | None = None,
+        process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
         super().__init__()
         self.num_classes = check_num_classes(num_classes, minimum=1)
         self.num_stats = check_integer(num_stats, "num_stats", minimum=1)
-        self.process_group = process_group
-        self.validate_args = validate_args
+        self.process_group = check_process_group(process_group)
+        self.validate_args = check_bool(validate_args, "validate_args")
         self.accumulator = torch.zeros(self.num_stats + 1, self.num_classes, dtype=torch.float64)
 
     @property
@@ -114,19 +122,29 @@ class ClassStatistics(nn.Module):
 
         Shape:
             - values: $(N,)$ with $S = 1$, or $(N, S)$
-            - target: $(N,)$ integers in $[0, C)$
+            - target: $(N,)$ integers in $[0, C)$ (any integer dtype)
         """
         if validate:
             self._check_values(values)
-            check_integer_labels(
-                target,
-                self.num_classes,
-                batch_size=values.shape[0],
-                check_values=values_checkable(self.validate_args),
-            )
-        columns = values.detach().to(torch.float64).reshape(values.shape[0], -1).T
+            target = self._checked_labels(target, values.shape[0])
+        columns = values.detach().to(torch.float64).reshape(values.shape[0], self.num_stats).T
         rows = torch.cat([columns, torch.ones_like(columns[:1])])
         self.accumulator.index_add_(1, target, rows)
+
+    def _checked_labels(
+        self, target: Tensor, batch_size: int | None = None, *, check_values: bool | None = None
+    ) -> Tensor:
+        """``target`` checked against this module (dtype, shape, device; values per ``validate_args``), as int64."""
+        if check_values is None:
+            check_values = values_checkable(self.validate_args)
+        return check_integer_labels(
+            target,
+            self.num_classes,
+            batch_size=batch_size,
+            check_values=check_values,
+            device=self.accumulator.device,
+            owner=f"the {type(self).__name__}",
+        )
 
     def _check_values(self, values: Tensor) -> None:
         shape = "(N,) or (N, S)" if self.num_stats == 1 else "(N, S)"
@@ -142,7 +160,8 @@ class ClassStatistics(nn.Module):
     def synced(self) -> Tensor:
         """The accumulators of every rank summed with one ``all_reduce`` (a new tensor; the local one is unchanged).
 
-        Every rank of ``process_group`` must call it. In a single process it is a copy.
+        Every rank of ``process_group`` must call it: called on one rank only, it waits until the
+        process group's timeout. With ``process_group=False``, or in a single process, it is a copy.
 
         Shape:
             - Output: $(S + 1, C)$ float64
@@ -185,9 +204,7 @@ class ClassStatistics(nn.Module):
     ) -> None:
         key = prefix + self._state_key
         loaded = state_dict.get(key)
-        if loaded is not None:
-            self._check_loaded(loaded)
-        self._check_loaded_state(state_dict, prefix)
+        self._check_state_dict(state_dict, prefix)
         others = {k: v for k, v in state_dict.items() if k != key}
         super()._load_from_state_dict(others, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
         if loaded is None:
@@ -196,6 +213,18 @@ class ClassStatistics(nn.Module):
             return
         with torch.no_grad():
             self.accumulator.copy_(loaded)
+
+    def _check_state_dict(self, state_dict: Mapping[str, Any], prefix: str) -> None:
+        """Raise if ``state_dict`` (this module's entries under ``prefix``) would not load; copies nothing.
+
+        A container calls it on every submodule before loading anything (see
+        :func:`~torch_absld._internal.modules.check_state_before_loading`), so a rejected
+        checkpoint leaves the whole container as it was.
+        """
+        loaded = state_dict.get(prefix + self._state_key)
+        if loaded is not None:
+            self._check_loaded(loaded)
+        self._check_loaded_state(state_dict, prefix)
 
     def _check_loaded(self, loaded: Any) -> None:
         expected = tuple(self.accumulator.shape)

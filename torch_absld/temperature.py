@@ -6,19 +6,18 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 from typing_extensions import Self
 
 from ._internal.checks import (
+    ProcessGroupArg,
     at_least_float32,
     check_choice,
-    check_integer_labels,
+    check_integer,
     check_logits,
     check_num_classes,
     check_positive,
-    values_checkable,
 )
 from .stats import ClassStatistics, class_means
 
@@ -64,6 +63,14 @@ def temperature_update(
     Returns:
         The new temperatures (a new tensor).
     """
+    lr, min_temperature, max_temperature = _checked_rule(lr, min_temperature, max_temperature)
+    gap_tolerance = check_positive(gap_tolerance, "gap_tolerance", allow_zero=True)
+    _check_rule_tensors(temperatures, risk, present)
+    if not bool(torch.isfinite(risk[present]).all()):
+        raise ValueError(
+            f"Expected `risk` to be finite for every present class, but got {risk.tolist()}. "
+            "Classes outside `present` may hold anything."
+        )
     risk = risk.to(torch.float64)
     if not bool(present.any()):
         return temperatures.clone()
@@ -75,6 +82,36 @@ def temperature_update(
     step = lr * gap / largest
     new = temperatures.to(torch.float64) - step
     return new.clamp(min_temperature, max_temperature).to(temperatures.dtype)
+
+
+def _checked_rule(lr: object, min_temperature: object, max_temperature: object) -> tuple[float, float, float]:
+    """``lr >= 0`` and ``0 < min_temperature <= max_temperature``, as floats."""
+    low = check_positive(min_temperature, "min_temperature")
+    high = check_positive(max_temperature, "max_temperature")
+    if low > high:
+        raise ValueError(f"Expected `min_temperature` <= `max_temperature`, but got {low} > {high}.")
+    return check_positive(lr, "lr", allow_zero=True), low, high
+
+
+def _check_rule_tensors(temperatures: Tensor, risk: Tensor, present: Tensor) -> None:
+    if not isinstance(temperatures, Tensor) or not temperatures.is_floating_point() or temperatures.dim() != 1:
+        got = (
+            f"{temperatures.dtype} of shape {tuple(temperatures.shape)}"
+            if isinstance(temperatures, Tensor)
+            else type(temperatures).__name__
+        )
+        raise TypeError(f"Expected `temperatures` to be a floating point tensor of shape (C,), but got {got}.")
+    shape = tuple(temperatures.shape)
+    if not isinstance(risk, Tensor) or tuple(risk.shape) != shape:
+        got_shape = tuple(risk.shape) if isinstance(risk, Tensor) else type(risk).__name__
+        raise ValueError(f"Expected `risk` of shape {shape} like `temperatures`, but got {got_shape}.")
+    if not isinstance(present, Tensor) or present.dtype != torch.bool or tuple(present.shape) != shape:
+        got = (
+            f"{present.dtype} of shape {tuple(present.shape)}"
+            if isinstance(present, Tensor)
+            else type(present).__name__
+        )
+        raise TypeError(f"Expected `present` to be a bool tensor of shape {shape}, but got {got}.")
 
 
 class ClassTemperatureController(ClassStatistics):
@@ -103,7 +140,8 @@ class ClassTemperatureController(ClassStatistics):
         risk_reduction: ``"mean"`` (default) or ``"sum"`` of the per-sample cross-entropy per class.
         gap_tolerance: the largest risk gap, relative to the mean risk, below which the
             classes count as equally hard and no temperature moves.
-        process_group: group whose ranks share one epoch; ``None`` is the default group.
+        process_group: group whose ranks share one epoch; ``None`` is the default group,
+            ``False`` this rank alone (no collective at :meth:`step`).
         validate_args: check label values in eager mode (one host sync per call).
 
     Shape:
@@ -131,18 +169,12 @@ class ClassTemperatureController(ClassStatistics):
         max_temperature: float = 5.0,
         risk_reduction: RiskReduction = "mean",
         gap_tolerance: float = 1e-4,
-        process_group: dist.ProcessGroup | None = None,
+        process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
-        check_num_classes(num_classes, minimum=2)
+        num_classes = check_num_classes(num_classes, minimum=2)
         super().__init__(num_classes, process_group=process_group, validate_args=validate_args)
-        self.min_temperature = check_positive(min_temperature, "min_temperature")
-        self.max_temperature = check_positive(max_temperature, "max_temperature")
-        if self.min_temperature > self.max_temperature:
-            raise ValueError(
-                f"Expected `min_temperature` <= `max_temperature`, but got "
-                f"{self.min_temperature} > {self.max_temperature}."
-            )
+        self.lr, self.min_temperature, self.max_temperature = _checked_rule(lr, min_temperature, max_temperature)
         init = check_positive(init_temperature, "init_temperature")
         if not self.min_temperature <= init <= self.max_temperature:
             raise ValueError(
@@ -151,7 +183,6 @@ class ClassTemperatureController(ClassStatistics):
             )
         check_choice(risk_reduction, "risk_reduction", ("mean", "sum"))
         self.init_temperature = init
-        self.lr = check_positive(lr, "lr", allow_zero=True)
         self.base_lr = self.lr
         self.risk_reduction: RiskReduction = risk_reduction
         self.gap_tolerance = check_positive(gap_tolerance, "gap_tolerance", allow_zero=True)
@@ -192,11 +223,10 @@ class ClassTemperatureController(ClassStatistics):
         """Temperature of each sample's own true class.
 
         Shape:
-            - target: $(N,)$ integer labels in $[0, C)$
+            - target: $(N,)$ integer labels in $[0, C)$ (any integer dtype)
             - Output: $(N,)$ float32
         """
-        check_integer_labels(target, self.num_classes, check_values=values_checkable(self.validate_args))
-        return self.temperatures[target]
+        return self.temperatures[self._checked_labels(target)]
 
     @torch.no_grad()
     def update(self, logits: Tensor, target: Tensor) -> None:
@@ -211,13 +241,8 @@ class ClassTemperatureController(ClassStatistics):
             - logits: $(N, C)$
             - target: $(N,)$ integer labels in $[0, C)$
         """
-        check_logits(logits, "logits", self.num_classes)
-        check_integer_labels(
-            target,
-            self.num_classes,
-            batch_size=logits.shape[0],
-            check_values=values_checkable(self.validate_args),
-        )
+        check_logits(logits, "logits", self.num_classes, device=self.accumulator.device, owner="the controller")
+        target = self._checked_labels(target, logits.shape[0])
         risk = F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none")
         self.accumulate(risk, target, validate=False)
 
@@ -253,6 +278,11 @@ class ClassTemperatureController(ClassStatistics):
     @torch.no_grad()
     def step(self) -> Tensor:
         """End the epoch: sync the sums across ranks, apply Eq. 11, clamp, reset the sums.
+
+        Under ``torch.distributed`` this is a collective: **every rank** of ``process_group``
+        must call it. Called on one rank only (e.g. inside ``if rank == 0:``) it waits until the
+        process group's timeout. A controller made with ``process_group=False`` steps on its
+        own rank's sums alone and may be stepped anywhere.
 
         Raises:
             ValueError: if an accumulated risk is not finite (temperatures are left unchanged
@@ -310,9 +340,24 @@ class ClassTemperatureController(ClassStatistics):
                     "Expected the loaded `temperatures` to be finite and > 0, but got "
                     f"{temperatures.tolist()}. The checkpoint is corrupt or comes from a diverged run."
                 )
+            as_kept = temperatures.detach().to(device="cpu", dtype=torch.float32)
+            low, high = (torch.tensor(v, dtype=torch.float32) for v in (self.min_temperature, self.max_temperature))
+            if bool((as_kept < low).any() | (as_kept > high).any()):
+                raise ValueError(
+                    f"Expected the loaded `temperatures` in [min_temperature, max_temperature] = "
+                    f"[{self.min_temperature}, {self.max_temperature}], but got {temperatures.tolist()}. "
+                    "Build the controller with the clamp of the run that saved them."
+                )
         extra_state = prefix + "_extra_state"
         if extra_state in state_dict:
-            _checked_extra_state(state_dict[extra_state])
+            base_lr = _checked_extra_state(state_dict[extra_state])[1]
+            if (base_lr == 0) != (self.base_lr == 0):  # frozen temperatures against adapting ones
+                mine = "frozen (base `lr` 0)" if self.base_lr == 0 else f"adapting (base `lr` {self.base_lr})"
+                raise ValueError(
+                    f"Expected a checkpoint whose temperatures are {mine} like this controller's, but its base "
+                    f"`lr` is {base_lr}. Build the ABSLDLoss with the `adapt` and `lr` of the run that saved it "
+                    "(`adapt`='none' freezes both controllers, 'adv' the clean one)."
+                )
 
     def extra_repr(self) -> str:
         return (
@@ -330,4 +375,4 @@ def _checked_extra_state(state: Any) -> tuple[float, float, int]:
         )
     lr = check_positive(state["lr"], "lr", allow_zero=True)
     base_lr = check_positive(state["base_lr"], "base_lr", allow_zero=True)
-    return lr, base_lr, int(state["epochs_stepped"])
+    return lr, base_lr, check_integer(state["epochs_stepped"], "epochs_stepped", minimum=0)

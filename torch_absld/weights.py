@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,6 +81,36 @@ def _drop_common_prefix(state: dict[str, Any], expected: set[str]) -> dict[str, 
     return stripped if len(expected & stripped.keys()) > len(expected & state.keys()) else state
 
 
+def _load_file(path: str, map_location: str | torch.device | None, weights_only: bool) -> Any:
+    """``torch.load(path)``, with a clear error for a file that is not a checkpoint at all.
+
+    An empty, truncated or foreign file gets a ``ValueError`` that says so. A readable
+    checkpoint that the safe loader refuses (pickled objects beyond tensors) keeps PyTorch's
+    own error, which names the objects and how to allow them.
+    """
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"Expected `source` to be a checkpoint written by torch.save, but {path!r} is empty.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as error:
+        if _looks_like_a_checkpoint(path):
+            raise
+        raise ValueError(
+            f"Expected `source` to be a checkpoint written by torch.save, but {path!r} could not be read as one "
+            f"({type(error).__name__}): it is truncated, corrupt or not a PyTorch file. Check the path and "
+            "download it again."
+        ) from None
+
+
+def _looks_like_a_checkpoint(path: str) -> bool:
+    """Whether ``path`` is a complete zip archive (``torch.save``'s format) or starts like a pickle (the legacy one)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5  # pickle protocol 2 to 5
+
+
 def load_weights(
     model: nn.Module,
     source: str | os.PathLike[str] | Mapping[str, Any],
@@ -109,6 +140,7 @@ def load_weights(
 
     Raises:
         FileNotFoundError: if ``source`` is a path that does not exist.
+        ValueError: if the file is empty, truncated or not a PyTorch checkpoint.
         ValueError: if the keys or shapes do not match (with ``strict``), or shapes never match.
     """
     if not isinstance(model, nn.Module):
@@ -118,7 +150,7 @@ def load_weights(
             raise FileNotFoundError(
                 f"Expected `source` to be a checkpoint file, but {os.fspath(source)!r} does not exist."
             )
-        checkpoint = torch.load(source, map_location=map_location, weights_only=weights_only)
+        checkpoint = _load_file(os.fspath(source), map_location, weights_only)
     elif isinstance(source, Mapping):
         checkpoint = source
     else:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-__all__ = ["eval_mode", "frozen_model", "unwrap_model"]
+__all__ = [
+    "as_model_input",
+    "check_state_before_loading",
+    "check_state_first",
+    "eval_mode",
+    "frozen_model",
+    "module_device",
+    "module_dtype",
+    "unwrap_model",
+]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -16,11 +28,34 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     Attacking the wrapper itself would run DDP's reducer hooks on a forward whose backward
     never reaches the parameters, leaving the next training step waiting.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
     inner = getattr(model, "module", None)
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     if isinstance(model, wrappers) and isinstance(inner, nn.Module):
         return inner
     return model
+
+
+def module_device(model: nn.Module) -> torch.device | None:
+    """The device of the model's first parameter (or buffer); ``None`` for a model without tensors."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return None
+
+
+def module_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating point parameter (or buffer); ``None`` if it has none."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def as_model_input(model: nn.Module, input: Tensor) -> Tensor:
+    """``input`` in the dtype of ``model``'s parameters: a model cast to bf16 / fp16 takes float32 batches too."""
+    dtype = module_dtype(model)
+    return input if dtype is None or dtype == input.dtype else input.to(dtype)
 
 
 @contextlib.contextmanager
@@ -54,3 +89,29 @@ def frozen_model(model: nn.Module) -> Iterator[None]:
         finally:
             for param, requires_grad in flags:
                 param.requires_grad_(requires_grad)
+
+
+def check_state_before_loading(module: nn.Module, state_dict: Mapping[str, Any], prefix: str = "") -> None:
+    """Run the ``_check_state_dict`` of ``module`` and of every submodule that has one, copying nothing.
+
+    Called by a container before its first submodule loads, so that a checkpoint rejected by
+    any part (corrupt temperatures, a mismatched setting) leaves every part as it was.
+    """
+    for name, sub in module.named_modules():
+        check = getattr(sub, "_check_state_dict", None)
+        if callable(check):
+            check(state_dict, f"{prefix}{name}." if name else prefix)
+
+
+def check_state_first(
+    module: nn.Module,
+    state_dict: dict[str, Any],
+    prefix: str,
+    local_metadata: Any,
+    strict: bool,
+    missing_keys: list[str],
+    unexpected_keys: list[str],
+    error_msgs: list[str],
+) -> None:
+    """A ``load_state_dict`` pre-hook: :func:`check_state_before_loading` before the first submodule loads."""
+    check_state_before_loading(module, state_dict, prefix)

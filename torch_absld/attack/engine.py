@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -10,11 +11,32 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
-from .._internal.checks import at_least_float32, check_input_range, values_checkable
+from .._internal.checks import (
+    at_least_float32,
+    check_device,
+    values_checkable,
+)
 from .._internal.compile import compiled, trace_input_gradients
-from .._internal.modules import eval_mode, unwrap_model
-from .config import DEFAULT_FP16_LOSS_SCALE, PGDConfig, PGDSettings
-from .objectives import Objective, ObjectiveFn, ObjectiveName, check_target, resolve_objective, summed_objective
+from .._internal.modules import eval_mode, module_device, module_dtype, unwrap_model
+from .._internal.value_checks import (
+    ValueCheck,
+    input_flag,
+    label_range_flag,
+    probability_flag,
+    raise_first,
+)
+from .config import DEFAULT_FP16_LOSS_SCALE, PGDConfig, PGDSettings, checked_fields
+from .objectives import (
+    Objective,
+    ObjectiveFn,
+    ObjectiveName,
+    check_objective,
+    check_output_width,
+    check_target,
+    resolve_objective,
+    summed_objective,
+)
+from .projection import per_sample_view, projection_bounds, round_into_ball
 
 __all__ = ["kl_pgd", "pgd"]
 
@@ -148,87 +170,122 @@ def run_pgd(
     seed: int | None = None,
     start: Tensor | None = None,
     validated: bool = False,
+    model_name: str = "model",
 ) -> Tensor:
     """:func:`pgd` with a config already made (the module and the training steps call this).
 
     ``validated=True`` skips the value checks (host syncs) of ``input`` and ``target`` when the
-    caller has made or checked them; shapes are always checked.
+    caller has made or checked them; shapes, dtypes and devices are always checked.
+    ``model_name`` is how error messages call the model (a training step's ``"student"``).
     """
     # No input gradient exists inside torch.inference_mode(): the attack runs outside it.
     with torch.inference_mode(False):
         if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
-            raise TypeError("Expected `input` to be a floating point tensor of shape (N, ...).")
+            got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
+            raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
+        attacked = unwrap_model(model)
+        check_device(input, module_device(attacked), "input", f"`{model_name}`")
         resolved = resolve_objective(objective, target)
         checking = values_checkable(config.validate_args) and not validated
         batch = input.shape[0]
-        check_target(target, resolved, batch, checking)
-        if target.is_inference():  # made under torch.inference_mode(): it cannot be saved for backward
+        target = check_target(target, resolved, batch, False, device=input.device)
+        if isinstance(target, Tensor) and target.is_inference():  # cannot be saved for backward
             target = target.clone()
-        if checking:
-            check_input_range(input, config.clip_min, config.clip_max)
-        eps = _per_sample(eps, "eps", batch, checking, allow_zero=True)
-        step_size = _per_sample(step_size, "step_size", batch, checking, allow_zero=False)
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
-            generator = torch.Generator(device=input.device).manual_seed(seed)
-        attacked = unwrap_model(model)
+        eps = _per_sample(eps, "eps", input)
+        step_size = _per_sample(step_size, "step_size", input)
+        generator = _seeded(seed, generator, input.device)
         x = at_least_float32(input.detach())  # float64 models are attacked in float64
         if x.is_inference():
             x = x.clone()
-        # bf16 / fp16 inputs (a model cast to that dtype): iterate in float32, feed the model its dtype.
-        model_dtype = input.dtype if input.dtype != x.dtype else None
+        # The iterate stays in float32 (or float64); the model gets it in its own dtype (a cast model).
+        feed = module_dtype(attacked) or input.dtype
+        model_dtype = feed if feed != x.dtype else None
         scale = config.loss_scale
         if scale is None:
             fp16 = _fp16_autocast_active(x.device.type) or model_dtype == torch.float16
             scale = DEFAULT_FP16_LOSS_SCALE if fp16 else 1.0
-        radius, step = _per_sample_view(eps, x), _per_sample_view(step_size, x)
-        lower, upper = _projection_bounds(x, radius, config.clip_min, config.clip_max)
-        x_adv = _first_iterate(x, start, config, radius, generator)
-        if config.project_start:
-            x_adv = torch.clamp(x_adv, lower, upper)
+        radius, step = per_sample_view(eps, x), per_sample_view(step_size, x)
         temperature = config.student_temperature
         ascent = compiled(_ascent_step, config.compile_mode) if config.compile else _ascent_step
         tracing = trace_input_gradients() if config.compile else contextlib.nullcontext()
         with eval_mode(attacked), torch.enable_grad(), tracing:
+            if checking:
+                _check_values(attacked, input, x, model_dtype, target, resolved, config, (eps, step_size), model_name)
+            if batch == 0:
+                return input.detach().clone()
+            lower, upper = projection_bounds(x, eps, config.clip_min, config.clip_max)
+            x_adv = _first_iterate(x, start, config, radius, generator)
+            if config.project_start:
+                x_adv = torch.clamp(x_adv, lower, upper)
             for _ in range(config.steps):
-                x_adv = ascent(attacked, x_adv, lower, upper, target, resolved, step, temperature, scale, model_dtype)
-        return x_adv.to(input.dtype)
+                x_adv = ascent(
+                    attacked, x_adv, lower, upper, target, resolved, step, temperature, scale, model_dtype, model_name
+                )
+        return round_into_ball(x_adv, input, eps, config.clip_min, config.clip_max)
 
 
-def _per_sample(value: PerSample, name: str, batch: int, checking: bool, *, allow_zero: bool) -> PerSample:
-    """A scalar as it is; a per-sample tensor checked (shape always, values when ``checking``)."""
+def _seeded(seed: object, generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """A generator seeded with ``seed`` on ``device``, or ``generator`` when ``seed`` is None."""
+    if seed is None:
+        return generator
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def _check_values(
+    model: nn.Module,
+    input: Tensor,
+    x: Tensor,
+    model_dtype: torch.dtype | None,
+    target: Tensor,
+    objective: ObjectiveName | ObjectiveFn,
+    config: PGDConfig,
+    per_sample: tuple[PerSample, PerSample],
+    model_name: str,
+) -> None:
+    """The value checks of one attack, read back from the device in one transfer.
+
+    Integer labels are checked against the model's class count, read from its output on the
+    first sample (one forward of one sample, without gradient).
+    """
+    checks = [input_flag(input, config.clip_min, config.clip_max)]
+    for name, value, allow_zero in (("eps", per_sample[0], True), ("step_size", per_sample[1], False)):
+        if isinstance(value, Tensor) and value.numel() > 0:
+            checks.append(_radius_flag(value, name, allow_zero))
+    if objective == "kl":
+        checks.append(probability_flag(target, "target"))
+    elif objective in ("ce", "cw") and x.shape[0] > 0:
+        with torch.no_grad():
+            probe = x[:1] if model_dtype is None else x[:1].to(model_dtype)
+            output = model(probe)
+        check_output_width(output, target[:1], objective, model_name)
+        checks.append(label_range_flag(target, output.shape[1]))
+    raise_first(checks)
+
+
+def _radius_flag(value: Tensor, name: str, allow_zero: bool) -> ValueCheck:
+    flag = (~torch.isfinite(value) | (value < 0 if allow_zero else value <= 0)).any()
+
+    def raise_error() -> None:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"Expected every `{name}` finite and {bound}, but got {value.tolist()}.")
+
+    return flag, raise_error
+
+
+def _per_sample(value: PerSample, name: str, input: Tensor) -> PerSample:
+    """A scalar as it is; a per-sample tensor checked (shape, dtype, device; values in :func:`_check_values`)."""
     if not isinstance(value, Tensor):
         return value
+    batch = input.shape[0]
     if not value.is_floating_point() or value.shape != (batch,):
         raise ValueError(
             f"Expected `{name}` to be a float or a floating point tensor of shape (N,) = ({batch},), but got "
             f"{value.dtype} of shape {tuple(value.shape)}."
         )
-    if checking and value.numel() > 0:
-        bad = ~torch.isfinite(value) | (value < 0 if allow_zero else value <= 0)
-        if bool(bad.any()):
-            bound = ">= 0" if allow_zero else "> 0"
-            raise ValueError(f"Expected every `{name}` finite and {bound}, but got {value.tolist()}.")
+    check_device(value, input.device, name, "`input`")
     return value.detach()
-
-
-def _per_sample_view(value: PerSample, x: Tensor) -> PerSample:
-    r"""A per-sample tensor $(N,)$ as $(N, 1, \dots)$ in ``x``'s dtype and device; a scalar as it is."""
-    if not isinstance(value, Tensor):
-        return value
-    return value.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
-
-
-def _projection_bounds(x: Tensor, eps: PerSample, clip_min: float, clip_max: float) -> tuple[Tensor, Tensor]:
-    """Per-element bounds with ``clamp(v, lower, upper) == clamp(clamp(v, x - eps, x + eps), lo, hi)``.
-
-    Exact for every ``v`` (also when ``x`` lies outside ``[lo, hi]``), so an attack computes
-    them once instead of four elementwise passes per step.
-    """
-    lower = torch.clamp(torch.clamp(x - eps, min=clip_min), max=clip_max)
-    upper = torch.clamp(torch.clamp(x + eps, max=clip_max), min=clip_min)
-    return lower, upper
 
 
 def _ascent_step(
@@ -242,11 +299,12 @@ def _ascent_step(
     student_temperature: float,
     loss_scale: float,
     model_dtype: torch.dtype | None = None,
+    model_name: str = "model",
 ) -> Tensor:
     """One signed ascent step on the input, projected into ``[lower, upper]``; the next iterate (detached)."""
     x_adv = x_adv.detach().requires_grad_(True)
     model_input = x_adv if model_dtype is None else x_adv.to(model_dtype)
-    loss = summed_objective(model(model_input), target, objective, student_temperature)
+    loss = summed_objective(model(model_input), target, objective, student_temperature, model_name)
     if loss_scale != 1.0:
         loss = loss * loss_scale
     (grad,) = torch.autograd.grad(loss, x_adv)
@@ -274,8 +332,23 @@ def _pgd_step(
     loss_scale: float = 1.0,
     model_dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """One ascent step from ``x_adv`` with the projection around ``x`` (the 0.1 public ``pgd_step``)."""
-    lower, upper = _projection_bounds(x, eps, clip_min, clip_max)
+    """One ascent step from ``x_adv`` with the projection around ``x`` (the 0.1 public ``pgd_step``).
+
+    In eager mode the settings are checked as a :class:`PGDConfig` checks them.
+    """
+    if not torch.compiler.is_compiling():
+        check_objective(objective)
+        checked_fields(
+            {
+                "eps": eps if not isinstance(eps, Tensor) else 0.0,
+                "step_size": step_size if not isinstance(step_size, Tensor) else 1.0,
+                "clip_min": clip_min,
+                "clip_max": clip_max,
+                "student_temperature": student_temperature,
+                "loss_scale": loss_scale,
+            }
+        )
+    lower, upper = projection_bounds(x, eps, clip_min, clip_max)
     return _ascent_step(
         model, x_adv, lower, upper, target, objective, step_size, student_temperature, loss_scale, model_dtype
     )

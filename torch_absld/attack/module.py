@@ -109,6 +109,7 @@ class KLPGDAttack(nn.Module):
         self.generator = generator
         # A plain attribute, not a submodule: the attack's state_dict must not hold the weights.
         object.__setattr__(self, "model", model)
+        self._model_name = "model"  # how error messages call the model (a training step's "student")
 
     def forward(
         self,
@@ -141,6 +142,7 @@ class KLPGDAttack(nn.Module):
             generator=self.generator,
             seed=seed,
             validated=validated,
+            model_name=self._model_name,
         )
 
     def extra_repr(self) -> str:

@@ -1,4 +1,4 @@
-"""Command line of ``torch-absld demo``: argument parsing and one-line errors."""
+"""Command line of ``torch-absld demo`` and ``torch-absld compare``: argument parsing and one-line errors."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -43,10 +44,56 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
-def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+@dataclass(frozen=True)
+class _Command:
+    """What differs between ``demo`` and ``compare``: defaults, texts, and the paired comparisons."""
+
+    name: str
+    methods: tuple[str, ...]
+    out: str
+    help: str
+    description: str
+    focus: str | None
+
+
+def _commands() -> dict[str, _Command]:
+    from .methods import COMPARE_METHODS, DEFAULT_METHODS
+
+    return {
+        "demo": _Command(
+            "demo",
+            DEFAULT_METHODS,
+            "absld-demo",
+            "ABSLD vs RSLAD on real data (scikit-learn digits), on a CPU, in minutes",
+            "For each seed: draw a train/test split, train an adversarially robust CNN teacher on it, then one MLP "
+            "student per method from the same initialisation: RSLAD (temperatures frozen), ABSLD (the library's "
+            "default) and ABSLD with the paper's separate temperatures. Evaluate every student class by class "
+            "(clean, FGSM, PGD-20, CW-inf, APGD-CE + APGD-T) at its best and last epoch, compare each method with "
+            "RSLAD seed by seed (mean, 95%% confidence interval, sign test) and write report.md, results.json "
+            "and plots. The default run took 3.5 minutes on 2 CPU cores.",
+            None,
+        ),
+        "compare": _Command(
+            "compare",
+            COMPARE_METHODS,
+            "absld-compare",
+            "the ABSLD paper's Table 1 on real data: every method, class by class, seeds paired",
+            "The paper's comparison on one harness: for each seed a split and a teacher, then one student per "
+            "method from the same initialisation, data order and attack noise (methods differ only in their "
+            "training objective), evaluated class by class (clean, FGSM, PGD-20, CW-inf and AutoAttack's APGD-CE "
+            "+ APGD-T, or all of AutoAttack with --autoattack standard) at the best and last epoch. Reports the "
+            "paper's Table 1 layout (Avg., Worst, Overall, NSD; mean and 95%% confidence interval over seeds), "
+            "ABSLD minus every other method seed by seed, and per-class plots. The default run (ten methods, "
+            "5 seeds) took 12.5 minutes on 2 CPU cores.",
+            "ABSLD",
+        ),
+    }
+
+
+def _add_arguments(parser: argparse.ArgumentParser, command: _Command) -> None:
     from .config import AUTOATTACK_MODES
     from .data import DATASETS
-    from .methods import DEFAULT_METHODS, METHODS
+    from .methods import METHODS
 
     parser.add_argument(
         "--seeds", type=_positive_int, default=None, metavar="N", help="paired runs, one per seed (default 5)"
@@ -61,7 +108,7 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="1 seed, 40 student and 8 teacher epochs: checks the pipeline in under a minute",
+        help="1 seed, 40 student and 8 teacher epochs: checks the pipeline in about a minute",
     )
     parser.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help="student epochs (default 120)")
     parser.add_argument(
@@ -86,8 +133,8 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--methods",
         default=None,
         metavar="A,B,...",
-        help=f"students trained for every seed, the baseline first, from {', '.join(METHODS)} "
-        f"(default {','.join(DEFAULT_METHODS)})",
+        help=f"students trained for every seed, from {', '.join(METHODS)} (any case; default "
+        f"{','.join(command.methods)})",
     )
     parser.add_argument(
         "--autoattack",
@@ -96,7 +143,8 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="AutoAttack on the best and last students: apgd = APGD-CE then APGD-T (default), "
         "standard = all four attacks (about 4x the evaluation time), none",
     )
-    parser.add_argument("--compare-coupled", action="store_true", help=argparse.SUPPRESS)
+    if command.name == "demo":
+        parser.add_argument("--compare-coupled", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", metavar="DEVICE", help="torch device, e.g. cuda (default cpu)")
     parser.add_argument(
         "--threads",
@@ -111,40 +159,29 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         default=None,
         help=(
-            "processes that train the students side by side, one seed and method each "
-            "(default: one per usable CPU, at most one per student; 1 trains them in this process). "
-            "The numbers do not depend on it"
+            "processes that train the teachers and students side by side, one job each "
+            "(default: one per usable CPU; 1 runs them in this process). The numbers do not depend on it"
         ),
     )
-    parser.add_argument("--out", default="absld-demo", metavar="DIR", help="output folder (default absld-demo/)")
+    parser.add_argument("--out", default=command.out, metavar="DIR", help=f"output folder (default {command.out}/)")
     parser.add_argument("--quiet", action="store_true", help="no progress output (the results are still printed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``torch-absld`` parser with its ``demo`` command."""
+    """The ``torch-absld`` parser with its ``demo`` and ``compare`` commands."""
     parser = _Parser(prog=PROG, description="torch-absld: Anti-Bias Soft Label Distillation for PyTorch.")
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser(
-        "demo",
-        help="ABSLD vs RSLAD on real data (scikit-learn digits), on a CPU, in minutes",
-        description=(
-            "For each seed: draw a train/test split, train an adversarially robust CNN teacher on it, then one MLP "
-            "student per method from the same initialisation: RSLAD (temperatures frozen), ABSLD (the library's "
-            "default) and ABSLD with the other temperature coupling. Evaluate every student class by class "
-            "(clean, FGSM, PGD-20, CW-inf, APGD-CE + APGD-T) at its best and last epoch, compare each method with "
-            "RSLAD seed by seed (mean, 95%% confidence interval, sign test) and write report.md, results.json "
-            "and plots. The default run takes about 4 minutes on 2 CPU cores."
-        ),
-    )
-    _add_demo_arguments(demo)
+    for command in _commands().values():
+        sub = commands.add_parser(command.name, help=command.help, description=command.description)
+        _add_arguments(sub, command)
     return parser
 
 
-def _fail(message: str, status: int = 2) -> int:
-    print(f"{PROG} demo: error: {' '.join(message.split())}", file=sys.stderr)
+def _fail(command: str, message: str, status: int = 2) -> int:
+    print(f"{PROG} {command}: error: {' '.join(message.split())}", file=sys.stderr)
     return status
 
 
@@ -154,7 +191,7 @@ def _check_out_dir(path: Path) -> None:
         pass
 
 
-def _check_extras(dataset: str, quiet: bool) -> None:
+def _check_extras(dataset: str, quiet: bool, command: str) -> None:
     import importlib
 
     needed = (
@@ -166,24 +203,28 @@ def _check_extras(dataset: str, quiet: bool) -> None:
         try:
             importlib.import_module(module)
         except ImportError:
-            raise ImportError(f'the demo needs {module}: pip install "torch-absld[demo]"') from None
+            raise ImportError(f'the {command} needs {module}: pip install "torch-absld[demo]"') from None
 
 
-def _config(args: argparse.Namespace) -> DemoConfig:
+def _config(args: argparse.Namespace, command: _Command) -> DemoConfig:
     from .config import QUICK_CHANGES, DemoConfig
+    from .methods import resolve_method
 
+    methods = command.methods
+    if args.methods is not None:
+        methods = tuple(resolve_method(name) for name in args.methods.split(",") if name.strip())
     fields: dict[str, Any] = {
         "dataset": args.dataset,
         "seed": args.seed,
         "eps": args.eps,
+        "methods": methods,
+        "focus": command.focus if command.focus in methods else None,
         "autoattack": args.autoattack,
         "device": args.device,
         "threads": args.threads,
         "workers": args.workers,
         "progress": not args.quiet,
     }
-    if args.methods is not None:
-        fields["methods"] = tuple(name.strip() for name in args.methods.split(",") if name.strip())
     if args.data_dir is not None:
         fields["data_dir"] = args.data_dir
     if args.quick:
@@ -194,44 +235,45 @@ def _config(args: argparse.Namespace) -> DemoConfig:
     return DemoConfig(**fields)
 
 
-def demo(args: argparse.Namespace) -> int:
-    """Run ``torch-absld demo`` with parsed arguments; returns the exit status."""
+def run(args: argparse.Namespace, command: _Command) -> int:
+    """Run ``torch-absld demo`` or ``compare`` with parsed arguments; returns the exit status."""
     import torch
 
     from .data import DATASETS, DatasetUnavailableError
     from .experiment import run_demo
     from .report import terminal_summary
 
+    name = command.name
     if args.dataset not in DATASETS:
-        return _fail(f"unknown --dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
-    if args.compare_coupled:
+        return _fail(name, f"unknown --dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
+    if getattr(args, "compare_coupled", False):
         print(
             f"{PROG} demo: --compare-coupled is deprecated and does nothing: both temperature couplings run by "
             "default (see --methods).",
             file=sys.stderr,
         )
     try:
-        config = _config(args)
+        config = _config(args, command)
         device = torch.device(config.device)
     except (ValueError, RuntimeError) as error:
-        return _fail(str(error).replace("`", ""))
+        return _fail(name, str(error).replace("`", ""))
     if device.type == "cuda" and not torch.cuda.is_available():
-        return _fail(f"--device {args.device!r} but CUDA is not available on this machine")
+        return _fail(name, f"--device {args.device!r} but CUDA is not available on this machine")
     try:
-        _check_extras(config.dataset, args.quiet)
+        _check_extras(config.dataset, args.quiet, name)
     except ImportError as error:
-        return _fail(str(error))
+        return _fail(name, str(error))
     out = Path(args.out)
     try:
         _check_out_dir(out)
     except OSError as error:
-        return _fail(f"cannot write to --out {str(out)!r}: {error.strerror or error}")
+        return _fail(name, f"cannot write to --out {str(out)!r}: {error.strerror or error}")
     try:
-        results = run_demo(config, out)
+        results = run_demo(config, out, name)
     except DatasetUnavailableError as error:
-        return _fail(str(error), 1)
+        return _fail(name, str(error), 1)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _fail(name, "interrupted", 130)
     print(terminal_summary(results))
     print(f"\nWrote {out / 'report.md'}, {out / 'results.json'} and the plots ({results['seconds']:.0f} s).")
     return 0
@@ -242,5 +284,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("choose a command: demo")
-    return demo(args)
+        parser.error("choose a command: demo or compare")
+    return run(args, _commands()[args.command])

@@ -27,7 +27,10 @@ class DemoConfig:
             its teacher, and the initial weights, data order and attack noise that all its
             students share.
         seed: first seed.
-        methods: names from :data:`torch_absld.demo.methods.METHODS`, the baseline first.
+        methods: names from :data:`torch_absld.demo.methods.METHODS`, in report order.
+        focus: the method compared with each of the others, seed by seed (``torch-absld
+            compare``: ABSLD); ``None`` compares every method with the first one (the demo:
+            each ABSLD mode against RSLAD).
         epochs: student epochs; the learning rate (and beta) drop x0.1 at 60% and 85% of them.
         teacher_epochs: PGD-AT epochs of the teacher.
         eps: L-inf radius for training and evaluation; ``None`` takes the dataset's default.
@@ -60,6 +63,7 @@ class DemoConfig:
     seeds: int = 5
     seed: int = 0
     methods: tuple[str, ...] = DEFAULT_METHODS
+    focus: str | None = None
     epochs: int = 120
     teacher_epochs: int = 20
     eps: float | None = None
@@ -116,12 +120,23 @@ class DemoConfig:
                 f"Expected `methods` to be two or more distinct names from {', '.join(METHODS)}, "
                 f"but got {', '.join(self.methods) or 'none'}."
             )
+        if self.focus is not None and self.focus not in self.methods:
+            raise ValueError(
+                f"Expected `focus` to be one of the methods {', '.join(self.methods)}, but got {self.focus!r}."
+            )
         if self.autoattack not in AUTOATTACK_MODES:
             raise ValueError(
                 f"Expected `autoattack` to be one of {', '.join(AUTOATTACK_MODES)}, but got {self.autoattack!r}."
             )
         if any(not 0 < m < 1 for m in self.milestones):
             raise ValueError(f"Expected `milestones` to be fractions in (0, 1), but got {self.milestones!r}.")
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """The paired comparisons ``(a, b)``, each reported as ``a`` minus ``b`` per seed."""
+        if self.focus is None:
+            return [(method, self.methods[0]) for method in self.methods[1:]]
+        return [(self.focus, method) for method in self.methods if method != self.focus]
 
     @property
     def run_seeds(self) -> range:

@@ -50,13 +50,13 @@ def machine_description(device: str) -> str:
     return text
 
 
-def run_experiment(config: DemoConfig) -> dict[str, Any]:
+def run_experiment(config: DemoConfig, command: str = "demo") -> dict[str, Any]:
     """Run the whole experiment and return its results (JSON-ready, see ``results.json``)."""
     with torch_threads(config.threads):
-        return _run(config)
+        return _run(config, command)
 
 
-def _run(config: DemoConfig) -> dict[str, Any]:
+def _run(config: DemoConfig, command: str) -> dict[str, Any]:
     started = time.perf_counter()
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     spec = DATASETS[config.dataset]
@@ -73,6 +73,7 @@ def _run(config: DemoConfig) -> dict[str, Any]:
         teacher = {key: value for key, value in teachers[seed].items() if key != "state"}
         runs.append({"seed": seed, "teacher": teacher, "methods": methods, "tables": tables})
     return {
+        "command": command,
         "torch_absld_version": __version__,
         "torch_version": torch.__version__,
         "date": date,
@@ -83,12 +84,13 @@ def _run(config: DemoConfig) -> dict[str, Any]:
         "dataset": {"name": spec.name, "description": spec.description, "num_classes": spec.num_classes},
         "eps": spec.eps if config.eps is None else config.eps,
         "methods": list(config.methods),
+        "pairs": [list(pair) for pair in config.pairs],
         "runs": runs,
         "seconds": time.perf_counter() - started,
     }
 
 
-def run_demo(config: DemoConfig, out_dir: str | Path) -> dict[str, Any]:
+def run_demo(config: DemoConfig, out_dir: str | Path, command: str = "demo") -> dict[str, Any]:
     """Run the experiment and write ``report.md``, ``results.json`` and the PNG plots into ``out_dir``.
 
     Returns:
@@ -99,7 +101,7 @@ def run_demo(config: DemoConfig, out_dir: str | Path) -> dict[str, Any]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = run_experiment(config)
+    results = run_experiment(config, command)
     results.update(summarize(results))
     plots = write_plots(results, out)
     write_json(results, out / "results.json")

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -32,11 +33,14 @@ from .progress import Progress
 from .teacher_stats import teacher_statistics
 from .train import EVAL_ATTACKS, EpochCallback, distill, evaluate, train_teacher
 
-__all__ = ["StudentJob", "TeacherJob", "default_workers", "run_jobs", "scores"]
+__all__ = ["StudentJob", "TeacherJob", "default_workers", "evaluate_with_checks", "run_jobs", "scores"]
 
 #: Seconds between two looks at the workers' progress messages.
 _POLL_SECONDS = 0.2
 _EVAL_BATCH = 512
+#: AutoAttack's own sanity checks (e.g. "Square Attack has decreased the robust accuracy"): kept
+#: in the results and the report instead of being printed.
+_AUTOATTACK_CHECKS = ("pyautoattack/checks.py", "pyautoattack\\checks.py")
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,22 @@ def scores(report: RobustnessReport) -> dict[str, dict[str, Any]]:
     }
 
 
+def evaluate_with_checks(
+    model: torch.nn.Module, loader: DataLoader[Any], num_classes: int, eps: float, autoattack: str
+) -> tuple[RobustnessReport, list[str]]:
+    """The demo's final evaluation, and the messages of AutoAttack's own checks (not printed).
+
+    Other warnings are re-issued as they came.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = evaluate(model, loader, num_classes, eps, EVAL_ATTACKS, autoattack)
+    checks = [str(w.message) for w in caught if w.filename.endswith(_AUTOATTACK_CHECKS)]
+    for other in (w for w in caught if not w.filename.endswith(_AUTOATTACK_CHECKS)):
+        warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    return report, checks
+
+
 def _split(config: DemoConfig, seed: int) -> tuple[DatasetSpec, Any, Any]:
     return load_dataset(config.dataset, config.data_dir, derive_seed(seed, "split"))
 
@@ -135,14 +155,17 @@ def run_student(
         eps,
         on_epoch=on_epoch,
     )
-    reports = {}
+    reports, checks = {}, {}
     for name, state in (("best", run.best_state), ("last", run.last_state)):
         student.load_state_dict(state)
-        reports[name] = evaluate(student, test_loader, spec.num_classes, eps, EVAL_ATTACKS, config.autoattack)
+        reports[name], checks[name] = evaluate_with_checks(
+            student, test_loader, spec.num_classes, eps, config.autoattack
+        )
     return {
         "best_epoch": run.best_epoch,
         "seconds": run.seconds,
         "checkpoints": {name: scores(report) for name, report in reports.items()},
+        "autoattack_checks": checks,
         "history": run.history,
         "reports": reports,
     }

@@ -51,7 +51,7 @@ def _history(results: dict[str, Any], method: str, key: str) -> np.ndarray:
     )
 
 
-def _per_class_pgd(plt: Any, results: dict[str, Any], path: Path) -> None:
+def _per_class_pgd(plt: Any, results: dict[str, Any], path: Path) -> bool:
     methods = results["methods"]
     num_classes = results["dataset"]["num_classes"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
@@ -82,13 +82,14 @@ def _per_class_pgd(plt: Any, results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
-def _temperatures(plt: Any, results: dict[str, Any], path: Path) -> None:
+def _temperatures(plt: Any, results: dict[str, Any], path: Path) -> bool:
     seed = results["runs"][0]["seed"]
     methods = [m for m in results["methods"] if METHODS[m].adapts_temperatures]
     if not methods:
-        return
+        return False
     fig, axes = plt.subplots(len(methods), 3, figsize=(15, 3.6 * len(methods)), sharey=True, squeeze=False)
     panels = (("tau_adv", "τ_adv"), ("tau_clean", "τ_clean"), ("product", "τ_adv · τ_clean"))
     cmap = plt.get_cmap("tab10")
@@ -110,9 +111,12 @@ def _temperatures(plt: Any, results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
-def _risk_std(plt: Any, results: dict[str, Any], path: Path) -> None:
+def _risk_std(plt: Any, results: dict[str, Any], path: Path) -> bool:
+    if not any(METHODS[m].temperatures for m in results["methods"]):
+        return False
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, key, label in zip(axes, ("risk_adv", "risk_clean"), ("adversarial", "clean")):
         for method in (m for m in results["methods"] if key in results["runs"][0]["methods"][m]["history"]):
@@ -133,9 +137,10 @@ def _risk_std(plt: Any, results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
-def _pgd_curves(plt: Any, results: dict[str, Any], path: Path) -> None:
+def _pgd_curves(plt: Any, results: dict[str, Any], path: Path) -> bool:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for ax, key, label in zip(axes, ("pgd_avg", "pgd_worst"), ("average", "worst class")):
         for method in results["methods"]:
@@ -150,10 +155,14 @@ def _pgd_curves(plt: Any, results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Write the PNG figures into ``out_dir`` and return their paths."""
+    """Write the PNG figures into ``out_dir`` and return their paths.
+
+    The temperature and risk figures are drawn only when a method has temperatures.
+    """
     plt = _pyplot()
     figures = {
         "per_class_pgd.png": _per_class_pgd,
@@ -161,8 +170,4 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         "risk_spread.png": _risk_std,
         "pgd_over_epochs.png": _pgd_curves,
     }
-    paths = []
-    for name, draw in figures.items():
-        draw(plt, results, out_dir / name)
-        paths.append(out_dir / name)
-    return paths
+    return [out_dir / name for name, draw in figures.items() if draw(plt, results, out_dir / name)]

@@ -1,4 +1,4 @@
-"""The demo's report: tables over seeds, paired comparisons with confidence intervals, a plain verdict."""
+"""The report of the demo and the comparison: tables over seeds, paired comparisons with intervals, a verdict."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from .methods import METHODS
 from .stats import mean_interval, paired_comparison
 
-__all__ = ["attack_names", "render_markdown", "summarize", "terminal_summary", "write_json"]
+__all__ = ["attack_names", "pair_name", "render_markdown", "summarize", "terminal_summary", "write_json"]
 
 CHECKPOINTS = {"best": "best checkpoint", "last": "last epoch"}
 METRICS = ("avg", "worst", "overall", "nsd")
@@ -31,15 +31,19 @@ def _scores(results: dict[str, Any], method: str, checkpoint: str) -> list[dict[
     return [run["methods"][method]["checkpoints"][checkpoint] for run in results["runs"]]
 
 
+def pair_name(pair: Sequence[str]) -> str:
+    """The key of a paired comparison: ``"ABSLD − RSLAD"`` is ABSLD minus RSLAD, seed by seed."""
+    return f"{pair[0]} − {pair[1]}"
+
+
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
-    """Means over seeds and the paired comparisons of every method with the baseline (the first method).
+    """Means over seeds with intervals, and the paired comparisons of ``results["pairs"]``.
 
     ``summary[checkpoint][method][attack]`` holds ``avg``, ``worst``, ``overall`` and ``nsd``
     (each a :class:`~torch_absld.demo.stats.MeanInterval` as a dict) and the mean
-    ``per_class`` accuracy; ``paired[checkpoint][method][attack][metric]`` holds the
-    :class:`~torch_absld.demo.stats.PairedComparison` (method minus baseline, per seed) as a dict.
+    ``per_class`` accuracy; ``paired[checkpoint][pair_name((a, b))][attack][metric]`` holds the
+    :class:`~torch_absld.demo.stats.PairedComparison` of ``a`` minus ``b`` per seed, as a dict.
     """
-    baseline, *others = results["methods"]
     summary: dict[str, Any] = {}
     paired: dict[str, Any] = {}
     for checkpoint in CHECKPOINTS:
@@ -53,22 +57,16 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 }
                 for attack in scores[0]
             }
-        base = _scores(results, baseline, checkpoint)
-        paired[checkpoint] = {
-            method: {
+        paired[checkpoint] = {}
+        for first, second in results["pairs"]:
+            a, b = _scores(results, first, checkpoint), _scores(results, second, checkpoint)
+            paired[checkpoint][pair_name((first, second))] = {
                 attack: {
-                    metric: paired_comparison(
-                        [
-                            o[attack][metric] - b[attack][metric]
-                            for o, b in zip(_scores(results, method, checkpoint), base)
-                        ]
-                    ).to_dict()
+                    metric: paired_comparison([x[attack][metric] - y[attack][metric] for x, y in zip(a, b)]).to_dict()
                     for metric in METRICS
                 }
-                for attack in base[0]
+                for attack in a[0]
             }
-            for method in others
-        }
     return {"summary": summary, "paired": paired, "verdict": _verdict(results, paired)}
 
 
@@ -104,14 +102,14 @@ def _judgement(worst: dict[str, Any]) -> str:
 
 def _verdict(results: dict[str, Any], paired: dict[str, Any]) -> list[str]:
     names = attack_names(results)
-    baseline = results["methods"][0]
     seeds = len(results["runs"])
     lines = []
-    for method in results["methods"][1:]:
-        for attack in (a for a in VERDICT_ATTACKS if a in paired["last"][method]):
-            last, best = paired["last"][method][attack], paired["best"][method][attack]
+    for first, second in results["pairs"]:
+        key = pair_name((first, second))
+        for attack in (a for a in VERDICT_ATTACKS if a in paired["last"][key]):
+            last, best = paired["last"][key][attack], paired["best"][key][attack]
             lines.append(
-                f"{method} vs {baseline} under {names[attack]}: worst class {_interval(last['worst'])} points at "
+                f"{first} vs {second} under {names[attack]}: worst class {_interval(last['worst'])} points at "
                 f"the last epoch ({last['worst']['wins']} of {seeds} seeds better, sign test p = "
                 f"{_p(last['worst']['sign_p'])}), {_interval(best['worst'])} at the best checkpoint; average "
                 f"{_interval(last['avg'])} / {_interval(best['avg'])}, overall {_interval(last['overall'])} / "
@@ -126,33 +124,51 @@ def _verdict(results: dict[str, Any], paired: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _cell(stats: dict[str, Any], seeds: int, scale: float = 100.0) -> str:
-    text = f"{scale * stats['mean']:.1f}" if scale == 100 else f"{stats['mean']:.3f}"
-    if seeds == 1:
-        return text
-    return f"{text} ± {scale * stats['std']:.1f}" if scale == 100 else f"{text} ± {stats['std']:.3f}"
+def _half_width(stats: dict[str, Any]) -> float:
+    return float(stats["high"] - stats["low"]) / 2
 
 
-def _method_table(results: dict[str, Any], checkpoint: str) -> list[str]:
+def _cell(stats: dict[str, Any], seeds: int, percent: bool = True) -> str:
+    scale, digits = (100.0, 1) if percent else (1.0, 3)
+    text = f"{scale * stats['mean']:.{digits}f}"
+    return text if seeds == 1 else f"{text} ± {scale * _half_width(stats):.{digits}f}"
+
+
+def _table1(results: dict[str, Any], checkpoint: str) -> list[str]:
+    """The paper's Table 1 layout: one row per method, Avg. and Worst under every attack."""
     seeds = len(results["runs"])
     names = attack_names(results)
-    lines = ["| Method | Attack | Avg. | Worst | Overall | NSD |", "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for method, attacks in results["summary"][checkpoint].items():
-        for index, (attack, stats) in enumerate(attacks.items()):
-            cells = [_cell(stats[m], seeds) for m in ("avg", "worst", "overall")] + [_cell(stats["nsd"], seeds, 1.0)]
-            lines.append(f"| {method if index == 0 else ''} | {names[attack]} | " + " | ".join(cells) + " |")
+    attacks = list(results["summary"][checkpoint][results["methods"][0]])
+    head = "| Method | " + " | ".join(f"{names[a]} Avg. | {names[a]} Worst" for a in attacks) + " |"
+    lines = [head, "| --- |" + " ---: | ---: |" * len(attacks)]
+    for method, stats in results["summary"][checkpoint].items():
+        cells = [_cell(stats[a][m], seeds) for a in attacks for m in ("avg", "worst")]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _paired_table(results: dict[str, Any], method: str) -> list[str]:
+def _fairness_table(results: dict[str, Any], checkpoint: str) -> list[str]:
+    """Overall = (Avg. + Worst) / 2 (%) and NSD under every attack but the clean one."""
+    seeds = len(results["runs"])
+    names = attack_names(results)
+    attacks = [a for a in results["summary"][checkpoint][results["methods"][0]] if a != "clean"]
+    head = "| Method | " + " | ".join(f"{names[a]} Overall | {names[a]} NSD" for a in attacks) + " |"
+    lines = [head, "| --- |" + " ---: | ---: |" * len(attacks)]
+    for method, stats in results["summary"][checkpoint].items():
+        cells = [c for a in attacks for c in (_cell(stats[a]["overall"], seeds), _cell(stats[a]["nsd"], seeds, False))]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _paired_table(results: dict[str, Any], key: str) -> list[str]:
     names = attack_names(results)
     head = "| Attack | Metric | " + " | ".join(f"Δ {label} [95% CI] | W / T / L | p" for label in CHECKPOINTS) + " |"
     lines = [head, "| --- | --- |" + " ---: | :---: | ---: |" * len(CHECKPOINTS)]
-    for attack in results["paired"]["last"][method]:
+    for attack in results["paired"]["last"][key]:
         for metric in METRICS:
             cells = []
             for checkpoint in CHECKPOINTS:
-                c = results["paired"][checkpoint][method][attack][metric]
+                c = results["paired"][checkpoint][key][attack][metric]
                 interval = _interval(c) if metric != "nsd" else f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
                 cells += [interval, f"{c['wins']} / {c['ties']} / {c['losses']}", _p(c["sign_p"])]
             lines.append(f"| {names[attack]} | {METRIC_NAMES[metric]} | " + " | ".join(cells) + " |")
@@ -160,12 +176,11 @@ def _paired_table(results: dict[str, Any], method: str) -> list[str]:
 
 
 def _teacher_table(results: dict[str, Any]) -> list[str]:
-    others = results["methods"][1:]
+    pairs = [pair_name(p) for p in results["pairs"]]
     head = "| Seed | Clean acc. | PGD-20 avg. | PGD-20 worst | ECE | Confidence | " + " | ".join(
-        f"Δ worst PGD-20 (last), {m}" for m in others
+        f"Δ worst PGD-20 (last), {p}" for p in pairs
     )
-    lines = [head + " |", "| --- |" + " ---: |" * (5 + len(others))]
-    baseline = results["methods"][0]
+    lines = [head + " |", "| --- |" + " ---: |" * (5 + len(pairs))]
     for run in results["runs"]:
         teacher, stats = run["teacher"]["scores"], run["teacher"]["statistics"]
         cells = [
@@ -175,9 +190,30 @@ def _teacher_table(results: dict[str, Any]) -> list[str]:
             f"{stats['ece']:.3f}",
             f"{stats['confidence']:.2f}",
         ]
-        base = run["methods"][baseline]["checkpoints"]["last"]["pgd"]["worst"]
-        cells += [_points(run["methods"][m]["checkpoints"]["last"]["pgd"]["worst"] - base) for m in others]
+        worst = {m: run["methods"][m]["checkpoints"]["last"]["pgd"]["worst"] for m in results["methods"]}
+        cells += [_points(worst[a] - worst[b]) for a, b in results["pairs"]]
         lines.append(f"| {run['seed']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _autoattack_checks(results: dict[str, Any]) -> list[str]:
+    """What AutoAttack's own sanity checks said (e.g. Square finding errors the gradient attacks missed)."""
+    flagged = [
+        (run["seed"], method, checkpoint, message)
+        for run in results["runs"]
+        for method, result in run["methods"].items()
+        for checkpoint, messages in result.get("autoattack_checks", {}).items()
+        for message in messages
+    ]
+    if not flagged:
+        return []
+    evaluations = 2 * len(results["runs"]) * len(results["methods"])
+    lines = [
+        f"AutoAttack's own checks flagged {len(flagged)} of {evaluations} evaluations (a black-box attack "
+        "finding errors that the gradient attacks missed hints at gradient masking):",
+        "",
+    ]
+    lines += [f"- seed {seed}, {method}, {checkpoint}: {message}" for seed, method, checkpoint, message in flagged]
     return lines
 
 
@@ -222,11 +258,11 @@ def _setup(results: dict[str, Any]) -> list[str]:
         f"{config['teacher_momentum']:g}, {config['teacher_epochs']} epochs.",
         f"- **Students**: MLP with hidden layers {hidden} and {data['num_classes']} outputs, Adam lr "
         f"{config['student_lr']:g}, weight decay {config['student_weight_decay']:g}, batch {config['batch_size']}, "
-        f"{config['epochs']} epochs, lr x0.1 after epochs {milestones} with beta following it; KL-PGD "
-        f"({config['attack_steps']} steps of eps/4, Gaussian start) against the teacher's soft labels; beta "
-        f"{config['beta']:g}, temperatures in [{config['min_temperature']:g}, {config['max_temperature']:g}]. "
-        f"{methods}. In a seed every student starts from the same weights and sees the same data order and "
-        "attack noise: the methods differ only in the temperatures.",
+        f"{config['epochs']} epochs, lr x0.1 after epochs {milestones}; every method's training attack takes "
+        f"{config['attack_steps']} steps of eps/4 (its own objective and start); ABSLD's beta "
+        f"{config['beta']:g} follows the lr, temperatures in [{config['min_temperature']:g}, "
+        f"{config['max_temperature']:g}]. {methods}. In a seed every student starts from the same weights and sees "
+        "the same data order and attack noise: the methods differ only in their training objective.",
         "- **Evaluation**: `torch_absld.evaluate_robustness` on the test split: clean, FGSM, PGD-20 and CW∞-30 "
         f"(steps of eps/4){', ' + autoattack if autoattack else ''}. Avg. = accuracy over all test images, "
         "Worst = the lowest class, Overall = (Avg. + Worst) / 2, in %; NSD = standard deviation of the class "
@@ -239,10 +275,9 @@ def _setup(results: dict[str, Any]) -> list[str]:
 def render_markdown(results: dict[str, Any], plots: Sequence[str]) -> str:
     """The full ``report.md``; ``results`` must already hold :func:`summarize`'s keys."""
     seeds = len(results["runs"])
-    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
-    baseline = results["methods"][0]
+    spread = f"mean ± 95% CI half-width over {seeds} seeds" if seeds > 1 else "1 seed"
     out = [
-        f"# torch-absld demo: {', '.join(results['methods'])} on {results['dataset']['name']}",
+        f"# torch-absld {results['command']}: {', '.join(results['methods'])} on {results['dataset']['name']}",
         "",
         f"{results['date']} · {results['machine']} · {_processes(results)} on {results['config']['device']} · "
         f"torch {results['torch_version']}, torch-absld {results['torch_absld_version']} · "
@@ -257,11 +292,15 @@ def render_markdown(results: dict[str, Any], plots: Sequence[str]) -> str:
         *_setup(results),
     ]
     for checkpoint, label in CHECKPOINTS.items():
-        out += ["", f"## Robustness at the {label} ({spread}, %)", "", *_method_table(results, checkpoint)]
-    for method in results["methods"][1:]:
-        out += ["", f"## Paired differences {method} − {baseline} (points; mean [95% CI], sign test)", ""]
-        out += _paired_table(results, method)
+        out += ["", f"## Robustness at the {label} ({spread}, %)", "", *_table1(results, checkpoint)]
+        out += ["", f"Overall (%) and NSD at the {label}:", "", *_fairness_table(results, checkpoint)]
+    for pair in results["pairs"]:
+        key = pair_name(pair)
+        out += ["", f"## Paired differences {key} (points; mean [95% CI], sign test)", "", *_paired_table(results, key)]
     out += ["", "## Teachers (training split) and the worst-class gain they led to", "", *_teacher_table(results)]
+    checks = _autoattack_checks(results)
+    if checks:
+        out += ["", "## AutoAttack's checks", "", *checks]
     out += [
         "",
         "## Per-class PGD-20 accuracy at the best checkpoint (mean over seeds, %)",
@@ -296,10 +335,8 @@ def _processes(results: dict[str, Any]) -> str:
 def terminal_summary(results: dict[str, Any]) -> str:
     """A short text for the terminal: the last-epoch table and the verdict."""
     seeds = len(results["runs"])
-    lines = [
-        f"Robustness at the last epoch ({f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'}, %):",
-        *_method_table(results, "last"),
-    ]
+    spread = f"mean ± 95% CI half-width over {seeds} seeds" if seeds > 1 else "1 seed"
+    lines = [f"Robustness at the last epoch ({spread}, %):", *_table1(results, "last")]
     return "\n".join([*lines, "", *results["verdict"]])
 
 

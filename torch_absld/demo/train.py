@@ -20,8 +20,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .. import ABSLDDistiller, BestCheckpoint, RobustnessReport, evaluate_robustness, follow_optimizer_lr, pgd
-from ..methods import TrainingStep
+from .. import (
+    ABSLDDistiller,
+    BestCheckpoint,
+    RobustnessReport,
+    evaluate_robustness,
+    follow_optimizer_lr,
+    pgd,
+    stratified_split,
+)
+from ..methods import TrainingStep, ValidatedStep
 from .config import DemoConfig, derive_seed
 from .methods import METHODS, build_step
 
@@ -159,15 +167,22 @@ def distill(
     seed and the same initial student differ only by ``method``. At the end of each epoch the
     learning-rate scheduler steps first, then the temperatures (so beta drops together with the
     learning rate, as in the authors' script); then the student is evaluated with PGD-20 on
-    ``eval_loader`` and the best Overall is kept.
+    ``eval_loader`` and the best Overall is kept. A method that reads a validation split (FRL,
+    CFA) holds a stratified share of ``train_set`` out for it (drawn with ``seed``) and trains
+    on the rest; the model evaluated is the step's ``evaluation_model`` (CFA's weight average).
     """
     start = time.perf_counter()
     device = torch.device(config.device)
     student.to(device)
+    spec = METHODS[method]
+    validation = None
+    if spec.validation:
+        train_set, held_out = stratified_split(train_set, spec.validation, seed=derive_seed(seed, "validation"))
+        validation = DataLoader(held_out, batch_size=config.batch_size, shuffle=False)
     order = torch.Generator().manual_seed(derive_seed(seed, "student-order"))
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=order)
     step = build_step(
-        METHODS[method],
+        spec,
         student,
         teacher,
         num_classes,
@@ -177,14 +192,17 @@ def distill(
         min_temperature=config.min_temperature,
         max_temperature=config.max_temperature,
         generator=torch.Generator().manual_seed(derive_seed(seed, "student-attack")),
+        validation=validation,
     ).to(device)
     optimizer = torch.optim.Adam(student.parameters(), lr=config.student_lr, weight_decay=config.student_weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.student_milestones, gamma=0.1)
-    follow_optimizer_lr(step, optimizer)  # beta x0.1 whenever the learning rate drops x0.1
+    if spec.temperatures:
+        follow_optimizer_lr(step, optimizer)  # beta x0.1 whenever the learning rate drops x0.1
     run = StudentRun(method, seed)
     keys = ("loss", "lr", "pgd_avg", "pgd_worst", "pgd_overall")
     history: dict[str, list[Any]] = {key: [] for key in keys}
     best = BestCheckpoint("pgd")  # the best PGD-20 Overall, as the paper selects
+    model: nn.Module = student  # what is evaluated: the student, or the method's weight average
     for epoch in range(config.epochs):
         step.train()
         total, count = 0.0, 0
@@ -200,8 +218,9 @@ def distill(
         step.on_epoch_end()  # per-class rules (Eq. 11), with beta following the new learning rate
         _record_temperatures(step, history)
         history["loss"].append(total / count)
-        report = evaluate(student, eval_loader, num_classes, eps, attacks=("pgd",))
-        best.update(report, student, epoch)
+        model = step.evaluation_model if isinstance(step, ValidatedStep) else student
+        report = evaluate(model, eval_loader, num_classes, eps, attacks=("pgd",))
+        best.update(report, model, epoch)
         result = report["pgd"]
         history["pgd_avg"].append(result.avg)
         history["pgd_worst"].append(result.worst)
@@ -210,7 +229,7 @@ def distill(
             on_epoch(epoch, {"loss": total / count, "pgd_avg": result.avg, "pgd_worst": result.worst})
     run.best_epoch = int(best.best_epoch or 0)
     run.best_state = best.state_dict if best.state_dict is not None else {}
-    run.last_state = copy.deepcopy(student.state_dict())
+    run.last_state = copy.deepcopy(model.state_dict())
     run.history = history
     run.seconds = time.perf_counter() - start
     return run

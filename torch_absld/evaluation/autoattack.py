@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import importlib
+import numbers
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from .._internal.checks import check_choice, check_finite_number, check_integer_labels, check_positive
-from .._internal.modules import frozen_model, unwrap_model
+from .._internal.checks import (
+    check_choice,
+    check_device,
+    check_finite_number,
+    check_integer,
+    check_integer_labels,
+    check_num_classes,
+    check_positive,
+)
+from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
+from .._internal.value_checks import (
+    input_flag,
+    label_range_flag,
+    raise_first,
+)
 
 __all__ = ["auto_attack"]
 
@@ -89,8 +103,12 @@ def auto_attack(
             f"Expected `clip_min` = 0 and `clip_max` = 1 for AutoAttack, which clamps to [0, 1], but got "
             f"[{clip_min}, {clip_max}]. Scale the inputs to [0, 1] and put the normalisation inside the model."
         )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"Expected `num_classes` to be an int, but got {type(num_classes).__name__}.")
+    num_classes = check_num_classes(num_classes, minimum=2)
+    if batch_size is not None:
+        batch_size = check_integer(batch_size, "batch_size", minimum=1)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
+    seed = int(seed)
     run = _attack_list(version, attacks)
     if any(name in _TARGETED or name == "apgd-dlr" for name in run) and num_classes < 4:
         raise ValueError(
@@ -98,20 +116,26 @@ def auto_attack(
             f"largest logits), but got {num_classes}. Use version='custom' with attacks=['apgd-ce', 'square']."
         )
     if not isinstance(input, Tensor) or not input.is_floating_point():
-        raise TypeError("Expected `input` to be a floating point tensor.")
+        got = input.dtype if isinstance(input, Tensor) else type(input).__name__
+        raise TypeError(f"Expected `input` to be a floating point tensor, but got {got}.")
     if "square" in run and input.dim() != 4:
         raise ValueError(
             f"Expected `input` images of shape (N, C, H, W) for AutoAttack's Square attack, but got "
             f"{tuple(input.shape)}. Reshape the data to images and flatten inside the model."
         )
-    check_integer_labels(target, num_classes, batch_size=input.shape[0])
-    if input.shape[0] == 0 or eps == 0.0:
+    attacked = unwrap_model(model)
+    device = torch.device(device) if device is not None else input.device
+    check_device(input, None, "input", "")
+    target = check_integer_labels(target, num_classes, batch_size=input.shape[0], check_values=False)
+    if input.shape[0] == 0:
+        return input.detach().clone()
+    raise_first([label_range_flag(target, num_classes), input_flag(input, 0.0, 1.0)])
+    _check_output(attacked, input[:1].to(device), num_classes)
+    if eps == 0.0:
         return input.detach().clone()
     if batch_size is None:
         batch_size = input.shape[0]
     module = _import_autoattack()
-    device = torch.device(device) if device is not None else input.device
-    attacked = unwrap_model(model)
     kwargs: dict[str, Any] = {"device": device, "eps": eps, "norm": "Linf", "seed": seed, "version": version}
     if version == "custom":
         kwargs["attacks"] = list(run)
@@ -130,6 +154,19 @@ def auto_attack(
         )
     result: Tensor = x_adv.to(device=input.device, dtype=input.dtype)
     return result
+
+
+def _check_output(model: nn.Module, probe: Tensor, num_classes: int) -> None:
+    """The model's output on one sample must be logits ``(1, num_classes)`` (AutoAttack indexes by class)."""
+    check_device(probe, module_device(model), "input", "`model` (or `device`)")
+    with torch.no_grad(), frozen_model(model), torch.inference_mode(False):
+        output = model(as_model_input(model, probe))
+    if not isinstance(output, Tensor) or tuple(output.shape) != (1, num_classes):
+        got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+        raise ValueError(
+            f"Expected `model` to return logits of shape (N, num_classes) = (1, {num_classes}) on one sample, "
+            f"but got {got}. Check `num_classes` and that the model returns plain logits."
+        )
 
 
 def _attack_list(version: str, attacks: Sequence[str] | None) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -93,8 +94,9 @@ class BestCheckpoint:
             raise ValueError(
                 f"Expected `report` to hold the attack `attack` = {self.attack!r}, but it holds {report.attacks}."
             )
-        if isinstance(epoch, bool) or not isinstance(epoch, int):
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
             raise TypeError(f"Expected `epoch` to be an int, but got {type(epoch).__name__}.")
+        epoch = int(epoch)
         if isinstance(state_dict_or_module, nn.Module):
             state: Mapping[str, Any] = unwrap_model(state_dict_or_module).state_dict()
         elif isinstance(state_dict_or_module, Mapping):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, TypeVar, overload
 
@@ -39,7 +40,7 @@ def dataset_labels(dataset: Any) -> list[int]:
 
 def _int_list(values: Any, name: str) -> list[int]:
     if isinstance(values, Tensor):
-        if values.is_floating_point() or values.dim() != 1:
+        if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool or values.dim() != 1:
             raise TypeError(
                 f"Expected `{name}` to be integer labels of shape (N,), but got {values.dtype} "
                 f"of shape {tuple(values.shape)}."
@@ -48,9 +49,9 @@ def _int_list(values: Any, name: str) -> list[int]:
     if hasattr(values, "tolist"):  # numpy arrays
         values = values.tolist()
     out = list(values)
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in out):
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in out):
         raise TypeError(f"Expected `{name}` to hold integer labels, but got e.g. {out[:5]!r}.")
-    return out
+    return [int(v) for v in out]
 
 
 @overload
@@ -90,8 +91,9 @@ def stratified_split(
     fraction = check_finite_number(fraction, "fraction")
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"Expected `fraction` in (0, 1), but got {fraction}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
+    seed = int(seed)
     is_dataset = not isinstance(dataset_or_labels, (Tensor, list, tuple)) and not hasattr(dataset_or_labels, "ndim")
     labels = dataset_labels(dataset_or_labels) if is_dataset else _int_list(dataset_or_labels, "dataset_or_labels")
     if any(label < 0 for label in labels):
@@ -112,6 +114,6 @@ def stratified_split(
     chosen = set(held_out)
     rest = [i for i in range(len(labels)) if i not in chosen]
     if is_dataset:
-        dataset: Dataset[T] = dataset_or_labels  # type: ignore[assignment]
+        dataset: Dataset[T] = dataset_or_labels
         return Subset(dataset, rest), Subset(dataset, held_out)
     return rest, held_out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import math
+import numbers
 import warnings
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import Any
@@ -12,12 +14,19 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
-from .._internal.checks import check_finite_number, check_positive
+from .._internal.checks import (
+    ProcessGroupArg,
+    check_bool,
+    check_finite_number,
+    check_num_classes,
+    check_positive,
+    check_process_group,
+)
 from .._internal.distributed import all_reduce_sum, is_distributed
-from .._internal.modules import frozen_model, unwrap_model
+from .._internal.keyed import keyed_uniform
+from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
 from ..attack import PGDConfig
 from ..attack.engine import run_pgd
-from ._keyed import keyed_uniform
 from .autoattack import auto_attack
 from .metrics import ClassAccuracy, class_accuracy_summary, worst_class_count
 from .protocol import ATTACKS, attack_config, resolve_attack_settings
@@ -26,10 +35,16 @@ from .report import ATTACK_LABELS, RobustnessReport
 __all__ = ["evaluate_robustness"]
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+def _device(device: object, model: nn.Module) -> torch.device:
+    """Where batches go: ``device``, or the device of the model's parameters (the CPU for a model without any)."""
+    if device is None:
+        return module_device(model) or torch.device("cpu")
+    try:
+        return torch.device(device)  # type: ignore[call-overload, no-any-return]
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"Expected `device` to be a torch.device, a device string or None, but got {device!r}."
+        ) from error
 
 
 def _batches_to_count(loader: Iterable[Any]) -> int | None:
@@ -66,7 +81,7 @@ def _check_batch(batch: Any, index: int, num_classes: int, clip_min: float, clip
         )
     if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() != 1:
         raise TypeError(
-            f"Expected `loader` to yield integer class labels of shape (N,), but batch {index} has "
+            f"Expected `loader` to yield integer class labels of shape (N,) (any integer dtype), but batch {index} has "
             f"{getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}."
         )
     if y.shape[0] != x.shape[0]:
@@ -81,13 +96,17 @@ def _check_batch(batch: Any, index: int, num_classes: int, clip_min: float, clip
                 f"has labels in [{low}, {high}]. Check `num_classes`."
             )
         lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(
+                f"Expected `loader` to yield finite inputs, but batch {index} holds NaN or infinite values."
+            )
         if not (clip_min <= lo and hi <= clip_max):
             raise ValueError(
                 f"Expected `loader` to yield inputs in [clip_min, clip_max] = [{clip_min}, {clip_max}], but batch "
                 f"{index} has values in [{lo:.4g}, {hi:.4g}]. Attack in pixel space: put the normalisation inside "
                 "the model, or set `clip_min` / `clip_max`."
             )
-    return x, y
+    return x, y.long()
 
 
 def _adversarial(
@@ -143,7 +162,7 @@ def evaluate_robustness(
     clip_min: float = 0.0,
     clip_max: float = 1.0,
     attack_overrides: Mapping[Any, Mapping[str, Any]] | None = None,
-    process_group: dist.ProcessGroup | None = None,
+    process_group: ProcessGroupArg = None,
 ) -> RobustnessReport:
     r"""Per-class accuracy of ``model`` on ``loader``, clean and under each attack, in one pass.
 
@@ -165,7 +184,12 @@ def evaluate_robustness(
     - Under ``torch.distributed`` each rank evaluates its own shard and the per-class counts
       of all attacks are summed with one ``all_reduce``: every rank returns the report of one
       process on all the data. With a ``DistributedSampler`` (``drop_last=False``) the
-      duplicates it pads the last shards with are left out of the counts.
+      duplicates it pads the last shards with are left out of the counts. That ``all_reduce``
+      is a collective: **every rank** of ``process_group`` must call this function. Called on
+      one rank only (inside ``if rank == 0:``) it waits until the process group's timeout;
+      pass ``process_group=False`` to evaluate on this rank's loader alone, with no collective.
+    - Labels may have any integer dtype. Empty batches (the end of a sharded epoch) are
+      skipped. A model cast to bf16 / fp16 gets the batches in its own dtype.
     - Every class must appear in the data (see :func:`~torch_absld.class_accuracy_summary`).
 
     Args:
@@ -187,7 +211,8 @@ def evaluate_robustness(
             FGSM/PGD/CW keys: ``eps``, ``step_size``, ``steps``, ``random_start`` (``"uniform"``
             or ``None``), ``objective`` (``"ce"`` or ``"cw"``), ``loss_scale``; AutoAttack keys:
             ``eps``, ``version``, ``attacks`` (with ``version="custom"``), ``batch_size``.
-        process_group: ranks that share the evaluation; ``None`` is the default group.
+        process_group: ranks that share the evaluation; ``None`` is the default group; ``False``
+            is this rank alone (no collective: the report of this rank's data).
 
     Returns:
         A :class:`~torch_absld.RobustnessReport`: ``report["pgd"].worst``, ``print(report)``,
@@ -200,14 +225,18 @@ def evaluate_robustness(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
-    worst_class_count(num_classes, worst_fraction)  # validates num_classes and worst_fraction
+    num_classes = check_num_classes(num_classes, minimum=1)
+    worst_class_count(num_classes, worst_fraction)  # validates worst_fraction
     eps = check_positive(eps, "eps", allow_zero=True)
     clip_min = check_finite_number(clip_min, "clip_min")
     clip_max = check_finite_number(clip_max, "clip_max")
     if clip_min >= clip_max:
         raise ValueError(f"Expected `clip_min` < `clip_max`, but got {clip_min} >= {clip_max}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
+    seed = int(seed)
+    progress = check_bool(progress, "progress")
+    process_group = check_process_group(process_group)
     if isinstance(loader, (Tensor, str)) or not isinstance(loader, Iterable):
         raise TypeError(
             f"Expected `loader` to be an iterable of (input, target) batches, but got {type(loader).__name__}."
@@ -218,11 +247,12 @@ def evaluate_robustness(
         for name, setting in settings.items()
         if name in ("fgsm", "pgd", "cw") and setting["eps"] > 0
     }
-    target_device = torch.device(device) if device is not None else _model_device(model)
     evaluated = unwrap_model(model)
+    target_device = _device(device, evaluated)
     metrics = {name: ClassAccuracy(num_classes, validate_args=False).to(target_device) for name in settings}
     remaining = _batches_to_count(loader)
     bar = _progress_bar(loader, progress, process_group)
+    checked_output = False
     try:
         with frozen_model(evaluated):
             for index, batch in enumerate(loader):
@@ -233,23 +263,28 @@ def evaluate_robustness(
                     x, y = x[:remaining], y[:remaining]
                     remaining -= x.shape[0]
                 x, y = x.to(target_device), y.to(target_device)
-                for name, setting in settings.items():
-                    x_adv = _adversarial(
-                        name,
-                        setting,
-                        configs.get(name),
-                        evaluated,
-                        x,
-                        y,
-                        num_classes=num_classes,
-                        seed=seed,
-                        clip_min=clip_min,
-                        clip_max=clip_max,
-                    )
-                    with torch.no_grad():
-                        logits = evaluated(x_adv)
-                    _check_logits(logits, x.shape[0], num_classes)
-                    metrics[name].update(logits, y)
+                if x.shape[0] > 0:  # an empty batch (the end of a sharded epoch) has nothing to count
+                    if not checked_output:  # the model's output, before any attack needs it
+                        with torch.no_grad():
+                            _check_logits(evaluated(as_model_input(evaluated, x)), x.shape[0], num_classes)
+                        checked_output = True
+                    for name, setting in settings.items():
+                        x_adv = _adversarial(
+                            name,
+                            setting,
+                            configs.get(name),
+                            evaluated,
+                            x,
+                            y,
+                            num_classes=num_classes,
+                            seed=seed,
+                            clip_min=clip_min,
+                            clip_max=clip_max,
+                        )
+                        with torch.no_grad():
+                            logits = evaluated(as_model_input(evaluated, x_adv))
+                        _check_logits(logits, x.shape[0], num_classes)
+                        metrics[name].update(logits, y)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(_running_text(metrics), refresh=False)
@@ -282,7 +317,7 @@ def _running_text(metrics: Mapping[str, ClassAccuracy]) -> str:
     return " ".join(parts)
 
 
-def _progress_bar(loader: Iterable[Any], progress: bool, process_group: dist.ProcessGroup | None) -> Any:
+def _progress_bar(loader: Iterable[Any], progress: bool, process_group: ProcessGroupArg) -> Any:
     if not progress:
         return None
     try:

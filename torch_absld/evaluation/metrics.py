@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
-from .._internal.checks import check_integer_labels, check_num_classes, values_checkable
+from .._internal.checks import ProcessGroupArg, check_integer_labels, check_num_classes, values_checkable
 from ..stats import ClassStatistics
 
 __all__ = ["ClassAccuracy", "ClassAccuracyResult", "class_accuracy_summary", "predictions", "worst_class_count"]
@@ -27,11 +27,12 @@ def worst_class_count(num_classes: int, worst_fraction: float | None = None) -> 
         >>> worst_class_count(10), worst_class_count(100), worst_class_count(30, 0.1)
         (1, 10, 3)
     """
-    check_num_classes(num_classes, minimum=1)
+    num_classes = check_num_classes(num_classes, minimum=1)
     if worst_fraction is None:
         worst_fraction = 0.1 if num_classes >= 100 else 1.0 / num_classes
-    elif isinstance(worst_fraction, bool) or not isinstance(worst_fraction, (int, float)):
+    elif isinstance(worst_fraction, bool) or not isinstance(worst_fraction, numbers.Real):
         raise TypeError(f"Expected `worst_fraction` to be a float in (0, 1] or None, but got {worst_fraction!r}.")
+    worst_fraction = float(worst_fraction)
     if not (0.0 < worst_fraction <= 1.0):
         raise ValueError(f"Expected `worst_fraction` in (0, 1] or None, but got {worst_fraction}.")
     # The small tolerance keeps ceil(0.1 * 30) at 3: 0.1 * 30 is 3.0000000000000004 in floating point.
@@ -160,9 +161,10 @@ def _as_counts(values: Tensor | Sequence[int], name: str) -> list[int]:
             )
         counts = [int(v) for v in values.tolist()]
     else:
-        counts = list(values)
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in counts):
-            raise TypeError(f"Expected `{name}` to hold integer counts, but got {counts!r}.")
+        items = values.tolist() if hasattr(values, "tolist") else list(values)  # NumPy arrays too
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items):
+            raise TypeError(f"Expected `{name}` to hold integer counts, but got {items!r}.")
+        counts = [int(v) for v in items]
     if any(v < 0 for v in counts):
         raise ValueError(f"Expected `{name}` to hold non-negative counts, but got {counts!r}.")
     return counts
@@ -183,7 +185,7 @@ class ClassAccuracy(ClassStatistics):
         num_classes: number of classes $C \ge 1$.
         worst_fraction: see :func:`worst_class_count`.
         process_group: ranks whose counts :meth:`compute` sums; ``None`` is the default group
-            (nothing to sum in a single process).
+            (nothing to sum in a single process); ``False`` is this rank alone (no collective).
         validate_args: check label and prediction values in eager mode (one host sync per batch).
 
     Shape:
@@ -205,10 +207,11 @@ class ClassAccuracy(ClassStatistics):
         num_classes: int,
         *,
         worst_fraction: float | None = None,
-        process_group: dist.ProcessGroup | None = None,
+        process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
-        worst_class_count(num_classes, worst_fraction)  # validates both
+        num_classes = check_num_classes(num_classes, minimum=1)
+        worst_class_count(num_classes, worst_fraction)  # validates worst_fraction
         super().__init__(num_classes, process_group=process_group, validate_args=validate_args)
         self.worst_fraction = worst_fraction
 
@@ -231,7 +234,7 @@ class ClassAccuracy(ClassStatistics):
     def update(self, input: Tensor, target: Tensor) -> None:
         """Add one batch of predictions (or scores) and true labels."""
         preds = predictions(input, self.num_classes, validate_args=self.validate_args)
-        check_integer_labels(
+        target = check_integer_labels(
             target, self.num_classes, batch_size=preds.shape[0], check_values=values_checkable(self.validate_args)
         )
         target = target.to(self.accumulator.device)
@@ -251,7 +254,12 @@ class ClassAccuracy(ClassStatistics):
         return self.synced().to(torch.int64)
 
     def compute(self) -> ClassAccuracyResult:
-        """Per-class accuracy, avg, worst and overall over every rank's data so far."""
+        """Per-class accuracy, avg, worst and overall over every rank's data so far.
+
+        A collective under ``torch.distributed``: every rank of ``process_group`` must call it.
+        Called on one rank only it waits until the process group's timeout; a metric made with
+        ``process_group=False`` computes this rank's counts alone, anywhere.
+        """
         counts = self.synced_counts().cpu()
         return class_accuracy_summary(counts[0], counts[1], worst_fraction=self.worst_fraction)
 
@@ -284,5 +292,4 @@ def predictions(input: Tensor, num_classes: int, *, validate_args: bool = True) 
                 f"but got a floating point tensor of shape {tuple(input.shape)}."
             )
         return input.argmax(dim=1)
-    check_integer_labels(input, num_classes, name="input", check_values=values_checkable(validate_args))
-    return input.to(torch.int64)
+    return check_integer_labels(input, num_classes, name="input", check_values=values_checkable(validate_args))

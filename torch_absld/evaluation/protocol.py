@@ -38,6 +38,7 @@ def default_attack_settings(eps: float = 8 / 255) -> dict[str, dict[str, Any]]:
         >>> default_attack_settings()["pgd"]["steps"]
         20
     """
+    eps = check_positive(eps, "eps", allow_zero=True)
     return {
         "clean": {},
         "fgsm": {"eps": eps, "step_size": eps, "steps": 1, "random_start": None, "objective": "ce", "loss_scale": None},
@@ -74,6 +75,11 @@ def resolve_attack_settings(
         raise ValueError(f"Expected `attacks` without repeats, but got {names}.")
     defaults = default_attack_settings(eps)
     settings = {name: dict(defaults[name]) for name in names}
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise TypeError(
+            "Expected `attack_overrides` to be a mapping from attack name to a dict of changes, e.g. "
+            f"{{'pgd': {{'steps': 50}}}}, but got {type(overrides).__name__}."
+        )
     for name, changes in (overrides or {}).items():
         if name not in settings:
             raise ValueError(f"Expected `attack_overrides` keys among the attacks {names}, but got {name!r}.")

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from .._internal.checks import check_num_classes, check_positive
 from .metrics import ClassAccuracyResult, class_accuracy_summary, worst_class_count
 
 __all__ = ["RobustnessReport", "reports_to_markdown"]
@@ -69,6 +70,18 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
         worst_fraction: float | None = None,
         settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
+        if not isinstance(results, Mapping):
+            raise TypeError(
+                f"Expected `results` to be a mapping from attack name to ClassAccuracyResult, but got "
+                f"{type(results).__name__}."
+            )
+        num_classes = check_num_classes(num_classes, minimum=1)
+        eps = check_positive(eps, "eps", allow_zero=True)
+        worst_class_count(num_classes, worst_fraction)  # validates worst_fraction
+        if settings is not None and not isinstance(settings, Mapping):
+            raise TypeError(
+                f"Expected `settings` to be a mapping of the attacks' settings or None, but got {settings!r}."
+            )
         if not results:
             raise ValueError("Expected `results` to hold at least one attack, but got none.")
         for name, result in results.items():
@@ -82,7 +95,7 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
                 )
         self._results = dict(results)
         self.num_classes = num_classes
-        self.eps = float(eps)
+        self.eps = eps
         self.worst_fraction = worst_fraction
         self.settings: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (settings or {}).items()}
 
@@ -217,6 +230,9 @@ def reports_to_markdown(reports: Mapping[str, RobustnessReport]) -> str:
     """
     if not reports:
         raise ValueError("Expected `reports` to hold at least one report, but got none.")
+    for name, report in reports.items():
+        if not isinstance(report, RobustnessReport):
+            raise TypeError(f"Expected `reports[{name!r}]` to be a RobustnessReport, but got {type(report).__name__}.")
     attacks: list[str] = []
     for report in reports.values():
         attacks.extend(a for a in report.attacks if a not in attacks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -31,6 +32,10 @@ def _controllers(target: Target) -> list[ClassTemperatureController]:
             f"controllers, but got {type(target).__name__}."
         )
     controllers = list(target)
+    if not controllers:
+        raise ValueError(
+            "Expected `target` to hold at least one ClassTemperatureController, but got an empty iterable."
+        )
     for item in controllers:
         if not isinstance(item, ClassTemperatureController):
             raise TypeError(
@@ -102,6 +107,9 @@ def follow_optimizer_lr(
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"Expected `optimizer` to be a torch.optim.Optimizer, but got {type(optimizer).__name__}.")
+    if isinstance(param_group, bool) or not isinstance(param_group, numbers.Integral):
+        raise TypeError(f"Expected `param_group` to be an int index, but got {param_group!r}.")
+    param_group = int(param_group)
     if not 0 <= param_group < len(optimizer.param_groups):
         raise ValueError(f"Expected `param_group` in [0, {len(optimizer.param_groups)}), but got {param_group}.")
     controllers = _controllers(target)

@@ -9,12 +9,24 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
-from .._internal.checks import check_input_and_label_values, check_integer_labels, values_checkable
+from .._internal.checks import (
+    check_bool,
+    check_device,
+    check_integer_labels,
+    check_num_classes,
+    values_checkable,
+)
+from .._internal.modules import as_model_input, module_device
+from .._internal.value_checks import (
+    check_input_and_label_values,
+)
 from ..attack import KLPGDAttack, PGDConfig
 from ..attack.config import AttackSettings
 from ..attack.engine import configured
 from ..loss import ABSLDLoss
 from ..precision import Precision
+from ._loss import loss_module, pop_loss_argument
+from .adversarial import check_model_output
 from .base import TrainingStep, mark_ddp_local_state
 
 __all__ = ["ABSLDDistiller", "DistillerOutput", "build_absld", "build_rslad"]
@@ -145,12 +157,15 @@ class ABSLDDistiller(TrainingStep):
         if not isinstance(teacher, nn.Module):
             raise TypeError(f"Expected `teacher` to be an nn.Module, but got {type(teacher).__name__}.")
         super().__init__(student, teacher, teacher_in_state_dict=teacher_in_state_dict, precision=precision)
-        self.loss_fn = _make_loss(loss, num_classes, validate_args)
+        num_classes = check_num_classes(num_classes, minimum=2)
+        validate_args = check_bool(validate_args, "validate_args")
+        self.loss_fn = loss_module(loss, ABSLDLoss, num_classes, validate_args)
         self.num_classes = num_classes
         self.validate_args = validate_args
         settings = {**attack_settings, "student_temperature": self.loss_fn.student_temperature}
         config = configured(attack, eps, step_size, {**settings, "validate_args": validate_args})[0]  # type: ignore[typeddict-item]
         self.attack = KLPGDAttack(student, config=config, objective="kl", generator=generator)
+        self.attack._model_name = "student"
         # Compiled views are plain attributes: the registered modules (and state_dict keys) stay as given.
         mode = config.compile_mode
         student_forward = torch.compile(student, mode=mode) if config.compile else student
@@ -168,24 +183,40 @@ class ABSLDDistiller(TrainingStep):
         return self.attack.use_compile
 
     def forward(self, input: Tensor, target: Tensor) -> DistillerOutput:
-        """One step's forward work: teacher, attack, both student forwards, loss."""
+        """One step's forward work: teacher, attack, both student forwards, loss.
+
+        The arguments are checked once, here: shapes, dtypes and devices always; in eager mode
+        with ``validate_args`` the label range, the input range and the teacher's logits in one
+        read from the device. Labels of any integer dtype are cast to int64 once. An empty batch
+        gives a zero loss (part of the graph) and records nothing.
+        """
         config = self.attack.config
         if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
-            raise TypeError("Expected `input` to be a floating point tensor of shape (N, ...).")
-        check_integer_labels(target, self.num_classes, batch_size=input.shape[0], check_values=False)
+            got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
+            raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
+        check_device(input, module_device(self.student), "input", "the student")
+        target = check_integer_labels(
+            target,
+            self.num_classes,
+            batch_size=input.shape[0],
+            check_values=False,
+            device=input.device,
+            owner="`input`",
+        )
+        with torch.no_grad():
+            teacher_logits = self._teacher_forward(as_model_input(self.teacher, input))
+        check_model_output(teacher_logits, "teacher", input.shape[0], self.num_classes)
         if values_checkable(self.validate_args):
-            check_input_and_label_values(input, config.clip_min, config.clip_max, target, self.num_classes)
-        input, precision = self.precision_scope(input)
-        with precision:
-            with torch.no_grad():
-                teacher_logits = self._teacher_forward(input)
-            soft = self.loss_fn.soft_labels(teacher_logits, target, "adv", validated=True)
-            x_adv = self.attack(input, soft, validated=True)
-            student_adv_logits = self._student_forward(x_adv)
-            student_clean_logits = self._student_forward(input)
-            adv_kl, clean_kl = self.loss_fn.terms(
-                student_adv_logits, student_clean_logits, teacher_logits, target, validated=True
+            check_input_and_label_values(
+                input, config.clip_min, config.clip_max, target, self.num_classes, teacher_logits
             )
+        soft = self.loss_fn.soft_labels(teacher_logits, target, "adv", validated=True)
+        x_adv = self.attack(input, soft, validated=True)
+        student_adv_logits = self._student_forward(as_model_input(self.student, x_adv))
+        student_clean_logits = self._student_forward(as_model_input(self.student, input))
+        adv_kl, clean_kl = self.loss_fn.terms(
+            student_adv_logits, student_clean_logits, teacher_logits, target, validated=True
+        )
         return DistillerOutput(
             self.loss_fn.combine(adv_kl, clean_kl),
             adv_kl.detach(),
@@ -210,24 +241,6 @@ class ABSLDDistiller(TrainingStep):
             f"num_classes={self.num_classes}, compile={self.use_compile}, precision={self.precision!r}, "
             f"teacher_in_state_dict={self.teacher_in_state_dict}"
         )
-
-
-def _make_loss(loss: ABSLDLoss | Mapping[str, Any] | None, num_classes: int, validate_args: bool) -> ABSLDLoss:
-    if isinstance(loss, ABSLDLoss):
-        if loss.num_classes != num_classes:
-            raise ValueError(
-                f"Expected `loss` for num_classes = {num_classes}, but got an ABSLDLoss with "
-                f"num_classes = {loss.num_classes}."
-            )
-        return loss
-    if loss is None:
-        return ABSLDLoss(num_classes, validate_args=validate_args)
-    if isinstance(loss, Mapping):
-        kwargs = {"validate_args": validate_args, **loss}
-        return ABSLDLoss(num_classes, **kwargs)
-    raise TypeError(
-        f"Expected `loss` to be an ABSLDLoss, a mapping of its arguments or None, but got {type(loss).__name__}."
-    )
 
 
 # The registry's builders -------------------------------------------------------------------
@@ -256,10 +269,7 @@ def build_absld(
     """``methods.create("absld", ...)``: the :class:`ABSLDLoss` options and the distiller's, as one flat set."""
     if teacher is None:
         raise ValueError("Expected a `teacher` for the method 'absld' (it distils a teacher), but got None.")
-    loss_options = {key: hyperparameters.pop(key) for key in list(hyperparameters) if key in _LOSS_OPTIONS}
-    if loss_options and "loss" in hyperparameters:
-        raise ValueError(f"Expected either `loss` or loss options {sorted(loss_options)}, but got both.")
-    loss = hyperparameters.pop("loss", loss_options or None)
+    loss = pop_loss_argument(hyperparameters, _LOSS_OPTIONS)
     return ABSLDDistiller(student, teacher, num_classes, loss=loss, **hyperparameters)
 
 

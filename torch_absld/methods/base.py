@@ -9,12 +9,15 @@ A training step is an ``nn.Module`` that does one method's per-batch forward wor
 from __future__ import annotations
 
 import contextlib
+import functools
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from torch import Tensor, nn
 from typing_extensions import Self
 
 from .._internal.checks import check_choice
+from .._internal.modules import check_state_first
 from ..precision import PRECISIONS, Precision, precision_scope
 from ..stats import ClassStatistics
 
@@ -35,13 +38,15 @@ class TrainingStep(nn.Module):
     eval mode whatever ``step.train()`` says. It is a registered submodule, so ``.to(device)``
     moves it, but by default its weights are **not** in ``state_dict()``: a checkpoint holds
     the student and the method's state, and loading one leaves the teacher as it is
-    (``teacher_in_state_dict=True`` saves and loads it too). Under ``DistributedDataParallel``
+    (``teacher_in_state_dict=True`` saves and loads it too). A checkpoint is checked whole before
+    anything is copied (shapes; with ``strict``, missing and unexpected keys; the methods' own
+    state): a rejected load leaves the step as it was. Under ``DistributedDataParallel``
     its weights and buffers are neither broadcast nor reduced (see :func:`mark_ddp_local_state`).
 
     Subclasses implement ``forward(input, target)`` returning a :class:`StepOutput`, and
-    :meth:`on_epoch_end` when the method has an end-of-epoch rule; a ``forward`` that honours
-    ``precision`` starts with ``input, context = self.precision_scope(input)`` and runs in
-    ``with context:``.
+    :meth:`on_epoch_end` when the method has an end-of-epoch rule. Every subclass's ``forward``
+    runs in the step's ``precision`` (its input in the chosen memory format, its body under the
+    chosen autocast): the base wraps it when the subclass is defined.
 
     Args:
         student: the network being trained.
@@ -83,7 +88,15 @@ class TrainingStep(nn.Module):
         self.precision: Precision | None = precision
         self.register_state_dict_post_hook(_drop_teacher_state)  # type: ignore[no-untyped-call]
         self.register_load_state_dict_pre_hook(_fill_teacher_state)  # type: ignore[no-untyped-call]
+        self.register_load_state_dict_pre_hook(check_state_first)  # type: ignore[no-untyped-call]
+        self.register_load_state_dict_pre_hook(_check_keys_and_shapes)  # type: ignore[no-untyped-call]
         mark_ddp_local_state(self)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        forward = cls.__dict__.get("forward")
+        if forward is not None and not getattr(forward, "_in_precision_scope", False):
+            cls.forward = _in_precision_scope(forward)  # type: ignore[method-assign]
 
     def train(self, mode: bool = True) -> Self:
         """Set the student (and the method's own modules) to ``mode``; the teacher stays in eval."""
@@ -100,6 +113,21 @@ class TrainingStep(nn.Module):
         """``(input, context)`` for the step's ``precision`` (see :func:`~torch_absld.precision.precision_scope`)."""
         # The warning points to the line calling the step: forward, Module._call_impl, _wrapped_call_impl, caller.
         return precision_scope(self.precision, input, stacklevel=5)
+
+
+def _in_precision_scope(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward`` run in the step's precision: the input converted, the body under its autocast."""
+
+    @functools.wraps(forward)
+    def scoped(self: TrainingStep, input: Any, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(input, Tensor):  # the subclass's own check names the argument
+            return forward(self, input, *args, **kwargs)
+        input, context = self.precision_scope(input)
+        with context:
+            return forward(self, input, *args, **kwargs)
+
+    scoped._in_precision_scope = True  # type: ignore[attr-defined]
+    return scoped
 
 
 def mark_ddp_local_state(module: nn.Module) -> list[str]:
@@ -144,6 +172,41 @@ def _drop_teacher_state(module: nn.Module, state_dict: dict[str, Any], prefix: s
     if metadata is not None:
         for key in [key for key in metadata if key == f"{prefix}teacher" or key.startswith(teacher_prefix)]:
             del metadata[key]
+
+
+def _check_keys_and_shapes(
+    module: nn.Module,
+    state_dict: dict[str, Any],
+    prefix: str,
+    local_metadata: Any,
+    strict: bool,
+    missing_keys: list[str],
+    unexpected_keys: list[str],
+    error_msgs: list[str],
+) -> None:
+    """Raise before anything is copied where ``load_state_dict`` would raise after copying part of the checkpoint."""
+    own = {prefix + key: value for key, value in module.state_dict(keep_vars=True).items()}
+    for key, value in own.items():
+        loaded = state_dict.get(key)
+        lazy = isinstance(value, nn.parameter.UninitializedParameter)
+        if isinstance(loaded, Tensor) and isinstance(value, Tensor) and not lazy and loaded.shape != value.shape:
+            raise ValueError(
+                f"Expected the loaded `{key}` of shape {tuple(value.shape)}, but got {tuple(loaded.shape)}. The "
+                "checkpoint comes from another model or method; nothing was loaded."
+            )
+    if not strict:
+        return
+    teacher = f"{prefix}teacher."
+    missing = [key for key in own if key not in state_dict]
+    unexpected = [
+        key for key in state_dict if key.startswith(prefix) and key not in own and not key.startswith(teacher)
+    ]
+    if missing or unexpected:
+        raise RuntimeError(
+            f"Error(s) in loading state_dict for {type(module).__name__}: missing key(s) {missing}, unexpected "
+            f"key(s) {unexpected}; nothing was loaded. Load a checkpoint of the same method and settings, or pass "
+            "`strict=False`."
+        )
 
 
 def _fill_teacher_state(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -38,7 +40,7 @@ def keyed_uniform(input: Tensor, seed: int) -> Tensor:
         - Output: like ``input``, float32
     """
     n = input.shape[0]
-    flat = input.detach().float().reshape(n, -1).contiguous()
+    flat = input.detach().float().reshape(n, math.prod(input.shape[1:])).contiguous()  # also for n = 0
     device = flat.device
     bits = flat.view(torch.int32).to(torch.int64) & _MASK32
     position = torch.arange(flat.shape[1], device=device, dtype=torch.int64)

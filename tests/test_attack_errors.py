@@ -1,0 +1,470 @@
+"""Bad and unusual inputs to the attack: `PGDConfig`, `pgd`, `kl_pgd`, `KLPGDAttack`, `attack_objective`."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from _cases import Case, bad, good, ids, run
+from torch import nn
+
+import torch_absld
+from torch_absld import KLPGDAttack, PGDConfig, attack_objective, kl_pgd, pgd
+
+N, C = 4, 5
+LABELS = [0, 4, 2, 2]
+EPS = 8 / 255
+
+
+def _model(dtype: torch.dtype = torch.float32) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, C)).to(dtype)
+
+
+def _x(n: int = N) -> torch.Tensor:
+    return torch.rand(n, 3, 2, 2, generator=torch.Generator().manual_seed(1))
+
+
+def _soft(c: int = C, n: int = N) -> torch.Tensor:
+    return torch.softmax(torch.randn(n, c, generator=torch.Generator().manual_seed(2)), 1)
+
+
+def _pgd(
+    target: object = None, *, model: object = None, input: torch.Tensor | None = None, **kwargs: object
+) -> torch.Tensor:
+    kwargs.setdefault("random_start", None)
+    kwargs.setdefault("steps", 2)
+    target = torch.tensor(LABELS) if target is None else target
+    return pgd(_model() if model is None else model, _x() if input is None else input, target, **kwargs)  # type: ignore[arg-type]
+
+
+def _same_as_long_labels(**kwargs: object):
+    def check(x_adv: torch.Tensor) -> None:
+        assert torch.equal(x_adv, _pgd(**kwargs))
+
+    return check
+
+
+def _in_ball(input: torch.Tensor, eps: float = EPS):
+    def check(x_adv: torch.Tensor) -> None:
+        assert x_adv.shape == input.shape
+        assert x_adv.dtype == input.dtype
+        assert ((x_adv.double() - input.double()).abs() <= eps).all()
+        assert x_adv.min() >= 0
+        assert x_adv.max() <= 1
+
+    return check
+
+
+class _Returns(nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.inner = _model()
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> object:
+        logits = self.inner(x)
+        if self.kind == "tuple":
+            return (logits,)
+        if self.kind == "dict":
+            return {"logits": logits}
+        return logits[:, 0]
+
+
+def _nan_input() -> torch.Tensor:
+    x = _x()
+    x[1, 0, 0, 0] = float("nan")
+    return x
+
+
+def _nan_soft() -> torch.Tensor:
+    soft = _soft()
+    soft[0, 1] = float("nan")
+    return soft
+
+
+def _pgd_step(**kwargs: object) -> torch.Tensor:
+    args = {"objective": "ce", "eps": EPS, "step_size": 0.01, "clip_min": 0.0, "clip_max": 1.0}
+    args.update(kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        step = torch_absld.pgd_step
+    return step(_model(), _x(), _x(), torch.tensor(LABELS), **args)
+
+
+def _unwrap(model: object) -> object:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch_absld.unwrap_model(model)
+
+
+CASES: list[Case] = [
+    # PGDConfig
+    bad("config eps<0", ValueError, "`eps` >= 0", lambda: PGDConfig(eps=-0.1)),
+    bad("config eps=nan", ValueError, "`eps` to be finite", lambda: PGDConfig(eps=float("nan"))),
+    bad("config eps='a'", TypeError, "`eps` to be a real number", lambda: PGDConfig(eps="a")),  # type: ignore[arg-type]
+    good("config eps=np.float32", lambda: PGDConfig(eps=np.float32(0.5)), lambda c: _is_float(c.eps)),
+    bad("config step_size=0", ValueError, "`step_size` > 0", lambda: PGDConfig(step_size=0.0)),
+    bad("config step_size<0", ValueError, "`step_size` > 0", lambda: PGDConfig(step_size=-0.01)),
+    bad("config steps=0", ValueError, "`steps` to be an int >= 1", lambda: PGDConfig(steps=0)),
+    bad("config steps=1.5", ValueError, "`steps` to be an int >= 1", lambda: PGDConfig(steps=1.5)),  # type: ignore[arg-type]
+    good("config steps=np.int64", lambda: PGDConfig(steps=np.int64(3)), lambda c: _is_int(c.steps)),
+    bad("config loss_scale=0", ValueError, "`loss_scale` > 0", lambda: PGDConfig(loss_scale=0.0)),
+    bad("config loss_scale<0", ValueError, "`loss_scale` > 0", lambda: PGDConfig(loss_scale=-1.0)),
+    bad("config loss_scale='x'", TypeError, "`loss_scale` to be a real number", lambda: PGDConfig(loss_scale="x")),  # type: ignore[arg-type]
+    bad("config loss_scale=inf", ValueError, "`loss_scale` to be finite", lambda: PGDConfig(loss_scale=float("inf"))),
+    bad(
+        "config clip_min > clip_max",
+        ValueError,
+        "`clip_min` < `clip_max`",
+        lambda: PGDConfig(clip_min=1.0, clip_max=0.0),
+    ),
+    bad(
+        "config clip_min = clip_max",
+        ValueError,
+        "`clip_min` < `clip_max`",
+        lambda: PGDConfig(clip_min=0.5, clip_max=0.5),
+    ),
+    bad("config random_start", ValueError, "`random_start` to be one of", lambda: PGDConfig(random_start="gauss")),  # type: ignore[arg-type]
+    bad("config init_std<0", ValueError, "`init_std` >= 0", lambda: PGDConfig(init_std=-1.0)),
+    bad("config compile='yes'", TypeError, "`compile` to be a bool", lambda: PGDConfig(compile="yes")),  # type: ignore[arg-type]
+    bad("config compile_mode=3", TypeError, "`compile_mode` to be a str or None", lambda: PGDConfig(compile_mode=3)),  # type: ignore[arg-type]
+    bad("config validate_args='no'", TypeError, "`validate_args` to be a bool", lambda: PGDConfig(validate_args="no")),  # type: ignore[arg-type]
+    bad(
+        "config student_temperature=0",
+        ValueError,
+        "`student_temperature` > 0",
+        lambda: PGDConfig(student_temperature=0.0),
+    ),
+    bad("pgd config not a PGDConfig", TypeError, "`config` to be a PGDConfig", lambda: _pgd(config={"eps": 0.1})),
+    # pgd: arguments
+    bad("pgd seed=1.5", TypeError, "`seed` to be an int or None", lambda: _pgd(seed=1.5)),
+    bad("pgd seed='1'", TypeError, "`seed` to be an int or None", lambda: _pgd(seed="1")),
+    good(
+        "pgd seed=np.int64",
+        lambda: _pgd(seed=np.int64(3), random_start="uniform"),
+        lambda x: _same(x, _pgd(seed=3, random_start="uniform")),
+    ),
+    bad("pgd objective", ValueError, "`objective` to be one of", lambda: _pgd(objective="bogus")),
+    bad("pgd loss_scale=0", ValueError, "`loss_scale` > 0", lambda: _pgd(loss_scale=0.0)),
+    bad("pgd loss_scale=-1", ValueError, "`loss_scale` > 0", lambda: _pgd(loss_scale=-1.0)),
+    bad("pgd loss_scale='x'", TypeError, "`loss_scale` to be a real number", lambda: _pgd(loss_scale="x")),
+    bad("pgd eps<0", ValueError, "`eps` >= 0", lambda: _pgd(eps=-0.1)),
+    bad("pgd step_size<0", ValueError, "`step_size` > 0", lambda: _pgd(step_size=-0.1)),
+    bad("pgd clip_min > clip_max", ValueError, "`clip_min` < `clip_max`", lambda: _pgd(clip_min=1.0, clip_max=0.0)),
+    bad("pgd model not a module", TypeError, "`model` to be an nn.Module", lambda: _pgd(model=lambda x: x)),
+    bad(
+        "pgd input int",
+        TypeError,
+        "`input` to be a floating point tensor",
+        lambda: _pgd(input=torch.ones(N, 3, 2, 2, dtype=torch.long)),
+    ),
+    bad(
+        "pgd input 0-d",
+        TypeError,
+        "`input` to be a floating point tensor of shape",
+        lambda: _pgd(input=torch.tensor(0.5)),
+    ),
+    bad("pgd start shape", ValueError, "`start` to be a tensor of shape", lambda: _pgd(start=torch.rand(N, 12))),
+    # pgd: labels and soft labels
+    *(
+        good(f"pgd labels {dtype}", lambda dtype=dtype: _pgd(torch.tensor(LABELS, dtype=dtype)), _same_as_long_labels())
+        for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32)
+    ),
+    good(
+        "pgd cw labels int32",
+        lambda: _pgd(torch.tensor(LABELS, dtype=torch.int32), objective="cw"),
+        _same_as_long_labels(objective="cw"),
+    ),
+    bad(
+        "pgd labels bool",
+        TypeError,
+        "`target` to hold integer class indices",
+        lambda: _pgd(torch.tensor([True, False, True, True])),
+    ),
+    bad(
+        "pgd float labels with objective='ce'",
+        TypeError,
+        "`target` to hold integer class indices",
+        lambda: _pgd(torch.tensor([0.0, 1.0, 2.0, 3.0]), objective="ce"),
+    ),
+    bad("pgd target list", TypeError, "`target` to be a torch.Tensor", lambda: _pgd(LABELS)),
+    bad(
+        "pgd ce labels >= C",
+        ValueError,
+        r"`target` values in \[0, 5\)",
+        lambda: _pgd(torch.tensor([0, 1, 2, 5]), objective="ce"),
+    ),
+    bad(
+        "pgd cw labels >= C",
+        ValueError,
+        r"`target` values in \[0, 5\)",
+        lambda: _pgd(torch.tensor([0, 1, 2, 7]), objective="cw"),
+    ),
+    bad("pgd labels < 0", ValueError, r"`target` values in \[0, ", lambda: _pgd(torch.tensor([0, -1, 2, 3]))),
+    bad(
+        "pgd labels N mismatch", ValueError, r"`target` of shape \(N,\) with N = 4", lambda: _pgd(torch.tensor([0, 1]))
+    ),
+    bad(
+        "kl_pgd soft labels wrong C",
+        ValueError,
+        r"`target` of shape \(N, C\) = \(4, 5\)",
+        lambda: kl_pgd(_model(), _x(), _soft(C + 1)),
+    ),
+    bad(
+        "kl_pgd soft labels wrong N",
+        ValueError,
+        r"`target` of shape \(N, C\) with N = 4",
+        lambda: kl_pgd(_model(), _x(), _soft(n=3)),
+    ),
+    bad(
+        "kl_pgd soft labels NaN",
+        ValueError,
+        "`target` to hold probability vectors",
+        lambda: kl_pgd(_model(), _x(), _nan_soft()),
+    ),
+    bad(
+        "kl_pgd logits as soft labels",
+        ValueError,
+        "`target` to hold probability vectors",
+        lambda: kl_pgd(_model(), _x(), torch.randn(N, C)),
+    ),
+    # pgd: input values and devices
+    bad("pgd input NaN", ValueError, "`input` to be finite", lambda: _pgd(input=_nan_input())),
+    bad(
+        "pgd input +inf",
+        ValueError,
+        r"`input` (to be finite|values in)",
+        lambda: _pgd(input=_x().masked_fill(torch.rand(N, 3, 2, 2) > 0.5, float("inf"))),
+    ),
+    bad(
+        "pgd input out of range", ValueError, r"`input` values in \[clip_min, clip_max\]", lambda: _pgd(input=_x() * 3)
+    ),
+    bad(
+        "pgd input on meta",
+        ValueError,
+        "`input` on the device",
+        lambda: _pgd(input=torch.rand(N, 3, 2, 2, device="meta")),
+    ),
+    bad("pgd target on meta", ValueError, "`target` on the device", lambda: _pgd(torch.tensor(LABELS, device="meta"))),
+    bad(
+        "kl_pgd soft labels on meta",
+        ValueError,
+        "`target` on the device",
+        lambda: kl_pgd(_model(), _x(), _soft().to("meta")),
+    ),
+    # pgd: the model's output
+    bad(
+        "pgd model returns a tuple",
+        ValueError,
+        r"`model` to return logits of shape \(N, C\)",
+        lambda: _pgd(model=_Returns("tuple")),
+    ),
+    bad(
+        "pgd model returns a dict",
+        ValueError,
+        r"`model` to return logits of shape \(N, C\)",
+        lambda: _pgd(model=_Returns("dict")),
+    ),
+    bad(
+        "pgd model returns 1-D",
+        ValueError,
+        r"`model` to return logits of shape \(N, C\)",
+        lambda: _pgd(model=_Returns("1d")),
+    ),
+    bad(
+        "kl_pgd model returns a tuple",
+        ValueError,
+        r"`model` to return logits of shape \(N, C\)",
+        lambda: kl_pgd(_Returns("tuple"), _x(), _soft()),
+    ),
+    # pgd: per-sample radii
+    bad(
+        "pgd eps tensor shape",
+        ValueError,
+        r"`eps` to be a float or a floating point tensor of shape \(N,\)",
+        lambda: _pgd(eps=torch.ones(N + 1)),
+    ),
+    bad(
+        "pgd eps tensor negative",
+        ValueError,
+        "every `eps` finite and >= 0",
+        lambda: _pgd(eps=torch.tensor([0.1, -0.1, 0.1, 0.1])),
+    ),
+    bad(
+        "pgd eps tensor int",
+        ValueError,
+        "`eps` to be a float or a floating point tensor",
+        lambda: _pgd(eps=torch.ones(N, dtype=torch.long)),
+    ),
+    bad(
+        "pgd step_size tensor 0", ValueError, "every `step_size` finite and > 0", lambda: _pgd(step_size=torch.zeros(N))
+    ),
+    good(
+        "pgd per-sample eps",
+        lambda: _pgd(eps=torch.tensor([0.0, 0.01, 0.05, 0.1]), random_start="uniform", seed=0),
+        lambda x: _per_sample_ball(x, [0.0, 0.01, 0.05, 0.1]),
+    ),
+    # pgd: empty batches and dtypes
+    good(
+        "pgd empty batch",
+        lambda: _pgd(input=_x(0), target=torch.zeros(0, dtype=torch.long), random_start="uniform"),
+        lambda x: _shape(x, (0, 3, 2, 2)),
+    ),
+    good("kl_pgd empty batch", lambda: kl_pgd(_model(), _x(0), _soft(n=0)), lambda x: _shape(x, (0, 3, 2, 2))),
+    good("pgd float32 input to a bf16 model", lambda: _pgd(model=_model(torch.bfloat16), eps=0.1), _in_ball(_x(), 0.1)),
+    good("pgd float32 input to an fp16 model", lambda: _pgd(model=_model(torch.float16), eps=0.1), _in_ball(_x(), 0.1)),
+    good(
+        "pgd bf16 input to a bf16 model",
+        lambda: _pgd(model=_model(torch.bfloat16), input=_x().bfloat16(), eps=0.1),
+        _in_ball(_x().bfloat16(), 0.1),
+    ),
+    good(
+        "pgd float64 input to a float32 model", lambda: _pgd(input=_x().double(), eps=0.1), _in_ball(_x().double(), 0.1)
+    ),
+    # the eps-ball, exactly, in the returned dtype (the property test is tests/test_attack_dtypes.py)
+    *(
+        good(
+            f"eps-ball {mode} {str(dtype)[6:]} eps={eps:.3g}",
+            lambda dtype=dtype, mode=mode, eps=eps: _ball_attack(dtype, mode, eps),
+            lambda result, eps=eps: _exactly_inside(*result, eps),
+        )
+        for dtype in (torch.float32, torch.bfloat16, torch.float16)
+        for mode in ("autocast", "cast model")
+        for eps in (1e-3, 8 / 255, 0.1)
+    ),
+    # attack_objective
+    bad(
+        "attack_objective unknown",
+        ValueError,
+        "`objective` to be one of 'kl', 'ce', 'cw'",
+        lambda: attack_objective(torch.randn(N, C), torch.tensor(LABELS), "bogus"),
+    ),  # type: ignore[arg-type]
+    bad(
+        "attack_objective 'auto'",
+        ValueError,
+        "`objective` to be one of 'kl', 'ce', 'cw'",
+        lambda: attack_objective(torch.randn(N, C), torch.tensor(LABELS), "auto"),
+    ),  # type: ignore[arg-type]
+    bad(
+        "attack_objective logits 1-D",
+        ValueError,
+        r"`logits` of shape \(N, C\)",
+        lambda: attack_objective(torch.randn(C), torch.tensor(LABELS), "ce"),
+    ),
+    bad(
+        "attack_objective kl target wrong C",
+        ValueError,
+        r"`target` of shape \(N, C\) = \(4, 5\)",
+        lambda: attack_objective(torch.randn(N, C), _soft(C + 1), "kl"),
+    ),
+    bad(
+        "attack_objective cw labels >= C",
+        ValueError,
+        r"`target` values in \[0, 5\)",
+        lambda: attack_objective(torch.randn(N, C), torch.tensor([0, 1, 9, 2]), "cw"),
+    ),
+    bad(
+        "attack_objective ce float labels",
+        TypeError,
+        "`target` to hold integer class indices",
+        lambda: attack_objective(torch.randn(N, C), torch.ones(N), "ce"),
+    ),
+    bad(
+        "attack_objective temperature 0",
+        ValueError,
+        "`student_temperature` > 0",
+        lambda: attack_objective(torch.randn(N, C), _soft(), "kl", student_temperature=0.0),
+    ),
+    good(
+        "attack_objective cw int32 labels",
+        lambda: attack_objective(torch.eye(N, C), torch.tensor([0, 1, 2, 3], dtype=torch.int32), "cw"),
+        lambda v: _same(v, torch.tensor(-4.0)),
+    ),
+    good(
+        "attack_objective empty",
+        lambda: attack_objective(torch.zeros(0, C), torch.zeros(0, dtype=torch.long), "cw"),
+        lambda v: _same(v, torch.tensor(0.0)),
+    ),
+    # pgd_step (deprecated, still public)
+    bad("pgd_step eps<0", ValueError, "`eps` >= 0", lambda: _pgd_step(eps=-0.1)),
+    bad(
+        "pgd_step clip_min > clip_max",
+        ValueError,
+        "`clip_min` < `clip_max`",
+        lambda: _pgd_step(clip_min=1.0, clip_max=0.0),
+    ),
+    bad("pgd_step step_size<0", ValueError, "`step_size` > 0", lambda: _pgd_step(step_size=-0.01)),
+    bad("pgd_step unknown objective", ValueError, "`objective` to be one of", lambda: _pgd_step(objective="bogus")),
+    bad("pgd_step loss_scale=0", ValueError, "`loss_scale` > 0", lambda: _pgd_step(loss_scale=0.0)),
+    # KLPGDAttack
+    bad("KLPGDAttack model lambda", TypeError, "`model` to be an nn.Module", lambda: KLPGDAttack(lambda x: x)),  # type: ignore[arg-type]
+    bad("KLPGDAttack eps tensor", TypeError, "`eps` to be a float", lambda: KLPGDAttack(_model(), eps=torch.ones(N))),  # type: ignore[arg-type]
+    bad(
+        "KLPGDAttack objective",
+        ValueError,
+        "`objective` to be one of",
+        lambda: KLPGDAttack(_model(), objective="bogus"),
+    ),  # type: ignore[arg-type]
+    bad(
+        "KLPGDAttack call eps='a'",
+        TypeError,
+        "`eps` to be a real number",
+        lambda: KLPGDAttack(_model())(_x(), torch.tensor(LABELS), eps="a"),
+    ),  # type: ignore[arg-type]
+    bad(
+        "KLPGDAttack call labels on meta",
+        ValueError,
+        "`target` on the device",
+        lambda: KLPGDAttack(_model())(_x(), torch.tensor(LABELS, device="meta")),
+    ),
+    bad("unwrap_model(None)", TypeError, "`model` to be an nn.Module", lambda: _unwrap(None)),
+]
+
+
+def _ball_attack(dtype: torch.dtype, mode: str, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    model, x = _model(), torch.rand(16, 3, 2, 2, generator=torch.Generator().manual_seed(5))
+    x[0], x[1] = 0.0, 1.0
+    y = torch.arange(16) % C
+    if mode == "cast model":
+        model, x = model.to(dtype), x.to(dtype)
+    autocast = mode == "autocast" and dtype != torch.float32
+    with torch.autocast("cpu", dtype=dtype, enabled=autocast):
+        x_adv = pgd(model, x, y, eps=eps, step_size=eps / 3, steps=5, random_start="uniform", seed=0)
+    return x_adv, x
+
+
+def _exactly_inside(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> None:
+    assert x_adv.dtype == x.dtype
+    assert ((x_adv.double() - x.double()).abs() <= eps).all()
+    assert x_adv.double().min() >= 0
+    assert x_adv.double().max() <= 1
+
+
+def _per_sample_ball(x_adv: torch.Tensor, radii: list[float]) -> None:
+    delta = (x_adv.double() - _x().double()).abs().flatten(1).amax(1)
+    assert (delta <= torch.tensor(radii, dtype=torch.float64)).all()
+    assert delta[0] == 0
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert torch.equal(a, b)
+
+
+def _shape(tensor: torch.Tensor, shape: tuple[int, ...]) -> None:
+    assert tuple(tensor.shape) == shape
+
+
+def _is_int(value: object) -> None:
+    assert type(value) is int
+
+
+def _is_float(value: object) -> None:
+    assert type(value) is float
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
+def test_case(case: Case) -> None:
+    run(case)

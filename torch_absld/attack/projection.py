@@ -1,0 +1,76 @@
+"""The L-inf ball of an attack, exactly: projection bounds and the returned example, in every dtype.
+
+``x - eps`` in float32 rounds ``eps`` first and can fall a few ulps outside the ball; a bf16 /
+fp16 result rounded to nearest can land up to half an ulp outside it (more than ``eps`` itself
+for bf16 near 1 at ``eps = 1e-3``). Here the bounds are computed in float64 and rounded toward
+the input, and the returned example is moved one step toward the input where the cast put it
+outside, so ``|x_adv - x| <= eps`` and ``clip_min <= x_adv <= clip_max`` hold exactly in the
+returned dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["per_sample_view", "projection_bounds", "round_into_ball"]
+
+PerSample = float | Tensor
+
+
+def per_sample_view(value: PerSample, x: Tensor) -> PerSample:
+    r"""A per-sample tensor $(N,)$ as $(N, 1, \dots)$ in ``x``'s dtype and device; a scalar as it is."""
+    if not isinstance(value, Tensor):
+        return value
+    return value.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def projection_bounds(x: Tensor, eps: PerSample, clip_min: float, clip_max: float) -> tuple[Tensor, Tensor]:
+    """Per-element bounds with ``clamp(v, lower, upper) == clamp(clamp(v, x - eps, x + eps), lo, hi)``.
+
+    Exact for every ``v`` (also when ``x`` lies outside ``[lo, hi]``), so an attack computes
+    them once instead of four elementwise passes per step. The bounds are computed in float64
+    and rounded toward ``x`` into ``x``'s dtype, so every value between them is within ``eps``
+    of ``x`` exactly (``x - eps`` in float32 rounds ``eps`` first and can fall a few ulps short).
+    """
+    wide = x if _no_float64(x) else x.double()
+    radius = per_sample_view(eps, wide)
+    lower = torch.clamp(torch.clamp(wide - radius, min=clip_min), max=clip_max)
+    upper = torch.clamp(torch.clamp(wide + radius, max=clip_max), min=clip_min)
+    if wide is x:
+        return lower, upper
+    return _rounded_inward(lower, x.dtype, up=True), _rounded_inward(upper, x.dtype, up=False)
+
+
+def _no_float64(x: Tensor) -> bool:
+    """Whether ``x`` is float64 already, or on a device without float64 (MPS: bounds stay in ``x``'s dtype)."""
+    return x.dtype == torch.float64 or x.device.type == "mps"
+
+
+def _rounded_inward(bound: Tensor, dtype: torch.dtype, *, up: bool) -> Tensor:
+    """``bound`` (float64) in ``dtype``, rounded up (a lower bound) or down (an upper bound) instead of to nearest."""
+    rounded = bound.to(dtype)
+    wrong = rounded.double() < bound if up else rounded.double() > bound
+    away = torch.full_like(rounded, math.inf if up else -math.inf)
+    return torch.where(wrong, torch.nextafter(rounded, away), rounded)
+
+
+def round_into_ball(x_adv: Tensor, input: Tensor, eps: PerSample, clip_min: float, clip_max: float) -> Tensor:
+    """``x_adv`` in ``input``'s dtype, exactly within ``eps`` of ``input`` and inside ``[clip_min, clip_max]``.
+
+    The iterate lies exactly inside (see :func:`projection_bounds`); casting it to bf16 / fp16
+    can round a value just past the ball or the range. Such a value is moved to its neighbour
+    toward ``input`` in its own dtype: that neighbour lies between the input and the unrounded
+    iterate, so it is inside. Checked in float64, where the difference of two values of a
+    narrower dtype is exact.
+    """
+    out = x_adv.to(input.dtype)
+    if _no_float64(out):
+        return out
+    origin = input.detach()
+    exact, reference = out.double(), origin.double()
+    radius = per_sample_view(eps, exact)
+    outside = ((exact - reference).abs() > radius) | (exact < clip_min) | (exact > clip_max)
+    return torch.where(outside, torch.nextafter(out, origin), out)

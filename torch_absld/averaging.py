@@ -1,0 +1,242 @@
+r"""Fairness-aware weight averaging (CFA's FAWA): an EMA of the weights over epochs whose worst class passes a gate."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from typing_extensions import Self, TypedDict
+
+from ._internal.checks import ProcessGroupArg, check_finite_number, check_integer, check_unit_interval
+from ._internal.modules import unwrap_model
+from .attack import PGDConfig
+from .class_eps import _count
+from .stats import ClassStatistics, class_means
+from .validation import check_validation_attack, record_correct, validation_pass
+
+__all__ = ["FAWA_ATTACK", "FAWAOptions", "FairnessAwareAveraging"]
+
+DEFAULT_DECAY = 0.85
+"""FAWA's decay (CFA paper Sec. 5.1; the official ``--decay-rate`` default is 0.88)."""
+DEFAULT_THRESHOLD = 0.2
+r"""The gate $\delta$ on the worst class's robust accuracy (paper Sec. 5.1; ``--threshold`` default 0.24)."""
+DEFAULT_START_EPOCH = 50
+"""The first epoch (0-based) that may be averaged (paper Sec. 5.1: "begin at the 50-th epoch"; the code has none)."""
+FAWA_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="uniform")
+"""The gate's attack (CFA's ``train.py``: ``pgd_loss`` with 8/255, 2/255, 10 steps, a uniform start)."""
+
+
+class FAWAOptions(TypedDict, total=False):
+    """Keyword options of :class:`FairnessAwareAveraging`, passed on by a training step that makes one."""
+
+    decay: float
+    threshold: float
+    start_epoch: int
+    worst_fraction: float | None
+
+
+class FairnessAwareAveraging(ClassStatistics):
+    r"""An exponential moving average of a model's weights over the epochs that pass a fairness gate.
+
+    After each epoch, :meth:`step` measures the model's per-class robust accuracy $R_k$ on a
+    validation split (PGD-10 in CFA) and, when the worst class passes the gate
+    ($\min_k R_k \ge \delta$) and the epoch is ``start_epoch`` or later, updates the average
+
+    $$\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta;$$
+
+    the first accepted epoch copies $\bar\theta \leftarrow \theta$ (CFA's ``train.py``). A refused
+    epoch leaves $\bar\theta$ as it is. The average covers the whole ``state_dict``: parameters
+    and floating point buffers (batch-norm statistics); integer buffers (``num_batches_tracked``)
+    are copied. :attr:`module` is the averaged network (a copy of the model, frozen, in eval
+    mode: evaluate it, or load its ``state_dict`` into a model); before any accepted epoch it
+    holds the model's weights at construction.
+
+    It is a :class:`~torch_absld.stats.ClassStatistics` of the validation samples' clean and
+    robust correctness: :meth:`record` adds a batch's logits (``step(validation)`` runs the pass itself
+    with :func:`~torch_absld.validation.validation_pass`), and :meth:`step` sums across ranks
+    with one ``all_reduce``, so every rank takes the same decision. ``state_dict()`` holds the
+    average, the partial sums and the counters: resuming is exact.
+
+    Args:
+        model: the network being trained (held by reference, not registered; a DDP wrapper is unwrapped).
+        num_classes: number of classes $C$.
+        decay: $d \in (0, 1)$ (0.85, the paper; the code's default is 0.88).
+        threshold: the gate $\delta$ (0.2, the paper; the code's default 0.24).
+        start_epoch: first epoch (0-based) that may enter the average (50, the paper; 0 is the code).
+        worst_fraction: gate on the mean of the worst $\lceil f C \rceil$ classes instead of the worst
+            one (the ABSLD paper's CIFAR-100 setting: 0.1, with $\delta = 0.02$).
+        attack: the gate's attack (:data:`FAWA_ATTACK`; its ``random_start`` ``"uniform"`` or ``None``).
+        seed: seed of the attack's per-sample uniform starts.
+        process_group: ranks that share the validation split; ``None`` is the default group,
+            ``False`` this rank alone (no collective).
+        validate_args: check label values in eager mode.
+
+    Example:
+        >>> model = nn.Linear(4, 2)
+        >>> fawa = FairnessAwareAveraging(model, 2, threshold=0.5, start_epoch=0)
+        >>> fawa.record(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
+        >>> fawa.record(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([1]))
+        >>> fawa.step(), fawa.accepted  # class 1 is never robust: refused
+        (False, 0)
+    """
+
+    module: nn.Module
+    model: nn.Module
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        *,
+        decay: float = DEFAULT_DECAY,
+        threshold: float = DEFAULT_THRESHOLD,
+        start_epoch: int = DEFAULT_START_EPOCH,
+        worst_fraction: float | None = None,
+        attack: PGDConfig = FAWA_ATTACK,
+        seed: int = 0,
+        process_group: ProcessGroupArg = None,
+        validate_args: bool = True,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
+        if not isinstance(attack, PGDConfig):
+            raise TypeError(f"Expected `attack` to be a PGDConfig, but got {type(attack).__name__}.")
+        check_validation_attack(attack)
+        super().__init__(num_classes, 2, process_group=process_group, validate_args=validate_args)
+        self.decay = check_finite_number(decay, "decay")
+        if not 0 < self.decay < 1:
+            raise ValueError(
+                f"Expected `decay` in (0, 1), but got {self.decay}. 0 keeps only the last accepted epoch and 1 the "
+                "first one: no average."
+            )
+        self.threshold = check_unit_interval(threshold, "threshold")
+        self.start_epoch = check_integer(start_epoch, "start_epoch", minimum=0)
+        if worst_fraction is not None and not check_unit_interval(worst_fraction, "worst_fraction") > 0:
+            raise ValueError(f"Expected `worst_fraction` in (0, 1], but got {worst_fraction}.")
+        self.worst_count = 1 if worst_fraction is None else max(1, math.ceil(worst_fraction * self.num_classes))
+        self.worst_fraction = worst_fraction
+        self.attack = attack
+        self.seed = check_integer(seed, "seed", minimum=0)
+        source = unwrap_model(model)
+        object.__setattr__(self, "model", source)  # by reference: its weights are not part of this state
+        self.module = copy.deepcopy(source).requires_grad_(False).eval()
+        self.epochs_stepped = 0
+        self.accepted = 0
+        self.last_worst = float("nan")
+
+    def train(self, mode: bool = True) -> Self:
+        """The averaged network stays in eval mode whatever ``mode`` says."""
+        super().train(mode)
+        self.module.eval()
+        return self
+
+    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor, *, validated: bool = False) -> None:
+        """Count a validation batch's correct predictions (:func:`~torch_absld.validation.class_correct`).
+
+        Shape:
+            - clean_logits, robust_logits: $(N, C)$; target: $(N,)$
+        """
+        record_correct(self, clean_logits, robust_logits, target, validated)
+
+    @property
+    def due(self) -> bool:
+        """Whether the epoch that :meth:`step` ends may enter the average (``start_epoch`` reached)."""
+        return self.epochs_stepped >= self.start_epoch
+
+    @torch.no_grad()
+    def step(self, validation: Iterable[Any] | None = None) -> bool:
+        r"""End of epoch: gate, then average the model's weights when the gate passes; return whether it did.
+
+        With ``validation`` (``(input, target)`` batches of this rank's shard of the split) the sums
+        are reset and filled by one :func:`~torch_absld.validation.validation_pass` with :attr:`attack`
+        (skipped before ``start_epoch``); without it, what :meth:`record` added is used. Every rank
+        must call it.
+
+        Raises:
+            ValueError: if a class of the due epoch has no validation sample (nothing is changed).
+        """
+        if validation is not None and (isinstance(validation, (str, bytes)) or not isinstance(validation, Iterable)):
+            raise TypeError(
+                f"Expected `validation` to be an iterable of (input, target) batches or None, but got "
+                f"{type(validation).__name__}."
+            )
+        if validation is not None and self.due:
+            self.reset()
+            validation_pass(self.model, validation, self.record, config=self.attack, seed=self.seed)
+        synced = self.synced()
+        accepted = False
+        if self.due:
+            worst = self._worst(synced)
+            accepted = worst >= self.threshold
+            if accepted:
+                self._average()
+            self.last_worst = worst
+        self.reset()
+        self.epochs_stepped += 1
+        return accepted
+
+    def _worst(self, synced: Tensor) -> float:
+        means, present = class_means(synced)
+        if not bool(present.all()):
+            missing = [k for k in range(self.num_classes) if not present[k]]
+            raise ValueError(
+                f"Expected every class in the validation data, but classes {missing} have no sample; nothing "
+                "was changed. Build the split with `stratified_split`."
+            )
+        return float(means[1].sort().values[: self.worst_count].mean())
+
+    def _average(self) -> None:
+        current = self.model.state_dict()
+        first = self.accepted == 0
+        for key, averaged in self.module.state_dict().items():
+            value = current[key].detach().to(averaged.device)
+            if first or not averaged.is_floating_point():
+                averaged.copy_(value)
+            else:
+                averaged.mul_(self.decay).add_(value.to(averaged.dtype), alpha=1 - self.decay)
+        self.accepted += 1
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The counters and the last gate value."""
+        return {"epochs_stepped": self.epochs_stepped, "accepted": self.accepted, "last_worst": self.last_worst}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore what :meth:`get_extra_state` saved."""
+        self.epochs_stepped, self.accepted, self.last_worst = _checked_state(state)
+
+    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
+        """Reject bad counters and averaged weights of another shape or not finite, before anything is copied."""
+        if prefix + "_extra_state" in state_dict:
+            _checked_state(state_dict[prefix + "_extra_state"])
+        for key, own in self.module.state_dict().items():
+            value = state_dict.get(f"{prefix}module.{key}")
+            if isinstance(value, Tensor) and value.shape != own.shape:
+                raise ValueError(
+                    f"Expected the loaded averaged weights `module.{key}` of shape {tuple(own.shape)}, but got "
+                    f"{tuple(value.shape)}. The checkpoint comes from another model."
+                )
+            if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise ValueError(
+                    f"Expected the loaded averaged weights `module.{key}` to be finite. The checkpoint is corrupt."
+                )
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, decay={self.decay:.4g}, threshold={self.threshold:.4g}, "
+            f"start_epoch={self.start_epoch}, worst_fraction={self.worst_fraction}"
+        )
+
+
+def _checked_state(state: Any) -> tuple[int, int, float]:
+    values: dict[Any, Any] = state if isinstance(state, dict) else {}
+    epochs, accepted, last = values.get("epochs_stepped"), values.get("accepted"), values.get("last_worst")
+    if _count(epochs) and _count(accepted) and isinstance(last, float):
+        return epochs, accepted, last
+    raise ValueError(
+        "Expected the extra state to be a dict with ints 'epochs_stepped', 'accepted' >= 0 and a float "
+        f"'last_worst', but got {state!r}."
+    )
