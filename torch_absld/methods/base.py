@@ -96,7 +96,7 @@ class TrainingStep(nn.Module):
         super().__init_subclass__(**kwargs)
         forward = cls.__dict__.get("forward")
         if forward is not None and not getattr(forward, "_in_precision_scope", False):
-            cls.forward = _in_precision_scope(forward)  # type: ignore[method-assign]
+            cls.forward = _in_precision_scope(forward)
 
     def train(self, mode: bool = True) -> Self:
         """Set the student (and the method's own modules) to ``mode``; the teacher stays in eval."""
