@@ -303,3 +303,12 @@ def test_every_method_runs_in_its_precision(monkeypatch, name, cpu, dtype):
     assert set(seen) == {dtype}
     assert torch.isfinite(out.loss)
     assert all(p.grad is None or p.grad.dtype == torch.float32 for p in student.parameters())
+
+
+@pytest.mark.parametrize("choice", [None, "auto", "float32", "bfloat16"])
+def test_precision_scope_leaves_devices_without_autocast_alone(choice):
+    x = torch.empty(2, 3, 4, 4, device="meta")
+    same, context = precision_scope(choice, x)
+    assert same is x
+    with context:
+        assert not torch.is_autocast_enabled("cpu")

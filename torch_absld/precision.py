@@ -215,6 +215,7 @@ def precision_scope(
     - ``"float32"``: autocast off inside the step, whatever the caller's;
     - ``"bfloat16"`` / ``"float16"``: that autocast dtype (a warning where it is emulated).
 
+    On a device without autocast (``meta``) nothing changes, whatever ``precision`` says.
     Nothing is checked while ``torch.compile`` traces the caller. ``stacklevel`` is the frame a
     warning points to (1: the caller of this function).
 
@@ -222,6 +223,8 @@ def precision_scope(
         ``(input, context)``: the input to use and the context to run the step in.
     """
     device = input.device
+    if not torch.amp.is_autocast_available(device.type):
+        return input, contextlib.nullcontext()  # e.g. meta tensors: the step's own checks name the device
     tracing = torch.compiler.is_compiling()
     if precision is None:
         if not tracing and torch.is_autocast_enabled(device.type):

@@ -11,12 +11,10 @@ from typing_extensions import Unpack
 
 from .._internal.checks import (
     check_bool,
-    check_device,
-    check_integer_labels,
     check_num_classes,
     values_checkable,
 )
-from .._internal.modules import as_model_input, module_device
+from .._internal.modules import as_model_input
 from .._internal.value_checks import (
     check_input_and_label_values,
 )
@@ -26,7 +24,7 @@ from ..attack.engine import configured
 from ..loss import ABSLDLoss
 from ..precision import Precision
 from ._loss import loss_module, pop_loss_argument
-from .adversarial import check_model_output
+from .adversarial import check_batch, check_model_output
 from .base import TrainingStep, mark_ddp_local_state
 
 __all__ = ["ABSLDDistiller", "DistillerOutput", "build_absld", "build_rslad"]
@@ -191,18 +189,7 @@ class ABSLDDistiller(TrainingStep):
         gives a zero loss (part of the graph) and records nothing.
         """
         config = self.attack.config
-        if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
-            got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
-            raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
-        check_device(input, module_device(self.student), "input", "the student")
-        target = check_integer_labels(
-            target,
-            self.num_classes,
-            batch_size=input.shape[0],
-            check_values=False,
-            device=input.device,
-            owner="`input`",
-        )
+        target = check_batch(input, target, self.student, self.num_classes)
         with torch.no_grad():
             teacher_logits = self._teacher_forward(as_model_input(self.teacher, input))
         check_model_output(teacher_logits, "teacher", input.shape[0], self.num_classes)

@@ -33,6 +33,7 @@ __all__ = [
     "DistillationForwards",
     "StepOptions",
     "accepted_options",
+    "check_batch",
     "check_model_output",
     "require_teacher",
 ]
@@ -163,18 +164,7 @@ class AdversarialStep(TrainingStep):
         Returns the labels as int64 (any integer dtype is accepted and cast once, here).
         ``values=False`` leaves the value read to :meth:`check_values` (with the teacher's logits).
         """
-        if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
-            got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
-            raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
-        check_device(input, module_device(self.student), "input", "the student")
-        target = check_integer_labels(
-            target,
-            self.num_classes,
-            batch_size=input.shape[0],
-            check_values=False,
-            device=input.device,
-            owner="`input`",
-        )
+        target = check_batch(input, target, self.student, self.num_classes)
         if values:
             self.check_values(input, target)
         return target
@@ -246,6 +236,22 @@ class AdversarialStep(TrainingStep):
             f"num_classes={self.num_classes}, compile={self.use_compile}, precision={self.precision!r}, "
             f"teacher_in_state_dict={self.teacher_in_state_dict}"
         )
+
+
+def check_batch(input: Tensor, target: Tensor, student: nn.Module, num_classes: int) -> Tensor:
+    """A training step's batch at the boundary: shapes, dtypes and devices (no read from the device).
+
+    ``input`` must be a floating point tensor $(N, ...)$ on the student's device and ``target``
+    integer labels $(N,)$ on the same device. Returns the labels as int64 (any integer dtype is
+    accepted and cast once, here); their values are checked later, in one read with the rest.
+    """
+    if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
+        got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
+        raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
+    check_device(input, module_device(student), "input", "the student")
+    return check_integer_labels(
+        target, num_classes, batch_size=input.shape[0], check_values=False, device=input.device, owner="`input`"
+    )
 
 
 def accepted_options(step: type[nn.Module]) -> frozenset[str]:
