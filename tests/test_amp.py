@@ -14,6 +14,8 @@ C = 5
 EPS = 8 / 255
 
 
+# Forcing a dtype the CPU emulates is slow, not wrong: the warning (tested in test_precision.py) is expected here.
+@pytest.mark.filterwarnings("ignore:.*autocast on cpu is not native:UserWarning")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_step_end_to_end(dtype):
     distiller = ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=3, loss={"lr": 0.5}).train()
