@@ -24,6 +24,7 @@ from ._internal.checks import (
     check_positive,
     values_checkable,
 )
+from ._internal.modules import loaded_tensor
 from ._internal.value_checks import raise_first
 from .stats import ClassStatistics, class_means
 
@@ -174,13 +175,9 @@ class ClassEpsilon(ClassStatistics):
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
         """Reject buffers of the wrong shape or with non-finite values, and bad counters, before any copy."""
         for name, buffer in self._buffers.items():
-            loaded = state_dict.get(prefix + name)
-            if buffer is None or not isinstance(loaded, Tensor):
+            loaded = None if buffer is None else loaded_tensor(state_dict, prefix, name, buffer)
+            if loaded is None:
                 continue
-            if loaded.shape != buffer.shape:
-                raise ValueError(
-                    f"Expected the loaded `{name}` of shape {tuple(buffer.shape)}, but got {tuple(loaded.shape)}."
-                )
             values = loaded.detach().to("cpu", torch.float64)
             nonnegative = name in ("scale", "class_beta")
             if not bool(torch.isfinite(values).all()) or (nonnegative and bool((values < 0).any())):

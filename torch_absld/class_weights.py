@@ -10,6 +10,7 @@ from torch import Tensor
 from typing_extensions import Self
 
 from ._internal.checks import ProcessGroupArg, check_positive, values_checkable
+from ._internal.modules import loaded_tensor
 from ._internal.value_checks import ValueCheck, label_range_flag, raise_first
 from .stats import ClassStatistics, class_means
 
@@ -234,13 +235,8 @@ class VulnerabilityWeights(ClassStatistics):
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
         """Reject corrupt weights or extra state before anything of the checkpoint is copied."""
-        weights = state_dict.get(prefix + "weights")
-        if isinstance(weights, Tensor):
-            if weights.shape != self.weights.shape:
-                raise ValueError(
-                    f"Expected the loaded `weights` of shape {tuple(self.weights.shape)}, but got "
-                    f"{tuple(weights.shape)}."
-                )
+        weights = loaded_tensor(state_dict, prefix, "weights", self.weights)
+        if weights is not None:
             values = weights.detach().to("cpu", torch.float64)
             # A weight is 1 (never set) or clamped into [min_weight, max_weight] (float32 rounding allowed).
             inside = (values >= self.min_weight * (1 - 1e-6)) & (values <= self.max_weight * (1 + 1e-6))

@@ -19,6 +19,7 @@ from ._internal.checks import (
     check_num_classes,
     check_positive,
 )
+from ._internal.modules import loaded_tensor
 from .stats import ClassStatistics, class_means
 
 __all__ = ["ClassTemperatureController", "temperature_update"]
@@ -328,13 +329,8 @@ class ClassTemperatureController(ClassStatistics):
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
         """Reject corrupt temperatures or hyperparameters before anything of the checkpoint is copied."""
-        temperatures = state_dict.get(prefix + "temperatures")
-        if isinstance(temperatures, Tensor):
-            if temperatures.shape != self.temperatures.shape:
-                raise ValueError(
-                    f"Expected the loaded `temperatures` of shape {tuple(self.temperatures.shape)}, but got "
-                    f"{tuple(temperatures.shape)}."
-                )
+        temperatures = loaded_tensor(state_dict, prefix, "temperatures", self.temperatures)
+        if temperatures is not None:
             if not bool((torch.isfinite(temperatures) & (temperatures > 0)).all()):
                 raise ValueError(
                     "Expected the loaded `temperatures` to be finite and > 0, but got "

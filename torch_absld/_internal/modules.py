@@ -103,6 +103,21 @@ def check_state_before_loading(module: nn.Module, state_dict: Mapping[str, Any],
             check(state_dict, f"{prefix}{name}." if name else prefix)
 
 
+def loaded_tensor(state_dict: Mapping[str, Any], prefix: str, name: str, current: Tensor) -> Tensor | None:
+    """The checkpoint's tensor for ``name`` with the shape of ``current``, or ``None`` when it holds none.
+
+    Raises a ``ValueError`` naming the entry when the shapes differ (before anything is copied).
+    """
+    loaded = state_dict.get(prefix + name)
+    if not isinstance(loaded, Tensor):
+        return None
+    if loaded.shape != current.shape:
+        raise ValueError(
+            f"Expected the loaded `{name}` of shape {tuple(current.shape)}, but got {tuple(loaded.shape)}."
+        )
+    return loaded
+
+
 def check_state_first(
     module: nn.Module,
     state_dict: dict[str, Any],

@@ -79,10 +79,7 @@ def _per_class_pgd(plt: Any, results: dict[str, Any], path: Path) -> bool:
     seeds = len(results["runs"])
     axes[0].set_ylabel(f"accuracy (%), mean over {seeds} seeds" if seeds > 1 else "accuracy (%)")
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def _temperatures(plt: Any, results: dict[str, Any], path: Path) -> bool:
@@ -108,10 +105,7 @@ def _temperatures(plt: Any, results: dict[str, Any], path: Path) -> bool:
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
     axes[0][-1].legend(title="class", ncol=2, fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def _risk_std(plt: Any, results: dict[str, Any], path: Path) -> bool:
@@ -134,10 +128,7 @@ def _risk_std(plt: Any, results: dict[str, Any], path: Path) -> bool:
         ax.set_ylabel("std over classes of risk / mean risk")
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def _pgd_curves(plt: Any, results: dict[str, Any], path: Path) -> bool:
@@ -152,10 +143,7 @@ def _pgd_curves(plt: Any, results: dict[str, Any], path: Path) -> bool:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -171,3 +159,11 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         "pgd_over_epochs.png": _pgd_curves,
     }
     return [out_dir / name for name, draw in figures.items() if draw(plt, results, out_dir / name)]
+
+
+def _save(plt: Any, fig: Any, path: Path) -> bool:
+    """Lay ``fig`` out, write it to ``path`` and close it; ``True`` (the figure was written)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
