@@ -407,6 +407,20 @@ def test_missing_extra_is_one_line(
     assert not (tmp_path / "o").exists()
 
 
+def test_missing_autoattack_is_found_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch_absld.demo.experiment as experiment
+
+    monkeypatch.setitem(sys.modules, "pyautoattack", None)
+    monkeypatch.setattr(experiment, "run_demo", lambda *args, **kwargs: pytest.fail("trained without pyautoattack"))
+    assert main(["demo", *TINY, "--autoattack", "apgd", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (
+        'torch-absld demo: error: the demo needs pyautoattack: pip install "torch-absld[demo]"\n'
+    )
+    assert not (tmp_path / "o").exists()
+
+
 def test_autoattack_checks_are_kept_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     import warnings
 

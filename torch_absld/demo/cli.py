@@ -191,13 +191,15 @@ def _check_out_dir(path: Path) -> None:
         pass
 
 
-def _check_extras(dataset: str, quiet: bool, command: str) -> None:
+def _check_extras(dataset: str, quiet: bool, command: str, autoattack: str = "none") -> None:
+    """Every optional package the run will import, checked before anything is trained."""
     import importlib
 
     needed = (
         ["matplotlib", "scipy"]
         + (["sklearn"] if dataset == "digits" else ["torchvision"])
         + ([] if quiet else ["tqdm"])
+        + ([] if autoattack == "none" else ["pyautoattack"])
     )
     for module in needed:
         try:
@@ -260,7 +262,7 @@ def run(args: argparse.Namespace, command: _Command) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         return _fail(name, f"--device {args.device!r} but CUDA is not available on this machine")
     try:
-        _check_extras(config.dataset, args.quiet, name)
+        _check_extras(config.dataset, args.quiet, name, config.autoattack)
     except ImportError as error:
         return _fail(name, str(error))
     out = Path(args.out)
