@@ -52,11 +52,11 @@ from torch_absld import (
     ABSLDDistiller,
     BestCheckpoint,
     evaluate_robustness,
-    fastest_settings,
     follow_optimizer_lr,
     load_weights,
 )
 from torch_absld.loss import DEFAULT_COUPLING
+from torch_absld.precision import settings_from_flags
 
 # --------------------------------------------------------------------------------------------
 # Models: CIFAR variants (3x3 stem, no max-pool) of ResNet-18 and MobileNet-v2, and the
@@ -382,17 +382,10 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(seed * 1_000_003 + epoch * 1_009 + rank)
 
 
-PRECISION = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
 def resolve_speed_settings(args: argparse.Namespace, device: torch.device) -> tuple[str, bool, str]:
     """``--amp`` and ``--channels-last`` for this device: (precision, channels_last, reason)."""
-    settings = fastest_settings(device, allow_fp16=True)  # this loop scales fp16 losses with a GradScaler
-    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(settings.dtype, "fp32")
-    amp = name if args.amp == "auto" else args.amp
-    channels_last = settings.channels_last if args.channels_last == "auto" else args.channels_last == "on"
-    reason = settings.reason if args.amp == "auto" else f"--amp {args.amp} (auto would pick {name}: {settings.reason})"
-    return PRECISION[amp], channels_last, reason
+    # allow_fp16: this loop scales fp16 losses with a GradScaler.
+    return settings_from_flags(args.amp, args.channels_last, device, allow_fp16=True)
 
 
 def evaluate(student: nn.Module, loader: DataLoader[Any], num_classes: int, args: argparse.Namespace) -> Any:

@@ -43,10 +43,10 @@ from torch_absld import (
     ABSLDDistiller,
     Normalize,
     evaluate_robustness,
-    fastest_settings,
     follow_optimizer_lr,
     load_weights,
 )
+from torch_absld.precision import settings_from_flags
 
 SMOKE = {
     "synthetic": True,
@@ -171,17 +171,10 @@ def with_normalization(model: nn.Module) -> nn.Module:
     return nn.Sequential(Normalize(config["mean"], config["std"]), model)
 
 
-PRECISION = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
 def resolve_speed_settings(args: argparse.Namespace, device: torch.device) -> tuple[str, bool, str]:
     """``--amp`` and ``--channels-last`` for this device: (precision, channels_last, reason)."""
-    settings = fastest_settings(device, allow_fp16=True)  # this loop scales fp16 losses with a GradScaler
-    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(settings.dtype, "fp32")
-    amp = name if args.amp == "auto" else args.amp
-    channels_last = settings.channels_last if args.channels_last == "auto" else args.channels_last == "on"
-    reason = settings.reason if args.amp == "auto" else f"--amp {args.amp} (auto would pick {name}: {settings.reason})"
-    return PRECISION[amp], channels_last, reason
+    # allow_fp16: this loop scales fp16 losses with a GradScaler.
+    return settings_from_flags(args.amp, args.channels_last, device, allow_fp16=True)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -312,3 +312,25 @@ def test_precision_scope_leaves_devices_without_autocast_alone(choice):
     assert same is x
     with context:
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_settings_from_flags_names_a_bad_flag():
+    from torch_absld.precision import settings_from_flags
+
+    with pytest.raises(ValueError, match=r"Expected `amp` to be one of 'auto', 'fp32', 'bf16', 'fp16', but got 'half'"):
+        settings_from_flags("half", "auto", "cpu")
+    expected = r"Expected `channels_last` to be 'auto', 'on', 'off' or a bool, but got 'yes'"
+    with pytest.raises(ValueError, match=expected):
+        settings_from_flags("auto", "yes", "cpu")
+
+
+def test_settings_from_flags_auto_follows_fastest_settings(monkeypatch):
+    from torch_absld.precision import settings_from_flags
+
+    _emulating_cpu(monkeypatch)
+    assert settings_from_flags("auto", "auto", "cpu")[:2] == ("float32", True)
+    assert settings_from_flags("bf16", False, "cpu")[:2] == ("bfloat16", False)
+    _native_cpu(monkeypatch)
+    precision, channels_last, reason = settings_from_flags("auto", "off", "cpu")
+    assert (precision, channels_last) == ("bfloat16", False)
+    assert reason == fastest_settings("cpu").reason

@@ -10,7 +10,8 @@ decision uses torch's own capability checks (``torch.cpu.get_capabilities()``, o
 
 - :func:`fastest_settings`: the dtype and memory format to use on a device, with the reason;
 - :func:`bf16_support`: whether a device runs bf16 natively, with the reason;
-- :func:`precision_scope`: the input layout and autocast context of a training step's ``precision=``.
+- :func:`precision_scope`: the input layout and autocast context of a training step's ``precision=``;
+- :func:`settings_from_flags`: a command line's ``--amp`` / ``--channels-last`` resolved for a device.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "bf16_support",
     "fastest_settings",
     "precision_scope",
+    "settings_from_flags",
     "warn_if_emulated",
 ]
 
@@ -166,6 +168,47 @@ def fastest_settings(device: torch.device | str | None = None, *, allow_fp16: bo
     if layout is None:
         return DeviceSettings(device, dtype, torch.contiguous_format, bf16.reason)
     return DeviceSettings(device, dtype, layout, f"{bf16.reason}; oneDNN convolutions prefer channels_last")
+
+
+AMP_FLAGS: dict[str, Precision] = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+"""The ``--amp`` values of a command line (besides ``"auto"``) and the precision each means."""
+
+
+def settings_from_flags(
+    amp: str, channels_last: str | bool, device: torch.device | str, *, allow_fp16: bool = True
+) -> tuple[Precision, bool, str]:
+    """A command line's ``--amp`` and ``--channels-last`` resolved for ``device``, as the examples use them.
+
+    ``"auto"`` takes :func:`fastest_settings`; any other value is what the user asked for, and
+    the reason then says what ``"auto"`` would have picked.
+
+    Args:
+        amp: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        channels_last: ``"auto"``, ``"on"`` or ``"off"`` (or a bool).
+        device: the device the training runs on.
+        allow_fp16: let ``"auto"`` pick fp16 on GPUs without bf16 (the loop scales fp16 losses).
+
+    Returns:
+        ``(precision, channels_last, reason)``: a training step's ``precision=``, whether to use
+        ``channels_last`` tensors, and why, in one line.
+
+    Example:
+        >>> settings_from_flags("fp32", "off", "cpu")[:2]
+        ('float32', False)
+    """
+    if amp != "auto" and amp not in AMP_FLAGS:
+        raise ValueError(f"Expected `amp` to be one of 'auto', {', '.join(map(repr, AMP_FLAGS))}, but got {amp!r}.")
+    if not isinstance(channels_last, bool) and channels_last not in ("auto", "on", "off"):
+        raise ValueError(f"Expected `channels_last` to be 'auto', 'on', 'off' or a bool, but got {channels_last!r}.")
+    settings = fastest_settings(device, allow_fp16=allow_fp16)
+    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(settings.dtype, "fp32")
+    chosen = name if amp == "auto" else amp
+    if isinstance(channels_last, bool):
+        layout = channels_last
+    else:
+        layout = settings.channels_last if channels_last == "auto" else channels_last == "on"
+    reason = settings.reason if amp == "auto" else f"--amp {amp} (auto would pick {name}: {settings.reason})"
+    return AMP_FLAGS[chosen], layout, reason
 
 
 def warn_if_emulated(device: torch.device | str, dtype: torch.dtype, *, stacklevel: int = 1) -> bool:
