@@ -209,3 +209,24 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
     lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
     return "\n".join(lines)
+
+
+def run_speedup_script(
+    args: argparse.Namespace,
+    script: str,
+    argv: Sequence[str] | None,
+    measure: Callable[[argparse.Namespace, torch.device], tuple[Timings, str]],
+    reference: str,
+    *,
+    first_column: str = "step",
+) -> None:
+    """A speedup script's ``main``: the environment, the caption, the table of speedups over ``reference``, the load."""
+    device = setup(args)
+    print(describe_environment(device, script, argv))
+    times, caption = measure(args, device)
+    print()
+    print(caption)
+    print()
+    print(comparison_table(times, reference, speedup=True, first_column=first_column, cpu_time=device.type == "cpu"))
+    print()
+    print(load_at_end())

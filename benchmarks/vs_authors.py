@@ -24,11 +24,8 @@ from _bench_step import absld_step, auto_label, distiller_step
 from _timing import (
     Timings,
     add_common_args,
-    comparison_table,
-    describe_environment,
-    load_at_end,
     paired_rounds,
-    setup,
+    run_speedup_script,
     synchronizer,
 )
 from authors_loop import AuthorsLoop
@@ -158,16 +155,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> tuple[Timings, st
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    device = setup(args)
-    print(describe_environment(device, __file__, argv))
-    times, caption = measure(args, device)
-    print()
-    print(caption)
-    print()
-    print(comparison_table(times, REFERENCE, speedup=True, cpu_time=device.type == "cpu"))
-    print()
-    print(load_at_end())
+    run_speedup_script(build_parser().parse_args(argv), __file__, argv, measure, REFERENCE)
 
 
 if __name__ == "__main__":

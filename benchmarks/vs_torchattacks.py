@@ -18,11 +18,8 @@ from _bench_models import cifar_resnet18, small_cnn
 from _timing import (
     Timings,
     add_common_args,
-    comparison_table,
-    describe_environment,
-    load_at_end,
     paired_rounds,
-    setup,
+    run_speedup_script,
     synchronizer,
 )
 
@@ -89,16 +86,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> tuple[Timings, st
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    device = setup(args)
-    print(describe_environment(device, __file__, argv))
-    times, caption = measure(args, device)
-    print()
-    print(caption)
-    print()
-    print(comparison_table(times, REFERENCE, speedup=True, first_column="attack", cpu_time=device.type == "cpu"))
-    print()
-    print(load_at_end())
+    run_speedup_script(build_parser().parse_args(argv), __file__, argv, measure, REFERENCE, first_column="attack")
 
 
 if __name__ == "__main__":
