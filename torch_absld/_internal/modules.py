@@ -118,15 +118,10 @@ def loaded_tensor(state_dict: Mapping[str, Any], prefix: str, name: str, current
     return loaded
 
 
-def check_state_first(
-    module: nn.Module,
-    state_dict: dict[str, Any],
-    prefix: str,
-    local_metadata: Any,
-    strict: bool,
-    missing_keys: list[str],
-    unexpected_keys: list[str],
-    error_msgs: list[str],
-) -> None:
-    """A ``load_state_dict`` pre-hook: :func:`check_state_before_loading` before the first submodule loads."""
+def check_state_first(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
+    """A ``load_state_dict`` pre-hook: :func:`check_state_before_loading` before the first submodule loads.
+
+    Registered on the module itself, the hook gets ``module, state_dict, prefix`` and the five
+    arguments of ``_load_from_state_dict`` after them, which it does not read.
+    """
     check_state_before_loading(module, state_dict, prefix)

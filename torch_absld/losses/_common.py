@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._internal.checks import at_least_float32, check_device, check_integer_labels, check_logits, values_checkable
+from .._internal.checks import (
+    at_least_float32,
+    check_bool,
+    check_choice,
+    check_device,
+    check_integer_labels,
+    check_logits,
+    values_checkable,
+)
 from .._internal.value_checks import ValueCheck, label_range_flag, logit_flag, raise_first
 
 __all__ = [
@@ -174,6 +182,15 @@ class WeightedTerms(nn.Module):
     """
 
     coefficients: tuple[float, ...]
+    reduction: str
+    validate_args: bool
+
+    def __init__(self, reduction: str, reductions: tuple[str, ...], validate_args: bool) -> None:
+        """Check and keep ``reduction`` (one of ``reductions``) and ``validate_args``."""
+        super().__init__()
+        check_choice(reduction, "reduction", reductions)
+        self.reduction = reduction
+        self.validate_args = check_bool(validate_args, "validate_args")
 
     def combine(self, *terms: Tensor) -> Tensor:
         r"""The loss from its terms: $\sum_k c_k \cdot \mathrm{term}_k$ with the loss's coefficients."""

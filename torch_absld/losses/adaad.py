@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._internal.checks import at_least_float32, check_bool, check_choice, check_unit_interval
+from .._internal.checks import at_least_float32, check_choice, check_unit_interval
 from ..kl import REDUCTIONS, Reduction, kl_terms
 from ._common import WeightedTerms, check_logit_batch, check_logit_values, masked_kl_elements
 
@@ -130,14 +130,13 @@ class AdaADLoss(WeightedTerms):
         True
     """
 
+    reduction: Reduction
+
     def __init__(
         self, *, alpha: float = DEFAULT_ALPHA, reduction: Reduction = "mean", validate_args: bool = True
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, REDUCTIONS, validate_args)
         self.alpha = check_unit_interval(alpha, "alpha")
-        check_choice(reduction, "reduction", REDUCTIONS)
-        self.reduction: Reduction = reduction
-        self.validate_args = check_bool(validate_args, "validate_args")
         self.coefficients = (self.alpha, 1.0 - self.alpha)
 
     def forward(self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor) -> Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._internal.checks import check_bool, check_choice, check_positive, check_unit_interval
+from .._internal.checks import check_choice, check_positive, check_unit_interval
 from ..kl import kl_terms
 from ._common import SAMPLE_REDUCTIONS, SampleReduction, WeightedTerms, check_batch, per_sample_ce, reduce_samples
 
@@ -104,6 +104,8 @@ class ARDLoss(WeightedTerms):
         True
     """
 
+    reduction: SampleReduction
+
     def __init__(
         self,
         *,
@@ -112,12 +114,9 @@ class ARDLoss(WeightedTerms):
         reduction: SampleReduction = "mean",
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, SAMPLE_REDUCTIONS, validate_args)
         self.temperature = check_positive(temperature, "temperature")
         self.alpha = check_unit_interval(alpha, "alpha")
-        check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-        self.reduction: SampleReduction = reduction
-        self.validate_args = check_bool(validate_args, "validate_args")
         self.coefficients = (self.alpha, 1.0 - self.alpha)
 
     def forward(self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._internal.checks import at_least_float32, check_bool, check_choice, check_positive
+from .._internal.checks import at_least_float32, check_choice, check_positive
 from ._common import SAMPLE_REDUCTIONS, SampleReduction, WeightedTerms, check_batch, per_sample_ce, reduce_samples
 from .trades import DEFAULT_BETA, _per_sample_kl
 
@@ -119,6 +119,8 @@ class BATLoss(WeightedTerms):
         True
     """
 
+    reduction: SampleReduction
+
     def __init__(
         self,
         *,
@@ -127,12 +129,9 @@ class BATLoss(WeightedTerms):
         reduction: SampleReduction = "mean",
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, SAMPLE_REDUCTIONS, validate_args)
         self.beta = check_positive(beta, "beta", allow_zero=True)
         self.uniform_weight = check_positive(uniform_weight, "uniform_weight", allow_zero=True)
-        check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-        self.reduction: SampleReduction = reduction
-        self.validate_args = check_bool(validate_args, "validate_args")
         self.coefficients = (1.0, self.beta, self.uniform_weight)
 
     def forward(

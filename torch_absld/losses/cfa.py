@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 from typing_extensions import Unpack
 
-from .._internal.checks import check_bool, check_choice, check_device, check_options
+from .._internal.checks import check_choice, check_device, check_options
 from ..class_eps import CalibratedEpsilon, CalibrationOptions
 from ._common import (
     SAMPLE_REDUCTIONS,
@@ -99,6 +99,8 @@ class CFALoss(WeightedTerms):
         True
     """
 
+    reduction: SampleReduction
+
     def __init__(
         self,
         num_classes: int,
@@ -107,10 +109,7 @@ class CFALoss(WeightedTerms):
         validate_args: bool = True,
         **calibration: Unpack[CalibrationOptions],
     ) -> None:
-        super().__init__()
-        check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-        self.reduction: SampleReduction = reduction
-        self.validate_args = check_bool(validate_args, "validate_args")
+        super().__init__(reduction, SAMPLE_REDUCTIONS, validate_args)
         self.coefficients = (1.0, 1.0)
         check_options(calibration, CalibrationOptions.__optional_keys__, type(self).__name__)
         self.calibration = CalibratedEpsilon(num_classes, validate_args=validate_args, **calibration)

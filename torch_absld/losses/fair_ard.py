@@ -8,7 +8,6 @@ from torch import Tensor
 
 from .._internal.checks import (
     ProcessGroupArg,
-    check_bool,
     check_choice,
     check_device,
     check_positive,
@@ -130,6 +129,8 @@ class FairARDLoss(WeightedTerms):
         tensor([2.2857, 0.8333, 0.8333])
     """
 
+    reduction: SampleReduction
+
     def __init__(
         self,
         num_classes: int,
@@ -144,12 +145,9 @@ class FairARDLoss(WeightedTerms):
         process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, SAMPLE_REDUCTIONS, validate_args)
         self.temperature, self.alpha = _defaults(base, temperature, alpha)
         self.base: Base = base
-        check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-        self.reduction: SampleReduction = reduction
-        self.validate_args = check_bool(validate_args, "validate_args")
         self.coefficients = (self.alpha, 1.0 - self.alpha)
         self.vulnerability = VulnerabilityWeights(
             num_classes,

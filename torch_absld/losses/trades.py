@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._internal.checks import at_least_float32, check_bool, check_choice, check_positive
+from .._internal.checks import at_least_float32, check_choice, check_positive
 from ._common import (
     SAMPLE_REDUCTIONS,
     SampleReduction,
@@ -104,14 +104,13 @@ class TRADESLoss(WeightedTerms):
         True
     """
 
+    reduction: SampleReduction
+
     def __init__(
         self, *, beta: float = DEFAULT_BETA, reduction: SampleReduction = "mean", validate_args: bool = True
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, SAMPLE_REDUCTIONS, validate_args)
         self.beta = check_positive(beta, "beta", allow_zero=True)
-        check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-        self.reduction: SampleReduction = reduction
-        self.validate_args = check_bool(validate_args, "validate_args")
         self.coefficients = (1.0, self.beta)
 
     def forward(self, student_clean: Tensor, student_adv: Tensor, target: Tensor) -> Tensor:

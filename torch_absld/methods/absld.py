@@ -152,9 +152,9 @@ class ABSLDDistiller(TrainingStep):
         step_size: float | None = None,
         **attack_settings: Unpack[AttackSettings],
     ) -> None:
-        if not isinstance(teacher, nn.Module):
-            raise TypeError(f"Expected `teacher` to be an nn.Module, but got {type(teacher).__name__}.")
-        super().__init__(student, teacher, teacher_in_state_dict=teacher_in_state_dict, precision=precision)
+        super().__init__(
+            student, teacher, teacher_in_state_dict=teacher_in_state_dict, precision=precision, needs_teacher=True
+        )
         num_classes = check_num_classes(num_classes, minimum=2)
         validate_args = check_bool(validate_args, "validate_args")
         self.loss_fn = loss_module(loss, ABSLDLoss, num_classes, validate_args)

@@ -132,10 +132,14 @@ class AdversarialStep(TrainingStep):
         step_size: float | None = None,
         **attack_settings: Unpack[AttackSettings],
     ) -> None:
-        if needs_teacher and not isinstance(teacher, nn.Module):
-            raise TypeError(f"Expected `teacher` to be an nn.Module, but got {type(teacher).__name__}.")
         check_options(attack_settings, accepted_options(type(self)), type(self).__name__)
-        super().__init__(student, teacher, teacher_in_state_dict=teacher_in_state_dict, precision=precision)
+        super().__init__(
+            student,
+            teacher,
+            teacher_in_state_dict=teacher_in_state_dict,
+            precision=precision,
+            needs_teacher=needs_teacher,
+        )
         self.num_classes = check_num_classes(num_classes, minimum=2)
         self.validate_args = check_bool(validate_args, "validate_args")
         # An attack on the labels indexes the student's logits with them: its width is checked once, first.

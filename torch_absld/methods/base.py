@@ -56,6 +56,7 @@ class TrainingStep(nn.Module):
             input layout of :func:`~torch_absld.precision.fastest_settings` for the input's
             device: bf16 only where it is native), or ``"float32"`` / ``"bfloat16"`` /
             ``"float16"`` (a ``UserWarning`` where the device emulates it).
+        needs_teacher: the method distils from the teacher: ``None`` is a ``TypeError``.
     """
 
     teacher: nn.Module | None
@@ -67,11 +68,12 @@ class TrainingStep(nn.Module):
         *,
         teacher_in_state_dict: bool = False,
         precision: Precision | None = None,
+        needs_teacher: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(student, nn.Module):
             raise TypeError(f"Expected `student` to be an nn.Module, but got {type(student).__name__}.")
-        if teacher is not None and not isinstance(teacher, nn.Module):
+        if (teacher is not None or needs_teacher) and not isinstance(teacher, nn.Module):
             raise TypeError(f"Expected `teacher` to be an nn.Module, but got {type(teacher).__name__}.")
         if student is teacher:
             raise ValueError("Expected `student` and `teacher` to be different modules, but got the same object.")
@@ -175,14 +177,7 @@ def _drop_teacher_state(module: nn.Module, state_dict: dict[str, Any], prefix: s
 
 
 def _check_keys_and_shapes(
-    module: nn.Module,
-    state_dict: dict[str, Any],
-    prefix: str,
-    local_metadata: Any,
-    strict: bool,
-    missing_keys: list[str],
-    unexpected_keys: list[str],
-    error_msgs: list[str],
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any, strict: bool, *_: Any
 ) -> None:
     """Raise before anything is copied where ``load_state_dict`` would raise after copying part of the checkpoint."""
     own = {prefix + key: value for key, value in module.state_dict(keep_vars=True).items()}
@@ -209,16 +204,7 @@ def _check_keys_and_shapes(
         )
 
 
-def _fill_teacher_state(
-    module: nn.Module,
-    state_dict: dict[str, Any],
-    prefix: str,
-    local_metadata: Any,
-    strict: bool,
-    missing_keys: list[str],
-    unexpected_keys: list[str],
-    error_msgs: list[str],
-) -> None:
+def _fill_teacher_state(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
     """A state dict without the teacher loads into the step and leaves the teacher as it is."""
     teacher = getattr(module, "teacher", None)
     teacher_prefix = f"{prefix}teacher."
