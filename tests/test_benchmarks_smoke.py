@@ -76,6 +76,23 @@ def test_script_quick_run_prints_its_table(load, capsys, script, expected_rows):
     assert "inf" not in numbers
 
 
+def test_version_comparison_loads_both_versions_side_by_side(load, capsys):
+    """``vs_version`` exports the package at a git revision under another name and times both versions."""
+    import subprocess
+
+    root = BENCHMARKS.parent
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout: vs_version exports the earlier version with git archive")
+    load("vs_version").main(["--ref", "HEAD", "--quick"])
+    out = capsys.readouterr().out
+    _assert_machine_header(out)
+    first_cells = {row[0] for row in _table_rows(out)}
+    for kind in ("KLPGDAttack (CE)", "ABSLD step"):
+        assert f"{kind}, at HEAD" in first_cells
+        assert f"{kind}, this checkout" in first_cells
+    assert not [name for name in sys.modules if name.startswith("torch_absld_HEAD")], "the export stays loaded"
+
+
 def _auto_label() -> str:
     dtype = "bf16" if bf16_support("cpu").native else "fp32"
     return f"{dtype} + channels_last" if torch.backends.mkldnn.is_available() else dtype
