@@ -85,7 +85,10 @@ def load_version(ref: str, folder: Path) -> ModuleType:
         detail = getattr(err, "stderr", "") or str(err)
         raise SystemExit(f"Could not export {PACKAGE} at {ref!r} with git archive: {detail.strip()}") from err
     with tarfile.open(archive) as tar:
-        tar.extractall(folder, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
+            tar.extractall(folder, filter="data")
+        else:  # pragma: no cover - our own git archive, read from the repository
+            tar.extractall(folder)
     name = f"{PACKAGE}_{''.join(c if c.isalnum() else '_' for c in ref)}"
     (folder / PACKAGE).rename(folder / name)
     sys.path.insert(0, str(folder))
