@@ -38,6 +38,29 @@ def good(id: str, call: Callable[[], Any], check: Callable[[Any], None] | None =
     return Case(id, call, check=check)
 
 
+def odd_outputs(
+    what: str, call: Callable[[str], Any], match: str, kinds: tuple[str, ...] = ("tuple", "dict", "1d")
+) -> list[Case]:
+    """``bad`` cases, a ``ValueError`` matching ``match``, for ``call(kind)`` with a model whose output is of ``kind``.
+
+    The kinds are those of ``_models.OddOutput``: a tuple, a dict, 1-D logits.
+    """
+    names = {"tuple": "a tuple", "dict": "a dict", "1d": "1-D"}
+    return [bad(f"{what} returns {names[kind]}", ValueError, match, lambda kind=kind: call(kind)) for kind in kinds]
+
+
+def equal(a: object, b: object) -> None:
+    """A ``check``: ``a == b``."""
+    assert a == b
+
+
+def identical(a: Any, b: Any) -> None:
+    """A ``check``: tensors equal in shape, dtype and every value (``torch.equal``)."""
+    import torch
+
+    assert torch.equal(a, b)
+
+
 def run(case: Case) -> None:
     """Run ``case`` as a test."""
     if case.error is not None:

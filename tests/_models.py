@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -33,3 +35,34 @@ def small_gradient_mlp() -> nn.Module:
         model[1].weight.mul_(0.01)
         model[3].weight.mul_(0.01)
     return model
+
+
+class OddOutput(nn.Module):
+    """``inner`` with its logits returned otherwise than as ``(N, C)``, or changed.
+
+    ``kind``: ``"tuple"`` (wrapped in a tuple), ``"dict"`` (under ``"logits"``), ``"1d"`` (class
+    0's column), ``"nan"`` (every logit NaN), ``"masked"`` (class 0 at -inf), ``"plain"`` (as is).
+    """
+
+    KINDS = ("tuple", "dict", "1d", "nan", "masked", "plain")
+
+    def __init__(self, inner: nn.Module, kind: str) -> None:
+        super().__init__()
+        if kind not in self.KINDS:
+            raise ValueError(f"Expected `kind` to be one of {self.KINDS}, but got {kind!r}.")
+        self.inner = inner
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> Any:
+        logits = self.inner(x)
+        if self.kind == "tuple":
+            return (logits,)
+        if self.kind == "dict":
+            return {"logits": logits}
+        if self.kind == "1d":
+            return logits[:, 0]
+        if self.kind == "nan":
+            return logits * float("nan")
+        if self.kind == "masked":
+            return logits.masked_fill(torch.arange(logits.shape[1], device=logits.device) == 0, -float("inf"))
+        return logits

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from _cases import rejected_load
+from _models import OddOutput
 from torch import nn
 
 from torch_absld.methods import (
@@ -121,21 +122,9 @@ def nan_input() -> torch.Tensor:
     return x
 
 
-class Returns(nn.Module):
-    """A network whose output is wrapped (``"tuple"``), NaN, or -inf on class 0 (``"masked"``)."""
-
-    def __init__(self, kind: str, seed: int = 2) -> None:
-        super().__init__()
-        self.inner = net(seed)
-        self.kind = kind
-
-    def forward(self, x: torch.Tensor) -> Any:
-        logits = self.inner(x)
-        if self.kind == "tuple":
-            return (logits,)
-        if self.kind == "nan":
-            return logits * float("nan")
-        return logits.masked_fill(torch.arange(C) == 0, -float("inf"))
+def returns(kind: str, seed: int = 2) -> nn.Module:
+    """A network whose output is wrapped (``"tuple"``), NaN, or -inf on class 0 (``"masked"``): ``OddOutput``."""
+    return OddOutput(net(seed), kind)
 
 
 def finite_loss(out: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, good, ids, run
+from _cases import Case, bad, equal, good, identical, ids, run
 from torch import nn
 
 from torch_absld import pgd
@@ -57,12 +57,12 @@ def _soft(value: float | None = None) -> torch.Tensor:
 
 
 CASES: list[Case] = [
-    good("counts by hand", lambda: _counts(T(LABELS)), lambda out: _same(out, _by_hand(LABELS))),
+    good("counts by hand", lambda: _counts(T(LABELS)), lambda out: identical(out, _by_hand(LABELS))),
     *(
         good(
             f"labels {dtype}",
             lambda dtype=dtype: _counts(T(LABELS, dtype=dtype)),
-            lambda out: _same(out, _by_hand(LABELS)),
+            lambda out: identical(out, _by_hand(LABELS)),
         )
         for dtype in (torch.uint8, torch.int32)
     ),
@@ -112,21 +112,13 @@ CASES: list[Case] = [
     good(
         "student_temperature=np.float32",
         lambda: CountingObjective("kl", student_temperature=np.float32(2.0)).student_temperature,
-        lambda t: _equal(t, 2.0),
+        lambda t: equal(t, 2.0),
     ),
 ]
 
 
-def _same(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert torch.equal(a, b)
-
-
 def _shape(tensor: torch.Tensor, shape: tuple[int, ...]) -> None:
     assert tuple(tensor.shape) == shape
-
-
-def _equal(a: object, b: object) -> None:
-    assert a == b
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))

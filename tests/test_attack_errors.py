@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, good, ids, run
+from _cases import Case, bad, good, identical, ids, odd_outputs, run
+from _models import OddOutput
 from torch import nn
 
 import torch_absld
@@ -56,21 +57,6 @@ def _in_ball(input: torch.Tensor, eps: float = EPS):
         assert x_adv.max() <= 1
 
     return check
-
-
-class _Returns(nn.Module):
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.inner = _model()
-        self.kind = kind
-
-    def forward(self, x: torch.Tensor) -> object:
-        logits = self.inner(x)
-        if self.kind == "tuple":
-            return (logits,)
-        if self.kind == "dict":
-            return {"logits": logits}
-        return logits[:, 0]
 
 
 def _nan_input() -> torch.Tensor:
@@ -145,7 +131,7 @@ CASES: list[Case] = [
     good(
         "pgd seed=np.int64",
         lambda: _pgd(seed=np.int64(3), random_start="uniform"),
-        lambda x: _same(x, _pgd(seed=3, random_start="uniform")),
+        lambda x: identical(x, _pgd(seed=3, random_start="uniform")),
     ),
     bad("pgd objective", ValueError, "`objective` to be one of", lambda: _pgd(objective="bogus")),
     bad("pgd loss_scale=0", ValueError, "`loss_scale` > 0", lambda: _pgd(loss_scale=0.0)),
@@ -256,29 +242,14 @@ CASES: list[Case] = [
         lambda: kl_pgd(_model(), _x(), _soft().to("meta")),
     ),
     # pgd: the model's output
-    bad(
-        "pgd model returns a tuple",
-        ValueError,
-        r"`model` to return logits of shape \(N, C\)",
-        lambda: _pgd(model=_Returns("tuple")),
+    *odd_outputs(
+        "pgd model", lambda kind: _pgd(model=OddOutput(_model(), kind)), r"`model` to return logits of shape \(N, C\)"
     ),
-    bad(
-        "pgd model returns a dict",
-        ValueError,
+    *odd_outputs(
+        "kl_pgd model",
+        lambda kind: kl_pgd(OddOutput(_model(), kind), _x(), _soft()),
         r"`model` to return logits of shape \(N, C\)",
-        lambda: _pgd(model=_Returns("dict")),
-    ),
-    bad(
-        "pgd model returns 1-D",
-        ValueError,
-        r"`model` to return logits of shape \(N, C\)",
-        lambda: _pgd(model=_Returns("1d")),
-    ),
-    bad(
-        "kl_pgd model returns a tuple",
-        ValueError,
-        r"`model` to return logits of shape \(N, C\)",
-        lambda: kl_pgd(_Returns("tuple"), _x(), _soft()),
+        kinds=("tuple",),
     ),
     # pgd: per-sample radii
     bad(
@@ -381,12 +352,12 @@ CASES: list[Case] = [
     good(
         "attack_objective cw int32 labels",
         lambda: attack_objective(torch.eye(N, C), torch.tensor([0, 1, 2, 3], dtype=torch.int32), "cw"),
-        lambda v: _same(v, torch.tensor(-4.0)),
+        lambda v: identical(v, torch.tensor(-4.0)),
     ),
     good(
         "attack_objective empty",
         lambda: attack_objective(torch.zeros(0, C), torch.zeros(0, dtype=torch.long), "cw"),
-        lambda v: _same(v, torch.tensor(0.0)),
+        lambda v: identical(v, torch.tensor(0.0)),
     ),
     # pgd_step (deprecated, still public)
     bad("pgd_step eps<0", ValueError, "`eps` >= 0", lambda: _pgd_step(eps=-0.1)),
@@ -447,10 +418,6 @@ def _per_sample_ball(x_adv: torch.Tensor, radii: list[float]) -> None:
     delta = (x_adv.double() - _x().double()).abs().flatten(1).amax(1)
     assert (delta <= torch.tensor(radii, dtype=torch.float64)).all()
     assert delta[0] == 0
-
-
-def _same(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert torch.equal(a, b)
 
 
 def _shape(tensor: torch.Tensor, shape: tuple[int, ...]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, good, ids, rejected_load, run
+from _cases import Case, bad, equal, good, identical, ids, rejected_load, run
 from torch import nn
 
 from torch_absld import FairnessAwareAveraging, PGDConfig
@@ -50,7 +50,7 @@ CASES: list[Case] = [
     bad("decay=1", ValueError, r"`decay` in \(0, 1\)", lambda: _fawa(decay=1.0)),
     bad("decay=1.5", ValueError, r"`decay` in", lambda: _fawa(decay=1.5)),
     bad("decay='a'", TypeError, "`decay` to be a real number", lambda: _fawa(decay="a")),
-    good("decay=np.float64", lambda: _fawa(decay=np.float64(0.9)), lambda f: _equal(f.decay, 0.9)),
+    good("decay=np.float64", lambda: _fawa(decay=np.float64(0.9)), lambda f: equal(f.decay, 0.9)),
     bad("threshold=1.5", ValueError, r"`threshold` in \[0, 1\]", lambda: _fawa(threshold=1.5)),
     bad("start_epoch=-1", ValueError, "`start_epoch` to be an int >= 0", lambda: _fawa(start_epoch=-1)),
     bad("worst_fraction=0", ValueError, r"`worst_fraction` in \(0, 1\]", lambda: _fawa(worst_fraction=0.0)),
@@ -66,13 +66,13 @@ CASES: list[Case] = [
     good(
         "num_classes=np.int64",
         lambda: FairnessAwareAveraging(_model(), np.int64(C)),
-        lambda f: _equal(f.num_classes, C),
+        lambda f: equal(f.num_classes, C),
     ),
     # record: a validation batch
     good(
         "record uint8 labels",
         lambda: _record(CLEAN, CLEAN, T([0, 1, 2], dtype=torch.uint8)),
-        lambda acc: _same(acc, _record(CLEAN, CLEAN, T([0, 1, 2]))),
+        lambda acc: identical(acc, _record(CLEAN, CLEAN, T([0, 1, 2]))),
     ),
     bad(
         "record logits 1-D",
@@ -90,7 +90,7 @@ CASES: list[Case] = [
     # step
     bad("step validation an int", TypeError, "`validation` to be an iterable", lambda: _fawa().step(5)),  # type: ignore[arg-type]
     bad("step validation a string", TypeError, "`validation` to be an iterable", lambda: _fawa().step("batches")),  # type: ignore[arg-type]
-    good("step validation batches", lambda: _fawa().step(_batches()), lambda accepted: _equal(accepted, True)),
+    good("step validation batches", lambda: _fawa().step(_batches()), lambda accepted: equal(accepted, True)),
     bad(
         "step validation missing a class",
         ValueError,
@@ -117,14 +117,6 @@ CASES: list[Case] = [
         lambda: _load(_extra_state={"epochs_stepped": 0, "accepted": -1, "last_worst": 0.0}),
     ),
 ]
-
-
-def _equal(a: object, b: object) -> None:
-    assert a == b
-
-
-def _same(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, good, ids, run
+from _cases import Case, bad, equal, good, ids, run
 from torch import nn
 
 from torch_absld import BestCheckpoint, RobustnessReport, class_accuracy_summary, stratified_split
@@ -26,7 +26,7 @@ CASES: list[Case] = [
     bad("update a dict report", TypeError, "`report` to be a RobustnessReport", lambda: _update(report={"pgd": 1})),
     bad("update a report without the attack", ValueError, "`report` to hold the attack", lambda: _update(attack="cw")),
     bad("update epoch=1.5", TypeError, "`epoch` to be an int", lambda: _update(epoch=1.5)),
-    good("update epoch=np.int64", lambda: _update(epoch=np.int64(3)), lambda b: _equal(b.best_epoch, 3)),
+    good("update epoch=np.int64", lambda: _update(epoch=np.int64(3)), lambda b: equal(b.best_epoch, 3)),
     bad(
         "update a list",
         TypeError,
@@ -47,20 +47,16 @@ CASES: list[Case] = [
     good(
         "split seed=np.int64",
         lambda: stratified_split(LABELS, 0.5, seed=np.int64(1)),
-        lambda s: _equal(s, stratified_split(LABELS, 0.5, seed=1)),
+        lambda s: equal(s, stratified_split(LABELS, 0.5, seed=1)),
     ),
     bad("split negative label", ValueError, "labels >= 0", lambda: stratified_split([0, -1, 1, 0], 0.5)),
     bad("split float labels", TypeError, "integer labels", lambda: stratified_split([0.5, 1.0], 0.5)),
     good(
         "split int32 tensor labels",
         lambda: stratified_split(torch.tensor(LABELS, dtype=torch.int32), 0.5),
-        lambda s: _equal(s, stratified_split(LABELS, 0.5)),
+        lambda s: equal(s, stratified_split(LABELS, 0.5)),
     ),
 ]
-
-
-def _equal(a: object, b: object) -> None:
-    assert a == b
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, good, ids, rejected_load, run
+from _cases import Case, bad, good, identical, ids, rejected_load, run
 
 from torch_absld.class_eps import CalibratedEpsilon, ClassEpsilon, class_calibration
 
@@ -98,7 +98,7 @@ CASES: list[Case] = [
     good(
         "update uint8 labels",
         lambda: _update(LOGITS, T([0, 0, 1], dtype=torch.uint8)),
-        lambda acc: _equal(acc, _update(LOGITS, T([0, 0, 1]))),
+        lambda acc: identical(acc, _update(LOGITS, T([0, 0, 1]))),
     ),
     bad(
         "update logits 1-D",
@@ -189,10 +189,6 @@ CASES: list[Case] = [
 def _shape(tensor: object, shape: tuple[int, ...]) -> None:
     assert isinstance(tensor, torch.Tensor)
     assert tuple(tensor.shape) == shape
-
-
-def _equal(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert torch.equal(a, b)
 
 
 def _int(value: object) -> None:

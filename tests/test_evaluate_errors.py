@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, good, ids, run
+from _cases import Case, bad, good, ids, odd_outputs, run
 from _eval_models import blobs, tiny_mlp
+from _models import OddOutput
 from torch import nn
 
 from torch_absld import RobustnessReport, default_attack_settings, evaluate_robustness
@@ -48,17 +49,6 @@ def _with_empty_batch() -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [loader[0], (X[:0], Y[:0]), *loader[1:], (X[:0], Y[:0])]
 
 
-class _Returns(nn.Module):
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.inner = tiny_mlp(12, C)
-        self.kind = kind
-
-    def forward(self, x: torch.Tensor) -> object:
-        logits = self.inner(x)
-        return (logits,) if self.kind == "tuple" else {"logits": logits} if self.kind == "dict" else logits[:, 0]
-
-
 def _nan_batch() -> list[tuple[torch.Tensor, torch.Tensor]]:
     x = X[:4].clone()
     x[1, 0, 0, 0] = float("nan")
@@ -86,23 +76,10 @@ CASES: list[Case] = [
         "`model` to be an nn.Module",
         lambda: evaluate_robustness(lambda x: x, _loader(), C, progress=False),
     ),  # type: ignore[arg-type]
-    bad(
-        "model returns a tuple",
-        ValueError,
+    *odd_outputs(
+        "model",
+        lambda kind: _eval(model=OddOutput(tiny_mlp(12, C), kind)),
         r"`model` to return logits of shape \(N, num_classes\)",
-        lambda: _eval(model=_Returns("tuple")),
-    ),
-    bad(
-        "model returns a dict",
-        ValueError,
-        r"`model` to return logits of shape \(N, num_classes\)",
-        lambda: _eval(model=_Returns("dict")),
-    ),
-    bad(
-        "model returns 1-D",
-        ValueError,
-        r"`model` to return logits of shape \(N, num_classes\)",
-        lambda: _eval(model=_Returns("1d")),
     ),
     bad(
         "num_classes above the model's width",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, good, ids, rejected_load, run
+from _cases import Case, bad, good, identical, ids, rejected_load, run
 from _loss_cases import C, Loss, N, labels, logits, loss_rows, option_rows, same_as
 
 from torch_absld.losses import FairARDLoss, fair_ard_loss
@@ -114,7 +114,7 @@ CASES: list[Case] = [
     good(
         "record empty",
         lambda: _record(torch.zeros(0), torch.zeros(0, dtype=torch.long)),
-        lambda acc: _equal(acc, torch.zeros(2, C, dtype=torch.float64)),
+        lambda acc: identical(acc, torch.zeros(2, C, dtype=torch.float64)),
     ),
     # loading the controller
     bad(
@@ -138,10 +138,6 @@ CASES: list[Case] = [
 
 def _int(value: object) -> None:
     assert type(value) is int
-
-
-def _equal(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))

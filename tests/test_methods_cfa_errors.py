@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _cases import Case, bad, good, ids, run
+from _cases import Case, bad, equal, good, ids, run
 from _step_cases import C, build, loaded
 
 from torch_absld import CFALoss
@@ -29,7 +29,7 @@ CASES: list[Case] = [
         r"missing key\(s\) \['fawa",
         lambda: loaded("cfa", {}, source=_trained("cfa"), fawa=True),
     ),
-    good("fawa True", lambda: build("cfa", fawa=True), lambda step: _equal(step.fawa.decay, 0.85)),
+    good("fawa True", lambda: build("cfa", fawa=True), lambda step: equal(step.fawa.decay, 0.85)),
 ]
 
 
@@ -39,10 +39,6 @@ def _trained(method: str):
     step = build(method).train()
     step(batch(), labels())
     return step
-
-
-def _equal(a: object, b: object) -> None:
-    assert a == b
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, good, ids, rejected_load, run
+from _cases import Case, bad, equal, good, ids, odd_outputs, rejected_load, run
+from _models import OddOutput
 from torch import nn
 
 from torch_absld import ABSLDDistiller, ABSLDLoss, PGDConfig
@@ -48,26 +49,6 @@ def _same_as_long_labels(out) -> None:
     want = _step()
     torch.testing.assert_close(out.loss, want.loss)
     torch.testing.assert_close(out.x_adv, want.x_adv)
-
-
-class _Returns(nn.Module):
-    def __init__(self, kind: str, c: int = C) -> None:
-        super().__init__()
-        self.inner = _net(3, c)
-        self.kind = kind
-
-    def forward(self, x: torch.Tensor) -> object:
-        logits = self.inner(x)
-        return (logits,) if self.kind == "tuple" else {"logits": logits} if self.kind == "dict" else logits
-
-
-class _NaNTeacher(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.inner = _net(3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x) * float("nan")
 
 
 def _empty_step():
@@ -117,7 +98,7 @@ CASES: list[Case] = [
     bad("eps<0", ValueError, "`eps` >= 0", lambda: _distiller(eps=-1.0)),
     bad("loss_scale=0", ValueError, "`loss_scale` > 0", lambda: _distiller(loss_scale=0.0)),
     bad("validate_args='yes'", TypeError, "`validate_args` to be a bool", lambda: _distiller(validate_args="yes")),
-    good("attack config", lambda: _distiller(attack=PGDConfig(eps=0.1)), lambda d: _equal(d.attack.eps, 0.1)),
+    good("attack config", lambda: _distiller(attack=PGDConfig(eps=0.1)), lambda d: equal(d.attack.eps, 0.1)),
     # labels
     *(
         good(f"labels {dtype}", lambda dtype=dtype: _step(torch.tensor(LABELS, dtype=dtype)), _same_as_long_labels)
@@ -154,17 +135,11 @@ CASES: list[Case] = [
     ),
     good("empty batch", _empty_step, lambda out: _shape(out.x_adv, (0, 3, 2, 2))),
     # the models' outputs
-    bad(
-        "teacher returns a tuple",
-        ValueError,
+    *odd_outputs(
+        "teacher",
+        lambda kind: _step(teacher=OddOutput(_net(3), kind)),
         r"`teacher` to return logits of shape \(N, num_classes\)",
-        lambda: _step(teacher=_Returns("tuple")),
-    ),
-    bad(
-        "teacher returns a dict",
-        ValueError,
-        r"`teacher` to return logits of shape \(N, num_classes\)",
-        lambda: _step(teacher=_Returns("dict")),
+        kinds=("tuple", "dict"),
     ),
     bad(
         "teacher with 4 classes",
@@ -178,13 +153,18 @@ CASES: list[Case] = [
         r"`student` to return logits of shape \(N, C\) = \(4, 5\)",
         lambda: _step(student=_net(1, 4)),
     ),
-    bad(
-        "student returns a tuple",
-        ValueError,
+    *odd_outputs(
+        "student",
+        lambda kind: _step(student=OddOutput(_net(3), kind)),
         r"`student` to return logits of shape \(N, C\)",
-        lambda: _step(student=_Returns("tuple")),
+        kinds=("tuple",),
     ),
-    bad("teacher logits NaN", ValueError, "`teacher` to return finite logits", lambda: _step(teacher=_NaNTeacher())),
+    bad(
+        "teacher logits NaN",
+        ValueError,
+        "`teacher` to return finite logits",
+        lambda: _step(teacher=OddOutput(_net(3), "nan")),
+    ),
     # loading
     bad(
         "load adapt='both' into adapt='none'",
@@ -278,10 +258,6 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> None:
 
 def _int(value: object) -> None:
     assert type(value) is int
-
-
-def _equal(a: object, b: object) -> None:
-    assert a == b
 
 
 def _shape(tensor: torch.Tensor, shape: tuple[int, ...]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _cases import Case, bad, good, ids, run
+from _cases import Case, bad, equal, good, ids, run
 from _step_cases import C, batch, build, labels, loaded, net
 
 from torch_absld import FRLLoss
@@ -14,7 +14,7 @@ CASES: list[Case] = [
     good(
         "loss threshold a list",
         lambda: build("frl", loss={"threshold": [0.05, 0.1]}),
-        lambda s: _equal(s.multipliers.threshold, (0.05, 0.1)),
+        lambda s: equal(s.multipliers.threshold, (0.05, 0.1)),
     ),
     bad("loss option unknown", TypeError, "keyword options of FRLLoss", lambda: build("frl", loss={"bogus": 1})),
     bad("loss for another C", ValueError, "`loss` for num_classes = 4", lambda: build("frl", loss=FRLLoss(C + 1))),
@@ -36,10 +36,6 @@ CASES: list[Case] = [
         lambda out: _shape(out.radii, (4,)),
     ),
 ]
-
-
-def _equal(a: object, b: object) -> None:
-    assert a == b
 
 
 def _shape(tensor: torch.Tensor, shape: tuple[int, ...]) -> None:

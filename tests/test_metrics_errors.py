@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, good, ids, run
+from _cases import Case, bad, equal, good, ids, run
 
 from torch_absld import ClassAccuracy, class_accuracy_summary, worst_class_count
 
@@ -44,7 +44,7 @@ CASES: list[Case] = [
     good(
         "process_group=False",
         lambda: _updated(process_group=False).compute(),
-        lambda r: _equal(r.per_class, [1.0, 1.0, 0.5]),
+        lambda r: equal(r.per_class, [1.0, 1.0, 0.5]),
     ),
     *(
         good(f"labels {dtype}", lambda dtype=dtype: _updated(target=torch.tensor(LABELS, dtype=dtype)), RIGHT)
@@ -106,28 +106,24 @@ CASES: list[Case] = [
     good(
         "summary numpy counts",
         lambda: class_accuracy_summary(np.array([1, 2]), np.array([2, 2])),
-        lambda r: _equal(r.per_class, [0.5, 1.0]),
+        lambda r: equal(r.per_class, [0.5, 1.0]),
     ),  # type: ignore[arg-type]
     good(
         "summary uint8 tensor",
         lambda: class_accuracy_summary(torch.tensor([1, 2], dtype=torch.uint8), torch.tensor([2, 2])),
-        lambda r: _equal(r.per_class, [0.5, 1.0]),
+        lambda r: equal(r.per_class, [0.5, 1.0]),
     ),
     # worst_class_count
     bad("worst fraction 1.5", ValueError, r"`worst_fraction` in \(0, 1\]", lambda: worst_class_count(10, 1.5)),
     bad("worst fraction 'a'", TypeError, "`worst_fraction` to be a float", lambda: worst_class_count(10, "a")),  # type: ignore[arg-type]
     bad("worst fraction nan", ValueError, r"`worst_fraction` in \(0, 1\]", lambda: worst_class_count(10, float("nan"))),
-    good("worst fraction np.float64", lambda: worst_class_count(30, np.float64(0.1)), lambda k: _equal(k, 3)),
-    good("worst count np.int64 classes", lambda: worst_class_count(np.int64(100)), lambda k: _equal(k, 10)),
+    good("worst fraction np.float64", lambda: worst_class_count(30, np.float64(0.1)), lambda k: equal(k, 3)),
+    good("worst count np.int64 classes", lambda: worst_class_count(np.int64(100)), lambda k: equal(k, 10)),
 ]
 
 
 def _is_int(value: object) -> None:
     assert type(value) is int
-
-
-def _equal(a: object, b: object) -> None:
-    assert a == b
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _cases import Case, bad, good, ids, rejected_load, run
+from _cases import Case, bad, equal, good, ids, rejected_load, run
 
 from torch_absld.multipliers import FRLMultipliers, frl_class_weights, frl_multiplier_update
 
@@ -58,7 +58,7 @@ def _close(want: torch.Tensor):
 CASES: list[Case] = [
     # options
     good(
-        "threshold a list", lambda: FRLMultipliers(C, threshold=[0.05, 0.1]).threshold, lambda t: _equal(t, (0.05, 0.1))
+        "threshold a list", lambda: FRLMultipliers(C, threshold=[0.05, 0.1]).threshold, lambda t: equal(t, (0.05, 0.1))
     ),
     bad("threshold<0", ValueError, r"`threshold` in \[0, 1\]", lambda: FRLMultipliers(C, threshold=-0.05)),
     bad("threshold 1.5", ValueError, r"`threshold` in \[0, 1\]", lambda: FRLMultipliers(C, threshold=(0.05, 1.5))),
@@ -73,11 +73,11 @@ CASES: list[Case] = [
     bad("eps_rate=nan", ValueError, "`eps_rate` to be finite", lambda: FRLMultipliers(C, eps_rate=float("nan"))),
     bad("limit 2", ValueError, r"`limit` in \[0, 1\]", lambda: FRLMultipliers(C, limit=2.0)),
     bad("halve_every=0", ValueError, "`halve_every` to be an int >= 1", lambda: FRLMultipliers(C, halve_every=0)),
-    good("halve_every=None", lambda: FRLMultipliers(C, halve_every=None).rate_at(80), lambda r: _equal(r, 0.05)),
+    good("halve_every=None", lambda: FRLMultipliers(C, halve_every=None).rate_at(80), lambda r: equal(r, 0.05)),
     good(
         "process_group=False",
         lambda: FRLMultipliers(C, process_group=False, begin_epoch=5).step(),
-        lambda s: _equal(s.tolist(), [1.0] * C),
+        lambda s: equal(s.tolist(), [1.0] * C),
     ),
     # record: a validation batch
     good(
@@ -207,10 +207,6 @@ CASES: list[Case] = [
         lambda: _load(multipliers=T([[0.1, 0.0, 0.0], [0.0] * 3, [-0.5, 0.2, 0.0]], dtype=torch.float64)),
     ),
 ]
-
-
-def _equal(a: object, b: object) -> None:
-    assert a == b
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, good, ids, run
+from _cases import Case, bad, equal, good, ids, run
 
 from torch_absld import Normalize
 
@@ -21,12 +21,12 @@ CASES: list[Case] = [
     good(
         "numpy statistics",
         lambda: Normalize(np.array([0.5, 0.5]), np.array([0.25, 0.25])),
-        lambda n: _equal(n.num_channels, 2),
+        lambda n: equal(n.num_channels, 2),
     ),  # type: ignore[arg-type]
     good(
         "numpy float items",
         lambda: Normalize([np.float32(0.5)], [np.float64(0.25)]),
-        lambda n: _equal(n.num_channels, 1),
+        lambda n: equal(n.num_channels, 1),
     ),
     bad(
         "input int",
@@ -42,10 +42,6 @@ CASES: list[Case] = [
     ),
     bad("input 1-D", ValueError, r"`input` of shape \(N, 1, ...\)", lambda: Normalize((0.5,), (0.5,))(torch.rand(4))),
 ]
-
-
-def _equal(a: object, b: object) -> None:
-    assert a == b
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, good, ids, run
+from _cases import Case, bad, equal, good, identical, ids, run
 from torch import nn
 
 from torch_absld import PGDConfig
@@ -51,12 +51,12 @@ CASES: list[Case] = [
     good(
         "correct by hand",
         lambda: class_correct(CLEAN, ROBUST, T([0, 1, 2])),
-        lambda out: _same(out, T([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)),
+        lambda out: identical(out, T([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)),
     ),
     good(
         "correct uint8 labels",
         lambda: class_correct(CLEAN, ROBUST, T([0, 1, 2], dtype=torch.uint8)),
-        lambda out: _same(out, class_correct(CLEAN, ROBUST, T([0, 1, 2]))),
+        lambda out: identical(out, class_correct(CLEAN, ROBUST, T([0, 1, 2]))),
     ),
     bad(
         "correct logits 1-D",
@@ -89,14 +89,14 @@ CASES: list[Case] = [
         lambda: class_correct(CLEAN, ROBUST, T([0, 1, 3])),
     ),
     # the pass
-    good("pass counts the samples", lambda: _pass([_batch(4), _batch(2)]), lambda out: _equal(out[0], 6)),  # type: ignore[index]
-    good("pass an empty batch", lambda: _pass([_batch(0)]), lambda out: _equal(out[0], 0)),  # type: ignore[index]
+    good("pass counts the samples", lambda: _pass([_batch(4), _batch(2)]), lambda out: equal(out[0], 6)),  # type: ignore[index]
+    good("pass an empty batch", lambda: _pass([_batch(0)]), lambda out: equal(out[0], 0)),  # type: ignore[index]
     good(
         "pass uint8 labels",
         lambda: _pass([_batch(labels=T([0, 1, 2, 0], dtype=torch.uint8))]),
-        lambda out: _same(out[1][0], _pass()[1][0]),  # type: ignore[index]
+        lambda out: identical(out[1][0], _pass()[1][0]),  # type: ignore[index]
     ),
-    good("pass seed=np.int64", lambda: _pass(seed=np.int64(3)), lambda out: _equal(out[0], 4)),  # type: ignore[index]
+    good("pass seed=np.int64", lambda: _pass(seed=np.int64(3)), lambda out: equal(out[0], 4)),  # type: ignore[index]
     bad("pass config a dict", TypeError, "`config` to be a PGDConfig", lambda: _pass(config={"eps": 0.1})),
     bad(
         "pass config with a normal start",
@@ -121,14 +121,6 @@ CASES: list[Case] = [
         lambda: _pass(batches=[_batch(labels=T([0, 1, 2, 3]))]),
     ),
 ]
-
-
-def _equal(a: object, b: object) -> None:
-    assert a == b
-
-
-def _same(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))
