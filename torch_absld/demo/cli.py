@@ -70,7 +70,7 @@ def _commands() -> dict[str, _Command]:
             "default) and ABSLD with the paper's separate temperatures. Evaluate every student class by class "
             "(clean, FGSM, PGD-20, CW-inf, APGD-CE + APGD-T) at its best and last epoch, compare each method with "
             "RSLAD seed by seed (mean, 95%% confidence interval, sign test) and write report.md, results.json "
-            "and plots. The default run took 3.5 to 4 minutes on 2 CPU cores.",
+            "and plots. The default run took 2.5 to 4 minutes on 2 CPU cores.",
             None,
         ),
         "compare": _Command(
