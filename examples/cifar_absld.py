@@ -56,7 +56,7 @@ from torch_absld import (
     load_weights,
 )
 from torch_absld.loss import DEFAULT_COUPLING
-from torch_absld.precision import settings_from_flags
+from torch_absld.precision import add_precision_flags, settings_from_flags
 
 # --------------------------------------------------------------------------------------------
 # Models: CIFAR variants (3x3 stem, no max-pool) of ResNet-18 and MobileNet-v2, and the
@@ -330,21 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attack-steps", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and after the last)")
     p.add_argument("--eval-pgd-steps", type=int, default=20)
-    p.add_argument(
-        "--amp",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        default="auto",
-        help="'auto' (default): bf16 where the device runs it natively, else fp16 on GPUs with tensor cores, else fp32",
-    )
+    add_precision_flags(p)  # --amp, --channels-last
     p.add_argument("--compile", action="store_true", help="torch.compile the student, teacher and attack step")
-    p.add_argument(
-        "--channels-last",
-        nargs="?",
-        const="on",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="channels_last tensors: 'auto' (default: where they pay), 'on' (also the bare flag) or 'off'",
-    )
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)

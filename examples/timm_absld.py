@@ -46,7 +46,7 @@ from torch_absld import (
     follow_optimizer_lr,
     load_weights,
 )
-from torch_absld.precision import settings_from_flags
+from torch_absld.precision import add_precision_flags, settings_from_flags
 
 SMOKE = {
     "synthetic": True,
@@ -95,21 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", type=float, default=8 / 255)
     p.add_argument("--attack-steps", type=int, default=10)
     p.add_argument("--eval-pgd-steps", type=int, default=20)
-    p.add_argument(
-        "--amp",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        default="auto",
-        help="'auto' (default): bf16 where the device runs it natively, else fp16 on GPUs with tensor cores, else fp32",
-    )
+    add_precision_flags(p)  # --amp, --channels-last
     p.add_argument("--compile", action="store_true")
-    p.add_argument(
-        "--channels-last",
-        nargs="?",
-        const="on",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="channels_last tensors: 'auto' (default: where they pay), 'on' (also the bare flag) or 'off'",
-    )
     p.add_argument("--device", default=None)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)

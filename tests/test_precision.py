@@ -334,3 +334,33 @@ def test_settings_from_flags_auto_follows_fastest_settings(monkeypatch):
     precision, channels_last, reason = settings_from_flags("auto", "off", "cpu")
     assert (precision, channels_last) == ("bfloat16", False)
     assert reason == fastest_settings("cpu").reason
+
+
+@pytest.mark.parametrize(
+    ("argv", "amp", "channels_last"),
+    [
+        ([], "auto", "auto"),
+        (["--channels-last"], "auto", "on"),
+        (["--amp", "bf16", "--channels-last", "off"], "bf16", "off"),
+        (["--amp", "fp16"], "fp16", "auto"),
+    ],
+)
+def test_precision_flags_parse_what_settings_from_flags_takes(argv, amp, channels_last):
+    import argparse
+
+    from torch_absld.precision import add_precision_flags, settings_from_flags
+
+    args = add_precision_flags(argparse.ArgumentParser()).parse_args(argv)
+    assert (args.amp, args.channels_last) == (amp, channels_last)
+    expected = {"auto": fastest_settings("cpu").channels_last, "on": True, "off": False}[channels_last]
+    assert settings_from_flags(args.amp, args.channels_last, "cpu")[1] is expected
+
+
+def test_precision_flags_reject_an_unknown_value():
+    import argparse
+
+    from torch_absld.precision import add_precision_flags
+
+    parser = add_precision_flags(argparse.ArgumentParser(exit_on_error=False))
+    with pytest.raises(argparse.ArgumentError, match="invalid choice: 'half'"):
+        parser.parse_args(["--amp", "half"])

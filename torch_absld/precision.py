@@ -16,6 +16,7 @@ decision uses torch's own capability checks (``torch.cpu.get_capabilities()``, o
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -32,6 +33,7 @@ __all__ = [
     "BF16Support",
     "DeviceSettings",
     "Precision",
+    "add_precision_flags",
     "bf16_support",
     "fastest_settings",
     "precision_scope",
@@ -172,6 +174,35 @@ def fastest_settings(device: torch.device | str | None = None, *, allow_fp16: bo
 
 AMP_FLAGS: dict[str, Precision] = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 """The ``--amp`` values of a command line (besides ``"auto"``) and the precision each means."""
+
+
+def add_precision_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--amp {auto,fp32,bf16,fp16}`` and ``--channels-last [{auto,on,off}]`` to ``parser``.
+
+    Both default to ``"auto"``; a bare ``--channels-last`` means ``"on"``. Resolve them with
+    :func:`settings_from_flags` (``settings_from_flags(args.amp, args.channels_last, device)``).
+
+    Example:
+        >>> import argparse
+        >>> args = add_precision_flags(argparse.ArgumentParser()).parse_args(["--channels-last"])
+        >>> args.amp, args.channels_last
+        ('auto', 'on')
+    """
+    parser.add_argument(
+        "--amp",
+        choices=["auto", *AMP_FLAGS],
+        default="auto",
+        help="'auto' (default): bf16 where the device runs it natively, else fp16 on GPUs with tensor cores, else fp32",
+    )
+    parser.add_argument(
+        "--channels-last",
+        nargs="?",
+        const="on",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="channels_last tensors: 'auto' (default: where they pay), 'on' (also the bare flag) or 'off'",
+    )
+    return parser
 
 
 def settings_from_flags(
