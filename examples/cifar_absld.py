@@ -56,7 +56,7 @@ from torch_absld import (
     load_weights,
 )
 from torch_absld.loss import DEFAULT_COUPLING
-from torch_absld.precision import add_precision_flags, settings_from_flags
+from torch_absld.precision_flags import add_precision_flags, settings_from_flags
 
 # --------------------------------------------------------------------------------------------
 # Models: CIFAR variants (3x3 stem, no max-pool) of ResNet-18 and MobileNet-v2, and the

@@ -46,7 +46,7 @@ from torch_absld import (
     follow_optimizer_lr,
     load_weights,
 )
-from torch_absld.precision import add_precision_flags, settings_from_flags
+from torch_absld.precision_flags import add_precision_flags, settings_from_flags
 
 SMOKE = {
     "synthetic": True,

@@ -13,6 +13,7 @@ from types import ModuleType
 
 import pytest
 import torch
+from _cpus import emulating_cpu, native_cpu
 from torch.testing import assert_close
 
 from torch_absld import fastest_settings
@@ -237,9 +238,7 @@ def test_timm_smoke_bf16(tmp_path, quiet_torch):
     ],
 )
 def test_amp_auto_resolves_from_the_capability_checks(monkeypatch, name, native, argv, want):
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": native, "amx_bf16": False})
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    (native_cpu if native else emulating_cpu)(monkeypatch)
     example = _load(name)
     parser = example.build_parser()
     args = parser.parse_args(["--synthetic", *argv])

@@ -29,6 +29,7 @@ CORE = [
     "normalize.py",
     "weights.py",
     "precision.py",
+    "precision_flags.py",
     "attack",
     "_internal",
 ]

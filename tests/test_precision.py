@@ -6,46 +6,14 @@ import warnings
 
 import pytest
 import torch
+from _cpus import emulating_cpu, mock_cpu, mock_gpu, native_cpu
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
-import torch_absld.precision as precision
 from torch_absld import ABSLDDistiller, bf16_support, fastest_settings
 from torch_absld.precision import precision_scope, warn_if_emulated
 
 C = 5
-
-
-def _cpu(
-    monkeypatch: pytest.MonkeyPatch,
-    *,
-    onednn: bool = True,
-    onednn_bf16: bool = True,
-    avx512_bf16: bool = False,
-    amx_bf16: bool = False,
-    machine: str = "x86_64",
-) -> None:
-    """A CPU as torch's capability checks describe it."""
-    capabilities = {"avx512_f": onednn_bf16, "avx512_bf16": avx512_bf16, "amx_tile": amx_bf16, "amx_bf16": amx_bf16}
-    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: onednn)
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn_bf16)
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
-    monkeypatch.setattr(precision.platform, "machine", lambda: machine)
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-
-
-def _emulating_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    _cpu(monkeypatch, onednn_bf16=True, avx512_bf16=False)  # an AVX-512 Xeon of 2017-2021
-
-
-def _native_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    _cpu(monkeypatch, onednn_bf16=True, avx512_bf16=True)  # e.g. AMD Zen 4, Intel Cooper Lake
-
-
-def _gpu(monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int]) -> None:
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    monkeypatch.setattr(torch.version, "hip", None)
 
 
 # The CPU decision ---------------------------------------------------------------------------------
@@ -66,14 +34,14 @@ def _gpu(monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int]) -> None:
     ],
 )
 def test_cpu_bf16_support_follows_torch_capability_checks(monkeypatch, cpu, native, reason):
-    _cpu(monkeypatch, **cpu)
+    mock_cpu(monkeypatch, **cpu)
     support = bf16_support("cpu")
     assert support.native is native
     assert reason in support.reason
 
 
 def test_auto_picks_float32_where_bf16_is_emulated(monkeypatch):
-    _emulating_cpu(monkeypatch)
+    emulating_cpu(monkeypatch)
     settings = fastest_settings("cpu")
     assert settings.dtype == torch.float32
     assert settings.memory_format == torch.channels_last
@@ -83,7 +51,7 @@ def test_auto_picks_float32_where_bf16_is_emulated(monkeypatch):
 
 
 def test_auto_picks_bf16_where_it_is_native(monkeypatch):
-    _native_cpu(monkeypatch)
+    native_cpu(monkeypatch)
     settings = fastest_settings("cpu")
     assert settings.dtype == torch.bfloat16
     assert settings.channels_last
@@ -91,14 +59,14 @@ def test_auto_picks_bf16_where_it_is_native(monkeypatch):
 
 
 def test_auto_without_onednn_keeps_the_layout(monkeypatch):
-    _cpu(monkeypatch, onednn=False)
+    mock_cpu(monkeypatch, onednn=False)
     settings = fastest_settings("cpu")
     assert (settings.dtype, settings.memory_format) == (torch.float32, torch.contiguous_format)
 
 
 @pytest.mark.parametrize(("limit", "native"), [("AVX512_CORE", False), ("avx2", False), ("ALL", True), ("", True)])
 def test_onednn_isa_limit_hides_native_bf16(monkeypatch, limit, native):
-    _native_cpu(monkeypatch)
+    native_cpu(monkeypatch)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
     assert bf16_support("cpu").native is native
     assert fastest_settings("cpu").dtype == (torch.bfloat16 if native else torch.float32)
@@ -107,7 +75,7 @@ def test_onednn_isa_limit_hides_native_bf16(monkeypatch, limit, native):
 
 
 def test_older_torch_without_get_capabilities(monkeypatch):
-    _cpu(monkeypatch)
+    mock_cpu(monkeypatch)
     monkeypatch.delattr(torch.cpu, "get_capabilities")
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
@@ -138,7 +106,7 @@ def test_this_machine_agrees_with_torch():
     ],
 )
 def test_cuda_settings_follow_the_compute_capability(monkeypatch, capability, allow_fp16, dtype, memory_format):
-    _gpu(monkeypatch, capability)
+    mock_gpu(monkeypatch, capability)
     settings = fastest_settings("cuda:0", allow_fp16=allow_fp16)
     assert settings.device == torch.device("cuda:0")
     assert (settings.dtype, settings.memory_format) == (dtype, memory_format)
@@ -162,7 +130,7 @@ def test_unknown_device_is_float32():
 
 
 def test_forcing_bf16_on_an_emulating_cpu_warns(monkeypatch):
-    _emulating_cpu(monkeypatch)
+    emulating_cpu(monkeypatch)
     expected = r"bfloat16 autocast on cpu is not native here \(AVX-512 CPU without"
     with pytest.warns(UserWarning, match=expected) as record:
         assert warn_if_emulated("cpu", torch.bfloat16)
@@ -171,7 +139,7 @@ def test_forcing_bf16_on_an_emulating_cpu_warns(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_no_warning_for_float32_or_native_bf16(monkeypatch, dtype):
-    _native_cpu(monkeypatch)
+    native_cpu(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not warn_if_emulated("cpu", dtype)
@@ -181,15 +149,15 @@ def test_fp16_warnings(monkeypatch):
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: False)
     with pytest.warns(UserWarning, match="float16 autocast on cpu is not native"):
         warn_if_emulated("cpu", torch.float16)
-    _gpu(monkeypatch, (6, 1))
+    mock_gpu(monkeypatch, (6, 1))
     with pytest.warns(UserWarning, match=r"compute capability 6.1 < 7.0"):
         warn_if_emulated("cuda", torch.float16)
-    _gpu(monkeypatch, (7, 0))
+    mock_gpu(monkeypatch, (7, 0))
     assert not warn_if_emulated("cuda", torch.float16)
 
 
 def test_precision_scope(monkeypatch):
-    _native_cpu(monkeypatch)
+    native_cpu(monkeypatch)
     x = torch.rand(2, 3, 4, 4)
     same, context = precision_scope(None, x)
     assert same is x
@@ -224,7 +192,7 @@ def _distiller(**kwargs: object) -> ABSLDDistiller:
 
 
 def test_distiller_auto_runs_float32_where_bf16_is_emulated(monkeypatch):
-    _emulating_cpu(monkeypatch)
+    emulating_cpu(monkeypatch)
     x, y = tiny_batch(8, C, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -238,7 +206,7 @@ def test_distiller_auto_runs_float32_where_bf16_is_emulated(monkeypatch):
 
 
 def test_distiller_auto_runs_bf16_where_it_is_native(monkeypatch):
-    _native_cpu(monkeypatch)
+    native_cpu(monkeypatch)
     x, y = tiny_batch(8, C, seed=0)
     out = _distiller(precision="auto")(x, y)
     assert out.student_adv_logits.dtype == torch.bfloat16
@@ -248,7 +216,7 @@ def test_distiller_auto_runs_bf16_where_it_is_native(monkeypatch):
 
 
 def test_distiller_warns_when_bf16_is_forced_on_an_emulating_cpu(monkeypatch):
-    _emulating_cpu(monkeypatch)
+    emulating_cpu(monkeypatch)
     x, y = tiny_batch(8, C, seed=0)
     distiller = _distiller(precision="bfloat16")
     with pytest.warns(UserWarning, match="bfloat16 autocast on cpu is not native") as record:
@@ -262,7 +230,7 @@ def test_distiller_warns_when_bf16_is_forced_on_an_emulating_cpu(monkeypatch):
 
 
 def test_distiller_float32_overrides_the_callers_autocast(monkeypatch):
-    _native_cpu(monkeypatch)
+    native_cpu(monkeypatch)
     x, y = tiny_batch(8, C, seed=0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = _distiller(precision="float32")(x, y)
@@ -285,7 +253,7 @@ def test_the_registry_passes_precision_through():
 
 
 @pytest.mark.parametrize("name", ["sat", "trades", "ard", "rslad", "adaad", "frl", "bat", "cfa", "fair-ard", "absld"])
-@pytest.mark.parametrize(("cpu", "dtype"), [(_native_cpu, torch.bfloat16), (_emulating_cpu, torch.float32)])
+@pytest.mark.parametrize(("cpu", "dtype"), [(native_cpu, torch.bfloat16), (emulating_cpu, torch.float32)])
 def test_every_method_runs_in_its_precision(monkeypatch, name, cpu, dtype):
     from torch_absld import methods
 
@@ -312,55 +280,3 @@ def test_precision_scope_leaves_devices_without_autocast_alone(choice):
     assert same is x
     with context:
         assert not torch.is_autocast_enabled("cpu")
-
-
-def test_settings_from_flags_names_a_bad_flag():
-    from torch_absld.precision import settings_from_flags
-
-    with pytest.raises(ValueError, match=r"Expected `amp` to be one of 'auto', 'fp32', 'bf16', 'fp16', but got 'half'"):
-        settings_from_flags("half", "auto", "cpu")
-    expected = r"Expected `channels_last` to be 'auto', 'on', 'off' or a bool, but got 'yes'"
-    with pytest.raises(ValueError, match=expected):
-        settings_from_flags("auto", "yes", "cpu")
-
-
-def test_settings_from_flags_auto_follows_fastest_settings(monkeypatch):
-    from torch_absld.precision import settings_from_flags
-
-    _emulating_cpu(monkeypatch)
-    assert settings_from_flags("auto", "auto", "cpu")[:2] == ("float32", True)
-    assert settings_from_flags("bf16", False, "cpu")[:2] == ("bfloat16", False)
-    _native_cpu(monkeypatch)
-    precision, channels_last, reason = settings_from_flags("auto", "off", "cpu")
-    assert (precision, channels_last) == ("bfloat16", False)
-    assert reason == fastest_settings("cpu").reason
-
-
-@pytest.mark.parametrize(
-    ("argv", "amp", "channels_last"),
-    [
-        ([], "auto", "auto"),
-        (["--channels-last"], "auto", "on"),
-        (["--amp", "bf16", "--channels-last", "off"], "bf16", "off"),
-        (["--amp", "fp16"], "fp16", "auto"),
-    ],
-)
-def test_precision_flags_parse_what_settings_from_flags_takes(argv, amp, channels_last):
-    import argparse
-
-    from torch_absld.precision import add_precision_flags, settings_from_flags
-
-    args = add_precision_flags(argparse.ArgumentParser()).parse_args(argv)
-    assert (args.amp, args.channels_last) == (amp, channels_last)
-    expected = {"auto": fastest_settings("cpu").channels_last, "on": True, "off": False}[channels_last]
-    assert settings_from_flags(args.amp, args.channels_last, "cpu")[1] is expected
-
-
-def test_precision_flags_reject_an_unknown_value():
-    import argparse
-
-    from torch_absld.precision import add_precision_flags
-
-    parser = add_precision_flags(argparse.ArgumentParser(exit_on_error=False))
-    with pytest.raises(argparse.ArgumentError, match="invalid choice: 'half'"):
-        parser.parse_args(["--amp", "half"])
