@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
 import torch_absld
-from torch_absld._internal.compat import MOVED_MODULES
 
 PACKAGE = Path(torch_absld.__file__).parent
 CORE = [
@@ -109,55 +110,26 @@ def test_public_names_are_sorted_and_importable():
     assert torch_absld.methods.__all__ == sorted(torch_absld.methods.__all__)
 
 
-@pytest.mark.parametrize("module", [torch_absld, torch_absld.attack])
-@pytest.mark.parametrize(
-    ("name", "new"),
-    [
-        ("pgd_step", "torch_absld.attack.engine._pgd_step"),
-        ("compiled_pgd_step", "torch_absld.attack.engine._compiled_pgd_step"),
-        ("trace_input_gradients", "torch_absld._internal.compile.trace_input_gradients"),
-        ("unwrap_model", "torch_absld._internal.modules.unwrap_model"),
-    ],
-)
-def test_private_helpers_of_0_1_still_import_with_a_warning(module, name, new):
-    assert name not in module.__all__
-    with pytest.warns(DeprecationWarning, match=rf"`{module.__name__}.{name}` is private"):
-        value = getattr(module, name)
-    new_module, new_name = new.rsplit(".", 1)
-    assert value is getattr(sys.modules[new_module], new_name)
-    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
-        module.no_such_name
-
-
-def test_0_1_module_paths_still_import_with_a_warning():
-    # In a fresh interpreter: a path imported once stays in sys.modules and warns no more.
-    code = """
-import importlib, json, warnings
-import torch_absld
-from torch_absld._internal.compat import MOVED_MODULES
-out = {}
-for old, new in MOVED_MODULES.items():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        attribute = getattr(torch_absld, old.rsplit(".", 1)[1])  # torch_absld.metrics without an import
-        module = importlib.import_module(old)
-    out[old] = [module is importlib.import_module(new), attribute is module, [str(w.message) for w in caught]]
-from torch_absld.metrics import ClassAccuracy
-from torch_absld.distiller import ABSLDDistiller
-from torch_absld.hooks import follow_optimizer_lr
-out["same objects"] = [ClassAccuracy is torch_absld.ClassAccuracy, ABSLDDistiller is torch_absld.ABSLDDistiller,
-                       follow_optimizer_lr is torch_absld.follow_optimizer_lr]
-print(json.dumps(out))
-"""
+def test_import_is_cheap_no_dynamo_no_import_hook():
+    code = (
+        "import sys, json, torch; before = list(sys.meta_path); import torch_absld; "
+        "print(json.dumps(['torch._dynamo' in sys.modules, [type(f).__module__ for f in sys.meta_path if f not in before]]))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    out = json.loads(result.stdout)
-    assert out.pop("same objects") == [True, True, True]
-    assert set(out) == set(MOVED_MODULES)
-    for old, (same, attribute_same, messages) in out.items():
-        assert same, old
-        assert attribute_same, old
-        assert messages, old
-        assert all(f"`{old}` moved to `{MOVED_MODULES[old]}`" in message for message in messages), messages
+    dynamo_loaded, added_finders = json.loads(result.stdout)
+    assert dynamo_loaded is False
+    assert added_finders == []
+
+
+def test_constant_mark_is_the_one_torch_compiler_sets():
+    from torch_absld import precision
+
+    def probe():
+        return 1
+
+    torch.compiler.assume_constant_result(probe)
+    marked = {name for name in vars(probe) if name.startswith("_dynamo")}
+    assert marked and all(getattr(precision._cpu_bf16, name) is True for name in marked)
 
 
 def test_the_evaluation_package_keeps_the_0_1_module_names():

@@ -15,9 +15,6 @@ The package has four parts (see the contributing guide for the arrows between th
 
 from __future__ import annotations
 
-from typing import Any
-
-from ._internal.compat import deprecated_attribute, install_module_aliases
 from .attack import KLPGDAttack as KLPGDAttack
 from .attack import PGDConfig as PGDConfig
 from .attack import attack_objective as attack_objective
@@ -138,10 +135,3 @@ __all__ = [
     "vulnerability_weights",
     "worst_class_count",
 ]
-
-install_module_aliases()
-
-
-def __getattr__(name: str) -> Any:
-    """Deprecated 0.1 names (``pgd_step``, ...) and module paths (``torch_absld.metrics``, ...)."""
-    return deprecated_attribute(__name__, name)

@@ -22,10 +22,10 @@ from ._internal.checks import (
     check_integer,
     check_logits,
     check_positive,
+    raise_first,
     values_checkable,
 )
 from ._internal.modules import loaded_tensor
-from ._internal.value_checks import raise_first
 from .stats import ClassStatistics, class_means
 
 __all__ = ["CalibratedEpsilon", "CalibrationOptions", "ClassEpsilon", "class_calibration"]

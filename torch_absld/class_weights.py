@@ -9,9 +9,15 @@ import torch
 from torch import Tensor
 from typing_extensions import Self
 
-from ._internal.checks import ProcessGroupArg, check_positive, values_checkable
+from ._internal.checks import (
+    ProcessGroupArg,
+    ValueCheck,
+    check_positive,
+    label_range_flag,
+    raise_first,
+    values_checkable,
+)
 from ._internal.modules import loaded_tensor
-from ._internal.value_checks import ValueCheck, label_range_flag, raise_first
 from .stats import ClassStatistics, class_means
 
 __all__ = ["VulnerabilityWeights", "vulnerability_weights"]

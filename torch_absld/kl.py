@@ -17,18 +17,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._internal.checks import (
+    ValueCheck,
     at_least_float32,
     check_choice,
     check_device,
     check_logits,
     check_positive,
-    values_checkable,
-)
-from ._internal.value_checks import (
-    ValueCheck,
     logit_flag,
     raise_first,
     temperature_flag,
+    values_checkable,
 )
 
 __all__ = ["Reduction", "soft_label_kl", "soft_labels"]

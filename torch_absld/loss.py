@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ._internal.checks import (
     ProcessGroupArg,
+    ValueCheck,
     at_least_float32,
     check_bool,
     check_choice,
@@ -21,10 +22,13 @@ from ._internal.checks import (
     check_num_classes,
     check_positive,
     check_unit_interval,
+    label_range_flag,
+    logit_flag,
+    raise_first,
+    temperature_flag,
     values_checkable,
 )
 from ._internal.modules import check_state_first
-from ._internal.value_checks import ValueCheck, label_range_flag, logit_flag, raise_first, temperature_flag
 from .kl import REDUCTIONS, Reduction, kl_terms, scaled_softmax, soft_label_kl, soft_labels
 from .temperature import ClassTemperatureController, RiskReduction
 

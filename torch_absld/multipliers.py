@@ -10,9 +10,8 @@ import torch.distributed as dist
 from torch import Tensor
 from typing_extensions import TypedDict
 
-from ._internal.checks import ProcessGroupArg, check_integer, check_positive, check_unit_interval
+from ._internal.checks import ProcessGroupArg, check_integer, check_positive, check_unit_interval, raise_first
 from ._internal.distributed import all_reduce_sum, is_distributed
-from ._internal.value_checks import raise_first
 from .class_eps import ClassEpsilon
 from .validation import record_correct
 

@@ -24,7 +24,7 @@ import platform
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias, TypeVar, cast
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import torch
 from torch import Tensor
@@ -250,8 +250,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _constant_under_compile(fn: _F) -> _F:
-    """Let ``torch.compile`` call ``fn`` once while tracing and use its result as a constant."""
-    return cast(_F, torch.compiler.assume_constant_result(fn))  # type: ignore[no-untyped-call]
+    """Let ``torch.compile`` call ``fn`` once while tracing and use its result as a constant.
+
+    The mark ``torch.compiler.assume_constant_result`` sets, set here without importing ``torch._dynamo``.
+    """
+    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return fn
 
 
 def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[object]:

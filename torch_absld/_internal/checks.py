@@ -13,8 +13,9 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal, TypeGuard
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeGuard
 
 import torch
 import torch.distributed as dist
@@ -22,11 +23,13 @@ from torch import Tensor
 
 __all__ = [
     "ProcessGroupArg",
+    "ValueCheck",
     "at_least_float32",
     "check_bool",
     "check_choice",
     "check_device",
     "check_finite_number",
+    "check_input_and_label_values",
     "check_integer",
     "check_integer_labels",
     "check_logits",
@@ -34,8 +37,17 @@ __all__ = [
     "check_num_classes",
     "check_options",
     "check_positive",
+    "check_probabilities",
     "check_process_group",
+    "check_temperature_values",
     "check_unit_interval",
+    "defer",
+    "input_flag",
+    "label_range_flag",
+    "logit_flag",
+    "probability_flag",
+    "raise_first",
+    "temperature_flag",
     "values_checkable",
 ]
 
@@ -247,3 +259,172 @@ def check_logits_alike(named: Sequence[tuple[str, Tensor]], device: torch.device
     for name, logits in others:
         check_device(logits, first.device, name, f"`{first_name}`")
     return int(first.shape[1])
+
+
+# Value checks: each reads tensor values (a host sync); several are read back at once by raise_first.
+
+ValueCheck = tuple[Tensor, Callable[[], None]]
+"""A 0-d bool tensor (True when the values are bad) and a function that raises the error."""
+
+
+def _raise_for_inputs(clip_min: float, clip_max: float, low: float, high: float, name: str = "input") -> None:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(
+            f"Expected `{name}` to be finite, but it holds NaN or infinite values (range [{low}, {high}]). "
+            "Check the data pipeline."
+        )
+    if low < clip_min or high > clip_max:
+        raise ValueError(
+            f"Expected `{name}` values in [clip_min, clip_max] = [{clip_min}, {clip_max}], but got "
+            f"values in [{low:.4g}, {high:.4g}]. Attack in pixel space and put the "
+            "normalisation inside the model (torch_absld.Normalize)."
+        )
+
+
+def _input_bounds(input: Tensor) -> Tensor:
+    """``[min, max]`` of ``input`` as float64, NaN when any value is NaN (one reduction each)."""
+    low, high = torch.aminmax(input.detach())
+    return torch.stack([low.double(), high.double()])
+
+
+def _bad_logit_rows(logits: Tensor) -> Tensor:
+    """Whether any value is NaN or +inf, or any row is entirely -inf (no class has mass), as a 0-d tensor."""
+    detached = logits.detach()
+    bad = torch.isnan(detached) | (detached == math.inf)
+    return bad.any() | (detached == -math.inf).all(dim=1).any()
+
+
+def _raise_for_logits(name: str, verb: str = "hold") -> None:
+    raise ValueError(
+        f"Expected `{name}` to {verb} finite logits (-inf allowed to mask a class), but got NaN, +inf, or a row "
+        "that is -inf everywhere. Check the teacher and its input."
+    )
+
+
+def check_input_and_label_values(
+    input: Tensor,
+    clip_min: float,
+    clip_max: float,
+    target: Tensor,
+    num_classes: int,
+    teacher_logits: Tensor | None = None,
+) -> None:
+    r"""The value checks of one training step, read back from the device in one transfer.
+
+    The input range (and finiteness), the label range and, when given, the teacher's logits
+    (finite; -inf masks a class). ``target`` must already have passed the shape checks of
+    :func:`check_integer_labels`.
+
+    Shape:
+        - input: $(N, \dots)$ floating point
+        - target: $(N,)$ integers
+        - teacher_logits: $(N, C)$
+    """
+    if target.numel() == 0:
+        return
+    parts = [_input_bounds(input), torch.stack([value.double() for value in torch.aminmax(target)])]
+    if teacher_logits is not None:
+        parts.append(_bad_logit_rows(teacher_logits).double().reshape(1))
+    values = torch.cat(parts).tolist()
+    _raise_for_labels("target", num_classes, int(values[2]), int(values[3]))
+    _raise_for_inputs(clip_min, clip_max, values[0], values[1])
+    if teacher_logits is not None and values[4]:
+        _raise_for_logits("teacher", "return")
+
+
+def check_probabilities(probs: Tensor, name: str, *, check_values: bool) -> None:
+    """Check that ``probs`` holds one finite probability vector per row.
+
+    Shape:
+        - probs: $(N, C)$, non-negative rows summing to 1.
+    """
+    check_logits(probs, name)
+    check_device(probs, None, name, "")
+    if check_values and probs.numel() > 0:
+        raise_first([probability_flag(probs, name)])
+
+
+def probability_flag(probs: Tensor, name: str) -> ValueCheck:
+    """Whether a row of ``probs`` is not a finite probability vector, and the error."""
+    detached = probs.detach()
+    row_sums = detached.float().sum(dim=1)
+    flag = ~torch.isfinite(detached).all() | (detached < 0).any() | ((row_sums - 1).abs() > 1e-3).any()
+
+    def raise_error() -> None:
+        raise ValueError(
+            f"Expected `{name}` to hold probability vectors (finite, non-negative rows summing to 1), "
+            "but some rows are not. Pass softmax outputs, not logits."
+        )
+
+    return flag, raise_error
+
+
+def input_flag(input: Tensor, clip_min: float, clip_max: float, name: str = "input") -> ValueCheck:
+    """Whether ``input`` holds a non-finite value or one outside ``[clip_min, clip_max]``, and the error."""
+    detached = input.detach()
+    flag = ~torch.isfinite(detached).all() | (detached < clip_min).any() | (detached > clip_max).any()
+
+    def raise_error() -> None:
+        low, high = _input_bounds(input).tolist()
+        _raise_for_inputs(clip_min, clip_max, low, high, name)
+
+    return flag, raise_error
+
+
+def check_temperature_values(temperature: Any, name: str) -> None:
+    """Raise if a temperature tensor holds a value that is not finite and ``> 0`` (one host read)."""
+    valid = not isinstance(temperature, Tensor) or bool((torch.isfinite(temperature) & (temperature > 0)).all())
+    if not valid:
+        raise ValueError(
+            f"Expected `{name}` to hold finite temperatures > 0, but got {temperature.detach().cpu().tolist()}."
+        )
+
+
+_pending = threading.local()
+
+
+def defer(checks: Sequence[ValueCheck]) -> None:
+    """Keep ``checks`` to be read with the next :func:`raise_first` of this thread (no read now).
+
+    A public entry point whose result feeds the next call of a training step (``ABSLDLoss.soft_labels``
+    into the attack) defers its value checks, so that the step reads the device once.
+    """
+    if checks:
+        _pending.checks = [*getattr(_pending, "checks", ()), *checks]
+
+
+def raise_first(checks: Sequence[ValueCheck] = ()) -> None:
+    """Read the deferred flags and every flag of ``checks`` in one transfer; raise the error of the first bad one."""
+    checks = [*getattr(_pending, "checks", ()), *checks]
+    _pending.checks = []
+    if not checks:
+        return
+    device = checks[0][0].device
+    flags = torch.stack([flag.reshape(()).to(device=device, dtype=torch.bool) for flag, _ in checks]).tolist()
+    for bad, (_, raise_error) in zip(flags, checks):
+        if bad:
+            raise_error()
+
+
+def label_range_flag(target: Tensor, num_classes: int | None, name: str = "target") -> ValueCheck:
+    """Whether a label lies outside ``[0, num_classes)``, and the error (which reads the range for its message)."""
+    flag = (target < 0).any()
+    if num_classes is not None:
+        flag = flag | (target >= num_classes).any()
+
+    def raise_error() -> None:
+        low, high = (int(v) for v in torch.aminmax(target))
+        _raise_for_labels(name, num_classes, low, high)
+
+    return flag, raise_error
+
+
+def logit_flag(logits: Tensor, name: str, verb: str = "hold") -> ValueCheck:
+    """Whether ``logits`` hold NaN, +inf or a row of -inf only, and the error (``verb``: "return" for a model)."""
+    return _bad_logit_rows(logits), lambda: _raise_for_logits(name, verb)
+
+
+def temperature_flag(temperature: Tensor, name: str) -> ValueCheck:
+    """Whether a temperature is not finite or not ``> 0``, and the error."""
+    flag = ~(torch.isfinite(temperature) & (temperature > 0)).all()
+    return flag, lambda: check_temperature_values(temperature, name)

@@ -11,9 +11,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from .._internal.compat import deprecated_attribute
 from .config import AttackSettings as AttackSettings
 from .config import PGDConfig as PGDConfig
 from .config import PGDFields as PGDFields
@@ -49,7 +46,3 @@ __all__ = [
     "kl_pgd",
     "pgd",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    return deprecated_attribute(__name__, name)

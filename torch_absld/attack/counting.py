@@ -5,8 +5,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._internal.checks import check_choice, check_integer_labels, check_logits, check_positive, values_checkable
-from .._internal.value_checks import ValueCheck, label_range_flag, probability_flag, raise_first
+from .._internal.checks import (
+    ValueCheck,
+    check_choice,
+    check_integer_labels,
+    check_logits,
+    check_positive,
+    label_range_flag,
+    probability_flag,
+    raise_first,
+    values_checkable,
+)
 from .objectives import ObjectiveName, check_output_width, check_target, objective_value
 
 __all__ = ["CountingObjective"]

@@ -15,9 +15,11 @@ from .._internal.checks import (
     check_integer,
     check_integer_labels,
     check_logits,
+    label_range_flag,
+    probability_flag,
+    raise_first,
     values_checkable,
 )
-from .._internal.value_checks import label_range_flag, probability_flag, raise_first
 
 __all__ = ["EarlyStopping", "LogitsAndInput", "StopAt"]
 

@@ -12,19 +12,17 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from .._internal.checks import (
+    ValueCheck,
     at_least_float32,
     check_device,
-    values_checkable,
-)
-from .._internal.compile import compiled, trace_input_gradients
-from .._internal.modules import eval_mode, module_device, module_dtype, unwrap_model
-from .._internal.value_checks import (
-    ValueCheck,
     input_flag,
     label_range_flag,
     probability_flag,
     raise_first,
+    values_checkable,
 )
+from .._internal.compile import compiled, trace_input_gradients
+from .._internal.modules import eval_mode, module_device, module_dtype, unwrap_model
 from .config import DEFAULT_FP16_LOSS_SCALE, PGDConfig, PGDSettings, checked_fields
 from .objectives import (
     Objective,

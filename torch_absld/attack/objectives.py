@@ -16,12 +16,10 @@ from .._internal.checks import (
     check_integer_labels,
     check_logits,
     check_positive,
-    values_checkable,
-)
-from .._internal.value_checks import (
     check_probabilities,
     label_range_flag,
     raise_first,
+    values_checkable,
 )
 
 __all__ = ["Objective", "ObjectiveFn", "ObjectiveName", "attack_objective"]

@@ -18,13 +18,11 @@ from .._internal.checks import (
     check_integer_labels,
     check_num_classes,
     check_positive,
-)
-from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
-from .._internal.value_checks import (
     input_flag,
     label_range_flag,
     raise_first,
 )
+from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
 
 __all__ = ["auto_attack"]
 

@@ -11,15 +11,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._internal.checks import (
+    ValueCheck,
     at_least_float32,
     check_bool,
     check_choice,
     check_device,
     check_integer_labels,
     check_logits,
+    label_range_flag,
+    logit_flag,
+    raise_first,
     values_checkable,
 )
-from .._internal.value_checks import ValueCheck, label_range_flag, logit_flag, raise_first
 
 __all__ = [
     "SAMPLE_REDUCTIONS",

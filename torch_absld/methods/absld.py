@@ -11,13 +11,11 @@ from typing_extensions import Unpack
 
 from .._internal.checks import (
     check_bool,
+    check_input_and_label_values,
     check_num_classes,
     values_checkable,
 )
 from .._internal.modules import as_model_input
-from .._internal.value_checks import (
-    check_input_and_label_values,
-)
 from ..attack import KLPGDAttack, PGDConfig
 from ..attack.config import AttackSettings
 from ..attack.engine import configured

@@ -17,10 +17,13 @@ from .._internal.checks import (
     check_integer_labels,
     check_num_classes,
     check_options,
+    input_flag,
+    label_range_flag,
+    logit_flag,
+    raise_first,
     values_checkable,
 )
 from .._internal.modules import as_model_input, eval_mode, module_device
-from .._internal.value_checks import input_flag, label_range_flag, logit_flag, raise_first
 from ..attack import KLPGDAttack, PGDConfig
 from ..attack.config import AttackSettings
 from ..attack.engine import configured
