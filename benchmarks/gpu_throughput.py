@@ -167,7 +167,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     C = 10
     batch = args.batch if full else 4
     steps = args.steps if full else 1
-    student0 = cifar_resnet18(C, 64 if full else 4).to(device)
+    student0 = cifar_resnet18(C, 64 if full else 8).to(device)
     teacher = (wide_resnet(34, 10, C) if full else wide_resnet(10, 1, C)).to(device).eval()
     teacher_cl = copy.deepcopy(teacher).to(memory_format=torch.channels_last)
     x = torch.rand(batch, 3, 32, 32, device=device)
@@ -257,7 +257,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
             }
         )
     caption = (
-        f"ABSLD step: CIFAR ResNet-18 (width {64 if full else 4}) student, "
+        f"ABSLD step: CIFAR ResNet-18 (width {64 if full else 8}) student, "
         f"{'WideResNet-34-10' if full else 'WideResNet-10-1'} teacher, batch {batch}, {steps} attack steps, "
         f"{times.rounds} paired rounds"
     )
