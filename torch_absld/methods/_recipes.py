@@ -88,7 +88,7 @@ class Recipe:
         """
         if not 0 <= epoch < self.epochs:
             raise ValueError(f"Expected `epoch` in [0, {self.epochs}) for {self.method!r}, but got {epoch!r}.")
-        return self.lr * self._factor(epoch)
+        return round(self.lr * self._factor(epoch), 12)  # 0.01, not 0.1 * 0.1 = 0.010000000000000002
 
     def optimizer(self, params_or_model: nn.Module | Iterable[Tensor]) -> SGD:
         """``torch.optim.SGD`` with the recipe's values, decaying the parameters the script decays.
