@@ -135,161 +135,110 @@ _BAT = "silvercherry/Improving-Robust-Fairness-via-Balance-Adversarial-Training"
 
 
 # fmt: off
-def _recipe(method: str, run: tuple[Any, ...], attack: Attack, options: dict[str, Any], *notes: str) -> Recipe:
-    """``run``: the fields from ``model`` to ``schedule``, then the sources."""
-    model, teacher, epochs, batch_size, lr, momentum, nesterov, weight_decay, decay_on, schedule, sources = run
+def _recipe(method: str, run: tuple[Any, ...], attack: Attack, options: dict[str, Any], sources: dict[str, str],
+            *notes: str) -> Recipe:
+    """``run``: the fields from ``model`` to ``schedule``."""
+    model, teacher, epochs, batch_size, lr, momentum, nesterov, weight_decay, decay_on, schedule = run
     return Recipe(method, "official", model, teacher, epochs, batch_size, lr, momentum, nesterov, weight_decay,
                   decay_on, schedule, attack, MappingProxyType(options), notes, MappingProxyType(sources))
 
 
-_OFFICIAL: dict[str, Recipe] = {
-    "absld": _recipe(
-        "absld",
-        ("ResNet-18", _WRN, 300, 128, 0.1, 0.9, False, 2e-4, "all",
-         _ABSLD_SCHEDULE,
-         _at("zhaoshiji123/ABSLD/resnet18_absld_cifar10.py",
-             f"epochs=20 batch_size=21 attack.eps=22 model=51 lr,{_SGD}=54 teacher=61-62 schedule=83+173-175 "
-             "attack.step_size,attack.steps=104 options.alpha=125 options.lr=69 options.lr_milestones=173-176 "
-             "options.init_temperature=66-67 options.min_temperature=72 options.max_temperature=71 "
-             "options.coupling=96-100")
-         | _at("zhaoshiji123/ABSLD/absld_loss.py", "attack.random_start,attack.init_std=40")
-         | _at(_PAPER, "options.student_temperature=204")),
-        _NORMAL,
+_OFFICIAL: dict[str, Recipe] = {r.method: r for r in (
+    _recipe("absld", ("ResNet-18", _WRN, 300, 128, 0.1, 0.9, False, 2e-4, "all", _ABSLD_SCHEDULE), _NORMAL,
         {"alpha": 5 / 6, "lr": 0.1, "lr_milestones": (215, 260, 285), "init_temperature": 1.0,
          "min_temperature": 0.5, "max_temperature": 5.0, "student_temperature": 1.0, "coupling": "product"},
-        "lr and the temperatures' lr are multiplied by 0.1 after 1-based epochs 215, 260, 285",
-        "the two temperature vectors share storage: both terms use tau_adv[y] * tau_clean[y]",
-    ),
-    "rslad": _recipe(
-        "rslad",
-        ("ResNet-18", _WRN, 300, 128, 0.1, 0.9, False, 2e-4, "all",
-         _ABSLD_SCHEDULE,
-         _at("zibojia/RSLAD/resnet18_rslad_cifar10.py",
-             f"epochs=14 batch_size=15 attack.eps=16 model=33 lr,{_SGD}=37 teacher=41-42 schedule=47+81-83 "
-             "attack.step_size,attack.steps=56 options.alpha=63 options.temperature=59-60")
-         | _at("zibojia/RSLAD/rslad_loss.py", "attack.random_start,attack.init_std=40")),
-        _NORMAL,
+        _at("zhaoshiji123/ABSLD/resnet18_absld_cifar10.py",
+            f"epochs=20 batch_size=21 attack.eps=22 model=51 lr,{_SGD}=54 teacher=61-62 schedule=83+173-175 "
+            "attack.step_size,attack.steps=104 options.alpha=125 options.lr=69 options.lr_milestones=173-176 "
+            "options.init_temperature=66-67 options.min_temperature=72 options.max_temperature=71 "
+            "options.coupling=96-100")
+        | _at("zhaoshiji123/ABSLD/absld_loss.py", "attack.random_start,attack.init_std=40")
+        | _at(_PAPER, "options.student_temperature=204"),
+        "lr and the temperatures' lr x0.1 after 1-based epochs 215, 260, 285",
+        "the two temperature vectors share storage: both terms use tau_adv[y] * tau_clean[y]"),
+    _recipe("rslad", ("ResNet-18", _WRN, 300, 128, 0.1, 0.9, False, 2e-4, "all", _ABSLD_SCHEDULE), _NORMAL,
         {"alpha": 5 / 6, "temperature": 1.0},
-        "lr is multiplied by 0.1 after 1-based epochs 215, 260, 285: 0-based epoch 215 is the first at 0.01",
-    ),
-    "sat": _recipe(
-        "sat",
-        ("WideResNet (5 units per stage, x10)", None, 206, 128, 0.1, 0.9, False, 2e-4, "weights only",
-         ((0, 1.0), (103, 0.1), (154, 0.01)),
-         _at(f"{_MADRY}/config.json",
-             "epochs,options.iterations=11 batch_size=15 lr,schedule=16 weight_decay=17 momentum=18 "
-             "attack.eps=26 attack.steps=27 attack.step_size=28 attack.random_start=29")
-         | _at(f"{_MADRY}/train.py", "nesterov=52")
-         | _at(f"{_MADRY}/cifar10_input.py", "options.iterations_per_epoch=134-143")
-         | _at(f"{_MADRY}/model.py", "weight_decay_on=145-151 model=50-75")
-         | _at(f"{_MADRY}/pgd_attack.py", "attack.init_std=46-48")),
-        _UNIFORM,
+        _at("zibojia/RSLAD/resnet18_rslad_cifar10.py",
+            f"epochs=14 batch_size=15 attack.eps=16 model=33 lr,{_SGD}=37 teacher=41-42 schedule=47+81-83 "
+            "attack.step_size,attack.steps=56 options.alpha=63 options.temperature=59-60")
+        | _at("zibojia/RSLAD/rslad_loss.py", "attack.random_start,attack.init_std=40"),
+        "lr x0.1 after 1-based epochs 215, 260, 285: 0-based epoch 215 is the first at 0.01"),
+    _recipe("sat", ("WideResNet (5 units per stage, x10)", None, 206, 128, 0.1, 0.9, False, 2e-4, "weights only",
+                    ((0, 1.0), (103, 0.1), (154, 0.01))), _UNIFORM,
         {"iterations": 80000, "iterations_per_epoch": 390},
-        "80,000 iterations of 128, the last partial batch of each pass dropped: 390 per epoch, 206 epochs, "
-        "the last one 50 iterations long",
-        "lr 0.1 to iteration 40,000, 0.01 to 60,000: the changes fall inside epochs 102 and 153; each epoch "
-        "gets the rate of its first (and most) iterations",
-        "eps 8 and step 2 on the 0-255 scale; only conv and linear kernels are decayed (TensorFlow)",
-    ),
-    "trades": _recipe(
-        "trades",
-        ("WideResNet-34-10", None, 76, 128, 0.1, 0.9, False, 2e-4, "all", ((0, 1.0), (74, 0.1)),
-         _at("yaodongyu/TRADES/train_trades_cifar10.py",
-             "batch_size=16 epochs=20 weight_decay=22 lr=24 momentum=26 nesterov,weight_decay_on=153 "
-             "schedule=137-147+155-157 attack.eps=30 attack.steps=32 attack.step_size=34 options.beta=36 model=152")
-         | _at("yaodongyu/TRADES/trades.py", "attack.random_start,attack.init_std=31")),
-        _TRADES_ATTACK,
-        {"beta": 6.0},
-        "1-based epochs 1..76, lr x0.1 from epoch 75: the last two epochs run at 0.01; the 90 and 100 "
-        "branches are never reached",
-    ),
-    "ard": _recipe(
-        "ard",
-        ("MobileNetV2", _WRN, 200, 128, 0.1, 0.9, False, 2e-4, "all", ((0, 1.0), (100, 0.1)),
-         _at("goldblum/AdversariallyRobustDistillation/main.py",
-             f"lr=15 schedule=16-17+32-36+167-170 epochs=18 model=20 options.temperature=23 options.alpha=26 "
-             f"batch_size=49 attack.random_start=70 attack.eps=101 attack.steps=102 attack.step_size=103 {_SGD}=168")
-         | _at("goldblum/AdversariallyRobustDistillation/README.md", "teacher=18")),
-        _UNIFORM,
+        _at(f"{_MADRY}/config.json", "epochs,options.iterations=11 batch_size=15 lr,schedule=16 weight_decay=17 "
+            "momentum=18 attack.eps=26 attack.steps=27 attack.step_size=28")
+        | _at(f"{_MADRY}/train.py", "nesterov=52") | _at(f"{_MADRY}/pgd_attack.py", "attack.random_start=29+46-48")
+        | _at(f"{_MADRY}/cifar10_input.py", "options.iterations_per_epoch=134-143")
+        | _at(f"{_MADRY}/model.py", "weight_decay_on=145-151 model=50-75"),
+        "80,000 iterations, 390 an epoch (partial batch dropped): 206 epochs, the last one 50 iterations",
+        "lr changes at iterations 40,000 and 60,000, inside epochs 102 and 153: an epoch gets its first rate",
+        "eps 8 and step 2 on the 0-255 scale; weight decay on conv and linear kernels only"),
+    _recipe("trades", ("WideResNet-34-10", None, 76, 128, 0.1, 0.9, False, 2e-4, "all", ((0, 1.0), (74, 0.1))),
+        _TRADES_ATTACK, {"beta": 6.0},
+        _at("yaodongyu/TRADES/train_trades_cifar10.py",
+            "batch_size=16 epochs=20 weight_decay=22 lr=24 momentum=26 nesterov,weight_decay_on=153 "
+            "schedule=137-147+155-157 attack.eps=30 attack.steps=32 attack.step_size=34 options.beta=36 model=152")
+        | _at("yaodongyu/TRADES/trades.py", "attack.random_start,attack.init_std=31"),
+        "1-based epochs, lr x0.1 from epoch 75 of 76: the last two epochs run at 0.01"),
+    _recipe("ard", ("MobileNetV2", _WRN, 200, 128, 0.1, 0.9, False, 2e-4, "all", ((0, 1.0), (100, 0.1))), _UNIFORM,
         {"alpha": 1.0, "temperature": 30.0},
-        "adjust_learning_rate scales the initial lr, not the current one: 0.01 from epoch 100 on (150 sets 0.01 again)",
-    ),
-    "adaad": _recipe(
-        "adaad",
-        ("ResNet-18", "WideResNet-34-20 (Chen2021LTD)", 200, 128, 0.1, 0.9, False, 5e-4, "all",
-         ((0, 1.0), (100, 0.1), (150, 0.01)),
-         _at(f"{_ADAAD}/main.py",
-             "model=34 options.alpha=41 options.large_eps=49 attack.steps=50 options.large_step_size=51 epochs=58 "
-             "batch_size=59 lr=61 momentum=63 weight_decay=64 schedule=113-128+293-294+517 "
-             "nesterov,weight_decay_on=247-248")
-         | _at(f"{_ADAAD}/README.md", "teacher=57 attack.eps=58 attack.step_size=60")
-         | _at(f"{_ADAAD}/AT_helper.py", "attack.random_start,attack.init_std=27")),
-        _NORMAL,
+        _at("goldblum/AdversariallyRobustDistillation/main.py",
+            f"lr=15 schedule=16-17+32-36+167-170 epochs=18 model=20 options.temperature=23 options.alpha=26 "
+            f"batch_size=49 attack.random_start=70 attack.eps=101 attack.steps=102 attack.step_size=103 {_SGD}=168")
+        | _at("goldblum/AdversariallyRobustDistillation/README.md", "teacher=18"),
+        "adjust_learning_rate scales the initial lr: 0.01 from epoch 100 on (epoch 150 sets 0.01 again)"),
+    _recipe("adaad", ("ResNet-18", "WideResNet-34-20 (Chen2021LTD)", 200, 128, 0.1, 0.9, False, 5e-4, "all",
+                      ((0, 1.0), (100, 0.1), (150, 0.01))), _NORMAL,
         {"alpha": 1.0, "large_eps": 16 / 255, "large_step_size": 4 / 255},
-        "the README's AdaAD command trains at eps 8/255, step 2/255; the script's defaults, 16 and 4 (/255), "
-        "are its larger search radius (large_eps, large_step_size)",
-    ),
-    "fair-ard": _recipe(
-        "fair-ard",
-        ("ResNet-18", "WideResNet (path on the command line)", 200, 128, 0.1, 0.9, True, 2e-4, "all",
-         ((0, 1.0), (100, 0.1)),
-         _at("NISP-official/Fair-ARD/Fair-ARD.py",
-             "lr=13 schedule=14-15+30-34+159-164 epochs=16 model=18 teacher=19 options.temperature=21 "
-             "options.alpha=24 options.beta=25 batch_size=47 attack.random_start=63 attack.eps=100 "
-             f"attack.steps=101 attack.step_size=102 options.min_weight,options.max_weight=124 options.base=148 "
-             f"{_SGD}=160")),
-        _UNIFORM,
+        _at(f"{_ADAAD}/main.py",
+            "model=34 options.alpha=41 options.large_eps=49 attack.steps=50 options.large_step_size=51 epochs=58 "
+            "batch_size=59 lr=61 momentum=63 weight_decay=64 schedule=113-128+293-294+517 "
+            "nesterov,weight_decay_on=247-248")
+        | _at(f"{_ADAAD}/README.md", "teacher=57 attack.eps=58 attack.step_size=60")
+        | _at(f"{_ADAAD}/AT_helper.py", "attack.random_start,attack.init_std=27"),
+        "README's AdaAD command: eps 8/255, step 2/255; the script's defaults 16/255, 4/255: its larger radius"),
+    _recipe("fair-ard", ("ResNet-18", "WideResNet (path on the command line)", 200, 128, 0.1, 0.9, True, 2e-4, "all",
+                         ((0, 1.0), (100, 0.1))), _UNIFORM,
         {"base": "ard", "beta": 2.0, "alpha": 1.0, "temperature": 30.0, "min_weight": 5 / 6, "max_weight": 5 / 2},
-        "ARD's adjust_learning_rate: 0.01 from epoch 100 on",
-        "Nesterov momentum, unlike ARD",
-    ),
-    "frl": _recipe(
-        "frl",
-        ("PreAct ResNet-18, from a trained robust model", None, 40, 128, 0.001, 0.9, False, 5e-4, "all", ((0, 1.0),),
-         _at(f"{_FRL}/frlrmrw.py",
-             f"options.init=22 lr,{_SGD}=27 schedule=28+61+80 attack.eps=32 attack.steps=33 "
-             "options.validation_steps=41 options.halve_every=75-76 epochs=88 batch_size=89 options.beta=91 "
-             "model=22+92 options.threshold=93-94 options.rate=95 options.eps_rate=96 options.limit=97")
-         | _at(f"{_FRL}/utils_frl2.py", "attack.step_size=161-162 attack.random_start,attack.init_std=168")),
-        _NORMAL,
+        _at("NISP-official/Fair-ARD/Fair-ARD.py",
+            "lr=13 schedule=14-15+30-34+159-164 epochs=16 model=18 teacher=19 options.temperature=21 "
+            "options.alpha=24 options.beta=25 batch_size=47 attack.random_start=63 attack.eps=100 "
+            f"attack.steps=101 attack.step_size=102 options.min_weight,options.max_weight=124 options.base=148 "
+            f"{_SGD}=160"),
+        "ARD's adjust_learning_rate: 0.01 from epoch 100 on; Nesterov momentum, unlike ARD"),
+    _recipe("frl", ("PreAct ResNet-18, from a trained robust model", None, 40, 128, 0.001, 0.9, False, 5e-4, "all",
+                    ((0, 1.0),)), _NORMAL,
         {"init": "hot_start.pt", "threshold": 0.07, "beta": 1.5, "rate": 0.05, "halve_every": 40, "eps_rate": 0.2,
          "limit": 0.5, "validation_steps": 20},
-        "fine-tunes hot_start.pt, a trained robust model, for 40 epochs",
-        "MultiStepLR([40, 80]) stepped with step(epoch) after each 1-based epoch: lr stays 0.001",
-        "radius scale clamp(exp(2 lambda), 0.98, 3) per class; step = the batch's largest radius / 4",
-        "rate halves before 1-based epoch 40 (the last); validation: the last 300 images of each class",
-    ),
-    "cfa": _recipe(
-        "cfa",
-        ("PreAct ResNet-18", None, 200, 128, 0.1, 0.9, False, 5e-4, "all",
-         ((0, 1.0), (100, 0.1), (150, 0.01)),
-         _at("PKU-ML/CFA/train.py",
-             "model=21 lr=22 options.mode=23 attack.eps=25 attack.steps=26 attack.step_size=27 options.beta=30 "
-             "options.ccm=36 options.ccr=37 options.lambda_eps=38 options.lambda_beta=39 options.begin_epoch=41 "
-             f"options.decay=43 options.threshold=44 schedule=121-127+185-191 epochs=20+149 {_SGD}=180")
-         | _at("PKU-ML/CFA/generate_validation.py", "batch_size=44")
-         | _at("PKU-ML/CFA/attack.py", "attack.random_start,attack.init_std=123")),
-        _NORMAL,
+        _at(f"{_FRL}/frlrmrw.py",
+            f"options.init=22 lr,{_SGD}=27 schedule=28+61+80 attack.eps=32 attack.steps=33 "
+            "options.validation_steps=41 options.halve_every=75-76 epochs=88 batch_size=89 options.beta=91 "
+            "model=22+92 options.threshold=93-94 options.rate=95 options.eps_rate=96 options.limit=97")
+        | _at(f"{_FRL}/utils_frl2.py", "attack.step_size=161-162 attack.random_start,attack.init_std=168"),
+        "fine-tunes hot_start.pt, a trained robust model; MultiStepLR([40, 80]) never fires in 40 epochs",
+        "radius x clamp(exp(2 lambda), 0.98, 3) per class, step = largest radius / 4; rate halves at epoch 40"),
+    _recipe("cfa", ("PreAct ResNet-18", None, 200, 128, 0.1, 0.9, False, 5e-4, "all",
+                    ((0, 1.0), (100, 0.1), (150, 0.01))), _NORMAL,
         {"mode": "TRADES", "ccm": True, "ccr": True, "beta": 6.0, "lambda_eps": 0.5, "lambda_beta": 0.5,
          "begin_epoch": 10, "decay": 0.88, "threshold": 0.24},
-        "TRADES+CFA is --mode TRADES --ccm --ccr; --batch-size is unused: the loader is generate_validation.py's "
-        "(128, 2% of each class held out)",
-        "inputs are normalised inside each forward call (CIFAR-10 mean and std)",
-    ),
-    "bat": _recipe(
-        "bat",
-        ("ResNet-18", None, 200, 128, 0.1, 0.9, False, 2e-4, "all",
-         ((0, 1.0), (74, 0.1), (89, 0.01), (99, 0.001)),
-         _at(f"{_BAT}/train.py",
-             "batch_size=18 epochs=22 weight_decay=24 lr=26 momentum=28 attack.eps=32 attack.steps=34 "
-             "attack.step_size=36 options.beta=38 options.uniform_weight=78-86 options.patience=106 "
-             "schedule=166-176+184-186 model=179 nesterov,weight_decay_on=182")
-         | _at(f"{_BAT}/train_mode/stop_to_firstadv.py", "attack.random_start,attack.init_std=26")),
-        _TRADES_ATTACK,
+        _at("PKU-ML/CFA/train.py",
+            "model=21 lr=22 options.mode=23 attack.eps=25 attack.steps=26 attack.step_size=27 options.beta=30 "
+            "options.ccm=36 options.ccr=37 options.lambda_eps=38 options.lambda_beta=39 options.begin_epoch=41 "
+            f"options.decay=43 options.threshold=44 schedule=121-127+185-191 epochs=20+149 {_SGD}=180")
+        | _at("PKU-ML/CFA/generate_validation.py", "batch_size=44")
+        | _at("PKU-ML/CFA/attack.py", "attack.random_start,attack.init_std=123"),
+        "TRADES+CFA: --mode TRADES --ccm --ccr; the loader (128, 2% held out) is generate_validation.py's"),
+    _recipe("bat", ("ResNet-18", None, 200, 128, 0.1, 0.9, False, 2e-4, "all",
+                    ((0, 1.0), (74, 0.1), (89, 0.01), (99, 0.001))), _TRADES_ATTACK,
         {"beta": 6.0, "uniform_weight": 1.0, "patience": 1},
-        "TRADES' adjust_learning_rate over 200 1-based epochs: 0.01 from 75, 0.001 from 90, 0.0001 from 100 on",
-    ),
-}
+        _at(f"{_BAT}/train.py",
+            "batch_size=18 epochs=22 weight_decay=24 lr=26 momentum=28 attack.eps=32 attack.steps=34 "
+            "attack.step_size=36 options.beta=38 options.uniform_weight=85+116 options.patience=106 "
+            "schedule=166-176+184-186 model=179 nesterov,weight_decay_on=182")
+        | _at(f"{_BAT}/train_mode/stop_to_firstadv.py", "attack.random_start,attack.init_std=26"),
+        "TRADES' adjust_learning_rate over 200 1-based epochs: 0.01 from 75, 0.001 from 90, 0.0001 from 100 on"),
+)}
 
 # What the ABSLD paper sets differently from a script, with the paper's line: Eq. 12 (161), Sec. 5.1 (202).
 _PAPER_OPTIONS: dict[str, dict[str, tuple[object, int]]] = {
@@ -309,9 +258,7 @@ def _absld(official: Recipe) -> Recipe:
     sources |= _PAPER_RUN | {f"options.{k}": f"{_PAPER}:{line}" for k, (v, line) in changed.items() if v is not None}
     if official.teacher is not None:
         sources["teacher"] = f"{_PAPER}:200"
-    notes = () if official.method == "absld" else (
-        "the ABSLD paper's common setting with this method's options; the paper says it runs each baseline "
-        "with the baseline's original setting (absld-paper.md:202)",)
+    notes = () if official.method == "absld" else ("the paper runs baselines in their own setting (line 202)",)
     return replace(
         official, source="absld", model="ResNet-18", teacher=None if official.teacher is None else _WRN, epochs=300,
         batch_size=128, lr=0.1, momentum=0.9, nesterov=False, weight_decay=2e-4, weight_decay_on="all",
