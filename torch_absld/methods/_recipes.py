@@ -168,7 +168,7 @@ _OFFICIAL: dict[str, Recipe] = {r.method: r for r in (
         {"iterations": 80000, "iterations_per_epoch": 390},
         _at(f"{_MADRY}/config.json", "epochs,options.iterations=11 batch_size=15 lr,schedule=16 weight_decay=17 "
             "momentum=18 attack.eps=26 attack.steps=27 attack.step_size=28")
-        | _at(f"{_MADRY}/train.py", "nesterov=52") | _at(f"{_MADRY}/pgd_attack.py", "attack.random_start=29+46-48")
+        | _at(f"{_MADRY}/train.py", "nesterov=52") | _at(f"{_MADRY}/pgd_attack.py", "attack.random_start=46-48")
         | _at(f"{_MADRY}/cifar10_input.py", "options.iterations_per_epoch=134-143")
         | _at(f"{_MADRY}/model.py", "weight_decay_on=145-151 model=50-75"),
         "80,000 iterations, 390 an epoch (partial batch dropped): 206 epochs, the last one 50 iterations",
