@@ -14,16 +14,14 @@ from _cases import rejected_load
 from _models import OddOutput
 from torch import nn
 
-from torch_absld.methods import (
-    AdaADDistiller,
-    ARDDistiller,
-    BATStep,
-    CFAStep,
-    FairARDDistiller,
-    FRLStep,
-    SATStep,
-    TRADESStep,
-)
+from torch_absld.methods.adaad import AdaADStep
+from torch_absld.methods.ard import ARDStep
+from torch_absld.methods.bat import BATStep
+from torch_absld.methods.cfa import CFAStep
+from torch_absld.methods.fair_ard import FairARDStep
+from torch_absld.methods.frl import FRLStep
+from torch_absld.methods.sat import SATStep
+from torch_absld.methods.trades import TRADESStep
 
 N, C = 4, 4
 LABELS = (1, 3, 2, 2)  # no sample of class 0: labels read as a mask would select every class
@@ -32,9 +30,9 @@ DISTILLERS = ("ard", "adaad", "fair-ard")
 STEPS: dict[str, Any] = {
     "sat": SATStep,
     "trades": TRADESStep,
-    "ard": ARDDistiller,
-    "adaad": AdaADDistiller,
-    "fair-ard": FairARDDistiller,
+    "ard": ARDStep,
+    "adaad": AdaADStep,
+    "fair-ard": FairARDStep,
     "frl": FRLStep,
     "cfa": CFAStep,
     "bat": BATStep,

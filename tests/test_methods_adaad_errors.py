@@ -1,4 +1,4 @@
-"""Bad and unusual inputs to `AdaADDistiller` (its boundary's rows are in test_methods_adversarial_errors.py)."""
+"""Bad and unusual inputs to `AdaADStep` (its boundary's rows are in test_methods_adversarial_errors.py)."""
 
 from __future__ import annotations
 

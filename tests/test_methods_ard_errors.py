@@ -1,4 +1,4 @@
-"""Bad and unusual inputs to `ARDDistiller` (its boundary's rows are in test_methods_adversarial_errors.py)."""
+"""Bad and unusual inputs to `ARDStep` (its boundary's rows are in test_methods_adversarial_errors.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from _cases import Case, bad, good, ids, run
 from _step_cases import C, build, net, run_step
 
-from torch_absld.methods import ARDDistiller
+from torch_absld.methods.ard import ARDStep
 
 CASES: list[Case] = [
     bad("temperature=0", ValueError, "`temperature` > 0", lambda: build("ard", temperature=0.0)),
@@ -17,7 +17,7 @@ CASES: list[Case] = [
         "student is teacher",
         ValueError,
         "`student` and `teacher` to be different",
-        lambda: (lambda m: ARDDistiller(m, m, C))(net(1)),
+        lambda: (lambda m: ARDStep(m, m, C))(net(1)),
     ),
     good("alpha=0.5", lambda: run_step("ard", alpha=0.5), lambda out: _sum(out)),
 ]

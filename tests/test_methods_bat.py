@@ -7,10 +7,10 @@ from _baselines import assert_same_steps, train_epoch
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
-from torch_absld import PGDConfig, bat_loss, methods, pgd
+from torch_absld import PGDConfig, methods, pgd
 from torch_absld.attack import EarlyStopping, LogitsAndInput
-from torch_absld.methods import BATOutput, BATStep
-from torch_absld.methods.bat import BAT_ATTACK
+from torch_absld.losses.bat import bat_loss
+from torch_absld.methods.bat import BAT_ATTACK, BATOutput, BATStep
 
 C = 5
 

@@ -7,15 +7,13 @@ import torch
 from _cases import Case, bad, equal, good, ids, run
 from _step_cases import C, build, loaded
 
-from torch_absld import CFALoss
+from torch_absld.losses.cfa import CFALoss
 
 CASES: list[Case] = [
-    bad("fawa 'yes'", TypeError, "`fawa` to be a bool or a mapping", lambda: build("cfa", fawa="yes")),
-    bad("fawa decay=1", ValueError, r"`decay` in \(0, 1\)", lambda: build("cfa", fawa={"decay": 1.0})),
-    bad("fawa decay=0", ValueError, r"`decay` in \(0, 1\)", lambda: build("cfa", fawa={"decay": 0.0})),
-    bad("fawa option unknown", TypeError, "unexpected keyword argument", lambda: build("cfa", fawa={"bogus": 1})),
-    bad("loss lambda_beta<0", ValueError, "`lambda_beta` >= 0", lambda: build("cfa", loss={"lambda_beta": -0.5})),
-    bad("loss option unknown", TypeError, "keyword options of CFALoss", lambda: build("cfa", loss={"bogus": 1})),
+    bad("fawa 'yes'", TypeError, "`fawa` to be a bool", lambda: build("cfa", fawa="yes")),
+    bad("fawa decay=1", ValueError, r"`decay` in \(0, 1\)", lambda: build("cfa", fawa=True, decay=1.0)),
+    bad("loss lambda_beta<0", ValueError, "`lambda_beta` >= 0", lambda: build("cfa", lambda_beta=-0.5)),
+    bad("loss option unknown", TypeError, "keyword options of CFAStep", lambda: build("cfa", bogus=1)),
     bad("loss for another C", ValueError, "`loss` for num_classes = 4", lambda: build("cfa", loss=CFALoss(C + 1))),
     bad(
         "load class_beta negative",

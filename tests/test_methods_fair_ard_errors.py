@@ -1,4 +1,4 @@
-"""Bad and unusual inputs to `FairARDDistiller` (its boundary's rows are in test_methods_adversarial_errors.py)."""
+"""Bad and unusual inputs to `FairARDStep` (its boundary's rows are in test_methods_adversarial_errors.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from _cases import Case, bad, good, ids, run
 from _step_cases import C, batch, build, labels, loaded, net
 
-from torch_absld import FairARDLoss
+from torch_absld.losses.fair_ard import FairARDLoss
 
 
 def _eval_records_nothing() -> torch.Tensor:
@@ -21,26 +21,26 @@ CASES: list[Case] = [
         "loss base 'trades'",
         ValueError,
         "`base` to be one of 'ard', 'rslad'",
-        lambda: build("fair-ard", loss={"base": "trades"}),
+        lambda: build("fair-ard", base="trades"),
     ),
-    bad("loss beta<0", ValueError, "`beta` >= 0", lambda: build("fair-ard", loss={"beta": -2.0})),
+    bad("loss beta<0", ValueError, "`beta` >= 0", lambda: build("fair-ard", beta=-2.0)),
     bad(
         "loss for another C",
         ValueError,
         "`loss` for num_classes = 4",
         lambda: build("fair-ard", loss=FairARDLoss(C + 1)),
     ),
-    bad("loss a list", TypeError, "`loss` to be a FairARDLoss, a mapping", lambda: build("fair-ard", loss=[1.0])),
+    bad("loss a list", TypeError, "`loss` to be a FairARDLoss or None", lambda: build("fair-ard", loss=[1.0])),
     bad(
         "loss mapping with a bad key",
         TypeError,
-        "unexpected keyword argument",
-        lambda: build("fair-ard", loss={"betta": 2.0}),
+        "Did you mean `beta`",
+        lambda: build("fair-ard", betta=2.0),
     ),
     good("eval mode records nothing", _eval_records_nothing, lambda acc: _zero(acc)),
     good(
         "base 'rslad'",
-        lambda: build("fair-ard", loss={"base": "rslad"})(batch(), labels()),
+        lambda: build("fair-ard", base="rslad")(batch(), labels()),
         lambda out: _finite(out.loss),
     ),
     bad(

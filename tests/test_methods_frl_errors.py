@@ -7,16 +7,16 @@ import torch
 from _cases import Case, bad, equal, good, ids, run
 from _step_cases import C, batch, build, labels, loaded, net
 
-from torch_absld import FRLLoss
+from torch_absld.losses.frl import FRLLoss
 
 CASES: list[Case] = [
-    bad("loss threshold<0", ValueError, r"`threshold` in \[0, 1\]", lambda: build("frl", loss={"threshold": -0.05})),
+    bad("loss threshold<0", ValueError, r"`threshold` in \[0, 1\]", lambda: build("frl", threshold=-0.05)),
     good(
         "loss threshold a list",
-        lambda: build("frl", loss={"threshold": [0.05, 0.1]}),
+        lambda: build("frl", threshold=[0.05, 0.1]),
         lambda s: equal(s.multipliers.threshold, (0.05, 0.1)),
     ),
-    bad("loss option unknown", TypeError, "keyword options of FRLLoss", lambda: build("frl", loss={"bogus": 1})),
+    bad("loss option unknown", TypeError, "keyword options of FRLStep", lambda: build("frl", bogus=1)),
     bad("loss for another C", ValueError, "`loss` for num_classes = 4", lambda: build("frl", loss=FRLLoss(C + 1))),
     bad(
         "load scale outside the clamp",

@@ -7,6 +7,7 @@ import pytest
 from _cases import Case, bad, good, ids, run
 from _step_cases import C, net
 
+from torch_absld.losses.frl import FRLLoss
 from torch_absld.methods import available, create
 
 TEACHER_FREE = ("sat", "trades", "frl", "cfa", "bat")
@@ -52,7 +53,7 @@ CASES: list[Case] = [
         "frl loss and its options",
         ValueError,
         "either `loss` or loss options",
-        lambda: _create("frl", loss={}, threshold=0.1),
+        lambda: _create("frl", loss=FRLLoss(C), threshold=0.1),
     ),
     bad(
         "cfa averaging options with fawa=False",

@@ -9,9 +9,9 @@ from _models import tiny_batch, tiny_cnn
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import PGDConfig, TRADESLoss, methods, pgd
-from torch_absld.methods import TRADESOutput, TRADESStep
-from torch_absld.methods.trades import TRADES_ATTACK
+from torch_absld import PGDConfig, methods, pgd
+from torch_absld.losses.trades import TRADESLoss
+from torch_absld.methods.trades import TRADES_ATTACK, TRADESOutput, TRADESStep
 
 C = 5
 

@@ -15,7 +15,7 @@ def _split(n: int = 8) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def _options(method: str, **kwargs: object) -> dict[str, object]:
-    return {"fawa": {"start_epoch": 0}, **kwargs} if method == "cfa" else kwargs
+    return {"fawa": True, "start_epoch": 0, **kwargs} if method == "cfa" else kwargs
 
 
 def _epoch_end(method: str, validation: object = None, **kwargs: object) -> object:

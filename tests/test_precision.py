@@ -10,7 +10,7 @@ from _cpus import emulating_cpu, mock_cpu, mock_gpu, native_cpu
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDDistiller, bf16_support, fastest_settings
+from torch_absld import ABSLDStep, bf16_support, fastest_settings
 from torch_absld.precision import precision_scope, warn_if_emulated
 
 C = 5
@@ -187,8 +187,8 @@ def test_fastest_settings_compiles_without_graph_break():
 # The distiller's precision= -----------------------------------------------------------------------
 
 
-def _distiller(**kwargs: object) -> ABSLDDistiller:
-    return ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=2, random_start=None, **kwargs).eval()
+def _distiller(**kwargs: object) -> ABSLDStep:
+    return ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=2, random_start=None, **kwargs).eval()
 
 
 def test_distiller_auto_runs_float32_where_bf16_is_emulated(monkeypatch):

@@ -60,9 +60,9 @@ from .losses import frl_loss as frl_loss
 from .losses import sat_loss as sat_loss
 from .losses import trades_kl as trades_kl
 from .losses import trades_loss as trades_loss
-from .methods import ABSLDDistiller as ABSLDDistiller
-from .methods import DistillerOutput as DistillerOutput
 from .methods import mark_ddp_local_state as mark_ddp_local_state
+from .methods.absld import ABSLDOutput as ABSLDOutput
+from .methods.absld import ABSLDStep as ABSLDStep
 from .multipliers import FRLMultipliers as FRLMultipliers
 from .normalize import Normalize as Normalize
 from .precision import DeviceSettings as DeviceSettings
@@ -76,8 +76,9 @@ from .weights import load_weights as load_weights
 __version__ = "0.2.0.dev0"
 
 __all__ = [
-    "ABSLDDistiller",
     "ABSLDLoss",
+    "ABSLDOutput",
+    "ABSLDStep",
     "ARDLoss",
     "AdaADLoss",
     "BATLoss",
@@ -90,7 +91,6 @@ __all__ = [
     "ClassStatistics",
     "ClassTemperatureController",
     "DeviceSettings",
-    "DistillerOutput",
     "FRLLoss",
     "FRLMultipliers",
     "FairARDLoss",

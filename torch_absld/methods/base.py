@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
+import typing
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -44,9 +46,8 @@ class TrainingStep(nn.Module):
     its weights and buffers are neither broadcast nor reduced (see :func:`mark_ddp_local_state`).
 
     Subclasses implement ``forward(input, target)`` returning a :class:`StepOutput`, and
-    :meth:`on_epoch_end` when the method has an end-of-epoch rule. Every subclass's ``forward``
-    runs in the step's ``precision`` (its input in the chosen memory format, its body under the
-    chosen autocast): the base wraps it when the subclass is defined.
+    :meth:`on_epoch_end` when the method has an end-of-epoch rule; ``forward`` runs in the step's
+    ``precision`` (the base wraps it when the subclass is defined).
 
     Args:
         student: the network being trained.
@@ -100,6 +101,15 @@ class TrainingStep(nn.Module):
         if forward is not None and not getattr(forward, "_in_precision_scope", False):
             cls.forward = _in_precision_scope(forward)
 
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        """The keyword options the step's constructor takes: the keyword-only arguments of its classes."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if klass is not TrainingStep and issubclass(klass, TrainingStep) and "__init__" in vars(klass):
+                names |= keywords(klass.__init__)
+        return frozenset(names)
+
     def train(self, mode: bool = True) -> Self:
         """Set the student (and the method's own modules) to ``mode``; the teacher stays in eval."""
         super().train(mode)
@@ -115,6 +125,20 @@ class TrainingStep(nn.Module):
         """``(input, context)`` for the step's ``precision`` (see :func:`~torch_absld.precision.precision_scope`)."""
         # The warning points to the line calling the step: forward, Module._call_impl, _wrapped_call_impl, caller.
         return precision_scope(self.precision, input, stacklevel=5)
+
+
+def keywords(function: Callable[..., Any]) -> set[str]:
+    """The keyword-only parameters of ``function``, with the keys of its ``**options: Unpack[TypedDict]``."""
+    names: set[str] = set()
+    if isinstance(function, type):
+        function = function.__init__  # type: ignore[misc]
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.kind is parameter.KEYWORD_ONLY:
+            names.add(parameter.name)
+        elif parameter.kind is parameter.VAR_KEYWORD and "Unpack[" in str(parameter.annotation):
+            hint = typing.get_type_hints(function, include_extras=True)[parameter.name]
+            names |= set(getattr(typing.get_args(hint)[0], "__optional_keys__", ()))
+    return names
 
 
 def _in_precision_scope(forward: Callable[..., Any]) -> Callable[..., Any]:
@@ -141,8 +165,7 @@ def mark_ddp_local_state(module: nn.Module) -> list[str]:
     bigger module **before** wrapping it in DDP only if it holds teachers of its own.
 
     The per-class statistics of the controllers (:class:`~torch_absld.stats.ClassStatistics`)
-    need no marking: they are not buffers, so DDP never sees them. Their names are still
-    listed (to no effect), so that the result is the one of torch-absld 0.1.
+    are not buffers, so DDP never sees them; their names are listed too (to no effect).
 
     Args:
         module: the module that will be wrapped in ``DistributedDataParallel``.
