@@ -35,12 +35,12 @@ Reduction = Literal["mean", "batchmean", "sum", "none"]
 REDUCTIONS = ("mean", "batchmean", "sum", "none")
 
 
-def soft_labels(teacher: Tensor, temperature: Tensor | float) -> Tensor:
+def soft_labels(teacher: Tensor, temperature: Tensor | float, *, validate_args: bool = True) -> Tensor:
     r"""Teacher soft labels with one temperature per sample: $\mathrm{softmax}(z_t / \tau)$.
 
     Computed in float32 whatever the dtype of ``teacher``; no gradient flows to the teacher.
-    In eager mode the values are checked in one read from the device: temperatures finite and
-    positive, teacher logits finite ($-\infty$ masks a class).
+    With ``validate_args`` in eager mode the values are checked in one read from the device:
+    temperatures finite and positive, teacher logits finite ($-\infty$ masks a class).
 
     Shape:
         - teacher: $(N, C)$ logits
@@ -49,12 +49,12 @@ def soft_labels(teacher: Tensor, temperature: Tensor | float) -> Tensor:
     """
     check_logits(teacher, "teacher")
     checks = check_temperature_argument(temperature, "temperature", teacher)
-    if values_checkable(True):
+    if values_checkable(validate_args):
         raise_first([logit_flag(teacher, "teacher"), *checks])
-    return scaled_softmax(teacher, temperature)
+    return _soft_labels(teacher, temperature)
 
 
-def scaled_softmax(teacher: Tensor, temperature: Tensor | float) -> Tensor:
+def _soft_labels(teacher: Tensor, temperature: Tensor | float) -> Tensor:
     """:func:`soft_labels` without its checks (for callers that checked the arguments)."""
     return torch.softmax(_scaled(teacher.detach(), temperature), dim=1)
 
@@ -88,6 +88,7 @@ def soft_label_kl(
     *,
     student_temperature: float = 1.0,
     reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> Tensor:
     r"""$\mathrm{KL}(p \,\|\, q)$ between temperature-scaled teacher and student distributions.
 
@@ -117,17 +118,20 @@ def soft_label_kl(
     checks = check_temperature_argument(teacher_temperature, "teacher_temperature", teacher)
     student_temperature = check_positive(student_temperature, "student_temperature")
     check_choice(reduction, "reduction", REDUCTIONS)
-    if values_checkable(True):
+    if values_checkable(validate_args):
         raise_first([logit_flag(teacher, "teacher"), *checks])
-    return kl_terms(student, teacher, teacher_temperature, student_temperature, reduction)
+    return _soft_label_kl(
+        student, teacher, teacher_temperature, student_temperature=student_temperature, reduction=reduction
+    )
 
 
-def kl_terms(
+def _soft_label_kl(
     student: Tensor,
     teacher: Tensor,
     teacher_temperature: Tensor | float,
-    student_temperature: float,
-    reduction: Reduction,
+    *,
+    student_temperature: float = 1.0,
+    reduction: Reduction = "mean",
 ) -> Tensor:
     """:func:`soft_label_kl` without its checks (for callers that checked the arguments)."""
     log_p = torch.log_softmax(_scaled(teacher.detach(), teacher_temperature), dim=1)

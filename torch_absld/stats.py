@@ -111,22 +111,18 @@ class ClassStatistics(nn.Module):
         """Add a batch of per-sample values; see :meth:`accumulate`."""
         self.accumulate(values, target)
 
-    @torch.no_grad()
-    def accumulate(self, values: Tensor, target: Tensor, *, validate: bool = True) -> None:
-        """Add each sample's values into the sums of its class and count it.
-
-        Args:
-            values: per-sample quantities (detached; any floating point dtype).
-            target: each sample's class.
-            validate: check the arguments; ``False`` when the caller has checked them already.
+    def accumulate(self, values: Tensor, target: Tensor) -> None:
+        """Add each sample's values (detached, any floating point dtype) into the sums of its class and count it.
 
         Shape:
             - values: $(N,)$ with $S = 1$, or $(N, S)$
             - target: $(N,)$ integers in $[0, C)$ (any integer dtype)
         """
-        if validate:
-            self._check_values(values)
-            target = self._checked_labels(target, values.shape[0])
+        self._check_values(values)
+        self._accumulate(values, self._checked_labels(target, values.shape[0]))
+
+    @torch.no_grad()
+    def _accumulate(self, values: Tensor, target: Tensor) -> None:
         columns = values.detach().to(torch.float64).reshape(values.shape[0], self.num_stats).T
         rows = torch.cat([columns, torch.ones_like(columns[:1])])
         self.accumulator.index_add_(1, target, rows)

@@ -229,32 +229,22 @@ class ClassTemperatureController(ClassStatistics):
         """
         return self.temperatures[self._checked_labels(target)]
 
-    @torch.no_grad()
     def update(self, logits: Tensor, target: Tensor) -> None:
-        """Accumulate the per-sample cross-entropy of ``logits`` into its class's sums.
+        """Accumulate the per-sample cross-entropy of ``logits`` (detached, in float32) into its class's sums.
 
-        ``logits`` are detached; the cross-entropy is computed in float32. The accumulation is
-        one ``index_add_`` with no host synchronisation; in eager mode with
-        ``validate_args=True`` (the default) the label-range check reads two values back from
-        the device, so pass ``validate_args=False`` for a fully asynchronous update on a GPU.
+        One ``index_add_``, no host synchronisation except the label-range check (eager mode,
+        ``validate_args``).
 
         Shape:
             - logits: $(N, C)$
             - target: $(N,)$ integer labels in $[0, C)$
         """
         check_logits(logits, "logits", self.num_classes, device=self.accumulator.device, owner="the controller")
-        target = self._checked_labels(target, logits.shape[0])
-        risk = F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none")
-        self.accumulate(risk, target, validate=False)
+        self._update(logits, self._checked_labels(target, logits.shape[0]))
 
-    def accumulate(self, values: Tensor, target: Tensor, *, validate: bool = True) -> None:
-        """Add arbitrary per-sample risks (e.g. a loss of your own) into the class sums.
-
-        Shape:
-            - values: $(N,)$ floating point
-            - target: $(N,)$ integer labels in $[0, C)$
-        """
-        super().accumulate(values, target, validate=validate)
+    @torch.no_grad()
+    def _update(self, logits: Tensor, target: Tensor) -> None:
+        self._accumulate(F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none"), target)
 
     def class_risk(self) -> tuple[Tensor, Tensor]:
         """The epoch's per-class risk so far on this rank, and which classes were seen.
