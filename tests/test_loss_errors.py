@@ -8,6 +8,7 @@ import torch
 from _cases import Case, bad, good, ids, rejected_load, run
 
 from torch_absld import ABSLDLoss, absld_loss
+from torch_absld._internal.checks import raise_first
 
 N, C = 4, 4
 LABELS = [0, 3, 2, 2]
@@ -65,6 +66,11 @@ def _empty(reduction: str, *, module: bool) -> torch.Tensor:
         assert loss_fn.adv.count.sum() == 0
         return loss
     return absld_loss(s_adv, s_clean, torch.zeros(0, C), empty, TAU_ADV, TAU_CLEAN, reduction=reduction)  # type: ignore[arg-type]
+
+
+def _soft_labels_then_read(teacher: torch.Tensor, target: torch.Tensor) -> None:
+    ABSLDLoss(C).soft_labels(teacher, target)  # its value checks are read with the next check
+    raise_first()
 
 
 def _zero_with_graph(loss: torch.Tensor) -> None:
@@ -241,7 +247,7 @@ CASES: list[Case] = [
         "ABSLDLoss soft_labels teacher NaN",
         ValueError,
         "`teacher_logits` to hold finite logits",
-        lambda: ABSLDLoss(C).soft_labels(_teacher(t0_0=float("nan")), torch.tensor(LABELS)),
+        lambda: _soft_labels_then_read(_teacher(t0_0=float("nan")), torch.tensor(LABELS)),
     ),
     good(
         "ABSLDLoss teacher_temperatures uint8",

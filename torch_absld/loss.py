@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import weakref
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from ._internal.checks import (
     check_num_classes,
     check_positive,
     check_unit_interval,
+    defer,
     label_range_flag,
     logit_flag,
     raise_first,
@@ -139,6 +141,13 @@ def _absld_loss(
     return alpha * adv + (1 - alpha) * clean
 
 
+def _stamp(teacher_logits: Tensor, target: Tensor) -> tuple[Any, ...] | None:
+    """Weak references to both tensors and their in-place versions (``None`` for inference tensors)."""
+    if teacher_logits.is_inference() or target.is_inference():
+        return None
+    return weakref.ref(teacher_logits), teacher_logits._version, weakref.ref(target), target._version
+
+
 class ABSLDLoss(nn.Module):
     r"""ABSLD distillation loss with its two per-class temperature controllers.
 
@@ -221,6 +230,7 @@ class ABSLDLoss(nn.Module):
         self.adv = ClassTemperatureController(num_classes, lr=lr if adapt != "none" else 0.0, **common)  # type: ignore[arg-type]
         self.clean = ClassTemperatureController(num_classes, lr=lr if adapt == "both" else 0.0, **common)  # type: ignore[arg-type]
         self.num_classes = num_classes
+        self._last_soft_labels: tuple[Any, ...] | None = None
         # Both controllers check the checkpoint before either copies anything (a rejected load changes nothing).
         self.register_load_state_dict_pre_hook(check_state_first)  # type: ignore[no-untyped-call]
 
@@ -235,13 +245,30 @@ class ABSLDLoss(nn.Module):
             owner="the loss (its temperatures)",
         )
 
-    def _read(self, target: Tensor, teacher_logits: Tensor | None = None) -> None:
-        """The label range and the teacher's logits, in one read from the device (eager, ``validate_args``)."""
-        if values_checkable(self.validate_args):
-            checks = [label_range_flag(target, self.num_classes)]
-            if teacher_logits is not None:
-                checks.append(logit_flag(teacher_logits, "teacher_logits"))
-            raise_first(checks)
+    def _flags(self, target: Tensor, teacher_logits: Tensor | None = None) -> list[ValueCheck]:
+        """The value checks of the labels' range and the teacher's logits (none unless eager with ``validate_args``)."""
+        if not values_checkable(self.validate_args):
+            return []
+        checks = [label_range_flag(target, self.num_classes)]
+        if teacher_logits is not None:
+            checks.append(logit_flag(teacher_logits, "teacher_logits"))
+        return checks
+
+    def _read(self, target: Tensor, teacher_logits: Tensor | None = None, original: Tensor | None = None) -> None:
+        """Read the value flags, with any deferred ones, in one transfer (eager mode, ``validate_args``).
+
+        ``target`` and ``teacher_logits`` are not checked again when ``original`` (the labels as
+        passed) and ``teacher_logits`` are the unchanged tensors of the last :meth:`soft_labels`.
+        """
+        if not values_checkable(self.validate_args):
+            return
+        if teacher_logits is not None:
+            last, self._last_soft_labels = self._last_soft_labels, None
+            same = last is not None and last[0]() is teacher_logits and last[2]() is original
+            if same and teacher_logits._version == last[1] and original._version == last[3]:  # type: ignore[index, union-attr]
+                raise_first()
+                return
+        raise_first(self._flags(target, teacher_logits))
 
     def _check_logits(self, named: tuple[tuple[str, Tensor], ...]) -> None:
         if check_logits_alike(named, self.adv.temperatures.device, "the loss (its temperatures)") != self.num_classes:
@@ -270,6 +297,10 @@ class ABSLDLoss(nn.Module):
     def soft_labels(self, teacher_logits: Tensor, target: Tensor, kind: Kind = "adv") -> Tensor:
         """The teacher's soft labels for the ``kind`` term: what the attack maximises KL to.
 
+        Shapes are checked now; the values (label range, finite teacher logits) are read with the
+        next check of the step: the attack's, at the latest this loss's :meth:`forward` or
+        :meth:`terms`, which then do not check these two tensors again.
+
         Shape:
             - teacher_logits: $(N, C)$
             - target: $(N,)$ integer classes
@@ -279,9 +310,13 @@ class ABSLDLoss(nn.Module):
         check_logits(
             teacher_logits, "teacher_logits", self.num_classes, device=self.adv.temperatures.device, owner="the loss"
         )
-        target = self._labels(target, teacher_logits.shape[0])
-        self._read(target, teacher_logits)
-        return self._soft_labels(teacher_logits, target, kind)
+        labels = self._labels(target, teacher_logits.shape[0])
+        checks = self._flags(labels, teacher_logits)
+        if checks:
+            defer(checks)
+            self._last_soft_labels = _stamp(teacher_logits, target)
+            labels = labels.clamp(0, self.num_classes - 1)  # index safely until the deferred range check is read
+        return self._soft_labels(teacher_logits, labels, kind)
 
     def _soft_labels(self, teacher_logits: Tensor, target: Tensor, kind: Kind = "adv") -> Tensor:
         return _soft_labels(teacher_logits, self._teacher_temperatures(target, kind))
@@ -321,9 +356,9 @@ class ABSLDLoss(nn.Module):
                 ("teacher_logits", teacher_logits),
             )
         )
-        target = self._labels(target, student_adv_logits.shape[0])
-        self._read(target, teacher_logits)
-        return self._terms(student_adv_logits, student_clean_logits, teacher_logits, target)
+        labels = self._labels(target, student_adv_logits.shape[0])
+        self._read(labels, teacher_logits, target)
+        return self._terms(student_adv_logits, student_clean_logits, teacher_logits, labels)
 
     def _terms(
         self, student_adv_logits: Tensor, student_clean_logits: Tensor, teacher_logits: Tensor, target: Tensor
@@ -359,6 +394,9 @@ class ABSLDLoss(nn.Module):
         A collective under ``torch.distributed``: every rank must call it, unless ``process_group=False``.
         """
         return self.adv.step(), self.clean.step()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_last_soft_labels": None}  # weak references do not pickle
 
     def extra_repr(self) -> str:
         return (

@@ -207,8 +207,7 @@ def check_integer_labels(
         raise ValueError(f"Expected `{name}` of shape (N,) with N = {batch_size}, but got {tuple(target.shape)}.")
     check_device(target, device, name, owner)
     if check_values and target.numel() > 0:
-        low, high = (int(v) for v in torch.aminmax(target))
-        _raise_for_labels(name, num_classes, low, high)
+        raise_first([label_range_flag(target, num_classes, name)])
     return target.long()
 
 
