@@ -17,15 +17,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._internal.checks import (
-    ValueCheck,
     at_least_float32,
     check_choice,
     check_device,
     check_logits,
     check_positive,
+    check_temperature_argument,
     logit_flag,
     raise_first,
-    temperature_flag,
     values_checkable,
 )
 
@@ -57,21 +56,6 @@ def soft_labels(teacher: Tensor, temperature: Tensor | float, *, validate_args: 
 def _soft_labels(teacher: Tensor, temperature: Tensor | float) -> Tensor:
     """:func:`soft_labels` without its checks (for callers that checked the arguments)."""
     return torch.softmax(_scaled(teacher.detach(), temperature), dim=1)
-
-
-def check_temperature_argument(temperature: object, name: str, logits: Tensor) -> list[ValueCheck]:
-    """Check a per-sample temperature's type, shape and device; return its value check (for :func:`raise_first`)."""
-    batch = logits.shape[0]
-    if isinstance(temperature, Tensor):
-        if temperature.dim() > 1 or (temperature.dim() == 1 and temperature.shape[0] != batch):
-            raise ValueError(
-                f"Expected `{name}` of shape (N,) = ({batch},) or a scalar, but got {tuple(temperature.shape)}."
-            )
-        if temperature.dim() == 1:  # a 0-d tensor may live on the CPU, as torch allows
-            check_device(temperature, logits.device, name, "the logits")
-        return [temperature_flag(temperature, name)] if temperature.numel() > 0 else []
-    check_positive(temperature, name)
-    return []
 
 
 def _scaled(logits: Tensor, temperature: Tensor | float) -> Tensor:
