@@ -6,7 +6,8 @@ import pytest
 import torch
 from _cases import Case, bad, good, ids, rejected_load, run
 
-from torch_absld import ClassTemperatureController, temperature_update
+from torch_absld import ClassTemperatureController
+from torch_absld.temperature import temperature_update
 
 C = 4
 LABELS = [0, 1, 2, 3]
