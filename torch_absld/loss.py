@@ -235,59 +235,48 @@ class ABSLDLoss(nn.Module):
         self.register_load_state_dict_pre_hook(check_state_first)  # type: ignore[no-untyped-call]
 
     def _labels(self, target: Tensor, batch_size: int | None = None) -> Tensor:
-        """``target`` with its shape, dtype and device checked (no values), as int64."""
+        """``target`` with its dtype, shape and device checked (not its values), as int64."""
+        device = self.adv.temperatures.device
         return check_integer_labels(
-            target,
-            self.num_classes,
-            batch_size=batch_size,
-            check_values=False,
-            device=self.adv.temperatures.device,
-            owner="the loss (its temperatures)",
+            target, self.num_classes, batch_size=batch_size, check_values=False, device=device, owner="the loss"
         )
 
     def _flags(self, target: Tensor, teacher_logits: Tensor | None = None) -> list[ValueCheck]:
-        """The value checks of the labels' range and the teacher's logits (none unless eager with ``validate_args``)."""
+        """The value flags of the labels and the teacher's logits (none unless eager with ``validate_args``)."""
         if not values_checkable(self.validate_args):
             return []
-        checks = [label_range_flag(target, self.num_classes)]
-        if teacher_logits is not None:
-            checks.append(logit_flag(teacher_logits, "teacher_logits"))
-        return checks
+        return [label_range_flag(target, self.num_classes)] + (
+            [] if teacher_logits is None else [logit_flag(teacher_logits, "teacher_logits")]
+        )
 
-    def _read(self, target: Tensor, teacher_logits: Tensor | None = None, original: Tensor | None = None) -> None:
-        """Read the value flags, with any deferred ones, in one transfer (eager mode, ``validate_args``).
+    def _checked(self, target: Tensor, *named: tuple[str, Tensor]) -> Tensor:
+        """Check ``named`` logits $(N, C)$ and ``target``; read their values (and any deferred flags) at once.
 
-        ``target`` and ``teacher_logits`` are not checked again when ``original`` (the labels as
-        passed) and ``teacher_logits`` are the unchanged tensors of the last :meth:`soft_labels`.
+        The values of ``target`` and ``teacher_logits`` are not read again when they are the
+        unchanged tensors of the last :meth:`soft_labels`, which deferred their checks.
         """
-        if not values_checkable(self.validate_args):
-            return
-        if teacher_logits is not None:
-            last, self._last_soft_labels = self._last_soft_labels, None
-            same = last is not None and last[0]() is teacher_logits and last[2]() is original
-            if same and teacher_logits._version == last[1] and original._version == last[3]:  # type: ignore[index, union-attr]
-                raise_first()
-                return
-        raise_first(self._flags(target, teacher_logits))
-
-    def _check_logits(self, named: tuple[tuple[str, Tensor], ...]) -> None:
         if check_logits_alike(named, self.adv.temperatures.device, "the loss (its temperatures)") != self.num_classes:
             names = ", ".join(f"`{name}`" for name, _ in named)
             raise ValueError(
                 f"Expected logits of shape (N, {self.num_classes}) for num_classes = {self.num_classes} "
                 f"({names}), but got {tuple(named[0][1].shape)}."
             )
+        labels = self._labels(target, named[0][1].shape[0])
+        teacher = dict(named).get("teacher_logits")
+        if values_checkable(self.validate_args):
+            last, self._last_soft_labels = (self._last_soft_labels, None) if teacher is not None else (None, self._last_soft_labels)
+            deferred = last is not None and last[0]() is teacher and last[2]() is target
+            if deferred and teacher._version == last[1] and target._version == last[3]:  # type: ignore[index, union-attr]
+                raise_first()
+            else:
+                raise_first(self._flags(labels, teacher))
+        return labels
 
     def teacher_temperatures(self, target: Tensor, kind: Kind = "adv") -> Tensor:
-        """Per-sample teacher temperature of the ``kind`` term, as the loss uses it.
-
-        Shape:
-            - target: $(N,)$ integer classes (any integer dtype)
-            - Output: $(N,)$ float32
-        """
+        """Per-sample teacher temperature $(N,)$ float32 of the ``kind`` term for labels $(N,)$."""
         check_choice(kind, "kind", ("adv", "clean"))
         target = self._labels(target)
-        self._read(target)
+        raise_first(self._flags(target))
         return self._teacher_temperatures(target, kind)
 
     def _teacher_temperatures(self, target: Tensor, kind: Kind = "adv") -> Tensor:
@@ -299,7 +288,7 @@ class ABSLDLoss(nn.Module):
 
         Shapes are checked now; the values (label range, finite teacher logits) are read with the
         next check of the step: the attack's, at the latest this loss's :meth:`forward` or
-        :meth:`terms`, which then do not check these two tensors again.
+        :meth:`terms`, which then do not read them again for the same, unchanged tensors.
 
         Shape:
             - teacher_logits: $(N, C)$
@@ -339,25 +328,17 @@ class ABSLDLoss(nn.Module):
     def terms(
         self, student_adv_logits: Tensor, student_clean_logits: Tensor, teacher_logits: Tensor, target: Tensor
     ) -> tuple[Tensor, Tensor]:
-        r"""The adversarial and the clean KL terms of Eq. 12, before the weights $\alpha$, $1 - \alpha$.
+        r"""The adversarial and the clean KL terms of Eq. 12, whose :meth:`combine` is the loss.
 
-        The loss is :meth:`combine` of them. In training mode this records each sample's risk,
-        as :meth:`forward` does (call one of the two per batch, not both).
-
-        Shape:
-            - student_adv_logits, student_clean_logits, teacher_logits: $(N, C)$
-            - target: $(N,)$ integer classes
-            - Output: two scalars, or two $(N,)$ with ``reduction="none"``
+        Records risks in training mode, as :meth:`forward` does (call one of the two per batch).
+        Shapes as :meth:`forward`; two scalars, or two $(N,)$ with ``reduction="none"``.
         """
-        self._check_logits(
-            (
-                ("student_adv_logits", student_adv_logits),
-                ("student_clean_logits", student_clean_logits),
-                ("teacher_logits", teacher_logits),
-            )
+        named = (
+            ("student_adv_logits", student_adv_logits),
+            ("student_clean_logits", student_clean_logits),
+            ("teacher_logits", teacher_logits),
         )
-        labels = self._labels(target, student_adv_logits.shape[0])
-        self._read(labels, teacher_logits, target)
+        labels = self._checked(target, *named)
         return self._terms(student_adv_logits, student_clean_logits, teacher_logits, labels)
 
     def _terms(
@@ -372,16 +353,9 @@ class ABSLDLoss(nn.Module):
         return adv, clean
 
     def record(self, student_adv_logits: Tensor, student_clean_logits: Tensor, target: Tensor) -> None:
-        """Add the per-sample cross-entropy of both student outputs to the controllers.
-
-        Shape:
-            - student_adv_logits, student_clean_logits: $(N, C)$
-            - target: $(N,)$ integer classes (any integer dtype)
-        """
-        self._check_logits((("student_adv_logits", student_adv_logits), ("student_clean_logits", student_clean_logits)))
-        target = self._labels(target, student_adv_logits.shape[0])
-        self._read(target)
-        self._record(student_adv_logits, student_clean_logits, target)
+        """Add the per-sample cross-entropy of both student outputs $(N, C)$ to the controllers."""
+        named = (("student_adv_logits", student_adv_logits), ("student_clean_logits", student_clean_logits))
+        self._record(student_adv_logits, student_clean_logits, self._checked(target, *named))
 
     @torch.no_grad()
     def _record(self, student_adv_logits: Tensor, student_clean_logits: Tensor, target: Tensor) -> None:
@@ -389,10 +363,7 @@ class ABSLDLoss(nn.Module):
             controller._accumulate(F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none"), target)
 
     def step(self) -> tuple[Tensor, Tensor]:
-        """End of epoch: step both controllers. Returns ``(tau_adv, tau_clean)``.
-
-        A collective under ``torch.distributed``: every rank must call it, unless ``process_group=False``.
-        """
+        """End of epoch: step both controllers; return ``(tau_adv, tau_clean)`` (a collective, see theirs)."""
         return self.adv.step(), self.clean.step()
 
     def __getstate__(self) -> dict[str, Any]:
