@@ -17,15 +17,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._internal.checks import (
-    ValueCheck,
     at_least_float32,
     check_choice,
     check_device,
     check_logits,
     check_positive,
+    check_temperature_argument,
     logit_flag,
     raise_first,
-    temperature_flag,
     values_checkable,
 )
 
@@ -35,12 +34,12 @@ Reduction = Literal["mean", "batchmean", "sum", "none"]
 REDUCTIONS = ("mean", "batchmean", "sum", "none")
 
 
-def soft_labels(teacher: Tensor, temperature: Tensor | float) -> Tensor:
+def soft_labels(teacher: Tensor, temperature: Tensor | float, *, validate_args: bool = True) -> Tensor:
     r"""Teacher soft labels with one temperature per sample: $\mathrm{softmax}(z_t / \tau)$.
 
     Computed in float32 whatever the dtype of ``teacher``; no gradient flows to the teacher.
-    In eager mode the values are checked in one read from the device: temperatures finite and
-    positive, teacher logits finite ($-\infty$ masks a class).
+    With ``validate_args`` in eager mode the values are checked in one read from the device:
+    temperatures finite and positive, teacher logits finite ($-\infty$ masks a class).
 
     Shape:
         - teacher: $(N, C)$ logits
@@ -49,29 +48,14 @@ def soft_labels(teacher: Tensor, temperature: Tensor | float) -> Tensor:
     """
     check_logits(teacher, "teacher")
     checks = check_temperature_argument(temperature, "temperature", teacher)
-    if values_checkable(True):
+    if values_checkable(validate_args):
         raise_first([logit_flag(teacher, "teacher"), *checks])
-    return scaled_softmax(teacher, temperature)
+    return _soft_labels(teacher, temperature)
 
 
-def scaled_softmax(teacher: Tensor, temperature: Tensor | float) -> Tensor:
+def _soft_labels(teacher: Tensor, temperature: Tensor | float) -> Tensor:
     """:func:`soft_labels` without its checks (for callers that checked the arguments)."""
     return torch.softmax(_scaled(teacher.detach(), temperature), dim=1)
-
-
-def check_temperature_argument(temperature: object, name: str, logits: Tensor) -> list[ValueCheck]:
-    """Check a per-sample temperature's type, shape and device; return its value check (for :func:`raise_first`)."""
-    batch = logits.shape[0]
-    if isinstance(temperature, Tensor):
-        if temperature.dim() > 1 or (temperature.dim() == 1 and temperature.shape[0] != batch):
-            raise ValueError(
-                f"Expected `{name}` of shape (N,) = ({batch},) or a scalar, but got {tuple(temperature.shape)}."
-            )
-        if temperature.dim() == 1:  # a 0-d tensor may live on the CPU, as torch allows
-            check_device(temperature, logits.device, name, "the logits")
-        return [temperature_flag(temperature, name)] if temperature.numel() > 0 else []
-    check_positive(temperature, name)
-    return []
 
 
 def _scaled(logits: Tensor, temperature: Tensor | float) -> Tensor:
@@ -88,6 +72,7 @@ def soft_label_kl(
     *,
     student_temperature: float = 1.0,
     reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> Tensor:
     r"""$\mathrm{KL}(p \,\|\, q)$ between temperature-scaled teacher and student distributions.
 
@@ -117,17 +102,20 @@ def soft_label_kl(
     checks = check_temperature_argument(teacher_temperature, "teacher_temperature", teacher)
     student_temperature = check_positive(student_temperature, "student_temperature")
     check_choice(reduction, "reduction", REDUCTIONS)
-    if values_checkable(True):
+    if values_checkable(validate_args):
         raise_first([logit_flag(teacher, "teacher"), *checks])
-    return kl_terms(student, teacher, teacher_temperature, student_temperature, reduction)
+    return _soft_label_kl(
+        student, teacher, teacher_temperature, student_temperature=student_temperature, reduction=reduction
+    )
 
 
-def kl_terms(
+def _soft_label_kl(
     student: Tensor,
     teacher: Tensor,
     teacher_temperature: Tensor | float,
-    student_temperature: float,
-    reduction: Reduction,
+    *,
+    student_temperature: float = 1.0,
+    reduction: Reduction = "mean",
 ) -> Tensor:
     """:func:`soft_label_kl` without its checks (for callers that checked the arguments)."""
     log_p = torch.log_softmax(_scaled(teacher.detach(), teacher_temperature), dim=1)
