@@ -33,7 +33,7 @@ class CountingObjective:
     forward that gives the gradient (``AttackPGD.forward`` of the official ``Fair-ARD.py``).
     Call :meth:`reset` with the labels before each attack. Shapes are checked at every step (free
     under compile); the values of the labels and of the attack's target once per attack, at its
-    first step, in eager mode (one read from the device), unless ``reset(..., validated=True)``.
+    first step, in eager mode (one read from the device).
 
     Args:
         objective: what the attack ascends: ``"ce"`` (integer labels as the attack's target),
@@ -62,18 +62,22 @@ class CountingObjective:
         self.counts = torch.zeros(0)
         self._unchecked = False
 
-    def reset(self, labels: Tensor, *, validated: bool = False) -> None:
+    def reset(self, labels: Tensor) -> None:
         """Start counting for a new attack on samples with these labels (``counts`` become zeros).
 
-        Labels of any integer dtype are accepted (as int64). ``validated=True`` skips the value
-        checks of the coming attack (the caller checked the labels and made the target).
+        Labels of any integer dtype are accepted (as int64).
 
         Shape:
             - labels: $(N,)$ integer classes
         """
+        self._reset(labels)
+        self._unchecked = True
+
+    def _reset(self, labels: Tensor) -> None:
+        """:meth:`reset` without the value checks of the coming attack (the caller checked the labels)."""
         self.labels = check_integer_labels(labels, None, name="labels", check_values=False).detach()
         self.counts = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
-        self._unchecked = not validated
+        self._unchecked = False
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         """Count the correct predictions in ``output``, then return the summed objective."""

@@ -58,7 +58,7 @@ class EarlyStopping:
     Samples that never stop get the attack's last iterate $x^K$; predictions are read at
     $x^0, \dots, x^{K-1}$. Call :meth:`reset` with the labels and the clean batch before each attack.
     Shapes are checked at every step (free under compile); the labels' range and the soft labels
-    once per attack, at its first step, in eager mode (unless ``reset(..., validated=True)``).
+    once per attack, at its first step, in eager mode.
 
     Args:
         stop_at: ``"last_clean"`` or ``"first_adversarial"``.
@@ -87,22 +87,26 @@ class EarlyStopping:
         self.kept = torch.zeros(0)
         self._unchecked = False
 
-    def reset(self, labels: Tensor, input: Tensor, *, validated: bool = False) -> None:
+    def reset(self, labels: Tensor, input: Tensor) -> None:
         r"""Start a new attack on the clean batch ``input`` with labels ``labels``: every sample active.
 
-        Labels of any integer dtype are accepted (as int64). ``validated=True`` skips the value
-        checks of the coming attack (the caller checked the labels and made the soft labels).
+        Labels of any integer dtype are accepted (as int64).
 
         Shape:
             - labels: $(N,)$ integer classes
             - input: $(N, \dots)$, the batch to be attacked
         """
+        self._reset(labels, input)
+        self._unchecked = True
+
+    def _reset(self, labels: Tensor, input: Tensor) -> None:
+        """:meth:`reset` without the value checks of the coming attack (the caller checked the labels)."""
         if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
             got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
             raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
         labels = check_integer_labels(labels, None, name="labels", batch_size=input.shape[0], check_values=False)
         check_device(labels, input.device, "labels", "`input`")
-        self._unchecked = not validated
+        self._unchecked = False
         self.labels = labels.detach()
         self.active = torch.ones(labels.shape, dtype=torch.bool, device=labels.device)
         patience = self.patience if self.stop_at == "first_adversarial" else 0

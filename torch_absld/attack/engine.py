@@ -99,7 +99,27 @@ def pgd(
           ``[clip_min, clip_max]``
     """
     config, eps, step_size = configured(config, eps, step_size, settings)
-    return run_pgd(model, input, target, config, objective, eps, step_size, generator=generator, seed=seed, start=start)
+    checking = values_checkable(config.validate_args)
+    return _attack(model, input, target, config, objective, eps, step_size, generator, seed, start, checking)
+
+
+def _pgd(
+    model: nn.Module,
+    input: Tensor,
+    target: Tensor,
+    *,
+    config: PGDConfig | None = None,
+    objective: Objective = "auto",
+    eps: PerSample | None = None,
+    step_size: PerSample | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    start: Tensor | None = None,
+    **settings: Unpack[PGDSettings],
+) -> Tensor:
+    """:func:`pgd` without the value checks (no read from the device): the caller checked its inputs."""
+    config, eps, step_size = configured(config, eps, step_size, settings)
+    return _attack(model, input, target, config, objective, eps, step_size, generator, seed, start, False)
 
 
 def kl_pgd(
@@ -155,7 +175,7 @@ def configured(
     return config, radius, step_size if isinstance(step_size, Tensor) else config.step_size
 
 
-def run_pgd(
+def _attack(
     model: nn.Module,
     input: Tensor,
     target: Tensor,
@@ -163,19 +183,13 @@ def run_pgd(
     objective: Objective,
     eps: PerSample,
     step_size: PerSample,
-    *,
-    generator: torch.Generator | None = None,
-    seed: int | None = None,
-    start: Tensor | None = None,
-    validated: bool = False,
+    generator: torch.Generator | None,
+    seed: int | None,
+    start: Tensor | None,
+    checking: bool,
     model_name: str = "model",
 ) -> Tensor:
-    """:func:`pgd` with a config already made (the module and the training steps call this).
-
-    ``validated=True`` skips the value checks (host syncs) of ``input`` and ``target`` when the
-    caller has made or checked them; shapes, dtypes and devices are always checked.
-    ``model_name`` is how error messages call the model (a training step's ``"student"``).
-    """
+    """The attack with a config made; ``checking``: run the value checks (one read); ``model_name`` names the model."""
     # No input gradient exists inside torch.inference_mode(): the attack runs outside it.
     with torch.inference_mode(False):
         if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
@@ -184,7 +198,6 @@ def run_pgd(
         attacked = unwrap_model(model)
         check_device(input, module_device(attacked), "input", f"`{model_name}`")
         resolved = resolve_objective(objective, target)
-        checking = values_checkable(config.validate_args) and not validated
         batch = input.shape[0]
         target = check_target(target, resolved, batch, False, device=input.device)
         if isinstance(target, Tensor) and target.is_inference():  # cannot be saved for backward
@@ -378,3 +391,21 @@ def _first_iterate(
 
 def _fp16_autocast_active(device_type: str) -> bool:
     return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16
+
+
+def run_pgd(
+    model: nn.Module,
+    input: Tensor,
+    target: Tensor,
+    config: PGDConfig,
+    objective: Objective,
+    eps: PerSample,
+    step_size: PerSample,
+    *,
+    generator: torch.Generator | None = None,
+    start: Tensor | None = None,
+    validated: bool = False,
+) -> Tensor:
+    """Internal: call :func:`_pgd` (after the caller's own checks) instead."""
+    checking = values_checkable(config.validate_args) and not validated
+    return _attack(model, input, target, config, objective, eps, step_size, generator, None, start, checking)

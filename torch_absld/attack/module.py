@@ -8,8 +8,9 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
+from .._internal.checks import values_checkable
 from .config import PGDConfig, PGDSettings
-from .engine import PerSample, configured, run_pgd
+from .engine import PerSample, _attack, configured
 from .objectives import Objective, check_objective
 
 __all__ = ["KLPGDAttack"]
@@ -119,19 +120,37 @@ class KLPGDAttack(nn.Module):
         seed: int | None = None,
         eps: PerSample | None = None,
         step_size: PerSample | None = None,
-        validated: bool = False,
     ) -> Tensor:
-        """Adversarial examples for ``input``; ``eps`` / ``step_size`` override the config for this call.
+        """Adversarial examples for ``input``; ``eps`` / ``step_size`` override the config for this call."""
+        return self._run(input, target, seed, eps, step_size, values_checkable(self.validate_args))
 
-        ``validated=True`` skips the value checks of ``input`` and ``target`` (host syncs) when
-        the caller has made or checked them (a training step does); shapes are always checked.
-        """
+    def _forward(
+        self,
+        input: Tensor,
+        target: Tensor,
+        *,
+        seed: int | None = None,
+        eps: PerSample | None = None,
+        step_size: PerSample | None = None,
+    ) -> Tensor:
+        """:meth:`forward` without the value checks (no read from the device): the caller checked its inputs."""
+        return self._run(input, target, seed, eps, step_size, False)
+
+    def _run(
+        self,
+        input: Tensor,
+        target: Tensor,
+        seed: int | None,
+        eps: PerSample | None,
+        step_size: PerSample | None,
+        checking: bool,
+    ) -> Tensor:
         config = self.config
         if not (eps is None or isinstance(eps, Tensor)) or not (step_size is None or isinstance(step_size, Tensor)):
             config, eps, step_size = configured(config, eps, step_size, {})
         eps = config.eps if eps is None else eps
         step_size = config.step_size if step_size is None else step_size
-        return run_pgd(
+        return _attack(
             self.model,
             input,
             target,
@@ -139,10 +158,11 @@ class KLPGDAttack(nn.Module):
             self.objective,
             eps,
             step_size,
-            generator=self.generator,
-            seed=seed,
-            validated=validated,
-            model_name=self._model_name,
+            self.generator,
+            seed,
+            None,
+            checking,
+            self._model_name,
         )
 
     def extra_repr(self) -> str:

@@ -26,7 +26,7 @@ from .._internal.distributed import all_reduce_sum, is_distributed
 from .._internal.keyed import keyed_uniform
 from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
 from ..attack import PGDConfig
-from ..attack.engine import run_pgd
+from ..attack.engine import _pgd
 from .autoattack import auto_attack
 from .metrics import ClassAccuracy, class_accuracy_summary, worst_class_count
 from .protocol import ATTACKS, attack_config, resolve_attack_settings
@@ -145,7 +145,7 @@ def _adversarial(
     start = None
     if setting["random_start"] == "uniform":
         start = x.float() + (2 * keyed_uniform(x, seed) - 1) * eps
-    return run_pgd(model, x, y, config, setting["objective"], config.eps, config.step_size, start=start)
+    return _pgd(model, x, y, config=config, objective=setting["objective"], start=start)
 
 
 def evaluate_robustness(
