@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +9,6 @@ from _cases import Case, bad, good, identical, ids, odd_outputs, run
 from _models import OddOutput
 from torch import nn
 
-import torch_absld
 from torch_absld import KLPGDAttack, PGDConfig, attack_objective, kl_pgd, pgd
 
 N, C = 4, 5
@@ -69,21 +66,6 @@ def _nan_soft() -> torch.Tensor:
     soft = _soft()
     soft[0, 1] = float("nan")
     return soft
-
-
-def _pgd_step(**kwargs: object) -> torch.Tensor:
-    args = {"objective": "ce", "eps": EPS, "step_size": 0.01, "clip_min": 0.0, "clip_max": 1.0}
-    args.update(kwargs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        step = torch_absld.pgd_step
-    return step(_model(), _x(), _x(), torch.tensor(LABELS), **args)
-
-
-def _unwrap(model: object) -> object:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch_absld.unwrap_model(model)
 
 
 CASES: list[Case] = [
@@ -359,17 +341,6 @@ CASES: list[Case] = [
         lambda: attack_objective(torch.zeros(0, C), torch.zeros(0, dtype=torch.long), "cw"),
         lambda v: identical(v, torch.tensor(0.0)),
     ),
-    # pgd_step (deprecated, still public)
-    bad("pgd_step eps<0", ValueError, "`eps` >= 0", lambda: _pgd_step(eps=-0.1)),
-    bad(
-        "pgd_step clip_min > clip_max",
-        ValueError,
-        "`clip_min` < `clip_max`",
-        lambda: _pgd_step(clip_min=1.0, clip_max=0.0),
-    ),
-    bad("pgd_step step_size<0", ValueError, "`step_size` > 0", lambda: _pgd_step(step_size=-0.01)),
-    bad("pgd_step unknown objective", ValueError, "`objective` to be one of", lambda: _pgd_step(objective="bogus")),
-    bad("pgd_step loss_scale=0", ValueError, "`loss_scale` > 0", lambda: _pgd_step(loss_scale=0.0)),
     # KLPGDAttack
     bad("KLPGDAttack model lambda", TypeError, "`model` to be an nn.Module", lambda: KLPGDAttack(lambda x: x)),  # type: ignore[arg-type]
     bad("KLPGDAttack eps tensor", TypeError, "`eps` to be a float", lambda: KLPGDAttack(_model(), eps=torch.ones(N))),  # type: ignore[arg-type]
@@ -391,7 +362,6 @@ CASES: list[Case] = [
         "`target` on the device",
         lambda: KLPGDAttack(_model())(_x(), torch.tensor(LABELS, device="meta")),
     ),
-    bad("unwrap_model(None)", TypeError, "`model` to be an nn.Module", lambda: _unwrap(None)),
 ]
 
 

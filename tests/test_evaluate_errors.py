@@ -65,7 +65,7 @@ CASES: list[Case] = [
     ),
     bad("labels bool", TypeError, "`loader` to yield integer class labels", lambda: _eval(_loader(Y.bool()))),
     bad("labels float", TypeError, "`loader` to yield integer class labels", lambda: _eval(_loader(Y.float()))),
-    bad("input NaN", ValueError, "`loader` to yield (finite )?inputs", lambda: _eval(_nan_batch())),
+    bad("input NaN", ValueError, "`loader`: Expected `input` to be finite", lambda: _eval(_nan_batch())),
     bad("input int", TypeError, "`loader` to yield floating point inputs", lambda: _eval(_loader(x=(X * 255).long()))),
     bad("batch of one tensor", TypeError, r"`loader` to yield \(input, target\) pairs", lambda: _eval([X])),
     bad("loader a tensor", TypeError, "`loader` to be an iterable", lambda: _eval(X)),

@@ -6,10 +6,10 @@ from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
-from .config import PGDConfig, PGDSettings
-from .engine import PerSample, configured, run_pgd
+from .._internal.checks import values_checkable
+from .config import PGDConfig
+from .engine import PerSample, _attack, configured
 from .objectives import Objective, check_objective
 
 __all__ = ["KLPGDAttack"]
@@ -32,31 +32,21 @@ class _Setting(Generic[T]):
 
 
 class KLPGDAttack(nn.Module):
-    r"""L-inf PGD that maximises KL to soft labels (probabilities) or CE to integer labels.
+    r"""L-inf PGD (:func:`~torch_absld.pgd`) as a module holding its :class:`PGDConfig`.
 
-    ``attack(x, target)`` runs :func:`~torch_absld.pgd` with the attack's :class:`PGDConfig`:
-    with probabilities $(N, C)$ it is ABSLD's KL-PGD (Eq. 13), with integer labels $(N,)$ it
-    is standard CE-PGD; ``objective="cw"`` gives the CW-inf margin attack, and a callable
-    objective any loss of the model's output. The model is held by reference, not registered
-    as a submodule, so the attack's ``state_dict`` holds no weights.
-
-    Build it from a config (``KLPGDAttack(model, config=PGDConfig(eps=4 / 255))``) or from
-    keywords (``KLPGDAttack(model, eps=4 / 255, steps=20)``; both together: the keywords
-    change the config). The settings read as attributes (``attack.eps``, ``attack.steps``);
-    ``attack.config`` is the whole. ``attack(x, y, eps=radii)`` takes per-sample radii $(N,)$
-    for one call (``step_size`` likewise).
+    With probabilities $(N, C)$ as the target it is ABSLD's KL-PGD (Eq. 13), with integer labels
+    $(N,)$ CE-PGD; ``objective="cw"`` gives the CW-inf margin attack. The model is held by
+    reference, not as a submodule (the attack's ``state_dict`` holds no weights). The settings
+    read as attributes (``attack.eps``, ``attack.steps``); ``attack.config`` is the whole.
 
     Args:
         model: the network under attack (a DDP wrapper is unwrapped).
-        config: the attack's settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
-        objective: ``"auto"`` (default: KL for probabilities, CE for labels), ``"kl"``,
-            ``"ce"``, ``"cw"``, or a callable ``objective(output, target)`` (see :func:`~torch_absld.pgd`).
-        generator: random generator used by every call (reproducible sequences of attacks).
+        config: the settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
+        objective: ``"auto"``, ``"kl"``, ``"ce"``, ``"cw"`` or a callable (see :func:`~torch_absld.pgd`).
+        generator: random generator of every call's start.
         eps: L-inf radius (replaces ``config.eps``).
         step_size: ascent step (replaces ``config.step_size``).
-        **settings: other fields of :class:`PGDConfig` (``steps``, ``random_start``, ``init_std``,
-            ``project_start``, ``clip_min``, ``clip_max``, ``student_temperature``,
-            ``loss_scale``, ``compile``, ``compile_mode``, ``validate_args``).
+        **settings: other fields of :class:`PGDConfig` (``steps``, ``validate_args``, ...).
 
     Shape:
         - input: $(N, \dots)$
@@ -66,8 +56,7 @@ class KLPGDAttack(nn.Module):
     Example:
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
         >>> attack = KLPGDAttack(model, eps=0.1, step_size=0.05, steps=3)
-        >>> x_adv = attack(torch.rand(2, 12), torch.tensor([0, 2]))
-        >>> x_adv.shape, attack.steps
+        >>> attack(torch.rand(2, 12), torch.tensor([0, 2])).shape, attack.steps
         (torch.Size([2, 12]), 3)
     """
 
@@ -95,7 +84,7 @@ class KLPGDAttack(nn.Module):
         generator: torch.Generator | None = None,
         eps: float | None = None,
         step_size: float | None = None,
-        **settings: Unpack[PGDSettings],
+        **settings: Any,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -119,19 +108,37 @@ class KLPGDAttack(nn.Module):
         seed: int | None = None,
         eps: PerSample | None = None,
         step_size: PerSample | None = None,
-        validated: bool = False,
     ) -> Tensor:
-        """Adversarial examples for ``input``; ``eps`` / ``step_size`` override the config for this call.
+        """Adversarial examples for ``input``; ``eps`` / ``step_size`` (floats or $(N,)$) override the config."""
+        return self._run(input, target, seed, eps, step_size, values_checkable(self.validate_args))
 
-        ``validated=True`` skips the value checks of ``input`` and ``target`` (host syncs) when
-        the caller has made or checked them (a training step does); shapes are always checked.
-        """
+    def _forward(
+        self,
+        input: Tensor,
+        target: Tensor,
+        *,
+        seed: int | None = None,
+        eps: PerSample | None = None,
+        step_size: PerSample | None = None,
+    ) -> Tensor:
+        """:meth:`forward` without the value checks (no read from the device): the caller checked its inputs."""
+        return self._run(input, target, seed, eps, step_size, False)
+
+    def _run(
+        self,
+        input: Tensor,
+        target: Tensor,
+        seed: int | None,
+        eps: PerSample | None,
+        step_size: PerSample | None,
+        checking: bool,
+    ) -> Tensor:
         config = self.config
         if not (eps is None or isinstance(eps, Tensor)) or not (step_size is None or isinstance(step_size, Tensor)):
             config, eps, step_size = configured(config, eps, step_size, {})
         eps = config.eps if eps is None else eps
         step_size = config.step_size if step_size is None else step_size
-        return run_pgd(
+        return _attack(
             self.model,
             input,
             target,
@@ -139,10 +146,11 @@ class KLPGDAttack(nn.Module):
             self.objective,
             eps,
             step_size,
-            generator=self.generator,
-            seed=seed,
-            validated=validated,
-            model_name=self._model_name,
+            self.generator,
+            seed,
+            None,
+            checking,
+            self._model_name,
         )
 
     def extra_repr(self) -> str:

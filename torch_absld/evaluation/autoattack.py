@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .._internal.checks import (
+    check_bool,
     check_choice,
     check_device,
     check_finite_number,
@@ -21,6 +22,7 @@ from .._internal.checks import (
     input_flag,
     label_range_flag,
     raise_first,
+    values_checkable,
 )
 from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
 
@@ -60,34 +62,31 @@ def auto_attack(
     batch_size: int | None = None,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
+    validate_args: bool = True,
 ) -> Tensor:
-    r"""L-inf AutoAttack (Croce & Hein, 2020) of ``model`` on one batch, via ``pyautoattack``.
+    r"""L-inf AutoAttack (Croce & Hein, 2020) of ``model`` on one batch, through ``pyautoattack``.
 
-    ``version="standard"`` runs APGD-CE, APGD-T, FAB-T and Square in sequence, each on the
-    samples still classified correctly. The number of target classes of APGD-T and FAB-T is
-    $\min(9, C - 1)$ (9 for CIFAR-10 and CIFAR-100, as in the standard version), ``device``
-    and ``seed`` are passed explicitly, and the global random state is restored afterwards
-    (``pyautoattack`` seeds the global generator). The model runs in eval mode with its
-    parameters' ``requires_grad`` switched off (FAB calls ``.backward()``): both are restored,
-    and parameters' ``.grad`` is untouched.
-
-    The restarts of APGD and Square draw random numbers for the whole batch, so a sample's
-    result can depend on the batch it is in (unlike the FGSM, PGD and CW attacks of
-    :func:`torch_absld.evaluate_robustness`).
+    ``version="standard"`` runs APGD-CE, APGD-T, FAB-T and Square, each on the samples still
+    classified correctly; APGD-T and FAB-T target $\min(9, C - 1)$ classes. The global random
+    state is restored afterwards; the model runs in eval mode with its parameters frozen (both
+    restored, ``.grad`` untouched). The restarts draw random numbers for the whole batch, so a
+    sample's result can depend on its batch. ``validate_args`` checks the label and input values
+    (one read from the device, besides those of ``pyautoattack``).
 
     Args:
         model: network returning logits (a DDP wrapper is unwrapped).
-        input: images in ``[0, 1]`` (``pyautoattack`` clamps to that range).
+        input: images in ``[0, 1]``.
         target: true labels.
-        num_classes: number of classes $C$ (at least 4 for the targeted DLR loss of APGD-T).
+        num_classes: number of classes $C$ (at least 4 for the DLR losses of APGD-T / APGD-DLR).
         eps: L-inf radius, ``>= 0``.
-        version: ``"standard"`` (the paper's), ``"plus"``, ``"rand"`` or ``"custom"``.
-        attacks: the attack list for ``version="custom"`` (e.g. ``["apgd-ce", "square"]``).
+        version: ``"standard"``, ``"plus"``, ``"rand"`` or ``"custom"``.
+        attacks: the attack list of ``version="custom"`` (e.g. ``["apgd-ce", "square"]``).
         seed: seed of every attack's random restarts.
         device: where the attacks run; ``None`` is ``input``'s device.
         batch_size: batch size inside ``pyautoattack``; ``None`` is the whole input.
-        clip_min: must be 0 (kept for a uniform signature with the other attacks).
+        clip_min: must be 0 (AutoAttack clamps to ``[0, 1]``).
         clip_max: must be 1.
+        validate_args: check the values of ``input`` and ``target``.
 
     Shape:
         - input: $(N, C_{in}, H, W)$ (Square perturbs images)
@@ -127,7 +126,8 @@ def auto_attack(
     target = check_integer_labels(target, num_classes, batch_size=input.shape[0], check_values=False)
     if input.shape[0] == 0:
         return input.detach().clone()
-    raise_first([label_range_flag(target, num_classes), input_flag(input, 0.0, 1.0)])
+    if values_checkable(check_bool(validate_args, "validate_args")):
+        raise_first([label_range_flag(target, num_classes), input_flag(input, 0.0, 1.0)])
     _check_output(attacked, input[:1].to(device), num_classes)
     if eps == 0.0:
         return input.detach().clone()

@@ -11,10 +11,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._internal.checks import ProcessGroupArg, check_integer_labels, check_num_classes, values_checkable
+from .._internal.checks import (
+    ProcessGroupArg,
+    check_integer_labels,
+    check_num_classes,
+    label_range_flag,
+    raise_first,
+    values_checkable,
+)
 from ..stats import ClassStatistics
 
-__all__ = ["ClassAccuracy", "ClassAccuracyResult", "class_accuracy_summary", "predictions", "worst_class_count"]
+__all__ = ["ClassAccuracy", "ClassAccuracyResult", "class_accuracy_summary", "worst_class_count"]
 
 
 def worst_class_count(num_classes: int, worst_fraction: float | None = None) -> int:
@@ -171,26 +178,24 @@ def _as_counts(values: Tensor | Sequence[int], name: str) -> list[int]:
 
 
 class ClassAccuracy(ClassStatistics):
-    r"""Accumulates correct / total counts per class over batches, like a torchmetrics metric.
+    r"""Correct / total counts per class, accumulated over batches like a torchmetrics metric.
 
-    A :class:`~torch_absld.stats.ClassStatistics` of one quantity, whether each prediction is
-    right. :meth:`update` adds a batch (no host sync, no data-dependent shape: it compiles
-    with ``fullgraph=True`` when ``validate_args=False``); :meth:`compute` sums the counts of
-    every rank of ``process_group`` with one ``all_reduce`` (integer counts: the result equals
-    one process on the union of the data exactly) and returns a :class:`ClassAccuracyResult`;
-    :meth:`reset` zeroes the counts. The counts follow ``.to()`` and are in ``state_dict()``
-    (key ``"counts"``), and ``DistributedDataParallel`` never broadcasts them.
+    :meth:`update` adds a batch (no data-dependent shape: with ``validate_args=False`` it reads
+    nothing from the device and compiles with ``fullgraph=True``; else one read for the label
+    values); :meth:`compute` sums every rank's counts with one ``all_reduce`` (exactly one
+    process on the union of the data) and returns a :class:`ClassAccuracyResult`. The counts
+    follow ``.to()`` and are in ``state_dict()`` (key ``"counts"``).
 
     Args:
         num_classes: number of classes $C \ge 1$.
         worst_fraction: see :func:`worst_class_count`.
-        process_group: ranks whose counts :meth:`compute` sums; ``None`` is the default group
-            (nothing to sum in a single process); ``False`` is this rank alone (no collective).
-        validate_args: check label and prediction values in eager mode (one host sync per batch).
+        process_group: ranks whose counts :meth:`compute` sums; ``None`` is the default group;
+            ``False`` is this rank alone (no collective).
+        validate_args: check label and prediction values in eager mode.
 
     Shape:
-        - ``update(input, target)``: input $(N, C)$ scores (logits or probabilities; argmax,
-          first index on ties) or $(N,)$ integer predictions; target $(N,)$ integers in $[0, C)$
+        - ``update(input, target)``: input $(N, C)$ scores (argmax, first index on ties) or
+          $(N,)$ integer predictions; target $(N,)$ integers in $[0, C)$
 
     Example:
         >>> metric = ClassAccuracy(3)
@@ -222,46 +227,57 @@ class ClassAccuracy(ClassStatistics):
 
     @property
     def correct(self) -> Tensor:
-        """Correct predictions of each class on this rank so far, shape $(C,)$ int64."""
+        """Correct predictions of each class on this rank, shape $(C,)$ int64."""
         return self.accumulator[0].to(torch.int64)
 
     @property
     def total(self) -> Tensor:
-        """Samples of each class on this rank so far, shape $(C,)$ int64."""
+        """Samples of each class on this rank, shape $(C,)$ int64."""
         return self.accumulator[1].to(torch.int64)
 
     @torch.no_grad()
     def update(self, input: Tensor, target: Tensor) -> None:
         """Add one batch of predictions (or scores) and true labels."""
-        preds = predictions(input, self.num_classes, validate_args=self.validate_args)
-        target = check_integer_labels(
-            target, self.num_classes, batch_size=preds.shape[0], check_values=values_checkable(self.validate_args)
-        )
+        if not isinstance(input, Tensor):
+            raise TypeError(f"Expected `input` to be a torch.Tensor, but got {type(input).__name__}.")
+        scores = input.is_floating_point()
+        if scores and (input.dim() != 2 or input.shape[1] != self.num_classes):
+            raise ValueError(
+                f"Expected `input` scores of shape (N, {self.num_classes}) or integer predictions of shape (N,), "
+                f"but got a floating point tensor of shape {tuple(input.shape)}."
+            )
+        if not scores:
+            input = check_integer_labels(input, self.num_classes, name="input", check_values=False)
+        target = check_integer_labels(target, self.num_classes, batch_size=input.shape[0], check_values=False)
+        if values_checkable(self.validate_args):
+            checks = [] if scores else [label_range_flag(input, self.num_classes, "input")]
+            raise_first([*checks, label_range_flag(target, self.num_classes)])
+        self._update(input, target)
+
+    @torch.no_grad()
+    def _update(self, input: Tensor, target: Tensor) -> None:
+        """:meth:`update` without checks: scores $(N, C)$ or predictions $(N,)$, labels in $[0, C)$ (int64)."""
+        predictions = input.argmax(dim=1) if input.is_floating_point() else input
         target = target.to(self.accumulator.device)
-        hits = preds.to(self.accumulator.device) == target
-        self.accumulate(hits.to(torch.float64), target, validate=False)
+        hits = (predictions.to(self.accumulator.device) == target).to(torch.float64)
+        self.accumulator.index_add_(1, target, torch.stack([hits, torch.ones_like(hits)]))
 
     def forward(self, input: Tensor, target: Tensor) -> None:
         """Same as :meth:`update`."""
         self.update(input, target)
 
     def synced_counts(self) -> Tensor:
-        """The counts summed over the ranks of ``process_group`` (a new tensor; ``counts`` is unchanged).
-
-        Shape:
-            - Output: $(2, C)$ int64, row 0 correct, row 1 total
-        """
+        """The counts summed over the ranks of ``process_group`` (a new tensor), shape $(2, C)$ int64."""
         return self.synced().to(torch.int64)
 
     def compute(self) -> ClassAccuracyResult:
         """Per-class accuracy, avg, worst and overall over every rank's data so far.
 
-        A collective under ``torch.distributed``: every rank of ``process_group`` must call it.
-        Called on one rank only it waits until the process group's timeout; a metric made with
-        ``process_group=False`` computes this rank's counts alone, anywhere.
+        A collective under ``torch.distributed``: every rank of ``process_group`` must call it
+        (a metric made with ``process_group=False`` computes this rank's counts alone).
         """
-        counts = self.synced_counts().cpu()
-        return class_accuracy_summary(counts[0], counts[1], worst_fraction=self.worst_fraction)
+        correct, total = self.synced_counts().tolist()
+        return class_accuracy_summary(correct, total, worst_fraction=self.worst_fraction)
 
     def _check_loaded(self, loaded: Any) -> None:
         super()._check_loaded(loaded)
@@ -274,22 +290,3 @@ class ClassAccuracy(ClassStatistics):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, worst_fraction={self.worst_fraction}"
-
-
-def predictions(input: Tensor, num_classes: int, *, validate_args: bool = True) -> Tensor:
-    """Class predictions from scores $(N, C)$ (argmax) or integer predictions $(N,)$.
-
-    Shape:
-        - input: $(N, C)$ floating point or $(N,)$ integers in $[0, C)$
-        - Output: $(N,)$ int64
-    """
-    if not isinstance(input, Tensor):
-        raise TypeError(f"Expected `input` to be a torch.Tensor, but got {type(input).__name__}.")
-    if input.is_floating_point():
-        if input.dim() != 2 or input.shape[1] != num_classes:
-            raise ValueError(
-                f"Expected `input` scores of shape (N, {num_classes}) or integer predictions of shape (N,), "
-                f"but got a floating point tensor of shape {tuple(input.shape)}."
-            )
-        return input.argmax(dim=1)
-    return check_integer_labels(input, num_classes, name="input", check_values=values_checkable(validate_args))

@@ -109,19 +109,12 @@ def _override_name(attack: str, key: str) -> str:
     return f"attack_overrides[{attack!r}][{key!r}]"
 
 
-def attack_config(setting: Mapping[str, Any], clip_min: float, clip_max: float) -> PGDConfig:
-    """The :class:`~torch_absld.PGDConfig` of one FGSM / PGD / CW setting of the protocol.
+def attack_config(setting: Mapping[str, Any], clip_min: float, clip_max: float) -> PGDConfig | None:
+    """The :class:`~torch_absld.PGDConfig` of one setting; ``None`` for ``"clean"`` or a zero radius.
 
-    The random start is left to the caller (the protocol draws it per sample, see
-    :func:`~torch_absld.evaluate_robustness`); value checks are the caller's too.
+    The random start and the value checks are left to the caller (AutoAttack uses the radius only).
     """
-    return PGDConfig(
-        eps=setting["eps"],
-        step_size=setting["step_size"],
-        steps=setting["steps"],
-        random_start=None,
-        clip_min=clip_min,
-        clip_max=clip_max,
-        loss_scale=setting["loss_scale"],
-        validate_args=False,
-    )
+    if not setting.get("eps"):
+        return None
+    steps = {key: setting[key] for key in ("step_size", "steps", "loss_scale") if key in setting}
+    return PGDConfig(eps=setting["eps"], random_start=None, clip_min=clip_min, clip_max=clip_max, **steps)
