@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from _cases import Case, bad, good, ids, run
-from _loss_cases import C, Loss, N, labels, logits, loss_rows, option_rows, same_as
+from _loss_cases import C, Loss, N, labels, logits, loss_rows, option_rows
 
 from torch_absld.losses import ARDLoss, ard_loss
 
@@ -24,16 +24,11 @@ OPTIONS = [
 ]
 
 
-def _terms(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    return ARDLoss(alpha=0.5).terms(*logits(3), labels(dtype), validated=True)
-
-
 CASES: list[Case] = [
     *loss_rows(FUNCTIONAL),
     *loss_rows(MODULE),
     *option_rows("ard_loss", lambda **kw: ard_loss(*logits(3), labels(), **kw), OPTIONS),
     *option_rows("ARDLoss", ARDLoss, [*OPTIONS, ("validate_args", "yes", TypeError, "`validate_args` to be a bool")]),
-    good("ARDLoss terms validated int32 labels", lambda: _terms(torch.int32), same_as(lambda: _terms(torch.long))),
     bad(
         "ard_loss teacher of another C: the hint",
         ValueError,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from _cases import Case, good, ids, run
-from _loss_cases import C, Loss, labels, logits, loss_rows, option_rows, same_as
+from _loss_cases import C, Loss, labels, logits, loss_rows, option_rows
 
 from torch_absld.losses import BATLoss, bat_loss, uniform_kl
 
@@ -32,17 +32,12 @@ def _uniform_kl_masked() -> tuple[torch.Tensor, torch.Tensor]:
     return uniform_kl(z), (p * (p * C).log()).sum(dim=1)
 
 
-def _terms(dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-    return BATLoss().terms(*logits(3), labels(dtype), validated=True)
-
-
 CASES: list[Case] = [
     *loss_rows(FUNCTIONAL),
     *loss_rows(LAST_CLEAN)[-1:],  # the masking row: the natural and the uniform terms of a masked class
     *loss_rows(MODULE),
     *option_rows("bat_loss", lambda **kw: bat_loss(*logits(3), labels(), **kw), OPTIONS),
     *option_rows("BATLoss", BATLoss, [*OPTIONS, ("validate_args", "yes", TypeError, "`validate_args` to be a bool")]),
-    good("BATLoss terms validated int32 labels", lambda: _terms(torch.int32), same_as(lambda: _terms(torch.long))),
     good("uniform_kl -inf (masking)", _uniform_kl_masked, lambda pair: torch.testing.assert_close(*pair)),
     good("uniform_kl uniform logits", lambda: uniform_kl(torch.zeros(2, C)), lambda out: _zero(out)),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from _cases import Case, bad, good, ids, run
-from _loss_cases import C, Loss, labels, logits, loss_rows, option_rows, same_as
+from _loss_cases import C, Loss, labels, logits, loss_rows, option_rows
 
 from torch_absld.losses import FRLLoss, frl_loss
 
@@ -27,10 +27,6 @@ MODULE = Loss("FRLLoss", NAMES, lambda z, y, **kw: _module(**kw)(*z, y), masked=
 
 def _weights(natural: object, boundary: object = BOUNDARY) -> torch.Tensor:
     return frl_loss(*logits(2), labels(), natural, boundary)  # type: ignore[arg-type]
-
-
-def _terms(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    return _module().terms(*logits(2), labels(dtype), validated=True)
 
 
 CASES: list[Case] = [
@@ -56,7 +52,6 @@ CASES: list[Case] = [
             ("thresold", 0.1, TypeError, "Did you mean `threshold`"),
         ],
     ),
-    good("FRLLoss terms validated int32 labels", lambda: _terms(torch.int32), same_as(lambda: _terms(torch.long))),
     bad("weights negative", ValueError, "`natural_weights` to hold finite values >= 0", lambda: _weights(-NATURAL)),
     bad(
         "weights NaN",

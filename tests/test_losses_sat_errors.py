@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _cases import Case, bad, good, ids, run
-from _loss_cases import Loss, labels, logits, loss_rows, option_rows, same_as
+from _cases import Case, good, ids, run
+from _loss_cases import Loss, labels, logits, loss_rows, option_rows
 
 from torch_absld.losses import SATLoss, sat_loss
 
 FUNCTIONAL = Loss("sat_loss", ("student_adv",), lambda z, y, **kw: sat_loss(*z, y, **kw))
 MODULE = Loss("SATLoss", ("student_adv",), lambda z, y, **kw: SATLoss(**kw)(*z, y))
-
-
-def _validated(dtype: torch.dtype) -> torch.Tensor:
-    return SATLoss()(logits(1)[0], labels(dtype), validated=True)
 
 
 CASES: list[Case] = [
@@ -33,17 +29,10 @@ CASES: list[Case] = [
             ("validate_args", "yes", TypeError, "`validate_args` to be a bool"),
         ],
     ),
-    good("SATLoss validated int32 labels", lambda: _validated(torch.int32), same_as(lambda: _validated(torch.long))),
     good(
         "sat_loss empty 'none'",
         lambda: sat_loss(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), reduction="none"),
         lambda out: _shape(out, (0,)),
-    ),
-    bad(
-        "SATLoss validated labels float",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: SATLoss()(logits(1)[0], labels() * 1.0, validated=True),
     ),
 ]
 

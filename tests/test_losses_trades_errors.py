@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from _cases import Case, good, ids, run
-from _loss_cases import Loss, labels, logits, loss_rows, option_rows, same_as
+from _loss_cases import Loss, labels, logits, loss_rows, option_rows
 
 from torch_absld.losses import TRADESLoss, trades_kl, trades_loss
 
@@ -22,10 +22,6 @@ BETAS = [
     ("beta", 0.0, None, ""),
     ("reduction", "batchmean", ValueError, "`reduction` to be one of 'mean', 'sum', 'none'"),
 ]
-
-
-def _terms(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    return TRADESLoss().terms(*logits(2), labels(dtype), validated=True)
 
 
 def _masked_equals_the_reduced_sum() -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,7 +42,6 @@ CASES: list[Case] = [
     *option_rows(
         "TRADESLoss", TRADESLoss, [*BETAS, ("validate_args", "yes", TypeError, "`validate_args` to be a bool")]
     ),
-    good("TRADESLoss terms validated uint8 labels", lambda: _terms(torch.uint8), same_as(lambda: _terms(torch.long))),
     good(
         "trades_kl -inf equals the KL over the other classes",
         _masked_equals_the_reduced_sum,

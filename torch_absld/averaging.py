@@ -16,7 +16,7 @@ from ._internal.modules import unwrap_model
 from .attack import PGDConfig
 from .class_eps import _count
 from .stats import ClassStatistics, class_means
-from .validation import check_validation_attack, record_correct, validation_pass
+from .validation import _record_correct, check_validation_attack, record_correct, validation_pass
 
 __all__ = ["FAWA_ATTACK", "FAWAOptions", "FairnessAwareAveraging"]
 
@@ -134,13 +134,16 @@ class FairnessAwareAveraging(ClassStatistics):
         self.module.eval()
         return self
 
-    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor, *, validated: bool = False) -> None:
+    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
         """Count a validation batch's correct predictions (:func:`~torch_absld.validation.class_correct`).
 
         Shape:
             - clean_logits, robust_logits: $(N, C)$; target: $(N,)$
         """
-        record_correct(self, clean_logits, robust_logits, target, validated)
+        record_correct(self, clean_logits, robust_logits, target)
+
+    def _record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+        _record_correct(self, clean_logits, robust_logits, target)
 
     @property
     def due(self) -> bool:

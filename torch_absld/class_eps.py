@@ -92,14 +92,14 @@ class ClassEpsilon(ClassStatistics):
         return self.scale * check_positive(eps, "eps", allow_zero=True)
 
     def forward(
-        self, target: Tensor, eps: float, step_size: float, *, present: Tensor | None = None, validated: bool = False
+        self, target: Tensor, eps: float, step_size: float, *, present: Tensor | None = None
     ) -> tuple[Tensor, Any]:
         r"""Each sample's radius $s_{y_i}\,\epsilon$ and step, for ``attack(x, y, eps=..., step_size=...)``.
 
         With ``scale_step`` the step is ``step_size`` times the largest scale of the classes in the
         batch: those of ``target``, or the classes marked in ``present`` (the whole batch across
         ranks under ``torch.distributed``, so that every rank uses the step of one process on the
-        union). ``validated=True`` skips the label value check (the caller checked them).
+        union).
 
         Shape:
             - target: $(N,)$ integer classes (any integer dtype)
@@ -108,13 +108,17 @@ class ClassEpsilon(ClassStatistics):
         """
         eps = check_positive(eps, "eps", allow_zero=True)
         step_size = check_positive(step_size, "step_size")
-        checking = values_checkable(self.validate_args) and not validated
-        target = self._checked_labels(target, check_values=checking)
+        target = self._checked_labels(target, check_values=values_checkable(self.validate_args))
         if present is not None and (
             not isinstance(present, Tensor) or present.dtype != torch.bool or present.shape != self.scale.shape
         ):
             got = f"{present.dtype} of shape {tuple(present.shape)}" if isinstance(present, Tensor) else present
             raise ValueError(f"Expected `present` to be a bool tensor of shape ({self.num_classes},), but got {got}.")
+        return self._forward(target, eps, step_size, present=present)
+
+    def _forward(
+        self, target: Tensor, eps: float, step_size: float, *, present: Tensor | None = None
+    ) -> tuple[Tensor, Any]:
         scales = self.scale[target]
         if not self.scale_step:
             return scales * eps, step_size
@@ -312,7 +316,7 @@ class CalibratedEpsilon(ClassEpsilon):
         self.register_buffer("class_beta", torch.full((self.num_classes,), self.beta, dtype=torch.float64))
 
     @torch.no_grad()
-    def update(self, values: Tensor, target: Tensor, *, validated: bool = False) -> None:
+    def update(self, values: Tensor, target: Tensor) -> None:
         """Add whether each sample's adversarial logits ``values`` predict its class (no gradient).
 
         Shape:
@@ -320,8 +324,11 @@ class CalibratedEpsilon(ClassEpsilon):
             - target: $(N,)$ integer classes
         """
         check_logits(values, "values", self.num_classes, device=self.scale.device, owner=f"the {type(self).__name__}")
-        checking = values_checkable(self.validate_args) and not validated
-        target = self._checked_labels(target, values.shape[0], check_values=checking)
+        target = self._checked_labels(target, values.shape[0], check_values=values_checkable(self.validate_args))
+        self._update(values, target)
+
+    @torch.no_grad()
+    def _update(self, values: Tensor, target: Tensor) -> None:
         self.accumulate((values.detach().argmax(dim=1) == target).to(torch.float64), target, validate=False)
 
     def class_accuracy(self) -> tuple[Tensor, Tensor]:

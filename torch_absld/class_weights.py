@@ -184,19 +184,21 @@ class VulnerabilityWeights(ClassStatistics):
         """
         return self.weights[self._checked_labels(target)]
 
-    def update(self, values: Tensor, target: Tensor, *, validated: bool = False) -> None:
+    def update(self, values: Tensor, target: Tensor) -> None:
         r"""Add each sample's $\kappa_i$ (a count, as a floating point tensor) into its class's sums.
 
-        Shapes, dtypes and devices are always checked; in eager mode with ``validate_args`` (and not
-        ``validated``) the labels' range and the counts ($\ge 0$) in one read from the device.
+        In eager mode with ``validate_args``: the labels' range and the counts ($\ge 0$) in one read.
 
         Shape:
             - values: $(N,)$ floating point; target: $(N,)$ integer classes
         """
         self._check_values(values)
         target = self._checked_labels(target, values.shape[0], check_values=False)
-        if not validated and values_checkable(self.validate_args):
+        if values_checkable(self.validate_args):
             raise_first([label_range_flag(target, self.num_classes), _count_flag(values)])
+        self._update(values, target)
+
+    def _update(self, values: Tensor, target: Tensor) -> None:
         self.accumulate(values, target, validate=False)
 
     def class_kappa(self) -> tuple[Tensor, Tensor]:

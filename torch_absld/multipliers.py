@@ -13,7 +13,7 @@ from typing_extensions import TypedDict
 from ._internal.checks import ProcessGroupArg, check_integer, check_positive, check_unit_interval, raise_first
 from ._internal.distributed import all_reduce_sum, is_distributed
 from .class_eps import ClassEpsilon
-from .validation import record_correct
+from .validation import _record_correct, record_correct
 
 __all__ = ["FRLMultipliers", "FRLOptions", "frl_class_weights", "frl_multiplier_update"]
 
@@ -248,13 +248,16 @@ class FRLMultipliers(ClassEpsilon):
         self.register_buffer("natural_weights", uniform)
         self.register_buffer("boundary_weights", uniform.clone())
 
-    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor, *, validated: bool = False) -> None:
+    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
         """Add a validation batch: whether each sample is classified correctly clean, and under attack.
 
         Shape:
             - clean_logits, robust_logits: $(N, C)$; target: $(N,)$ integer classes
         """
-        record_correct(self, clean_logits, robust_logits, target, validated)
+        record_correct(self, clean_logits, robust_logits, target)
+
+    def _record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+        _record_correct(self, clean_logits, robust_logits, target)
 
     @torch.no_grad()
     def union_batch(self, target: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:

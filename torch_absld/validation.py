@@ -42,12 +42,8 @@ def class_correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -
     return _correct(clean_logits, robust_logits, target)
 
 
-def record_correct(
-    stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor, validated: bool = False
-) -> None:
+def record_correct(stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
     """Add :func:`class_correct` of a batch into ``stats`` (2 quantities), checked against it.
-
-    ``validated=True`` skips the label value check (the caller checked them).
 
     Shape:
         - clean_logits, robust_logits: $(N, C)$ with $C$ the class count of ``stats``; target: $(N,)$
@@ -59,7 +55,11 @@ def record_correct(
             f"Expected `clean_logits` and `robust_logits` of shape (N, {stats.num_classes}) for num_classes = "
             f"{stats.num_classes}, but got {tuple(clean_logits.shape)}."
         )
-    target = stats._checked_labels(target, clean_logits.shape[0], check_values=False if validated else None)
+    target = stats._checked_labels(target, clean_logits.shape[0])
+    _record_correct(stats, clean_logits, robust_logits, target)
+
+
+def _record_correct(stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
     stats.accumulate(_correct(clean_logits, robust_logits, target), target, validate=False)
 
 

@@ -105,6 +105,12 @@ def _checked_terms(
     check_logit_batch(logits, hint=" The student and the teacher must have the same number of classes.")
     if check_values:
         check_logit_values(logits)
+    return _kl_pair(student_adv, student_clean, teacher_adv, teacher_clean, reduction)
+
+
+def _kl_pair(
+    student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor, reduction: Reduction
+) -> tuple[Tensor, Tensor]:
     adv = kl_terms(student_adv, teacher_adv, 1.0, 1.0, reduction)
     return adv, kl_terms(student_clean, teacher_clean, 1.0, 1.0, reduction)
 
@@ -143,21 +149,22 @@ class AdaADLoss(WeightedTerms):
         """The loss: ``combine(*terms(...))``."""
         return self.combine(*self.terms(student_adv, student_clean, teacher_adv, teacher_clean))
 
-    def terms(
-        self,
-        student_adv: Tensor,
-        student_clean: Tensor,
-        teacher_adv: Tensor,
-        teacher_clean: Tensor,
-        *,
-        validated: bool = False,
-    ) -> tuple[Tensor, Tensor]:
-        r"""The adversarial and the clean KL terms, each reduced, before the weights $\alpha$, $1 - \alpha$.
+    def _forward(
+        self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
+    ) -> Tensor:
+        return self.combine(*self._terms(student_adv, student_clean, teacher_adv, teacher_clean))
 
-        ``validated=True`` skips the value checks (the caller checked them); shapes are always checked.
-        """
-        checking = self.validate_args and not validated
+    def terms(
+        self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        r"""The adversarial and the clean KL terms, each reduced, before the weights $\alpha$, $1 - \alpha$."""
+        checking = self.validate_args
         return _checked_terms(student_adv, student_clean, teacher_adv, teacher_clean, self.reduction, checking)
+
+    def _terms(
+        self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        return _kl_pair(student_adv, student_clean, teacher_adv, teacher_clean, self.reduction)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha:.4g}, reduction={self.reduction!r}"

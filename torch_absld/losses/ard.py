@@ -123,15 +123,20 @@ class ARDLoss(WeightedTerms):
         """The loss: ``combine(*terms(...))``."""
         return self.combine(*self.terms(student_adv, student_clean, teacher, target))
 
-    def terms(
-        self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor, *, validated: bool = False
-    ) -> tuple[Tensor, Tensor]:
-        r"""The KL term $T^2\,\mathbb{E}[\mathrm{KL}]$ and the clean cross-entropy, each reduced (before the weights).
+    def _forward(self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor) -> Tensor:
+        return self.combine(*self._terms(student_adv, student_clean, teacher, target))
 
-        ``validated=True`` skips the value checks (the caller checked them); shapes are always checked.
-        """
+    def terms(
+        self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        r"""The KL term $T^2\,\mathbb{E}[\mathrm{KL}]$ and the clean cross-entropy, each reduced."""
         logits = {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}
-        _, target = check_batch(logits, target, check_values=self.validate_args and not validated, hint=_CLASSES)
+        _, target = check_batch(logits, target, check_values=self.validate_args, hint=_CLASSES)
+        return self._terms(student_adv, student_clean, teacher, target)
+
+    def _terms(
+        self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor
+    ) -> tuple[Tensor, Tensor]:
         kl, ce = ard_sample_terms(student_adv, student_clean, teacher, target, temperature=self.temperature)
         return reduce_samples(kl, self.reduction), reduce_samples(ce, self.reduction)
 

@@ -140,25 +140,26 @@ class BATLoss(WeightedTerms):
         """The loss: ``combine(*terms(...))``."""
         return self.combine(*self.terms(student_clean, student_first_adv, student_last_clean, target))
 
-    def terms(
-        self,
-        student_clean: Tensor,
-        student_first_adv: Tensor,
-        student_last_clean: Tensor,
-        target: Tensor,
-        *,
-        validated: bool = False,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        r"""The natural CE, the TRADES KL and the sum of the two uniform KLs, each reduced, before 1, $\beta$, $w$.
+    def _forward(
+        self, student_clean: Tensor, student_first_adv: Tensor, student_last_clean: Tensor, target: Tensor
+    ) -> Tensor:
+        return self.combine(*self._terms(student_clean, student_first_adv, student_last_clean, target))
 
-        ``validated=True`` skips the value checks (the caller checked them); shapes are always checked.
-        """
+    def terms(
+        self, student_clean: Tensor, student_first_adv: Tensor, student_last_clean: Tensor, target: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        r"""The natural CE, the TRADES KL and the sum of the two uniform KLs, each reduced, before 1, $\beta$, $w$."""
         logits = {
             "student_clean": student_clean,
             "student_first_adv": student_first_adv,
             "student_last_clean": student_last_clean,
         }
-        _, target = check_batch(logits, target, check_values=self.validate_args and not validated)
+        _, target = check_batch(logits, target, check_values=self.validate_args)
+        return self._terms(student_clean, student_first_adv, student_last_clean, target)
+
+    def _terms(
+        self, student_clean: Tensor, student_first_adv: Tensor, student_last_clean: Tensor, target: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         return _terms(student_clean, student_first_adv, student_last_clean, target, self.reduction)
 
     def extra_repr(self) -> str:

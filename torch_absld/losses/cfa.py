@@ -119,25 +119,25 @@ class CFALoss(WeightedTerms):
         r"""The loss with the current $\beta_k$: ``combine(*terms(...))``."""
         return self.combine(*self.terms(student_clean, student_adv, target))
 
-    def terms(
-        self, student_clean: Tensor, student_adv: Tensor, target: Tensor, *, validated: bool = False
-    ) -> tuple[Tensor, Tensor]:
-        r"""The terms $\mathrm{CE}_i / (1 + \beta_y)$ and $\beta_y\,\mathrm{KL}_i / (1 + \beta_y)$, each reduced.
+    def _forward(self, student_clean: Tensor, student_adv: Tensor, target: Tensor) -> Tensor:
+        return self.combine(*self._terms(student_clean, student_adv, target))
 
-        ``validated=True`` skips the value checks (the caller checked them); shapes are always checked.
-        """
+    def terms(self, student_clean: Tensor, student_adv: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The terms $\mathrm{CE}_i / (1 + \beta_y)$ and $\beta_y\,\mathrm{KL}_i / (1 + \beta_y)$, each reduced."""
         logits = {"student_clean": student_clean, "student_adv": student_adv}
-        checking = self.validate_args and not validated
-        _, target = check_batch(logits, target, num_classes=self.num_classes, check_values=checking)
+        _, target = check_batch(logits, target, num_classes=self.num_classes, check_values=self.validate_args)
         check_device(student_clean, self.calibration.scale.device, "student_clean", "the loss (its class-wise beta)")
+        return self._terms(student_clean, student_adv, target)
+
+    def _terms(self, student_clean: Tensor, student_adv: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         return _terms(student_clean, student_adv, target, self.calibration.class_beta, self.reduction)
 
-    def record(self, student_adv: Tensor, target: Tensor, *, validated: bool = False) -> None:
-        """Add whether each adversarial example is classified correctly (no gradient).
+    def record(self, student_adv: Tensor, target: Tensor) -> None:
+        """Add whether each adversarial example is classified correctly (no gradient)."""
+        self.calibration.update(student_adv, target)
 
-        ``validated=True`` skips the value checks (the caller checked them).
-        """
-        self.calibration.update(student_adv, target, validated=validated)
+    def _record(self, student_adv: Tensor, target: Tensor) -> None:
+        self.calibration._update(student_adv, target)
 
     def step(self) -> Tensor:
         """End of epoch: the controller's :meth:`~torch_absld.class_eps.CalibratedEpsilon.step`; returns the scales."""

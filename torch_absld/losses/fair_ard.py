@@ -168,30 +168,40 @@ class FairARDLoss(WeightedTerms):
         """The loss with the current weights: ``combine(*terms(...))``."""
         return self.combine(*self.terms(student_adv, student_clean, teacher, target))
 
+    def _forward(self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor) -> Tensor:
+        return self.combine(*self._terms(student_adv, student_clean, teacher, target))
+
     def terms(
-        self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor, *, validated: bool = False
+        self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor
     ) -> tuple[Tensor, Tensor]:
         r"""The weighted adversarial and clean terms, each reduced, before the weights $\alpha$, $1 - \alpha$.
 
         For ``base="ard"`` the clean term is the cross-entropy, for ``"rslad"`` the clean KL.
-        ``validated=True`` skips the value checks (the caller checked them).
         """
         logits = {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}
-        checking = self.validate_args and not validated
+        checking = self.validate_args
         _, target = check_batch(logits, target, num_classes=self.num_classes, check_values=checking, hint=_CLASSES)
         check_device(student_adv, self.class_weights.device, "student_adv", "the loss (its class weights)")
+        return self._terms(student_adv, student_clean, teacher, target)
+
+    def _terms(
+        self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor
+    ) -> tuple[Tensor, Tensor]:
         adv, clean = _sample_terms(self.base, student_adv, student_clean, teacher, target, self.temperature)
         weights = self.class_weights[target]
         return reduce_samples(weights * adv, self.reduction), reduce_samples(weights * clean, self.reduction)
 
-    def record(self, kappa: Tensor, target: Tensor, *, validated: bool = False) -> None:
-        r"""Add each sample's $\kappa_i$ into the controller's sums (no gradient; ``validated=True``: no value checks).
+    def record(self, kappa: Tensor, target: Tensor) -> None:
+        r"""Add each sample's $\kappa_i$ into the controller's sums (no gradient).
 
         Shape:
             - kappa: $(N,)$ floating point counts
             - target: $(N,)$ integer classes
         """
-        self.vulnerability.update(kappa, target, validated=validated)
+        self.vulnerability.update(kappa, target)
+
+    def _record(self, kappa: Tensor, target: Tensor) -> None:
+        self.vulnerability._update(kappa, target)
 
     def step(self) -> Tensor:
         """End of epoch: the controller's :meth:`~torch_absld.VulnerabilityWeights.step`; returns the new weights."""

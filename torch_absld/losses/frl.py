@@ -145,19 +145,27 @@ class FRLLoss(TRADESLoss):
         target: Tensor,
         *,
         normalizers: tuple[Tensor, Tensor] | None = None,
-        validated: bool = False,
     ) -> tuple[Tensor, Tensor]:
         r"""The weighted natural cross-entropy and the weighted boundary KL, each reduced, before 1 and $\beta$.
 
         ``normalizers`` replace the two sums of weights that ``"mean"`` divides by (a training step
         under ``torch.distributed`` passes :meth:`FRLMultipliers.union_batch
         <torch_absld.multipliers.FRLMultipliers.union_batch>`'s: the averaged gradients are then
-        those of one process on the union). ``validated=True`` skips the label value check.
+        those of one process on the union).
         """
         logits = {"student_clean": student_clean, "student_adv": student_adv}
-        checking = self.validate_args and not validated
-        _, target = check_batch(logits, target, num_classes=self.num_classes, check_values=checking)
+        _, target = check_batch(logits, target, num_classes=self.num_classes, check_values=self.validate_args)
         check_device(student_clean, self.multipliers.scale.device, "student_clean", "the loss (its class weights)")
+        return self._terms(student_clean, student_adv, target, normalizers=normalizers)
+
+    def _terms(
+        self,
+        student_clean: Tensor,
+        student_adv: Tensor,
+        target: Tensor,
+        *,
+        normalizers: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
         weights = (self.multipliers.natural_weights, self.multipliers.boundary_weights)
         return _terms(student_clean, student_adv, target, *weights, self.reduction, normalizers)
 

@@ -57,9 +57,12 @@ class SATLoss(nn.Module):
         self.reduction: SampleReduction = reduction
         self.validate_args = check_bool(validate_args, "validate_args")
 
-    def forward(self, student_adv: Tensor, target: Tensor, *, validated: bool = False) -> Tensor:
-        """The loss; ``validated=True`` skips the value checks (the caller checked them)."""
-        _, target = check_batch({"student_adv": student_adv}, target, check_values=self.validate_args and not validated)
+    def forward(self, student_adv: Tensor, target: Tensor) -> Tensor:
+        """The loss."""
+        _, target = check_batch({"student_adv": student_adv}, target, check_values=self.validate_args)
+        return self._forward(student_adv, target)
+
+    def _forward(self, student_adv: Tensor, target: Tensor) -> Tensor:
         return reduce_samples(per_sample_ce(student_adv, target), self.reduction)
 
     def extra_repr(self) -> str:

@@ -117,15 +117,16 @@ class TRADESLoss(WeightedTerms):
         """The loss: ``combine(*terms(...))``."""
         return self.combine(*self.terms(student_clean, student_adv, target))
 
-    def terms(
-        self, student_clean: Tensor, student_adv: Tensor, target: Tensor, *, validated: bool = False
-    ) -> tuple[Tensor, Tensor]:
-        r"""The natural cross-entropy and the robust KL, each reduced, before the weights 1 and $\beta$.
+    def _forward(self, student_clean: Tensor, student_adv: Tensor, target: Tensor) -> Tensor:
+        return self.combine(*self._terms(student_clean, student_adv, target))
 
-        ``validated=True`` skips the value checks (the caller checked them); shapes are always checked.
-        """
+    def terms(self, student_clean: Tensor, student_adv: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The natural cross-entropy and the robust KL, each reduced, before the weights 1 and $\beta$."""
         logits = {"student_clean": student_clean, "student_adv": student_adv}
-        _, target = check_batch(logits, target, check_values=self.validate_args and not validated)
+        _, target = check_batch(logits, target, check_values=self.validate_args)
+        return self._terms(student_clean, student_adv, target)
+
+    def _terms(self, student_clean: Tensor, student_adv: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         ce = reduce_samples(per_sample_ce(student_clean, target), self.reduction)
         return ce, reduce_samples(_per_sample_kl(student_clean, student_adv), self.reduction)
 
