@@ -180,7 +180,7 @@ CASES: list[Case] = [
     bad(
         "load counters",
         ValueError,
-        "'epochs_stepped' and 'updates' >= 0",
+        "'epochs_stepped', 'updates' >= 0",
         lambda: _load(_extra_state={"epochs_stepped": 1}),
     ),
 ]

@@ -193,7 +193,7 @@ CASES: list[Case] = [
     bad(
         "load multipliers above the limit",
         ValueError,
-        "loaded `multipliers` of the weights >= 0 with sums <= limit",
+        "loaded `multipliers` with weight rows >= 0",
         lambda: _load(multipliers=T([[0.4, 0.4, 0.0], [0.0] * 3, [0.0] * 3], dtype=torch.float64)),
     ),
     bad(

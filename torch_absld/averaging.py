@@ -14,9 +14,9 @@ from typing_extensions import Self, TypedDict
 from ._internal.checks import ProcessGroupArg, check_finite_number, check_integer, check_unit_interval
 from ._internal.modules import unwrap_model
 from .attack import PGDConfig
-from .class_eps import _count
+from .class_eps import checked_counters
 from .stats import ClassStatistics, class_means
-from .validation import check_validation_attack, record_correct, validation_pass
+from .validation import _record_correct, check_validation_attack, record_correct, validation_pass
 
 __all__ = ["FAWA_ATTACK", "FAWAOptions", "FairnessAwareAveraging"]
 
@@ -40,40 +40,27 @@ class FAWAOptions(TypedDict, total=False):
 
 
 class FairnessAwareAveraging(ClassStatistics):
-    r"""An exponential moving average of a model's weights over the epochs that pass a fairness gate.
+    r"""An exponential moving average of a model's weights over the epochs that pass a fairness gate (CFA's FAWA).
 
-    After each epoch, :meth:`step` measures the model's per-class robust accuracy $R_k$ on a
-    validation split (PGD-10 in CFA) and, when the worst class passes the gate
-    ($\min_k R_k \ge \delta$) and the epoch is ``start_epoch`` or later, updates the average
-
-    $$\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta;$$
-
-    the first accepted epoch copies $\bar\theta \leftarrow \theta$ (CFA's ``train.py``). A refused
-    epoch leaves $\bar\theta$ as it is. The average covers the whole ``state_dict``: parameters
-    and floating point buffers (batch-norm statistics); integer buffers (``num_batches_tracked``)
-    are copied. :attr:`module` is the averaged network (a copy of the model, frozen, in eval
-    mode: evaluate it, or load its ``state_dict`` into a model); before any accepted epoch it
-    holds the model's weights at construction.
-
-    It is a :class:`~torch_absld.stats.ClassStatistics` of the validation samples' clean and
-    robust correctness: :meth:`record` adds a batch's logits (``step(validation)`` runs the pass itself
-    with :func:`~torch_absld.validation.validation_pass`), and :meth:`step` sums across ranks
-    with one ``all_reduce``, so every rank takes the same decision. ``state_dict()`` holds the
-    average, the partial sums and the counters: resuming is exact.
+    After each epoch, :meth:`step` measures the per-class robust accuracy $R_k$ on a validation split
+    and, when the worst class passes ($\min_k R_k \ge \delta$) from ``start_epoch`` on, updates
+    $\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta$ over the whole ``state_dict`` (the first
+    accepted epoch copies $\theta$; integer buffers are copied), as CFA's ``train.py``. :attr:`module` is
+    the averaged network (frozen, in eval mode). A :class:`~torch_absld.stats.ClassStatistics` of the
+    validation samples' clean and robust correctness (:meth:`record`), summed across ranks with one
+    ``all_reduce``: every rank takes the same decision. ``state_dict()`` makes resuming exact.
 
     Args:
         model: the network being trained (held by reference, not registered; a DDP wrapper is unwrapped).
         num_classes: number of classes $C$.
-        decay: $d \in (0, 1)$ (0.85, the paper; the code's default is 0.88).
-        threshold: the gate $\delta$ (0.2, the paper; the code's default 0.24).
-        start_epoch: first epoch (0-based) that may enter the average (50, the paper; 0 is the code).
-        worst_fraction: gate on the mean of the worst $\lceil f C \rceil$ classes instead of the worst
-            one (the ABSLD paper's CIFAR-100 setting: 0.1, with $\delta = 0.02$).
-        attack: the gate's attack (:data:`FAWA_ATTACK`; its ``random_start`` ``"uniform"`` or ``None``).
+        decay: $d \in (0, 1)$ (0.85, the paper).
+        threshold: the gate $\delta$ (0.2, the paper).
+        start_epoch: first epoch (0-based) that may enter the average (50, the paper).
+        worst_fraction: gate on the mean of the worst $\lceil f C \rceil$ classes instead of the worst one.
+        attack: the gate's attack (:data:`FAWA_ATTACK`; ``random_start`` ``"uniform"`` or ``None``).
         seed: seed of the attack's per-sample uniform starts.
-        process_group: ranks that share the validation split; ``None`` is the default group,
-            ``False`` this rank alone (no collective).
-        validate_args: check label values in eager mode.
+        process_group: ranks that share the validation split; ``False``: this rank alone.
+        validate_args: check values in eager mode (one read from the device per call).
 
     Example:
         >>> model = nn.Linear(4, 2)
@@ -134,13 +121,16 @@ class FairnessAwareAveraging(ClassStatistics):
         self.module.eval()
         return self
 
-    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor, *, validated: bool = False) -> None:
+    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
         """Count a validation batch's correct predictions (:func:`~torch_absld.validation.class_correct`).
 
         Shape:
             - clean_logits, robust_logits: $(N, C)$; target: $(N,)$
         """
-        record_correct(self, clean_logits, robust_logits, target, validated)
+        record_correct(self, clean_logits, robust_logits, target)
+
+    def _record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+        _record_correct(self, clean_logits, robust_logits, target)
 
     @property
     def due(self) -> bool:
@@ -167,10 +157,9 @@ class FairnessAwareAveraging(ClassStatistics):
         if validation is not None and self.due:
             self.reset()
             validation_pass(self.model, validation, self.record, config=self.attack, seed=self.seed)
-        synced = self.synced()
         accepted = False
         if self.due:
-            worst = self._worst(synced)
+            worst = self._worst(self.synced())
             accepted = worst >= self.threshold
             if accepted:
                 self._average()
@@ -181,13 +170,15 @@ class FairnessAwareAveraging(ClassStatistics):
 
     def _worst(self, synced: Tensor) -> float:
         means, present = class_means(synced)
-        if not bool(present.all()):
-            missing = [k for k in range(self.num_classes) if not present[k]]
+        worst = means[1].sort().values[: self.worst_count].mean()
+        missing, value = torch.stack([(~present).any().to(worst.dtype), worst]).tolist()  # one read
+        if missing:
+            absent = [k for k in range(self.num_classes) if not present[k]]
             raise ValueError(
-                f"Expected every class in the validation data, but classes {missing} have no sample; nothing "
+                f"Expected every class in the validation data, but classes {absent} have no sample; nothing "
                 "was changed. Build the split with `stratified_split`."
             )
-        return float(means[1].sort().values[: self.worst_count].mean())
+        return float(value)
 
     def _average(self) -> None:
         current = self.model.state_dict()
@@ -232,11 +223,7 @@ class FairnessAwareAveraging(ClassStatistics):
 
 
 def _checked_state(state: Any) -> tuple[int, int, float]:
-    values: dict[Any, Any] = state if isinstance(state, dict) else {}
-    epochs, accepted, last = values.get("epochs_stepped"), values.get("accepted"), values.get("last_worst")
-    if _count(epochs) and _count(accepted) and isinstance(last, float):
-        return epochs, accepted, last
-    raise ValueError(
-        "Expected the extra state to be a dict with ints 'epochs_stepped', 'accepted' >= 0 and a float "
-        f"'last_worst', but got {state!r}."
-    )
+    epochs, accepted = checked_counters(state, "epochs_stepped", "accepted")
+    if not isinstance(state.get("last_worst"), float):
+        raise ValueError(f"Expected the extra state to hold a float 'last_worst', but got {state!r}.")
+    return epochs, accepted, state["last_worst"]

@@ -10,16 +10,23 @@ import torch.distributed as dist
 from torch import Tensor
 from typing_extensions import TypedDict
 
-from ._internal.checks import ProcessGroupArg, check_integer, check_positive, check_unit_interval, raise_first
+from ._internal.checks import (
+    ProcessGroupArg,
+    ValueCheck,
+    check_integer,
+    check_positive,
+    check_unit_interval,
+    raise_first,
+    values_checkable,
+)
 from ._internal.distributed import all_reduce_sum, is_distributed
 from .class_eps import ClassEpsilon
-from .validation import record_correct
+from .validation import _record_correct, record_correct
 
 __all__ = ["FRLMultipliers", "FRLOptions", "frl_class_weights", "frl_multiplier_update"]
 
 DEFAULT_THRESHOLD = 0.05
-r"""The fairness threshold $\tau$ of both constraints: the ABSLD paper's setting ("Reweight+Remargin under the
-threshold of 0.05"); the official ``frlrmrw.py`` defaults are ``--bound0 0.07 --bound1 0.07``."""
+r"""The fairness threshold $\tau$ of both constraints (the ABSLD paper's Reweight+Remargin setting)."""
 DEFAULT_RATE = 0.05
 r"""Step $\alpha_1$ of the weight multipliers (``--rate1 0.05``, ``frlrmrw.py``)."""
 DEFAULT_EPS_RATE = 0.2
@@ -50,42 +57,38 @@ def frl_multiplier_update(
     rate: float = DEFAULT_RATE,
     eps_rate: float = DEFAULT_EPS_RATE,
     limit: float = DEFAULT_LIMIT,
+    validate_args: bool = True,
 ) -> Tensor:
     r"""One update of FRL's multipliers from validation accuracies (``frl_train`` of ``utils_frl2.py``).
 
-    With each class's natural error $e_k = 1 - a_k$ and boundary error $b_k = a_k - r_k$ (clean
-    accuracy minus robust accuracy), and $E$, $B$ the same over the whole split:
+    With each class's natural error $e_k = 1 - a_k$ and boundary error $b_k = a_k - r_k$ (clean minus
+    robust accuracy), and $E$, $B$ the same over the whole split:
 
     $$\gamma^{nat}_k = e_k - E - \tau_1, \qquad \gamma^{bndy}_k = b_k - B - \tau_2,$$
     $$\lambda^{nat} \leftarrow \Pi(\lambda^{nat} + \alpha_1 \gamma^{nat}), \quad
       \lambda^{bndy} \leftarrow \Pi(\lambda^{bndy} + 2\alpha_1 \gamma^{bndy}), \quad
       \lambda^{\epsilon} \leftarrow \lambda^{\epsilon} + \alpha_2 \gamma^{bndy},$$
 
-    where $\Pi$ clamps at 0 and scales the vector down to a sum of ``limit`` when it exceeds it.
-    The violations $\gamma$ are signed (the code's ``clamp(min=-1000)`` never acts), and
-    $\lambda^\epsilon$ is not projected. All in float64.
+    $\Pi$ clamping at 0 and scaling down to a sum of ``limit`` when above it. In float64.
 
     Args:
-        multipliers: $(\lambda^{nat}, \lambda^{bndy}, \lambda^{\epsilon})$ stacked.
-        class_clean: each class's clean accuracy $a_k$.
-        class_robust: each class's robust accuracy $r_k$.
-        clean: the clean accuracy over the whole split, $1 - E$.
-        robust: the robust accuracy over the whole split.
+        multipliers: $(\lambda^{nat}, \lambda^{bndy}, \lambda^{\epsilon})$ stacked, $(3, C)$.
+        class_clean: each class's clean accuracy $a_k$, $(C,)$.
+        class_robust: each class's robust accuracy $r_k$, $(C,)$.
+        clean: the clean accuracy over the whole split, a scalar.
+        robust: the robust accuracy over the whole split, a scalar.
         threshold: $(\tau_1, \tau_2)$.
-        rate: $\alpha_1$ (halved by the caller as the schedule says).
+        rate: $\alpha_1$.
         eps_rate: $\alpha_2$.
         limit: the bound of $\Pi$.
+        validate_args: check the values (one read from the device).
 
     Shape:
-        - multipliers: $(3, C)$
-        - class_clean, class_robust: $(C,)$; clean, robust: scalars
         - Output: $(3, C)$ float64
     """
     threshold = _threshold_pair(threshold)
-    rate, eps_rate = (
-        check_positive(rate, "rate", allow_zero=True),
-        check_positive(eps_rate, "eps_rate", allow_zero=True),
-    )
+    rate = check_positive(rate, "rate", allow_zero=True)
+    eps_rate = check_positive(eps_rate, "eps_rate", allow_zero=True)
     limit = check_unit_interval(limit, "limit")
     if not isinstance(multipliers, Tensor) or multipliers.dim() != 2 or multipliers.shape[0] != 3:
         got = tuple(multipliers.shape) if isinstance(multipliers, Tensor) else type(multipliers).__name__
@@ -95,20 +98,18 @@ def frl_multiplier_update(
         shape = (multipliers.shape[1],) if name.startswith("class") else ()
         if not isinstance(value, Tensor) or tuple(value.shape) != shape:
             got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"Expected `{name}` of shape {shape} (an accuracy), but got {got}.")
+    if values_checkable(validate_args):
+        accuracies = torch.cat([value.detach().reshape(-1).to(torch.float64) for value in named.values()])
+        flag = ~((accuracies >= 0) & (accuracies <= 1)).all() | ~torch.isfinite(multipliers.detach()).all()
+
+        def raise_error() -> None:
             raise ValueError(
-                f"Expected `{name}` of shape {shape} (an accuracy{' per class' * bool(shape)}), but got {got}."
+                f"Expected accuracies in [0, 1] and finite `multipliers`, but got accuracies {accuracies.tolist()}."
             )
-    accuracies = torch.cat([value.detach().reshape(-1).to(torch.float64) for value in named.values()])
-    flag = ~((accuracies >= 0) & (accuracies <= 1)).all() | ~torch.isfinite(multipliers.detach()).all()
-    raise_first([(flag, lambda: _raise_accuracies(accuracies))])
+
+        raise_first([(flag, raise_error)])
     return _multiplier_update(multipliers, class_clean, class_robust, clean, robust, threshold, rate, eps_rate, limit)
-
-
-def _raise_accuracies(accuracies: Tensor) -> None:
-    raise ValueError(
-        "Expected accuracies in [0, 1] and finite `multipliers`, but got accuracies "
-        f"{accuracies.tolist()}. Pass the fractions of correct validation samples."
-    )
 
 
 def _threshold_pair(threshold: Any) -> tuple[float, float]:
@@ -129,7 +130,6 @@ def _multiplier_update(
     eps_rate: float,
     limit: float,
 ) -> Tensor:
-    """:func:`frl_multiplier_update` without its checks."""
     lam = multipliers.to(torch.float64)
     natural_gap = (1 - class_clean) - (1 - clean) - threshold[0]
     boundary_gap = (class_clean - class_robust) - (clean - robust) - threshold[1]
@@ -175,32 +175,26 @@ class FRLOptions(TypedDict, total=False):
 class FRLMultipliers(ClassEpsilon):
     r"""FRL's Reweight + Remargin: per-class loss weights and radii from class-wise errors on a validation split.
 
-    A :class:`~torch_absld.class_eps.ClassEpsilon` of two quantities per validation sample: whether
-    the model classifies it correctly, clean and under attack (PGD-20 in FRL). It adds a
-    batch's clean and adversarial logits (:meth:`record`); :meth:`step` sums them across ranks (one
-    ``all_reduce``), updates the multipliers by :func:`frl_multiplier_update` and sets
-
-    - :attr:`natural_weights` $= w(\lambda^{nat})$ and :attr:`boundary_weights` $= w(\lambda^{bndy})$
-      (:func:`frl_class_weights`), the weights of the cross-entropy and of the KL term;
-    - :attr:`scale` $= \mathrm{clip}(\exp(2\lambda^\epsilon), 0.98, 3)$, the radius of class $k$ being
-      $s_k\,\epsilon$;
-
-    for the next epoch. Everything starts at $\lambda = 0$: weights $1/C$, scales 1 (plain
-    TRADES). $\alpha_1$ halves at every 40th update, as the official loop does. Every class must
-    appear in the validation data (an error otherwise, with nothing changed).
+    A :class:`~torch_absld.class_eps.ClassEpsilon` of whether each validation sample is classified
+    correctly, clean and under attack (:meth:`record`). :meth:`step` sums across ranks, updates the
+    multipliers by :func:`frl_multiplier_update` ($\alpha_1$ halving at every 40th update) and sets, for
+    the next epoch, :attr:`natural_weights` $= w(\lambda^{nat})$ and :attr:`boundary_weights`
+    $= w(\lambda^{bndy})$ (:func:`frl_class_weights`) and :attr:`scale`
+    $= \mathrm{clip}(\exp(2\lambda^\epsilon), 0.98, 3)$. All start at $\lambda = 0$ (plain TRADES).
+    Every class must appear in the validation data.
 
     Args:
         num_classes: number of classes $C$.
-        threshold: $\tau_1$ and $\tau_2$, one number for both or a pair (0.05, the ABSLD paper's).
+        threshold: $\tau_1$ and $\tau_2$, one number or a pair (0.05).
         rate: $\alpha_1$ (0.05).
         eps_rate: $\alpha_2$ (0.2).
-        limit: bound on the sum of each weight-multiplier vector (0.5; below 1, every weight stays positive).
+        limit: bound on the sum of each weight-multiplier vector (0.5).
         halve_every: halve $\alpha_1$ at updates that are multiples of it (40); ``None`` never.
         begin_epoch: first epoch trained with updated values (see :class:`~torch_absld.class_eps.ClassEpsilon`).
         scale_step: the attack's step is ``step_size`` times the largest scale in the batch (``True``,
-            ``frlrmrw.py``: the largest radius over 4) or the common ``step_size``.
+            ``frlrmrw.py``) or the common ``step_size``.
         process_group: group whose ranks share the validation split.
-        validate_args: check label values in eager mode.
+        validate_args: check values in eager mode (one read from the device per call).
 
     Example:
         >>> ctrl = FRLMultipliers(2)
@@ -248,23 +242,20 @@ class FRLMultipliers(ClassEpsilon):
         self.register_buffer("natural_weights", uniform)
         self.register_buffer("boundary_weights", uniform.clone())
 
-    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor, *, validated: bool = False) -> None:
-        """Add a validation batch: whether each sample is classified correctly clean, and under attack.
+    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+        """Add a validation batch, logits $(N, C)$ clean and under attack, labels $(N,)$."""
+        record_correct(self, clean_logits, robust_logits, target)
 
-        Shape:
-            - clean_logits, robust_logits: $(N, C)$; target: $(N,)$ integer classes
-        """
-        record_correct(self, clean_logits, robust_logits, target, validated)
+    def _record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+        _record_correct(self, clean_logits, robust_logits, target)
 
     @torch.no_grad()
     def union_batch(self, target: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:
         r"""Under ``torch.distributed``: what one process on the union of all ranks' batches would use.
 
         One ``all_reduce`` of the batch's class counts $n$ gives the classes present in the whole
-        batch (for the step's largest scale, see :meth:`forward`) and the loss's normalizers
-        $(n \cdot w^{nat}, n \cdot w^{bndy}) / R$ over $R$ ranks: with the weighted sums of each
-        rank divided by them, the gradients that ``DistributedDataParallel`` averages are those of
-        one process on the union. ``None`` in a single process.
+        batch (for :meth:`forward`'s step) and the loss's normalizers $(n \cdot w^{nat}, n \cdot w^{bndy}) / R$
+        over $R$ ranks, so that the averaged gradients are those of one process. ``None`` in a single process.
 
         Shape:
             - target: $(N,)$ integer classes
@@ -284,65 +275,49 @@ class FRLMultipliers(ClassEpsilon):
         halvings = 0 if self.halve_every is None else update // self.halve_every
         return float(self.rate / 2**halvings)
 
-    def rule(self, synced: Tensor, update: int) -> dict[str, Tensor]:
-        """The multipliers' update from the split's accuracies, then the weights and scales they give."""
+    def rule(self, synced: Tensor, update: int) -> tuple[dict[str, Tensor], list[ValueCheck]]:
+        """The multipliers' update from the split's accuracies, the weights and scales they give; every class seen."""
         correct, counts = synced[:2], synced[2]
-        if not bool((counts > 0).all()):
+        accuracy = correct / counts
+        overall = correct.sum(dim=1) / counts.sum()
+        update_args = (self.threshold, self.rate_at(update), self.eps_rate, self.limit)
+        multipliers = _multiplier_update(
+            self.multipliers, accuracy[0], accuracy[1], overall[0], overall[1], *update_args
+        )
+
+        def raise_error() -> None:
             missing = [k for k in range(self.num_classes) if counts[k] == 0]
             raise ValueError(
                 f"Expected every class in the validation data, but classes {missing} have no sample; nothing "
                 "was changed. Build the split with `stratified_split`."
             )
-        class_accuracy = correct / counts
-        overall = correct.sum(dim=1) / counts.sum()
-        multipliers = _multiplier_update(
-            self.multipliers,
-            class_accuracy[0],
-            class_accuracy[1],
-            overall[0],
-            overall[1],
-            self.threshold,
-            self.rate_at(update),
-            self.eps_rate,
-            self.limit,
-        )
-        return {
+
+        new = {
             "multipliers": multipliers,
             "natural_weights": frl_class_weights(multipliers[0]),
             "boundary_weights": frl_class_weights(multipliers[1]),
             "scale": torch.exp(2 * multipliers[2]).clamp(*SCALE_BOUNDS),
         }
+        return new, [((counts == 0).any(), raise_error)]
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
         """Also reject multipliers, weights and scales that no update can make (see :meth:`rule`)."""
         super()._check_loaded_state(state_dict, prefix)
-        tolerance = 1e-9
-        multipliers = state_dict.get(prefix + "multipliers")
-        if isinstance(multipliers, Tensor):
-            weight_rows = multipliers.detach().to("cpu", torch.float64)[:2]
-            if bool((weight_rows < 0).any()) or bool((weight_rows.sum(dim=1) > self.limit + tolerance).any()):
-                raise ValueError(
-                    f"Expected the loaded `multipliers` of the weights >= 0 with sums <= limit = {self.limit}, but got "
-                    f"{weight_rows.tolist()}. The checkpoint is corrupt or comes from a run with another limit."
-                )
-        for name in ("natural_weights", "boundary_weights"):
-            weights = state_dict.get(prefix + name)
-            if isinstance(weights, Tensor):
-                values = weights.detach().to("cpu", torch.float64)
-                if bool((values < -tolerance).any()) or abs(float(values.sum()) - 1) > 1e-6:
-                    raise ValueError(
-                        f"Expected the loaded `{name}` >= 0 with sum 1, but got {values.tolist()}. The checkpoint is "
-                        "corrupt."
-                    )
-        scale = state_dict.get(prefix + "scale")
-        if isinstance(scale, Tensor):
-            values = scale.detach().to("cpu", torch.float64)
-            low, high = SCALE_BOUNDS
-            if bool(((values < low - tolerance) | (values > high + tolerance)).any()):
-                raise ValueError(
-                    f"Expected the loaded `scale` in [{low}, {high}] (FRL's clamp), but got {values.tolist()}. The "
-                    "checkpoint is corrupt or comes from another controller."
-                )
+        tolerance, (low, high) = 1e-9, SCALE_BOUNDS
+        rules = {
+            "multipliers": (f"with weight rows >= 0 summing to <= limit = {self.limit}", _bad_multipliers),
+            "natural_weights": (">= 0 with sum 1", _bad_weights),
+            "boundary_weights": (">= 0 with sum 1", _bad_weights),
+            "scale": (
+                f"in [{low}, {high}] (FRL's clamp)",
+                lambda v, _: bool(((v < low - tolerance) | (v > high + tolerance)).any()),
+            ),
+        }
+        for name, (expected, is_bad) in rules.items():
+            loaded = state_dict.get(prefix + name)
+            values = loaded.detach().to("cpu", torch.float64) if isinstance(loaded, Tensor) else None
+            if values is not None and is_bad(values, self.limit):
+                raise ValueError(f"Expected the loaded `{name}` {expected}, but got {values.tolist()}.")
 
     def extra_repr(self) -> str:
         return (
@@ -350,3 +325,12 @@ class FRLMultipliers(ClassEpsilon):
             f"eps_rate={self.eps_rate:.4g}, limit={self.limit:.4g}, halve_every={self.halve_every}, "
             f"begin_epoch={self.begin_epoch}"
         )
+
+
+def _bad_multipliers(values: Tensor, limit: float) -> bool:
+    rows = values[:2]
+    return bool((rows < 0).any() | (rows.sum(dim=1) > limit + 1e-9).any())
+
+
+def _bad_weights(values: Tensor, limit: float) -> bool:
+    return bool((values < -1e-9).any()) or abs(float(values.sum()) - 1) > 1e-6

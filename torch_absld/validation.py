@@ -8,11 +8,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._internal.checks import check_integer, check_integer_labels, check_logits_alike, values_checkable
+from ._internal.checks import (
+    check_integer,
+    check_integer_labels,
+    check_logits_alike,
+    label_range_flag,
+    raise_first,
+    values_checkable,
+)
 from ._internal.keyed import keyed_uniform
 from ._internal.modules import frozen_model, unwrap_model
 from .attack import PGDConfig
 from .attack.engine import run_pgd
+from .class_eps import checked_labels
 from .stats import ClassStatistics
 
 __all__ = ["Record", "check_validation_attack", "class_correct", "record_correct", "validation_pass"]
@@ -21,45 +29,46 @@ Record = Callable[[Tensor, Tensor, Tensor], None]
 """``record(clean_logits, robust_logits, target)``: what a validation pass hands each batch to."""
 
 
-def class_correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> Tensor:
+def class_correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor, *, validate_args: bool = True) -> Tensor:
     """Whether each sample is classified correctly, clean and under attack, as float64 columns (no gradient).
 
     Shape:
-        - clean_logits, robust_logits: $(N, C)$
-        - target: $(N,)$ integer classes
+        - clean_logits, robust_logits: $(N, C)$; target: $(N,)$ integer classes
         - Output: $(N, 2)$ float64 of 0 and 1
     """
-    named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
-    classes = check_logits_alike(named)
+    classes = check_logits_alike((("clean_logits", clean_logits), ("robust_logits", robust_logits)))
     target = check_integer_labels(
         target,
         classes,
         batch_size=clean_logits.shape[0],
-        check_values=values_checkable(True),
+        check_values=False,
         device=clean_logits.device,
         owner="the logits",
     )
+    if values_checkable(validate_args):
+        raise_first([label_range_flag(target, classes)])
     return _correct(clean_logits, robust_logits, target)
 
 
-def record_correct(
-    stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor, validated: bool = False
-) -> None:
+def record_correct(stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
     """Add :func:`class_correct` of a batch into ``stats`` (2 quantities), checked against it.
-
-    ``validated=True`` skips the label value check (the caller checked them).
 
     Shape:
         - clean_logits, robust_logits: $(N, C)$ with $C$ the class count of ``stats``; target: $(N,)$
     """
-    owner = f"the {type(stats).__name__}"
     named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
-    if check_logits_alike(named, stats.accumulator.device, owner) != stats.num_classes:
+    if check_logits_alike(named, stats.accumulator.device, f"the {type(stats).__name__}") != stats.num_classes:
         raise ValueError(
             f"Expected `clean_logits` and `robust_logits` of shape (N, {stats.num_classes}) for num_classes = "
             f"{stats.num_classes}, but got {tuple(clean_logits.shape)}."
         )
-    target = stats._checked_labels(target, clean_logits.shape[0], check_values=False if validated else None)
+    target, flag = checked_labels(stats, target, clean_logits.shape[0])
+    if values_checkable(stats.validate_args):
+        raise_first([flag])
+    _record_correct(stats, clean_logits, robust_logits, target)
+
+
+def _record_correct(stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
     stats.accumulate(_correct(clean_logits, robust_logits, target), target, validate=False)
 
 
@@ -114,28 +123,22 @@ def validation_pass(
     seed: int = 0,
     device: torch.device | str | None = None,
 ) -> int:
-    r"""Run ``model`` on every batch, clean and under PGD, and hand the logits to ``record``.
+    r"""Run ``model`` on every batch, clean and under PGD, and hand the logits to ``record``; return the sample count.
 
-    The model is in eval mode with its parameters frozen for the pass (both restored after it;
-    parameters' ``.grad`` untouched). The attack ascends the cross-entropy with ``config``'s
-    radius, step and number of steps; with ``config.random_start == "uniform"`` each sample's
-    start is drawn from a hash of ``seed`` and the sample itself (the evaluation protocol's
-    start, :func:`~torch_absld.evaluate_robustness`), so the result depends neither on the
-    batching nor on the rank a sample is on: under ``torch.distributed`` give each rank its own
-    shard of the split, and a controller that all-reduces (``record`` = its ``update``) sees the
-    numbers of one process on the whole split. Labels are checked by ``record``; inputs must lie
-    in ``[clip_min, clip_max]`` (checked once per batch).
+    The model is in eval mode with frozen parameters during the pass (both restored; ``.grad``
+    untouched). The attack ascends the cross-entropy with ``config``; with a ``"uniform"`` start each
+    sample's start is drawn from a hash of ``seed`` and the sample (as
+    :func:`~torch_absld.evaluate_robustness`), independent of batching and rank: under
+    ``torch.distributed`` give each rank its own shard, and an all-reducing ``record`` sees the numbers
+    of one process on the whole split. Labels are checked by ``record``.
 
     Args:
         model: the network (a DDP wrapper is unwrapped).
-        batches: iterable of ``(input, target)`` pairs (a ``DataLoader``; extra elements ignored).
+        batches: iterable of ``(input, target)`` pairs (extra elements ignored).
         record: called once per batch with the clean logits, the adversarial logits and the labels.
         config: the attack (``random_start`` ``"uniform"`` or ``None``).
         seed: seed of the uniform starts.
         device: where batches go; ``None`` is the device of the model's parameters.
-
-    Returns:
-        The number of samples passed.
 
     Shape:
         - input batches: $(N, \dots)$; target batches: $(N,)$
