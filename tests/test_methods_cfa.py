@@ -67,7 +67,7 @@ def test_two_epochs_equal_the_hand_written_loop():
         clean, adv = reference(x), reference(x_adv)
         correct.index_add_(0, y, (adv.argmax(1) == y).float())  # the epoch's training robust accuracy
         counts.index_add_(0, y, torch.ones(len(y)))
-        return cfa_loss(clean, adv, y, class_beta)
+        return cfa_loss(student_adv=adv, student_clean=clean, target=y, class_beta=class_beta)
 
     torch.manual_seed(5)
     for epoch in range(2):

@@ -33,7 +33,9 @@ def test_two_epochs_equal_the_hand_written_loop():
     batches = [tiny_batch(8, C, seed=s) for s in range(3)]
     validation = validation_split()
     options = {"steps": 3, "eps": EPS, "step_size": STEP, "validation_steps": 4, "validation": validation}
-    step = FRLStep(student, C, eps_rate=1.0, threshold=0.0, generator=torch.Generator().manual_seed(0), **options).train()
+    step = FRLStep(
+        student, C, eps_rate=1.0, threshold=0.0, generator=torch.Generator().manual_seed(0), **options
+    ).train()
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
     got = []
     torch.manual_seed(5)  # dropout
@@ -57,7 +59,8 @@ def test_two_epochs_equal_the_hand_written_loop():
             reference, x, p, config=config, objective="kl", eps=EPS * scale, step_size=steps, generator=generator
         )
         clean = reference(x)
-        return frl_loss(clean, reference(x_adv), y, tensor64(rule.weights(0)), tensor64(rule.weights(1)))
+        weights = {"natural_weights": tensor64(rule.weights(0)), "boundary_weights": tensor64(rule.weights(1))}
+        return frl_loss(student_adv=reference(x_adv), student_clean=clean, target=y, **weights)
 
     torch.manual_seed(5)
     for epoch in range(2):

@@ -5,9 +5,8 @@ import copy
 import pytest
 import torch
 from _models import tiny_batch, tiny_cnn
-from torch import nn
-
 from _reads import count_reads
+from torch import nn
 
 from torch_absld import ABSLDLoss, ABSLDStep, PGDConfig, methods
 from torch_absld.losses.sat import sat_loss
@@ -34,7 +33,9 @@ def test_a_registered_method_is_available_and_created():
         assert "toy" in methods.available()
         assert "reduction" in methods.options("toy")
         step = methods.create("toy", tiny_cnn(C), num_classes=C, teacher=tiny_cnn(C, 2), steps=1)
-        assert isinstance(step, _ToyStep) and step.teacher is None and step.attack.eps == 0.01
+        assert isinstance(step, _ToyStep)
+        assert step.teacher is None
+        assert step.attack.eps == 0.01
         with pytest.raises(ValueError, match="'toy' is registered"):
             methods.register(Method(name="toy", title="Toy", step=SATStep, loss=sat_loss, needs_teacher=False))
     finally:
@@ -121,7 +122,11 @@ def test_rslad_is_absld_with_frozen_temperatures():
         ("absld", {}, "Expected a `teacher` for the method 'absld'"),
         ("rslad", {}, "Expected a `teacher` for the method 'rslad'"),
         ("rslad", {"teacher": nn.Linear(2, 2), "adapt": "both"}, "`adapt` = 'none' for the method 'rslad'"),
-        ("absld", {"teacher": nn.Linear(2, 2), "loss": ABSLDLoss(2), "lr": 0.1}, r"either `loss` or loss options \['lr'\]"),
+        (
+            "absld",
+            {"teacher": nn.Linear(2, 2), "loss": ABSLDLoss(2), "lr": 0.1},
+            r"either `loss` or loss options \['lr'\]",
+        ),
     ],
 )
 def test_create_errors(name, kwargs, match):

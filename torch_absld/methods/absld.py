@@ -93,14 +93,8 @@ class ABSLDStep(AdversarialStep):
         An empty batch gives a zero loss (part of the graph) and records nothing.
         """
         target = self.check_inputs(input, target, values=False)
-        out = self.distillation_forwards(input, target, lambda t: self.loss_fn.soft_labels(t, target, validated=True))
-        adv_kl, clean_kl = self.loss_fn.terms(
-            student_adv_logits=out.student_adv_logits,
-            student_clean_logits=out.student_clean_logits,
-            teacher_logits=out.teacher_logits,
-            target=target,
-            validated=True,
-        )
+        out = self.distillation_forwards(input, target, lambda t: self.loss_fn._soft_labels(t, target))
+        adv_kl, clean_kl = self.loss_fn._terms(*out[:3], target)
         return ABSLDOutput(self.loss_fn.combine(adv_kl, clean_kl), adv_kl.detach(), clean_kl.detach(), *out)
 
     @property

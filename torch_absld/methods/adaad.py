@@ -107,12 +107,8 @@ class AdaADStep(AdversarialStep):
         teacher_adv, teacher_clean = self.teacher_logits(x_adv), self.teacher_logits(input)
         self.check_values(input, target, (teacher_adv, teacher_clean))
         student_clean, student_adv = self.student_logits(input, x_adv)
-        adv_kl, clean_kl = self.loss_fn.terms(
-            student_adv=student_adv,
-            student_clean=student_clean,
-            teacher_adv=teacher_adv,
-            teacher_clean=teacher_clean,
-            validated=True,
+        adv_kl, clean_kl = self.loss_fn._terms(
+            student_adv=student_adv, student_clean=student_clean, teacher_adv=teacher_adv, teacher_clean=teacher_clean
         )
         loss = self.loss_fn.combine(adv_kl, clean_kl)
         return AdaADOutput(

@@ -25,7 +25,7 @@ from .._internal.checks import (
 )
 from .._internal.modules import as_model_input, eval_mode, module_device
 from ..attack import KLPGDAttack, PGDConfig
-from ..attack.engine import configured, run_pgd
+from ..attack.engine import configured
 from ..attack.objectives import Objective
 from ..precision import Precision
 from .base import TrainingStep, keywords, mark_ddp_local_state
@@ -121,7 +121,7 @@ class AdversarialStep(TrainingStep):
         named = objective if isinstance(objective, str) else getattr(objective, "objective", None)
         self._width_unchecked = named in ("ce", "cw")
         changes = {**options, "validate_args": self.validate_args}
-        config = configured(default if attack is None else attack, None, None, changes)[0]  # type: ignore[arg-type]
+        config = configured(default if attack is None else attack, None, None, changes)[0]
         self.attack = KLPGDAttack(attacked, config=config, objective=objective, generator=generator)
 
         def view(net: nn.Module) -> nn.Module:
@@ -202,17 +202,10 @@ class AdversarialStep(TrainingStep):
             self._width_unchecked = False
 
     def run_attack(
-        self, input: Tensor, target: Tensor, *, objective: Objective | None = None, **per_sample: Tensor
+        self, input: Tensor, target: Tensor, eps: Tensor | None = None, step_size: Tensor | None = None
     ) -> Tensor:
         """The step's attack on a checked batch (no value checks), detached; ``eps`` / ``step_size`` per sample."""
-        attack, config = self.attack, self.attack.config
-        eps, step_size = per_sample.get("eps", config.eps), per_sample.get("step_size", config.step_size)
-        objective = attack.objective if objective is None else objective
-        x_adv = run_pgd(
-            attack.model, input, target, config, objective, eps, step_size, generator=attack.generator,
-            validated=True, model_name="student",
-        )  # fmt: skip
-        return x_adv.detach()
+        return self.attack._forward(input, target, eps=eps, step_size=step_size).detach()
 
     def teacher_logits(self, input: Tensor) -> Tensor:
         """The teacher's logits on ``input``, without gradient (the teacher stays in eval mode)."""

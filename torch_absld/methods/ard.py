@@ -80,12 +80,9 @@ class ARDStep(AdversarialStep):
         """One step's forward work: teacher, attack, both student forwards, loss."""
         target = self.check_inputs(input, target, values=False)
         out = self.distillation_forwards(input, target, target)
-        kl, ce = self.loss_fn.terms(
-            student_adv=out.student_adv_logits,
-            student_clean=out.student_clean_logits,
-            teacher=out.teacher_logits,
-            target=target,
-            validated=True,
+        student_adv, student_clean, teacher = out[:3]
+        kl, ce = self.loss_fn._terms(
+            student_adv=student_adv, student_clean=student_clean, teacher=teacher, target=target
         )
         return ARDOutput(self.loss_fn.combine(kl, ce), kl.detach(), ce.detach(), *out)
 

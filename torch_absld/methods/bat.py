@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ..attack import PGDConfig
 from ..attack.early_stopping import EarlyStopping, LogitsAndInput
+from ..attack.engine import _pgd
 from ..attack.objectives import Objective
 from ..losses.bat import BATLoss, bat_loss
 from .adversarial import AdversarialStep
@@ -106,8 +107,8 @@ class BATStep(AdversarialStep):
         soft_labels = self.student_eval_probabilities(input)
         x_last_clean, x_adv = (self._stopped_points(s, input, soft_labels, target) for s in self.stoppers)
         last_clean, adv, clean = self.student_logits(x_last_clean, x_adv, input)
-        natural, robust, uniform = self.loss_fn.terms(
-            student_clean=clean, student_first_adv=adv, student_last_clean=last_clean, target=target, validated=True
+        natural, robust, uniform = self.loss_fn._terms(
+            student_first_adv=adv, student_clean=clean, student_last_clean=last_clean, target=target
         )
         loss = self.loss_fn.combine(natural, robust, uniform)
         return BATOutput(
@@ -115,8 +116,11 @@ class BATStep(AdversarialStep):
         )
 
     def _stopped_points(self, stopper: EarlyStopping, input: Tensor, soft_labels: Tensor, target: Tensor) -> Tensor:
-        stopper.reset(target, input, validated=True)
-        final = self.run_attack(input, soft_labels, objective=stopper)
+        stopper._reset(target, input)
+        attack = self.attack
+        final = _pgd(
+            attack.model, input, soft_labels, config=attack.config, objective=stopper, generator=attack.generator
+        )
         return stopper.emitted(final).to(input.dtype).detach()
 
 

@@ -139,12 +139,12 @@ class CFAStep(ValidatedStep):
         """One step's forward work: clean target, the per-class attack, both student forwards, the loss."""
         target = self.check_inputs(input, target)
         config = self.attack.config
-        radii, step = self.loss_fn.calibration(target, config.eps, config.step_size, validated=True)
+        radii, step = self.loss_fn.calibration._forward(target, config.eps, config.step_size)
         x_adv = self.run_attack(input, self.student_eval_probabilities(input), eps=radii, step_size=step)
         clean, adv = self.student_logits(input, x_adv)
-        natural, robust = self.loss_fn.terms(student_adv=adv, student_clean=clean, target=target, validated=True)
+        natural, robust = self.loss_fn._terms(student_adv=adv, student_clean=clean, target=target)
         if self.training:
-            self.loss_fn.record(student_adv=adv, target=target, validated=True)
+            self.loss_fn._record(student_adv=adv, target=target)
         loss = self.loss_fn.combine(natural, robust)
         return CFAOutput(loss, natural.detach(), robust.detach(), clean, adv, x_adv, radii)
 

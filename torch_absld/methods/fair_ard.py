@@ -102,18 +102,15 @@ class FairARDStep(AdversarialStep):
     def forward(self, input: Tensor, target: Tensor) -> FairARDOutput:
         r"""One step's forward work: teacher, attack (counting $\kappa$), both student forwards, loss."""
         target = self.check_inputs(input, target, values=False)
-        self.counter.reset(target, validated=True)
+        self.counter._reset(target)
         out = self.distillation_forwards(input, target, target if self.loss_fn.base == "ard" else self._soft_labels)
         kappa = self.counter.counts
-        adv, clean = self.loss_fn.terms(
-            student_adv=out.student_adv_logits,
-            student_clean=out.student_clean_logits,
-            teacher=out.teacher_logits,
-            target=target,
-            validated=True,
+        student_adv, student_clean, teacher = out[:3]
+        adv, clean = self.loss_fn._terms(
+            student_adv=student_adv, student_clean=student_clean, teacher=teacher, target=target
         )
         if self.loss_fn.training:
-            self.loss_fn.record(kappa=kappa, target=target, validated=True)
+            self.loss_fn._record(kappa=kappa, target=target)
         return FairARDOutput(self.loss_fn.combine(adv, clean), adv.detach(), clean.detach(), kappa, *out)
 
     def _soft_labels(self, teacher_logits: Tensor) -> Tensor:

@@ -102,11 +102,11 @@ class FRLStep(ValidatedStep):
         target = self.check_inputs(input, target)
         config, multipliers = self.attack.config, self.multipliers
         present, normalizers = multipliers.union_batch(target) or (None, None)
-        radii, steps = multipliers(target, config.eps, config.step_size, present=present, validated=True)
+        radii, steps = multipliers._forward(target, config.eps, config.step_size, present=present)
         x_adv = self.run_attack(input, self.student_eval_probabilities(input), eps=radii, step_size=steps)
         clean, adv = self.student_logits(input, x_adv)
-        natural, boundary = self.loss_fn.terms(
-            student_adv=adv, student_clean=clean, target=target, normalizers=normalizers, validated=True
+        natural, boundary = self.loss_fn._terms(
+            student_adv=adv, student_clean=clean, target=target, normalizers=normalizers
         )
         loss = self.loss_fn.combine(natural, boundary)
         return FRLOutput(loss, natural.detach(), boundary.detach(), clean, adv, x_adv, radii)

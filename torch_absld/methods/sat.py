@@ -65,7 +65,7 @@ class SATStep(AdversarialStep):
         target = self.check_inputs(input, target)
         x_adv = self.run_attack(input, target)
         (logits,) = self.student_logits(x_adv)
-        return SATOutput(self.loss_fn(student_adv=logits, target=target, validated=True), logits, x_adv)
+        return SATOutput(self.loss_fn._forward(student_adv=logits, target=target), logits, x_adv)
 
 
 register(

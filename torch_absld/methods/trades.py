@@ -81,7 +81,7 @@ class TRADESStep(AdversarialStep):
         target = self.check_inputs(input, target)
         x_adv = self.run_attack(input, self.student_eval_probabilities(input))
         clean, adv = self.student_logits(input, x_adv)
-        ce, kl = self.loss_fn.terms(student_adv=adv, student_clean=clean, target=target, validated=True)
+        ce, kl = self.loss_fn._terms(student_adv=adv, student_clean=clean, target=target)
         return TRADESOutput(self.loss_fn.combine(ce, kl), ce.detach(), kl.detach(), clean, adv, x_adv)
 
 
