@@ -17,14 +17,8 @@ __all__ = ["ABSLDOutput", "ABSLDStep"]
 class ABSLDOutput(NamedTuple):
     """What :meth:`ABSLDStep.forward` returns.
 
-    Attributes:
-        loss: the ABSLD loss (Eq. 12) to call ``backward()`` on.
-        adv_kl: the adversarial KL term alone, detached (same reduction as ``loss``).
-        clean_kl: the clean KL term alone, detached.
-        student_adv_logits: the student's logits on ``x_adv`` (train-mode forward).
-        student_clean_logits: the student's logits on the clean batch.
-        teacher_logits: the teacher's logits on the clean batch (no gradient).
-        x_adv: the adversarial batch (detached, float32 within ``eps`` of the input).
+    The loss (Eq. 12), its adversarial and clean KL terms (detached),
+    then the fields of :class:`~torch_absld.methods.adversarial.DistillationForwards`.
     """
 
     loss: Tensor
@@ -39,10 +33,8 @@ class ABSLDOutput(NamedTuple):
 class ABSLDStep(AdversarialStep):
     r"""ABSLD's per-step forward work in one module; ``on_epoch_end()`` adapts the temperatures.
 
-    ``out = step(x, y)`` runs the teacher on the clean batch (eval mode, no gradient), the
-    KL-PGD attack (Eq. 13) against the student (eval mode) to the teacher's adversarial soft
-    labels, the student on ``x_adv`` then on ``x`` in the step's mode, and the loss (Eq. 12),
-    which in training mode records each sample's risk. It is exactly::
+    ``out = step(x, y)`` is exactly (the KL-PGD attack, Eq. 13, in eval mode; the loss, Eq. 12,
+    records each sample's risk in training mode)::
 
         with torch.no_grad():
             teacher_logits = teacher(x)
@@ -50,31 +42,22 @@ class ABSLDStep(AdversarialStep):
         loss = loss_fn(student(x_adv), student(x), teacher_logits, y)
 
     Then ``out.loss.backward()``, the optimizer step, and ``step.on_epoch_end()`` once per epoch
-    (after the learning-rate scheduler's step when beta follows the learning rate); it returns
-    ``(tau_adv, tau_clean)``. A checkpoint holds the student and the temperatures (``loss_fn``);
-    optimise ``step.student.parameters()``. Under ``DistributedDataParallel`` the temperatures
-    are synchronised by the controllers' all-reduce in ``on_epoch_end()``.
+    (after the scheduler's step when beta follows the learning rate): it all-reduces the risks
+    and returns ``(tau_adv, tau_clean)``. A checkpoint holds the student and the temperatures.
 
     Args:
-        student: the network being trained.
-        teacher: the frozen teacher; any ``nn.Module`` mapping the same inputs to $(N, C)$ logits.
-        num_classes: number of classes $C$.
-        **options: those of :class:`~torch_absld.ABSLDLoss` (``lr``, ``coupling``, ``adapt``, ...;
-            or ``loss=ABSLDLoss(...)``) and of :class:`~torch_absld.methods.adversarial.AdversarialStep`
-            (``attack``, default: the paper's, eps 8/255, 10 steps of 2/255 from
-            $x + 0.001\,\mathcal{N}(0, 1)$, at the loss's ``student_temperature``).
+        student, teacher, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        **options: those of :class:`~torch_absld.ABSLDLoss` (``lr``, ``coupling``, ``adapt``, ...) and of
+            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: eps 8/255, 10 steps of
+            2/255 from $x + 0.001\,\mathcal{N}(0, 1)$, at the loss's ``student_temperature``).
 
     Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ integer classes in $[0, C)$
-        - Output: an :class:`ABSLDOutput`; ``loss`` is a scalar (or $(N,)$ with ``reduction="none"``)
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`ABSLDOutput`
 
     Example:
         >>> import torch
-        >>> student = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
-        >>> teacher = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
-        >>> step = ABSLDStep(student, teacher, 3, steps=2)
-        >>> out = step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
-        >>> out.loss.backward()
+        >>> step = ABSLDStep(nn.Linear(12, 3), nn.Linear(12, 3), 3, steps=2)
+        >>> step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0])).loss.backward()
         >>> tau_adv, tau_clean = step.on_epoch_end()
         >>> sorted(step.state_dict())[:2]
         ['loss_fn.adv._extra_state', 'loss_fn.adv.accumulator']
@@ -103,24 +86,8 @@ class ABSLDStep(AdversarialStep):
         return self.loss_fn.adv.temperatures, self.loss_fn.clean.temperatures
 
 
+register(Method("absld", "ABSLD", ABSLDStep, absld_loss, needs_teacher=True, summary=__doc__ or ""))
+_RSLAD = {"adapt": "none"}
 register(
-    Method(
-        name="absld",
-        title="ABSLD",
-        step=ABSLDStep,
-        loss=absld_loss,
-        needs_teacher=True,
-        summary="Zhao et al. 2024: RSLAD with class-wise temperatures that balance the classes' robust risks.",
-    )
-)
-register(
-    Method(
-        name="rslad",
-        title="RSLAD",
-        step=ABSLDStep,
-        loss=absld_loss,
-        needs_teacher=True,
-        defaults={"adapt": "none"},
-        summary="Zi et al. 2021: the student's outputs distilled to the teacher's soft labels (frozen temperatures).",
-    )
+    Method("rslad", "RSLAD", ABSLDStep, absld_loss, needs_teacher=True, defaults=_RSLAD, summary="Zi et al. 2021.")
 )

@@ -34,15 +34,8 @@ class StudentAndTeacher(nn.Module):
 class AdaADOutput(NamedTuple):
     """What :meth:`AdaADStep.forward` returns.
 
-    Attributes:
-        loss: the AdaAD loss, to call ``backward()`` on.
-        adv_kl: the adversarial KL term alone, detached.
-        clean_kl: the clean KL term alone, detached.
-        student_adv_logits: the student's logits on ``x_adv`` (the step's mode).
-        student_clean_logits: the student's logits on the clean batch.
-        teacher_adv_logits: the teacher's logits on ``x_adv`` (no gradient).
-        teacher_clean_logits: the teacher's logits on the clean batch (no gradient).
-        x_adv: the adversarial batch (detached).
+    The loss, its adversarial and clean KL terms (detached), the
+    student's and the teacher's (no gradient) logits on ``x_adv`` and on the clean batch, and ``x_adv``.
     """
 
     loss: Tensor
@@ -58,12 +51,8 @@ class AdaADOutput(NamedTuple):
 class AdaADStep(AdversarialStep):
     r"""AdaAD: the attack maximises the teacher-student KL with the **teacher inside the loop**.
 
-    ``out = step(x, y)`` runs PGD on :class:`StudentAndTeacher` ascending
-    :func:`~torch_absld.losses.adaad.adaad_attack_objective`,
-    $\sum_i \mathrm{KL}(\mathrm{softmax} f_t(x'_i) \,\|\, \mathrm{softmax} f_s(x'_i))$ (both networks in
-    eval mode, start $x + 0.001\,\mathcal{N}(0, 1)$), the teacher on ``x_adv`` and on ``x`` (no
-    gradient), the student on ``x`` then on ``x_adv`` in the step's mode, and
-    :func:`~torch_absld.losses.adaad.adaad_loss` ($\alpha = 1$). It is exactly::
+    ``out = step(x, y)`` is exactly (both networks in eval mode in the attack, from
+    $x + 0.001\,\mathcal{N}(0, 1)$; the labels are only checked)::
 
         x_adv = pgd(StudentAndTeacher(student, teacher), x, y, config=ADAAD_ATTACK,
                     objective=adaad_attack_objective)
@@ -72,26 +61,20 @@ class AdaADStep(AdversarialStep):
         s_clean, s_adv = student(x), student(x_adv)
         loss = adaad_loss(s_adv, s_clean, t_adv, t_clean, alpha=1.0)
 
-    The labels are used only for the checks (read with both teacher outputs, after the attack).
-
     Args:
-        student: the network being trained.
-        teacher: the frozen teacher.
-        num_classes: number of classes $C$.
-        **options: ``alpha`` (1, ``main.py``) and ``reduction`` of :class:`~torch_absld.losses.adaad.AdaADLoss`,
-            and those of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``, default
-            :data:`ADAAD_ATTACK`).
+        student, teacher, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        **options: ``alpha`` (1) and ``reduction`` of :class:`~torch_absld.losses.adaad.AdaADLoss`, and those
+            of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`ADAAD_ATTACK`).
 
     Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ integer classes
-        - Output: an :class:`AdaADOutput`
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`AdaADOutput`
 
     Example:
         >>> import torch
         >>> step = AdaADStep(nn.Linear(12, 3), nn.Linear(12, 3), 3, alpha=0.5, steps=2)
         >>> out = step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
-        >>> out.teacher_adv_logits.requires_grad, torch.allclose(out.loss, (out.adv_kl + out.clean_kl) / 2)
-        (False, True)
+        >>> torch.allclose(out.loss, (out.adv_kl + out.clean_kl) / 2)
+        True
     """
 
     loss_type = AdaADLoss
@@ -116,13 +99,4 @@ class AdaADStep(AdversarialStep):
         )
 
 
-register(
-    Method(
-        name="adaad",
-        title="AdaAD",
-        step=AdaADStep,
-        loss=adaad_loss,
-        needs_teacher=True,
-        summary="Huang et al. 2023: the attack searches where teacher and student disagree most.",
-    )
-)
+register(Method("adaad", "AdaAD", AdaADStep, adaad_loss, needs_teacher=True, summary=__doc__ or ""))

@@ -39,11 +39,8 @@ _ATTACK_OPTIONS = frozenset(f.name for f in dataclasses.fields(PGDConfig)) - {"s
 class DistillationForwards(NamedTuple):
     """The forward work of a distillation step before its loss (:meth:`AdversarialStep.distillation_forwards`).
 
-    Attributes:
-        student_adv_logits: the student's logits on ``x_adv`` (the step's mode, with gradient).
-        student_clean_logits: the student's logits on the clean batch.
-        teacher_logits: the teacher's logits on the clean batch (eval mode, no gradient).
-        x_adv: the adversarial batch (detached).
+    The student's logits on ``x_adv`` and on the clean batch (the step's mode, with gradient), the teacher's
+    logits on the clean batch (eval mode, no gradient), and ``x_adv`` (detached).
     """
 
     student_adv_logits: Tensor
@@ -57,29 +54,26 @@ class AdversarialStep(TrainingStep):
 
     A subclass declares its loss module (:attr:`loss_type`), its authors' attack
     (:attr:`default_attack`) and objective, and implements ``forward(input, target)``. The step
-    holds :attr:`loss_fn`, :attr:`attack` (a :class:`~torch_absld.KLPGDAttack`) and the
-    forwards of the student and the teacher (compiled with ``torch.compile`` when the attack's
-    ``compile=True``; the registered modules and ``state_dict`` keys stay as given). A batch is
-    checked once, at the boundary: shapes, dtypes and devices always; label, input and teacher
-    values in one read from the device in eager mode with ``validate_args``. Everything inside
-    trusts its inputs. The attack puts the attacked model in eval mode for its duration.
+    holds :attr:`loss_fn`, :attr:`attack` (a :class:`~torch_absld.KLPGDAttack`; the attacked
+    model is in eval mode for its duration) and the forwards of the student and the teacher
+    (compiled when the attack's ``compile=True``; the modules and ``state_dict`` keys stay as
+    given). A batch is checked once, at the boundary: shapes, dtypes and devices always; label,
+    input and teacher values in one read from the device in eager mode with ``validate_args``.
+    Everything after trusts its inputs.
 
     Args:
         student: the network being trained.
         teacher: the frozen teacher (``None`` for a method without one).
         num_classes: number of classes $C \ge 2$.
-        loss: the method's loss module (an instance of :attr:`loss_type` for ``num_classes``), or
-            ``None`` to make one from the loss's keyword options given here.
+        loss: the method's loss module (a :attr:`loss_type` for ``num_classes``), or ``None``:
+            one made from the loss's keyword options given here.
         attack: a :class:`~torch_absld.PGDConfig` replacing the method's attack as a whole.
         generator: random generator of the attack's start.
         teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
         validate_args: check label and input values once per step in eager mode (one host sync).
-        precision: ``None`` (the caller's autocast applies), ``"auto"``, ``"float32"``,
-            ``"bfloat16"`` or ``"float16"`` (see :class:`~torch_absld.methods.base.TrainingStep`).
-        **options: the loss's keyword options (``beta``, ``reduction``, ...) and changes to the
-            attack's settings (``eps``, ``step_size``, ``steps``, ``random_start``, ``init_std``,
-            ``project_start``, ``clip_min``, ``clip_max``, ``loss_scale``, ``compile``,
-            ``compile_mode``). :meth:`option_names` lists them; an unknown one is a ``TypeError``.
+        precision: see :class:`~torch_absld.methods.base.TrainingStep`.
+        **options: the loss's keyword options and the attack's settings (``eps``, ``step_size``,
+            ``steps``, ``random_start``, ``clip_min``, ``compile``, ...): :meth:`option_names`.
     """
 
     loss_type: ClassVar[type[nn.Module]]

@@ -21,12 +21,8 @@ start, the student's cross-entropy): the settings of :data:`~torch_absld.methods
 class ARDOutput(NamedTuple):
     r"""What :meth:`ARDStep.forward` returns.
 
-    Attributes:
-        loss: the ARD loss, to call ``backward()`` on.
-        adv_kl: the distillation term $T^2\,\mathbb{E}[\mathrm{KL}]$ alone (before $\alpha$), detached.
-        clean_ce: the clean cross-entropy term alone (before $1 - \alpha$), detached.
-
-    The other fields are those of :class:`~torch_absld.methods.adversarial.DistillationForwards`.
+    The loss, its terms $T^2\,\mathbb{E}[\mathrm{KL}]$ and clean CE
+    (detached, before $\alpha$), then the fields of :class:`~torch_absld.methods.adversarial.DistillationForwards`.
     """
 
     loss: Tensor
@@ -41,10 +37,7 @@ class ARDOutput(NamedTuple):
 class ARDStep(AdversarialStep):
     r"""ARD: $\alpha T^2\,\mathbb{E}[\mathrm{KL}(p_T(f_t(x)) \| q_T(f_s(x')))] + (1 - \alpha)\,\mathrm{CE}(f_s(x), y)$.
 
-    ``out = step(x, y)`` runs the teacher on the clean batch (eval mode, no gradient), the
-    CE-PGD attack on the **student alone** (its cross-entropy to the labels, a uniform start,
-    eval mode), the student on ``x_adv`` then on ``x`` in the step's mode, and
-    :func:`~torch_absld.losses.ard.ard_loss` ($T = 30$, $\alpha = 1$). It is exactly::
+    ``out = step(x, y)`` is exactly (the attack on the student alone, in eval mode, a uniform start)::
 
         with torch.no_grad():
             t = teacher(x)
@@ -52,22 +45,17 @@ class ARDStep(AdversarialStep):
         loss = ard_loss(student(x_adv), student(x), t, y, temperature=30.0, alpha=1.0)
 
     Args:
-        student: the network being trained.
-        teacher: the frozen teacher.
-        num_classes: number of classes $C$.
-        **options: ``temperature`` (30), ``alpha`` (1) and ``reduction`` of
-            :class:`~torch_absld.losses.ard.ARDLoss`, and those of
-            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``, default :data:`ARD_ATTACK`).
+        student, teacher, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        **options: ``temperature`` (30), ``alpha`` (1) and ``reduction`` of :class:`~torch_absld.losses.ard.ARDLoss`,
+            and those of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`ARD_ATTACK`).
 
     Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ integer classes
-        - Output: an :class:`ARDOutput`
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`ARDOutput`
 
     Example:
         >>> import torch
         >>> from torch import nn
-        >>> step = ARDStep(nn.Linear(12, 3), nn.Linear(12, 3), 3, steps=2)
-        >>> out = step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
+        >>> out = ARDStep(nn.Linear(12, 3), nn.Linear(12, 3), 3, steps=2)(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
         >>> torch.equal(out.loss, out.adv_kl)  # alpha = 1
         True
     """
@@ -87,13 +75,4 @@ class ARDStep(AdversarialStep):
         return ARDOutput(self.loss_fn.combine(kl, ce), kl.detach(), ce.detach(), *out)
 
 
-register(
-    Method(
-        name="ard",
-        title="ARD",
-        step=ARDStep,
-        loss=ard_loss,
-        needs_teacher=True,
-        summary="Goldblum et al. 2020: the student's adversarial outputs distilled to the teacher's clean ones.",
-    )
-)
+register(Method("ard", "ARD", ARDStep, ard_loss, needs_teacher=True, summary=__doc__ or ""))

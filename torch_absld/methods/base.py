@@ -1,10 +1,4 @@
-"""What every training-step module promises, and the DDP marking of its frozen teacher.
-
-A training step is an ``nn.Module`` that does one method's per-batch forward work:
-``out = step(input, target)`` returns an output with ``.loss`` (call ``backward()`` on it),
-``step.on_epoch_end()`` runs the method's end-of-epoch rule (per-class controllers), and
-``state_dict()`` / ``load_state_dict()`` hold everything needed to resume except the teacher.
-"""
+"""What every training-step module promises (:class:`TrainingStep`), and the DDP marking of its frozen teacher."""
 
 from __future__ import annotations
 
@@ -36,27 +30,21 @@ class StepOutput(Protocol):
 class TrainingStep(nn.Module):
     """Base of the training-step modules: a student, an optional frozen teacher, an epoch hook.
 
-    The teacher, when there is one, is frozen (``requires_grad_(False)``, in place) and stays in
-    eval mode whatever ``step.train()`` says. It is a registered submodule, so ``.to(device)``
-    moves it, but by default its weights are **not** in ``state_dict()``: a checkpoint holds
-    the student and the method's state, and loading one leaves the teacher as it is
-    (``teacher_in_state_dict=True`` saves and loads it too). A checkpoint is checked whole before
-    anything is copied (shapes; with ``strict``, missing and unexpected keys; the methods' own
-    state): a rejected load leaves the step as it was. Under ``DistributedDataParallel``
-    its weights and buffers are neither broadcast nor reduced (see :func:`mark_ddp_local_state`).
-
-    Subclasses implement ``forward(input, target)`` returning a :class:`StepOutput`, and
-    :meth:`on_epoch_end` when the method has an end-of-epoch rule; ``forward`` runs in the step's
-    ``precision`` (the base wraps it when the subclass is defined).
+    ``out = step(input, target)`` returns an output with ``.loss``; ``step.on_epoch_end()`` runs
+    the method's end-of-epoch rule. The teacher is frozen (``requires_grad_(False)``, in place),
+    stays in eval mode, moves with ``.to()``, and is **not** in ``state_dict()`` unless
+    ``teacher_in_state_dict``: a checkpoint holds the student and the method's state. A
+    checkpoint is checked whole before anything is copied, so a rejected load changes nothing.
+    DDP neither broadcasts nor reduces the teacher (:func:`mark_ddp_local_state`). Subclasses
+    implement ``forward(input, target)``, run in the step's ``precision`` (the base wraps it).
 
     Args:
         student: the network being trained.
         teacher: the frozen teacher, or ``None`` for a method without one.
         teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
-        precision: ``None`` (default: the caller's autocast applies), ``"auto"`` (the dtype and
-            input layout of :func:`~torch_absld.precision.fastest_settings` for the input's
-            device: bf16 only where it is native), or ``"float32"`` / ``"bfloat16"`` /
-            ``"float16"`` (a ``UserWarning`` where the device emulates it).
+        precision: ``None`` (the caller's autocast applies), ``"auto"``
+            (:func:`~torch_absld.precision.fastest_settings` for the input's device), or
+            ``"float32"`` / ``"bfloat16"`` / ``"float16"`` (a ``UserWarning`` where emulated).
         needs_teacher: the method distils from the teacher: ``None`` is a ``TypeError``.
     """
 
@@ -159,19 +147,9 @@ def _in_precision_scope(forward: Callable[..., Any]) -> Callable[..., Any]:
 def mark_ddp_local_state(module: nn.Module) -> list[str]:
     """Keep the frozen teachers of training steps inside ``module`` out of DDP's broadcasts and reductions.
 
-    ``DistributedDataParallel`` copies every buffer from rank 0 to the other ranks before each
-    forward and reduces every parameter's gradient; a frozen teacher needs neither (every rank
-    loads the same teacher). A :class:`TrainingStep` marks its own teacher; call this on a
-    bigger module **before** wrapping it in DDP only if it holds teachers of its own.
-
-    The per-class statistics of the controllers (:class:`~torch_absld.stats.ClassStatistics`)
-    are not buffers, so DDP never sees them; their names are listed too (to no effect).
-
-    Args:
-        module: the module that will be wrapped in ``DistributedDataParallel``.
-
-    Returns:
-        The names added to ``module._ddp_params_and_buffers_to_ignore``.
+    A :class:`TrainingStep` marks its own teacher; call this on a bigger module holding teachers
+    of its own **before** wrapping it in ``DistributedDataParallel``. Returns the names added to
+    ``module._ddp_params_and_buffers_to_ignore`` (the controllers' statistics are listed too).
     """
     names: list[str] = []
     for prefix, sub in module.named_modules():

@@ -24,16 +24,8 @@ r"""BAT's training attacks (``train.py``: ``--epsilon 0.031 --num-steps 10 --ste
 class BATOutput(NamedTuple):
     r"""What :meth:`BATStep.forward` returns.
 
-    Attributes:
-        loss: the BAT loss, to call ``backward()`` on.
-        natural_ce: the cross-entropy on the last-clean points, detached.
-        robust_kl: the TRADES KL on the first-adversarial points (before $\beta$), detached.
-        uniform_kl: the two KLs to the uniform distribution (before their weight), detached.
-        student_clean_logits: the student's logits on the clean batch (the step's mode).
-        student_adv_logits: the student's logits on the first-adversarial points ``x_adv``.
-        student_last_clean_logits: the student's logits on the last-clean points.
-        x_adv: the first-adversarial points (detached).
-        x_last_clean: the last-clean points (detached).
+    The loss, its CE, KL (before $\beta$) and uniform terms (detached),
+    the student's logits on the clean, first-adversarial and last-clean points, and both point sets.
     """
 
     loss: Tensor
@@ -50,14 +42,9 @@ class BATOutput(NamedTuple):
 class BATStep(AdversarialStep):
     r"""BAT: TRADES on points near the decision boundary, with their predictions pulled towards uniform.
 
-    ``out = step(x, y)`` runs the student on ``x`` in eval mode without gradient
-    ($p = \mathrm{softmax} f(x)$); two early-stopped KL-PGD attacks to $p$
-    (:class:`~torch_absld.attack.EarlyStopping`, student in eval mode, each from its own start
-    $x + 0.001\,\mathcal{N}(0, 1)$): the **last clean** points (the last iterate each sample is still
-    classified correctly at) and the **first adversarial** points (a misclassified sample takes
-    ``patience`` more steps, then stops where it is misclassified); the student on the last-clean
-    points, the first-adversarial points and ``x`` in the step's mode; and
-    :func:`~torch_absld.losses.bat.bat_loss` ($\beta = 6$, uniform terms of weight 1). It is exactly::
+    ``out = step(x, y)`` is exactly (two early-stopped KL-PGD attacks in eval mode, each from its own
+    $x + 0.001\,\mathcal{N}(0, 1)$: the last iterates still classified correctly, and the first
+    misclassified ones after ``patience`` more steps)::
 
         p = torch.softmax(student.eval()(x), dim=1)  # no gradient
         points = []
@@ -66,25 +53,21 @@ class BATStep(AdversarialStep):
             final = pgd(LogitsAndInput(student), x, p, config=BAT_ATTACK, objective=stopper)
             points.append(stopper.emitted(final))
         x_lc, x_fa = points
-        loss = bat_loss(student.train()(x), student(x_fa), student(x_lc), y)
+        last_clean, first_adv = student.train()(x_lc), student(x_fa)
+        loss = bat_loss(first_adv, student(x), last_clean, y)
 
     Args:
-        student: the network being trained.
-        num_classes: number of classes $C$.
-        patience: the first-adversarial attack's extra steps after a misclassification (1: FAT's
-            $\tau = 1$ in ``stop_to_firstadv``).
-        **options: those of :class:`~torch_absld.losses.bat.BATLoss` (``beta`` 6, ``uniform_weight`` 1,
-            ``reduction``) and of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``,
-            default :data:`BAT_ATTACK`).
+        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        patience: the first-adversarial attack's extra steps (1: FAT's $\tau = 1$ in ``stop_to_firstadv``).
+        **options: ``beta`` (6), ``uniform_weight`` (1) and ``reduction`` of :class:`~torch_absld.losses.bat.BATLoss`,
+            and those of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`BAT_ATTACK`).
 
     Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ integer classes
-        - Output: a :class:`BATOutput`
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`BATOutput`
 
     Example:
         >>> import torch
-        >>> x, y = torch.rand(4, 12), torch.tensor([0, 1, 2, 0])
-        >>> out = BATStep(nn.Linear(12, 3), 3, beta=2.0, steps=2)(x, y)
+        >>> out = BATStep(nn.Linear(12, 3), 3, beta=2.0, steps=2)(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
         >>> torch.allclose(out.loss, out.natural_ce + 2.0 * out.robust_kl + out.uniform_kl)
         True
     """
@@ -124,13 +107,4 @@ class BATStep(AdversarialStep):
         return stopper.emitted(final).to(input.dtype).detach()
 
 
-register(
-    Method(
-        name="bat",
-        title="BAT",
-        step=BATStep,
-        loss=bat_loss,
-        needs_teacher=False,
-        summary="Sun et al. 2023: TRADES on early-stopped points near the boundary, pulled towards uniform.",
-    )
-)
+register(Method("bat", "BAT", BATStep, bat_loss, needs_teacher=False, summary=__doc__ or ""))

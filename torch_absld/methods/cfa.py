@@ -26,14 +26,9 @@ CFA_VALIDATION_STEPS = 10
 class CFAOutput(NamedTuple):
     r"""What :meth:`CFAStep.forward` returns.
 
-    Attributes:
-        loss: the CFA loss, to call ``backward()`` on.
-        natural_term: $\mathrm{CE}_i / (1 + \beta_{y_i})$ reduced, detached.
-        robust_term: $\beta_{y_i}\,\mathrm{KL}_i / (1 + \beta_{y_i})$ reduced, detached.
-        student_clean_logits: the student's logits on the clean batch (the step's mode).
-        student_adv_logits: the student's logits on ``x_adv``.
-        x_adv: the adversarial batch (detached).
-        radii: each sample's attack radius $\epsilon_{y_i}$.
+    The loss, its terms $\mathrm{CE}_i / (1 + \beta_{y_i})$ and
+    $\beta_{y_i}\mathrm{KL}_i / (1 + \beta_{y_i})$ (detached), the student's clean and adversarial logits,
+    ``x_adv`` and each sample's radius $\epsilon_{y_i}$.
     """
 
     loss: Tensor
@@ -48,46 +43,35 @@ class CFAOutput(NamedTuple):
 class CFAStep(ValidatedStep):
     r"""TRADES + CFA: class-wise radii (CCM) and TRADES weights (CCR), and fairness-aware weight averaging (FAWA).
 
-    ``out = step(x, y)`` runs the student on ``x`` in eval mode without gradient
-    ($p = \mathrm{softmax} f(x)$), the KL-PGD attack to $p$ with each sample's radius
-    $\epsilon_{y_i} = s_{y_i}\,\epsilon$ (``loss_fn.calibration``), the student on ``x`` then on
-    ``x_adv`` in the step's mode, and :func:`~torch_absld.losses.cfa.cfa_loss` with the class-wise
-    $\beta_y$; in training mode whether the adversarial logits predict $y$ is recorded.
-    ``on_epoch_end(validation=None)`` updates the weight average :attr:`fawa` (from its
-    ``start_epoch``: PGD-10 on the validation split, the gate on the worst class), then sets
-    $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$ and $\beta_k = (\lambda_2 + t_k)\,\beta$ from each class's
-    training robust accuracy $t_k$; it returns the scales $s$. CFA's model is the average:
-    :attr:`evaluation_model`. It is exactly::
+    ``out = step(x, y)`` is exactly (the attack in eval mode, radius $\epsilon_{y_i} = s_{y_i}\,\epsilon$)::
 
         radii, step = loss_fn.calibration(y, eps, step_size)  # loss_fn = CFALoss(C)
         p = torch.softmax(student.eval()(x), dim=1)  # no gradient
         x_adv = pgd(student, x, p, config=CFA_ATTACK, objective="kl", eps=radii)
         clean, adv = student.train()(x), student(x_adv)
-        loss = loss_fn(clean, adv, y)
-        loss_fn.record(adv, y)
+        loss = loss_fn(adv, clean, y)
+        loss_fn.record(adv, y)  # in training mode
+
+    ``on_epoch_end(validation=None)`` updates the weight average :attr:`fawa` (from its
+    ``start_epoch``), then sets $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$ and
+    $\beta_k = (\lambda_2 + t_k)\,\beta$ from each class's training robust accuracy $t_k$ and
+    returns the scales. CFA's model is the average: :attr:`evaluation_model`.
 
     Args:
-        student: the network being trained.
-        num_classes: number of classes $C$.
-        fawa: average the weights (:class:`~torch_absld.averaging.FairnessAwareAveraging`,
-            synchronised over the loss's ``process_group``), or ``False``: TRADES + CCM + CCR only
-            (no validation split needed).
-        decay, threshold, start_epoch, worst_fraction: FAWA's options (``None``: its defaults,
-            the paper's: decay 0.85, threshold 0.2, start epoch 50).
+        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        fawa: average the weights (:class:`~torch_absld.averaging.FairnessAwareAveraging`), or ``False``.
+        decay, threshold, start_epoch, worst_fraction: FAWA's options (``None``: the paper's 0.85, 0.2, 50).
         **options: those of :class:`~torch_absld.losses.cfa.CFALoss` (``beta`` 6, ``lambda_eps`` 0.3,
-            ``lambda_beta`` 0.5, ``begin_epoch``, ``reduction``, ``process_group``), of
-            :class:`~torch_absld.methods.validated.ValidatedStep` (``validation``; ``validation_steps`` 10)
-            and of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``, default :data:`CFA_ATTACK`).
+            ``lambda_beta`` 0.5, ...), of :class:`~torch_absld.methods.validated.ValidatedStep` (``validation``,
+            ``validation_steps`` 10) and of :class:`~torch_absld.methods.adversarial.AdversarialStep`.
 
     Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ integer classes
-        - Output: a :class:`CFAOutput`
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`CFAOutput`
 
     Example:
         >>> import torch
         >>> x, y = torch.rand(6, 12), torch.tensor([0, 1, 2, 0, 1, 2])
-        >>> student = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
-        >>> step = CFAStep(student, 3, start_epoch=0, threshold=0.0, steps=2, validation=[(x, y)])
+        >>> step = CFAStep(nn.Linear(12, 3), 3, start_epoch=0, threshold=0.0, steps=2, validation=[(x, y)])
         >>> step(x, y).loss.backward()
         >>> step.on_epoch_end().shape, step.fawa.accepted
         (torch.Size([3]), 1)
@@ -158,14 +142,4 @@ class CFAStep(ValidatedStep):
         return self.loss_fn.step()  # type: ignore[no-any-return]
 
 
-register(
-    Method(
-        name="cfa",
-        title="CFA",
-        step=CFAStep,
-        loss=cfa_loss,
-        needs_teacher=False,
-        needs_validation=True,
-        summary="Wei et al. 2023: TRADES with class-wise radii and weights, and fairness-aware weight averaging.",
-    )
-)
+register(Method("cfa", "CFA", CFAStep, cfa_loss, needs_teacher=False, needs_validation=True, summary=__doc__ or ""))

@@ -29,13 +29,9 @@ the teacher's clean soft labels); both 10 steps of 2/255 in a radius of 8/255.""
 class FairARDOutput(NamedTuple):
     r"""What :meth:`FairARDStep.forward` returns.
 
-    Attributes:
-        loss: the Fair-ARD loss, to call ``backward()`` on.
-        adv_term: the weighted adversarial term alone (before $\alpha$), detached.
-        clean_term: the weighted clean term alone (before $1 - \alpha$), detached.
-        kappa: each sample's $\kappa_i$, the attack iterates it was still classified correctly at.
-
-    The other fields are those of :class:`~torch_absld.methods.adversarial.DistillationForwards`.
+    The loss, its weighted adversarial and clean terms (detached,
+    before $\alpha$), each sample's $\kappa_i$ (attack iterates still classified correctly), then the fields of
+    :class:`~torch_absld.methods.adversarial.DistillationForwards`.
     """
 
     loss: Tensor
@@ -51,40 +47,31 @@ class FairARDOutput(NamedTuple):
 class FairARDStep(AdversarialStep):
     r"""Fair-ARD: the base distillation loss with per-class weights from each class's vulnerability.
 
-    ``out = step(x, y)`` runs the teacher on the clean batch (eval mode, no gradient), the base
-    method's attack on the student (eval mode) counting each sample's $\kappa_i$ with a
-    :class:`~torch_absld.attack.CountingObjective`, the student on ``x_adv`` then on ``x`` in the
-    step's mode, and :func:`~torch_absld.losses.fair_ard.fair_ard_loss` with the current class
-    weights; in training mode the $\kappa_i$ are recorded. ``on_epoch_end()`` all-reduces the
-    per-class $\kappa$ sums and sets the weights for the next epoch. It is exactly::
+    ``out = step(x, y)`` is exactly (``base="ard"``; the attack in eval mode)::
 
         with torch.no_grad():
             t = teacher(x)
         counter.reset(y)  # counter = CountingObjective("ce")
         x_adv = pgd(student, x, y, config=FAIR_ARD_ATTACKS["ard"], objective=counter)
-        loss = loss_fn(student(x_adv), student(x), t, y)  # loss_fn = FairARDLoss(C), base="ard"
-        loss_fn.record(counter.counts, y)
+        loss = loss_fn(student(x_adv), student(x), t, y)  # loss_fn = FairARDLoss(C)
+        loss_fn.record(counter.counts, y)  # in training mode
+
+    ``on_epoch_end()`` all-reduces the per-class $\kappa$ sums and sets the next epoch's weights.
 
     Args:
-        student: the network being trained.
-        teacher: the frozen teacher.
-        num_classes: number of classes $C$.
-        **options: those of :class:`~torch_absld.losses.fair_ard.FairARDLoss` (``base``: ``"ard"``,
-            the default, or ``"rslad"``, whose temperature is also that of the attack's soft labels;
-            ``temperature``, ``alpha``, ``beta``, ``min_weight``, ``max_weight``, ``reduction``,
-            ``process_group``) and of :class:`~torch_absld.methods.adversarial.AdversarialStep`
-            (``attack``, default ``FAIR_ARD_ATTACKS[base]``).
+        student, teacher, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        **options: those of :class:`~torch_absld.losses.fair_ard.FairARDLoss` (``base`` ``"ard"`` or
+            ``"rslad"``, whose temperature is also the attack's; ``beta``, ...) and of
+            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: ``FAIR_ARD_ATTACKS[base]``).
 
     Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ integer classes
-        - Output: a :class:`FairARDOutput`
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`FairARDOutput`
 
     Example:
         >>> step = FairARDStep(nn.Linear(12, 3), nn.Linear(12, 3), 3, base="rslad", steps=2)
-        >>> out = step(torch.rand(6, 12), torch.tensor([0, 1, 2, 0, 1, 2]))
-        >>> out.loss.backward()
-        >>> out.kappa.max() <= 2, step.on_epoch_end().shape
-        (tensor(True), torch.Size([3]))
+        >>> step(torch.rand(6, 12), torch.tensor([0, 1, 2, 0, 1, 2])).loss.backward()
+        >>> step.on_epoch_end().shape
+        torch.Size([3])
     """
 
     loss_type = FairARDLoss
@@ -117,13 +104,4 @@ class FairARDStep(AdversarialStep):
         return torch.softmax(at_least_float32(teacher_logits) / self.loss_fn.temperature, dim=1)
 
 
-register(
-    Method(
-        name="fair-ard",
-        title="Fair-ARD",
-        step=FairARDStep,
-        loss=fair_ard_loss,
-        needs_teacher=True,
-        summary="Yue et al. 2023: ARD with per-class weights from each class's vulnerability.",
-    )
-)
+register(Method("fair-ard", "Fair-ARD", FairARDStep, fair_ard_loss, needs_teacher=True, summary=__doc__ or ""))

@@ -26,14 +26,8 @@ FRL_VALIDATION_STEPS = 20
 class FRLOutput(NamedTuple):
     r"""What :meth:`FRLStep.forward` returns.
 
-    Attributes:
-        loss: the FRL loss, to call ``backward()`` on.
-        natural_ce: the class-weighted cross-entropy term alone, detached.
-        boundary_kl: the class-weighted KL term alone (before $\beta$), detached.
-        student_clean_logits: the student's logits on the clean batch (the step's mode).
-        student_adv_logits: the student's logits on ``x_adv``.
-        x_adv: the adversarial batch (detached).
-        radii: each sample's attack radius $s_{y_i}\,\epsilon$.
+    The loss, its class-weighted CE and KL terms (detached, the KL
+    before $\beta$), the student's clean and adversarial logits, ``x_adv`` and each sample's radius.
     """
 
     loss: Tensor
@@ -48,35 +42,26 @@ class FRLOutput(NamedTuple):
 class FRLStep(ValidatedStep):
     r"""FRL (Reweight + Remargin): TRADES with class weights and class radii from Lagrange multipliers.
 
-    ``out = step(x, y)`` runs the student on ``x`` in eval mode without gradient
-    ($p = \mathrm{softmax} f(x)$), the KL-PGD attack to $p$ with each sample's radius
-    $s_{y_i}\,\epsilon$ and the step ``step_size`` $\cdot \max_i s_{y_i}$ (``loss_fn.multipliers``),
-    the student on ``x`` then on ``x_adv`` in the step's mode, and
-    :func:`~torch_absld.losses.frl.frl_loss` with the current class weights.
-    ``on_epoch_end(validation=None)`` measures the student on the validation split (clean and
-    PGD-20, :func:`~torch_absld.validation.validation_pass`), updates the multipliers and returns
-    the new scales. The epochs before ``begin_epoch`` are TRADES with $\beta = 1.5$. It is exactly::
+    ``out = step(x, y)`` is exactly (the attack in eval mode, radius $s_{y_i}\,\epsilon$, step
+    ``step_size`` $\cdot \max_i s_{y_i}$, over the union of the ranks' batches under ``torch.distributed``)::
 
         radii, steps = loss_fn.multipliers(y, eps, step_size)  # loss_fn = FRLLoss(C)
         p = torch.softmax(student.eval()(x), dim=1)  # no gradient
         x_adv = pgd(student, x, p, config=FRL_ATTACK, objective="kl", eps=radii, step_size=steps)
-        loss = loss_fn(student.train()(x), student(x_adv), y)
+        clean = student.train()(x)
+        loss = loss_fn(student(x_adv), clean, y)
 
-    Under ``torch.distributed`` the step's largest scale and the loss's weighted means are those
-    of the union of the ranks' batches (:meth:`~torch_absld.multipliers.FRLMultipliers.union_batch`).
+    ``on_epoch_end(validation=None)`` measures the student on the validation split (clean and
+    PGD-20), updates the multipliers and returns the scales; before ``begin_epoch`` it is TRADES, $\beta = 1.5$.
 
     Args:
-        student: the network being trained.
-        num_classes: number of classes $C$.
-        **options: those of :class:`~torch_absld.losses.frl.FRLLoss` (``beta``, ``reduction``,
-            ``threshold`` 0.05, ``rate``, ``eps_rate``, ``limit``, ``halve_every``, ``begin_epoch``,
-            ``scale_step``, ``process_group``), of :class:`~torch_absld.methods.validated.ValidatedStep`
-            (``validation``; ``validation_steps`` 20) and of
-            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``, default :data:`FRL_ATTACK`).
+        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        **options: those of :class:`~torch_absld.losses.frl.FRLLoss` (``beta``, ``threshold`` 0.05, ``rate``,
+            ``begin_epoch``, ...), of :class:`~torch_absld.methods.validated.ValidatedStep` (``validation``,
+            ``validation_steps`` 20) and of :class:`~torch_absld.methods.adversarial.AdversarialStep`.
 
     Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ integer classes
-        - Output: an :class:`FRLOutput`
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`FRLOutput`
 
     Example:
         >>> import torch
@@ -125,14 +110,4 @@ class FRLStep(ValidatedStep):
         return self.loss_fn.step()  # type: ignore[no-any-return]
 
 
-register(
-    Method(
-        name="frl",
-        title="FRL",
-        step=FRLStep,
-        loss=frl_loss,
-        needs_teacher=False,
-        needs_validation=True,
-        summary="Xu et al. 2021: TRADES with class weights and radii from the classes' validation errors.",
-    )
-)
+register(Method("frl", "FRL", FRLStep, frl_loss, needs_teacher=False, needs_validation=True, summary=__doc__ or ""))

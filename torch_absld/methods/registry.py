@@ -19,18 +19,14 @@ __all__ = ["Method", "available", "create", "get", "options", "register", "unreg
 
 @dataclass(frozen=True)
 class Method:
-    """A training method: its names, its step module and what :func:`create` needs to build it.
+    """A training method: what :func:`create` needs to build it.
 
-    Attributes:
-        name: the registry key (``"trades"``, ``"fair-ard"``).
-        title: the display name (``"TRADES"``, ``"Fair-ARD"``).
-        step: the training-step class: ``step(student, teacher, num_classes, **options)`` for a
-            method with a teacher, ``step(student, num_classes, **options)`` otherwise.
-        loss: the method's functional loss.
-        needs_teacher: the method distils a frozen teacher.
-        needs_validation: the step reads a validation split at the end of each epoch (``validation=``).
-        defaults: options :func:`create` passes; they define the method (another value is a ``ValueError``).
-        summary: one line: the paper and what the method does.
+    ``name``: the registry key (``"fair-ard"``); ``title``: the display name (``"Fair-ARD"``);
+    ``loss``: the functional loss; ``step``: the step class, ``step(student, teacher, num_classes,
+    **options)`` when ``needs_teacher``, else ``step(student, num_classes, **options)``;
+    ``needs_validation``: the step reads a validation split each epoch (``validation=``);
+    ``defaults``: options :func:`create` passes, which define the method (another value is a
+    ``ValueError``); ``summary``: the paper and what it does.
     """
 
     name: str
@@ -114,9 +110,7 @@ def create(
 ) -> TrainingStep:
     """The training-step module of method ``name`` for ``student``.
 
-    Every step has ``forward(input, target)`` returning an output with ``.loss``,
-    ``on_epoch_end()``, and ``state_dict()`` / ``load_state_dict()`` (see
-    :class:`~torch_absld.methods.base.TrainingStep`).
+    A :class:`~torch_absld.methods.base.TrainingStep`: ``step(input, target).loss``, ``on_epoch_end()``.
 
     Args:
         name: one of :func:`available`.
@@ -124,10 +118,8 @@ def create(
         num_classes: number of classes $C$.
         teacher: the frozen teacher of a method with ``needs_teacher`` (a ``ValueError`` when
             missing); the other methods ignore a given one, so that one call builds any method.
-        **options: the keyword options of the method's step (:func:`options`; an unknown one is
-            a ``TypeError`` naming them): the attack's ``eps``, ``step_size``, ``steps``,
-            ``generator``, ..., with its authors' defaults, and the loss's options, e.g.
-            ``create("absld", ..., lr=0.1, coupling="product", eps=8 / 255, steps=10)``.
+        **options: the step's keyword options (:func:`options`; an unknown one is a ``TypeError``),
+            e.g. ``create("absld", ..., lr=0.1, coupling="product", eps=8 / 255, steps=10)``.
 
     Example:
         >>> student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)

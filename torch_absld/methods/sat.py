@@ -19,7 +19,10 @@ in pixels, a uniform random start), CE on the model's own prediction."""
 
 
 class SATOutput(NamedTuple):
-    """What :meth:`SATStep.forward` returns: the mean cross-entropy on ``x_adv``, the logits, ``x_adv``."""
+    """What :meth:`SATStep.forward` returns.
+
+    The mean cross-entropy on ``x_adv``, the logits, ``x_adv``.
+    """
 
     loss: Tensor
     student_adv_logits: Tensor
@@ -29,27 +32,23 @@ class SATOutput(NamedTuple):
 class SATStep(AdversarialStep):
     r"""PGD adversarial training: $\min_\theta \mathbb{E}\,\max_{\|x' - x\|_\infty \le \epsilon} \mathrm{CE}(f(x'), y)$.
 
-    ``out = step(x, y)`` runs the CE-PGD attack on the student (eval mode, a uniform start), the
-    student on ``x_adv`` in the step's mode, and :func:`~torch_absld.losses.sat.sat_loss`. It is exactly::
+    ``out = step(x, y)`` is exactly::
 
-        x_adv = pgd(student, x, y, config=SAT_ATTACK, objective="ce")
+        x_adv = pgd(student, x, y, config=SAT_ATTACK, objective="ce")  # student in eval mode
         loss = sat_loss(student(x_adv), y)
 
     Args:
-        student: the network being trained.
-        num_classes: number of classes $C$.
-        **options: ``reduction`` (of :class:`~torch_absld.losses.sat.SATLoss`) and those of
-            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``, default :data:`SAT_ATTACK`).
+        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        **options: ``reduction`` of :class:`~torch_absld.losses.sat.SATLoss`, and those of
+            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`SAT_ATTACK`).
 
     Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ integer classes
-        - Output: a :class:`SATOutput`
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`SATOutput`
 
     Example:
         >>> import torch
         >>> step = SATStep(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), 3, steps=2)
-        >>> out = step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
-        >>> out.loss.backward()
+        >>> step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0])).loss.backward()
     """
 
     loss_type = SATLoss
@@ -68,13 +67,4 @@ class SATStep(AdversarialStep):
         return SATOutput(self.loss_fn._forward(student_adv=logits, target=target), logits, x_adv)
 
 
-register(
-    Method(
-        name="sat",
-        title="SAT",
-        step=SATStep,
-        loss=sat_loss,
-        needs_teacher=False,
-        summary="Madry et al. 2018: cross-entropy on PGD adversarial examples.",
-    )
-)
+register(Method("sat", "SAT", SATStep, sat_loss, needs_teacher=False, summary=__doc__ or ""))

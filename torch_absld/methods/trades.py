@@ -21,13 +21,8 @@ r"""TRADES' training attack (``train_trades_cifar10.py``: ``--epsilon 0.031 --nu
 class TRADESOutput(NamedTuple):
     r"""What :meth:`TRADESStep.forward` returns.
 
-    Attributes:
-        loss: the TRADES loss, to call ``backward()`` on.
-        natural_ce: the clean cross-entropy term alone, detached.
-        robust_kl: the KL term alone (before $\beta$), detached.
-        student_clean_logits: the student's logits on the clean batch (the step's mode).
-        student_adv_logits: the student's logits on ``x_adv``.
-        x_adv: the adversarial batch (detached).
+    The loss, its CE and KL terms (detached, the KL before $\beta$),
+    the student's clean and adversarial logits, and ``x_adv`` (detached).
     """
 
     loss: Tensor
@@ -41,25 +36,20 @@ class TRADESOutput(NamedTuple):
 class TRADESStep(AdversarialStep):
     r"""TRADES: $\mathrm{CE}(f(x), y) + \beta \max_{x'} \mathrm{KL}(\mathrm{softmax} f(x) \| \mathrm{softmax} f(x'))$.
 
-    ``out = step(x, y)`` runs the student on ``x`` in eval mode without gradient
-    ($p = \mathrm{softmax} f(x)$), the KL-PGD attack to $p$ (student in eval mode, start
-    $x + 0.001\,\mathcal{N}(0, 1)$), the student on ``x`` then on ``x_adv`` in the step's mode,
-    and :func:`~torch_absld.losses.trades.trades_loss` ($\beta = 6$). It is exactly::
+    ``out = step(x, y)`` is exactly (the attack in eval mode, from $x + 0.001\,\mathcal{N}(0, 1)$)::
 
         p = torch.softmax(student.eval()(x), dim=1)  # no gradient
         x_adv = pgd(student, x, p, config=TRADES_ATTACK, objective="kl")
-        loss = trades_loss(student.train()(x), student(x_adv), y, beta=6.0)
+        clean = student.train()(x)
+        loss = trades_loss(student(x_adv), clean, y, beta=6.0)
 
     Args:
-        student: the network being trained.
-        num_classes: number of classes $C$.
-        **options: ``beta`` (6, ``train_trades_cifar10.py``) and ``reduction`` of
-            :class:`~torch_absld.losses.trades.TRADESLoss`, and those of
-            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``, default :data:`TRADES_ATTACK`).
+        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        **options: ``beta`` (6) and ``reduction`` of :class:`~torch_absld.losses.trades.TRADESLoss`, and those
+            of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`TRADES_ATTACK`).
 
     Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ integer classes
-        - Output: a :class:`TRADESOutput`
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`TRADESOutput`
 
     Example:
         >>> import torch
@@ -85,13 +75,4 @@ class TRADESStep(AdversarialStep):
         return TRADESOutput(self.loss_fn.combine(ce, kl), ce.detach(), kl.detach(), clean, adv, x_adv)
 
 
-register(
-    Method(
-        name="trades",
-        title="TRADES",
-        step=TRADESStep,
-        loss=trades_loss,
-        needs_teacher=False,
-        summary="Zhang et al. 2019: clean cross-entropy plus beta times the KL to the adversarial prediction.",
-    )
-)
+register(Method("trades", "TRADES", TRADESStep, trades_loss, needs_teacher=False, summary=__doc__ or ""))
