@@ -1,12 +1,9 @@
-"""Training methods: one training-step module per method (``torch_absld.methods.<name>``), and a registry by name.
-
-Import a step from its module (``from torch_absld.methods.trades import TRADESStep``); list and build
-methods by name with :func:`available`, :func:`get` and :func:`create`.
-"""
+"""Training methods: a step module per method (``from torch_absld.methods.trades import TRADESStep``), a registry."""
 
 from __future__ import annotations
 
 from .adversarial import AdversarialStep as AdversarialStep
+from .adversarial import ValidatedStep as ValidatedStep
 from .base import StepOutput as StepOutput
 from .base import TrainingStep as TrainingStep
 from .base import mark_ddp_local_state as mark_ddp_local_state
@@ -17,7 +14,6 @@ from .registry import get as get
 from .registry import options as options
 from .registry import register as register
 from .registry import unregister as unregister
-from .validated import ValidatedStep as ValidatedStep
 
 __all__ = [
     "AdversarialStep",

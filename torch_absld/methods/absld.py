@@ -15,11 +15,7 @@ __all__ = ["ABSLDOutput", "ABSLDStep"]
 
 
 class ABSLDOutput(NamedTuple):
-    """What :meth:`ABSLDStep.forward` returns.
-
-    The loss (Eq. 12), its adversarial and clean KL terms (detached),
-    then the fields of :class:`~torch_absld.methods.adversarial.DistillationForwards`.
-    """
+    """What :meth:`ABSLDStep.forward` returns: the loss (Eq. 12) and its two KL terms (detached), then the forwards."""
 
     loss: Tensor
     adv_kl: Tensor
@@ -41,9 +37,8 @@ class ABSLDStep(AdversarialStep):
         x_adv = attack(x, loss_fn.soft_labels(teacher_logits, y, kind="adv"))
         loss = loss_fn(student(x_adv), student(x), teacher_logits, y)
 
-    Then ``out.loss.backward()``, the optimizer step, and ``step.on_epoch_end()`` once per epoch
-    (after the scheduler's step when beta follows the learning rate): it all-reduces the risks
-    and returns ``(tau_adv, tau_clean)``. A checkpoint holds the student and the temperatures.
+    ``step.on_epoch_end()`` once per epoch (after the scheduler's step when beta follows the
+    learning rate) all-reduces the risks and returns ``(tau_adv, tau_clean)``.
 
     Args:
         student, teacher, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
@@ -71,10 +66,7 @@ class ABSLDStep(AdversarialStep):
         self.attack.student_temperature = self.loss_fn.student_temperature
 
     def forward(self, input: Tensor, target: Tensor) -> ABSLDOutput:
-        """One step's forward work: teacher, attack, both student forwards, loss.
-
-        An empty batch gives a zero loss (part of the graph) and records nothing.
-        """
+        """One step's forward work: teacher, attack, both student forwards, loss (zero for an empty batch)."""
         target = self.check_inputs(input, target, values=False)
         out = self.distillation_forwards(input, target, lambda t: self.loss_fn._soft_labels(t, target))
         adv_kl, clean_kl = self.loss_fn._terms(*out[:3], target)

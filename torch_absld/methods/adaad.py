@@ -32,11 +32,7 @@ class StudentAndTeacher(nn.Module):
 
 
 class AdaADOutput(NamedTuple):
-    """What :meth:`AdaADStep.forward` returns.
-
-    The loss, its adversarial and clean KL terms (detached), the
-    student's and the teacher's (no gradient) logits on ``x_adv`` and on the clean batch, and ``x_adv``.
-    """
+    """What :meth:`AdaADStep.forward` returns: the loss, its two KL terms (detached), the logits and ``x_adv``."""
 
     loss: Tensor
     adv_kl: Tensor

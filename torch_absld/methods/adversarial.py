@@ -1,28 +1,16 @@
-"""What the adversarial training steps share: the loss, the attack, the (compiled) forwards, the boundary check."""
+"""What the adversarial training steps share: the loss, the attack, the forwards, the boundary check."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from .._internal.checks import (
-    at_least_float32,
-    check_bool,
-    check_device,
-    check_integer_labels,
-    check_num_classes,
-    check_options,
-    input_flag,
-    label_range_flag,
-    logit_flag,
-    raise_first,
-    values_checkable,
-)
+from .._internal import checks
 from .._internal.modules import as_model_input, eval_mode, module_device
 from ..attack import KLPGDAttack, PGDConfig
 from ..attack.engine import configured
@@ -30,18 +18,14 @@ from ..attack.objectives import Objective
 from ..precision import Precision
 from .base import TrainingStep, keywords, mark_ddp_local_state
 
-__all__ = ["AdversarialStep", "DistillationForwards"]
+__all__ = ["AdversarialStep", "DistillationForwards", "ValidatedStep"]
 
 # The attack's settings a step takes as keywords: all but the two it sets itself.
 _ATTACK_OPTIONS = frozenset(f.name for f in dataclasses.fields(PGDConfig)) - {"student_temperature", "validate_args"}
 
 
 class DistillationForwards(NamedTuple):
-    """The forward work of a distillation step before its loss (:meth:`AdversarialStep.distillation_forwards`).
-
-    The student's logits on ``x_adv`` and on the clean batch (the step's mode, with gradient), the teacher's
-    logits on the clean batch (eval mode, no gradient), and ``x_adv`` (detached).
-    """
+    """What :meth:`AdversarialStep.distillation_forwards` returns (the teacher's logits without gradient)."""
 
     student_adv_logits: Tensor
     student_clean_logits: Tensor
@@ -52,26 +36,20 @@ class DistillationForwards(NamedTuple):
 class AdversarialStep(TrainingStep):
     r"""Base of the steps that attack the student, then train it on the result.
 
-    A subclass declares its loss module (:attr:`loss_type`), its authors' attack
-    (:attr:`default_attack`) and objective, and implements ``forward(input, target)``. The step
-    holds :attr:`loss_fn`, :attr:`attack` (a :class:`~torch_absld.KLPGDAttack`; the attacked
-    model is in eval mode for its duration) and the forwards of the student and the teacher
-    (compiled when the attack's ``compile=True``; the modules and ``state_dict`` keys stay as
-    given). A batch is checked once, at the boundary: shapes, dtypes and devices always; label,
-    input and teacher values in one read from the device in eager mode with ``validate_args``.
-    Everything after trusts its inputs.
+    A subclass declares :attr:`loss_type`, its authors' :attr:`default_attack` and
+    :attr:`objective`, and implements ``forward``. The step holds :attr:`loss_fn`, :attr:`attack`
+    (a :class:`~torch_absld.KLPGDAttack`, run in eval mode) and the forwards (compiled with the
+    attack's ``compile=True``; modules and ``state_dict`` keys unchanged). A batch is checked once,
+    at the boundary (values in one read from the device); everything after trusts its inputs.
 
     Args:
-        student: the network being trained.
-        teacher: the frozen teacher (``None`` for a method without one).
-        num_classes: number of classes $C \ge 2$.
+        student, teacher, num_classes: the network trained, the frozen teacher (or ``None``), $C \ge 2$.
         loss: the method's loss module (a :attr:`loss_type` for ``num_classes``), or ``None``:
             one made from the loss's keyword options given here.
         attack: a :class:`~torch_absld.PGDConfig` replacing the method's attack as a whole.
         generator: random generator of the attack's start.
-        teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
+        teacher_in_state_dict, precision: see :class:`~torch_absld.methods.base.TrainingStep`.
         validate_args: check label and input values once per step in eager mode (one host sync).
-        precision: see :class:`~torch_absld.methods.base.TrainingStep`.
         **options: the loss's keyword options and the attack's settings (``eps``, ``step_size``,
             ``steps``, ``random_start``, ``clip_min``, ``compile``, ...): :meth:`option_names`.
     """
@@ -98,7 +76,7 @@ class AdversarialStep(TrainingStep):
         precision: Precision | None = None,
         **options: Any,
     ) -> None:
-        check_options(options, type(self).option_names(), type(self).__name__)
+        checks.check_options(options, type(self).option_names(), type(self).__name__)
         super().__init__(
             student,
             teacher,
@@ -106,8 +84,8 @@ class AdversarialStep(TrainingStep):
             precision=precision,
             needs_teacher=self.needs_teacher,
         )
-        self.num_classes = check_num_classes(num_classes, minimum=2)
-        self.validate_args = check_bool(validate_args, "validate_args")
+        self.num_classes = checks.check_num_classes(num_classes, minimum=2)
+        self.validate_args = checks.check_bool(validate_args, "validate_args")
         loss_keys = keywords(self.loss_type)
         self.loss_fn = self._loss_module(loss, {key: options.pop(key) for key in list(options) if key in loss_keys})
         default, objective, attacked = self._attack_parts()
@@ -153,23 +131,14 @@ class AdversarialStep(TrainingStep):
         """The method's attack: its default settings, its objective and the module it attacks."""
         return self.default_attack, type(self).objective, self.student
 
-    @property
-    def use_compile(self) -> bool:
-        """Whether the forwards and the attack steps are compiled."""
-        return self.attack.use_compile
-
     def check_inputs(self, input: Tensor, target: Tensor, *, values: bool = True) -> Tensor:
-        """The step's boundary checks; returns the labels as int64 (any integer dtype is accepted).
-
-        Shapes, dtypes and devices always; ``values=False`` leaves the one value read to
-        :meth:`check_values` (with the teacher's logits).
-        """
+        """Shapes, dtypes and devices, then (unless ``values=False``) :meth:`check_values`; the labels as int64."""
         if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
             got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
             raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
-        check_device(input, module_device(self.student), "input", "the student")
+        checks.check_device(input, module_device(self.student), "input", "the student")
         n, device = input.shape[0], input.device
-        target = check_integer_labels(
+        target = checks.check_integer_labels(
             target, self.num_classes, batch_size=n, check_values=False, device=device, owner="`input`"
         )
         if values:
@@ -177,18 +146,17 @@ class AdversarialStep(TrainingStep):
         return target
 
     def check_values(self, input: Tensor, target: Tensor, teacher_logits: Sequence[Tensor] = ()) -> None:
-        r"""The teacher's logits' shapes, then one read (eager, ``validate_args``) of every value.
-
-        The input range (and finiteness), the labels' range and the teacher's logits (finite;
-        $-\infty$ masks a class). ``target`` must come from :meth:`check_inputs`.
-        """
+        """The teacher's logits' shapes; in one read (eager, ``validate_args``) labels, input and teacher values."""
         for logits in teacher_logits:
             _check_logits(logits, "teacher", input.shape[0], self.num_classes)
-        if not values_checkable(self.validate_args) or input.shape[0] == 0:
+        if not checks.values_checkable(self.validate_args) or input.shape[0] == 0:
             return
         config = self.attack.config
-        checks = [label_range_flag(target, self.num_classes), input_flag(input, config.clip_min, config.clip_max)]
-        raise_first([*checks, *(logit_flag(logits, "teacher", "return") for logits in teacher_logits)])
+        flags = [
+            checks.label_range_flag(target, self.num_classes),
+            checks.input_flag(input, config.clip_min, config.clip_max),
+        ]
+        checks.raise_first([*flags, *(checks.logit_flag(logits, "teacher", "return") for logits in teacher_logits)])
         if self._width_unchecked:
             with torch.no_grad(), eval_mode(self.student):
                 probe = self.student(as_model_input(self.student, input[:1]))
@@ -220,16 +188,12 @@ class AdversarialStep(TrainingStep):
         """``softmax`` of the student's logits on ``input`` in eval mode, without gradient, in float32."""
         with torch.no_grad(), eval_mode(self.student):
             (logits,) = self.student_logits(input)
-        return torch.softmax(at_least_float32(logits), dim=1)
+        return torch.softmax(checks.at_least_float32(logits), dim=1)
 
     def distillation_forwards(
         self, input: Tensor, target: Tensor, attack_target: Tensor | Callable[[Tensor], Tensor]
     ) -> DistillationForwards:
-        """The teacher on the clean batch, the one value read, the attack, the student on ``x_adv`` and on ``input``.
-
-        ``target``: the labels from ``check_inputs(..., values=False)``. ``attack_target``: the
-        attack's target, or a function of the teacher's logits that makes it.
-        """
+        """Teacher, :meth:`check_values`, attack (``attack_target`` or its function of the teacher), student twice."""
         teacher = self.teacher_logits(input)
         self.check_values(input, target, (teacher,))
         x_adv = self.run_attack(input, attack_target(teacher) if callable(attack_target) else attack_target)
@@ -243,7 +207,7 @@ class AdversarialStep(TrainingStep):
 
     def extra_repr(self) -> str:
         return (
-            f"num_classes={self.num_classes}, compile={self.use_compile}, precision={self.precision!r}, "
+            f"num_classes={self.num_classes}, compile={self.attack.use_compile}, precision={self.precision!r}, "
             f"teacher_in_state_dict={self.teacher_in_state_dict}"
         )
 
@@ -256,3 +220,55 @@ def _check_logits(logits: object, name: str, batch_size: int, num_classes: int) 
             f"Expected `{name}` to return logits of shape (N, num_classes) = ({batch_size}, {num_classes}), "
             f"but got {got}. Check `num_classes` and that the {name} returns plain logits."
         )
+
+
+class ValidatedStep(AdversarialStep):
+    r"""Base of the teacher-free TRADES-style steps that measure the student on a validation split each epoch.
+
+    The split: ``(input, target)`` batches (e.g. a ``DataLoader`` over a :func:`~torch_absld.stratified_split`,
+    this rank's shard under ``torch.distributed``), given as ``validation=`` or to ``on_epoch_end(validation)``;
+    data, not state. :attr:`validation_config`: the training attack's radius and step, ``validation_steps``
+    steps (``None``: the method's) and a uniform start seeded with ``validation_seed``.
+    """
+
+    needs_teacher = False
+    default_validation_steps: ClassVar[int]
+    validation: Iterable[Any] | None
+
+    def __init__(
+        self,
+        student: nn.Module,
+        num_classes: int,
+        *,
+        validation: Iterable[Any] | None = None,
+        validation_steps: int | None = None,
+        validation_seed: int = 0,
+        **options: Any,
+    ) -> None:
+        super().__init__(student, None, num_classes, **options)
+        if validation is not None and (isinstance(validation, (str, bytes)) or not isinstance(validation, Iterable)):
+            raise TypeError(
+                f"Expected `validation` to be an iterable of (input, target) batches or None, but got "
+                f"{type(validation).__name__}."
+            )
+        self.validation = validation  # data: neither a submodule nor state
+        self.validation_seed = checks.check_integer(validation_seed, "validation_seed", minimum=0)
+        steps = self.default_validation_steps if validation_steps is None else validation_steps
+        steps = checks.check_integer(steps, "validation_steps", minimum=1)
+        self.validation_config = self.attack.config.replace(steps=steps, random_start="uniform")
+
+    def validation_batches(self, validation: Iterable[Any] | None) -> Iterable[Any]:
+        """``validation`` if given, else the constructor's; a ``RuntimeError`` naming the method when there is none."""
+        batches = validation if validation is not None else self.validation
+        if batches is None:
+            raise RuntimeError(
+                f"{type(self).__name__} measures the student on a validation split at the end of each epoch: pass "
+                "`validation=` (an iterable of (input, target) batches, e.g. a DataLoader over a `stratified_split` "
+                "of the training set) to the constructor or to `on_epoch_end(validation)`."
+            )
+        return batches
+
+    @property
+    def evaluation_model(self) -> nn.Module:
+        """The network to evaluate and select checkpoints on: the student (or the method's weight average)."""
+        return self.student

@@ -19,11 +19,7 @@ start, the student's cross-entropy): the settings of :data:`~torch_absld.methods
 
 
 class ARDOutput(NamedTuple):
-    r"""What :meth:`ARDStep.forward` returns.
-
-    The loss, its terms $T^2\,\mathbb{E}[\mathrm{KL}]$ and clean CE
-    (detached, before $\alpha$), then the fields of :class:`~torch_absld.methods.adversarial.DistillationForwards`.
-    """
+    r"""What :meth:`ARDStep.forward` returns: the loss, its terms (detached, before $\alpha$), the forwards."""
 
     loss: Tensor
     adv_kl: Tensor

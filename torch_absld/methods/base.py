@@ -30,17 +30,13 @@ class StepOutput(Protocol):
 class TrainingStep(nn.Module):
     """Base of the training-step modules: a student, an optional frozen teacher, an epoch hook.
 
-    ``out = step(input, target)`` returns an output with ``.loss``; ``step.on_epoch_end()`` runs
-    the method's end-of-epoch rule. The teacher is frozen (``requires_grad_(False)``, in place),
-    stays in eval mode, moves with ``.to()``, and is **not** in ``state_dict()`` unless
-    ``teacher_in_state_dict``: a checkpoint holds the student and the method's state. A
-    checkpoint is checked whole before anything is copied, so a rejected load changes nothing.
-    DDP neither broadcasts nor reduces the teacher (:func:`mark_ddp_local_state`). Subclasses
-    implement ``forward(input, target)``, run in the step's ``precision`` (the base wraps it).
+    ``step(input, target).loss``; ``step.on_epoch_end()`` runs the method's end-of-epoch rule. The
+    teacher is frozen in place, stays in eval mode, is not in ``state_dict()`` (unless
+    ``teacher_in_state_dict``) nor synced by DDP (:func:`mark_ddp_local_state`). A checkpoint is
+    checked whole before anything is copied. ``forward`` runs in the step's ``precision``.
 
     Args:
-        student: the network being trained.
-        teacher: the frozen teacher, or ``None`` for a method without one.
+        student, teacher: the network being trained, and the frozen teacher or ``None``.
         teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
         precision: ``None`` (the caller's autocast applies), ``"auto"``
             (:func:`~torch_absld.precision.fastest_settings` for the input's device), or

@@ -22,11 +22,7 @@ r"""BAT's training attacks (``train.py``: ``--epsilon 0.031 --num-steps 10 --ste
 
 
 class BATOutput(NamedTuple):
-    r"""What :meth:`BATStep.forward` returns.
-
-    The loss, its CE, KL (before $\beta$) and uniform terms (detached),
-    the student's logits on the clean, first-adversarial and last-clean points, and both point sets.
-    """
+    """What :meth:`BATStep.forward` returns: the loss, its terms (detached, unweighted), logits, points."""
 
     loss: Tensor
     natural_ce: Tensor

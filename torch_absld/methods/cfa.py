@@ -10,9 +10,9 @@ from torch import Tensor, nn
 from ..attack import PGDConfig
 from ..averaging import FairnessAwareAveraging
 from ..losses.cfa import CFALoss, cfa_loss
+from .adversarial import ValidatedStep
 from .base import mark_ddp_local_state
 from .registry import Method, register
-from .validated import ValidatedStep
 
 __all__ = ["CFA_ATTACK", "CFA_VALIDATION_STEPS", "CFAOutput", "CFAStep"]
 
@@ -24,12 +24,7 @@ CFA_VALIDATION_STEPS = 10
 
 
 class CFAOutput(NamedTuple):
-    r"""What :meth:`CFAStep.forward` returns.
-
-    The loss, its terms $\mathrm{CE}_i / (1 + \beta_{y_i})$ and
-    $\beta_{y_i}\mathrm{KL}_i / (1 + \beta_{y_i})$ (detached), the student's clean and adversarial logits,
-    ``x_adv`` and each sample's radius $\epsilon_{y_i}$.
-    """
+    """What :meth:`CFAStep.forward` returns: the loss, its two terms (detached), the logits, ``x_adv`` and the radii."""
 
     loss: Tensor
     natural_term: Tensor
@@ -52,17 +47,15 @@ class CFAStep(ValidatedStep):
         loss = loss_fn(adv, clean, y)
         loss_fn.record(adv, y)  # in training mode
 
-    ``on_epoch_end(validation=None)`` updates the weight average :attr:`fawa` (from its
-    ``start_epoch``), then sets $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$ and
-    $\beta_k = (\lambda_2 + t_k)\,\beta$ from each class's training robust accuracy $t_k$ and
-    returns the scales. CFA's model is the average: :attr:`evaluation_model`.
+    ``on_epoch_end(validation=None)`` updates the weight average :attr:`fawa` (CFA's model:
+    :attr:`evaluation_model`), then $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$, $\beta_k = (\lambda_2 + t_k)\,\beta$.
 
     Args:
         student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
         fawa: average the weights (:class:`~torch_absld.averaging.FairnessAwareAveraging`), or ``False``.
         decay, threshold, start_epoch, worst_fraction: FAWA's options (``None``: the paper's 0.85, 0.2, 50).
         **options: those of :class:`~torch_absld.losses.cfa.CFALoss` (``beta`` 6, ``lambda_eps`` 0.3,
-            ``lambda_beta`` 0.5, ...), of :class:`~torch_absld.methods.validated.ValidatedStep` (``validation``,
+            ``lambda_beta`` 0.5, ...), of :class:`~torch_absld.methods.adversarial.ValidatedStep` (``validation``,
             ``validation_steps`` 10) and of :class:`~torch_absld.methods.adversarial.AdversarialStep`.
 
     Shape:
@@ -133,10 +126,7 @@ class CFAStep(ValidatedStep):
         return CFAOutput(loss, natural.detach(), robust.detach(), clean, adv, x_adv, radii)
 
     def on_epoch_end(self, validation: Iterable[Any] | None = None) -> Tensor:
-        r"""End of epoch: FAWA's gate and average, then CCM and CCR for the next epoch; return the scales $(C,)$.
-
-        The validation split is needed from FAWA's ``start_epoch`` on.
-        """
+        """FAWA's gate and average (from its ``start_epoch``), then CCM and CCR for the next epoch; the scales."""
         if self.fawa is not None:
             self.fawa.step(self.validation_batches(validation) if self.fawa.due else None)
         return self.loss_fn.step()  # type: ignore[no-any-return]

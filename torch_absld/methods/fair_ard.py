@@ -27,12 +27,7 @@ the teacher's clean soft labels); both 10 steps of 2/255 in a radius of 8/255.""
 
 
 class FairARDOutput(NamedTuple):
-    r"""What :meth:`FairARDStep.forward` returns.
-
-    The loss, its weighted adversarial and clean terms (detached,
-    before $\alpha$), each sample's $\kappa_i$ (attack iterates still classified correctly), then the fields of
-    :class:`~torch_absld.methods.adversarial.DistillationForwards`.
-    """
+    r"""What :meth:`FairARDStep.forward` returns: the loss, its terms (detached), $\kappa$, the forwards."""
 
     loss: Tensor
     adv_term: Tensor
@@ -54,9 +49,7 @@ class FairARDStep(AdversarialStep):
         counter.reset(y)  # counter = CountingObjective("ce")
         x_adv = pgd(student, x, y, config=FAIR_ARD_ATTACKS["ard"], objective=counter)
         loss = loss_fn(student(x_adv), student(x), t, y)  # loss_fn = FairARDLoss(C)
-        loss_fn.record(counter.counts, y)  # in training mode
-
-    ``on_epoch_end()`` all-reduces the per-class $\kappa$ sums and sets the next epoch's weights.
+        loss_fn.record(counter.counts, y)  # in training mode; on_epoch_end() sets the next weights
 
     Args:
         student, teacher, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
@@ -90,7 +83,8 @@ class FairARDStep(AdversarialStep):
         r"""One step's forward work: teacher, attack (counting $\kappa$), both student forwards, loss."""
         target = self.check_inputs(input, target, values=False)
         self.counter._reset(target)
-        out = self.distillation_forwards(input, target, target if self.loss_fn.base == "ard" else self._soft_labels)
+        soft_labels = lambda t: torch.softmax(at_least_float32(t) / self.loss_fn.temperature, dim=1)  # noqa: E731
+        out = self.distillation_forwards(input, target, target if self.loss_fn.base == "ard" else soft_labels)
         kappa = self.counter.counts
         student_adv, student_clean, teacher = out[:3]
         adv, clean = self.loss_fn._terms(
@@ -99,9 +93,6 @@ class FairARDStep(AdversarialStep):
         if self.loss_fn.training:
             self.loss_fn._record(kappa=kappa, target=target)
         return FairARDOutput(self.loss_fn.combine(adv, clean), adv.detach(), clean.detach(), kappa, *out)
-
-    def _soft_labels(self, teacher_logits: Tensor) -> Tensor:
-        return torch.softmax(at_least_float32(teacher_logits) / self.loss_fn.temperature, dim=1)
 
 
 register(Method("fair-ard", "Fair-ARD", FairARDStep, fair_ard_loss, needs_teacher=True, summary=__doc__ or ""))

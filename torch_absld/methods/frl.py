@@ -11,8 +11,8 @@ from ..attack import PGDConfig
 from ..losses.frl import FRLLoss, frl_loss
 from ..multipliers import FRLMultipliers
 from ..validation import validation_pass
+from .adversarial import ValidatedStep
 from .registry import Method, register
-from .validated import ValidatedStep
 
 __all__ = ["FRL_ATTACK", "FRL_VALIDATION_STEPS", "FRLOutput", "FRLStep"]
 
@@ -24,11 +24,7 @@ FRL_VALIDATION_STEPS = 20
 
 
 class FRLOutput(NamedTuple):
-    r"""What :meth:`FRLStep.forward` returns.
-
-    The loss, its class-weighted CE and KL terms (detached, the KL
-    before $\beta$), the student's clean and adversarial logits, ``x_adv`` and each sample's radius.
-    """
+    r"""What :meth:`FRLStep.forward` returns: the loss, its terms (detached, unweighted), logits, radii."""
 
     loss: Tensor
     natural_ce: Tensor
@@ -51,13 +47,12 @@ class FRLStep(ValidatedStep):
         clean = student.train()(x)
         loss = loss_fn(student(x_adv), clean, y)
 
-    ``on_epoch_end(validation=None)`` measures the student on the validation split (clean and
-    PGD-20), updates the multipliers and returns the scales; before ``begin_epoch`` it is TRADES, $\beta = 1.5$.
+    ``on_epoch_end(validation=None)`` updates the multipliers from the validation split (TRADES before ``begin_epoch``).
 
     Args:
         student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
         **options: those of :class:`~torch_absld.losses.frl.FRLLoss` (``beta``, ``threshold`` 0.05, ``rate``,
-            ``begin_epoch``, ...), of :class:`~torch_absld.methods.validated.ValidatedStep` (``validation``,
+            ``begin_epoch``, ...), of :class:`~torch_absld.methods.adversarial.ValidatedStep` (``validation``,
             ``validation_steps`` 20) and of :class:`~torch_absld.methods.adversarial.AdversarialStep`.
 
     Shape:
@@ -97,10 +92,7 @@ class FRLStep(ValidatedStep):
         return FRLOutput(loss, natural.detach(), boundary.detach(), clean, adv, x_adv, radii)
 
     def on_epoch_end(self, validation: Iterable[Any] | None = None) -> Tensor:
-        """End of epoch: measure the student on the validation split, update the multipliers; return the scales $(C,)$.
-
-        Before ``begin_epoch`` nothing is measured (and no validation data is needed).
-        """
+        """Measure the student on the validation split (from ``begin_epoch``), update the multipliers; the scales."""
         multipliers = self.multipliers
         if multipliers.calibrating:
             batches = self.validation_batches(validation)

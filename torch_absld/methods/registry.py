@@ -19,14 +19,11 @@ __all__ = ["Method", "available", "create", "get", "options", "register", "unreg
 
 @dataclass(frozen=True)
 class Method:
-    """A training method: what :func:`create` needs to build it.
+    """A training method: key ``name`` (``"fair-ard"``), display ``title``, ``step`` class, functional ``loss``.
 
-    ``name``: the registry key (``"fair-ard"``); ``title``: the display name (``"Fair-ARD"``);
-    ``loss``: the functional loss; ``step``: the step class, ``step(student, teacher, num_classes,
-    **options)`` when ``needs_teacher``, else ``step(student, num_classes, **options)``;
-    ``needs_validation``: the step reads a validation split each epoch (``validation=``);
-    ``defaults``: options :func:`create` passes, which define the method (another value is a
-    ``ValueError``); ``summary``: the paper and what it does.
+    :func:`create` calls ``step(student, teacher, num_classes, **options)`` (``needs_teacher``) or
+    ``step(student, num_classes, **options)``, with ``defaults`` (which define the method: another
+    value is a ``ValueError``); ``needs_validation``: ``validation=`` batches are read each epoch.
     """
 
     name: str

@@ -19,11 +19,7 @@ r"""TRADES' training attack (``train_trades_cifar10.py``: ``--epsilon 0.031 --nu
 
 
 class TRADESOutput(NamedTuple):
-    r"""What :meth:`TRADESStep.forward` returns.
-
-    The loss, its CE and KL terms (detached, the KL before $\beta$),
-    the student's clean and adversarial logits, and ``x_adv`` (detached).
-    """
+    r"""What :meth:`TRADESStep.forward` returns: the loss, its terms (detached, unweighted), the logits."""
 
     loss: Tensor
     natural_ce: Tensor
