@@ -30,10 +30,10 @@ from ._internal.checks import (
     values_checkable,
 )
 from ._internal.modules import check_state_first
-from .kl import REDUCTIONS, Reduction, _soft_label_kl, _soft_labels, soft_label_kl, soft_labels
+from .kl import REDUCTIONS, Reduction, _soft_label_kl, _soft_labels
 from .temperature import ClassTemperatureController, RiskReduction
 
-__all__ = ["DEFAULT_COUPLING", "ABSLDLoss", "absld_loss", "soft_label_kl", "soft_labels"]
+__all__ = ["DEFAULT_COUPLING", "ABSLDLoss", "absld_loss"]
 
 Kind = Literal["adv", "clean"]
 Adapt = Literal["both", "adv", "none"]
