@@ -38,20 +38,9 @@ def _as_channel_vector(value: Sequence[float] | Tensor, name: str) -> Tensor:
 class Normalize(nn.Module):
     r"""Subtract a per-channel mean and divide by a per-channel std: $(x - \mu_c) / \sigma_c$.
 
-    Put it as the first layer of a model trained on normalised images, so that the model
-    takes inputs in $[0, 1]$: the attacks of this library (and their ``eps``) live in that
-    pixel space, and their clamp to $[0, 1]$ is only right there. For example
-    ``nn.Sequential(Normalize(mean, std), backbone)``; give the teacher its own
-    ``Normalize`` when it was trained with different statistics.
-
-    ``mean`` and ``std`` are buffers: they follow ``.to()`` and are saved in the model's
-    ``state_dict`` (``persistent=False`` leaves them out, e.g. to load a backbone checkpoint
-    into the ``Sequential`` unchanged). The output keeps the input's dtype and memory format.
-
-    Args:
-        mean: per-channel mean, one value per channel.
-        std: per-channel standard deviation, positive.
-        persistent: whether ``mean`` and ``std`` go into the ``state_dict``.
+    The first layer of a model trained on normalised images (``nn.Sequential(Normalize(mean,
+    std), backbone)``), so that attacks work in $[0, 1]$ pixel space. ``mean`` and ``std``
+    (positive) are buffers, in the ``state_dict`` unless ``persistent=False``.
 
     Shape:
         - Input: $(N, C, *)$ with $C$ = ``len(mean)``
@@ -67,11 +56,7 @@ class Normalize(nn.Module):
     std: Tensor
 
     def __init__(
-        self,
-        mean: Sequence[float] | Tensor,
-        std: Sequence[float] | Tensor,
-        *,
-        persistent: bool = True,
+        self, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor, *, persistent: bool = True
     ) -> None:
         super().__init__()
         mean_vector = _as_channel_vector(mean, "mean")
@@ -98,9 +83,7 @@ class Normalize(nn.Module):
                 "Channels go on dimension 1 (NCHW; channels_last is a memory format, not a shape)."
             )
         view = (1, self.num_channels) + (1,) * (input.dim() - 2)
-        mean = self.mean.to(input.dtype).view(view)
-        std = self.std.to(input.dtype).view(view)
-        return (input - mean) / std
+        return (input - self.mean.to(input.dtype).view(view)) / self.std.to(input.dtype).view(view)
 
     def extra_repr(self) -> str:
         mean = ", ".join(f"{v:.4g}" for v in self.mean.tolist())
