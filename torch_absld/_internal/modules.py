@@ -10,17 +10,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = [
-    "as_model_input",
-    "check_state_before_loading",
-    "check_state_first",
-    "eval_mode",
-    "frozen_model",
-    "module_device",
-    "module_dtype",
-    "unwrap_model",
-]
-
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The module inside ``DistributedDataParallel`` / ``DataParallel`` (attacking DDP itself would hang it)."""
