@@ -11,7 +11,7 @@ import os
 import platform
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, Literal, TypeAlias, TypeVar
 
 import torch
@@ -119,11 +119,12 @@ def fastest_settings(device: torch.device | str | None = None, *, allow_fp16: bo
             reason = f"{bf16.reason}; fp16 tensor cores (scale the loss with a GradScaler)"
             return DeviceSettings(device, torch.float16, torch.channels_last, reason)
         return DeviceSettings(device, torch.float32, torch.contiguous_format, bf16.reason)
-    layout = torch.channels_last if device.type == "cpu" and _has_onednn() else None
     dtype = torch.bfloat16 if bf16.native else torch.float32
-    if layout is None:
+    if device.type != "cpu" or not _has_onednn():
         return DeviceSettings(device, dtype, torch.contiguous_format, bf16.reason)
-    return DeviceSettings(device, dtype, layout, f"{bf16.reason}; oneDNN convolutions prefer channels_last")
+    return DeviceSettings(
+        device, dtype, torch.channels_last, f"{bf16.reason}; oneDNN convolutions prefer channels_last"
+    )
 
 
 def warn_if_emulated(device: torch.device | str, dtype: torch.dtype, *, stacklevel: int = 1) -> bool:
@@ -132,13 +133,9 @@ def warn_if_emulated(device: torch.device | str, dtype: torch.dtype, *, stacklev
     ``stacklevel`` 1 points the warning at the caller of this function.
     """
     device = torch.device(device)
-    if dtype == torch.bfloat16:
-        support = bf16_support(device)
-        native, reason = support.native, support.reason
-    elif dtype == torch.float16:
-        native, reason = _fp16_support(device)
-    else:
+    if dtype not in (torch.bfloat16, torch.float16):
         return False
+    native, reason = astuple(bf16_support(device)) if dtype == torch.bfloat16 else _fp16_support(device)
     if native:
         return False
     name = str(dtype).removeprefix("torch.")
@@ -212,25 +209,6 @@ def _cuda_bf16(device: torch.device) -> BF16Support:
     return BF16Support(False, f"CUDA compute capability {major}.{minor} < 8.0: no bf16 tensor cores")
 
 
-def _cpu_capability(name: str) -> bool:
-    """A flag of ``torch.cpu.get_capabilities()`` (older torch: its ``_is_*_supported`` functions)."""
-    capabilities = getattr(torch.cpu, "get_capabilities", None)
-    if capabilities is not None:
-        return bool(capabilities().get(name, False))
-    legacy = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}.get(name)
-    check = getattr(torch.cpu, legacy, None) if legacy else None
-    return bool(check()) if check is not None else False
-
-
-def _onednn_isa_limit() -> str | None:
-    """The ISA oneDNN is limited to by the environment (``ONEDNN_MAX_CPU_ISA``), upper case."""
-    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
-        value = os.environ.get(variable, "").strip().upper()
-        if value:
-            return value
-    return None
-
-
 @_constant_under_compile
 def _has_onednn() -> bool:
     return bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
@@ -245,12 +223,13 @@ def _cpu_bf16() -> tuple[bool, str]:
         return False, "oneDNN has no bf16 kernels for this CPU (no AVX-512): bf16 runs in reference kernels"
     if platform.machine().lower() in ("aarch64", "arm64"):
         return True, "Arm CPU with the BF16 extension (oneDNN bf16 kernels)"
-    limit = _onednn_isa_limit()
+    limit = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
     if limit in _ISA_WITHOUT_BF16:
         return False, f"ONEDNN_MAX_CPU_ISA={limit} hides the CPU's bf16 instructions: oneDNN emulates bf16"
-    if _cpu_capability("amx_bf16"):
+    capabilities = torch.cpu.get_capabilities()
+    if capabilities.get("amx_bf16"):
         return True, "CPU with AMX-BF16 (oneDNN bf16 kernels)"
-    if _cpu_capability("avx512_bf16"):
+    if capabilities.get("avx512_bf16"):
         return True, "CPU with AVX512-BF16 (oneDNN bf16 kernels)"
     return False, "AVX-512 CPU without AVX512-BF16 or AMX: oneDNN emulates bf16"
 
