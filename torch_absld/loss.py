@@ -46,10 +46,7 @@ DEFAULT_COUPLING: Coupling = "product"
 def _sample_temperatures(
     tau_adv: Tensor, tau_clean: Tensor, target: Tensor, coupling: Coupling
 ) -> tuple[Tensor, Tensor]:
-    r"""Each sample's teacher temperature in the adversarial and the clean term.
-
-    ``"separate"``: $\tau^{adv}[y]$ and $\tau^{clean}[y]$; ``"product"``: $\tau^{adv}[y]\,\tau^{clean}[y]$ in both.
-    """
+    r"""Each sample's teacher temperature of both terms: $\tau^{adv}[y]$, $\tau^{clean}[y]$ or their product."""
     t_adv, t_clean = tau_adv[target], tau_clean[target]
     if coupling == "product":
         t_adv = t_clean = t_adv * t_clean
@@ -151,10 +148,8 @@ class ABSLDLoss(nn.Module):
         num_classes: number of classes $C$.
         alpha: weight of the adversarial term (5/6, the RSLAD default).
         student_temperature: the student's constant temperature $\tau_s$.
-        init_temperature: starting teacher temperature of every class.
-        lr: temperature learning rate $\beta$ of the adapting controllers.
-        min_temperature: lower temperature clamp (0.5 in the paper; 0.8 for ResNet-18 on CIFAR-100).
-        max_temperature: upper temperature clamp (5 in the paper; 3 for ResNet-18 on CIFAR-100).
+        init_temperature, lr: starting temperature and $\beta$ of the adapting controllers.
+        min_temperature, max_temperature: the clamp (paper: 0.5, 5; ResNet-18 on CIFAR-100: 0.8, 3).
         adapt: ``"both"`` (ABSLD), ``"adv"`` (ABSLD$_{adv}$), ``"none"`` (frozen: RSLAD).
         coupling: ``"separate"`` (Eq. 12) or ``"product"`` (the authors' script), also in the attack.
         reduction, risk_reduction, process_group, validate_args: as the loss and controllers take them.
@@ -218,7 +213,7 @@ class ABSLDLoss(nn.Module):
         )
 
     def _flags(self, target: Tensor, teacher_logits: Tensor | None = None) -> list[ValueCheck]:
-        """The value flags of the labels and the teacher's logits (none unless eager with ``validate_args``)."""
+        """The value flags of labels and teacher logits (none unless eager with ``validate_args``)."""
         if not values_checkable(self.validate_args):
             return []
         return [label_range_flag(target, self.num_classes)] + (
@@ -226,11 +221,7 @@ class ABSLDLoss(nn.Module):
         )
 
     def _checked(self, target: Tensor, *named: tuple[str, Tensor]) -> Tensor:
-        """Check ``named`` logits $(N, C)$ and ``target``; read their values (and any deferred flags) at once.
-
-        The values of ``target`` and ``teacher_logits`` are not read again when they are the
-        unchanged tensors of the last :meth:`soft_labels`, which deferred their checks.
-        """
+        """Check logits and labels; read their values with any deferred flags (not again after :meth:`soft_labels`)."""
         if check_logits_alike(named, self.adv.temperatures.device, "the loss (its temperatures)") != self.num_classes:
             names = ", ".join(f"`{name}`" for name, _ in named)
             raise ValueError(
