@@ -50,12 +50,7 @@ class LRFollowHandle:
             controller.follow_lr(None)
 
 
-def follow_optimizer_lr(
-    target: Target,
-    optimizer: torch.optim.Optimizer,
-    *,
-    param_group: int = 0,
-) -> LRFollowHandle:
+def follow_optimizer_lr(target: Target, optimizer: torch.optim.Optimizer, *, param_group: int = 0) -> LRFollowHandle:
     r"""Make the temperature learning rate $\beta$ follow the optimizer's learning rate.
 
     At every controller ``step()``, $\beta = \beta_0 \cdot \mathrm{lr} / \mathrm{lr}_0$: $\beta_0$
@@ -70,10 +65,9 @@ def follow_optimizer_lr(
         param_group: index of the parameter group to read.
 
     Example:
-        >>> model = torch.nn.Linear(2, 2)
-        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        >>> sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1], gamma=0.1)
         >>> from torch_absld import ABSLDLoss
+        >>> opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+        >>> sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1], gamma=0.1)
         >>> loss_fn = ABSLDLoss(2)
         >>> _ = follow_optimizer_lr(loss_fn, opt)
         >>> opt.step(); sched.step()
