@@ -43,8 +43,7 @@ class Normalize(nn.Module):
     (positive) are buffers, in the ``state_dict`` unless ``persistent=False``.
 
     Shape:
-        - Input: $(N, C, *)$ with $C$ = ``len(mean)``
-        - Output: $(N, C, *)$, same dtype
+        - Input: $(N, C, *)$ with $C$ = ``len(mean)``; Output: the same shape and dtype
 
     Example:
         >>> norm = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
