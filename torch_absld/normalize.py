@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 
@@ -13,24 +12,19 @@ __all__ = ["Normalize"]
 
 
 def _as_channel_vector(value: Sequence[float] | Tensor, name: str) -> Tensor:
-    if not isinstance(value, (Tensor, str)) and hasattr(value, "__array__"):  # a NumPy array
-        value = torch.as_tensor(value)
-    if isinstance(value, Tensor):
-        vector = value.detach().to(torch.float32).flatten()
-        if value.dim() > 1 and vector.numel() != max(value.shape):
-            raise ValueError(f"Expected `{name}` of shape (C,), but got {tuple(value.shape)}.")
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, numbers.Real):
-                raise TypeError(
-                    f"Expected `{name}` to hold real numbers, but got an item of type {type(item).__name__}."
-                )
-        vector = torch.tensor([float(v) for v in value], dtype=torch.float32)
-    else:
+    if isinstance(value, str) or not (isinstance(value, (Tensor, Sequence)) or hasattr(value, "__array__")):
         raise TypeError(f"Expected `{name}` to be a sequence of floats or a tensor, but got {type(value).__name__}.")
+    if isinstance(value, Sequence):
+        bad = [type(item).__name__ for item in value if isinstance(item, bool) or not isinstance(item, numbers.Real)]
+        if bad:
+            raise TypeError(f"Expected `{name}` to hold real numbers, but got an item of type {bad[0]}.")
+    tensor = torch.as_tensor(value).detach()
+    vector = tensor.to(torch.float32).flatten()
+    if tensor.dim() > 1 and vector.numel() != max(tensor.shape):
+        raise ValueError(f"Expected `{name}` of shape (C,), but got {tuple(tensor.shape)}.")
     if vector.numel() == 0:
         raise ValueError(f"Expected `{name}` to hold one value per channel, but got an empty sequence.")
-    if not all(math.isfinite(v) for v in vector.tolist()):
+    if not bool(torch.isfinite(vector).all()):
         raise ValueError(f"Expected `{name}` to be finite, but got {vector.tolist()}.")
     return vector
 
