@@ -6,7 +6,8 @@ from _models import tiny_cnn
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDLoss, ABSLDStep, ClassTemperatureController, LRFollowHandle, follow_optimizer_lr
+from torch_absld import ABSLDLoss, ABSLDStep, ClassTemperatureController, follow_optimizer_lr
+from torch_absld.integrations.hooks import LRFollowHandle
 
 
 def test_beta_follows_multistep_lr():

@@ -111,7 +111,7 @@ CASES: list[Case] = [
     bad(
         "kl shapes",
         ValueError,
-        r"`student` and `teacher` of one shape \(N, C\)",
+        r"`student`, `teacher` of one shape \(N, C\)",
         lambda: soft_label_kl(STUDENT[:1], _teacher(), 1.0),
     ),
     bad(

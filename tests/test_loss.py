@@ -310,7 +310,7 @@ def test_shape_and_class_count_mismatches():
         loss_fn(s_adv, s_clean, teacher, target[:5])
     with pytest.raises(ValueError, match=r"`logits` of shape \(N, 4\)"):
         loss_fn.adv.update(torch.randn(6, 3), target)
-    with pytest.raises(ValueError, match=r"`tau_adv` of shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"`tau_adv` to be a tensor of shape \(4,\)"):
         absld_loss(s_adv, s_clean, teacher, target, torch.ones(3), torch.ones(C4))
     with pytest.raises(TypeError, match="`teacher` to be floating point logits"):
         absld_loss(s_adv, s_clean, teacher.long(), target, torch.ones(C4), torch.ones(C4))

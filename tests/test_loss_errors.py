@@ -111,7 +111,10 @@ CASES: list[Case] = [
     bad("absld_loss reduction", ValueError, "`reduction` to be one of", lambda: _functional(reduction="avg")),
     bad("absld_loss coupling", ValueError, "`coupling` to be one of", lambda: _functional(coupling="both")),
     bad(
-        "absld_loss tau_adv shape", ValueError, r"`tau_adv` of shape \(4,\)", lambda: _functional(tau_adv=torch.ones(3))
+        "absld_loss tau_adv shape",
+        ValueError,
+        r"`tau_adv` to be a tensor of shape \(4,\)",
+        lambda: _functional(tau_adv=torch.ones(3)),
     ),
     bad(
         "absld_loss tau_clean NaN",

@@ -74,16 +74,6 @@ def test_onednn_isa_limit_hides_native_bf16(monkeypatch, limit, native):
         assert f"ONEDNN_MAX_CPU_ISA={limit.upper()}" in bf16_support("cpu").reason
 
 
-def test_older_torch_without_get_capabilities(monkeypatch):
-    mock_cpu(monkeypatch)
-    monkeypatch.delattr(torch.cpu, "get_capabilities")
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert bf16_support("cpu").native
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    assert not bf16_support("cpu").native
-
-
 def test_this_machine_agrees_with_torch():
     # No mock: on this machine, native means oneDNN has bf16 kernels and the CPU has the instructions.
     support = bf16_support("cpu")

@@ -7,7 +7,7 @@ import torch
 from _reads import count_reads
 from torch import nn
 
-from torch_absld import ABSLDLoss, KLPGDAttack, absld_loss, soft_label_kl, soft_labels
+from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack, absld_loss, soft_label_kl, soft_labels
 
 C = 10
 
@@ -85,3 +85,14 @@ def test_each_functional_reads_at_most_once(name, validate_args, most):
     with count_reads() as counter:
         call()  # type: ignore[operator]
     assert counter.count <= most, counter.calls
+
+
+@pytest.mark.parametrize(("validate_args", "most"), [(True, 1), (False, 0)])
+def test_the_controller_reads_at_most_once_per_update_and_once_per_epoch(validate_args, most):
+    ctrl = ClassTemperatureController(C, validate_args=validate_args)
+    with count_reads() as counter:
+        ctrl.update(torch.randn(4, C), torch.arange(4))
+    assert counter.count == most
+    with count_reads() as counter:
+        ctrl.step()
+    assert counter.count == 1  # the finite-risk check of the epoch's sums

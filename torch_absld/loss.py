@@ -30,10 +30,10 @@ from ._internal.checks import (
     values_checkable,
 )
 from ._internal.modules import check_state_first
-from .kl import REDUCTIONS, Reduction, _soft_label_kl, _soft_labels, soft_label_kl, soft_labels
+from .kl import REDUCTIONS, Reduction, _soft_label_kl, _soft_labels
 from .temperature import ClassTemperatureController, RiskReduction
 
-__all__ = ["DEFAULT_COUPLING", "ABSLDLoss", "absld_loss", "soft_label_kl", "soft_labels"]
+__all__ = ["DEFAULT_COUPLING", "ABSLDLoss", "absld_loss"]
 
 Kind = Literal["adv", "clean"]
 Adapt = Literal["both", "adv", "none"]
@@ -46,10 +46,7 @@ DEFAULT_COUPLING: Coupling = "product"
 def _sample_temperatures(
     tau_adv: Tensor, tau_clean: Tensor, target: Tensor, coupling: Coupling
 ) -> tuple[Tensor, Tensor]:
-    r"""Each sample's teacher temperature in the adversarial and the clean term.
-
-    ``"separate"``: $\tau^{adv}[y]$ and $\tau^{clean}[y]$; ``"product"``: $\tau^{adv}[y]\,\tau^{clean}[y]$ in both.
-    """
+    r"""Each sample's teacher temperature of both terms: $\tau^{adv}[y]$, $\tau^{clean}[y]$ or their product."""
     t_adv, t_clean = tau_adv[target], tau_clean[target]
     if coupling == "product":
         t_adv = t_clean = t_adv * t_clean
@@ -72,13 +69,11 @@ def absld_loss(
 ) -> Tensor:
     r"""ABSLD distillation loss (Eq. 12).
 
-    $L = \alpha\,\mathrm{KL}(p^{adv} \| q^{adv}) + (1-\alpha)\,\mathrm{KL}(p^{clean} \| q^{clean})$
-    with $p^{adv} = \mathrm{softmax}(z_t / \tau^{adv}[y])$,
-    $p^{clean} = \mathrm{softmax}(z_t / \tau^{clean}[y])$ (each sample scaled by the temperature
-    of its own true class), $q = \mathrm{softmax}(z_s / \tau_s)$ of the student's logits on
-    the adversarial and the clean batch; ``teacher`` are the logits of the clean batch.
-    ``coupling="separate"`` is Eq. 12; ``"product"`` uses $\tau^{adv}[y]\,\tau^{clean}[y]$ in
-    both terms (the authors' script). Reductions as :func:`soft_label_kl`.
+    $L = \alpha\,\mathrm{KL}(p^{adv} \| q^{adv}) + (1-\alpha)\,\mathrm{KL}(p^{clean} \| q^{clean})$,
+    $p^{k} = \mathrm{softmax}(z_t / \tau^{k}[y])$ (the temperature of each sample's true class;
+    ``coupling="product"``: $\tau^{adv}[y]\,\tau^{clean}[y]$ in both, the authors' script),
+    $q = \mathrm{softmax}(z_s / \tau_s)$; ``teacher``: logits of the clean batch. Reductions as
+    :func:`~torch_absld.kl.soft_label_kl`.
 
     Shape:
         - student_adv, student_clean, teacher: $(N, C)$
@@ -89,23 +84,17 @@ def absld_loss(
     num_classes = check_logits_alike(
         (("student_adv", student_adv), ("student_clean", student_clean), ("teacher", teacher))
     )
+    device, owner = student_adv.device, "`student_adv`"
     target = check_integer_labels(
-        target,
-        num_classes,
-        batch_size=student_adv.shape[0],
-        check_values=False,
-        device=student_adv.device,
-        owner="`student_adv`",
+        target, num_classes, batch_size=len(student_adv), check_values=False, device=device, owner=owner
     )
     checks: list[ValueCheck] = [label_range_flag(target, num_classes), logit_flag(teacher, "teacher")]
     for name, tau in (("tau_adv", tau_adv), ("tau_clean", tau_clean)):
-        if not isinstance(tau, Tensor):
-            raise TypeError(
-                f"Expected `{name}` to be a tensor of shape ({num_classes},), but got {type(tau).__name__}."
-            )
-        if tau.shape != (num_classes,):
-            raise ValueError(f"Expected `{name}` of shape ({num_classes},), but got {tuple(tau.shape)}.")
-        check_device(tau, student_adv.device, name, "`student_adv`")
+        if not isinstance(tau, Tensor) or tau.shape != (num_classes,):
+            got = tuple(tau.shape) if isinstance(tau, Tensor) else type(tau).__name__
+            error = ValueError if isinstance(tau, Tensor) else TypeError
+            raise error(f"Expected `{name}` to be a tensor of shape ({num_classes},), but got {got}.")
+        check_device(tau, device, name, owner)
         checks.append(temperature_flag(tau, name))
     alpha = check_unit_interval(alpha, "alpha")
     student_temperature = check_positive(student_temperature, "student_temperature")
@@ -151,31 +140,20 @@ def _stamp(teacher_logits: Tensor, target: Tensor) -> tuple[Any, ...] | None:
 class ABSLDLoss(nn.Module):
     r"""ABSLD distillation loss with its two per-class temperature controllers.
 
-    Holds ``adv`` ($\tilde\tau$, for the adversarial term and the attack) and ``clean``
-    ($\tau$, for the clean term), two :class:`ClassTemperatureController`. In training mode
-    each call also records every sample's risk (cross-entropy of the detached student logits)
-    into the matching controller; :meth:`step` at the end of the epoch updates the
-    temperatures (Eq. 11). ``loss_fn.eval()`` or ``record_risk=False`` stops the recording.
-    See :func:`absld_loss` for the formula.
+    ``adv`` ($\tilde\tau$: adversarial term and attack) and ``clean`` ($\tau$: clean term) are
+    :class:`ClassTemperatureController`; in training mode each call records every sample's
+    risk into them, and :meth:`step` at the epoch end applies Eq. 11. Formula: :func:`absld_loss`.
 
     Args:
         num_classes: number of classes $C$.
         alpha: weight of the adversarial term (5/6, the RSLAD default).
         student_temperature: the student's constant temperature $\tau_s$.
-        init_temperature: starting teacher temperature of every class.
-        lr: temperature learning rate $\beta$ of the adapting controllers.
-        min_temperature: lower temperature clamp (0.5 in the paper; 0.8 for ResNet-18 on CIFAR-100).
-        max_temperature: upper temperature clamp (5 in the paper; 3 for ResNet-18 on CIFAR-100).
-        adapt: which temperatures adapt: ``"both"`` (ABSLD), ``"adv"`` (the paper's
-            ABSLD$_{adv}$ ablation), ``"none"`` (temperatures frozen: exactly RSLAD).
-        coupling: ``"separate"`` (Eq. 12: $\tau^{adv}[y]$ in the adversarial term and the
-            attack, $\tau^{clean}[y]$ in the clean term) or ``"product"``
-            ($\tau^{adv}[y]\,\tau^{clean}[y]$ in both terms and the attack: the authors' script).
-        reduction: as :func:`soft_label_kl`.
-        risk_reduction: per-class ``"mean"`` (default) or ``"sum"`` of the risk.
+        init_temperature, lr: starting temperature and $\beta$ of the adapting controllers.
+        min_temperature, max_temperature: the clamp (paper: 0.5, 5; ResNet-18 on CIFAR-100: 0.8, 3).
+        adapt: ``"both"`` (ABSLD), ``"adv"`` (ABSLD$_{adv}$), ``"none"`` (frozen: RSLAD).
+        coupling: ``"separate"`` (Eq. 12) or ``"product"`` (the authors' script), also in the attack.
+        reduction, risk_reduction, process_group, validate_args: as the loss and controllers take them.
         record_risk: record risks in training mode.
-        process_group: group the controllers synchronise over; ``False`` is this rank alone.
-        validate_args: check values (labels, teacher logits) in eager mode.
 
     Shape:
         - student_adv_logits, student_clean_logits, teacher_logits: $(N, C)$
@@ -214,21 +192,14 @@ class ABSLDLoss(nn.Module):
         check_choice(adapt, "adapt", ("both", "adv", "none"))
         check_choice(coupling, "coupling", ("separate", "product"))
         check_choice(reduction, "reduction", REDUCTIONS)
-        self.adapt: Adapt = adapt
-        self.coupling: Coupling = coupling
-        self.reduction: Reduction = reduction
+        self.adapt, self.coupling, self.reduction = adapt, coupling, reduction
         self.record_risk = check_bool(record_risk, "record_risk")
         self.validate_args = check_bool(validate_args, "validate_args")
-        common = dict(
-            init_temperature=init_temperature,
-            min_temperature=min_temperature,
-            max_temperature=max_temperature,
-            risk_reduction=risk_reduction,
-            process_group=process_group,
-            validate_args=validate_args,
-        )
-        self.adv = ClassTemperatureController(num_classes, lr=lr if adapt != "none" else 0.0, **common)  # type: ignore[arg-type]
-        self.clean = ClassTemperatureController(num_classes, lr=lr if adapt == "both" else 0.0, **common)  # type: ignore[arg-type]
+        common: dict[str, Any] = {"init_temperature": init_temperature, "risk_reduction": risk_reduction}
+        common.update(min_temperature=min_temperature, max_temperature=max_temperature)
+        common.update(process_group=process_group, validate_args=validate_args)
+        self.adv = ClassTemperatureController(num_classes, lr=lr if adapt != "none" else 0.0, **common)
+        self.clean = ClassTemperatureController(num_classes, lr=lr if adapt == "both" else 0.0, **common)
         self.num_classes = num_classes
         self._last_soft_labels: tuple[Any, ...] | None = None
         # Both controllers check the checkpoint before either copies anything (a rejected load changes nothing).
@@ -242,7 +213,7 @@ class ABSLDLoss(nn.Module):
         )
 
     def _flags(self, target: Tensor, teacher_logits: Tensor | None = None) -> list[ValueCheck]:
-        """The value flags of the labels and the teacher's logits (none unless eager with ``validate_args``)."""
+        """The value flags of labels and teacher logits (none unless eager with ``validate_args``)."""
         if not values_checkable(self.validate_args):
             return []
         return [label_range_flag(target, self.num_classes)] + (
@@ -250,11 +221,7 @@ class ABSLDLoss(nn.Module):
         )
 
     def _checked(self, target: Tensor, *named: tuple[str, Tensor]) -> Tensor:
-        """Check ``named`` logits $(N, C)$ and ``target``; read their values (and any deferred flags) at once.
-
-        The values of ``target`` and ``teacher_logits`` are not read again when they are the
-        unchanged tensors of the last :meth:`soft_labels`, which deferred their checks.
-        """
+        """Check logits and labels; read their values with any deferred flags (not again after :meth:`soft_labels`)."""
         if check_logits_alike(named, self.adv.temperatures.device, "the loss (its temperatures)") != self.num_classes:
             names = ", ".join(f"`{name}`" for name, _ in named)
             raise ValueError(
@@ -264,7 +231,9 @@ class ABSLDLoss(nn.Module):
         labels = self._labels(target, named[0][1].shape[0])
         teacher = dict(named).get("teacher_logits")
         if values_checkable(self.validate_args):
-            last, self._last_soft_labels = (self._last_soft_labels, None) if teacher is not None else (None, self._last_soft_labels)
+            last, self._last_soft_labels = (
+                (self._last_soft_labels, None) if teacher is not None else (None, self._last_soft_labels)
+            )
             deferred = last is not None and last[0]() is teacher and last[2]() is target
             if deferred and teacher._version == last[1] and target._version == last[3]:  # type: ignore[index, union-attr]
                 raise_first()

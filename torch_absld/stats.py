@@ -25,12 +25,7 @@ __all__ = ["ClassStatistics", "class_means"]
 
 
 def class_means(accumulator: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Per-class means of an accumulator's sums (``NaN`` for unseen classes), and which classes were seen.
-
-    Shape:
-        - accumulator: $(S + 1, C)$, rows $0..S-1$ sums, row $S$ counts
-        - Output: means $(S, C)$, present $(C,)$ bool
-    """
+    r"""Per-class means $(S, C)$ of an accumulator $(S + 1, C)$ (``NaN`` if unseen), and which classes were seen."""
     sums, counts = accumulator[:-1], accumulator[-1]
     present = counts > 0
     return torch.where(present, sums / counts.clamp_min(1), torch.full_like(sums, float("nan"))), present
@@ -39,21 +34,15 @@ def class_means(accumulator: Tensor) -> tuple[Tensor, Tensor]:
 class ClassStatistics(nn.Module):
     r"""Per-class sums of $S$ per-sample quantities and per-class sample counts.
 
-    The state is one float64 tensor :attr:`accumulator` $(S + 1, C)$: rows $0..S-1$ the sums,
-    the last row the counts (exact up to $2^{53}$). :meth:`accumulate` adds a batch with one
-    ``index_add_`` (no host sync, compiles with ``fullgraph=True``); :meth:`synced` sums every
-    rank's accumulator with one ``all_reduce``; :meth:`reset` zeroes it. Subclasses turn what
-    their rule needs into per-sample values in :meth:`update`.
-
-    The accumulator is a plain attribute, not a buffer, so that ``DistributedDataParallel``
-    never overwrites a rank's partial sums with rank 0's; the module moves it on ``.to()``
-    (float64 kept), and saves it in ``state_dict()`` under :attr:`_state_key`. A loaded one is
-    checked before anything is copied.
+    One float64 :attr:`accumulator` $(S + 1, C)$: the sums, then the counts. :meth:`accumulate`
+    is one ``index_add_`` (no host sync), :meth:`synced` one ``all_reduce``. It is not a buffer,
+    so DDP never overwrites a rank's partial sums; the module moves it on ``.to()`` (float64
+    kept) and saves it under :attr:`_state_key`, checked on load before anything is copied.
 
     Args:
         num_classes: number of classes $C \ge 1$.
         num_stats: number of per-sample quantities $S \ge 1$.
-        process_group: ranks :meth:`synced` sums over; ``None`` the default group, ``False`` this rank alone.
+        process_group: ranks :meth:`synced` sums over (``None``: default group; ``False``: this rank alone).
         validate_args: check label values in eager mode (one host read per batch).
 
     Example:
@@ -122,10 +111,7 @@ class ClassStatistics(nn.Module):
         )
 
     def synced(self) -> Tensor:
-        """Every rank's accumulator summed with one ``all_reduce`` (a new $(S + 1, C)$ tensor).
-
-        A collective: every rank of ``process_group`` must call it (a copy with ``False`` or in one process).
-        """
+        """Every rank's accumulator summed with one ``all_reduce`` into a new tensor (every rank must call it)."""
         return all_reduce_sum(self.accumulator.clone(), self.process_group)
 
     def mean(self) -> Tensor:

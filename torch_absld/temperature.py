@@ -105,27 +105,18 @@ def _checked_rule(lr: object, min_temperature: object, max_temperature: object) 
 class ClassTemperatureController(ClassStatistics):
     r"""Per-class temperatures $\tau \in \mathbb{R}^C$ driven by the student's class-wise risk.
 
-    A :class:`~torch_absld.stats.ClassStatistics` of the risk with a rule on top: :meth:`update`
-    adds each sample's cross-entropy into its class's sums (no gradient, no host sync); at the
-    end of the epoch :meth:`step` all-reduces the sums, applies Eq. 11
-    (:func:`temperature_update`) and resets them. A class riskier than average gets a lower
-    temperature (sharper soft labels). The class risk is the per-class mean cross-entropy;
-    ``risk_reduction="sum"`` uses the sums, as the authors' script (equal on balanced epochs).
+    :meth:`update` adds each sample's cross-entropy into its class's sums (no host sync); at the
+    epoch end :meth:`step` all-reduces them, applies Eq. 11 (:func:`temperature_update`) and
+    resets them: a riskier class gets a lower temperature. The risk is the per-class mean
+    cross-entropy (``risk_reduction="sum"``: the sums, as the authors' script).
 
     Args:
         num_classes: number of classes $C \ge 2$.
-        init_temperature: starting temperature of every class.
-        lr: the temperature learning rate $\beta$ (0.1 in the paper); ``0`` freezes the temperatures (RSLAD).
-        min_temperature: lower clamp, ``> 0``.
-        max_temperature: upper clamp, ``>= min_temperature``.
-        risk_reduction: ``"mean"`` or ``"sum"`` of the per-sample cross-entropy per class.
-        gap_tolerance: relative risk gap below which no temperature moves.
-        process_group: ranks whose epoch is shared; ``None`` the default group, ``False`` this rank alone.
-        validate_args: check label values in eager mode (one host read per call).
-
-    Shape:
-        - ``forward(target)``: target $(N,)$ integers in $[0, C)$ -> $(N,)$ float32
-        - ``update(logits, target)``: logits $(N, C)$, target $(N,)$
+        init_temperature: starting temperature of every class, in the clamp.
+        lr: the temperature learning rate $\beta$ (0.1 in the paper); ``0`` freezes (RSLAD).
+        min_temperature, max_temperature: the clamp, ``0 < min <= max``.
+        risk_reduction, gap_tolerance: as above and in :func:`temperature_update`.
+        process_group, validate_args: as :class:`~torch_absld.stats.ClassStatistics`.
 
     Example:
         >>> ctrl = ClassTemperatureController(3)
@@ -177,7 +168,7 @@ class ClassTemperatureController(ClassStatistics):
         for name, original in before.items():
             moved = self._buffers[name]
             if moved is not None and original is not None and moved.dtype != original.dtype:
-                self._buffers[name] = original.to(device=moved.device)
+                self._buffers[name] = original.to(device=moved.device)  # the values before the cast, not rounded
         return self
 
     @property
@@ -223,12 +214,9 @@ class ClassTemperatureController(ClassStatistics):
 
     @torch.no_grad()
     def step(self) -> Tensor:
-        """End the epoch: sum the risks across ranks, apply Eq. 11, clamp, reset; return the temperatures buffer.
+        """End the epoch (a collective): sum the risks across ranks, apply Eq. 11, reset; return the temperatures.
 
-        A collective: every rank of ``process_group`` must call it (anywhere with ``process_group=False``).
-
-        Raises:
-            ValueError: if an accumulated risk is not finite (temperatures and sums left unchanged).
+        A non-finite risk raises a ``ValueError`` and leaves temperatures and sums unchanged.
         """
         synced = self.synced()
         if not bool(torch.isfinite(synced).all()):

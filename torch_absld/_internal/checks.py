@@ -17,37 +17,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = [
-    "ProcessGroupArg",
-    "ValueCheck",
-    "at_least_float32",
-    "check_bool",
-    "check_choice",
-    "check_device",
-    "check_finite_number",
-    "check_input_and_label_values",
-    "check_integer",
-    "check_integer_labels",
-    "check_logits",
-    "check_logits_alike",
-    "check_num_classes",
-    "check_options",
-    "check_positive",
-    "check_probabilities",
-    "check_process_group",
-    "check_temperature_argument",
-    "check_unit_interval",
-    "check_values_shape",
-    "defer",
-    "input_flag",
-    "label_range_flag",
-    "logit_flag",
-    "probability_flag",
-    "raise_first",
-    "temperature_flag",
-    "values_checkable",
-]
-
 ProcessGroupArg = dist.ProcessGroup | Literal[False] | None
 """A process group, ``None`` (the default group) or ``False`` (this rank alone: no collective)."""
 
