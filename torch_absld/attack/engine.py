@@ -56,18 +56,16 @@ def pgd(
     r"""L-inf projected gradient ascent on ``objective`` around ``input``.
 
     Each step: $x' \leftarrow \Pi_{[x-\epsilon, x+\epsilon] \cap [lo, hi]}\big(x' + s\,
-    \mathrm{sign}(\nabla_{x'} L)\big)$. The model runs in eval mode (each submodule's mode is
-    restored afterwards); gradients are taken for the input only, also inside ``torch.no_grad()``
-    or ``torch.inference_mode()``. The iterate stays in float32 (float64 for float64 inputs); a
-    non-finite gradient entry counts as no signal. With ``validate_args`` the values of
-    ``input``, ``target`` and per-sample radii are checked in one read from the device.
+    \mathrm{sign}(\nabla_{x'} L)\big)$, the model in eval mode (modes restored afterwards) and
+    the gradient taken for the input only, also inside ``torch.no_grad()`` / ``inference_mode()``.
+    The iterate is float32 (float64 for float64 inputs); a non-finite gradient entry counts as 0.
+    ``validate_args`` checks the values of ``input``, ``target`` and per-sample radii (one read).
 
     Args:
         model: the network under attack (a DDP / DataParallel wrapper is unwrapped).
-        input: clean inputs in ``[clip_min, clip_max]``; bf16 / fp16 inputs are attacked in
-            float32 and the result is rounded to their dtype.
+        input: clean inputs in ``[clip_min, clip_max]`` (bf16 / fp16: attacked in float32, rounded back).
         target: soft labels $(N, C)$, integer labels $(N,)$, or what a callable objective takes.
-        config: the settings (:class:`PGDConfig`); ``None`` is ABSLD's attack.
+        config: the settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
         objective: ``"kl"``, ``"ce"``, ``"cw"`` (margin), ``"auto"`` (``"kl"`` for floating point
             ``target``, else ``"ce"``) or ``objective(output, target)`` returning the summed loss.
         eps: L-inf radius, a float or per-sample radii $(N,)$; replaces ``config.eps``.
@@ -78,8 +76,7 @@ def pgd(
         **settings: changes to the other fields of ``config`` (``steps=20``, ...).
 
     Shape:
-        - input: $(N, \dots)$
-        - target: $(N, C)$ or $(N,)$
+        - input: $(N, \dots)$; target: $(N, C)$ or $(N,)$
         - Output: like ``input``, within ``eps`` of it and inside ``[clip_min, clip_max]``, exactly
     """
     config, eps, step_size = configured(config, eps, step_size, settings)
@@ -121,9 +118,7 @@ def kl_pgd(
     r"""ABSLD's inner maximisation (Eq. 13): :func:`pgd` on $\mathrm{KL}(p \,\|\, \mathrm{softmax}(f(x') / \tau_s))$.
 
     Shape:
-        - input: $(N, \dots)$ in $[0, 1]$
-        - soft_labels: $(N, C)$ probabilities
-        - Output: like ``input``
+        - input: $(N, \dots)$; soft_labels: $(N, C)$ probabilities; Output: like ``input``
     """
     config, eps, step_size = configured(config, eps, step_size, settings)
     checking = values_checkable(config.validate_args)
@@ -219,11 +214,10 @@ def _check_values(
     step_size: PerSample,
     model_name: str,
 ) -> None:
-    """The value checks of one attack in one read (with the flags other calls deferred).
+    """The value checks of one attack in one read (with the deferred flags).
 
-    Integer labels, and the labels of an objective with ``_value_checks(output, target)``
-    (:class:`~torch_absld.attack.CountingObjective`), are checked against the class count of
-    the model's output on the first sample ``probe`` (one forward without gradient).
+    Labels, also those of an objective with ``_value_checks(output, target)``, are checked
+    against the class count of the model's output on ``probe`` (one sample, no gradient).
     """
     checks = [input_flag(input, config.clip_min, config.clip_max)]
     for name, value, allow_zero in (("eps", eps, True), ("step_size", step_size, False)):
@@ -283,7 +277,6 @@ def _ascent_step(
         loss = loss * loss_scale
     (grad,) = torch.autograd.grad(loss, x_adv)
     direction = torch.nan_to_num(grad, nan=0.0).sign_()
-    # step * (+-1 or 0) is exact, so add(alpha=) (one pass) equals x_adv + step * direction.
     if isinstance(step_size, Tensor):
         moved = torch.addcmul(x_adv.detach(), direction, step_size)
     else:
@@ -311,7 +304,7 @@ def _radius_flag(value: Tensor, name: str, allow_zero: bool) -> ValueCheck:
 
 
 def _per_sample(value: PerSample, name: str, input: Tensor) -> PerSample:
-    """A scalar as it is; a per-sample tensor checked (shape, dtype, device; values in :func:`_check_values`)."""
+    """A scalar as it is; a per-sample tensor checked (shape, dtype, device), detached."""
     if not isinstance(value, Tensor):
         return value
     batch = input.shape[0]

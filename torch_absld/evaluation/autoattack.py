@@ -29,23 +29,11 @@ from .._internal.modules import as_model_input, frozen_model, module_device, unw
 __all__ = ["auto_attack"]
 
 AutoAttackVersion = Literal["standard", "plus", "rand", "custom"]
-_VERSIONS = ("standard", "plus", "rand", "custom")
-_TARGETED = ("apgd-t", "fab-t")
 _ATTACKS_OF_VERSION = {
     "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
     "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
     "rand": ("apgd-ce", "apgd-dlr"),
 }
-
-
-def _import_autoattack() -> Any:
-    try:
-        return importlib.import_module("pyautoattack")
-    except ImportError as error:
-        raise ImportError(
-            'AutoAttack needs the `pyautoattack` package: pip install "torch-absld[eval]" '
-            "(or pip install pyautoattack)."
-        ) from error
 
 
 def auto_attack(
@@ -94,7 +82,7 @@ def auto_attack(
         - Output: like ``input``
     """
     eps = check_positive(eps, "eps", allow_zero=True)
-    check_choice(version, "version", _VERSIONS)
+    check_choice(version, "version", (*_ATTACKS_OF_VERSION, "custom"))
     if check_finite_number(clip_min, "clip_min") != 0.0 or check_finite_number(clip_max, "clip_max") != 1.0:
         raise ValueError(
             f"Expected `clip_min` = 0 and `clip_max` = 1 for AutoAttack, which clamps to [0, 1], but got "
@@ -107,7 +95,7 @@ def auto_attack(
         raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
     seed = int(seed)
     run = _attack_list(version, attacks)
-    if any(name in _TARGETED or name == "apgd-dlr" for name in run) and num_classes < 4:
+    if any(name in ("apgd-t", "fab-t", "apgd-dlr") for name in run) and num_classes < 4:
         raise ValueError(
             f"Expected `num_classes` >= 4 for AutoAttack's {'/'.join(run)} (the DLR losses use the 3 or 4 "
             f"largest logits), but got {num_classes}. Use version='custom' with attacks=['apgd-ce', 'square']."
@@ -131,9 +119,12 @@ def auto_attack(
     _check_output(attacked, input[:1].to(device), num_classes)
     if eps == 0.0:
         return input.detach().clone()
-    if batch_size is None:
-        batch_size = input.shape[0]
-    module = _import_autoattack()
+    try:
+        module = importlib.import_module("pyautoattack")
+    except ImportError as error:
+        raise ImportError(
+            'AutoAttack needs `pyautoattack`: pip install "torch-absld[eval]" (or pyautoattack).'
+        ) from error
     kwargs: dict[str, Any] = {"device": device, "eps": eps, "norm": "Linf", "seed": seed, "version": version}
     if version == "custom":
         kwargs["attacks"] = list(run)
@@ -142,13 +133,11 @@ def auto_attack(
     targets = min(9, num_classes - 1)
     adversary.apgd_targeted.n_target_classes = targets
     adversary.fab.n_target_classes = targets
-    rng_devices: list[int] = []
-    if device.type == "cuda":
-        rng_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
     # The attacks need gradients: run them outside torch.inference_mode(), on ordinary copies.
-    with frozen_model(attacked), torch.random.fork_rng(devices=rng_devices), torch.inference_mode(False):
+    with frozen_model(attacked), torch.random.fork_rng(devices=cuda), torch.inference_mode(False):
         x_adv, _ = adversary.run_standard_evaluation(
-            input.detach().to(device).clone(), target.to(device).clone(), batch_size=batch_size
+            input.detach().to(device).clone(), target.to(device).clone(), batch_size=batch_size or input.shape[0]
         )
     result: Tensor = x_adv.to(device=input.device, dtype=input.dtype)
     return result

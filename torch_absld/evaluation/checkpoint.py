@@ -37,14 +37,10 @@ def _cpu_copy(value: Any) -> Any:
 
 
 class BestCheckpoint:
-    """Tracks the best *Overall* robustness under one attack and keeps that model's weights.
+    """Keeps the weights of the best *Overall* = (Avg. + Worst) / 2 under one attack seen so far.
 
-    The paper reports, for every method, the checkpoint with the best Overall = (Avg. + Worst) / 2
-    (the authors' script selects on PGD Avg. + PGD Worst, which ranks the same). Call
-    :meth:`update` after each evaluation; it keeps a CPU deep copy of the state dict whenever the
-    criterion strictly improves (the earliest epoch wins a tie; NaN never improves). To select
-    on held-out data instead of the test set, evaluate on a split made by
-    :func:`torch_absld.stratified_split`.
+    How the paper selects its checkpoints. :meth:`update` keeps a CPU copy of the state dict when
+    the criterion strictly improves (the earliest epoch wins a tie; NaN never improves).
 
     Args:
         attack: the attack of the report whose metric is compared (``"pgd"`` as in the paper).
@@ -83,11 +79,7 @@ class BestCheckpoint:
         return self._state_dict
 
     def update(self, report: RobustnessReport, state_dict_or_module: nn.Module | Mapping[str, Any], epoch: int) -> bool:
-        """Keep ``state_dict_or_module``'s weights if ``report`` beats the best so far; return whether it did.
-
-        A module's state dict is taken from inside a DDP / DataParallel wrapper, so its keys
-        have no ``module.`` prefix.
-        """
+        """Keep the weights (of a module: unwrapped from DDP) if ``report`` beats the best so far; return whether."""
         if not isinstance(report, RobustnessReport):
             raise TypeError(f"Expected `report` to be a RobustnessReport, but got {type(report).__name__}.")
         if self.attack not in report:
@@ -139,7 +131,5 @@ class BestCheckpoint:
         )
 
     def __repr__(self) -> str:
-        return (
-            f"BestCheckpoint(attack={self.attack!r}, criterion={self.criterion!r}, "
-            f"best_value={self.best_value}, best_epoch={self.best_epoch})"
-        )
+        fields = f"attack={self.attack!r}, criterion={self.criterion!r}, best_value={self.best_value}"
+        return f"BestCheckpoint({fields}, best_epoch={self.best_epoch})"

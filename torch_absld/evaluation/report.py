@@ -22,28 +22,17 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
-def _eps_text(eps: float) -> str:
-    in_255 = eps * 255
-    if eps > 0 and abs(in_255 - round(in_255)) < 1e-6:
-        return f"{round(in_255)}/255"
-    return f"{eps:.4g}"
-
-
 class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     """Class-wise accuracy under each attack, as returned by :func:`torch_absld.evaluate_robustness`.
 
-    A read-only mapping from attack name (``"clean"``, ``"fgsm"``, ``"pgd"``, ``"cw"``,
-    ``"autoattack"``) to a :class:`~torch_absld.ClassAccuracyResult`, in evaluation order.
-    Values are fractions in ``[0, 1]``; the tables show percentages, as the paper does, and
-    a second table the NSD of each attack (normalised standard deviation of the class
-    accuracies, see :attr:`~torch_absld.ClassAccuracyResult.nsd`; lower is fairer).
+    A read-only mapping from attack name to :class:`~torch_absld.ClassAccuracyResult`, in
+    evaluation order; values are fractions, the tables percentages (and the NSD of each attack).
 
     Args:
         results: one result per attack, in order.
         num_classes: number of classes $C$.
         eps: the L-inf radius of the attacks.
-        worst_fraction: the ``worst_fraction`` the results were computed with (``None``: the
-            paper's rule, see :func:`~torch_absld.worst_class_count`).
+        worst_fraction: the ``worst_fraction`` of the results (see :func:`~torch_absld.worst_class_count`).
         settings: the resolved settings of each attack (for the record).
 
     Example:
@@ -125,16 +114,10 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     def __len__(self) -> int:
         return len(self._results)
 
-    def _worst_text(self) -> str:
-        k = self.worst_k
-        return "the lowest class" if k == 1 else f"the mean of the {k} lowest classes"
-
     def to_markdown(
         self, name: str = "Model", *, per_class: bool = False, class_names: Sequence[str] | None = None
     ) -> str:
-        """A Markdown table laid out like the paper's: Avg., Worst and Overall (%) per attack.
-
-        A second table gives each attack's NSD (see :func:`reports_to_markdown`).
+        """The paper's tables (:func:`reports_to_markdown`) of this report.
 
         Args:
             name: the row label (the model or method).
@@ -156,9 +139,13 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
         return table + "\n\n" + "\n".join(lines)
 
     def __str__(self) -> str:
+        in_255 = self.eps * 255
+        eps = f"{round(in_255)}/255" if self.eps > 0 and abs(in_255 - round(in_255)) < 1e-6 else f"{self.eps:.4g}"
+        k = self.worst_k
+        worst = "the lowest class" if k == 1 else f"the mean of the {k} lowest classes"
         header = (
-            f"Robustness (%) on {self.num_samples} samples, {self.num_classes} classes, L-inf eps = "
-            f"{_eps_text(self.eps)}; Worst = {self._worst_text()}"
+            f"Robustness (%) on {self.num_samples} samples, {self.num_classes} classes, L-inf eps = {eps}; "
+            f"Worst = {worst}"
         )
         width = max(6, *(len(_label(a)) for a in self.attacks))
         rows = [f"{'Attack':<{width}}  {'Avg.':>7}  {'Worst':>7}  {'Overall':>7}"]
@@ -182,15 +169,8 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
             "attacks": list(self.attacks),
             "settings": {k: dict(v) for k, v in self.settings.items()},
             "results": {
-                attack: {
-                    "avg": r.avg,
-                    "worst": r.worst,
-                    "overall": r.overall,
-                    "nsd": r.nsd,
-                    "per_class": list(r.per_class),
-                    "correct": list(r.correct),
-                    "total": list(r.total),
-                }
+                attack: {"avg": r.avg, "worst": r.worst, "overall": r.overall, "nsd": r.nsd}
+                | {"per_class": list(r.per_class), "correct": list(r.correct), "total": list(r.total)}
                 for attack, r in self._results.items()
             },
         }
@@ -203,30 +183,24 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RobustnessReport:
         """Rebuild a report from :meth:`to_dict` (the metrics are recomputed from the counts)."""
-        worst_fraction = data.get("worst_fraction")
-        results = {
-            attack: class_accuracy_summary(
-                data["results"][attack]["correct"], data["results"][attack]["total"], worst_fraction=worst_fraction
-            )
-            for attack in data["attacks"]
+        fraction, results = data.get("worst_fraction"), data["results"]
+        summaries = {
+            a: class_accuracy_summary(results[a]["correct"], results[a]["total"], worst_fraction=fraction)
+            for a in data["attacks"]
         }
         return cls(
-            results,
+            summaries,
             num_classes=int(data["num_classes"]),
             eps=float(data["eps"]),
-            worst_fraction=worst_fraction,
+            worst_fraction=fraction,
             settings=data.get("settings"),
         )
 
 
 def reports_to_markdown(reports: Mapping[str, RobustnessReport]) -> str:
-    """One Markdown table with a row per report (e.g. per method), laid out like the paper's tables.
+    """A Markdown table with a row per report: Avg., Worst and Overall (%) of each attack, then one of the NSDs.
 
-    The columns are Avg., Worst and Overall (%) of every attack that appears in any report, in
-    the order of first appearance; a report without an attack shows ``-`` there. A second
-    table, after a blank line, gives the NSD of every attack in the same layout: the
-    population standard deviation of the class accuracies divided by their mean (0 when all
-    classes are equal; lower is fairer).
+    Attacks appear in the order first seen; a report without an attack shows ``-``.
     """
     if not reports:
         raise ValueError("Expected `reports` to hold at least one report, but got none.")
