@@ -53,11 +53,7 @@ class CountingObjective:
         self._unchecked = False
 
     def reset(self, labels: Tensor) -> None:
-        """Start counting for a new attack on samples with these labels (any integer dtype): zero ``counts``.
-
-        Shape:
-            - labels: $(N,)$ integer classes
-        """
+        """Start counting for a new attack on samples with labels $(N,)$ (any integer dtype): zero ``counts``."""
         self._reset(labels)
         self._unchecked = True
 

@@ -171,7 +171,11 @@ def _attack(
         if isinstance(target, Tensor) and target.is_inference():  # cannot be saved for backward
             target = target.clone()
         eps, step_size = _per_sample(eps, "eps", input), _per_sample(step_size, "step_size", input)
-        generator = _seeded(seed, generator, input.device)
+        radii = (("eps", eps, True), ("step_size", step_size, False))
+        if seed is not None:
+            if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+                raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
+            generator = torch.Generator(device=input.device).manual_seed(int(seed))
         x = at_least_float32(input.detach())
         if x.is_inference():
             x = x.clone()
@@ -186,9 +190,21 @@ def _attack(
         ascent = compiled(_ascent_step, config.compile_mode) if config.compile else _ascent_step
         tracing = trace_input_gradients() if config.compile else contextlib.nullcontext()
         with eval_mode(attacked), torch.enable_grad(), tracing:
-            if checking:
-                probe = x[:1] if model_dtype is None else x[:1].to(model_dtype)
-                _check_values(attacked, input, probe, target, resolved, config, eps, step_size, model_name)
+            if checking:  # one read; labels against the class count of the model's output on one sample
+                checks = [input_flag(input, config.clip_min, config.clip_max)]
+                checks += [_radius_flag(v, n, z) for n, v, z in radii if isinstance(v, Tensor) and v.numel()]
+                objective_checks = getattr(resolved, "_value_checks", None)  # CountingObjective, EarlyStopping
+                if resolved == "kl":
+                    checks.append(probability_flag(target, "target"))
+                elif input.shape[0] and (resolved in ("ce", "cw") or objective_checks is not None):
+                    with torch.no_grad():
+                        output = attacked(x[:1] if model_dtype is None else x[:1].to(model_dtype))
+                    if objective_checks is not None:
+                        checks += objective_checks(output, target)
+                    elif not callable(resolved):
+                        check_output_width(output, target[:1], resolved, model_name)
+                        checks.append(label_range_flag(target, output.shape[1]))
+                raise_first(checks)
             if input.shape[0] == 0:
                 return input.detach().clone()
             lower, upper = projection_bounds(x, eps, config.clip_min, config.clip_max)
@@ -201,40 +217,6 @@ def _attack(
                     attacked, x_adv, lower, upper, target, resolved, step, temperature, scale, model_dtype, model_name
                 )
         return round_into_ball(x_adv, input, eps, config.clip_min, config.clip_max)
-
-
-def _check_values(
-    model: nn.Module,
-    input: Tensor,
-    probe: Tensor,
-    target: Tensor,
-    objective: ObjectiveName | ObjectiveFn,
-    config: PGDConfig,
-    eps: PerSample,
-    step_size: PerSample,
-    model_name: str,
-) -> None:
-    """The value checks of one attack in one read (with the deferred flags).
-
-    Labels, also those of an objective with ``_value_checks(output, target)``, are checked
-    against the class count of the model's output on ``probe`` (one sample, no gradient).
-    """
-    checks = [input_flag(input, config.clip_min, config.clip_max)]
-    for name, value, allow_zero in (("eps", eps, True), ("step_size", step_size, False)):
-        if isinstance(value, Tensor) and value.numel() > 0:
-            checks.append(_radius_flag(value, name, allow_zero))
-    objective_checks = getattr(objective, "_value_checks", None)
-    if objective == "kl":
-        checks.append(probability_flag(target, "target"))
-    elif probe.shape[0] > 0 and (objective in ("ce", "cw") or objective_checks is not None):
-        with torch.no_grad():
-            output = model(probe)
-        if objective_checks is not None:
-            checks += objective_checks(output, target)
-        elif not callable(objective):
-            check_output_width(output, target[:1], objective, model_name)
-            checks.append(label_range_flag(target, output.shape[1]))
-    raise_first(checks)
 
 
 def _first_iterate(
@@ -282,15 +264,6 @@ def _ascent_step(
     else:
         moved = torch.add(x_adv.detach(), direction, alpha=step_size)
     return torch.clamp(moved, lower, upper)
-
-
-def _seeded(seed: object, generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
-    """A generator seeded with ``seed`` on ``device``, or ``generator`` when ``seed`` is None."""
-    if seed is None:
-        return generator
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
-    return torch.Generator(device=device).manual_seed(int(seed))
 
 
 def _radius_flag(value: Tensor, name: str, allow_zero: bool) -> ValueCheck:
