@@ -63,11 +63,26 @@ CASES: list[Case] = [
         good(f"labels {dtype}", lambda dtype=dtype: _eval(_loader(Y.to(dtype))), _same_report())
         for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32)
     ),
-    bad("labels bool", TypeError, "`loader` to yield integer class labels", lambda: _eval(_loader(Y.bool()))),
-    bad("labels float", TypeError, "`loader` to yield integer class labels", lambda: _eval(_loader(Y.float()))),
+    bad(
+        "labels bool",
+        TypeError,
+        "`loader`: Expected `target` to hold integer class indices",
+        lambda: _eval(_loader(Y.bool())),
+    ),
+    bad(
+        "labels float",
+        TypeError,
+        "`loader`: Expected `target` to hold integer class indices",
+        lambda: _eval(_loader(Y.float())),
+    ),
     bad("input NaN", ValueError, "`loader`: Expected `input` to be finite", lambda: _eval(_nan_batch())),
-    bad("input int", TypeError, "`loader` to yield floating point inputs", lambda: _eval(_loader(x=(X * 255).long()))),
-    bad("batch of one tensor", TypeError, r"`loader` to yield \(input, target\) pairs", lambda: _eval([X])),
+    bad(
+        "input int",
+        TypeError,
+        "`loader`: Expected a floating point `input`",
+        lambda: _eval(_loader(x=(X * 255).long())),
+    ),
+    bad("batch of one tensor", TypeError, r"`loader`: Expected \(input, target\) pairs", lambda: _eval([X])),
     bad("loader a tensor", TypeError, "`loader` to be an iterable", lambda: _eval(X)),
     # the model
     bad(

@@ -101,10 +101,7 @@ class BestCheckpoint:
         value = float(getattr(report[self.attack], self.criterion))
         if math.isnan(value) or (self.best_value is not None and value <= self.best_value):
             return False
-        self.best_value = value
-        self.best_epoch = epoch
-        self.best_report = report
-        self._state_dict = _cpu_copy(state)
+        self.best_value, self.best_epoch, self.best_report, self._state_dict = value, epoch, report, _cpu_copy(state)
         return True
 
     def load_into(self, module: nn.Module, *, strict: bool = True) -> nn.Module:
@@ -118,17 +115,9 @@ class BestCheckpoint:
         """``torch.save`` the best state dict with its epoch, value and report (as a dict)."""
         if self._state_dict is None:
             raise RuntimeError("No checkpoint kept yet: call `update` with a report first.")
-        torch.save(
-            {
-                "state_dict": self._state_dict,
-                "epoch": self.best_epoch,
-                "attack": self.attack,
-                "criterion": self.criterion,
-                "value": self.best_value,
-                "report": None if self.best_report is None else self.best_report.to_dict(),
-            },
-            path,
-        )
+        report = None if self.best_report is None else self.best_report.to_dict()
+        kept = {"state_dict": self._state_dict, "epoch": self.best_epoch, "attack": self.attack}
+        torch.save(kept | {"criterion": self.criterion, "value": self.best_value, "report": report}, path)
 
     def __repr__(self) -> str:
         fields = f"attack={self.attack!r}, criterion={self.criterion!r}, best_value={self.best_value}"

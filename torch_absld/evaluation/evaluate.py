@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import numbers
 import warnings
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 import torch
@@ -15,9 +16,9 @@ from torch.utils.data import DistributedSampler
 
 from .._internal.checks import (
     ProcessGroupArg,
-    ValueCheck,
     check_bool,
     check_finite_number,
+    check_integer_labels,
     check_num_classes,
     check_positive,
     check_process_group,
@@ -132,15 +133,16 @@ def evaluate_robustness(
             for index, batch in enumerate(loader):
                 if remaining is not None and remaining <= 0:
                     break
-                x, y = _checked_batch(batch, index)
+                with _in_batch(index):
+                    x, y = _checked_batch(batch)
                 if remaining is not None:
                     x, y = x[:remaining], y[:remaining]
                     remaining -= x.shape[0]
                 x, y = x.to(target_device), y.to(target_device)
                 if x.shape[0] > 0:  # an empty batch (the end of a sharded epoch) has nothing to count
                     if checking:
-                        checks = [label_range_flag(y, num_classes, "target"), input_flag(x, clip_min, clip_max)]
-                        raise_first([_in_batch(check, index) for check in checks])
+                        with _in_batch(index):
+                            raise_first([label_range_flag(y, num_classes), input_flag(x, clip_min, clip_max)])
                     if not checked_output:  # the model's output, before any attack needs it
                         with torch.no_grad():
                             _check_logits(evaluated(as_model_input(evaluated, x)), x.shape[0], num_classes)
@@ -194,40 +196,23 @@ def _samples_to_count(loader: Iterable[Any]) -> int | None:
     return len(range(sampler.rank, dataset_size, sampler.num_replicas))
 
 
-def _checked_batch(batch: Any, index: int) -> tuple[Tensor, Tensor]:
-    """Batch ``index`` as (input, int64 labels), its types and shapes checked."""
+def _checked_batch(batch: Any) -> tuple[Tensor, Tensor]:
+    """A batch as (input, int64 labels), its types and shapes checked."""
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise TypeError(
-            f"Expected `loader` to yield (input, target) pairs, but batch {index} is {type(batch).__name__}."
-        )
-    x, y = batch[0], batch[1]
+        raise TypeError(f"Expected (input, target) pairs, but got {type(batch).__name__}.")
+    x = batch[0]
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1:
-        raise TypeError(
-            f"Expected `loader` to yield floating point inputs of shape (N, ...), but batch {index} has {x!r:.80}."
-        )
-    if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() != 1:
-        raise TypeError(
-            f"Expected `loader` to yield integer class labels of shape (N,) (any integer dtype), but batch {index} has "
-            f"{getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}."
-        )
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"Expected `loader` to yield as many labels as inputs, but batch {index} has {y.shape[0]} and {x.shape[0]}."
-        )
-    return x, y.long()
+        raise TypeError(f"Expected a floating point `input` of shape (N, ...), but got {x!r:.80}.")
+    return x, check_integer_labels(batch[1], None, batch_size=x.shape[0], check_values=False)
 
 
-def _in_batch(check: ValueCheck, index: int) -> ValueCheck:
-    """``check`` with its error naming batch ``index`` of ``loader``."""
-    flag, raise_error = check
-
-    def raise_in_batch() -> None:
-        try:
-            raise_error()
-        except ValueError as error:
-            raise ValueError(f"In batch {index} of `loader`: {error}") from None
-
-    return flag, raise_in_batch
+@contextlib.contextmanager
+def _in_batch(index: int) -> Iterator[None]:
+    """Errors raised inside name batch ``index`` of ``loader``."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"In batch {index} of `loader`: {error}") from None
 
 
 def _check_logits(logits: Any, batch_size: int, num_classes: int) -> None:

@@ -1,4 +1,4 @@
-"""Class-wise accuracy: per-class accuracy, the average, the worst class (or worst k%), overall."""
+"""Class-wise accuracy: per class, the average, the worst class (or worst k%), overall."""
 
 from __future__ import annotations
 
@@ -145,24 +145,20 @@ def _as_counts(values: Tensor | Sequence[int], name: str) -> list[int]:
 
 
 class ClassAccuracy(ClassStatistics):
-    r"""Correct / total counts per class, accumulated over batches like a torchmetrics metric.
+    r"""Correct / total counts per class over batches: :meth:`update`, :meth:`compute`, :meth:`reset`.
 
-    :meth:`update` adds a batch (no data-dependent shape: with ``validate_args=False`` it reads
-    nothing from the device and compiles with ``fullgraph=True``; else one read for the label
-    values); :meth:`compute` sums every rank's counts with one ``all_reduce`` (exactly one
-    process on the union of the data) and returns a :class:`ClassAccuracyResult`. The counts
-    follow ``.to()`` and are in ``state_dict()`` (key ``"counts"``).
+    :meth:`update` reads the device once for the label values (never with ``validate_args=False``,
+    where it compiles with ``fullgraph=True``); :meth:`compute` sums every rank's counts with one
+    ``all_reduce``. The counts follow ``.to()`` and are in ``state_dict()`` (key ``"counts"``).
 
     Args:
         num_classes: number of classes $C \ge 1$.
         worst_fraction: see :func:`worst_class_count`.
-        process_group: ranks whose counts :meth:`compute` sums; ``None`` is the default group;
-            ``False`` is this rank alone (no collective).
+        process_group: ranks :meth:`compute` sums over; ``None``: the default group; ``False``: this rank.
         validate_args: check label and prediction values in eager mode.
 
     Shape:
-        - ``update(input, target)``: input $(N, C)$ scores (argmax, first index on ties) or
-          $(N,)$ integer predictions; target $(N,)$ integers in $[0, C)$
+        - ``update(input, target)``: input $(N, C)$ scores (argmax) or $(N,)$ predictions; target $(N,)$ in $[0, C)$
 
     Example:
         >>> metric = ClassAccuracy(3)
@@ -189,18 +185,18 @@ class ClassAccuracy(ClassStatistics):
 
     @property
     def counts(self) -> Tensor:
-        """Correct (row 0) and total (row 1) of each class on this rank, shape $(2, C)$ int64."""
+        """Correct (row 0) and total (row 1) of each class on this rank, $(2, C)$ int64."""
         return self.accumulator.to(torch.int64)
 
     @property
     def correct(self) -> Tensor:
-        """Correct predictions of each class on this rank, shape $(C,)$ int64."""
-        return self.accumulator[0].to(torch.int64)
+        """Correct predictions of each class on this rank, $(C,)$ int64."""
+        return self.counts[0]
 
     @property
     def total(self) -> Tensor:
-        """Samples of each class on this rank, shape $(C,)$ int64."""
-        return self.accumulator[1].to(torch.int64)
+        """Samples of each class on this rank, $(C,)$ int64."""
+        return self.counts[1]
 
     @torch.no_grad()
     def update(self, input: Tensor, target: Tensor) -> None:
@@ -238,11 +234,7 @@ class ClassAccuracy(ClassStatistics):
         return self.synced().to(torch.int64)
 
     def compute(self) -> ClassAccuracyResult:
-        """Per-class accuracy, avg, worst and overall over every rank's data so far.
-
-        A collective under ``torch.distributed``: every rank of ``process_group`` must call it
-        (a metric made with ``process_group=False`` computes this rank's counts alone).
-        """
+        """Per-class accuracy, avg, worst and overall over every rank's data (a collective: every rank calls it)."""
         correct, total = self.synced_counts().tolist()
         return class_accuracy_summary(correct, total, worst_fraction=self.worst_fraction)
 

@@ -130,13 +130,8 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
         if class_names is not None and len(class_names) != self.num_classes:
             raise ValueError(f"Expected `class_names` of length {self.num_classes}, but got {len(class_names)}.")
         names = list(class_names) if class_names is not None else [str(c) for c in range(self.num_classes)]
-        lines = [
-            "| Class | " + " | ".join(_label(a) for a in self.attacks) + " |",
-            "| --- |" + " ---: |" * len(self.attacks),
-        ]
-        for c, class_name in enumerate(names):
-            lines.append(f"| {class_name} | " + " | ".join(_pct(self[a].per_class[c]) for a in self.attacks) + " |")
-        return table + "\n\n" + "\n".join(lines)
+        rows = [[name, *(_pct(self[a].per_class[c]) for a in self.attacks)] for c, name in enumerate(names)]
+        return table + "\n\n" + _table(["Class", *map(_label, self.attacks)], rows)
 
     def __str__(self) -> str:
         in_255 = self.eps * 255
@@ -207,27 +202,19 @@ def reports_to_markdown(reports: Mapping[str, RobustnessReport]) -> str:
     for name, report in reports.items():
         if not isinstance(report, RobustnessReport):
             raise TypeError(f"Expected `reports[{name!r}]` to be a RobustnessReport, but got {type(report).__name__}.")
-    attacks: list[str] = []
-    for report in reports.values():
-        attacks.extend(a for a in report.attacks if a not in attacks)
-    header = ["Method"]
-    for attack in attacks:
-        header += [f"{_label(attack)} Avg.", f"{_label(attack)} Worst", f"{_label(attack)} Overall"]
-    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (3 * len(attacks))]
-    nsd_lines = [
-        "| Method | " + " | ".join(f"{_label(attack)} NSD" for attack in attacks) + " |",
-        "| --- |" + " ---: |" * len(attacks),
-    ]
+    attacks = list(dict.fromkeys(a for report in reports.values() for a in report.attacks))
+    header = ["Method", *(f"{_label(a)} {column}" for a in attacks for column in ("Avg.", "Worst", "Overall"))]
+    rows: list[list[str]] = []
+    nsd_rows: list[list[str]] = []
     for name, report in reports.items():
-        cells, nsd_cells = [name], [name]
-        for attack in attacks:
-            if attack in report:
-                r = report[attack]
-                cells += [_pct(r.avg), _pct(r.worst), _pct(r.overall)]
-                nsd_cells.append(f"{r.nsd:.4f}")
-            else:
-                cells += ["-"] * 3
-                nsd_cells.append("-")
-        lines.append("| " + " | ".join(cells) + " |")
-        nsd_lines.append("| " + " | ".join(nsd_cells) + " |")
-    return "\n".join(lines) + "\n\n" + "\n".join(nsd_lines)
+        results = [report.get(a) for a in attacks]
+        cells = [[_pct(r.avg), _pct(r.worst), _pct(r.overall)] if r else ["-"] * 3 for r in results]
+        rows.append([name, *(cell for group in cells for cell in group)])
+        nsd_rows.append([name, *(f"{r.nsd:.4f}" if r else "-" for r in results)])
+    return _table(header, rows) + "\n\n" + _table(["Method", *(f"{_label(a)} NSD" for a in attacks)], nsd_rows)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, the first column left-aligned and the others right-aligned."""
+    lines = [header, ["---"] + ["---:"] * (len(header) - 1), *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
