@@ -58,12 +58,9 @@ class EarlyStopping:
 
     Example:
         >>> from torch_absld import pgd
-        >>> model = nn.Linear(4, 3)
-        >>> x, y = torch.rand(5, 4), torch.tensor([0, 1, 2, 0, 1])
-        >>> stopper = EarlyStopping("last_clean")
+        >>> model, x, y, stopper = nn.Linear(4, 3), torch.rand(5, 4), torch.tensor([0, 1, 2, 0, 1]), EarlyStopping()
         >>> stopper.reset(y, x)
-        >>> p = torch.softmax(model(x), dim=1).detach()
-        >>> final = pgd(LogitsAndInput(model), x, p, objective=stopper, eps=0.3, steps=4, seed=0)
+        >>> final = pgd(LogitsAndInput(model), x, model(x).softmax(1).detach(), objective=stopper, eps=0.3, steps=4)
         >>> stopper.emitted(final).shape
         torch.Size([5, 4])
     """

@@ -34,10 +34,9 @@ class _Setting(Generic[T]):
 class KLPGDAttack(nn.Module):
     r"""L-inf PGD (:func:`~torch_absld.pgd`) as a module holding its :class:`PGDConfig`.
 
-    With probabilities $(N, C)$ as the target it is ABSLD's KL-PGD (Eq. 13), with integer labels
-    $(N,)$ CE-PGD; ``objective="cw"`` gives the CW-inf margin attack. The model is held by
-    reference, not as a submodule (the attack's ``state_dict`` holds no weights). The settings
-    read as attributes (``attack.eps``, ``attack.steps``); ``attack.config`` is the whole.
+    With probabilities $(N, C)$ as the target it is ABSLD's KL-PGD (Eq. 13), with labels $(N,)$
+    CE-PGD. The model is held by reference (the ``state_dict`` holds no weights). The settings
+    read as attributes (``attack.eps``); ``attack.config`` is the whole.
 
     Args:
         model: the network under attack (a DDP wrapper is unwrapped).

@@ -54,12 +54,9 @@ def auto_attack(
 ) -> Tensor:
     r"""L-inf AutoAttack (Croce & Hein, 2020) of ``model`` on one batch, through ``pyautoattack``.
 
-    ``version="standard"`` runs APGD-CE, APGD-T, FAB-T and Square, each on the samples still
-    classified correctly; APGD-T and FAB-T target $\min(9, C - 1)$ classes. The global random
-    state is restored afterwards; the model runs in eval mode with its parameters frozen (both
-    restored, ``.grad`` untouched). The restarts draw random numbers for the whole batch, so a
-    sample's result can depend on its batch. ``validate_args`` checks the label and input values
-    (one read from the device, besides those of ``pyautoattack``).
+    ``"standard"`` runs APGD-CE, APGD-T, FAB-T and Square on the samples still classified
+    correctly; APGD-T and FAB-T target $\min(9, C - 1)$ classes. The global random state, the
+    model's mode and ``requires_grad`` are restored. Restarts draw for the whole batch.
 
     Args:
         model: network returning logits (a DDP wrapper is unwrapped).
@@ -74,7 +71,7 @@ def auto_attack(
         batch_size: batch size inside ``pyautoattack``; ``None`` is the whole input.
         clip_min: must be 0 (AutoAttack clamps to ``[0, 1]``).
         clip_max: must be 1.
-        validate_args: check the values of ``input`` and ``target``.
+        validate_args: check the values of ``input`` and ``target`` (one read from the device).
 
     Shape:
         - input: $(N, C_{in}, H, W)$ (Square perturbs images)

@@ -48,13 +48,10 @@ class BestCheckpoint:
 
     Example:
         >>> from torch_absld import RobustnessReport, class_accuracy_summary
-        >>> best = BestCheckpoint("pgd")
-        >>> model = nn.Linear(2, 2)
         >>> report = RobustnessReport({"pgd": class_accuracy_summary([4, 2], [5, 5])}, num_classes=2, eps=0.1)
-        >>> best.update(report, model, epoch=3)
-        True
-        >>> best.best_overall, best.best_epoch
-        (0.5, 3)
+        >>> best = BestCheckpoint("pgd")
+        >>> best.update(report, nn.Linear(2, 2), epoch=3), best.best_overall, best.best_epoch
+        (True, 0.5, 3)
     """
 
     def __init__(self, attack: str = "pgd", *, criterion: Criterion = "overall") -> None:

@@ -40,14 +40,6 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
         >>> report = RobustnessReport({"clean": class_accuracy_summary([9, 6], [10, 10])}, num_classes=2, eps=8 / 255)
         >>> report["clean"].avg, report["clean"].worst, report["clean"].overall
         (0.75, 0.6, 0.675)
-        >>> print(report.to_markdown(name="ResNet-18"))
-        | Method | Clean Avg. | Clean Worst | Clean Overall |
-        | --- | ---: | ---: | ---: |
-        | ResNet-18 | 75.00 | 60.00 | 67.50 |
-        <BLANKLINE>
-        | Method | Clean NSD |
-        | --- | ---: |
-        | ResNet-18 | 0.2000 |
     """
 
     def __init__(
