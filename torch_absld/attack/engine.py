@@ -136,13 +136,9 @@ def configured(
         changes["eps"] = eps
     if step_size is not None and not isinstance(step_size, Tensor):
         changes["step_size"] = step_size
-    base = config if config is not None else _DEFAULT_CONFIG
-    config = base.replace(**changes) if changes else base
-    return (
-        config,
-        eps if isinstance(eps, Tensor) else config.eps,
-        step_size if isinstance(step_size, Tensor) else config.step_size,
-    )
+    config = (config or _DEFAULT_CONFIG).replace(**changes) if changes else (config or _DEFAULT_CONFIG)
+    radius = eps if isinstance(eps, Tensor) else config.eps
+    return config, radius, step_size if isinstance(step_size, Tensor) else config.step_size
 
 
 def _attack(

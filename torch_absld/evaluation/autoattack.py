@@ -113,7 +113,10 @@ def auto_attack(
         return input.detach().clone()
     if values_checkable(check_bool(validate_args, "validate_args")):
         raise_first([label_range_flag(target, num_classes), input_flag(input, 0.0, 1.0)])
-    _check_output(attacked, input[:1].to(device), num_classes)
+    probe = input[:1].to(device)
+    check_device(probe, module_device(attacked), "input", "`model` (or `device`)")
+    with torch.no_grad(), frozen_model(attacked), torch.inference_mode(False):
+        check_logits_of(attacked(as_model_input(attacked, probe)), 1, num_classes)
     if eps == 0.0:
         return input.detach().clone()
     try:
@@ -140,15 +143,12 @@ def auto_attack(
     return result
 
 
-def _check_output(model: nn.Module, probe: Tensor, num_classes: int) -> None:
-    """The model's output on one sample must be logits ``(1, num_classes)`` (AutoAttack indexes by class)."""
-    check_device(probe, module_device(model), "input", "`model` (or `device`)")
-    with torch.no_grad(), frozen_model(model), torch.inference_mode(False):
-        output = model(as_model_input(model, probe))
-    if not isinstance(output, Tensor) or tuple(output.shape) != (1, num_classes):
+def check_logits_of(output: Any, batch_size: int, num_classes: int) -> None:
+    """Raise unless the model's ``output`` is logits ``(batch_size, num_classes)``."""
+    if not isinstance(output, Tensor) or tuple(output.shape) != (batch_size, num_classes):
         got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
         raise ValueError(
-            f"Expected `model` to return logits of shape (N, num_classes) = (1, {num_classes}) on one sample, "
+            f"Expected `model` to return logits of shape (N, num_classes) = ({batch_size}, {num_classes}), "
             f"but got {got}. Check `num_classes` and that the model returns plain logits."
         )
 

@@ -31,7 +31,7 @@ from .._internal.distributed import all_reduce_sum, is_distributed
 from .._internal.keyed import keyed_uniform
 from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
 from ..attack.engine import _pgd
-from .autoattack import auto_attack
+from .autoattack import auto_attack, check_logits_of
 from .metrics import ClassAccuracy, class_accuracy_summary, worst_class_count
 from .protocol import ATTACKS, attack_config, resolve_attack_settings
 from .report import ATTACK_LABELS, RobustnessReport
@@ -145,13 +145,13 @@ def evaluate_robustness(
                             raise_first([label_range_flag(y, num_classes), input_flag(x, clip_min, clip_max)])
                     if not checked_output:  # the model's output, before any attack needs it
                         with torch.no_grad():
-                            _check_logits(evaluated(as_model_input(evaluated, x)), x.shape[0], num_classes)
+                            check_logits_of(evaluated(as_model_input(evaluated, x)), x.shape[0], num_classes)
                         checked_output = True
                     for name in settings:
                         x_adv = adversarial(name, x, y)
                         with torch.no_grad():
                             logits = evaluated(as_model_input(evaluated, x_adv))
-                        _check_logits(logits, x.shape[0], num_classes)
+                        check_logits_of(logits, x.shape[0], num_classes)
                         metrics[name]._update(logits, y)
                 if bar is not None:
                     bar.update(1)
@@ -213,15 +213,6 @@ def _in_batch(index: int) -> Iterator[None]:
         yield
     except (TypeError, ValueError) as error:
         raise type(error)(f"In batch {index} of `loader`: {error}") from None
-
-
-def _check_logits(logits: Any, batch_size: int, num_classes: int) -> None:
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or tuple(logits.shape) != (batch_size, num_classes):
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(
-            f"Expected `model` to return logits of shape (N, num_classes) = ({batch_size}, {num_classes}), "
-            f"but got {shape}. Check `num_classes`."
-        )
 
 
 def _running_text(metrics: Mapping[str, ClassAccuracy]) -> str:
