@@ -299,6 +299,6 @@ def run_pgd(
     start: Tensor | None = None,
     validated: bool = False,
 ) -> Tensor:
-    """Internal: call :func:`_pgd` (after the caller's own checks) instead."""
+    """Internal, for callers not yet on :func:`_pgd` (the unchecked twin of :func:`pgd`); ``validated`` skips values."""
     checking = values_checkable(config.validate_args) and not validated
     return _attack(model, input, target, config, objective, eps, step_size, generator, None, start, checking)
