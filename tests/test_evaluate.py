@@ -276,10 +276,15 @@ def _eval(loader: object, **kwargs: object) -> RobustnessReport:
             [(torch.rand(4, 1, 3, 4), torch.tensor([0.0, 1.0, 2.0, 1.0]))],
             {},
             TypeError,
-            "`loader` to yield integer class labels",
+            "`loader`: Expected `target` to hold integer class indices",
         ),
-        ([(torch.rand(4, 1, 3, 4), torch.tensor([0, 1, 2]))], {}, ValueError, "as many labels as inputs"),
-        ([torch.rand(4, 12)], {}, TypeError, r"`loader` to yield \(input, target\) pairs"),
+        (
+            [(torch.rand(4, 1, 3, 4), torch.tensor([0, 1, 2]))],
+            {},
+            ValueError,
+            r"`loader`: Expected `target` of shape \(N,\) with N = 4",
+        ),
+        ([torch.rand(4, 12)], {}, TypeError, r"`loader`: Expected \(input, target\) pairs"),
         (torch.rand(4, 12), {}, TypeError, "`loader` to be an iterable"),
         (
             [(torch.rand(4, 1, 3, 4), torch.tensor([0, 1, 2, 1]))],

@@ -18,7 +18,7 @@ FP16_LOSS_SCALE = 2.0**12
 
 
 class AttackSettings(TypedDict, total=False):
-    """Keyword changes to a :class:`PGDConfig` a training step passes on (annotation only)."""
+    """Keyword changes to a :class:`PGDConfig` (annotation only)."""
 
     steps: int
     random_start: RandomStart | None
@@ -35,8 +35,8 @@ class AttackSettings(TypedDict, total=False):
 class PGDConfig:
     r"""Settings of an L-inf projected gradient ascent, checked when made.
 
-    The defaults are ABSLD's inner maximisation (the paper and the authors' script): radius
-    8/255, 10 steps of 2/255, start $x + 0.001\,\mathcal{N}(0, 1)$. Make variants with :meth:`replace`.
+    Defaults: ABSLD's inner maximisation (paper and authors' script), radius 8/255, 10 steps
+    of 2/255 from $x + 0.001\,\mathcal{N}(0, 1)$. Variants: :meth:`replace`.
 
     Args:
         eps: L-inf radius, ``>= 0``.
@@ -50,8 +50,7 @@ class PGDConfig:
         clip_min: lower end of the valid input range.
         clip_max: upper end of the valid input range.
         student_temperature: $\tau_s$ of the ``"kl"`` objective.
-        loss_scale: factor on the loss before the gradient (only its sign is used); ``None`` is
-            $2^{12}$ under fp16 (autocast or an fp16 model), where small gradients underflow, else 1.
+        loss_scale: factor on the loss before the gradient; ``None``: $2^{12}$ under fp16, else 1.
         compile: run each step through ``torch.compile(fullgraph=True)``.
         compile_mode: ``mode`` passed to ``torch.compile``.
         validate_args: check input and target values in eager mode (one read from the device per attack).

@@ -58,12 +58,9 @@ class EarlyStopping:
 
     Example:
         >>> from torch_absld import pgd
-        >>> model = nn.Linear(4, 3)
-        >>> x, y = torch.rand(5, 4), torch.tensor([0, 1, 2, 0, 1])
-        >>> stopper = EarlyStopping("last_clean")
+        >>> model, x, y, stopper = nn.Linear(4, 3), torch.rand(5, 4), torch.tensor([0, 1, 2, 0, 1]), EarlyStopping()
         >>> stopper.reset(y, x)
-        >>> p = torch.softmax(model(x), dim=1).detach()
-        >>> final = pgd(LogitsAndInput(model), x, p, objective=stopper, eps=0.3, steps=4, seed=0)
+        >>> final = pgd(LogitsAndInput(model), x, model(x).softmax(1).detach(), objective=stopper, eps=0.3, steps=4)
         >>> stopper.emitted(final).shape
         torch.Size([5, 4])
     """
@@ -80,14 +77,7 @@ class EarlyStopping:
         self._unchecked = False
 
     def reset(self, labels: Tensor, input: Tensor) -> None:
-        r"""Start a new attack on the clean batch ``input`` with labels ``labels``: every sample active.
-
-        Labels of any integer dtype are accepted (as int64).
-
-        Shape:
-            - labels: $(N,)$ integer classes
-            - input: $(N, \dots)$, the batch to be attacked
-        """
+        r"""Start a new attack on the clean batch ``input`` $(N, \dots)$ with labels $(N,)$ (any integer dtype)."""
         self._reset(labels, input)
         self._unchecked = True
 
@@ -120,8 +110,7 @@ class EarlyStopping:
             correct = logits.detach().argmax(dim=1) == self.labels
             turned = self.active & ~correct
             stopping = turned & (self.remaining == 0)
-            # last clean: keep every iterate still classified correctly (and the start); first adversarial:
-            # keep the iterate a sample stops at.
+            # last clean: keep each iterate still classified correctly (and the start); else the stopping one
             keep = self.active & (correct | (self.checks == 0)) if self.stop_at == "last_clean" else stopping
             self.kept.copy_(torch.where(keep.view(point.shape[0], *([1] * (point.dim() - 1))), point, self.kept))
             self.remaining.sub_((turned & (self.remaining > 0)).long())
@@ -142,16 +131,10 @@ class EarlyStopping:
         return [label_range_flag(self.labels, classes, "labels"), probability_flag(target, "target")]
 
     def emitted(self, final: Tensor) -> Tensor:
-        r"""Each sample's point: its kept iterate if it stopped, else ``final`` (the attack's result).
-
-        Shape:
-            - final: $(N, \dots)$, the attack's output
-            - Output: like ``final``
-        """
+        r"""Each sample's point: its kept iterate if it stopped, else ``final`` (the attack's result, $(N, \dots)$)."""
         if self.kept.shape != final.shape:
             raise RuntimeError(
-                f"Expected `final` of the attacked batch's shape {tuple(self.kept.shape)}, but got "
-                f"{tuple(final.shape)}."
+                f"Expected `final` of the attacked batch's shape {tuple(self.kept.shape)}, got {tuple(final.shape)}."
             )
         mask = self.active.view(final.shape[0], *([1] * (final.dim() - 1)))
         return torch.where(mask, final, self.kept.to(final.dtype))

@@ -56,18 +56,16 @@ def pgd(
     r"""L-inf projected gradient ascent on ``objective`` around ``input``.
 
     Each step: $x' \leftarrow \Pi_{[x-\epsilon, x+\epsilon] \cap [lo, hi]}\big(x' + s\,
-    \mathrm{sign}(\nabla_{x'} L)\big)$. The model runs in eval mode (each submodule's mode is
-    restored afterwards); gradients are taken for the input only, also inside ``torch.no_grad()``
-    or ``torch.inference_mode()``. The iterate stays in float32 (float64 for float64 inputs); a
-    non-finite gradient entry counts as no signal. With ``validate_args`` the values of
-    ``input``, ``target`` and per-sample radii are checked in one read from the device.
+    \mathrm{sign}(\nabla_{x'} L)\big)$, the model in eval mode (modes restored afterwards) and
+    the gradient taken for the input only, also inside ``torch.no_grad()`` / ``inference_mode()``.
+    The iterate is float32 (float64 for float64 inputs); a non-finite gradient entry counts as 0.
+    ``validate_args`` checks the values of ``input``, ``target`` and per-sample radii (one read).
 
     Args:
         model: the network under attack (a DDP / DataParallel wrapper is unwrapped).
-        input: clean inputs in ``[clip_min, clip_max]``; bf16 / fp16 inputs are attacked in
-            float32 and the result is rounded to their dtype.
+        input: clean inputs in ``[clip_min, clip_max]`` (bf16 / fp16: attacked in float32, rounded back).
         target: soft labels $(N, C)$, integer labels $(N,)$, or what a callable objective takes.
-        config: the settings (:class:`PGDConfig`); ``None`` is ABSLD's attack.
+        config: the settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
         objective: ``"kl"``, ``"ce"``, ``"cw"`` (margin), ``"auto"`` (``"kl"`` for floating point
             ``target``, else ``"ce"``) or ``objective(output, target)`` returning the summed loss.
         eps: L-inf radius, a float or per-sample radii $(N,)$; replaces ``config.eps``.
@@ -78,8 +76,7 @@ def pgd(
         **settings: changes to the other fields of ``config`` (``steps=20``, ...).
 
     Shape:
-        - input: $(N, \dots)$
-        - target: $(N, C)$ or $(N,)$
+        - input: $(N, \dots)$; target: $(N, C)$ or $(N,)$
         - Output: like ``input``, within ``eps`` of it and inside ``[clip_min, clip_max]``, exactly
     """
     config, eps, step_size = configured(config, eps, step_size, settings)
@@ -121,9 +118,7 @@ def kl_pgd(
     r"""ABSLD's inner maximisation (Eq. 13): :func:`pgd` on $\mathrm{KL}(p \,\|\, \mathrm{softmax}(f(x') / \tau_s))$.
 
     Shape:
-        - input: $(N, \dots)$ in $[0, 1]$
-        - soft_labels: $(N, C)$ probabilities
-        - Output: like ``input``
+        - input: $(N, \dots)$; soft_labels: $(N, C)$ probabilities; Output: like ``input``
     """
     config, eps, step_size = configured(config, eps, step_size, settings)
     checking = values_checkable(config.validate_args)
@@ -141,13 +136,9 @@ def configured(
         changes["eps"] = eps
     if step_size is not None and not isinstance(step_size, Tensor):
         changes["step_size"] = step_size
-    base = config if config is not None else _DEFAULT_CONFIG
-    config = base.replace(**changes) if changes else base
-    return (
-        config,
-        eps if isinstance(eps, Tensor) else config.eps,
-        step_size if isinstance(step_size, Tensor) else config.step_size,
-    )
+    config = (config or _DEFAULT_CONFIG).replace(**changes) if changes else (config or _DEFAULT_CONFIG)
+    radius = eps if isinstance(eps, Tensor) else config.eps
+    return config, radius, step_size if isinstance(step_size, Tensor) else config.step_size
 
 
 def _attack(
@@ -176,7 +167,11 @@ def _attack(
         if isinstance(target, Tensor) and target.is_inference():  # cannot be saved for backward
             target = target.clone()
         eps, step_size = _per_sample(eps, "eps", input), _per_sample(step_size, "step_size", input)
-        generator = _seeded(seed, generator, input.device)
+        radii = (("eps", eps, True), ("step_size", step_size, False))
+        if seed is not None:
+            if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+                raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
+            generator = torch.Generator(device=input.device).manual_seed(int(seed))
         x = at_least_float32(input.detach())
         if x.is_inference():
             x = x.clone()
@@ -191,9 +186,21 @@ def _attack(
         ascent = compiled(_ascent_step, config.compile_mode) if config.compile else _ascent_step
         tracing = trace_input_gradients() if config.compile else contextlib.nullcontext()
         with eval_mode(attacked), torch.enable_grad(), tracing:
-            if checking:
-                probe = x[:1] if model_dtype is None else x[:1].to(model_dtype)
-                _check_values(attacked, input, probe, target, resolved, config, eps, step_size, model_name)
+            if checking:  # one read; labels against the class count of the model's output on one sample
+                checks = [input_flag(input, config.clip_min, config.clip_max)]
+                checks += [_radius_flag(v, n, z) for n, v, z in radii if isinstance(v, Tensor) and v.numel()]
+                objective_checks = getattr(resolved, "_value_checks", None)  # CountingObjective, EarlyStopping
+                if resolved == "kl":
+                    checks.append(probability_flag(target, "target"))
+                elif input.shape[0] and (resolved in ("ce", "cw") or objective_checks is not None):
+                    with torch.no_grad():
+                        output = attacked(x[:1] if model_dtype is None else x[:1].to(model_dtype))
+                    if objective_checks is not None:
+                        checks += objective_checks(output, target)
+                    elif not callable(resolved):
+                        check_output_width(output, target[:1], resolved, model_name)
+                        checks.append(label_range_flag(target, output.shape[1]))
+                raise_first(checks)
             if input.shape[0] == 0:
                 return input.detach().clone()
             lower, upper = projection_bounds(x, eps, config.clip_min, config.clip_max)
@@ -206,41 +213,6 @@ def _attack(
                     attacked, x_adv, lower, upper, target, resolved, step, temperature, scale, model_dtype, model_name
                 )
         return round_into_ball(x_adv, input, eps, config.clip_min, config.clip_max)
-
-
-def _check_values(
-    model: nn.Module,
-    input: Tensor,
-    probe: Tensor,
-    target: Tensor,
-    objective: ObjectiveName | ObjectiveFn,
-    config: PGDConfig,
-    eps: PerSample,
-    step_size: PerSample,
-    model_name: str,
-) -> None:
-    """The value checks of one attack in one read (with the flags other calls deferred).
-
-    Integer labels, and the labels of an objective with ``_value_checks(output, target)``
-    (:class:`~torch_absld.attack.CountingObjective`), are checked against the class count of
-    the model's output on the first sample ``probe`` (one forward without gradient).
-    """
-    checks = [input_flag(input, config.clip_min, config.clip_max)]
-    for name, value, allow_zero in (("eps", eps, True), ("step_size", step_size, False)):
-        if isinstance(value, Tensor) and value.numel() > 0:
-            checks.append(_radius_flag(value, name, allow_zero))
-    objective_checks = getattr(objective, "_value_checks", None)
-    if objective == "kl":
-        checks.append(probability_flag(target, "target"))
-    elif probe.shape[0] > 0 and (objective in ("ce", "cw") or objective_checks is not None):
-        with torch.no_grad():
-            output = model(probe)
-        if objective_checks is not None:
-            checks += objective_checks(output, target)
-        elif not callable(objective):
-            check_output_width(output, target[:1], objective, model_name)
-            checks.append(label_range_flag(target, output.shape[1]))
-    raise_first(checks)
 
 
 def _first_iterate(
@@ -283,21 +255,11 @@ def _ascent_step(
         loss = loss * loss_scale
     (grad,) = torch.autograd.grad(loss, x_adv)
     direction = torch.nan_to_num(grad, nan=0.0).sign_()
-    # step * (+-1 or 0) is exact, so add(alpha=) (one pass) equals x_adv + step * direction.
     if isinstance(step_size, Tensor):
         moved = torch.addcmul(x_adv.detach(), direction, step_size)
     else:
         moved = torch.add(x_adv.detach(), direction, alpha=step_size)
     return torch.clamp(moved, lower, upper)
-
-
-def _seeded(seed: object, generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
-    """A generator seeded with ``seed`` on ``device``, or ``generator`` when ``seed`` is None."""
-    if seed is None:
-        return generator
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
-    return torch.Generator(device=device).manual_seed(int(seed))
 
 
 def _radius_flag(value: Tensor, name: str, allow_zero: bool) -> ValueCheck:
@@ -311,7 +273,7 @@ def _radius_flag(value: Tensor, name: str, allow_zero: bool) -> ValueCheck:
 
 
 def _per_sample(value: PerSample, name: str, input: Tensor) -> PerSample:
-    """A scalar as it is; a per-sample tensor checked (shape, dtype, device; values in :func:`_check_values`)."""
+    """A scalar as it is; a per-sample tensor checked (shape, dtype, device), detached."""
     if not isinstance(value, Tensor):
         return value
     batch = input.shape[0]
@@ -337,6 +299,6 @@ def run_pgd(
     start: Tensor | None = None,
     validated: bool = False,
 ) -> Tensor:
-    """Internal: call :func:`_pgd` (after the caller's own checks) instead."""
+    """Internal, for callers not yet on :func:`_pgd` (the unchecked twin of :func:`pgd`); ``validated`` skips values."""
     checking = values_checkable(config.validate_args) and not validated
     return _attack(model, input, target, config, objective, eps, step_size, generator, None, start, checking)

@@ -34,10 +34,9 @@ class _Setting(Generic[T]):
 class KLPGDAttack(nn.Module):
     r"""L-inf PGD (:func:`~torch_absld.pgd`) as a module holding its :class:`PGDConfig`.
 
-    With probabilities $(N, C)$ as the target it is ABSLD's KL-PGD (Eq. 13), with integer labels
-    $(N,)$ CE-PGD; ``objective="cw"`` gives the CW-inf margin attack. The model is held by
-    reference, not as a submodule (the attack's ``state_dict`` holds no weights). The settings
-    read as attributes (``attack.eps``, ``attack.steps``); ``attack.config`` is the whole.
+    With probabilities $(N, C)$ as the target it is ABSLD's KL-PGD (Eq. 13), with labels $(N,)$
+    CE-PGD. The model is held by reference (the ``state_dict`` holds no weights). The settings
+    read as attributes (``attack.eps``); ``attack.config`` is the whole.
 
     Args:
         model: the network under attack (a DDP wrapper is unwrapped).
@@ -89,9 +88,9 @@ class KLPGDAttack(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
-        for name, value in (("eps", eps), ("step_size", step_size)):
-            if isinstance(value, Tensor):
-                raise TypeError(f"Expected `{name}` to be a float; pass per-sample tensors when calling the attack.")
+        if isinstance(eps, Tensor) or isinstance(step_size, Tensor):
+            name = "eps" if isinstance(eps, Tensor) else "step_size"
+            raise TypeError(f"Expected `{name}` to be a float; pass per-sample tensors when calling the attack.")
         self.config: PGDConfig = configured(config, eps, step_size, settings)[0]
         check_objective(objective)
         self.objective = objective
@@ -133,25 +132,9 @@ class KLPGDAttack(nn.Module):
         step_size: PerSample | None,
         checking: bool,
     ) -> Tensor:
-        config = self.config
-        if not (eps is None or isinstance(eps, Tensor)) or not (step_size is None or isinstance(step_size, Tensor)):
-            config, eps, step_size = configured(config, eps, step_size, {})
-        eps = config.eps if eps is None else eps
-        step_size = config.step_size if step_size is None else step_size
-        return _attack(
-            self.model,
-            input,
-            target,
-            config,
-            self.objective,
-            eps,
-            step_size,
-            self.generator,
-            seed,
-            None,
-            checking,
-            self._model_name,
-        )
+        config, eps, step_size = configured(self.config, eps, step_size, {})
+        args = (self.objective, eps, step_size, self.generator, seed, None, checking, self._model_name)
+        return _attack(self.model, input, target, config, *args)
 
     def extra_repr(self) -> str:
         objective = getattr(self.objective, "__name__", self.objective)

@@ -110,13 +110,10 @@ def check_target(
     return target
 
 
-def check_output_width(
-    output: Any, target: Tensor, objective: ObjectiveName, name: str = "model", *, blame_output: bool = False
-) -> None:
+def check_output_width(output: Any, target: Tensor, objective: ObjectiveName, name: str = "model") -> None:
     """Raise unless ``output`` is logits $(N, C)$, of the shape of the soft labels ``target`` for ``"kl"``.
 
-    A class-count mismatch names ``target``, or the model ``name`` with ``blame_output`` (soft
-    labels a training step made from its teacher).
+    A class-count mismatch names ``target``, or a training step's model (soft labels from its teacher).
     """
     if not isinstance(output, Tensor) or output.dim() != 2:
         got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
@@ -127,7 +124,7 @@ def check_output_width(
         )
     if objective != "kl" or output.shape == target.shape:
         return
-    if blame_output:
+    if name not in ("model", "logits", "output"):
         raise ValueError(
             f"Expected `{name}` to return logits of shape (N, C) = {tuple(target.shape)} like the soft labels, "
             f"but got {tuple(output.shape)}: the student and the teacher must have the same number of classes."
@@ -148,5 +145,5 @@ def summed_objective(
             shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
             raise ValueError(f"Expected the callable `objective` to return a scalar tensor, but got {shape}.")
         return loss
-    check_output_width(output, target, objective, name, blame_output=name != "model")
+    check_output_width(output, target, objective, name)
     return _attack_objective(output, target, objective, student_temperature=student_temperature)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import numbers
 import warnings
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 import torch
@@ -15,9 +16,9 @@ from torch.utils.data import DistributedSampler
 
 from .._internal.checks import (
     ProcessGroupArg,
-    ValueCheck,
     check_bool,
     check_finite_number,
+    check_integer_labels,
     check_num_classes,
     check_positive,
     check_process_group,
@@ -29,9 +30,8 @@ from .._internal.checks import (
 from .._internal.distributed import all_reduce_sum, is_distributed
 from .._internal.keyed import keyed_uniform
 from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
-from ..attack import PGDConfig
 from ..attack.engine import _pgd
-from .autoattack import auto_attack
+from .autoattack import auto_attack, check_logits_of
 from .metrics import ClassAccuracy, class_accuracy_summary, worst_class_count
 from .protocol import ATTACKS, attack_config, resolve_attack_settings
 from .report import ATTACK_LABELS, RobustnessReport
@@ -58,29 +58,20 @@ def evaluate_robustness(
 ) -> RobustnessReport:
     r"""Per-class accuracy of ``model`` on ``loader``, clean and under each attack, in one pass.
 
-    Each batch is attacked by each attack in turn (white-box, L-inf; the protocol is
-    :func:`default_attack_settings`: FGSM, PGD and CW through :func:`torch_absld.pgd`,
-    AutoAttack through ``pyautoattack``) and the predictions counted per class. *Avg.* is the
-    accuracy over all samples, *Worst* the lowest class accuracy (or the mean of the worst
-    $\lceil f \cdot C \rceil$ classes), *Overall* $= (\text{Avg.} + \text{Worst}) / 2$.
-
-    - The model runs in eval mode with its parameters frozen; both are restored, ``.grad`` is
-      untouched. It may be called inside ``torch.no_grad()`` or ``torch.inference_mode()``.
-    - Deterministic given ``seed``: PGD's uniform start of a sample is a hash of ``seed`` and the
-      sample, whatever the batch, order or rank (AutoAttack's restarts draw per batch).
-    - Under ``torch.distributed`` the counts of all ranks are summed with one ``all_reduce``, a
-      collective: **every rank** of ``process_group`` must call this function (``False``: this
-      rank alone). The duplicates a ``DistributedSampler`` pads shards with are not counted.
-    - Empty batches are skipped; every class must appear in the data.
-    - ``validate_args`` checks each batch's label and input values (one read from the device
-      per batch); the counts are read once, at the end.
+    Each batch is attacked by each attack in turn (white-box, L-inf, :func:`default_attack_settings`)
+    and the predictions counted per class. *Avg.* is the accuracy over all samples, *Worst* the
+    mean of the $\lceil f \cdot C \rceil$ lowest class accuracies, *Overall* their mean. The model
+    runs in eval mode with its parameters frozen (both restored). PGD's uniform start of a sample
+    is a hash of ``seed`` and the sample (the same in any batch, order or rank). Under
+    ``torch.distributed`` the counts are summed with one ``all_reduce`` (a collective: every rank
+    of ``process_group`` must call; ``False``: this rank alone), leaving out the duplicates a
+    ``DistributedSampler`` pads with. Empty batches are skipped; every class must appear.
 
     Args:
-        model: network returning logits $(N, C)$ for inputs in ``[clip_min, clip_max]`` (a DDP
-            wrapper is unwrapped; the model is not moved).
+        model: network returning logits $(N, C)$ (a DDP wrapper is unwrapped; not moved).
         loader: iterable of ``(input, target)`` batches (extra elements are ignored).
         num_classes: number of classes $C$.
-        attacks: names from ``("clean", "fgsm", "pgd", "cw", "autoattack")``, in report order.
+        attacks: names from :data:`ATTACKS`, in report order.
         eps: L-inf radius, ``>= 0`` (8/255 in the paper); ``0`` makes every attack clean.
         device: where batches go; ``None`` is the device of the model's parameters.
         worst_fraction: fraction of the classes *Worst* averages (see :func:`worst_class_count`).
@@ -88,18 +79,15 @@ def evaluate_robustness(
         seed: seed of the random starts (PGD) and of AutoAttack.
         clip_min: lower end of the valid input range.
         clip_max: upper end of the valid input range.
-        attack_overrides: per-attack changes to the protocol, e.g. ``{"pgd": {"steps": 50}}``
-            (see :func:`resolve_attack_settings`).
-        process_group: ranks that share the evaluation; ``None`` is the default group; ``False``
-            is this rank alone.
-        validate_args: check the values of every batch.
+        attack_overrides: per-attack changes, e.g. ``{"pgd": {"steps": 50}}`` (:func:`resolve_attack_settings`).
+        process_group: ranks that share the evaluation; ``None`` is the default group.
+        validate_args: check each batch's label and input values (one read from the device per batch).
 
     Returns:
-        A :class:`~torch_absld.RobustnessReport`: ``report["pgd"].worst``, ``print(report)``.
+        A :class:`~torch_absld.RobustnessReport` (``report["pgd"].worst``, ``print(report)``).
 
     Shape:
-        - input batches: $(N, \dots)$ floating point in ``[clip_min, clip_max]``
-        - target batches: $(N,)$ integers in $[0, C)$
+        - input batches: $(N, \dots)$ in ``[clip_min, clip_max]``; target batches: $(N,)$ in $[0, C)$
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
@@ -127,29 +115,43 @@ def evaluate_robustness(
     remaining = _samples_to_count(loader)
     bar = _progress_bar(loader, progress, process_group)
     checked_output = False
+
+    def adversarial(name: str, x: Tensor, y: Tensor) -> Tensor:
+        setting, config = settings[name], configs[name]
+        if config is None:  # clean, or a zero radius
+            return x
+        if name == "autoattack":
+            options = {key: setting[key] for key in ("version", "attacks", "batch_size")}
+            options |= {"eps": config.eps, "seed": seed, "device": x.device, "clip_min": clip_min, "clip_max": clip_max}
+            return auto_attack(evaluated, x, y, num_classes=num_classes, validate_args=False, **options)
+        uniform = setting["random_start"] == "uniform"
+        start = x.float() + (2 * keyed_uniform(x, seed) - 1) * config.eps if uniform else None
+        return _pgd(evaluated, x, y, config=config, objective=setting["objective"], start=start)
+
     try:
         with frozen_model(evaluated):
             for index, batch in enumerate(loader):
                 if remaining is not None and remaining <= 0:
                     break
-                x, y = _checked_batch(batch, index)
+                with _in_batch(index):
+                    x, y = _checked_batch(batch)
                 if remaining is not None:
                     x, y = x[:remaining], y[:remaining]
                     remaining -= x.shape[0]
                 x, y = x.to(target_device), y.to(target_device)
                 if x.shape[0] > 0:  # an empty batch (the end of a sharded epoch) has nothing to count
                     if checking:
-                        checks = [label_range_flag(y, num_classes, "target"), input_flag(x, clip_min, clip_max)]
-                        raise_first([_in_batch(check, index) for check in checks])
+                        with _in_batch(index):
+                            raise_first([label_range_flag(y, num_classes), input_flag(x, clip_min, clip_max)])
                     if not checked_output:  # the model's output, before any attack needs it
                         with torch.no_grad():
-                            _check_logits(evaluated(as_model_input(evaluated, x)), x.shape[0], num_classes)
+                            check_logits_of(evaluated(as_model_input(evaluated, x)), x.shape[0], num_classes)
                         checked_output = True
-                    for name, setting in settings.items():
-                        x_adv = _adversarial(name, setting, configs[name], evaluated, x, y, num_classes, seed)
+                    for name in settings:
+                        x_adv = adversarial(name, x, y)
                         with torch.no_grad():
                             logits = evaluated(as_model_input(evaluated, x_adv))
-                        _check_logits(logits, x.shape[0], num_classes)
+                        check_logits_of(logits, x.shape[0], num_classes)
                         metrics[name]._update(logits, y)
                 if bar is not None:
                     bar.update(1)
@@ -187,92 +189,30 @@ def _samples_to_count(loader: Iterable[Any]) -> int | None:
     dataset_size = len(sampler.dataset)  # type: ignore[arg-type]
     if sampler.drop_last:
         if dataset_size % sampler.num_replicas:
-            warnings.warn(
-                f"The loader's DistributedSampler has drop_last=True: {dataset_size % sampler.num_replicas} "
-                "sample(s) of the dataset are not evaluated. Use drop_last=False to evaluate all of them.",
-                stacklevel=3,
-            )
+            dropped = dataset_size % sampler.num_replicas
+            warnings.warn(f"The DistributedSampler has drop_last=True: {dropped} sample(s) left out.", stacklevel=3)
         return None
     # The padding repeats the first indices at the end; rank r's positions >= dataset_size are its last ones.
     return len(range(sampler.rank, dataset_size, sampler.num_replicas))
 
 
-def _checked_batch(batch: Any, index: int) -> tuple[Tensor, Tensor]:
-    """Batch ``index`` as (input, int64 labels), its types and shapes checked."""
+def _checked_batch(batch: Any) -> tuple[Tensor, Tensor]:
+    """A batch as (input, int64 labels), its types and shapes checked."""
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise TypeError(
-            f"Expected `loader` to yield (input, target) pairs, but batch {index} is {type(batch).__name__}."
-        )
-    x, y = batch[0], batch[1]
+        raise TypeError(f"Expected (input, target) pairs, but got {type(batch).__name__}.")
+    x = batch[0]
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1:
-        raise TypeError(
-            f"Expected `loader` to yield floating point inputs of shape (N, ...), but batch {index} has {x!r:.80}."
-        )
-    if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() != 1:
-        raise TypeError(
-            f"Expected `loader` to yield integer class labels of shape (N,) (any integer dtype), but batch {index} has "
-            f"{getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}."
-        )
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"Expected `loader` to yield as many labels as inputs, but batch {index} has {y.shape[0]} and {x.shape[0]}."
-        )
-    return x, y.long()
+        raise TypeError(f"Expected a floating point `input` of shape (N, ...), but got {x!r:.80}.")
+    return x, check_integer_labels(batch[1], None, batch_size=x.shape[0], check_values=False)
 
 
-def _in_batch(check: ValueCheck, index: int) -> ValueCheck:
-    """``check`` with its error naming batch ``index`` of ``loader``."""
-    flag, raise_error = check
-
-    def raise_in_batch() -> None:
-        try:
-            raise_error()
-        except ValueError as error:
-            raise ValueError(f"In batch {index} of `loader`: {error}") from None
-
-    return flag, raise_in_batch
-
-
-def _adversarial(
-    name: str,
-    setting: Mapping[str, Any],
-    config: PGDConfig | None,
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    num_classes: int,
-    seed: int,
-) -> Tensor:
-    """The batch under attack ``name`` (values already checked)."""
-    if config is None:  # clean, or a zero radius
-        return x
-    eps = config.eps
-    if name == "autoattack":
-        options = {key: setting[key] for key in ("version", "attacks", "batch_size")}
-        return auto_attack(
-            model,
-            x,
-            y,
-            num_classes=num_classes,
-            eps=eps,
-            seed=seed,
-            device=x.device,
-            clip_min=config.clip_min,
-            clip_max=config.clip_max,
-            validate_args=False,
-            **options,
-        )
-    start = x.float() + (2 * keyed_uniform(x, seed) - 1) * eps if setting["random_start"] == "uniform" else None
-    return _pgd(model, x, y, config=config, objective=setting["objective"], start=start)
-
-
-def _check_logits(logits: Any, batch_size: int, num_classes: int) -> None:
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or tuple(logits.shape) != (batch_size, num_classes):
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(
-            f"Expected `model` to return logits of shape (N, num_classes) = ({batch_size}, {num_classes}), "
-            f"but got {shape}. Check `num_classes`."
-        )
+@contextlib.contextmanager
+def _in_batch(index: int) -> Iterator[None]:
+    """Errors raised inside name batch ``index`` of ``loader``."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"In batch {index} of `loader`: {error}") from None
 
 
 def _running_text(metrics: Mapping[str, ClassAccuracy]) -> str:
