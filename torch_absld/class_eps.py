@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from typing_extensions import Self, TypedDict
+from typing_extensions import Self
 
 from ._internal.checks import (
     ProcessGroupArg,
@@ -23,7 +23,7 @@ from ._internal.checks import (
 from ._internal.modules import loaded_tensor
 from .stats import ClassStatistics, class_means
 
-__all__ = ["CalibratedEpsilon", "CalibrationOptions", "ClassEpsilon", "class_calibration"]
+__all__ = ["CalibratedEpsilon", "ClassEpsilon", "EpochController"]
 
 DEFAULT_LAMBDA_EPS = 0.3
 r"""CFA's base budget $\lambda_1$ for TRADES (paper Sec. 5.1)."""
@@ -39,13 +39,69 @@ def checked_labels(stats: ClassStatistics, target: Tensor, batch_size: int | Non
     return target, label_range_flag(target, stats.num_classes)
 
 
-class ClassEpsilon(ClassStatistics):
+def checked_counters(state: Any, *names: str) -> tuple[int, ...]:
+    """The ints ``names`` (>= 0) of an extra state dict; raise if one is missing or bad."""
+    values = [state.get(name) if isinstance(state, dict) else None for name in names]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        listed = ", ".join(f"'{name}'" for name in names)
+        raise ValueError(f"Expected the extra state to be a dict with ints {listed} >= 0, but got {state!r}.")
+    return tuple(values)  # type: ignore[arg-type]
+
+
+def finite_flag(synced: Tensor) -> ValueCheck:
+    """Whether an epoch's synced sums hold a value that is not finite, and the error."""
+
+    def raise_error() -> None:
+        raise ValueError(f"Expected finite accumulated statistics at `step()`, but got {synced.tolist()}.")
+
+    return ~torch.isfinite(synced).all(), raise_error
+
+
+class EpochController(ClassStatistics):
+    """Per-class sums whose buffers keep their dtype under casts, :attr:`counters` saved, buffers checked on load."""
+
+    counters: tuple[str, ...] = ("epochs_stepped",)
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
+        """Follow device moves; keep the buffers' dtypes under whole-module casts (``.half()``)."""
+        kept = dict(self._buffers)
+        super()._apply(fn, recurse)
+        for name, buffer in kept.items():
+            if buffer is not None:
+                self._buffers[name] = buffer.to(device=self._buffers[name].device)  # type: ignore[union-attr]
+        return self
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The counters."""
+        return {name: getattr(self, name) for name in self.counters}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore what :meth:`get_extra_state` saved."""
+        for name, value in zip(self.counters, checked_counters(state, *self.counters)):
+            setattr(self, name, value)
+
+    def buffer_error(self, name: str, values: Tensor) -> str | None:
+        """What a loaded buffer (float64, on the CPU) was expected to be, when it is bad; else ``None``."""
+        return None if bool(torch.isfinite(values).all()) else "to be finite"
+
+    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
+        """Reject bad buffers and counters before anything is copied."""
+        for name, buffer in self._buffers.items():
+            loaded = None if buffer is None else loaded_tensor(state_dict, prefix, name, buffer)
+            values = None if loaded is None else loaded.detach().to("cpu", torch.float64)
+            expected = None if values is None else self.buffer_error(name, values)
+            if values is not None and expected is not None:
+                raise ValueError(f"Expected the loaded `{name}` {expected}, but got {values.tolist()}.")
+        if prefix + "_extra_state" in state_dict:
+            checked_counters(state_dict[prefix + "_extra_state"], *self.counters)
+
+
+class ClassEpsilon(EpochController):
     r"""Per-class scales $s \in \mathbb{R}^C$ of an attack radius: class $k$ is attacked within $s_k\,\epsilon$.
 
-    A :class:`~torch_absld.stats.ClassStatistics` of $S$ per-sample quantities; subclasses add a
-    batch with ``update`` and say in :meth:`rule` how the epoch's synced sums set the scales.
-    :meth:`step` syncs, applies the rule once epoch ``begin_epoch`` is next, resets the sums and
-    counts the epoch. Scales start at 1; ``state_dict()`` holds scales, partial sums and counters.
+    Subclasses add a batch's $S$ per-sample quantities with ``update`` and say in :meth:`rule` how
+    the epoch's synced sums set the scales. :meth:`step` syncs, applies the rule once epoch
+    ``begin_epoch`` is next, resets the sums and counts the epoch. Scales start at 1.
 
     Args:
         num_classes: number of classes $C$.
@@ -58,6 +114,7 @@ class ClassEpsilon(ClassStatistics):
     """
 
     scale: Tensor
+    counters = ("epochs_stepped", "updates")
 
     def __init__(
         self,
@@ -91,7 +148,7 @@ class ClassEpsilon(ClassStatistics):
         r"""Each sample's radius $s_{y_i}\,\epsilon$ and step, for ``attack(x, y, eps=..., step_size=...)``.
 
         With ``scale_step`` the step is ``step_size`` times the largest scale of the classes in the
-        batch, or of those marked in ``present`` (the union of the ranks' batches under ``torch.distributed``).
+        batch, or of those in ``present`` (under ``torch.distributed``, the union of the ranks' batches).
 
         Shape:
             - target: $(N,)$ integer classes; present: $(C,)$ bool
@@ -135,7 +192,7 @@ class ClassEpsilon(ClassStatistics):
         synced = self.synced()
         new, checks = self.rule(synced, self.updates + 1) if self.calibrating else ({}, [])
         if values_checkable(self.validate_args):
-            raise_first([_finite_flag(synced), *checks])
+            raise_first([finite_flag(synced), *checks])
         for name, value in new.items():
             getattr(self, name).copy_(value)
         self.updates += int(self.calibrating)
@@ -143,110 +200,24 @@ class ClassEpsilon(ClassStatistics):
         self.epochs_stepped += 1
         return self.scale
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
-        """Follow device moves; keep the float64 buffers under whole-module casts (``.half()``)."""
-        kept = dict(self._buffers)
-        super()._apply(fn, recurse)
-        for name, buffer in kept.items():
-            if buffer is not None:
-                self._buffers[name] = buffer.to(device=self._buffers[name].device)  # type: ignore[union-attr]
-        return self
-
-    def get_extra_state(self) -> dict[str, Any]:
-        """The epoch and update counters."""
-        return {"epochs_stepped": self.epochs_stepped, "updates": self.updates}
-
-    def set_extra_state(self, state: Any) -> None:
-        """Restore what :meth:`get_extra_state` saved."""
-        self.epochs_stepped, self.updates = checked_counters(state, "epochs_stepped", "updates")
-
-    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject buffers not finite (``scale``, ``class_beta``: or negative) and bad counters, before any copy."""
-        for name, buffer in self._buffers.items():
-            loaded = None if buffer is None else loaded_tensor(state_dict, prefix, name, buffer)
-            if loaded is None:
-                continue
-            values = loaded.detach().to("cpu", torch.float64)
-            nonnegative = name in ("scale", "class_beta")
-            if not bool(torch.isfinite(values).all()) or (nonnegative and bool((values < 0).any())):
-                bound = " and >= 0" if nonnegative else ""
-                raise ValueError(f"Expected the loaded `{name}` to be finite{bound}, but got {values.tolist()}.")
-        if prefix + "_extra_state" in state_dict:
-            checked_counters(state_dict[prefix + "_extra_state"], "epochs_stepped", "updates")
+    def buffer_error(self, name: str, values: Tensor) -> str | None:
+        """Buffers finite; ``scale`` and ``class_beta`` also >= 0."""
+        if name in ("scale", "class_beta") and not bool((torch.isfinite(values) & (values >= 0)).all()):
+            return "to be finite and >= 0"
+        return super().buffer_error(name, values)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, begin_epoch={self.begin_epoch}, scale_step={self.scale_step}"
 
 
-def _finite_flag(synced: Tensor) -> ValueCheck:
-    def raise_error() -> None:
-        raise ValueError(f"Expected finite accumulated statistics at `step()`, but got {synced.tolist()}.")
-
-    return ~torch.isfinite(synced).all(), raise_error
-
-
-def checked_counters(state: Any, *names: str) -> Any:
-    """The ints ``names`` >= 0 of an extra state dict (one, or a tuple of several); raise if one is missing or bad."""
-    values = [state.get(name) if isinstance(state, dict) else None for name in names]
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
-        listed = ", ".join(f"'{name}'" for name in names)
-        raise ValueError(f"Expected the extra state to be a dict with ints {listed} >= 0, but got {state!r}.")
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def class_calibration(
-    previous: Tensor, accuracy: Tensor, present: Tensor, *, lam: float, base: float, validate_args: bool = True
-) -> Tensor:
-    r"""CFA's calibration $(\lambda + t_k)\cdot b$ of each class seen, from its accuracy $t_k$ (Eqs. 6 and 7).
-
-    $b = 1$: the radius scale (CCM, $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$); $b = \beta$: the
-    class-wise TRADES weight (CCR, $\beta_k = (\lambda_2 + t_k)\,\beta$). No clipping (paper and
-    official code). Classes outside ``present`` keep ``previous``.
-
-    Shape:
-        - previous, accuracy, present: $(C,)$
-        - Output: $(C,)$, dtype of ``previous``
-
-    Example:
-        >>> class_calibration(torch.ones(3), torch.tensor([0.5, 0.2, 0.0]), torch.tensor([True, True, False]),
-        ...                   lam=0.3, base=1.0)
-        tensor([0.8000, 0.5000, 1.0000])
-    """
-    lam = check_positive(lam, "lam", allow_zero=True)
-    base = check_positive(base, "base", allow_zero=True)
-    for name, value in (("previous", previous), ("accuracy", accuracy), ("present", present)):
-        if not isinstance(value, Tensor) or value.dim() != 1 or value.shape != previous.shape:
-            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(f"Expected `{name}` of shape (C,), one value per class like `previous`, but got {got}.")
-    if present.dtype != torch.bool or not previous.is_floating_point():
-        raise TypeError(
-            f"Expected a bool `present` and a floating point `previous`, but got {present.dtype} and {previous.dtype}."
-        )
-    if values_checkable(validate_args):
-        detached = accuracy.detach()
-
-        def raise_error() -> None:
-            raise ValueError(
-                f"Expected `accuracy` in [0, 1] for every class in `present`, but got {detached.tolist()}."
-            )
-
-        raise_first([((present & ~((detached >= 0) & (detached <= 1))).any(), raise_error)])
-    return _calibration(previous, accuracy, present, lam, base)
-
-
 def _calibration(previous: Tensor, accuracy: Tensor, present: Tensor, lam: float, base: float) -> Tensor:
+    r"""CFA's $(\lambda + t_k)\,b$ for each class in ``present`` from its accuracy $t_k$, else ``previous`` (Eqs. 6, 7).
+
+    $b = 1$: the radius scale (CCM); $b = \beta$: the class-wise TRADES weight (CCR). No clipping, as
+    the paper and the official code. All $(C,)$.
+    """
     calibrated = (lam + accuracy.to(torch.float64)) * base
     return torch.where(present, calibrated, previous.to(torch.float64)).to(previous.dtype)
-
-
-class CalibrationOptions(TypedDict, total=False):
-    """Keyword options of :class:`CalibratedEpsilon`, passed on by :class:`~torch_absld.CFALoss`."""
-
-    lambda_eps: float
-    beta: float
-    lambda_beta: float | None
-    begin_epoch: int
-    process_group: ProcessGroupArg
 
 
 class CalibratedEpsilon(ClassEpsilon):
@@ -255,7 +226,7 @@ class CalibratedEpsilon(ClassEpsilon):
     :meth:`update` adds whether each training sample's adversarial logits predict its label; at the
     end of the epoch :meth:`step` sets, from each class's robust accuracy $t_k$ over the epoch,
     $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$ and $\beta_k = (\lambda_2 + t_k)\,\beta$ (Eqs. 6 and 7,
-    :func:`class_calibration`) for the next epoch. Both start at $\epsilon$ and $\beta$; a class absent
+    :func:`_calibration`) for the next epoch. Both start at $\epsilon$ and $\beta$; a class absent
     from an epoch keeps its values. The per-class mean equals the official count divided by $N / C$
     on a balanced training set.
 

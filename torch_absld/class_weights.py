@@ -2,17 +2,12 @@ r"""Per-class loss weights from each class's vulnerability (Fair-ARD), updated o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
-
 import torch
 from torch import Tensor
-from typing_extensions import Self
 
 from ._internal.checks import ProcessGroupArg, ValueCheck, check_positive, raise_first, values_checkable
-from ._internal.modules import loaded_tensor
-from .class_eps import _finite_flag, checked_counters, checked_labels
-from .stats import ClassStatistics, class_means
+from .class_eps import EpochController, checked_labels, finite_flag
+from .stats import class_means
 
 __all__ = ["VulnerabilityWeights", "vulnerability_weights"]
 
@@ -93,7 +88,7 @@ def _weights(
     return torch.where(present, clamped, weights.to(torch.float64)).to(weights.dtype)
 
 
-class VulnerabilityWeights(ClassStatistics):
+class VulnerabilityWeights(EpochController):
     r"""Fair-ARD's per-class weights $w \in \mathbb{R}^C$, driven by each class's vulnerability $\bar\kappa$.
 
     A :class:`~torch_absld.stats.ClassStatistics` of $\kappa_i$, the number of iterates of the
@@ -138,13 +133,6 @@ class VulnerabilityWeights(ClassStatistics):
         self.epochs_stepped = 0
         self.register_buffer("weights", torch.ones(self.num_classes, dtype=torch.float32))
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
-        """Follow device moves but keep the weights in float32 under whole-module casts (``.half()``)."""
-        weights = self.weights
-        super()._apply(fn, recurse)
-        self.weights = weights.to(device=self.weights.device)
-        return self
-
     def forward(self, target: Tensor) -> Tensor:
         """Each sample's class weight $w_{y_i}$, $(N,)$ float32, for labels $(N,)$."""
         target, flag = checked_labels(self, target)
@@ -172,34 +160,20 @@ class VulnerabilityWeights(ClassStatistics):
         """
         synced = self.synced()
         if values_checkable(self.validate_args):
-            raise_first([_finite_flag(synced)])
+            raise_first([finite_flag(synced)])
         means, present = class_means(synced)
         self.weights.copy_(_weights(self.weights, means[0], present, self.beta, self.min_weight, self.max_weight))
         self.reset()
         self.epochs_stepped += 1
         return self.weights
 
-    def get_extra_state(self) -> dict[str, Any]:
-        """The epoch counter."""
-        return {"epochs_stepped": self.epochs_stepped}
-
-    def set_extra_state(self, state: Any) -> None:
-        """Restore what :meth:`get_extra_state` saved."""
-        self.epochs_stepped = checked_counters(state, "epochs_stepped")
-
-    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject weights that are neither 1 nor in ``[min_weight, max_weight]``, and a bad counter, before any copy."""
-        weights = loaded_tensor(state_dict, prefix, "weights", self.weights)
-        if weights is not None:
-            values = weights.detach().to("cpu", torch.float64)
-            inside = (values >= self.min_weight * (1 - 1e-6)) & (values <= self.max_weight * (1 + 1e-6))
-            if not bool((torch.isfinite(values) & (inside | (values == 1))).all()):
-                raise ValueError(
-                    f"Expected the loaded `weights` to be finite and > 0, each 1 or in [min_weight, max_weight] = "
-                    f"[{self.min_weight:.4g}, {self.max_weight:.4g}], but got {values.tolist()}."
-                )
-        if prefix + "_extra_state" in state_dict:
-            checked_counters(state_dict[prefix + "_extra_state"], "epochs_stepped")
+    def buffer_error(self, name: str, values: Tensor) -> str | None:
+        """Each weight is 1 (never set) or in ``[min_weight, max_weight]`` (float32 rounding allowed)."""
+        inside = (values >= self.min_weight * (1 - 1e-6)) & (values <= self.max_weight * (1 + 1e-6))
+        if bool((torch.isfinite(values) & (inside | (values == 1))).all()):
+            return None
+        bounds = f"[{self.min_weight:.4g}, {self.max_weight:.4g}]"
+        return f"to be finite and > 0, each 1 or in [min_weight, max_weight] = {bounds}"
 
     def extra_repr(self) -> str:
         return (

@@ -2,13 +2,12 @@ r"""FRL's Lagrange multipliers (Xu et al. 2021, Reweight + Remargin): class weig
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from typing_extensions import TypedDict
 
 from ._internal.checks import (
     ProcessGroupArg,
@@ -16,14 +15,12 @@ from ._internal.checks import (
     check_integer,
     check_positive,
     check_unit_interval,
-    raise_first,
-    values_checkable,
 )
 from ._internal.distributed import all_reduce_sum, is_distributed
 from .class_eps import ClassEpsilon
 from .validation import _record_correct, record_correct
 
-__all__ = ["FRLMultipliers", "FRLOptions", "frl_class_weights", "frl_multiplier_update"]
+__all__ = ["FRLMultipliers", "frl_class_weights"]
 
 DEFAULT_THRESHOLD = 0.05
 r"""The fairness threshold $\tau$ of both constraints (the ABSLD paper's Reweight+Remargin setting)."""
@@ -46,20 +43,23 @@ def _project(multipliers: Tensor, limit: float) -> Tensor:
     return torch.where(total > limit, positive * (limit / total), positive)
 
 
-def frl_multiplier_update(
+def _threshold_pair(threshold: Any) -> tuple[float, float]:
+    pair = threshold if isinstance(threshold, Sequence) and not isinstance(threshold, str) else (threshold, threshold)
+    if len(pair) != 2:
+        raise ValueError(f"Expected `threshold` to be a number or a pair of numbers, but got {threshold!r}.")
+    return check_unit_interval(pair[0], "threshold"), check_unit_interval(pair[1], "threshold")
+
+
+def _multiplier_update(
     multipliers: Tensor,
-    class_clean: Tensor,
-    class_robust: Tensor,
-    clean: Tensor,
-    robust: Tensor,
-    *,
-    threshold: tuple[float, float] = (DEFAULT_THRESHOLD, DEFAULT_THRESHOLD),
-    rate: float = DEFAULT_RATE,
-    eps_rate: float = DEFAULT_EPS_RATE,
-    limit: float = DEFAULT_LIMIT,
-    validate_args: bool = True,
+    class_accuracy: Tensor,
+    accuracy: Tensor,
+    threshold: tuple[float, float],
+    rate: float,
+    eps_rate: float,
+    limit: float,
 ) -> Tensor:
-    r"""One update of FRL's multipliers from validation accuracies (``frl_train`` of ``utils_frl2.py``).
+    r"""One update of FRL's multipliers from validation accuracies (``frl_train`` of ``utils_frl2.py``), unchecked.
 
     With each class's natural error $e_k = 1 - a_k$ and boundary error $b_k = a_k - r_k$ (clean minus
     robust accuracy), and $E$, $B$ the same over the whole split:
@@ -71,66 +71,12 @@ def frl_multiplier_update(
 
     $\Pi$ clamping at 0 and scaling down to a sum of ``limit`` when above it. In float64.
 
-    Args:
-        multipliers: $(\lambda^{nat}, \lambda^{bndy}, \lambda^{\epsilon})$ stacked, $(3, C)$.
-        class_clean: each class's clean accuracy $a_k$, $(C,)$.
-        class_robust: each class's robust accuracy $r_k$, $(C,)$.
-        clean: the clean accuracy over the whole split, a scalar.
-        robust: the robust accuracy over the whole split, a scalar.
-        threshold: $(\tau_1, \tau_2)$.
-        rate: $\alpha_1$.
-        eps_rate: $\alpha_2$.
-        limit: the bound of $\Pi$.
-        validate_args: check the values (one read from the device).
-
     Shape:
+        - multipliers: $(3, C)$, $(\lambda^{nat}, \lambda^{bndy}, \lambda^{\epsilon})$
+        - class_accuracy: $(2, C)$ clean $a_k$ and robust $r_k$; accuracy: $(2,)$ over the split
         - Output: $(3, C)$ float64
     """
-    threshold = _threshold_pair(threshold)
-    rate = check_positive(rate, "rate", allow_zero=True)
-    eps_rate = check_positive(eps_rate, "eps_rate", allow_zero=True)
-    limit = check_unit_interval(limit, "limit")
-    if not isinstance(multipliers, Tensor) or multipliers.dim() != 2 or multipliers.shape[0] != 3:
-        got = tuple(multipliers.shape) if isinstance(multipliers, Tensor) else type(multipliers).__name__
-        raise ValueError(f"Expected `multipliers` of shape (3, C), but got {got}.")
-    named = {"class_clean": class_clean, "class_robust": class_robust, "clean": clean, "robust": robust}
-    for name, value in named.items():
-        shape = (multipliers.shape[1],) if name.startswith("class") else ()
-        if not isinstance(value, Tensor) or tuple(value.shape) != shape:
-            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(f"Expected `{name}` of shape {shape} (an accuracy), but got {got}.")
-    if values_checkable(validate_args):
-        accuracies = torch.cat([value.detach().reshape(-1).to(torch.float64) for value in named.values()])
-        flag = ~((accuracies >= 0) & (accuracies <= 1)).all() | ~torch.isfinite(multipliers.detach()).all()
-
-        def raise_error() -> None:
-            raise ValueError(
-                f"Expected accuracies in [0, 1] and finite `multipliers`, but got accuracies {accuracies.tolist()}."
-            )
-
-        raise_first([(flag, raise_error)])
-    return _multiplier_update(multipliers, class_clean, class_robust, clean, robust, threshold, rate, eps_rate, limit)
-
-
-def _threshold_pair(threshold: Any) -> tuple[float, float]:
-    pair = threshold if isinstance(threshold, Sequence) and not isinstance(threshold, str) else (threshold, threshold)
-    if len(pair) != 2:
-        raise ValueError(f"Expected `threshold` to be a number or a pair of numbers, but got {threshold!r}.")
-    return check_unit_interval(pair[0], "threshold"), check_unit_interval(pair[1], "threshold")
-
-
-def _multiplier_update(
-    multipliers: Tensor,
-    class_clean: Tensor,
-    class_robust: Tensor,
-    clean: Tensor,
-    robust: Tensor,
-    threshold: tuple[float, float],
-    rate: float,
-    eps_rate: float,
-    limit: float,
-) -> Tensor:
-    lam = multipliers.to(torch.float64)
+    lam, (clean, robust), (class_clean, class_robust) = multipliers.to(torch.float64), accuracy, class_accuracy
     natural_gap = (1 - class_clean) - (1 - clean) - threshold[0]
     boundary_gap = (class_clean - class_robust) - (clean - robust) - threshold[1]
     return torch.stack(
@@ -143,33 +89,16 @@ def _multiplier_update(
 
 
 def frl_class_weights(multipliers: Tensor) -> Tensor:
-    r"""Class weights $w_k = 1/C + \lambda_k - \frac1C \sum_j \lambda_j$ (``cost_sensitive``, for any $C$).
+    r"""Class weights $w_k = 1/C + \lambda_k - \frac1C \sum_j \lambda_j$ (``cost_sensitive``, for any $C$), $(..., C)$.
 
     Example:
         >>> frl_class_weights(torch.tensor([0.3, 0.0, 0.0]))
         tensor([0.5333, 0.2333, 0.2333])
     """
     if not isinstance(multipliers, Tensor) or not multipliers.is_floating_point() or multipliers.dim() < 1:
-        got = (
-            f"{multipliers.dtype} of shape {tuple(multipliers.shape)}"
-            if isinstance(multipliers, Tensor)
-            else multipliers
-        )
+        got = f"{multipliers.dtype} {tuple(multipliers.shape)}" if isinstance(multipliers, Tensor) else multipliers
         raise ValueError(f"Expected `multipliers` to be a floating point tensor of shape (..., C), but got {got}.")
     return 1 / multipliers.shape[-1] + multipliers - multipliers.mean(dim=-1, keepdim=True)
-
-
-class FRLOptions(TypedDict, total=False):
-    """Keyword options of :class:`FRLMultipliers`, passed on by :class:`~torch_absld.FRLLoss`."""
-
-    threshold: float | tuple[float, float]
-    rate: float
-    eps_rate: float
-    limit: float
-    halve_every: int | None
-    begin_epoch: int
-    scale_step: bool
-    process_group: ProcessGroupArg
 
 
 class FRLMultipliers(ClassEpsilon):
@@ -177,7 +106,7 @@ class FRLMultipliers(ClassEpsilon):
 
     A :class:`~torch_absld.class_eps.ClassEpsilon` of whether each validation sample is classified
     correctly, clean and under attack (:meth:`record`). :meth:`step` sums across ranks, updates the
-    multipliers by :func:`frl_multiplier_update` ($\alpha_1$ halving at every 40th update) and sets, for
+    multipliers by :func:`_multiplier_update` ($\alpha_1$ halving at every 40th update) and sets, for
     the next epoch, :attr:`natural_weights` $= w(\lambda^{nat})$ and :attr:`boundary_weights`
     $= w(\lambda^{bndy})$ (:func:`frl_class_weights`) and :attr:`scale`
     $= \mathrm{clip}(\exp(2\lambda^\epsilon), 0.98, 3)$. All start at $\lambda = 0$ (plain TRADES).
@@ -278,11 +207,9 @@ class FRLMultipliers(ClassEpsilon):
     def rule(self, synced: Tensor, update: int) -> tuple[dict[str, Tensor], list[ValueCheck]]:
         """The multipliers' update from the split's accuracies, the weights and scales they give; every class seen."""
         correct, counts = synced[:2], synced[2]
-        accuracy = correct / counts
-        overall = correct.sum(dim=1) / counts.sum()
         update_args = (self.threshold, self.rate_at(update), self.eps_rate, self.limit)
         multipliers = _multiplier_update(
-            self.multipliers, accuracy[0], accuracy[1], overall[0], overall[1], *update_args
+            self.multipliers, correct / counts, correct.sum(dim=1) / counts.sum(), *update_args
         )
 
         def raise_error() -> None:
@@ -300,24 +227,18 @@ class FRLMultipliers(ClassEpsilon):
         }
         return new, [((counts == 0).any(), raise_error)]
 
-    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
+    def buffer_error(self, name: str, values: Tensor) -> str | None:
         """Also reject multipliers, weights and scales that no update can make (see :meth:`rule`)."""
-        super()._check_loaded_state(state_dict, prefix)
-        tolerance, (low, high) = 1e-9, SCALE_BOUNDS
-        rules = {
-            "multipliers": (f"with weight rows >= 0 summing to <= limit = {self.limit}", _bad_multipliers),
-            "natural_weights": (">= 0 with sum 1", _bad_weights),
-            "boundary_weights": (">= 0 with sum 1", _bad_weights),
-            "scale": (
-                f"in [{low}, {high}] (FRL's clamp)",
-                lambda v, _: bool(((v < low - tolerance) | (v > high + tolerance)).any()),
-            ),
-        }
-        for name, (expected, is_bad) in rules.items():
-            loaded = state_dict.get(prefix + name)
-            values = loaded.detach().to("cpu", torch.float64) if isinstance(loaded, Tensor) else None
-            if values is not None and is_bad(values, self.limit):
-                raise ValueError(f"Expected the loaded `{name}` {expected}, but got {values.tolist()}.")
+        (low, high), rows = SCALE_BOUNDS, values[:2]
+        if error := super().buffer_error(name, values):
+            return error
+        if name == "multipliers" and bool((rows < 0).any() | (rows.sum(dim=1) > self.limit + 1e-9).any()):
+            return f"with weight rows >= 0 summing to <= limit = {self.limit}"
+        if name.endswith("_weights") and (bool((values < -1e-9).any()) or abs(float(values.sum()) - 1) > 1e-6):
+            return ">= 0 with sum 1"
+        if name == "scale" and bool(((values < low - 1e-9) | (values > high + 1e-9)).any()):
+            return f"in [{low}, {high}] (FRL's clamp)"
+        return None
 
     def extra_repr(self) -> str:
         return (
@@ -325,12 +246,3 @@ class FRLMultipliers(ClassEpsilon):
             f"eps_rate={self.eps_rate:.4g}, limit={self.limit:.4g}, halve_every={self.halve_every}, "
             f"begin_epoch={self.begin_epoch}"
         )
-
-
-def _bad_multipliers(values: Tensor, limit: float) -> bool:
-    rows = values[:2]
-    return bool((rows < 0).any() | (rows.sum(dim=1) > limit + 1e-9).any())
-
-
-def _bad_weights(values: Tensor, limit: float) -> bool:
-    return bool((values < -1e-9).any()) or abs(float(values.sum()) - 1) > 1e-6

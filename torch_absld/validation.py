@@ -17,30 +17,26 @@ from ._internal.checks import (
     values_checkable,
 )
 from ._internal.keyed import keyed_uniform
-from ._internal.modules import frozen_model, unwrap_model
+from ._internal.modules import frozen_model, module_device, unwrap_model
 from .attack import PGDConfig
 from .attack.engine import run_pgd
 from .class_eps import checked_labels
 from .stats import ClassStatistics
 
-__all__ = ["Record", "check_validation_attack", "class_correct", "record_correct", "validation_pass"]
-
-Record = Callable[[Tensor, Tensor, Tensor], None]
-"""``record(clean_logits, robust_logits, target)``: what a validation pass hands each batch to."""
+__all__ = ["check_validation_attack", "class_correct", "record_correct", "validation_pass"]
 
 
 def class_correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor, *, validate_args: bool = True) -> Tensor:
-    """Whether each sample is classified correctly, clean and under attack, as float64 columns (no gradient).
+    """Whether each sample is classified correctly, clean and under attack: $(N, 2)$ float64 of 0 and 1.
 
     Shape:
         - clean_logits, robust_logits: $(N, C)$; target: $(N,)$ integer classes
-        - Output: $(N, 2)$ float64 of 0 and 1
     """
     classes = check_logits_alike((("clean_logits", clean_logits), ("robust_logits", robust_logits)))
     target = check_integer_labels(
         target,
         classes,
-        batch_size=clean_logits.shape[0],
+        batch_size=len(clean_logits),
         check_values=False,
         device=clean_logits.device,
         owner="the logits",
@@ -51,11 +47,7 @@ def class_correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor, *
 
 
 def record_correct(stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
-    """Add :func:`class_correct` of a batch into ``stats`` (2 quantities), checked against it.
-
-    Shape:
-        - clean_logits, robust_logits: $(N, C)$ with $C$ the class count of ``stats``; target: $(N,)$
-    """
+    """Add :func:`class_correct` of a batch, checked against ``stats`` (2 quantities, $C$ classes), into it."""
     named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
     if check_logits_alike(named, stats.accumulator.device, f"the {type(stats).__name__}") != stats.num_classes:
         raise ValueError(
@@ -87,37 +79,21 @@ def check_validation_attack(config: object) -> None:
         )
 
 
-def _device(device: torch.device | str) -> torch.device:
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"Expected `device` to be a torch.device or a device string, but got {device!r}.") from error
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _pair(batch: Any, index: int) -> tuple[Tensor, Tensor]:
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+def _pair(batch: Any, index: int, device: torch.device | None) -> tuple[Tensor, Tensor]:
+    pair = tuple(batch[:2]) if isinstance(batch, (tuple, list)) else ()
+    if len(pair) < 2 or not all(isinstance(value, Tensor) for value in pair):
+        got = ", ".join(type(value).__name__ for value in pair) or type(batch).__name__
         raise TypeError(
-            f"Expected the validation batches to be (input, target) pairs, but batch {index} is {type(batch).__name__}."
+            f"Expected the validation batches to be (input, target) pairs of tensors, but batch {index} is {got}."
         )
-    x, y = batch[0], batch[1]
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise TypeError(
-            f"Expected tensors in validation batch {index}, but got {type(x).__name__}, {type(y).__name__}."
-        )
-    return x, y
+    return pair[0].to(device), pair[1].to(device)
 
 
 @torch.no_grad()
 def validation_pass(
     model: nn.Module,
     batches: Iterable[Any],
-    record: Record,
+    record: Callable[[Tensor, Tensor, Tensor], None],
     *,
     config: PGDConfig,
     seed: int = 0,
@@ -126,22 +102,18 @@ def validation_pass(
     r"""Run ``model`` on every batch, clean and under PGD, and hand the logits to ``record``; return the sample count.
 
     The model is in eval mode with frozen parameters during the pass (both restored; ``.grad``
-    untouched). The attack ascends the cross-entropy with ``config``; with a ``"uniform"`` start each
-    sample's start is drawn from a hash of ``seed`` and the sample (as
-    :func:`~torch_absld.evaluate_robustness`), independent of batching and rank: under
-    ``torch.distributed`` give each rank its own shard, and an all-reducing ``record`` sees the numbers
-    of one process on the whole split. Labels are checked by ``record``.
+    untouched). The attack ascends the cross-entropy with ``config``; a ``"uniform"`` start is drawn
+    from a hash of ``seed`` and the sample (as :func:`~torch_absld.evaluate_robustness`), so that
+    under ``torch.distributed`` ranks with their own shards and an all-reducing ``record`` see the
+    numbers of one process on the whole split. Labels are checked by ``record``.
 
     Args:
         model: the network (a DDP wrapper is unwrapped).
         batches: iterable of ``(input, target)`` pairs (extra elements ignored).
-        record: called once per batch with the clean logits, the adversarial logits and the labels.
+        record: ``record(clean_logits, robust_logits, target)``, called once per batch.
         config: the attack (``random_start`` ``"uniform"`` or ``None``).
         seed: seed of the uniform starts.
         device: where batches go; ``None`` is the device of the model's parameters.
-
-    Shape:
-        - input batches: $(N, \dots)$; target batches: $(N,)$
     """
     check_validation_attack(config)
     if not callable(record):
@@ -152,12 +124,14 @@ def validation_pass(
         )
     seed = check_integer(seed, "seed", minimum=0)
     evaluated = unwrap_model(model)
-    target_device = _device(device) if device is not None else _model_device(evaluated)
-    attack = config.replace(random_start=None)
-    seen = 0
+    try:
+        target_device = torch.device(device) if device is not None else module_device(evaluated) or torch.device("cpu")
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"Expected `device` to be a torch.device or a device string, but got {device!r}.") from error
+    attack, seen = config.replace(random_start=None), 0
     with frozen_model(evaluated):
         for index, batch in enumerate(batches):
-            x, y = (value.to(target_device) for value in _pair(batch, index))
+            x, y = _pair(batch, index, target_device)
             start = None
             if config.random_start == "uniform":
                 start = x.float() + (2 * keyed_uniform(x, seed) - 1) * config.eps

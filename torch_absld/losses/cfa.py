@@ -2,11 +2,12 @@ r"""CFA (Wei et al. 2023), TRADES + CFA: the TRADES loss with a class-wise $\bet
 
 from __future__ import annotations
 
-from torch import Tensor
-from typing_extensions import Unpack
+from typing import Any
 
-from .._internal.checks import check_choice, check_options
-from ..class_eps import CalibratedEpsilon, CalibrationOptions
+from torch import Tensor
+
+from .._internal.checks import check_choice
+from ..class_eps import CalibratedEpsilon
 from ._common import REDUCTIONS, SampleReduction, WeightedTerms, check_batch, kl_rows, per_sample_ce, reduce
 
 __all__ = ["CFALoss", "cfa_loss"]
@@ -79,11 +80,10 @@ class CFALoss(WeightedTerms):
         *,
         reduction: SampleReduction = "mean",
         validate_args: bool = True,
-        **calibration: Unpack[CalibrationOptions],
+        **calibration: Any,
     ) -> None:
         super().__init__(reduction, validate_args)
         self.coefficients = (1.0, 1.0)
-        check_options(calibration, CalibrationOptions.__optional_keys__, type(self).__name__)
         self.calibration = CalibratedEpsilon(num_classes, validate_args=validate_args, **calibration)
         self.num_classes = self.calibration.num_classes
 

@@ -2,12 +2,13 @@ r"""FRL (Xu et al. 2021), Reweight + Remargin: TRADES' two terms, each a class-w
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
-from typing_extensions import Unpack
 
-from .._internal.checks import check_choice, check_options, check_positive
-from ..multipliers import FRLMultipliers, FRLOptions
+from .._internal.checks import check_choice, check_positive
+from ..multipliers import FRLMultipliers
 from ._common import REDUCTIONS, SampleReduction, check_batch, kl_rows, per_sample_ce, reduce
 from .trades import TRADESLoss
 
@@ -108,10 +109,9 @@ class FRLLoss(TRADESLoss):
         beta: float = DEFAULT_BETA,
         reduction: SampleReduction = "mean",
         validate_args: bool = True,
-        **multipliers: Unpack[FRLOptions],
+        **multipliers: Any,
     ) -> None:
         super().__init__(beta=beta, reduction=reduction, validate_args=validate_args)
-        check_options(multipliers, FRLOptions.__optional_keys__, type(self).__name__)
         self.multipliers = FRLMultipliers(num_classes, validate_args=self.validate_args, **multipliers)
         self.num_classes = self.multipliers.num_classes
 
