@@ -65,13 +65,15 @@ def check_batch(
     num_classes: int | None = None,
     class_vectors: Mapping[str, Tensor] | None = None,
     owner: tuple[torch.device, str] | None = None,
+    reduction: str = "mean",
 ) -> Tensor:
     r"""Check logits $(N, C)$ of one shape and device, labels $(N,)$ and per-class vectors $(C,)$.
 
-    Shapes, dtypes and devices always (on ``owner``'s device when given); with ``validate_args`` and
+    ``reduction``, shapes, dtypes and devices always (on ``owner``'s device); with ``validate_args`` and
     not while compiling, the values in one read: labels in $[0, C)$, logits finite ($-\infty$ masks
     a class), vectors finite and $\ge 0$. Returns the labels as int64 (``target`` unchanged when None).
     """
+    check_choice(reduction, "reduction", REDUCTIONS)
     (first_name, first), *_ = logits.items()
     check_logits(first, first_name, num_classes)
     device, where = owner if owner is not None else (None, "")

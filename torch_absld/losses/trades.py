@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._internal.checks import check_choice, check_positive
-from ._common import REDUCTIONS, SampleReduction, WeightedTerms, check_batch, kl_rows, per_sample_ce, reduce
+from .._internal.checks import check_positive
+from ._common import SampleReduction, WeightedTerms, check_batch, kl_rows, per_sample_ce, reduce
 
 __all__ = ["TRADESLoss", "trades_kl", "trades_loss"]
 
@@ -18,16 +18,12 @@ def trades_kl(
 ) -> Tensor:
     r"""TRADES' robust term $\mathrm{KL}_i = \mathrm{KL}(\mathrm{softmax} f(x_i) \,\|\, \mathrm{softmax} f(x'_i))$.
 
-    The clean distribution is not detached (gradient through both, as the official ``trades.py``);
-    a clean logit of $-\infty$ masks its class. ``"none"``: $\mathrm{KL}_i$; ``"mean"``: their mean
-    (the authors' summed ``KLDivLoss`` over $N$); ``"sum"``: their sum.
-
-    Shape:
-        - student_adv, student_clean: $(N, C)$ logits on $x'$ and on $x$
-        - Output: scalar, or $(N,)$ with ``"none"``
+    Gradient through both distributions (the official ``trades.py``); a clean logit of $-\infty$ masks
+    its class. ``"none"``: $\mathrm{KL}_i$ $(N,)$; ``"mean"``: their mean (the authors' summed
+    ``KLDivLoss`` over $N$); ``"sum"``: their sum. Logits $(N, C)$ on $x'$ and on $x$.
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
-    check_batch({"student_adv": student_adv, "student_clean": student_clean}, validate_args=validate_args)
+    logits = {"student_adv": student_adv, "student_clean": student_clean}
+    check_batch(logits, reduction=reduction, validate_args=validate_args)
     return reduce(kl_rows(student_clean, student_adv), reduction)
 
 
@@ -42,12 +38,8 @@ def trades_loss(
 ) -> Tensor:
     r"""TRADES: $\ell_i = \mathrm{CE}(f(x_i), y_i) + \beta\,\mathrm{KL}_i$ (:func:`trades_kl`), in float32.
 
-    ``"none"``: $\ell_i$; ``"mean"``: their mean, the official ``loss_natural + beta * loss_robust``;
-    ``"sum"``: their sum.
-
-    Shape:
-        - student_adv, student_clean: $(N, C)$; target: $(N,)$ integer classes in $[0, C)$
-        - Output: scalar, or $(N,)$ with ``"none"``
+    ``"none"``: $\ell_i$ $(N,)$; ``"mean"``: their mean, the official ``loss_natural + beta * loss_robust``;
+    ``"sum"``: their sum. Logits $(N, C)$, labels $(N,)$.
 
     Example:
         >>> import torch
@@ -55,19 +47,17 @@ def trades_loss(
         tensor(0.4547)
     """
     beta = check_positive(beta, "beta", allow_zero=True)
-    check_choice(reduction, "reduction", REDUCTIONS)
-    target = check_batch(
-        {"student_adv": student_adv, "student_clean": student_clean}, target, validate_args=validate_args
-    )
+    logits = {"student_adv": student_adv, "student_clean": student_clean}
+    target = check_batch(logits, target, reduction=reduction, validate_args=validate_args)
     return reduce(per_sample_ce(student_clean, target) + beta * kl_rows(student_clean, student_adv), reduction)
 
 
 class TRADESLoss(WeightedTerms):
-    r""":func:`trades_loss` as a module, ``forward(student_adv, student_clean, target)``; ``terms`` for logging.
+    r""":func:`trades_loss` as a module: ``forward(student_adv, student_clean, target)``, ``terms`` apart.
 
     Args:
         beta: weight $\beta$ of the KL term (6, the official CIFAR-10 setting).
-        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, as :func:`trades_loss`.
+        reduction: as :func:`trades_loss`.
         validate_args: check the values in eager mode (one read from the device per call).
     """
 
