@@ -18,7 +18,7 @@ from torch_absld import FairnessAwareAveraging, PGDConfig
 from torch_absld.class_eps import CalibratedEpsilon, ClassEpsilon, _calibration
 from torch_absld.class_weights import VulnerabilityWeights, vulnerability_weights
 from torch_absld.multipliers import FRLMultipliers, _multiplier_update, frl_class_weights
-from torch_absld.validation import class_correct, validation_pass
+from torch_absld.validation import validation_pass
 
 C = 3
 T = torch.tensor
@@ -48,7 +48,6 @@ def _entries() -> dict[str, Callable[[bool, torch.Tensor], Any]]:
         "VulnerabilityWeights.forward": lambda v, y: VulnerabilityWeights(C, validate_args=v)(y),
         "VulnerabilityWeights.update": lambda v, y: VulnerabilityWeights(C, validate_args=v).update(KAPPA, y),
         "FairnessAwareAveraging.record": lambda v, y: _fawa(validate_args=v).record(CLEAN, ROBUST, y),
-        "class_correct": lambda v, y: class_correct(CLEAN, ROBUST, y, validate_args=v),
     }
 
 
@@ -84,7 +83,7 @@ def test_entry_points_read_once_and_are_wired_to_the_label_checks(name: str) -> 
         (lambda: VulnerabilityWeights(C).update(LABELS, LABELS), TypeError, "`values` to be a floating point"),
         (lambda: VulnerabilityWeights(C, min_weight=3.0), ValueError, "`min_weight` <= `max_weight`"),
         (lambda: vulnerability_weights(torch.ones(C), -KAPPA, ALL), ValueError, "`mean_kappa` finite and >= 0"),
-        (lambda: vulnerability_weights(torch.ones(C), KAPPA, ALL.float()), TypeError, "`present` to be a bool"),
+        (lambda: vulnerability_weights(torch.ones(C), KAPPA, ALL.float()), TypeError, "a bool `present`"),
         (lambda: frl_class_weights(T(0.3)), ValueError, r"of shape \(\.\.\., C\)"),
         (lambda: _fawa(decay=1.0), ValueError, r"`decay` in \(0, 1\)"),
         (lambda: _fawa(worst_fraction=0.0), ValueError, r"`worst_fraction` in \(0, 1\]"),

@@ -48,6 +48,19 @@ def checked_counters(state: Any, *names: str) -> tuple[int, ...]:
     return tuple(values)  # type: ignore[arg-type]
 
 
+def missing_classes(present: Tensor) -> ValueCheck:
+    """Whether a class has no validation sample, and the error."""
+
+    def raise_error() -> None:
+        missing = (~present).nonzero().flatten().tolist()
+        raise ValueError(
+            f"Expected every class in the validation data, but classes {missing} have no sample; nothing was "
+            "changed. Build the split with `stratified_split`."
+        )
+
+    return (~present).any(), raise_error
+
+
 def finite_flag(synced: Tensor) -> ValueCheck:
     """Whether an epoch's synced sums hold a value that is not finite, and the error."""
 
@@ -238,14 +251,6 @@ class CalibratedEpsilon(ClassEpsilon):
         begin_epoch: first calibrated epoch (0: after the first epoch, the paper's Algorithm 1).
         process_group: group whose ranks share one epoch.
         validate_args: check values in eager mode (one read from the device per call).
-
-    Example:
-        >>> ctrl = CalibratedEpsilon(2)
-        >>> ctrl.update(torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), torch.tensor([0, 0, 1]))
-        >>> ctrl.step()
-        tensor([0.8000, 0.3000], dtype=torch.float64)
-        >>> ctrl.class_beta
-        tensor([6., 3.], dtype=torch.float64)
     """
 
     class_beta: Tensor

@@ -39,8 +39,7 @@ def vulnerability_weights(
     their weight; with all $C$ present, $|P| = C$ is the official ``sum_value``.
 
     Shape:
-        - weights, mean_kappa, present: $(C,)$ (``present`` bool; ``mean_kappa`` outside it ignored)
-        - Output: $(C,)$, dtype of ``weights``
+        - weights, mean_kappa, present: $(C,)$ (``present`` bool); Output: $(C,)$, dtype of ``weights``
 
     Example:
         >>> vulnerability_weights(torch.ones(3), torch.tensor([1.0, 2.0, 4.0]), torch.ones(3, dtype=torch.bool))
@@ -48,17 +47,12 @@ def vulnerability_weights(
     """
     beta, min_weight, max_weight = _check_rule_options(beta, min_weight, max_weight)
     for name, value in (("weights", weights), ("mean_kappa", mean_kappa), ("present", present)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"Expected `{name}` to be a torch.Tensor, but got {type(value).__name__}.")
-    if not weights.is_floating_point() or weights.dim() != 1:
-        got = f"{weights.dtype} of shape {tuple(weights.shape)}"
-        raise ValueError(f"Expected `weights` to be a floating point tensor of shape (C,), but got {got}.")
-    for name, value in (("mean_kappa", mean_kappa), ("present", present)):
-        if value.shape != weights.shape:
-            shapes = f"{tuple(weights.shape)}, but got {tuple(value.shape)}"
-            raise ValueError(f"Expected `{name}` of the shape of `weights`, {shapes}.")
-    if present.dtype != torch.bool:
-        raise TypeError(f"Expected `present` to be a bool tensor (which classes were seen), but got {present.dtype}.")
+        if not isinstance(value, Tensor) or value.dim() != 1 or value.shape != weights.shape:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"Expected `{name}` of shape (C,), one value per class like `weights`, but got {got}.")
+    if present.dtype != torch.bool or not weights.is_floating_point():
+        dtypes = f"{present.dtype} and {weights.dtype}"
+        raise TypeError(f"Expected a bool `present` and floating point `weights`, but got {dtypes}.")
     if values_checkable(validate_args):
         detached = mean_kappa.detach()
 
@@ -91,12 +85,11 @@ def _weights(
 class VulnerabilityWeights(EpochController):
     r"""Fair-ARD's per-class weights $w \in \mathbb{R}^C$, driven by each class's vulnerability $\bar\kappa$.
 
-    A :class:`~torch_absld.stats.ClassStatistics` of $\kappa_i$, the number of iterates of the
-    training attack at which the student still classifies sample $i$ correctly
-    (:class:`~torch_absld.attack.CountingObjective`). :meth:`update` adds a batch (no gradient, no
-    host sync with ``validate_args=False``, compiles); :meth:`step` at the end of the epoch syncs the sums
-    across ranks and sets the weights by :func:`vulnerability_weights` from the per-class means
-    (the official sums divided by $N / C$ on a balanced set). Weights start at 1.
+    Per-class sums of $\kappa_i$, the number of iterates of the training attack at which the student
+    still classifies sample $i$ correctly (:class:`~torch_absld.attack.CountingObjective`).
+    :meth:`step` at the end of the epoch syncs the sums across ranks and sets the weights by
+    :func:`vulnerability_weights` from the per-class means (the official sums over $N / C$ on a
+    balanced set). Weights start at 1.
 
     Args:
         num_classes: number of classes $C$.
@@ -104,16 +97,6 @@ class VulnerabilityWeights(EpochController):
         min_weight, max_weight: the clamp (5/6 and 5/2, ``weight_assign``).
         process_group: group whose ranks share one epoch; ``None`` is the default group.
         validate_args: check values in eager mode (one read from the device per call).
-
-    Shape:
-        - ``forward(target)``: target $(N,)$ -> $(N,)$ float32, each sample's class weight
-        - ``update(values, target)``: the counts $\kappa$ $(N,)$ floating point, target $(N,)$
-
-    Example:
-        >>> ctrl = VulnerabilityWeights(3)
-        >>> ctrl.update(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([0, 1, 2]))
-        >>> ctrl.step()
-        tensor([2.2857, 0.8333, 0.8333])
     """
 
     weights: Tensor

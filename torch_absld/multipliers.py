@@ -17,7 +17,7 @@ from ._internal.checks import (
     check_unit_interval,
 )
 from ._internal.distributed import all_reduce_sum, is_distributed
-from .class_eps import ClassEpsilon
+from .class_eps import ClassEpsilon, missing_classes
 from .validation import _record_correct, record_correct
 
 __all__ = ["FRLMultipliers", "frl_class_weights"]
@@ -79,13 +79,8 @@ def _multiplier_update(
     lam, (clean, robust), (class_clean, class_robust) = multipliers.to(torch.float64), accuracy, class_accuracy
     natural_gap = (1 - class_clean) - (1 - clean) - threshold[0]
     boundary_gap = (class_clean - class_robust) - (clean - robust) - threshold[1]
-    return torch.stack(
-        [
-            _project(lam[0] + rate * natural_gap, limit),
-            _project(lam[1] + 2 * rate * boundary_gap, limit),
-            lam[2] + eps_rate * boundary_gap,
-        ]
-    )
+    natural, boundary = _project(lam[0] + rate * natural_gap, limit), _project(lam[1] + 2 * rate * boundary_gap, limit)
+    return torch.stack([natural, boundary, lam[2] + eps_rate * boundary_gap])
 
 
 def frl_class_weights(multipliers: Tensor) -> Tensor:
@@ -119,9 +114,8 @@ class FRLMultipliers(ClassEpsilon):
         eps_rate: $\alpha_2$ (0.2).
         limit: bound on the sum of each weight-multiplier vector (0.5).
         halve_every: halve $\alpha_1$ at updates that are multiples of it (40); ``None`` never.
-        begin_epoch: first epoch trained with updated values (see :class:`~torch_absld.class_eps.ClassEpsilon`).
-        scale_step: the attack's step is ``step_size`` times the largest scale in the batch (``True``,
-            ``frlrmrw.py``) or the common ``step_size``.
+        begin_epoch: first epoch trained with updated values.
+        scale_step: the attack's step scaled by the batch's largest scale (``True``, ``frlrmrw.py``).
         process_group: group whose ranks share the validation split.
         validate_args: check values in eager mode (one read from the device per call).
 
@@ -207,17 +201,10 @@ class FRLMultipliers(ClassEpsilon):
     def rule(self, synced: Tensor, update: int) -> tuple[dict[str, Tensor], list[ValueCheck]]:
         """The multipliers' update from the split's accuracies, the weights and scales they give; every class seen."""
         correct, counts = synced[:2], synced[2]
-        update_args = (self.threshold, self.rate_at(update), self.eps_rate, self.limit)
+        options = (self.threshold, self.rate_at(update), self.eps_rate, self.limit)
         multipliers = _multiplier_update(
-            self.multipliers, correct / counts, correct.sum(dim=1) / counts.sum(), *update_args
+            self.multipliers, correct / counts, correct.sum(dim=1) / counts.sum(), *options
         )
-
-        def raise_error() -> None:
-            missing = [k for k in range(self.num_classes) if counts[k] == 0]
-            raise ValueError(
-                f"Expected every class in the validation data, but classes {missing} have no sample; nothing "
-                "was changed. Build the split with `stratified_split`."
-            )
 
         new = {
             "multipliers": multipliers,
@@ -225,7 +212,7 @@ class FRLMultipliers(ClassEpsilon):
             "boundary_weights": frl_class_weights(multipliers[1]),
             "scale": torch.exp(2 * multipliers[2]).clamp(*SCALE_BOUNDS),
         }
-        return new, [((counts == 0).any(), raise_error)]
+        return new, [missing_classes(counts > 0)]
 
     def buffer_error(self, name: str, values: Tensor) -> str | None:
         """Also reject multipliers, weights and scales that no update can make (see :meth:`rule`)."""

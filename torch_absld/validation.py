@@ -10,9 +10,7 @@ from torch import Tensor, nn
 
 from ._internal.checks import (
     check_integer,
-    check_integer_labels,
     check_logits_alike,
-    label_range_flag,
     raise_first,
     values_checkable,
 )
@@ -23,31 +21,11 @@ from .attack.engine import run_pgd
 from .class_eps import checked_labels
 from .stats import ClassStatistics
 
-__all__ = ["check_validation_attack", "class_correct", "record_correct", "validation_pass"]
-
-
-def class_correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor, *, validate_args: bool = True) -> Tensor:
-    """Whether each sample is classified correctly, clean and under attack: $(N, 2)$ float64 of 0 and 1.
-
-    Shape:
-        - clean_logits, robust_logits: $(N, C)$; target: $(N,)$ integer classes
-    """
-    classes = check_logits_alike((("clean_logits", clean_logits), ("robust_logits", robust_logits)))
-    target = check_integer_labels(
-        target,
-        classes,
-        batch_size=len(clean_logits),
-        check_values=False,
-        device=clean_logits.device,
-        owner="the logits",
-    )
-    if values_checkable(validate_args):
-        raise_first([label_range_flag(target, classes)])
-    return _correct(clean_logits, robust_logits, target)
+__all__ = ["check_validation_attack", "record_correct", "validation_pass"]
 
 
 def record_correct(stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
-    """Add :func:`class_correct` of a batch, checked against ``stats`` (2 quantities, $C$ classes), into it."""
+    """Add whether each sample is classified correctly, clean and under attack, into ``stats`` (2 quantities)."""
     named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
     if check_logits_alike(named, stats.accumulator.device, f"the {type(stats).__name__}") != stats.num_classes:
         raise ValueError(
@@ -69,10 +47,10 @@ def _correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> Ten
     return (predictions == target.unsqueeze(1)).to(torch.float64)
 
 
-def check_validation_attack(config: object) -> None:
+def check_validation_attack(config: object, name: str = "config") -> None:
     """Raise unless ``config`` is a :class:`~torch_absld.PGDConfig` with a uniform start or none."""
     if not isinstance(config, PGDConfig):
-        raise TypeError(f"Expected `config` to be a PGDConfig, but got {type(config).__name__}.")
+        raise TypeError(f"Expected `{name}` to be a PGDConfig, but got {type(config).__name__}.")
     if config.random_start not in ("uniform", None):
         raise ValueError(
             f"Expected the validation attack's `random_start` to be 'uniform' or None, but got {config.random_start!r}."

@@ -87,14 +87,6 @@ class FairARDLoss(WeightedTerms):
         reduction: as :func:`fair_ard_loss`.
         process_group: group the weights synchronise over.
         validate_args: check the values in eager mode (one read from the device per call).
-
-    Example:
-        >>> import torch
-        >>> loss_fn, y = FairARDLoss(3), torch.tensor([0, 1, 2, 0])
-        >>> loss = loss_fn(*torch.randn(3, 4, 3).unbind(), y)
-        >>> loss_fn.record(torch.tensor([1.0, 2.0, 4.0, 1.0]), y)
-        >>> loss_fn.step()
-        tensor([2.2857, 0.8333, 0.8333])
     """
 
     def __init__(
