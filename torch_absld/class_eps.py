@@ -33,12 +33,6 @@ DEFAULT_BETA = 6.0
 r"""TRADES' $\beta$ that CFA calibrates (paper Sec. 5.1 and ``--beta 6``)."""
 
 
-def checked_labels(stats: ClassStatistics, target: Tensor, batch_size: int | None = None) -> tuple[Tensor, ValueCheck]:
-    """``target`` statically checked against ``stats`` (as int64), and its value check for :func:`raise_first`."""
-    target = stats._checked_labels(target, batch_size, check_values=False)
-    return target, label_range_flag(target, stats.num_classes)
-
-
 def checked_counters(state: Any, *names: str) -> tuple[int, ...]:
     """The ints ``names`` (>= 0) of an extra state dict; raise if one is missing or bad."""
     values = [state.get(name) if isinstance(state, dict) else None for name in names]
@@ -61,19 +55,40 @@ def missing_classes(present: Tensor) -> ValueCheck:
     return (~present).any(), raise_error
 
 
-def finite_flag(synced: Tensor) -> ValueCheck:
-    """Whether an epoch's synced sums hold a value that is not finite, and the error."""
-
-    def raise_error() -> None:
-        raise ValueError(f"Expected finite accumulated statistics at `step()`, but got {synced.tolist()}.")
-
-    return ~torch.isfinite(synced).all(), raise_error
-
-
 class EpochController(ClassStatistics):
-    """Per-class sums whose buffers keep their dtype under casts, :attr:`counters` saved, buffers checked on load."""
+    """Per-class sums whose buffers keep their dtype under casts, :attr:`counters` saved, buffers checked on load.
+
+    At the end of an epoch the synced sums set the buffers by :meth:`rule` (all checks in one read).
+    """
 
     counters: tuple[str, ...] = ("epochs_stepped",)
+    epochs_stepped: int
+
+    def _checked(self, target: Tensor, batch_size: int | None = None, *flags: ValueCheck) -> Tensor:
+        """``target`` as int64, its range and ``flags`` read in one transfer (with ``validate_args``)."""
+        target = self._checked_labels(target, batch_size, check_values=False)
+        if values_checkable(self.validate_args):
+            raise_first([label_range_flag(target, self.num_classes), *flags])
+        return target
+
+    def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
+        """The new buffers from the epoch's synced sums, and the checks that must pass first."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def _end_epoch(self, apply: bool = True) -> None:
+        synced = self.synced()
+        new, checks = self.rule(synced) if apply else ({}, [])
+        if values_checkable(self.validate_args):
+
+            def raise_error() -> None:
+                raise ValueError(f"Expected finite accumulated statistics at `step()`, but got {synced.tolist()}.")
+
+            raise_first([(~torch.isfinite(synced).all(), raise_error), *checks])
+        for name, value in new.items():
+            getattr(self, name).copy_(value)
+        self.reset()
+        self.epochs_stepped += 1
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
         """Follow device moves; keep the buffers' dtypes under whole-module casts (``.half()``)."""
@@ -169,14 +184,12 @@ class ClassEpsilon(EpochController):
         """
         eps = check_positive(eps, "eps", allow_zero=True)
         step_size = check_positive(step_size, "step_size")
-        target, flag = checked_labels(self, target)
         if present is not None and (
             not isinstance(present, Tensor) or present.dtype != torch.bool or present.shape != self.scale.shape
         ):
             got = f"{present.dtype} of shape {tuple(present.shape)}" if isinstance(present, Tensor) else present
             raise ValueError(f"Expected `present` to be a bool tensor of shape ({self.num_classes},), but got {got}.")
-        if values_checkable(self.validate_args):
-            raise_first([flag])
+        target = self._checked(target)
         return self._forward(target, eps, step_size, present=present)
 
     def _forward(
@@ -191,26 +204,15 @@ class ClassEpsilon(EpochController):
             largest = scales.amax() if scales.numel() else scales.new_ones(())
         return scales * eps, (largest * step_size).expand(scales.shape)
 
-    def rule(self, synced: Tensor, update: int) -> tuple[dict[str, Tensor], list[ValueCheck]]:
-        """The new buffers from the epoch's synced sums (``update`` counts from 1), and checks that must pass first."""
-        raise NotImplementedError
-
-    @torch.no_grad()
     def step(self) -> Tensor:
-        """End the epoch: sync the sums, apply the rule when it is due, reset the sums; returns the scales $(C,)$.
+        """End the epoch: sync the sums, apply the :meth:`rule` when due, reset the sums; returns the scales $(C,)$.
 
         Raises:
             ValueError: if a synced sum is not finite or the rule rejects the statistics (nothing is changed).
         """
-        synced = self.synced()
-        new, checks = self.rule(synced, self.updates + 1) if self.calibrating else ({}, [])
-        if values_checkable(self.validate_args):
-            raise_first([finite_flag(synced), *checks])
-        for name, value in new.items():
-            getattr(self, name).copy_(value)
-        self.updates += int(self.calibrating)
-        self.reset()
-        self.epochs_stepped += 1
+        calibrating = self.calibrating
+        self._end_epoch(calibrating)
+        self.updates += int(calibrating)
         return self.scale
 
     def buffer_error(self, name: str, values: Tensor) -> str | None:
@@ -275,16 +277,13 @@ class CalibratedEpsilon(ClassEpsilon):
     def update(self, values: Tensor, target: Tensor) -> None:
         """Add whether each sample's adversarial logits ``values`` $(N, C)$ predict its class $(N,)$ (no gradient)."""
         check_logits(values, "values", self.num_classes, device=self.scale.device, owner=f"the {type(self).__name__}")
-        target, flag = checked_labels(self, target, values.shape[0])
-        if values_checkable(self.validate_args):
-            raise_first([flag])
-        self._update(values, target)
+        self._update(values, self._checked(target, values.shape[0]))
 
     @torch.no_grad()
     def _update(self, values: Tensor, target: Tensor) -> None:
         self.accumulate((values.detach().argmax(dim=1) == target).to(torch.float64), target, validate=False)
 
-    def rule(self, synced: Tensor, update: int) -> tuple[dict[str, Tensor], list[ValueCheck]]:
+    def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
         r"""CCM and CCR (Eqs. 6 and 7) from the epoch's robust accuracy."""
         means, present = class_means(synced)
         new = {"scale": _calibration(self.scale, means[0], present, self.lambda_eps, 1.0)}

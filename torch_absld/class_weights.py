@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ._internal.checks import ProcessGroupArg, ValueCheck, check_positive, raise_first, values_checkable
-from .class_eps import EpochController, checked_labels, finite_flag
+from .class_eps import EpochController
 from .stats import class_means
 
 __all__ = ["VulnerabilityWeights", "vulnerability_weights"]
@@ -118,37 +118,29 @@ class VulnerabilityWeights(EpochController):
 
     def forward(self, target: Tensor) -> Tensor:
         """Each sample's class weight $w_{y_i}$, $(N,)$ float32, for labels $(N,)$."""
-        target, flag = checked_labels(self, target)
-        if values_checkable(self.validate_args):
-            raise_first([flag])
-        return self.weights[target]
+        return self.weights[self._checked(target)]
 
     def update(self, values: Tensor, target: Tensor) -> None:
         r"""Add each sample's $\kappa_i$ (a count, as a floating point tensor) into its class's sums."""
         self._check_values(values)
-        target, flag = checked_labels(self, target, values.shape[0])
-        if values_checkable(self.validate_args):
-            raise_first([flag, _count_flag(values)])
-        self._update(values, target)
+        self._update(values, self._checked(target, values.shape[0], _count_flag(values)))
 
     def _update(self, values: Tensor, target: Tensor) -> None:
         self.accumulate(values, target, validate=False)
 
-    @torch.no_grad()
     def step(self) -> Tensor:
         r"""End the epoch: sync the sums, set the weights, reset the sums; returns the weights $(C,)$.
 
         Raises:
             ValueError: if an accumulated $\kappa$ is not finite (weights and sums are left as they are).
         """
-        synced = self.synced()
-        if values_checkable(self.validate_args):
-            raise_first([finite_flag(synced)])
-        means, present = class_means(synced)
-        self.weights.copy_(_weights(self.weights, means[0], present, self.beta, self.min_weight, self.max_weight))
-        self.reset()
-        self.epochs_stepped += 1
+        self._end_epoch()
         return self.weights
+
+    def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
+        """The weights of :func:`vulnerability_weights` from the epoch's per-class mean kappa."""
+        means, present = class_means(synced)
+        return {"weights": _weights(self.weights, means[0], present, self.beta, self.min_weight, self.max_weight)}, []
 
     def buffer_error(self, name: str, values: Tensor) -> str | None:
         """Each weight is 1 (never set) or in ``[min_weight, max_weight]`` (float32 rounding allowed)."""

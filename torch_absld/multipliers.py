@@ -198,10 +198,10 @@ class FRLMultipliers(ClassEpsilon):
         halvings = 0 if self.halve_every is None else update // self.halve_every
         return float(self.rate / 2**halvings)
 
-    def rule(self, synced: Tensor, update: int) -> tuple[dict[str, Tensor], list[ValueCheck]]:
+    def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
         """The multipliers' update from the split's accuracies, the weights and scales they give; every class seen."""
         correct, counts = synced[:2], synced[2]
-        options = (self.threshold, self.rate_at(update), self.eps_rate, self.limit)
+        options = (self.threshold, self.rate_at(self.updates + 1), self.eps_rate, self.limit)
         multipliers = _multiplier_update(
             self.multipliers, correct / counts, correct.sum(dim=1) / counts.sum(), *options
         )

@@ -11,20 +11,17 @@ from torch import Tensor, nn
 from ._internal.checks import (
     check_integer,
     check_logits_alike,
-    raise_first,
-    values_checkable,
 )
 from ._internal.keyed import keyed_uniform
 from ._internal.modules import frozen_model, module_device, unwrap_model
 from .attack import PGDConfig
 from .attack.engine import run_pgd
-from .class_eps import checked_labels
-from .stats import ClassStatistics
+from .class_eps import EpochController
 
 __all__ = ["check_validation_attack", "record_correct", "validation_pass"]
 
 
-def record_correct(stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+def record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
     """Add whether each sample is classified correctly, clean and under attack, into ``stats`` (2 quantities)."""
     named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
     if check_logits_alike(named, stats.accumulator.device, f"the {type(stats).__name__}") != stats.num_classes:
@@ -32,13 +29,10 @@ def record_correct(stats: ClassStatistics, clean_logits: Tensor, robust_logits: 
             f"Expected `clean_logits` and `robust_logits` of shape (N, {stats.num_classes}) for num_classes = "
             f"{stats.num_classes}, but got {tuple(clean_logits.shape)}."
         )
-    target, flag = checked_labels(stats, target, clean_logits.shape[0])
-    if values_checkable(stats.validate_args):
-        raise_first([flag])
-    _record_correct(stats, clean_logits, robust_logits, target)
+    _record_correct(stats, clean_logits, robust_logits, stats._checked(target, clean_logits.shape[0]))
 
 
-def _record_correct(stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+def _record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
     stats.accumulate(_correct(clean_logits, robust_logits, target), target, validate=False)
 
 
