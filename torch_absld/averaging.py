@@ -20,14 +20,12 @@ from .validation import _record_correct, check_validation_attack, record_correct
 
 __all__ = ["FAWA_ATTACK", "FAWAOptions", "FairnessAwareAveraging"]
 
-DEFAULT_DECAY = 0.85
-"""FAWA's decay (CFA paper Sec. 5.1; the official ``--decay-rate`` default is 0.88)."""
-DEFAULT_THRESHOLD = 0.2
-r"""The gate $\delta$ on the worst class's robust accuracy (paper Sec. 5.1; ``--threshold`` default 0.24)."""
-DEFAULT_START_EPOCH = 50
-"""The first epoch (0-based) that may be averaged (paper Sec. 5.1: "begin at the 50-th epoch"; the code has none)."""
-FAWA_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="uniform")
-"""The gate's attack (CFA's ``train.py``: ``pgd_loss`` with 8/255, 2/255, 10 steps, a uniform start)."""
+DEFAULT_DECAY = 0.85  # FAWA's decay (CFA paper Sec. 5.1; the official ``--decay-rate`` default is 0.88).
+DEFAULT_THRESHOLD = 0.2  # the gate on the worst class (paper Sec. 5.1; ``--threshold`` is 0.24)
+DEFAULT_START_EPOCH = 50  # first epoch averaged (paper Sec. 5.1; the code has none)
+FAWA_ATTACK = PGDConfig(
+    eps=8 / 255, step_size=2 / 255, steps=10, random_start="uniform"
+)  # CFA's ``train.py``: ``pgd_loss``
 
 
 class FAWAOptions(TypedDict, total=False):

@@ -25,12 +25,9 @@ from .stats import ClassStatistics, class_means
 
 __all__ = ["CalibratedEpsilon", "ClassEpsilon", "EpochController"]
 
-DEFAULT_LAMBDA_EPS = 0.3
-r"""CFA's base budget $\lambda_1$ for TRADES (paper Sec. 5.1)."""
-DEFAULT_LAMBDA_BETA = 0.5
-r"""CFA's $\lambda_2$ of the class-wise TRADES $\beta$ (paper Sec. 5.1 and ``--lambda-2``)."""
-DEFAULT_BETA = 6.0
-r"""TRADES' $\beta$ that CFA calibrates (paper Sec. 5.1 and ``--beta 6``)."""
+DEFAULT_LAMBDA_EPS = 0.3  # CFA's base budget $\lambda_1$ for TRADES (paper Sec. 5.1).
+DEFAULT_LAMBDA_BETA = 0.5  # CFA's $\lambda_2$ of the class-wise TRADES $\beta$ (paper Sec. 5.1 and ``--lambda-2``).
+DEFAULT_BETA = 6.0  # TRADES' $\beta$ that CFA calibrates (paper Sec. 5.1 and ``--beta 6``).
 
 
 def checked_counters(state: Any, *names: str) -> tuple[int, ...]:

@@ -11,14 +11,10 @@ from .stats import class_means
 
 __all__ = ["VulnerabilityWeights", "vulnerability_weights"]
 
-DEFAULT_BETA = 2.0
-r"""Fair-ARD's exponent $\beta$ (``--beta 2.0``, ``Fair-ARD.py``)."""
-DEFAULT_MIN_WEIGHT = 5 / 6
-"""Lower clamp of a class weight (``weight_assign`` of every official Fair-* script)."""
-DEFAULT_MAX_WEIGHT = 5 / 2
-"""Upper clamp of a class weight (``weight_assign``)."""
-KAPPA_EPS = 1e-5
-"""Added to the mean kappa before the power (``weight_assign``)."""
+DEFAULT_BETA = 2.0  # Fair-ARD's exponent $\beta$ (``--beta 2.0``, ``Fair-ARD.py``).
+DEFAULT_MIN_WEIGHT = 5 / 6  # Lower clamp of a class weight (``weight_assign`` of every official Fair-* script).
+DEFAULT_MAX_WEIGHT = 5 / 2  # Upper clamp of a class weight (``weight_assign``).
+KAPPA_EPS = 1e-5  # Added to the mean kappa before the power (``weight_assign``).
 
 
 def vulnerability_weights(

@@ -22,18 +22,12 @@ from .validation import _record_correct, record_correct
 
 __all__ = ["FRLMultipliers", "frl_class_weights"]
 
-DEFAULT_THRESHOLD = 0.05
-r"""The fairness threshold $\tau$ of both constraints (the ABSLD paper's Reweight+Remargin setting)."""
-DEFAULT_RATE = 0.05
-r"""Step $\alpha_1$ of the weight multipliers (``--rate1 0.05``, ``frlrmrw.py``)."""
-DEFAULT_EPS_RATE = 0.2
-r"""Step $\alpha_2$ of the radius multipliers (``--rate2 0.2``, ``frlrmrw.py``)."""
-DEFAULT_LIMIT = 0.5
-r"""Bound on the sum of each set of weight multipliers (``--lim 0.5``, ``frlrmrw.py``)."""
-DEFAULT_HALVE_EVERY = 40
-r"""$\alpha_1$ halves at every update whose number is a multiple of this (``frlrmrw.py``: ``now_epoch % 40 == 0``)."""
-SCALE_BOUNDS = (0.98, 3.0)
-r"""Clamp of the radius scale $\exp(2\lambda^\epsilon_k)$ (``cost_sensitive`` in ``utils_frl2.py``)."""
+DEFAULT_THRESHOLD = 0.05  # tau of both constraints, the ABSLD paper's Reweight+Remargin setting
+DEFAULT_RATE = 0.05  # Step $\alpha_1$ of the weight multipliers (``--rate1 0.05``, ``frlrmrw.py``).
+DEFAULT_EPS_RATE = 0.2  # Step $\alpha_2$ of the radius multipliers (``--rate2 0.2``, ``frlrmrw.py``).
+DEFAULT_LIMIT = 0.5  # Bound on the sum of each set of weight multipliers (``--lim 0.5``, ``frlrmrw.py``).
+DEFAULT_HALVE_EVERY = 40  # alpha_1 halves when ``now_epoch % 40 == 0`` (``frlrmrw.py``)
+SCALE_BOUNDS = (0.98, 3.0)  # clamp of the radius scale (``cost_sensitive``, ``utils_frl2.py``)
 
 
 def _project(multipliers: Tensor, limit: float) -> Tensor:

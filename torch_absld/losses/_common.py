@@ -116,6 +116,7 @@ class WeightedTerms(nn.Module):
     """
 
     coefficients: tuple[float, ...]
+    shown: tuple[str, ...] = ()  # options in the repr, before ``reduction``
     terms: Callable[..., tuple[Tensor, ...]]
     _terms: Callable[..., tuple[Tensor, ...]]
 
@@ -131,6 +132,10 @@ class WeightedTerms(nn.Module):
 
     def _forward(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.combine(*self._terms(*args, **kwargs))
+
+    def extra_repr(self) -> str:
+        shown = {name: getattr(self, name) for name in self.shown} | {"reduction": self.reduction}
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in shown.items())
 
     def combine(self, *terms: Tensor) -> Tensor:
         r"""$\sum_k c_k \cdot \mathrm{term}_k$ with the loss's coefficients."""

@@ -12,8 +12,7 @@ from ._common import SampleReduction, WeightedTerms, check_batch, kl_rows, reduc
 
 __all__ = ["AdaADLoss", "adaad_attack_objective", "adaad_loss"]
 
-DEFAULT_ALPHA = 1.0
-"""AdaAD's weight of the adversarial term (``--AdaAD_alpha 1.0``, ``main.py`` of the official code)."""
+DEFAULT_ALPHA = 1.0  # AdaAD's weight of the adversarial term (``--AdaAD_alpha 1.0``, ``main.py`` of the official code).
 
 
 def adaad_attack_objective(output: tuple[Tensor, Tensor], target: Any = None) -> Tensor:
@@ -78,6 +77,8 @@ class AdaADLoss(WeightedTerms):
         validate_args: check the logits' values in eager mode (one read from the device per call).
     """
 
+    shown = ("alpha",)
+
     def __init__(
         self, *, alpha: float = DEFAULT_ALPHA, reduction: SampleReduction = "mean", validate_args: bool = True
     ) -> None:
@@ -100,6 +101,3 @@ class AdaADLoss(WeightedTerms):
     ) -> tuple[Tensor, Tensor]:
         adv, clean = _kl_pair(student_adv, student_clean, teacher_adv, teacher_clean)
         return reduce(adv, self.reduction), reduce(clean, self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha:.4g}, reduction={self.reduction!r}"

@@ -10,10 +10,8 @@ from ._common import SampleReduction, WeightedTerms, check_batch, per_sample_ce,
 
 __all__ = ["ARDLoss", "ard_loss"]
 
-DEFAULT_TEMPERATURE = 30.0
-"""ARD's distillation temperature (``--temp 30.0``, ``main.py`` of the official code)."""
-DEFAULT_ALPHA = 1.0
-"""ARD's weight of the KL term (``--alpha 1.0``, ``main.py``): the clean cross-entropy term is off."""
+DEFAULT_TEMPERATURE = 30.0  # ARD's distillation temperature (``--temp 30.0``, ``main.py`` of the official code).
+DEFAULT_ALPHA = 1.0  # ARD's weight of the KL term (``--alpha 1.0``, ``main.py``): the clean cross-entropy term is off.
 
 
 def _sample_terms(
@@ -65,6 +63,8 @@ class ARDLoss(WeightedTerms):
         validate_args: check the values in eager mode (one read from the device per call).
     """
 
+    shown = ("temperature", "alpha")
+
     def __init__(
         self,
         *,
@@ -91,6 +91,3 @@ class ARDLoss(WeightedTerms):
     ) -> tuple[Tensor, Tensor]:
         kl, ce = _sample_terms(student_adv, student_clean, teacher, target, self.temperature)
         return reduce(kl, self.reduction), reduce(ce, self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"temperature={self.temperature:.4g}, alpha={self.alpha:.4g}, reduction={self.reduction!r}"

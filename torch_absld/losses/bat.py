@@ -13,8 +13,7 @@ from .trades import DEFAULT_BETA
 
 __all__ = ["BATLoss", "bat_loss", "uniform_kl"]
 
-DEFAULT_UNIFORM_WEIGHT = 1.0
-"""Weight of the uniform-distribution terms (hard-coded 1 in ``BAT_loss`` of the official ``train.py``)."""
+DEFAULT_UNIFORM_WEIGHT = 1.0  # hard-coded in ``BAT_loss`` of the official ``train.py``
 
 
 def uniform_kl(logits: Tensor) -> Tensor:
@@ -81,6 +80,8 @@ class BATLoss(WeightedTerms):
         validate_args: check the values in eager mode (one read from the device per call).
     """
 
+    shown = ("beta", "uniform_weight")
+
     def __init__(
         self,
         *,
@@ -109,6 +110,3 @@ class BATLoss(WeightedTerms):
         terms = _terms(student_first_adv, student_clean, student_last_clean, target)
         natural, robust, uniform = (reduce(term, self.reduction) for term in terms)
         return natural, robust, uniform
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta:.4g}, uniform_weight={self.uniform_weight:.4g}, reduction={self.reduction!r}"

@@ -89,6 +89,3 @@ class CFALoss(WeightedTerms):
     def step(self) -> Tensor:
         """End of epoch: :meth:`CalibratedEpsilon.step <torch_absld.class_eps.ClassEpsilon.step>`; the scales."""
         return self.calibration.step()
-
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"

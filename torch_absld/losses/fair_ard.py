@@ -89,6 +89,8 @@ class FairARDLoss(WeightedTerms):
         validate_args: check the values in eager mode (one read from the device per call).
     """
 
+    shown = ("base", "temperature", "alpha")
+
     def __init__(
         self,
         num_classes: int,
@@ -146,7 +148,3 @@ class FairARDLoss(WeightedTerms):
     def step(self) -> Tensor:
         """End of epoch: :meth:`VulnerabilityWeights.step <torch_absld.VulnerabilityWeights.step>`; the new weights."""
         return self.vulnerability.step()
-
-    def extra_repr(self) -> str:
-        options = f"temperature={self.temperature:.4g}, alpha={self.alpha:.4g}, reduction={self.reduction!r}"
-        return f"base={self.base!r}, {options}"

@@ -14,8 +14,7 @@ from .trades import TRADESLoss
 
 __all__ = ["FRLLoss", "frl_loss"]
 
-DEFAULT_BETA = 1.5
-r"""FRL's weight $\beta$ of the boundary (KL) term (``--beta 1.5``, ``frlrmrw.py`` of the official code)."""
+DEFAULT_BETA = 1.5  # weight of the boundary KL (``--beta 1.5``, ``frlrmrw.py`` of the official code)
 
 
 def _weighted(values: Tensor, weights: Tensor, total: Tensor | None) -> Tensor:

@@ -2,10 +2,9 @@ r"""PGD adversarial training (Madry et al. 2018): cross-entropy on the adversari
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from .._internal.checks import check_bool, check_choice
-from ._common import REDUCTIONS, SampleReduction, check_batch, per_sample_ce, reduce
+from ._common import SampleReduction, WeightedTerms, check_batch, per_sample_ce, reduce
 
 __all__ = ["SATLoss", "sat_loss"]
 
@@ -30,22 +29,18 @@ def sat_loss(
     return reduce(per_sample_ce(student_adv, target), reduction)
 
 
-class SATLoss(nn.Module):
+class SATLoss(WeightedTerms):
     """:func:`sat_loss` as a module; ``validate_args``: check the values (one read from the device per call)."""
 
+    coefficients = (1.0,)
+
     def __init__(self, *, reduction: SampleReduction = "mean", validate_args: bool = True) -> None:
-        super().__init__()
-        check_choice(reduction, "reduction", REDUCTIONS)
-        self.reduction: SampleReduction = reduction
-        self.validate_args = check_bool(validate_args, "validate_args")
+        super().__init__(reduction, validate_args)
 
-    def forward(self, student_adv: Tensor, target: Tensor) -> Tensor:
-        """The loss (see :func:`sat_loss`)."""
+    def terms(self, student_adv: Tensor, target: Tensor) -> tuple[Tensor]:
+        """The loss alone, reduced (see :func:`sat_loss`)."""
         target = check_batch({"student_adv": student_adv}, target, validate_args=self.validate_args)
-        return self._forward(student_adv, target)
+        return self._terms(student_adv, target)
 
-    def _forward(self, student_adv: Tensor, target: Tensor) -> Tensor:
-        return reduce(per_sample_ce(student_adv, target), self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+    def _terms(self, student_adv: Tensor, target: Tensor) -> tuple[Tensor]:
+        return (reduce(per_sample_ce(student_adv, target), self.reduction),)

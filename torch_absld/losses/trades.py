@@ -9,8 +9,7 @@ from ._common import SampleReduction, WeightedTerms, check_batch, kl_rows, per_s
 
 __all__ = ["TRADESLoss", "trades_kl", "trades_loss"]
 
-DEFAULT_BETA = 6.0
-r"""TRADES' $\beta$ for CIFAR-10 (``--beta 6.0``, ``train_trades_cifar10.py`` of the official code)."""
+DEFAULT_BETA = 6.0  # TRADES' $\beta$ for CIFAR-10 (``--beta 6.0``, ``train_trades_cifar10.py`` of the official code).
 
 
 def trades_kl(
@@ -61,6 +60,8 @@ class TRADESLoss(WeightedTerms):
         validate_args: check the values in eager mode (one read from the device per call).
     """
 
+    shown = ("beta",)
+
     def __init__(
         self, *, beta: float = DEFAULT_BETA, reduction: SampleReduction = "mean", validate_args: bool = True
     ) -> None:
@@ -76,6 +77,3 @@ class TRADESLoss(WeightedTerms):
     def _terms(self, student_adv: Tensor, student_clean: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         ce, kl = per_sample_ce(student_clean, target), kl_rows(student_clean, student_adv)
         return reduce(ce, self.reduction), reduce(kl, self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta:.4g}, reduction={self.reduction!r}"
