@@ -51,14 +51,11 @@ class FairnessAwareAveraging(EpochController):
     Args:
         model: the network being trained (held by reference, not registered; a DDP wrapper is unwrapped).
         num_classes: number of classes $C$.
-        decay: $d \in (0, 1)$ (0.85, the paper).
-        threshold: the gate $\delta$ (0.2, the paper).
+        decay, threshold: $d \in (0, 1)$ (0.85) and the gate $\delta$ (0.2), the paper's.
         start_epoch: first epoch (0-based) that may enter the average (50, the paper).
         worst_fraction: gate on the mean of the worst $\lceil f C \rceil$ classes instead of the worst one.
         attack: the gate's attack (:data:`FAWA_ATTACK`; ``random_start`` ``"uniform"`` or ``None``).
         seed: seed of the attack's per-sample uniform starts.
-        process_group: ranks that share the validation split; ``False``: this rank alone.
-        validate_args: check values in eager mode (one read from the device per call).
     """
 
     module: nn.Module
@@ -123,9 +120,8 @@ class FairnessAwareAveraging(EpochController):
     def step(self, validation: Iterable[Any] | None = None) -> bool:
         r"""End of epoch: gate, then average the model's weights when the gate passes; return whether it did.
 
-        With ``validation`` (``(input, target)`` batches of this rank's shard) the sums are refilled by
-        :func:`~torch_absld.validation.validation_pass` with :attr:`attack` (from ``start_epoch`` on);
-        without it, what :meth:`record` added is used. Every rank must call it.
+        ``validation``: ``(input, target)`` batches of this rank's shard, passed with :attr:`attack`
+        (:func:`~torch_absld.validation.validation_pass`); ``None``: what :meth:`record` added. Every rank calls it.
 
         Raises:
             ValueError: if a class of the due epoch has no validation sample (nothing is changed).

@@ -56,6 +56,8 @@ class EpochController(ClassStatistics):
     """Per-class sums whose buffers keep their dtype under casts, :attr:`counters` saved, buffers checked on load.
 
     At the end of an epoch the synced sums set the buffers by :meth:`rule` (all checks in one read).
+    Every controller takes ``process_group`` (ranks whose sums are added; ``None``: the default group,
+    ``False``: this rank alone) and ``validate_args`` (check values in eager mode, one read per call).
     """
 
     counters: tuple[str, ...] = ("epochs_stepped",)
@@ -129,13 +131,10 @@ class ClassEpsilon(EpochController):
     ``begin_epoch`` is next, resets the sums and counts the epoch. Scales start at 1.
 
     Args:
-        num_classes: number of classes $C$.
-        num_stats: number of per-sample quantities $S$.
+        num_classes, num_stats: numbers of classes $C$ and of per-sample quantities $S$.
         begin_epoch: first epoch (0-based) trained with rule-made scales (0 and 1: from the first epoch end on).
         scale_step: ``True``: each sample's step is ``step_size`` times the largest scale in its batch
             (FRL); ``False``: the common ``step_size`` (CFA).
-        process_group: ranks whose sums :meth:`step` adds; ``None`` is the default group.
-        validate_args: check values in eager mode (one read from the device per call).
     """
 
     scale: Tensor
@@ -248,8 +247,6 @@ class CalibratedEpsilon(ClassEpsilon):
         beta: TRADES' $\beta$ (6).
         lambda_beta: $\lambda_2$ (0.5); ``None`` keeps $\beta_k = \beta$ (CCM only).
         begin_epoch: first calibrated epoch (0: after the first epoch, the paper's Algorithm 1).
-        process_group: group whose ranks share one epoch.
-        validate_args: check values in eager mode (one read from the device per call).
     """
 
     class_beta: Tensor

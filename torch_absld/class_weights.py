@@ -91,8 +91,6 @@ class VulnerabilityWeights(EpochController):
         num_classes: number of classes $C$.
         beta: the exponent $\beta$ (2, ``Fair-ARD.py``).
         min_weight, max_weight: the clamp (5/6 and 5/2, ``weight_assign``).
-        process_group: group whose ranks share one epoch; ``None`` is the default group.
-        validate_args: check values in eager mode (one read from the device per call).
     """
 
     weights: Tensor

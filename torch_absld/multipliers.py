@@ -104,14 +104,10 @@ class FRLMultipliers(ClassEpsilon):
     Args:
         num_classes: number of classes $C$.
         threshold: $\tau_1$ and $\tau_2$, one number or a pair (0.05).
-        rate: $\alpha_1$ (0.05).
-        eps_rate: $\alpha_2$ (0.2).
-        limit: bound on the sum of each weight-multiplier vector (0.5).
+        rate, eps_rate, limit: $\alpha_1$ (0.05), $\alpha_2$ (0.2), the bound of each weights' multipliers' sum (0.5).
         halve_every: halve $\alpha_1$ at updates that are multiples of it (40); ``None`` never.
         begin_epoch: first epoch trained with updated values.
         scale_step: the attack's step scaled by the batch's largest scale (``True``, ``frlrmrw.py``).
-        process_group: group whose ranks share the validation split.
-        validate_args: check values in eager mode (one read from the device per call).
 
     Example:
         >>> ctrl = FRLMultipliers(2)

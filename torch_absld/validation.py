@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ._internal.checks import (
     check_integer,
+    check_logits,
     check_logits_alike,
 )
 from ._internal.keyed import keyed_uniform
@@ -23,12 +24,9 @@ __all__ = ["check_validation_attack", "record_correct", "validation_pass"]
 
 def record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
     """Add whether each sample is classified correctly, clean and under attack, into ``stats`` (2 quantities)."""
+    check_logits(clean_logits, "clean_logits", stats.num_classes)
     named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
-    if check_logits_alike(named, stats.accumulator.device, f"the {type(stats).__name__}") != stats.num_classes:
-        raise ValueError(
-            f"Expected `clean_logits` and `robust_logits` of shape (N, {stats.num_classes}) for num_classes = "
-            f"{stats.num_classes}, but got {tuple(clean_logits.shape)}."
-        )
+    check_logits_alike(named, stats.accumulator.device, f"the {type(stats).__name__}")
     _record_correct(stats, clean_logits, robust_logits, stats._checked(target, clean_logits.shape[0]))
 
 

@@ -46,9 +46,8 @@ def per_sample_ce(logits: Tensor, target: Tensor) -> Tensor:
 def kl_rows(p_logits: Tensor, q_logits: Tensor) -> Tensor:
     r"""Each row's $\mathrm{KL}(\mathrm{softmax}\,p \,\|\, \mathrm{softmax}\,q)$, $(N,)$, with gradients through both.
 
-    :func:`torch_absld.kl.kl_terms` detaches its target distribution; TRADES (and the losses built on
-    it) and AdaAD's attack differentiate through it. A $-\infty$ in ``p_logits`` masks its class
-    ($0 \log 0 = 0$, finite gradients: the masked entries are replaced before the arithmetic).
+    (:func:`torch_absld.kl.kl_terms` detaches $p$.) A $-\infty$ in ``p_logits`` masks its class: $0 \log 0 = 0$
+    with finite gradients (the masked entries are replaced before the arithmetic).
     """
     log_p = torch.log_softmax(at_least_float32(p_logits), dim=1)
     log_q = torch.log_softmax(at_least_float32(q_logits), dim=1)
@@ -112,7 +111,8 @@ class WeightedTerms(nn.Module):
     """Base of a loss that is a weighted sum of reduced terms: ``forward(...) = combine(*terms(...))``.
 
     Subclasses set :attr:`coefficients` and implement ``terms`` (checks once, then ``_terms``) and
-    ``_terms`` (unchecked); ``_forward`` is ``forward`` without the checks.
+    ``_terms`` (unchecked); ``_forward`` is ``forward`` without the checks. ``validate_args``: check the
+    values in eager mode (one read from the device per call).
     """
 
     coefficients: tuple[float, ...]

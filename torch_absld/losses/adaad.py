@@ -74,7 +74,6 @@ class AdaADLoss(WeightedTerms):
     Args:
         alpha: weight $\alpha$ of the adversarial term (1, ``main.py``).
         reduction: as :func:`adaad_loss`.
-        validate_args: check the logits' values in eager mode (one read from the device per call).
     """
 
     shown = ("alpha",)

@@ -60,7 +60,6 @@ class ARDLoss(WeightedTerms):
         temperature: $T$ of both softmaxes of the KL term (30, ``main.py``).
         alpha: weight $\alpha$ of the KL term (1, ``main.py``).
         reduction: as :func:`ard_loss`.
-        validate_args: check the values in eager mode (one read from the device per call).
     """
 
     shown = ("temperature", "alpha")

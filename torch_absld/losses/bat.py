@@ -77,7 +77,6 @@ class BATLoss(WeightedTerms):
         beta: weight $\beta$ of the TRADES term (6, ``--beta 6.0``).
         uniform_weight: weight $w$ of the uniform terms (1, hard-coded in the official code).
         reduction: as :func:`bat_loss`.
-        validate_args: check the values in eager mode (one read from the device per call).
     """
 
     shown = ("beta", "uniform_weight")

@@ -54,7 +54,6 @@ class CFALoss(WeightedTerms):
     Args:
         num_classes: number of classes $C$.
         reduction: as :func:`cfa_loss`.
-        validate_args: check the values in eager mode (one read from the device per call).
         **calibration: the options of :class:`~torch_absld.class_eps.CalibratedEpsilon`.
     """
 

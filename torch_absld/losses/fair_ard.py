@@ -85,8 +85,6 @@ class FairARDLoss(WeightedTerms):
         min_weight: lower clamp of a weight (5/6).
         max_weight: upper clamp of a weight (5/2).
         reduction: as :func:`fair_ard_loss`.
-        process_group: group the weights synchronise over.
-        validate_args: check the values in eager mode (one read from the device per call).
     """
 
     shown = ("base", "temperature", "alpha")

@@ -75,7 +75,6 @@ class FRLLoss(TRADESLoss):
         num_classes: number of classes $C$.
         beta: weight $\beta$ of the boundary term (1.5, ``frlrmrw.py``).
         reduction: as :func:`frl_loss`.
-        validate_args: check the values in eager mode (one read from the device per call).
         **multipliers: the options of :class:`~torch_absld.multipliers.FRLMultipliers`.
     """
 

@@ -57,7 +57,6 @@ class TRADESLoss(WeightedTerms):
     Args:
         beta: weight $\beta$ of the KL term (6, the official CIFAR-10 setting).
         reduction: as :func:`trades_loss`.
-        validate_args: check the values in eager mode (one read from the device per call).
     """
 
     shown = ("beta",)
