@@ -23,9 +23,8 @@ __all__ = ["FAWA_ATTACK", "FAWAOptions", "FairnessAwareAveraging"]
 DEFAULT_DECAY = 0.85  # FAWA's decay (CFA paper Sec. 5.1; the official ``--decay-rate`` default is 0.88).
 DEFAULT_THRESHOLD = 0.2  # the gate on the worst class (paper Sec. 5.1; ``--threshold`` is 0.24)
 DEFAULT_START_EPOCH = 50  # first epoch averaged (paper Sec. 5.1; the code has none)
-FAWA_ATTACK = PGDConfig(
-    eps=8 / 255, step_size=2 / 255, steps=10, random_start="uniform"
-)  # CFA's ``train.py``: ``pgd_loss``
+# The gate's attack, ``pgd_loss`` of CFA's ``train.py``:
+FAWA_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="uniform")
 
 
 class FAWAOptions(TypedDict, total=False):

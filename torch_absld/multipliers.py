@@ -45,32 +45,21 @@ def _threshold_pair(threshold: Any) -> tuple[float, float]:
 
 
 def _multiplier_update(
-    multipliers: Tensor,
-    class_accuracy: Tensor,
-    accuracy: Tensor,
-    threshold: tuple[float, float],
-    rate: float,
-    eps_rate: float,
-    limit: float,
+    lam: Tensor, accuracy: Tensor, overall: Tensor, threshold: tuple[float, float], *rates: float
 ) -> Tensor:
     r"""One update of FRL's multipliers from validation accuracies (``frl_train`` of ``utils_frl2.py``), unchecked.
 
-    With each class's natural error $e_k = 1 - a_k$ and boundary error $b_k = a_k - r_k$ (clean minus
-    robust accuracy), and $E$, $B$ the same over the whole split:
-
-    $$\gamma^{nat}_k = e_k - E - \tau_1, \qquad \gamma^{bndy}_k = b_k - B - \tau_2,$$
-    $$\lambda^{nat} \leftarrow \Pi(\lambda^{nat} + \alpha_1 \gamma^{nat}), \quad
-      \lambda^{bndy} \leftarrow \Pi(\lambda^{bndy} + 2\alpha_1 \gamma^{bndy}), \quad
-      \lambda^{\epsilon} \leftarrow \lambda^{\epsilon} + \alpha_2 \gamma^{bndy},$$
-
-    $\Pi$ clamping at 0 and scaling down to a sum of ``limit`` when above it. In float64.
-
-    Shape:
-        - multipliers: $(3, C)$, $(\lambda^{nat}, \lambda^{bndy}, \lambda^{\epsilon})$
-        - class_accuracy: $(2, C)$ clean $a_k$ and robust $r_k$; accuracy: $(2,)$ over the split
-        - Output: $(3, C)$ float64
+    With each class's natural error $e_k = 1 - a_k$ and boundary error $b_k = a_k - r_k$ (clean minus robust
+    accuracy; ``accuracy`` $(2, C)$), and $E$, $B$ the same over the whole split (``overall`` $(2,)$):
+    $\gamma^{nat}_k = e_k - E - \tau_1$, $\gamma^{bndy}_k = b_k - B - \tau_2$,
+    $\lambda^{nat} \leftarrow \Pi(\lambda^{nat} + \alpha_1 \gamma^{nat})$,
+    $\lambda^{bndy} \leftarrow \Pi(\lambda^{bndy} + 2\alpha_1 \gamma^{bndy})$ and
+    $\lambda^{\epsilon} \leftarrow \lambda^{\epsilon} + \alpha_2 \gamma^{bndy}$, with $\Pi$ clamping at 0 and scaling
+    down to a sum of ``limit`` when above it. ``lam``: $(\lambda^{nat}, \lambda^{bndy}, \lambda^{\epsilon})$,
+    $(3, C)$; ``rates``: $\alpha_1$, $\alpha_2$, ``limit``. Output $(3, C)$ float64.
     """
-    lam, (clean, robust), (class_clean, class_robust) = multipliers.to(torch.float64), accuracy, class_accuracy
+    (rate, eps_rate, limit), lam = rates, lam.to(torch.float64)
+    (class_clean, class_robust), (clean, robust) = accuracy, overall
     natural_gap = (1 - class_clean) - (1 - clean) - threshold[0]
     boundary_gap = (class_clean - class_robust) - (clean - robust) - threshold[1]
     natural, boundary = _project(lam[0] + rate * natural_gap, limit), _project(lam[1] + 2 * rate * boundary_gap, limit)
@@ -166,13 +155,9 @@ class FRLMultipliers(ClassEpsilon):
     def union_batch(self, target: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:
         r"""Under ``torch.distributed``: what one process on the union of all ranks' batches would use.
 
-        One ``all_reduce`` of the batch's class counts $n$ gives the classes present in the whole
-        batch (for :meth:`forward`'s step) and the loss's normalizers $(n \cdot w^{nat}, n \cdot w^{bndy}) / R$
-        over $R$ ranks, so that the averaged gradients are those of one process. ``None`` in a single process.
-
-        Shape:
-            - target: $(N,)$ integer classes
-            - Output: present $(C,)$ bool, and two scalars
+        One ``all_reduce`` of the class counts $n$ of the labels $(N,)$ gives the classes present $(C,)$ (for
+        :meth:`forward`'s step) and the loss's normalizers $(n \cdot w^{nat}, n \cdot w^{bndy}) / R$ over $R$
+        ranks (the gradients DDP averages are then those of one process). ``None`` in a single process.
         """
         group = self.process_group
         if group is False or not is_distributed(group):

@@ -71,19 +71,12 @@ def validation_pass(
 ) -> int:
     r"""Run ``model`` on every batch, clean and under PGD, and hand the logits to ``record``; return the sample count.
 
-    The model is in eval mode with frozen parameters during the pass (both restored; ``.grad``
-    untouched). The attack ascends the cross-entropy with ``config``; a ``"uniform"`` start is drawn
-    from a hash of ``seed`` and the sample (as :func:`~torch_absld.evaluate_robustness`), so that
-    under ``torch.distributed`` ranks with their own shards and an all-reducing ``record`` see the
-    numbers of one process on the whole split. Labels are checked by ``record``.
-
-    Args:
-        model: the network (a DDP wrapper is unwrapped).
-        batches: iterable of ``(input, target)`` pairs (extra elements ignored).
-        record: ``record(clean_logits, robust_logits, target)``, called once per batch.
-        config: the attack (``random_start`` ``"uniform"`` or ``None``).
-        seed: seed of the uniform starts.
-        device: where batches go; ``None`` is the device of the model's parameters.
+    The model is in eval mode, frozen, during the pass (both restored). The attack ascends the
+    cross-entropy with ``config`` (``random_start`` ``"uniform"`` or ``None``); a uniform start is drawn
+    from a hash of ``seed`` and the sample (as :func:`~torch_absld.evaluate_robustness`): ranks with
+    their own shards and an all-reducing ``record`` see the numbers of one process on the whole split.
+    ``batches`` are ``(input, target)`` pairs, moved to ``device`` (``None``: the model's); a DDP
+    wrapper is unwrapped; ``record(clean_logits, robust_logits, target)`` checks the labels.
     """
     check_validation_attack(config)
     if not callable(record):

@@ -85,11 +85,7 @@ def check_batch(
         flags.append(label_range_flag(target, classes))
     for name, vector in (class_vectors or {}).items():
         if not isinstance(vector, Tensor) or not vector.is_floating_point() or vector.shape != (classes,):
-            got = (
-                f"{vector.dtype} of shape {tuple(vector.shape)}"
-                if isinstance(vector, Tensor)
-                else type(vector).__name__
-            )
+            got = f"{vector.dtype} {tuple(vector.shape)}" if isinstance(vector, Tensor) else type(vector).__name__
             raise ValueError(f"Expected `{name}` to be a floating point tensor of shape ({classes},), but got {got}.")
         check_device(vector, first.device, name, "the logits")
         flags.append(_class_vector_flag(vector, name))
