@@ -40,12 +40,10 @@ class FairnessAwareAveraging(EpochController):
     r"""An exponential moving average of a model's weights over the epochs that pass a fairness gate (CFA's FAWA).
 
     After each epoch, :meth:`step` measures the per-class robust accuracy $R_k$ on a validation split
-    and, when the worst class passes ($\min_k R_k \ge \delta$) from ``start_epoch`` on, updates
-    $\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta$ over the whole ``state_dict`` (the first
-    accepted epoch copies $\theta$; integer buffers are copied), as CFA's ``train.py``. :attr:`module` is
-    the averaged network (frozen, in eval mode). A :class:`~torch_absld.stats.ClassStatistics` of the
-    validation samples' clean and robust correctness (:meth:`record`), summed across ranks with one
-    ``all_reduce``: every rank takes the same decision. ``state_dict()`` makes resuming exact.
+    (the samples' correctness summed across ranks: every rank decides alike) and, when the worst class
+    passes ($\min_k R_k \ge \delta$) from ``start_epoch`` on, updates $\bar\theta \leftarrow d\,\bar\theta
+    + (1 - d)\,\theta$ over the whole ``state_dict`` (the first accepted epoch copies $\theta$; integer
+    buffers are copied), as CFA's ``train.py``. :attr:`module` is the averaged network (frozen, eval mode).
 
     Args:
         model: the network being trained (held by reference, not registered; a DDP wrapper is unwrapped).

@@ -169,14 +169,10 @@ class ClassEpsilon(EpochController):
     def forward(
         self, target: Tensor, eps: float, step_size: float, *, present: Tensor | None = None
     ) -> tuple[Tensor, Any]:
-        r"""Each sample's radius $s_{y_i}\,\epsilon$ and step, for ``attack(x, y, eps=..., step_size=...)``.
+        r"""Each sample's radius $s_{y_i}\,\epsilon$ $(N,)$ and step, for ``attack(x, y, eps=..., step_size=...)``.
 
-        With ``scale_step`` the step is ``step_size`` times the largest scale of the classes in the
-        batch, or of those in ``present`` (under ``torch.distributed``, the union of the ranks' batches).
-
-        Shape:
-            - target: $(N,)$ integer classes; present: $(C,)$ bool
-            - Output: radii $(N,)$ float64; steps $(N,)$ float64 with ``scale_step``, else the float ``step_size``
+        With ``scale_step`` the steps $(N,)$ are ``step_size`` times the largest scale of the classes of the
+        labels $(N,)$, or of those in ``present`` $(C,)$ bool (under ``torch.distributed``, the ranks' union).
         """
         eps = check_positive(eps, "eps", allow_zero=True)
         step_size = check_positive(step_size, "step_size")
@@ -236,10 +232,8 @@ class CalibratedEpsilon(ClassEpsilon):
 
     :meth:`update` adds whether each training sample's adversarial logits predict its label; at the
     end of the epoch :meth:`step` sets, from each class's robust accuracy $t_k$ over the epoch,
-    $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$ and $\beta_k = (\lambda_2 + t_k)\,\beta$ (Eqs. 6 and 7,
-    :func:`_calibration`) for the next epoch. Both start at $\epsilon$ and $\beta$; a class absent
-    from an epoch keeps its values. The per-class mean equals the official count divided by $N / C$
-    on a balanced training set.
+    $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$ and $\beta_k = (\lambda_2 + t_k)\,\beta$ (Eqs. 6 and 7) for the next
+    epoch; a class absent from an epoch keeps its values (the official count over $N / C$ on a balanced set).
 
     Args:
         num_classes: number of classes $C$.

@@ -29,13 +29,9 @@ def vulnerability_weights(
 ) -> Tensor:
     r"""Fair-ARD's class weights from each class's mean $\bar\kappa_k$ (``weight_assign`` of the official code).
 
-    $r_k = \big(1 / (\bar\kappa_k + 10^{-5})\big)^{\beta}$, then
-    $w_k = \mathrm{clip}\big(|P|\, r_k / \sum_{j \in P} r_j,\ w_{\min},\ w_{\max}\big)$ over the classes $P$
-    seen this epoch (normalised to mean 1 before the clamp, not after). Classes outside $P$ keep
-    their weight; with all $C$ present, $|P| = C$ is the official ``sum_value``.
-
-    Shape:
-        - weights, mean_kappa, present: $(C,)$ (``present`` bool); Output: $(C,)$, dtype of ``weights``
+    $r_k = (\bar\kappa_k + 10^{-5})^{-\beta}$, $w_k = \mathrm{clip}(|P| r_k / \sum_{j \in P} r_j, w_{\min}, w_{\max})$
+    over the classes $P$ seen (``present``; mean 1 before the clamp, not after); the others keep ``weights``.
+    All $(C,)$; the output has the dtype of ``weights``. With all $C$ present, $|P| = C$ is ``sum_value``.
 
     Example:
         >>> vulnerability_weights(torch.ones(3), torch.tensor([1.0, 2.0, 4.0]), torch.ones(3, dtype=torch.bool))
