@@ -2,28 +2,19 @@ r"""Per-class loss weights from each class's vulnerability (Fair-ARD), updated o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
-
 import torch
 from torch import Tensor
-from typing_extensions import Self
 
 from ._internal.checks import ProcessGroupArg, ValueCheck, check_positive, raise_first, values_checkable
-from ._internal.modules import loaded_tensor
-from .class_eps import _finite_flag, checked_counters, checked_labels
-from .stats import ClassStatistics, class_means
+from .class_eps import EpochController
+from .stats import class_means
 
 __all__ = ["VulnerabilityWeights", "vulnerability_weights"]
 
-DEFAULT_BETA = 2.0
-r"""Fair-ARD's exponent $\beta$ (``--beta 2.0``, ``Fair-ARD.py``)."""
-DEFAULT_MIN_WEIGHT = 5 / 6
-"""Lower clamp of a class weight (``weight_assign`` of every official Fair-* script)."""
-DEFAULT_MAX_WEIGHT = 5 / 2
-"""Upper clamp of a class weight (``weight_assign``)."""
-KAPPA_EPS = 1e-5
-"""Added to the mean kappa before the power (``weight_assign``)."""
+DEFAULT_BETA = 2.0  # Fair-ARD's exponent $\beta$ (``--beta 2.0``, ``Fair-ARD.py``).
+DEFAULT_MIN_WEIGHT = 5 / 6  # Lower clamp of a class weight (``weight_assign`` of every official Fair-* script).
+DEFAULT_MAX_WEIGHT = 5 / 2  # Upper clamp of a class weight (``weight_assign``).
+KAPPA_EPS = 1e-5  # Added to the mean kappa before the power (``weight_assign``).
 
 
 def vulnerability_weights(
@@ -38,14 +29,9 @@ def vulnerability_weights(
 ) -> Tensor:
     r"""Fair-ARD's class weights from each class's mean $\bar\kappa_k$ (``weight_assign`` of the official code).
 
-    $r_k = \big(1 / (\bar\kappa_k + 10^{-5})\big)^{\beta}$, then
-    $w_k = \mathrm{clip}\big(|P|\, r_k / \sum_{j \in P} r_j,\ w_{\min},\ w_{\max}\big)$ over the classes $P$
-    seen this epoch (normalised to mean 1 before the clamp, not after). Classes outside $P$ keep
-    their weight; with all $C$ present, $|P| = C$ is the official ``sum_value``.
-
-    Shape:
-        - weights, mean_kappa, present: $(C,)$ (``present`` bool; ``mean_kappa`` outside it ignored)
-        - Output: $(C,)$, dtype of ``weights``
+    $r_k = (\bar\kappa_k + 10^{-5})^{-\beta}$, $w_k = \mathrm{clip}(|P| r_k / \sum_{j \in P} r_j, w_{\min}, w_{\max})$
+    over the classes $P$ seen (``present``; mean 1 before the clamp, not after); the others keep ``weights``.
+    All $(C,)$; the output has the dtype of ``weights``. With all $C$ present, $|P| = C$ is ``sum_value``.
 
     Example:
         >>> vulnerability_weights(torch.ones(3), torch.tensor([1.0, 2.0, 4.0]), torch.ones(3, dtype=torch.bool))
@@ -53,17 +39,12 @@ def vulnerability_weights(
     """
     beta, min_weight, max_weight = _check_rule_options(beta, min_weight, max_weight)
     for name, value in (("weights", weights), ("mean_kappa", mean_kappa), ("present", present)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"Expected `{name}` to be a torch.Tensor, but got {type(value).__name__}.")
-    if not weights.is_floating_point() or weights.dim() != 1:
-        got = f"{weights.dtype} of shape {tuple(weights.shape)}"
-        raise ValueError(f"Expected `weights` to be a floating point tensor of shape (C,), but got {got}.")
-    for name, value in (("mean_kappa", mean_kappa), ("present", present)):
-        if value.shape != weights.shape:
-            shapes = f"{tuple(weights.shape)}, but got {tuple(value.shape)}"
-            raise ValueError(f"Expected `{name}` of the shape of `weights`, {shapes}.")
-    if present.dtype != torch.bool:
-        raise TypeError(f"Expected `present` to be a bool tensor (which classes were seen), but got {present.dtype}.")
+        if not isinstance(value, Tensor) or value.dim() != 1 or value.shape != weights.shape:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"Expected `{name}` of shape (C,), one value per class like `weights`, but got {got}.")
+    if present.dtype != torch.bool or not weights.is_floating_point():
+        dtypes = f"{present.dtype} and {weights.dtype}"
+        raise TypeError(f"Expected a bool `present` and floating point `weights`, but got {dtypes}.")
     if values_checkable(validate_args):
         detached = mean_kappa.detach()
 
@@ -93,32 +74,19 @@ def _weights(
     return torch.where(present, clamped, weights.to(torch.float64)).to(weights.dtype)
 
 
-class VulnerabilityWeights(ClassStatistics):
+class VulnerabilityWeights(EpochController):
     r"""Fair-ARD's per-class weights $w \in \mathbb{R}^C$, driven by each class's vulnerability $\bar\kappa$.
 
-    A :class:`~torch_absld.stats.ClassStatistics` of $\kappa_i$, the number of iterates of the
-    training attack at which the student still classifies sample $i$ correctly
-    (:class:`~torch_absld.attack.CountingObjective`). :meth:`update` adds a batch (no gradient, no
-    host sync with ``validate_args=False``, compiles); :meth:`step` at the end of the epoch syncs the sums
-    across ranks and sets the weights by :func:`vulnerability_weights` from the per-class means
-    (the official sums divided by $N / C$ on a balanced set). Weights start at 1.
+    Per-class sums of $\kappa_i$, the number of iterates of the training attack at which the student
+    still classifies sample $i$ correctly (:class:`~torch_absld.attack.CountingObjective`).
+    :meth:`step` at the end of the epoch syncs the sums across ranks and sets the weights by
+    :func:`vulnerability_weights` from the per-class means (the official sums over $N / C$ on a
+    balanced set). Weights start at 1.
 
     Args:
         num_classes: number of classes $C$.
         beta: the exponent $\beta$ (2, ``Fair-ARD.py``).
         min_weight, max_weight: the clamp (5/6 and 5/2, ``weight_assign``).
-        process_group: group whose ranks share one epoch; ``None`` is the default group.
-        validate_args: check values in eager mode (one read from the device per call).
-
-    Shape:
-        - ``forward(target)``: target $(N,)$ -> $(N,)$ float32, each sample's class weight
-        - ``update(values, target)``: the counts $\kappa$ $(N,)$ floating point, target $(N,)$
-
-    Example:
-        >>> ctrl = VulnerabilityWeights(3)
-        >>> ctrl.update(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([0, 1, 2]))
-        >>> ctrl.step()
-        tensor([2.2857, 0.8333, 0.8333])
     """
 
     weights: Tensor
@@ -138,68 +106,39 @@ class VulnerabilityWeights(ClassStatistics):
         self.epochs_stepped = 0
         self.register_buffer("weights", torch.ones(self.num_classes, dtype=torch.float32))
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
-        """Follow device moves but keep the weights in float32 under whole-module casts (``.half()``)."""
-        weights = self.weights
-        super()._apply(fn, recurse)
-        self.weights = weights.to(device=self.weights.device)
-        return self
-
     def forward(self, target: Tensor) -> Tensor:
         """Each sample's class weight $w_{y_i}$, $(N,)$ float32, for labels $(N,)$."""
-        target, flag = checked_labels(self, target)
-        if values_checkable(self.validate_args):
-            raise_first([flag])
-        return self.weights[target]
+        return self.weights[self._checked(target)]
 
     def update(self, values: Tensor, target: Tensor) -> None:
         r"""Add each sample's $\kappa_i$ (a count, as a floating point tensor) into its class's sums."""
         self._check_values(values)
-        target, flag = checked_labels(self, target, values.shape[0])
-        if values_checkable(self.validate_args):
-            raise_first([flag, _count_flag(values)])
-        self._update(values, target)
+        self._update(values, self._checked(target, values.shape[0], _count_flag(values)))
 
     def _update(self, values: Tensor, target: Tensor) -> None:
         self.accumulate(values, target, validate=False)
 
-    @torch.no_grad()
     def step(self) -> Tensor:
         r"""End the epoch: sync the sums, set the weights, reset the sums; returns the weights $(C,)$.
 
         Raises:
             ValueError: if an accumulated $\kappa$ is not finite (weights and sums are left as they are).
         """
-        synced = self.synced()
-        if values_checkable(self.validate_args):
-            raise_first([_finite_flag(synced)])
-        means, present = class_means(synced)
-        self.weights.copy_(_weights(self.weights, means[0], present, self.beta, self.min_weight, self.max_weight))
-        self.reset()
-        self.epochs_stepped += 1
+        self._end_epoch()
         return self.weights
 
-    def get_extra_state(self) -> dict[str, Any]:
-        """The epoch counter."""
-        return {"epochs_stepped": self.epochs_stepped}
+    def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
+        """The weights of :func:`vulnerability_weights` from the epoch's per-class mean kappa."""
+        means, present = class_means(synced)
+        return {"weights": _weights(self.weights, means[0], present, self.beta, self.min_weight, self.max_weight)}, []
 
-    def set_extra_state(self, state: Any) -> None:
-        """Restore what :meth:`get_extra_state` saved."""
-        self.epochs_stepped = checked_counters(state, "epochs_stepped")
-
-    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject weights that are neither 1 nor in ``[min_weight, max_weight]``, and a bad counter, before any copy."""
-        weights = loaded_tensor(state_dict, prefix, "weights", self.weights)
-        if weights is not None:
-            values = weights.detach().to("cpu", torch.float64)
-            inside = (values >= self.min_weight * (1 - 1e-6)) & (values <= self.max_weight * (1 + 1e-6))
-            if not bool((torch.isfinite(values) & (inside | (values == 1))).all()):
-                raise ValueError(
-                    f"Expected the loaded `weights` to be finite and > 0, each 1 or in [min_weight, max_weight] = "
-                    f"[{self.min_weight:.4g}, {self.max_weight:.4g}], but got {values.tolist()}."
-                )
-        if prefix + "_extra_state" in state_dict:
-            checked_counters(state_dict[prefix + "_extra_state"], "epochs_stepped")
+    def buffer_error(self, name: str, values: Tensor) -> str | None:
+        """Each weight is 1 (never set) or in ``[min_weight, max_weight]`` (float32 rounding allowed)."""
+        inside = (values >= self.min_weight * (1 - 1e-6)) & (values <= self.max_weight * (1 + 1e-6))
+        if bool((torch.isfinite(values) & (inside | (values == 1))).all()):
+            return None
+        bounds = f"[{self.min_weight:.4g}, {self.max_weight:.4g}]"
+        return f"to be finite and > 0, each 1 or in [min_weight, max_weight] = {bounds}"
 
     def extra_repr(self) -> str:
         return (

@@ -2,13 +2,12 @@ r"""FRL's Lagrange multipliers (Xu et al. 2021, Reweight + Remargin): class weig
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from typing_extensions import TypedDict
 
 from ._internal.checks import (
     ProcessGroupArg,
@@ -16,27 +15,19 @@ from ._internal.checks import (
     check_integer,
     check_positive,
     check_unit_interval,
-    raise_first,
-    values_checkable,
 )
 from ._internal.distributed import all_reduce_sum, is_distributed
-from .class_eps import ClassEpsilon
+from .class_eps import ClassEpsilon, missing_classes
 from .validation import _record_correct, record_correct
 
-__all__ = ["FRLMultipliers", "FRLOptions", "frl_class_weights", "frl_multiplier_update"]
+__all__ = ["FRLMultipliers", "frl_class_weights"]
 
-DEFAULT_THRESHOLD = 0.05
-r"""The fairness threshold $\tau$ of both constraints (the ABSLD paper's Reweight+Remargin setting)."""
-DEFAULT_RATE = 0.05
-r"""Step $\alpha_1$ of the weight multipliers (``--rate1 0.05``, ``frlrmrw.py``)."""
-DEFAULT_EPS_RATE = 0.2
-r"""Step $\alpha_2$ of the radius multipliers (``--rate2 0.2``, ``frlrmrw.py``)."""
-DEFAULT_LIMIT = 0.5
-r"""Bound on the sum of each set of weight multipliers (``--lim 0.5``, ``frlrmrw.py``)."""
-DEFAULT_HALVE_EVERY = 40
-r"""$\alpha_1$ halves at every update whose number is a multiple of this (``frlrmrw.py``: ``now_epoch % 40 == 0``)."""
-SCALE_BOUNDS = (0.98, 3.0)
-r"""Clamp of the radius scale $\exp(2\lambda^\epsilon_k)$ (``cost_sensitive`` in ``utils_frl2.py``)."""
+DEFAULT_THRESHOLD = 0.05  # tau of both constraints, the ABSLD paper's Reweight+Remargin setting
+DEFAULT_RATE = 0.05  # Step $\alpha_1$ of the weight multipliers (``--rate1 0.05``, ``frlrmrw.py``).
+DEFAULT_EPS_RATE = 0.2  # Step $\alpha_2$ of the radius multipliers (``--rate2 0.2``, ``frlrmrw.py``).
+DEFAULT_LIMIT = 0.5  # Bound on the sum of each set of weight multipliers (``--lim 0.5``, ``frlrmrw.py``).
+DEFAULT_HALVE_EVERY = 40  # alpha_1 halves when ``now_epoch % 40 == 0`` (``frlrmrw.py``)
+SCALE_BOUNDS = (0.98, 3.0)  # clamp of the radius scale (``cost_sensitive``, ``utils_frl2.py``)
 
 
 def _project(multipliers: Tensor, limit: float) -> Tensor:
@@ -44,72 +35,6 @@ def _project(multipliers: Tensor, limit: float) -> Tensor:
     positive = multipliers.clamp_min(0)
     total = positive.sum()
     return torch.where(total > limit, positive * (limit / total), positive)
-
-
-def frl_multiplier_update(
-    multipliers: Tensor,
-    class_clean: Tensor,
-    class_robust: Tensor,
-    clean: Tensor,
-    robust: Tensor,
-    *,
-    threshold: tuple[float, float] = (DEFAULT_THRESHOLD, DEFAULT_THRESHOLD),
-    rate: float = DEFAULT_RATE,
-    eps_rate: float = DEFAULT_EPS_RATE,
-    limit: float = DEFAULT_LIMIT,
-    validate_args: bool = True,
-) -> Tensor:
-    r"""One update of FRL's multipliers from validation accuracies (``frl_train`` of ``utils_frl2.py``).
-
-    With each class's natural error $e_k = 1 - a_k$ and boundary error $b_k = a_k - r_k$ (clean minus
-    robust accuracy), and $E$, $B$ the same over the whole split:
-
-    $$\gamma^{nat}_k = e_k - E - \tau_1, \qquad \gamma^{bndy}_k = b_k - B - \tau_2,$$
-    $$\lambda^{nat} \leftarrow \Pi(\lambda^{nat} + \alpha_1 \gamma^{nat}), \quad
-      \lambda^{bndy} \leftarrow \Pi(\lambda^{bndy} + 2\alpha_1 \gamma^{bndy}), \quad
-      \lambda^{\epsilon} \leftarrow \lambda^{\epsilon} + \alpha_2 \gamma^{bndy},$$
-
-    $\Pi$ clamping at 0 and scaling down to a sum of ``limit`` when above it. In float64.
-
-    Args:
-        multipliers: $(\lambda^{nat}, \lambda^{bndy}, \lambda^{\epsilon})$ stacked, $(3, C)$.
-        class_clean: each class's clean accuracy $a_k$, $(C,)$.
-        class_robust: each class's robust accuracy $r_k$, $(C,)$.
-        clean: the clean accuracy over the whole split, a scalar.
-        robust: the robust accuracy over the whole split, a scalar.
-        threshold: $(\tau_1, \tau_2)$.
-        rate: $\alpha_1$.
-        eps_rate: $\alpha_2$.
-        limit: the bound of $\Pi$.
-        validate_args: check the values (one read from the device).
-
-    Shape:
-        - Output: $(3, C)$ float64
-    """
-    threshold = _threshold_pair(threshold)
-    rate = check_positive(rate, "rate", allow_zero=True)
-    eps_rate = check_positive(eps_rate, "eps_rate", allow_zero=True)
-    limit = check_unit_interval(limit, "limit")
-    if not isinstance(multipliers, Tensor) or multipliers.dim() != 2 or multipliers.shape[0] != 3:
-        got = tuple(multipliers.shape) if isinstance(multipliers, Tensor) else type(multipliers).__name__
-        raise ValueError(f"Expected `multipliers` of shape (3, C), but got {got}.")
-    named = {"class_clean": class_clean, "class_robust": class_robust, "clean": clean, "robust": robust}
-    for name, value in named.items():
-        shape = (multipliers.shape[1],) if name.startswith("class") else ()
-        if not isinstance(value, Tensor) or tuple(value.shape) != shape:
-            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(f"Expected `{name}` of shape {shape} (an accuracy), but got {got}.")
-    if values_checkable(validate_args):
-        accuracies = torch.cat([value.detach().reshape(-1).to(torch.float64) for value in named.values()])
-        flag = ~((accuracies >= 0) & (accuracies <= 1)).all() | ~torch.isfinite(multipliers.detach()).all()
-
-        def raise_error() -> None:
-            raise ValueError(
-                f"Expected accuracies in [0, 1] and finite `multipliers`, but got accuracies {accuracies.tolist()}."
-            )
-
-        raise_first([(flag, raise_error)])
-    return _multiplier_update(multipliers, class_clean, class_robust, clean, robust, threshold, rate, eps_rate, limit)
 
 
 def _threshold_pair(threshold: Any) -> tuple[float, float]:
@@ -120,56 +45,38 @@ def _threshold_pair(threshold: Any) -> tuple[float, float]:
 
 
 def _multiplier_update(
-    multipliers: Tensor,
-    class_clean: Tensor,
-    class_robust: Tensor,
-    clean: Tensor,
-    robust: Tensor,
-    threshold: tuple[float, float],
-    rate: float,
-    eps_rate: float,
-    limit: float,
+    lam: Tensor, accuracy: Tensor, overall: Tensor, threshold: tuple[float, float], *rates: float
 ) -> Tensor:
-    lam = multipliers.to(torch.float64)
+    r"""One update of FRL's multipliers from validation accuracies (``frl_train`` of ``utils_frl2.py``), unchecked.
+
+    With each class's natural error $e_k = 1 - a_k$ and boundary error $b_k = a_k - r_k$ (clean minus robust
+    accuracy; ``accuracy`` $(2, C)$), and $E$, $B$ the same over the whole split (``overall`` $(2,)$):
+    $\gamma^{nat}_k = e_k - E - \tau_1$, $\gamma^{bndy}_k = b_k - B - \tau_2$,
+    $\lambda^{nat} \leftarrow \Pi(\lambda^{nat} + \alpha_1 \gamma^{nat})$,
+    $\lambda^{bndy} \leftarrow \Pi(\lambda^{bndy} + 2\alpha_1 \gamma^{bndy})$ and
+    $\lambda^{\epsilon} \leftarrow \lambda^{\epsilon} + \alpha_2 \gamma^{bndy}$, with $\Pi$ clamping at 0 and scaling
+    down to a sum of ``limit`` when above it. ``lam``: $(\lambda^{nat}, \lambda^{bndy}, \lambda^{\epsilon})$,
+    $(3, C)$; ``rates``: $\alpha_1$, $\alpha_2$, ``limit``. Output $(3, C)$ float64.
+    """
+    (rate, eps_rate, limit), lam = rates, lam.to(torch.float64)
+    (class_clean, class_robust), (clean, robust) = accuracy, overall
     natural_gap = (1 - class_clean) - (1 - clean) - threshold[0]
     boundary_gap = (class_clean - class_robust) - (clean - robust) - threshold[1]
-    return torch.stack(
-        [
-            _project(lam[0] + rate * natural_gap, limit),
-            _project(lam[1] + 2 * rate * boundary_gap, limit),
-            lam[2] + eps_rate * boundary_gap,
-        ]
-    )
+    natural, boundary = _project(lam[0] + rate * natural_gap, limit), _project(lam[1] + 2 * rate * boundary_gap, limit)
+    return torch.stack([natural, boundary, lam[2] + eps_rate * boundary_gap])
 
 
 def frl_class_weights(multipliers: Tensor) -> Tensor:
-    r"""Class weights $w_k = 1/C + \lambda_k - \frac1C \sum_j \lambda_j$ (``cost_sensitive``, for any $C$).
+    r"""Class weights $w_k = 1/C + \lambda_k - \frac1C \sum_j \lambda_j$ (``cost_sensitive``, for any $C$), $(..., C)$.
 
     Example:
         >>> frl_class_weights(torch.tensor([0.3, 0.0, 0.0]))
         tensor([0.5333, 0.2333, 0.2333])
     """
     if not isinstance(multipliers, Tensor) or not multipliers.is_floating_point() or multipliers.dim() < 1:
-        got = (
-            f"{multipliers.dtype} of shape {tuple(multipliers.shape)}"
-            if isinstance(multipliers, Tensor)
-            else multipliers
-        )
+        got = f"{multipliers.dtype} {tuple(multipliers.shape)}" if isinstance(multipliers, Tensor) else multipliers
         raise ValueError(f"Expected `multipliers` to be a floating point tensor of shape (..., C), but got {got}.")
     return 1 / multipliers.shape[-1] + multipliers - multipliers.mean(dim=-1, keepdim=True)
-
-
-class FRLOptions(TypedDict, total=False):
-    """Keyword options of :class:`FRLMultipliers`, passed on by :class:`~torch_absld.FRLLoss`."""
-
-    threshold: float | tuple[float, float]
-    rate: float
-    eps_rate: float
-    limit: float
-    halve_every: int | None
-    begin_epoch: int
-    scale_step: bool
-    process_group: ProcessGroupArg
 
 
 class FRLMultipliers(ClassEpsilon):
@@ -177,7 +84,7 @@ class FRLMultipliers(ClassEpsilon):
 
     A :class:`~torch_absld.class_eps.ClassEpsilon` of whether each validation sample is classified
     correctly, clean and under attack (:meth:`record`). :meth:`step` sums across ranks, updates the
-    multipliers by :func:`frl_multiplier_update` ($\alpha_1$ halving at every 40th update) and sets, for
+    multipliers by :func:`_multiplier_update` ($\alpha_1$ halving at every 40th update) and sets, for
     the next epoch, :attr:`natural_weights` $= w(\lambda^{nat})$ and :attr:`boundary_weights`
     $= w(\lambda^{bndy})$ (:func:`frl_class_weights`) and :attr:`scale`
     $= \mathrm{clip}(\exp(2\lambda^\epsilon), 0.98, 3)$. All start at $\lambda = 0$ (plain TRADES).
@@ -186,15 +93,10 @@ class FRLMultipliers(ClassEpsilon):
     Args:
         num_classes: number of classes $C$.
         threshold: $\tau_1$ and $\tau_2$, one number or a pair (0.05).
-        rate: $\alpha_1$ (0.05).
-        eps_rate: $\alpha_2$ (0.2).
-        limit: bound on the sum of each weight-multiplier vector (0.5).
+        rate, eps_rate, limit: $\alpha_1$ (0.05), $\alpha_2$ (0.2), the bound of each weights' multipliers' sum (0.5).
         halve_every: halve $\alpha_1$ at updates that are multiples of it (40); ``None`` never.
-        begin_epoch: first epoch trained with updated values (see :class:`~torch_absld.class_eps.ClassEpsilon`).
-        scale_step: the attack's step is ``step_size`` times the largest scale in the batch (``True``,
-            ``frlrmrw.py``) or the common ``step_size``.
-        process_group: group whose ranks share the validation split.
-        validate_args: check values in eager mode (one read from the device per call).
+        begin_epoch: first epoch trained with updated values.
+        scale_step: the attack's step scaled by the batch's largest scale (``True``, ``frlrmrw.py``).
 
     Example:
         >>> ctrl = FRLMultipliers(2)
@@ -253,13 +155,9 @@ class FRLMultipliers(ClassEpsilon):
     def union_batch(self, target: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:
         r"""Under ``torch.distributed``: what one process on the union of all ranks' batches would use.
 
-        One ``all_reduce`` of the batch's class counts $n$ gives the classes present in the whole
-        batch (for :meth:`forward`'s step) and the loss's normalizers $(n \cdot w^{nat}, n \cdot w^{bndy}) / R$
-        over $R$ ranks, so that the averaged gradients are those of one process. ``None`` in a single process.
-
-        Shape:
-            - target: $(N,)$ integer classes
-            - Output: present $(C,)$ bool, and two scalars
+        One ``all_reduce`` of the class counts $n$ of the labels $(N,)$ gives the classes present $(C,)$ (for
+        :meth:`forward`'s step) and the loss's normalizers $(n \cdot w^{nat}, n \cdot w^{bndy}) / R$ over $R$
+        ranks (the gradients DDP averages are then those of one process). ``None`` in a single process.
         """
         group = self.process_group
         if group is False or not is_distributed(group):
@@ -275,22 +173,13 @@ class FRLMultipliers(ClassEpsilon):
         halvings = 0 if self.halve_every is None else update // self.halve_every
         return float(self.rate / 2**halvings)
 
-    def rule(self, synced: Tensor, update: int) -> tuple[dict[str, Tensor], list[ValueCheck]]:
+    def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
         """The multipliers' update from the split's accuracies, the weights and scales they give; every class seen."""
         correct, counts = synced[:2], synced[2]
-        accuracy = correct / counts
-        overall = correct.sum(dim=1) / counts.sum()
-        update_args = (self.threshold, self.rate_at(update), self.eps_rate, self.limit)
+        options = (self.threshold, self.rate_at(self.updates + 1), self.eps_rate, self.limit)
         multipliers = _multiplier_update(
-            self.multipliers, accuracy[0], accuracy[1], overall[0], overall[1], *update_args
+            self.multipliers, correct / counts, correct.sum(dim=1) / counts.sum(), *options
         )
-
-        def raise_error() -> None:
-            missing = [k for k in range(self.num_classes) if counts[k] == 0]
-            raise ValueError(
-                f"Expected every class in the validation data, but classes {missing} have no sample; nothing "
-                "was changed. Build the split with `stratified_split`."
-            )
 
         new = {
             "multipliers": multipliers,
@@ -298,26 +187,20 @@ class FRLMultipliers(ClassEpsilon):
             "boundary_weights": frl_class_weights(multipliers[1]),
             "scale": torch.exp(2 * multipliers[2]).clamp(*SCALE_BOUNDS),
         }
-        return new, [((counts == 0).any(), raise_error)]
+        return new, [missing_classes(counts > 0)]
 
-    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
+    def buffer_error(self, name: str, values: Tensor) -> str | None:
         """Also reject multipliers, weights and scales that no update can make (see :meth:`rule`)."""
-        super()._check_loaded_state(state_dict, prefix)
-        tolerance, (low, high) = 1e-9, SCALE_BOUNDS
-        rules = {
-            "multipliers": (f"with weight rows >= 0 summing to <= limit = {self.limit}", _bad_multipliers),
-            "natural_weights": (">= 0 with sum 1", _bad_weights),
-            "boundary_weights": (">= 0 with sum 1", _bad_weights),
-            "scale": (
-                f"in [{low}, {high}] (FRL's clamp)",
-                lambda v, _: bool(((v < low - tolerance) | (v > high + tolerance)).any()),
-            ),
-        }
-        for name, (expected, is_bad) in rules.items():
-            loaded = state_dict.get(prefix + name)
-            values = loaded.detach().to("cpu", torch.float64) if isinstance(loaded, Tensor) else None
-            if values is not None and is_bad(values, self.limit):
-                raise ValueError(f"Expected the loaded `{name}` {expected}, but got {values.tolist()}.")
+        (low, high), rows = SCALE_BOUNDS, values[:2]
+        if error := super().buffer_error(name, values):
+            return error
+        if name == "multipliers" and bool((rows < 0).any() | (rows.sum(dim=1) > self.limit + 1e-9).any()):
+            return f"with weight rows >= 0 summing to <= limit = {self.limit}"
+        if name.endswith("_weights") and (bool((values < -1e-9).any()) or abs(float(values.sum()) - 1) > 1e-6):
+            return ">= 0 with sum 1"
+        if name == "scale" and bool(((values < low - 1e-9) | (values > high + 1e-9)).any()):
+            return f"in [{low}, {high}] (FRL's clamp)"
+        return None
 
     def extra_repr(self) -> str:
         return (
@@ -325,12 +208,3 @@ class FRLMultipliers(ClassEpsilon):
             f"eps_rate={self.eps_rate:.4g}, limit={self.limit:.4g}, halve_every={self.halve_every}, "
             f"begin_epoch={self.begin_epoch}"
         )
-
-
-def _bad_multipliers(values: Tensor, limit: float) -> bool:
-    rows = values[:2]
-    return bool((rows < 0).any() | (rows.sum(dim=1) > limit + 1e-9).any())
-
-
-def _bad_weights(values: Tensor, limit: float) -> bool:
-    return bool((values < -1e-9).any()) or abs(float(values.sum()) - 1) > 1e-6

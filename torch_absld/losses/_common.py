@@ -46,9 +46,8 @@ def per_sample_ce(logits: Tensor, target: Tensor) -> Tensor:
 def kl_rows(p_logits: Tensor, q_logits: Tensor) -> Tensor:
     r"""Each row's $\mathrm{KL}(\mathrm{softmax}\,p \,\|\, \mathrm{softmax}\,q)$, $(N,)$, with gradients through both.
 
-    :func:`torch_absld.kl.kl_terms` detaches its target distribution; TRADES (and the losses built on
-    it) and AdaAD's attack differentiate through it. A $-\infty$ in ``p_logits`` masks its class
-    ($0 \log 0 = 0$, finite gradients: the masked entries are replaced before the arithmetic).
+    (:func:`torch_absld.kl.kl_terms` detaches $p$.) A $-\infty$ in ``p_logits`` masks its class: $0 \log 0 = 0$
+    with finite gradients (the masked entries are replaced before the arithmetic).
     """
     log_p = torch.log_softmax(at_least_float32(p_logits), dim=1)
     log_q = torch.log_softmax(at_least_float32(q_logits), dim=1)
@@ -65,13 +64,15 @@ def check_batch(
     num_classes: int | None = None,
     class_vectors: Mapping[str, Tensor] | None = None,
     owner: tuple[torch.device, str] | None = None,
+    reduction: str = "mean",
 ) -> Tensor:
     r"""Check logits $(N, C)$ of one shape and device, labels $(N,)$ and per-class vectors $(C,)$.
 
-    Shapes, dtypes and devices always (on ``owner``'s device when given); with ``validate_args`` and
+    ``reduction``, shapes, dtypes and devices always (on ``owner``'s device); with ``validate_args`` and
     not while compiling, the values in one read: labels in $[0, C)$, logits finite ($-\infty$ masks
     a class), vectors finite and $\ge 0$. Returns the labels as int64 (``target`` unchanged when None).
     """
+    check_choice(reduction, "reduction", REDUCTIONS)
     (first_name, first), *_ = logits.items()
     check_logits(first, first_name, num_classes)
     device, where = owner if owner is not None else (None, "")
@@ -84,11 +85,7 @@ def check_batch(
         flags.append(label_range_flag(target, classes))
     for name, vector in (class_vectors or {}).items():
         if not isinstance(vector, Tensor) or not vector.is_floating_point() or vector.shape != (classes,):
-            got = (
-                f"{vector.dtype} of shape {tuple(vector.shape)}"
-                if isinstance(vector, Tensor)
-                else type(vector).__name__
-            )
+            got = f"{vector.dtype} {tuple(vector.shape)}" if isinstance(vector, Tensor) else type(vector).__name__
             raise ValueError(f"Expected `{name}` to be a floating point tensor of shape ({classes},), but got {got}.")
         check_device(vector, first.device, name, "the logits")
         flags.append(_class_vector_flag(vector, name))
@@ -110,10 +107,12 @@ class WeightedTerms(nn.Module):
     """Base of a loss that is a weighted sum of reduced terms: ``forward(...) = combine(*terms(...))``.
 
     Subclasses set :attr:`coefficients` and implement ``terms`` (checks once, then ``_terms``) and
-    ``_terms`` (unchecked); ``_forward`` is ``forward`` without the checks.
+    ``_terms`` (unchecked); ``_forward`` is ``forward`` without the checks. ``validate_args``: check the
+    values in eager mode (one read from the device per call).
     """
 
     coefficients: tuple[float, ...]
+    shown: tuple[str, ...] = ()  # options in the repr, before ``reduction``
     terms: Callable[..., tuple[Tensor, ...]]
     _terms: Callable[..., tuple[Tensor, ...]]
 
@@ -129,6 +128,10 @@ class WeightedTerms(nn.Module):
 
     def _forward(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.combine(*self._terms(*args, **kwargs))
+
+    def extra_repr(self) -> str:
+        shown = {name: getattr(self, name) for name in self.shown} | {"reduction": self.reduction}
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in shown.items())
 
     def combine(self, *terms: Tensor) -> Tensor:
         r"""$\sum_k c_k \cdot \mathrm{term}_k$ with the loss's coefficients."""

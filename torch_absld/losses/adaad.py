@@ -6,26 +6,21 @@ from typing import Any
 
 from torch import Tensor
 
-from .._internal.checks import check_choice, check_logits_alike, check_unit_interval
+from .._internal.checks import check_logits_alike, check_unit_interval
 from ..kl import kl_terms
-from ._common import REDUCTIONS, SampleReduction, WeightedTerms, check_batch, kl_rows, reduce
+from ._common import SampleReduction, WeightedTerms, check_batch, kl_rows, reduce
 
 __all__ = ["AdaADLoss", "adaad_attack_objective", "adaad_loss"]
 
-DEFAULT_ALPHA = 1.0
-"""AdaAD's weight of the adversarial term (``--AdaAD_alpha 1.0``, ``main.py`` of the official code)."""
+DEFAULT_ALPHA = 1.0  # AdaAD's weight of the adversarial term (``--AdaAD_alpha 1.0``, ``main.py`` of the official code).
 
 
 def adaad_attack_objective(output: tuple[Tensor, Tensor], target: Any = None) -> Tensor:
     r"""AdaAD's inner maximisation: $\sum_i \mathrm{KL}(\mathrm{softmax} f_t(x'_i) \,\|\, \mathrm{softmax} f_s(x'_i))$.
 
-    An objective for :func:`~torch_absld.pgd` on a module returning ``(student_logits, teacher_logits)``
-    of one input; the gradient flows through **both** networks (``adaad_inner_loss`` of the official
-    ``AT_helper.py``). ``target`` is not used. Shapes are checked (free under compile).
-
-    Shape:
-        - output: two $(N, C)$ logits, the student's first
-        - Output: scalar
+    An objective for :func:`~torch_absld.pgd` on a module returning ``(student_logits, teacher_logits)``,
+    each $(N, C)$; the gradient flows through both networks (``adaad_inner_loss``, ``AT_helper.py``).
+    ``target`` is not used.
     """
     if not isinstance(output, (tuple, list)) or len(output) != 2:
         got = f"a tuple of {len(output)}" if isinstance(output, (tuple, list)) else type(output).__name__
@@ -33,29 +28,14 @@ def adaad_attack_objective(output: tuple[Tensor, Tensor], target: Any = None) ->
             f"Expected the attacked module to return (student_logits, teacher_logits), but got {got}. Attack "
             "`StudentAndTeacher(student, teacher)` (torch_absld.methods.adaad)."
         )
-    student, teacher = output
-    check_logits_alike([("student", student), ("teacher", teacher)])
-    return kl_rows(teacher, student).sum()
+    check_logits_alike([("student", output[0]), ("teacher", output[1])])
+    return kl_rows(output[1], output[0]).sum()
 
 
-def _kl_pair(
-    student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
-) -> tuple[Tensor, Tensor]:
-    r"""Each sample's KL over $C$ (the authors' ``nn.KLDivLoss()`` mean over $N \times C$), adversarial and clean."""
-    num_classes = student_adv.shape[1]
-    adv = kl_terms(student_adv, teacher_adv, 1.0, 1.0, "none") / num_classes
-    return adv, kl_terms(student_clean, teacher_clean, 1.0, 1.0, "none") / num_classes
-
-
-def _logits(
-    student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
-) -> dict[str, Tensor]:
-    return {
-        "student_adv": student_adv,
-        "student_clean": student_clean,
-        "teacher_adv": teacher_adv,
-        "teacher_clean": teacher_clean,
-    }
+def _kl_pair(s_adv: Tensor, s_clean: Tensor, t_adv: Tensor, t_clean: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Each sample's KL over $C$ (``nn.KLDivLoss()`` averages $N \times C$ elements), adversarial and clean."""
+    classes = s_adv.shape[1]
+    return kl_terms(s_adv, t_adv, 1.0, 1.0, "none") / classes, kl_terms(s_clean, t_clean, 1.0, 1.0, "none") / classes
 
 
 def adaad_loss(
@@ -70,13 +50,9 @@ def adaad_loss(
 ) -> Tensor:
     r"""AdaAD: $\ell_i = (\alpha\,\mathrm{KL}(p(x'_i) \| q(x'_i)) + (1 - \alpha)\,\mathrm{KL}(p(x_i) \| q(x_i))) / C$.
 
-    $p = \mathrm{softmax} f_t$ (no gradient) and $q = \mathrm{softmax} f_s$, temperature 1.
-    ``"none"``: $\ell_i$; ``"mean"``: their mean, the official CIFAR-10 branch's ``nn.KLDivLoss()``
-    (default; the CIFAR-100 branch's ``"batchmean"`` is $C$ times it); ``"sum"``: their sum.
-
-    Shape:
-        - student_adv, student_clean, teacher_adv, teacher_clean: $(N, C)$
-        - Output: scalar, or $(N,)$ with ``"none"``
+    $p = \mathrm{softmax} f_t$ (no gradient), $q = \mathrm{softmax} f_s$. ``"none"``: $\ell_i$ $(N,)$;
+    ``"mean"``: their mean, the official CIFAR-10 ``nn.KLDivLoss()`` (its CIFAR-100 ``batchmean`` is
+    $C$ times it); ``"sum"``: their sum. Logits $(N, C)$.
 
     Example:
         >>> import torch
@@ -85,8 +61,9 @@ def adaad_loss(
         tensor(0.3278)
     """
     alpha = check_unit_interval(alpha, "alpha")
-    check_choice(reduction, "reduction", REDUCTIONS)
-    check_batch(_logits(student_adv, student_clean, teacher_adv, teacher_clean), validate_args=validate_args)
+    logits = {"student_adv": student_adv, "student_clean": student_clean}
+    logits |= {"teacher_adv": teacher_adv, "teacher_clean": teacher_clean}
+    check_batch(logits, reduction=reduction, validate_args=validate_args)
     adv, clean = _kl_pair(student_adv, student_clean, teacher_adv, teacher_clean)
     return reduce(alpha * adv + (1 - alpha) * clean, reduction)
 
@@ -95,18 +72,11 @@ class AdaADLoss(WeightedTerms):
     r""":func:`adaad_loss` as a module, with its two terms apart for logging.
 
     Args:
-        alpha: weight $\alpha$ of the adversarial term (1, ``main.py``: the clean term is off).
-        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, as :func:`adaad_loss`.
-        validate_args: check the logits' values in eager mode (one read from the device per call).
-
-    Example:
-        >>> import torch
-        >>> loss_fn = AdaADLoss(alpha=0.5)
-        >>> s_adv, s_clean, t_adv, t_clean = torch.randn(4, 3, 10).unbind()
-        >>> adv_kl, clean_kl = loss_fn.terms(s_adv, s_clean, t_adv, t_clean)
-        >>> torch.equal(loss_fn(s_adv, s_clean, t_adv, t_clean), 0.5 * adv_kl + 0.5 * clean_kl)
-        True
+        alpha: weight $\alpha$ of the adversarial term (1, ``main.py``).
+        reduction: as :func:`adaad_loss`.
     """
+
+    shown = ("alpha",)
 
     def __init__(
         self, *, alpha: float = DEFAULT_ALPHA, reduction: SampleReduction = "mean", validate_args: bool = True
@@ -119,8 +89,10 @@ class AdaADLoss(WeightedTerms):
         self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
     ) -> tuple[Tensor, Tensor]:
         r"""The adversarial and the clean KL terms, each reduced, before the weights $\alpha$, $1 - \alpha$."""
-        logits = _logits(student_adv, student_clean, teacher_adv, teacher_clean)
-        check_batch(logits, validate_args=self.validate_args)
+        logits = {"student_adv": student_adv, "student_clean": student_clean}
+        check_batch(
+            logits | {"teacher_adv": teacher_adv, "teacher_clean": teacher_clean}, validate_args=self.validate_args
+        )
         return self._terms(student_adv, student_clean, teacher_adv, teacher_clean)
 
     def _terms(
@@ -128,6 +100,3 @@ class AdaADLoss(WeightedTerms):
     ) -> tuple[Tensor, Tensor]:
         adv, clean = _kl_pair(student_adv, student_clean, teacher_adv, teacher_clean)
         return reduce(adv, self.reduction), reduce(clean, self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha:.4g}, reduction={self.reduction!r}"

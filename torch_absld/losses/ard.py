@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._internal.checks import check_choice, check_positive, check_unit_interval
+from .._internal.checks import check_positive, check_unit_interval
 from ..kl import kl_terms
-from ._common import REDUCTIONS, SampleReduction, WeightedTerms, check_batch, per_sample_ce, reduce
+from ._common import SampleReduction, WeightedTerms, check_batch, per_sample_ce, reduce
 
 __all__ = ["ARDLoss", "ard_loss"]
 
-DEFAULT_TEMPERATURE = 30.0
-"""ARD's distillation temperature (``--temp 30.0``, ``main.py`` of the official code)."""
-DEFAULT_ALPHA = 1.0
-"""ARD's weight of the KL term (``--alpha 1.0``, ``main.py``): the clean cross-entropy term is off."""
+DEFAULT_TEMPERATURE = 30.0  # ARD's distillation temperature (``--temp 30.0``, ``main.py`` of the official code).
+DEFAULT_ALPHA = 1.0  # ARD's weight of the KL term (``--alpha 1.0``, ``main.py``): the clean cross-entropy term is off.
 
 
 def _sample_terms(
@@ -35,16 +33,11 @@ def ard_loss(
     reduction: SampleReduction = "mean",
     validate_args: bool = True,
 ) -> Tensor:
-    r"""The ARD loss: $\ell_i = \alpha T^2\,\mathrm{KL}(p_T(x_i) \| q_T(x'_i)) / C + (1 - \alpha)\,\mathrm{CE}_i$.
+    r"""ARD: $\ell_i = \alpha T^2\,\mathrm{KL}(p_T(x_i) \| q_T(x'_i)) / C + (1 - \alpha)\,\mathrm{CE}(f_s(x_i), y_i)$.
 
-    $p_T = \mathrm{softmax}(f_t(x) / T)$, the teacher's clean output (no gradient),
-    $q_T(x') = \mathrm{softmax}(f_s(x') / T)$, $\mathrm{CE}_i = \mathrm{CE}(f_s(x_i), y_i)$. ``"none"``: $\ell_i$;
-    ``"mean"``: their mean, the authors' ``nn.KLDivLoss()`` mean over $N \times C$ (default); ``"sum"``: their sum.
-
-    Shape:
-        - student_adv, student_clean, teacher: $(N, C)$
-        - target: $(N,)$ integer classes in $[0, C)$
-        - Output: scalar, or $(N,)$ with ``"none"``
+    $p_T = \mathrm{softmax}(f_t / T)$ on the clean input (no gradient), $q_T = \mathrm{softmax}(f_s / T)$.
+    ``"none"``: $\ell_i$ $(N,)$; ``"mean"``: their mean, the authors' ``nn.KLDivLoss()`` over $N \times C$;
+    ``"sum"``: their sum. Logits $(N, C)$, labels $(N,)$.
 
     Example:
         >>> import torch
@@ -54,9 +47,8 @@ def ard_loss(
     """
     temperature = check_positive(temperature, "temperature")
     alpha = check_unit_interval(alpha, "alpha")
-    check_choice(reduction, "reduction", REDUCTIONS)
     logits = {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}
-    target = check_batch(logits, target, validate_args=validate_args)
+    target = check_batch(logits, target, reduction=reduction, validate_args=validate_args)
     kl, ce = _sample_terms(student_adv, student_clean, teacher, target, temperature)
     return reduce(alpha * kl + (1 - alpha) * ce, reduction)
 
@@ -66,18 +58,11 @@ class ARDLoss(WeightedTerms):
 
     Args:
         temperature: $T$ of both softmaxes of the KL term (30, ``main.py``).
-        alpha: weight $\alpha$ of the KL term (1, ``main.py``: the clean cross-entropy is off).
-        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, as :func:`ard_loss`.
-        validate_args: check the values in eager mode (one read from the device per call).
-
-    Example:
-        >>> import torch
-        >>> loss_fn, y = ARDLoss(alpha=0.9), torch.tensor([0, 1, 2, 3])
-        >>> s_adv, s_clean, t = torch.randn(3, 4, 10).unbind()
-        >>> kl, ce = loss_fn.terms(s_adv, s_clean, t, y)
-        >>> torch.allclose(loss_fn(s_adv, s_clean, t, y), 0.9 * kl + 0.1 * ce)
-        True
+        alpha: weight $\alpha$ of the KL term (1, ``main.py``).
+        reduction: as :func:`ard_loss`.
     """
+
+    shown = ("temperature", "alpha")
 
     def __init__(
         self,
@@ -105,6 +90,3 @@ class ARDLoss(WeightedTerms):
     ) -> tuple[Tensor, Tensor]:
         kl, ce = _sample_terms(student_adv, student_clean, teacher, target, self.temperature)
         return reduce(kl, self.reduction), reduce(ce, self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"temperature={self.temperature:.4g}, alpha={self.alpha:.4g}, reduction={self.reduction!r}"

@@ -2,12 +2,12 @@ r"""CFA (Wei et al. 2023), TRADES + CFA: the TRADES loss with a class-wise $\bet
 
 from __future__ import annotations
 
-from torch import Tensor
-from typing_extensions import Unpack
+from typing import Any
 
-from .._internal.checks import check_choice, check_options
-from ..class_eps import CalibratedEpsilon, CalibrationOptions
-from ._common import REDUCTIONS, SampleReduction, WeightedTerms, check_batch, kl_rows, per_sample_ce, reduce
+from torch import Tensor
+
+from ..class_eps import CalibratedEpsilon
+from ._common import SampleReduction, WeightedTerms, check_batch, kl_rows, per_sample_ce, reduce
 
 __all__ = ["CFALoss", "cfa_loss"]
 
@@ -27,27 +27,20 @@ def cfa_loss(
     reduction: SampleReduction = "mean",
     validate_args: bool = True,
 ) -> Tensor:
-    r"""CFA's loss with class-wise regularization (CCR, Eq. 8).
+    r"""CFA's class-wise regularization (CCR, Eq. 8): $\ell_i = (\mathrm{CE}_i + \beta_y\mathrm{KL}_i) / (1 + \beta_y)$.
 
-    $\ell_i = \big(\mathrm{CE}(f(x_i), y_i) + \beta_{y_i}\,\mathrm{KL}_i\big) / (1 + \beta_{y_i})$, with
-    $\mathrm{KL}_i$ of :func:`~torch_absld.losses.trades.trades_kl` (gradient through both outputs).
-    ``"none"``: $\ell_i$; ``"mean"``: their mean, ``cw_trades_loss`` of the official ``attack.py``
-    (default); ``"sum"``: their sum. At $\beta_k = \beta$ it is TRADES' loss divided by $1 + \beta$.
-
-    Shape:
-        - student_adv, student_clean: $(N, C)$
-        - target: $(N,)$ integer classes in $[0, C)$
-        - class_beta: $(C,)$, finite and $\ge 0$ (e.g. :attr:`CalibratedEpsilon.class_beta`)
-        - Output: scalar, or $(N,)$ with ``"none"``
+    $\mathrm{KL}_i$ of :func:`~torch_absld.losses.trades.trades_kl`; ``class_beta`` $(C,)$, finite and
+    $\ge 0$. ``"none"``: $\ell_i$ $(N,)$; ``"mean"``: their mean, ``cw_trades_loss`` of the official
+    ``attack.py``; ``"sum"``: their sum. At $\beta_k = \beta$ it is TRADES' loss over $1 + \beta$.
 
     Example:
         >>> import torch
         >>> cfa_loss(torch.zeros(1, 2), torch.tensor([[2.0, 0.0]]), torch.tensor([0]), torch.tensor([1.0, 6.0]))
         tensor(0.2274)
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
     logits = {"student_adv": student_adv, "student_clean": student_clean}
-    target = check_batch(logits, target, class_vectors={"class_beta": class_beta}, validate_args=validate_args)
+    vectors = {"class_beta": class_beta}
+    target = check_batch(logits, target, class_vectors=vectors, reduction=reduction, validate_args=validate_args)
     natural, robust = _terms(student_adv, student_clean, target, class_beta)
     return reduce(natural, reduction) + reduce(robust, reduction)
 
@@ -55,35 +48,20 @@ def cfa_loss(
 class CFALoss(WeightedTerms):
     r""":func:`cfa_loss` with its $\beta_y$ from a :class:`~torch_absld.class_eps.CalibratedEpsilon` ``calibration``.
 
-    The loss uses the current $\beta_k$; :meth:`record` adds whether each training sample's
-    adversarial logits predict its class, and :meth:`step` at the end of the epoch sets the radii
-    and $\beta_k$ for the next one (synchronised across ranks).
+    :meth:`record` adds whether each training sample's adversarial logits predict its class;
+    :meth:`step` at the end of the epoch sets the radii and $\beta_k$ for the next one.
 
     Args:
         num_classes: number of classes $C$.
-        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, as :func:`cfa_loss`.
-        validate_args: check the values in eager mode (one read from the device per call).
+        reduction: as :func:`cfa_loss`.
         **calibration: the options of :class:`~torch_absld.class_eps.CalibratedEpsilon`.
-
-    Example:
-        >>> import torch
-        >>> loss_fn, y = CFALoss(3), torch.tensor([0, 1, 2, 0])
-        >>> adv, clean = torch.randn(2, 4, 3).unbind()
-        >>> torch.allclose(loss_fn(adv, clean, y), cfa_loss(adv, clean, y, torch.full((3,), 6.0)))
-        True
     """
 
     def __init__(
-        self,
-        num_classes: int,
-        *,
-        reduction: SampleReduction = "mean",
-        validate_args: bool = True,
-        **calibration: Unpack[CalibrationOptions],
+        self, num_classes: int, *, reduction: SampleReduction = "mean", validate_args: bool = True, **calibration: Any
     ) -> None:
         super().__init__(reduction, validate_args)
         self.coefficients = (1.0, 1.0)
-        check_options(calibration, CalibrationOptions.__optional_keys__, type(self).__name__)
         self.calibration = CalibratedEpsilon(num_classes, validate_args=validate_args, **calibration)
         self.num_classes = self.calibration.num_classes
 
@@ -110,6 +88,3 @@ class CFALoss(WeightedTerms):
     def step(self) -> Tensor:
         """End of epoch: :meth:`CalibratedEpsilon.step <torch_absld.class_eps.ClassEpsilon.step>`; the scales."""
         return self.calibration.step()
-
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"

@@ -9,14 +9,14 @@ from torch import Tensor
 from .._internal.checks import ProcessGroupArg, check_choice, check_positive, check_unit_interval
 from ..class_weights import DEFAULT_BETA, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT, VulnerabilityWeights
 from ..kl import kl_terms
-from ._common import REDUCTIONS, SampleReduction, WeightedTerms, check_batch, reduce
+from ._common import SampleReduction, WeightedTerms, check_batch, reduce
 from .ard import _sample_terms as _ard_terms
 
 __all__ = ["FairARDLoss", "fair_ard_loss"]
 
 Base = Literal["ard", "rslad"]
 _BASE_DEFAULTS = {"ard": (30.0, 1.0), "rslad": (1.0, 5 / 6)}
-r"""``base -> (temperature, alpha)``: ``Fair-ARD.py`` (``--temp 30 --alpha 1.0``), ``Fair-RSLAD.py``."""
+"""``base -> (temperature, alpha)``: ``Fair-ARD.py`` (``--temp 30 --alpha 1.0``), ``Fair-RSLAD.py``."""
 
 
 def _sample_terms(
@@ -24,9 +24,9 @@ def _sample_terms(
 ) -> tuple[Tensor, Tensor]:
     if base == "ard":
         return _ard_terms(student_adv, student_clean, teacher, target, temperature)
-    num_classes = teacher.shape[1]
+    classes = teacher.shape[1]
     adv = kl_terms(student_adv, teacher, temperature, temperature, "none")
-    return adv / num_classes, kl_terms(student_clean, teacher, temperature, temperature, "none") / num_classes
+    return adv / classes, kl_terms(student_clean, teacher, temperature, temperature, "none") / classes
 
 
 def _defaults(base: object, temperature: float | None, alpha: float | None) -> tuple[float, float]:
@@ -49,29 +49,22 @@ def fair_ard_loss(
     reduction: SampleReduction = "mean",
     validate_args: bool = True,
 ) -> Tensor:
-    r"""The Fair-ARD loss: the base loss with each sample's terms multiplied by its class's weight $w_{y_i}$.
+    r"""Fair-ARD: the base loss with each sample's terms multiplied by its class's weight $w_{y_i}$ $(C,)$.
 
-    With $p_T = \mathrm{softmax}(f_t(x) / T)$ (teacher, clean input, no gradient), $q_T = \mathrm{softmax}(f_s / T)$:
+    With $p_T = \mathrm{softmax}(f_t(x) / T)$ (clean input, no gradient), $q_T = \mathrm{softmax}(f_s / T)$:
 
-    - ``base="ard"`` (``Fair-ARD.py``): $\ell_i = w_{y_i}\big(\alpha T^2\,\mathrm{KL}(p_T \| q_T(x'_i)) / C
+    - ``"ard"`` (``Fair-ARD.py``): $\ell_i = w_{y_i}\big(\alpha T^2\,\mathrm{KL}(p_T \| q_T(x'_i)) / C
       + (1 - \alpha)\,\mathrm{CE}(f_s(x_i), y_i)\big)$, defaults $T = 30$, $\alpha = 1$;
-    - ``base="rslad"`` (``Fair-RSLAD.py``): $\ell_i = w_{y_i}\big(\alpha\,\mathrm{KL}(p_T \| q_T(x'_i))
+    - ``"rslad"`` (``Fair-RSLAD.py``): $\ell_i = w_{y_i}\big(\alpha\,\mathrm{KL}(p_T \| q_T(x'_i))
       + (1 - \alpha)\,\mathrm{KL}(p_T \| q_T(x_i))\big) / C$, defaults $T = 1$, $\alpha = 5/6$.
 
-    ``"none"``: $\ell_i$; ``"mean"``: their mean, the authors' ``(1/len(outputs)) * sum`` (default;
-    with all weights 1 it is ARD's or RSLAD's loss); ``"sum"``: their sum.
-
-    Shape:
-        - student_adv, student_clean, teacher: $(N, C)$
-        - target: $(N,)$ integer classes in $[0, C)$
-        - class_weights: $(C,)$, finite and $\ge 0$ (e.g. :attr:`VulnerabilityWeights.weights`)
-        - Output: scalar, or $(N,)$ with ``"none"``
+    ``"none"``: $\ell_i$ $(N,)$; ``"mean"``: their mean, the authors' ``(1/len(outputs)) * sum`` (all
+    weights 1: ARD's or RSLAD's loss); ``"sum"``: their sum. Logits $(N, C)$, labels $(N,)$.
     """
     temperature, alpha = _defaults(base, temperature, alpha)
-    check_choice(reduction, "reduction", REDUCTIONS)
     logits = {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}
     vectors = {"class_weights": class_weights}
-    target = check_batch(logits, target, class_vectors=vectors, validate_args=validate_args)
+    target = check_batch(logits, target, class_vectors=vectors, reduction=reduction, validate_args=validate_args)
     adv, clean = _sample_terms(base, student_adv, student_clean, teacher, target, temperature)
     return reduce(class_weights[target] * (alpha * adv + (1 - alpha) * clean), reduction)
 
@@ -79,29 +72,22 @@ def fair_ard_loss(
 class FairARDLoss(WeightedTerms):
     r""":func:`fair_ard_loss` with its class weights, a :class:`~torch_absld.VulnerabilityWeights` ``vulnerability``.
 
-    The loss uses the current weights; :meth:`record` adds each sample's $\kappa_i$ from the training
-    attack (:class:`~torch_absld.attack.CountingObjective`), and :meth:`step` at the end of the epoch
-    sets the weights for the next one (synchronised across ranks).
+    :meth:`record` adds each sample's $\kappa_i$ from the training attack
+    (:class:`~torch_absld.attack.CountingObjective`); :meth:`step` at the end of the epoch sets the
+    weights for the next one (synchronised across ranks).
 
     Args:
         num_classes: number of classes $C$.
         base: ``"ard"`` (default, ``Fair-ARD.py``) or ``"rslad"`` (``Fair-RSLAD.py``).
         temperature: $T$ (``None``: 30 for ``"ard"``, 1 for ``"rslad"``).
         alpha: weight $\alpha$ of the adversarial term (``None``: 1 for ``"ard"``, 5/6 for ``"rslad"``).
-        beta, min_weight, max_weight: the weights' exponent and clamp (2, 5/6, 5/2: ``Fair-ARD.py``).
-        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, as :func:`fair_ard_loss`.
-        process_group: group the weights synchronise over.
-        validate_args: check the values in eager mode (one read from the device per call).
-
-    Example:
-        >>> import torch
-        >>> loss_fn, y = FairARDLoss(3), torch.tensor([0, 1, 2, 0])
-        >>> s_adv, s_clean, t = torch.randn(3, 4, 3).unbind()
-        >>> loss = loss_fn(s_adv, s_clean, t, y)
-        >>> loss_fn.record(torch.tensor([1.0, 2.0, 4.0, 1.0]), y)
-        >>> loss_fn.step()
-        tensor([2.2857, 0.8333, 0.8333])
+        beta: the weights' exponent (2, ``Fair-ARD.py``).
+        min_weight: lower clamp of a weight (5/6).
+        max_weight: upper clamp of a weight (5/2).
+        reduction: as :func:`fair_ard_loss`.
     """
+
+    shown = ("base", "temperature", "alpha")
 
     def __init__(
         self,
@@ -122,13 +108,9 @@ class FairARDLoss(WeightedTerms):
         self.base: Base = base
         self.coefficients = (self.alpha, 1.0 - self.alpha)
         self.vulnerability = VulnerabilityWeights(
-            num_classes,
-            beta=beta,
-            min_weight=min_weight,
-            max_weight=max_weight,
-            process_group=process_group,
-            validate_args=validate_args,
+            num_classes, beta=beta, min_weight=min_weight, max_weight=max_weight, process_group=process_group
         )
+        self.vulnerability.validate_args = self.validate_args
         self.num_classes = self.vulnerability.num_classes
 
     @property
@@ -164,7 +146,3 @@ class FairARDLoss(WeightedTerms):
     def step(self) -> Tensor:
         """End of epoch: :meth:`VulnerabilityWeights.step <torch_absld.VulnerabilityWeights.step>`; the new weights."""
         return self.vulnerability.step()
-
-    def extra_repr(self) -> str:
-        options = f"temperature={self.temperature:.4g}, alpha={self.alpha:.4g}, reduction={self.reduction!r}"
-        return f"base={self.base!r}, {options}"

@@ -2,19 +2,19 @@ r"""FRL (Xu et al. 2021), Reweight + Remargin: TRADES' two terms, each a class-w
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
-from typing_extensions import Unpack
 
-from .._internal.checks import check_choice, check_options, check_positive
-from ..multipliers import FRLMultipliers, FRLOptions
-from ._common import REDUCTIONS, SampleReduction, check_batch, kl_rows, per_sample_ce, reduce
+from .._internal.checks import check_positive
+from ..multipliers import FRLMultipliers
+from ._common import SampleReduction, check_batch, kl_rows, per_sample_ce, reduce
 from .trades import TRADESLoss
 
 __all__ = ["FRLLoss", "frl_loss"]
 
-DEFAULT_BETA = 1.5
-r"""FRL's weight $\beta$ of the boundary (KL) term (``--beta 1.5``, ``frlrmrw.py`` of the official code)."""
+DEFAULT_BETA = 1.5  # weight of the boundary KL (``--beta 1.5``, ``frlrmrw.py`` of the official code)
 
 
 def _weighted(values: Tensor, weights: Tensor, total: Tensor | None) -> Tensor:
@@ -25,15 +25,10 @@ def _weighted(values: Tensor, weights: Tensor, total: Tensor | None) -> Tensor:
 
 
 def _terms(
-    student_adv: Tensor,
-    student_clean: Tensor,
-    target: Tensor,
-    natural_weights: Tensor,
-    boundary_weights: Tensor,
-    normalizers: tuple[Tensor, Tensor] | tuple[None, None] = (None, None),
+    adv: Tensor, clean: Tensor, target: Tensor, weights: tuple[Tensor, Tensor], totals: Any = (None, None)
 ) -> tuple[Tensor, Tensor]:
-    natural = _weighted(per_sample_ce(student_clean, target), natural_weights[target], normalizers[0])
-    return natural, _weighted(kl_rows(student_clean, student_adv), boundary_weights[target], normalizers[1])
+    natural = _weighted(per_sample_ce(clean, target), weights[0][target], totals[0])
+    return natural, _weighted(kl_rows(clean, adv), weights[1][target], totals[1])
 
 
 def frl_loss(
@@ -47,22 +42,14 @@ def frl_loss(
     reduction: SampleReduction = "mean",
     validate_args: bool = True,
 ) -> Tensor:
-    r"""FRL's loss: the class-weighted clean cross-entropy plus $\beta$ times the class-weighted TRADES KL.
+    r"""FRL: the class-weighted clean cross-entropy plus $\beta$ times the class-weighted TRADES KL.
 
-    With $u_i = w^{nat}_{y_i}$, $v_i = w^{bndy}_{y_i}$ (:class:`~torch_absld.multipliers.FRLMultipliers`)
-    and $\mathrm{KL}_i$ of :func:`~torch_absld.losses.trades.trades_kl` (``train_model`` of the
-    official ``utils_frl2.py``):
-
-    $$\ell = \frac{\sum_i u_i\,\mathrm{CE}_i}{\sum_i u_i} + \beta\,\frac{\sum_i v_i\,\mathrm{KL}_i}{\sum_i v_i}.$$
-
-    ``"none"``: each sample's share $\ell_i = N u_i\mathrm{CE}_i / \sum_j u_j + \beta N v_i\mathrm{KL}_i / \sum_j v_j$;
-    ``"mean"``: their mean $\ell$ (default; with equal weights TRADES' loss); ``"sum"``: their sum.
-
-    Shape:
-        - student_adv, student_clean: $(N, C)$
-        - target: $(N,)$ integer classes in $[0, C)$
-        - natural_weights, boundary_weights: $(C,)$, finite and $\ge 0$
-        - Output: scalar, or $(N,)$ with ``"none"``
+    With $u_i = w^{nat}_{y_i}$, $v_i = w^{bndy}_{y_i}$ (:class:`~torch_absld.multipliers.FRLMultipliers`,
+    each $(C,)$) and $\mathrm{KL}_i$ of :func:`~torch_absld.losses.trades.trades_kl` (``train_model``,
+    ``utils_frl2.py``):
+    $\ell = \sum_i u_i \mathrm{CE}_i / \sum_i u_i + \beta \sum_i v_i \mathrm{KL}_i / \sum_i v_i$.
+    ``"none"``: each sample's share $\ell_i = N u_i\mathrm{CE}_i / \sum_j u_j + \beta N v_i\mathrm{KL}_i / \sum_j v_j$
+    $(N,)$; ``"mean"``: their mean $\ell$ (equal weights: TRADES); ``"sum"``: their sum.
 
     Example:
         >>> import torch
@@ -71,34 +58,24 @@ def frl_loss(
         tensor(0.4395)
     """
     beta = check_positive(beta, "beta", allow_zero=True)
-    check_choice(reduction, "reduction", REDUCTIONS)
     logits = {"student_adv": student_adv, "student_clean": student_clean}
     vectors = {"natural_weights": natural_weights, "boundary_weights": boundary_weights}
-    target = check_batch(logits, target, class_vectors=vectors, validate_args=validate_args)
-    natural, boundary = _terms(student_adv, student_clean, target, natural_weights, boundary_weights)
+    target = check_batch(logits, target, class_vectors=vectors, reduction=reduction, validate_args=validate_args)
+    natural, boundary = _terms(student_adv, student_clean, target, (natural_weights, boundary_weights))
     return reduce(natural, reduction) + beta * reduce(boundary, reduction)
 
 
 class FRLLoss(TRADESLoss):
     r""":func:`frl_loss` with its class weights, an :class:`~torch_absld.multipliers.FRLMultipliers` ``multipliers``.
 
-    The loss uses the current weights; the training step records the validation split into the
-    controller and calls :meth:`step` at the end of each epoch (synchronised across ranks).
+    The training step records the validation split into the controller and calls :meth:`step` at
+    the end of each epoch (synchronised across ranks).
 
     Args:
         num_classes: number of classes $C$.
         beta: weight $\beta$ of the boundary term (1.5, ``frlrmrw.py``).
-        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, as :func:`frl_loss`.
-        validate_args: check the values in eager mode (one read from the device per call).
+        reduction: as :func:`frl_loss`.
         **multipliers: the options of :class:`~torch_absld.multipliers.FRLMultipliers`.
-
-    Example:
-        >>> import torch
-        >>> loss_fn = FRLLoss(3)
-        >>> adv, clean = torch.randn(2, 4, 3).unbind()
-        >>> y, w = torch.tensor([0, 1, 2, 0]), loss_fn.multipliers.natural_weights
-        >>> torch.allclose(loss_fn(adv, clean, y), frl_loss(adv, clean, y, w, w))
-        True
     """
 
     def __init__(
@@ -108,20 +85,14 @@ class FRLLoss(TRADESLoss):
         beta: float = DEFAULT_BETA,
         reduction: SampleReduction = "mean",
         validate_args: bool = True,
-        **multipliers: Unpack[FRLOptions],
+        **multipliers: Any,
     ) -> None:
         super().__init__(beta=beta, reduction=reduction, validate_args=validate_args)
-        check_options(multipliers, FRLOptions.__optional_keys__, type(self).__name__)
         self.multipliers = FRLMultipliers(num_classes, validate_args=self.validate_args, **multipliers)
         self.num_classes = self.multipliers.num_classes
 
     def terms(
-        self,
-        student_adv: Tensor,
-        student_clean: Tensor,
-        target: Tensor,
-        *,
-        normalizers: tuple[Tensor, Tensor] | None = None,
+        self, student_adv: Tensor, student_clean: Tensor, target: Tensor, *, normalizers: Any = None
     ) -> tuple[Tensor, Tensor]:
         r"""The weighted natural CE and boundary KL, each reduced, before 1 and $\beta$.
 
@@ -136,17 +107,12 @@ class FRLLoss(TRADESLoss):
         return self._terms(student_adv, student_clean, target, normalizers=normalizers)
 
     def _terms(
-        self,
-        student_adv: Tensor,
-        student_clean: Tensor,
-        target: Tensor,
-        *,
-        normalizers: tuple[Tensor, Tensor] | None = None,
+        self, student_adv: Tensor, student_clean: Tensor, target: Tensor, *, normalizers: Any = None
     ) -> tuple[Tensor, Tensor]:
         weights = (self.multipliers.natural_weights, self.multipliers.boundary_weights)
-        natural, boundary = _terms(student_adv, student_clean, target, *weights, normalizers or (None, None))
+        natural, boundary = _terms(student_adv, student_clean, target, weights, normalizers or (None, None))
         return reduce(natural, self.reduction), reduce(boundary, self.reduction)
 
     def step(self) -> Tensor:
-        """End of epoch: :meth:`FRLMultipliers.step <torch_absld.multipliers.FRLMultipliers.step>`; the scales."""
+        """End of epoch: :meth:`FRLMultipliers.step <torch_absld.class_eps.ClassEpsilon.step>`; the scales."""
         return self.multipliers.step()

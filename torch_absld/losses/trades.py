@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._internal.checks import check_choice, check_positive
-from ._common import REDUCTIONS, SampleReduction, WeightedTerms, check_batch, kl_rows, per_sample_ce, reduce
+from .._internal.checks import check_positive
+from ._common import SampleReduction, WeightedTerms, check_batch, kl_rows, per_sample_ce, reduce
 
 __all__ = ["TRADESLoss", "trades_kl", "trades_loss"]
 
-DEFAULT_BETA = 6.0
-r"""TRADES' $\beta$ for CIFAR-10 (``--beta 6.0``, ``train_trades_cifar10.py`` of the official code)."""
+DEFAULT_BETA = 6.0  # TRADES' $\beta$ for CIFAR-10 (``--beta 6.0``, ``train_trades_cifar10.py`` of the official code).
 
 
 def trades_kl(
@@ -18,16 +17,12 @@ def trades_kl(
 ) -> Tensor:
     r"""TRADES' robust term $\mathrm{KL}_i = \mathrm{KL}(\mathrm{softmax} f(x_i) \,\|\, \mathrm{softmax} f(x'_i))$.
 
-    The clean distribution is the target and is **not detached** (gradient through both outputs, as
-    the official ``trades.py``); a clean logit of $-\infty$ masks its class. ``"none"``: $\mathrm{KL}_i$;
-    ``"mean"``: their mean (the authors' summed ``KLDivLoss`` divided by $N$); ``"sum"``: their sum.
-
-    Shape:
-        - student_adv, student_clean: $(N, C)$ logits on $x'$ and on $x$
-        - Output: scalar, or $(N,)$ with ``"none"``
+    Gradient through both distributions (the official ``trades.py``); a clean logit of $-\infty$ masks
+    its class. ``"none"``: $\mathrm{KL}_i$ $(N,)$; ``"mean"``: their mean (the authors' summed
+    ``KLDivLoss`` over $N$); ``"sum"``: their sum. Logits $(N, C)$ on $x'$ and on $x$.
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
-    check_batch({"student_adv": student_adv, "student_clean": student_clean}, validate_args=validate_args)
+    logits = {"student_adv": student_adv, "student_clean": student_clean}
+    check_batch(logits, reduction=reduction, validate_args=validate_args)
     return reduce(kl_rows(student_clean, student_adv), reduction)
 
 
@@ -40,15 +35,10 @@ def trades_loss(
     reduction: SampleReduction = "mean",
     validate_args: bool = True,
 ) -> Tensor:
-    r"""The TRADES loss: $\ell_i = \mathrm{CE}(f(x_i), y_i) + \beta\,\mathrm{KL}_i$ (see :func:`trades_kl`).
+    r"""TRADES: $\ell_i = \mathrm{CE}(f(x_i), y_i) + \beta\,\mathrm{KL}_i$ (:func:`trades_kl`), in float32.
 
-    ``"none"``: $\ell_i$; ``"mean"``: their mean, the official ``loss_natural + beta * loss_robust``
-    (default); ``"sum"``: their sum. In float32.
-
-    Shape:
-        - student_adv, student_clean: $(N, C)$
-        - target: $(N,)$ integer classes in $[0, C)$
-        - Output: scalar, or $(N,)$ with ``"none"``
+    ``"none"``: $\ell_i$ $(N,)$; ``"mean"``: their mean, the official ``loss_natural + beta * loss_robust``;
+    ``"sum"``: their sum. Logits $(N, C)$, labels $(N,)$.
 
     Example:
         >>> import torch
@@ -56,28 +46,20 @@ def trades_loss(
         tensor(0.4547)
     """
     beta = check_positive(beta, "beta", allow_zero=True)
-    check_choice(reduction, "reduction", REDUCTIONS)
     logits = {"student_adv": student_adv, "student_clean": student_clean}
-    target = check_batch(logits, target, validate_args=validate_args)
+    target = check_batch(logits, target, reduction=reduction, validate_args=validate_args)
     return reduce(per_sample_ce(student_clean, target) + beta * kl_rows(student_clean, student_adv), reduction)
 
 
 class TRADESLoss(WeightedTerms):
-    r""":func:`trades_loss` as a module, ``forward(student_adv, student_clean, target)``, its terms apart for logging.
+    r""":func:`trades_loss` as a module: ``forward(student_adv, student_clean, target)``, ``terms`` apart.
 
     Args:
         beta: weight $\beta$ of the KL term (6, the official CIFAR-10 setting).
-        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, as :func:`trades_loss`.
-        validate_args: check the values in eager mode (one read from the device per call).
-
-    Example:
-        >>> import torch
-        >>> loss_fn = TRADESLoss()
-        >>> adv, clean = torch.randn(2, 4, 10).unbind()
-        >>> ce, kl = loss_fn.terms(adv, clean, torch.tensor([0, 1, 2, 3]))
-        >>> torch.equal(loss_fn(adv, clean, torch.tensor([0, 1, 2, 3])), ce + 6.0 * kl)
-        True
+        reduction: as :func:`trades_loss`.
     """
+
+    shown = ("beta",)
 
     def __init__(
         self, *, beta: float = DEFAULT_BETA, reduction: SampleReduction = "mean", validate_args: bool = True
@@ -92,8 +74,5 @@ class TRADESLoss(WeightedTerms):
         return self._terms(student_adv, student_clean, check_batch(logits, target, validate_args=self.validate_args))
 
     def _terms(self, student_adv: Tensor, student_clean: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        ce = reduce(per_sample_ce(student_clean, target), self.reduction)
-        return ce, reduce(kl_rows(student_clean, student_adv), self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta:.4g}, reduction={self.reduction!r}"
+        ce, kl = per_sample_ce(student_clean, target), kl_rows(student_clean, student_adv)
+        return reduce(ce, self.reduction), reduce(kl, self.reduction)
