@@ -10,7 +10,8 @@ from _reference import absld_loss_reference
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDLoss, ABSLDOutput, ABSLDStep, KLPGDAttack, mark_ddp_local_state
+from torch_absld import ABSLDLoss, ABSLDOutput, ABSLDStep, KLPGDAttack
+from torch_absld.methods import mark_ddp_local_state
 
 C = 5
 EPS = 8 / 255

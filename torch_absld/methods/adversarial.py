@@ -55,6 +55,7 @@ class AdversarialStep(TrainingStep):
     """
 
     loss_type: ClassVar[type[nn.Module]]
+    loss_parts: ClassVar[tuple[type, ...]] = ()  # the controllers the loss passes its other options to
     default_attack: ClassVar[PGDConfig]
     objective: ClassVar[Objective] = "kl"
     needs_teacher: ClassVar[bool] = True
@@ -86,7 +87,7 @@ class AdversarialStep(TrainingStep):
         )
         self.num_classes = checks.check_num_classes(num_classes, minimum=2)
         self.validate_args = checks.check_bool(validate_args, "validate_args")
-        loss_keys = keywords(self.loss_type)
+        loss_keys = self._loss_options()
         self.loss_fn = self._loss_module(loss, {key: options.pop(key) for key in list(options) if key in loss_keys})
         default, objective, attacked = self._attack_parts()
         # An attack on the labels indexes the student's logits with them: its width is checked once, first.
@@ -107,7 +108,11 @@ class AdversarialStep(TrainingStep):
     @classmethod
     def option_names(cls) -> frozenset[str]:
         """The keyword options of the step: its constructors', its loss's and the attack's settings."""
-        return super().option_names() | (keywords(cls.loss_type) - {"validate_args"}) | _ATTACK_OPTIONS
+        return super().option_names() | cls._loss_options() | _ATTACK_OPTIONS
+
+    @classmethod
+    def _loss_options(cls) -> set[str]:
+        return set().union(*(keywords(part) for part in (cls.loss_type, *cls.loss_parts))) - {"validate_args"}
 
     def _loss_module(self, loss: nn.Module | None, options: dict[str, Any]) -> Any:
         kind = self.loss_type

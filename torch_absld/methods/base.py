@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import typing
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -112,17 +111,9 @@ class TrainingStep(nn.Module):
 
 
 def keywords(function: Callable[..., Any]) -> set[str]:
-    """The keyword-only parameters of ``function``, with the keys of its ``**options: Unpack[TypedDict]``."""
-    names: set[str] = set()
-    if isinstance(function, type):
-        function = function.__init__  # type: ignore[misc]
-    for parameter in inspect.signature(function).parameters.values():
-        if parameter.kind is parameter.KEYWORD_ONLY:
-            names.add(parameter.name)
-        elif parameter.kind is parameter.VAR_KEYWORD and "Unpack[" in str(parameter.annotation):
-            hint = typing.get_type_hints(function, include_extras=True)[parameter.name]
-            names |= set(getattr(typing.get_args(hint)[0], "__optional_keys__", ()))
-    return names
+    """The keyword-only parameters of ``function`` (of a class: of its constructor)."""
+    parameters = inspect.signature(function).parameters.values()
+    return {parameter.name for parameter in parameters if parameter.kind is parameter.KEYWORD_ONLY}
 
 
 def _in_precision_scope(forward: Callable[..., Any]) -> Callable[..., Any]:

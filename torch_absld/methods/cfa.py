@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..attack import PGDConfig
 from ..averaging import FairnessAwareAveraging
+from ..class_eps import CalibratedEpsilon
 from ..losses.cfa import CFALoss, cfa_loss
 from .adversarial import ValidatedStep
 from .base import mark_ddp_local_state
@@ -71,6 +72,7 @@ class CFAStep(ValidatedStep):
     """
 
     loss_type = CFALoss
+    loss_parts = (CalibratedEpsilon,)
     default_attack = CFA_ATTACK
     default_validation_steps = CFA_VALIDATION_STEPS
     fawa: FairnessAwareAveraging | None

@@ -69,6 +69,7 @@ class FRLStep(ValidatedStep):
     """
 
     loss_type = FRLLoss
+    loss_parts = (FRLMultipliers,)
     default_attack = FRL_ATTACK
     default_validation_steps = FRL_VALIDATION_STEPS
 
