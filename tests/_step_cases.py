@@ -1,4 +1,4 @@
-"""The baseline methods' training steps on tiny data, for the tables of bad inputs (``tests/test_methods_*_errors.py``).
+"""The methods' training steps on tiny data, for the table of bad inputs (``tests/test_methods_errors.py``).
 
 Every step is built with one attack step and no random start (deterministic), and with per-class
 state that is not uniform (FRL's and CFA's radius scales and weights, Fair-ARD's class weights), so
@@ -14,31 +14,10 @@ from _cases import rejected_load
 from _models import OddOutput
 from torch import nn
 
-from torch_absld.methods import (
-    AdaADDistiller,
-    ARDDistiller,
-    BATStep,
-    CFAStep,
-    FairARDDistiller,
-    FRLStep,
-    SATStep,
-    TRADESStep,
-)
+from torch_absld import methods
 
 N, C = 4, 4
 LABELS = (1, 3, 2, 2)  # no sample of class 0: labels read as a mask would select every class
-METHODS = ("sat", "trades", "ard", "adaad", "fair-ard", "frl", "cfa", "bat")
-DISTILLERS = ("ard", "adaad", "fair-ard")
-STEPS: dict[str, Any] = {
-    "sat": SATStep,
-    "trades": TRADESStep,
-    "ard": ARDDistiller,
-    "adaad": AdaADDistiller,
-    "fair-ard": FairARDDistiller,
-    "frl": FRLStep,
-    "cfa": CFAStep,
-    "bat": BATStep,
-}
 SCALE = torch.tensor([1.0, 0.5, 2.0, 1.5], dtype=torch.float64)
 WEIGHTS = torch.tensor([0.1, 0.4, 0.2, 0.3], dtype=torch.float64)
 VULNERABILITY = torch.tensor([1.0, 0.9, 2.0, 1.5])  # in Fair-ARD's clamp [5/6, 5/2]
@@ -64,10 +43,8 @@ def build(method: str, student: Any = None, teacher: Any = None, num_classes: An
     if method == "cfa":
         options.setdefault("fawa", False)
     student = net(1) if student is None else student
-    if method in DISTILLERS:
-        step = STEPS[method](student, net(2) if teacher is None else teacher, num_classes, **options)
-    else:
-        step = STEPS[method](student, num_classes, **options)
+    teacher = net(2) if teacher is None else teacher
+    step = methods.create(method, student, num_classes=num_classes, teacher=teacher, **options)
     with torch.no_grad():
         if method == "frl":
             step.loss_fn.multipliers.scale.copy_(SCALE)

@@ -8,7 +8,7 @@ from _models import tiny_batch, tiny_cnn
 from _reference import absld_loss_reference
 from torch.testing import assert_close
 
-from torch_absld import ABSLDDistiller
+from torch_absld import ABSLDStep
 
 C = 5
 EPS = 8 / 255
@@ -18,7 +18,7 @@ EPS = 8 / 255
 @pytest.mark.filterwarnings("ignore:.*autocast on cpu is not native:UserWarning")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_step_end_to_end(dtype):
-    distiller = ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=3, loss={"lr": 0.5}).train()
+    distiller = ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=3, lr=0.5).train()
     optimizer = torch.optim.SGD(distiller.student.parameters(), lr=0.05)
     scaler = torch.amp.GradScaler("cpu", enabled=dtype == torch.float16)
     for seed in range(3):
@@ -67,7 +67,7 @@ def test_bf16_close_to_float32():
     x, y = tiny_batch(16, C, seed=3)
     losses = []
     for enabled in (False, True):
-        distiller = ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=2, random_start=None).eval()
+        distiller = ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=2, random_start=None).eval()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
             losses.append(distiller(x, y).loss.detach())
     assert_close(losses[1], losses[0], rtol=0.1, atol=1e-3)

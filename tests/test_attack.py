@@ -9,6 +9,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from torch_absld import KLPGDAttack, attack_objective, kl_pgd, pgd
+from torch_absld.attack.engine import _pgd
 
 C = 5
 EPS, STEP = 8 / 255, 2 / 255
@@ -421,11 +422,12 @@ def test_unprojected_start_is_the_authors_loop():
     assert (got - x).abs().max() <= EPS + 1e-7
 
 
-def test_validated_calls_skip_only_the_value_checks():
+def test_private_twins_skip_only_the_value_checks():
     attack = KLPGDAttack(tiny_cnn(), steps=1)
     x, y = tiny_batch()
     with pytest.raises(ValueError, match="`input` values in"):
         attack(x + 1, y)
-    attack(x + 1, y, validated=True)  # the caller vouches for the values
+    attack._forward(x + 1, y)  # the caller vouches for the values
+    _pgd(attack.model, x + 1, y, steps=1)
     with pytest.raises(ValueError, match=r"`target` of shape \(N,\) with N = 8"):
-        attack(x, y[:4], validated=True)  # shapes are always checked
+        attack._forward(x, y[:4])  # shapes are always checked

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, equal, good, identical, ids, run
+from _cases import Case, bad, good, identical, ids, run
 from torch import nn
 
 from torch_absld import pgd
@@ -67,23 +66,9 @@ CASES: list[Case] = [
         for dtype in (torch.uint8, torch.int32)
     ),
     bad("labels float", TypeError, "`labels` to hold integer class indices", lambda: _counts(T(LABELS) * 1.0)),
-    bad(
-        "labels bool",
-        TypeError,
-        "`labels` to hold integer class indices",
-        lambda: _counts(T([True, False, True, True])),
-    ),
-    bad("labels 2-D", ValueError, r"`labels` of shape \(N,\)", lambda: _counts(torch.eye(C)[T(LABELS)].long())),
     bad("labels >= C", ValueError, r"`labels` values in \[0, 3\)", lambda: _counts(T([0, 1, 2, 3]))),
-    bad("labels a list", TypeError, "`labels` to be a torch.Tensor", lambda: _counts(LABELS)),
     bad("ce target >= C", ValueError, r"`target` values in \[0, 3\)", lambda: _counts(T(LABELS), T([0, 1, 2, 5]))),
     good("kl soft labels", lambda: _counts(T(LABELS), _soft(), objective="kl"), lambda out: _shape(out, (N,))),
-    bad(
-        "kl soft labels NaN",
-        ValueError,
-        "`target` to hold probability vectors",
-        lambda: _counts(T(LABELS), _soft(float("nan")), objective="kl"),
-    ),
     bad(
         "kl soft labels of another C",
         ValueError,
@@ -108,11 +93,6 @@ CASES: list[Case] = [
         ValueError,
         "`student_temperature` > 0",
         lambda: CountingObjective("kl", student_temperature=0.0),
-    ),
-    good(
-        "student_temperature=np.float32",
-        lambda: CountingObjective("kl", student_temperature=np.float32(2.0)).student_temperature,
-        lambda t: equal(t, 2.0),
     ),
 ]
 

@@ -65,15 +65,8 @@ CASES: list[Case] = [
         for dtype in (torch.uint8, torch.int32)
     ),
     bad("labels float", TypeError, "`labels` to hold integer class indices", lambda: _points(T(LABELS) * 1.0)),
-    bad(
-        "labels bool",
-        TypeError,
-        "`labels` to hold integer class indices",
-        lambda: _points(T([True, False, True, True])),
-    ),
     bad("labels >= C", ValueError, r"`labels` values in \[0, 3\)", lambda: _points(T([0, 1, 2, 3]))),
     bad("labels of another batch", ValueError, r"`labels` of shape \(N,\) with N = 4", lambda: _points(T(LABELS[:3]))),
-    bad("labels on meta", ValueError, "`labels` on the device", lambda: _points(T(LABELS, device="meta"))),
     bad(
         "input int",
         TypeError,
@@ -83,7 +76,6 @@ CASES: list[Case] = [
     bad(
         "soft labels NaN", ValueError, "`target` to hold probability vectors", lambda: _points(soft=_with(float("nan")))
     ),
-    bad("soft labels negative", ValueError, "`target` to hold probability vectors", lambda: _points(soft=_with(-0.5))),
     bad(
         "soft labels of another C",
         ValueError,
@@ -111,12 +103,6 @@ CASES: list[Case] = [
         "`patience` to be an int >= 0",
         lambda: EarlyStopping("first_adversarial", patience=-1),
     ),
-    bad(
-        "patience=1.5",
-        ValueError,
-        "`patience` to be an int >= 0",
-        lambda: EarlyStopping("first_adversarial", patience=1.5),
-    ),  # type: ignore[arg-type]
 ]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +9,6 @@ from _cases import Case, bad, good, identical, ids, odd_outputs, run
 from _models import OddOutput
 from torch import nn
 
-import torch_absld
 from torch_absld import KLPGDAttack, PGDConfig, attack_objective, kl_pgd, pgd
 
 N, C = 4, 5
@@ -71,87 +68,25 @@ def _nan_soft() -> torch.Tensor:
     return soft
 
 
-def _pgd_step(**kwargs: object) -> torch.Tensor:
-    args = {"objective": "ce", "eps": EPS, "step_size": 0.01, "clip_min": 0.0, "clip_max": 1.0}
-    args.update(kwargs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        step = torch_absld.pgd_step
-    return step(_model(), _x(), _x(), torch.tensor(LABELS), **args)
-
-
-def _unwrap(model: object) -> object:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch_absld.unwrap_model(model)
-
-
 CASES: list[Case] = [
     # PGDConfig
-    bad("config eps<0", ValueError, "`eps` >= 0", lambda: PGDConfig(eps=-0.1)),
-    bad("config eps=nan", ValueError, "`eps` to be finite", lambda: PGDConfig(eps=float("nan"))),
-    bad("config eps='a'", TypeError, "`eps` to be a real number", lambda: PGDConfig(eps="a")),  # type: ignore[arg-type]
     good("config eps=np.float32", lambda: PGDConfig(eps=np.float32(0.5)), lambda c: _is_float(c.eps)),
-    bad("config step_size=0", ValueError, "`step_size` > 0", lambda: PGDConfig(step_size=0.0)),
-    bad("config step_size<0", ValueError, "`step_size` > 0", lambda: PGDConfig(step_size=-0.01)),
-    bad("config steps=0", ValueError, "`steps` to be an int >= 1", lambda: PGDConfig(steps=0)),
-    bad("config steps=1.5", ValueError, "`steps` to be an int >= 1", lambda: PGDConfig(steps=1.5)),  # type: ignore[arg-type]
     good("config steps=np.int64", lambda: PGDConfig(steps=np.int64(3)), lambda c: _is_int(c.steps)),
-    bad("config loss_scale=0", ValueError, "`loss_scale` > 0", lambda: PGDConfig(loss_scale=0.0)),
-    bad("config loss_scale<0", ValueError, "`loss_scale` > 0", lambda: PGDConfig(loss_scale=-1.0)),
-    bad("config loss_scale='x'", TypeError, "`loss_scale` to be a real number", lambda: PGDConfig(loss_scale="x")),  # type: ignore[arg-type]
-    bad("config loss_scale=inf", ValueError, "`loss_scale` to be finite", lambda: PGDConfig(loss_scale=float("inf"))),
-    bad(
-        "config clip_min > clip_max",
-        ValueError,
-        "`clip_min` < `clip_max`",
-        lambda: PGDConfig(clip_min=1.0, clip_max=0.0),
-    ),
-    bad(
-        "config clip_min = clip_max",
-        ValueError,
-        "`clip_min` < `clip_max`",
-        lambda: PGDConfig(clip_min=0.5, clip_max=0.5),
-    ),
-    bad("config random_start", ValueError, "`random_start` to be one of", lambda: PGDConfig(random_start="gauss")),  # type: ignore[arg-type]
-    bad("config init_std<0", ValueError, "`init_std` >= 0", lambda: PGDConfig(init_std=-1.0)),
-    bad("config compile='yes'", TypeError, "`compile` to be a bool", lambda: PGDConfig(compile="yes")),  # type: ignore[arg-type]
-    bad("config compile_mode=3", TypeError, "`compile_mode` to be a str or None", lambda: PGDConfig(compile_mode=3)),  # type: ignore[arg-type]
-    bad("config validate_args='no'", TypeError, "`validate_args` to be a bool", lambda: PGDConfig(validate_args="no")),  # type: ignore[arg-type]
-    bad(
-        "config student_temperature=0",
-        ValueError,
-        "`student_temperature` > 0",
-        lambda: PGDConfig(student_temperature=0.0),
-    ),
     bad("pgd config not a PGDConfig", TypeError, "`config` to be a PGDConfig", lambda: _pgd(config={"eps": 0.1})),
     # pgd: arguments
     bad("pgd seed=1.5", TypeError, "`seed` to be an int or None", lambda: _pgd(seed=1.5)),
-    bad("pgd seed='1'", TypeError, "`seed` to be an int or None", lambda: _pgd(seed="1")),
     good(
         "pgd seed=np.int64",
         lambda: _pgd(seed=np.int64(3), random_start="uniform"),
         lambda x: identical(x, _pgd(seed=3, random_start="uniform")),
     ),
     bad("pgd objective", ValueError, "`objective` to be one of", lambda: _pgd(objective="bogus")),
-    bad("pgd loss_scale=0", ValueError, "`loss_scale` > 0", lambda: _pgd(loss_scale=0.0)),
-    bad("pgd loss_scale=-1", ValueError, "`loss_scale` > 0", lambda: _pgd(loss_scale=-1.0)),
-    bad("pgd loss_scale='x'", TypeError, "`loss_scale` to be a real number", lambda: _pgd(loss_scale="x")),
-    bad("pgd eps<0", ValueError, "`eps` >= 0", lambda: _pgd(eps=-0.1)),
-    bad("pgd step_size<0", ValueError, "`step_size` > 0", lambda: _pgd(step_size=-0.1)),
-    bad("pgd clip_min > clip_max", ValueError, "`clip_min` < `clip_max`", lambda: _pgd(clip_min=1.0, clip_max=0.0)),
     bad("pgd model not a module", TypeError, "`model` to be an nn.Module", lambda: _pgd(model=lambda x: x)),
     bad(
         "pgd input int",
         TypeError,
         "`input` to be a floating point tensor",
         lambda: _pgd(input=torch.ones(N, 3, 2, 2, dtype=torch.long)),
-    ),
-    bad(
-        "pgd input 0-d",
-        TypeError,
-        "`input` to be a floating point tensor of shape",
-        lambda: _pgd(input=torch.tensor(0.5)),
     ),
     bad("pgd start shape", ValueError, "`start` to be a tensor of shape", lambda: _pgd(start=torch.rand(N, 12))),
     # pgd: labels and soft labels
@@ -170,12 +105,6 @@ CASES: list[Case] = [
         "`target` to hold integer class indices",
         lambda: _pgd(torch.tensor([True, False, True, True])),
     ),
-    bad(
-        "pgd float labels with objective='ce'",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: _pgd(torch.tensor([0.0, 1.0, 2.0, 3.0]), objective="ce"),
-    ),
     bad("pgd target list", TypeError, "`target` to be a torch.Tensor", lambda: _pgd(LABELS)),
     bad(
         "pgd ce labels >= C",
@@ -183,13 +112,6 @@ CASES: list[Case] = [
         r"`target` values in \[0, 5\)",
         lambda: _pgd(torch.tensor([0, 1, 2, 5]), objective="ce"),
     ),
-    bad(
-        "pgd cw labels >= C",
-        ValueError,
-        r"`target` values in \[0, 5\)",
-        lambda: _pgd(torch.tensor([0, 1, 2, 7]), objective="cw"),
-    ),
-    bad("pgd labels < 0", ValueError, r"`target` values in \[0, ", lambda: _pgd(torch.tensor([0, -1, 2, 3]))),
     bad(
         "pgd labels N mismatch", ValueError, r"`target` of shape \(N,\) with N = 4", lambda: _pgd(torch.tensor([0, 1]))
     ),
@@ -211,23 +133,8 @@ CASES: list[Case] = [
         "`target` to hold probability vectors",
         lambda: kl_pgd(_model(), _x(), _nan_soft()),
     ),
-    bad(
-        "kl_pgd logits as soft labels",
-        ValueError,
-        "`target` to hold probability vectors",
-        lambda: kl_pgd(_model(), _x(), torch.randn(N, C)),
-    ),
     # pgd: input values and devices
     bad("pgd input NaN", ValueError, "`input` to be finite", lambda: _pgd(input=_nan_input())),
-    bad(
-        "pgd input +inf",
-        ValueError,
-        r"`input` (to be finite|values in)",
-        lambda: _pgd(input=_x().masked_fill(torch.rand(N, 3, 2, 2) > 0.5, float("inf"))),
-    ),
-    bad(
-        "pgd input out of range", ValueError, r"`input` values in \[clip_min, clip_max\]", lambda: _pgd(input=_x() * 3)
-    ),
     bad(
         "pgd input on meta",
         ValueError,
@@ -235,12 +142,6 @@ CASES: list[Case] = [
         lambda: _pgd(input=torch.rand(N, 3, 2, 2, device="meta")),
     ),
     bad("pgd target on meta", ValueError, "`target` on the device", lambda: _pgd(torch.tensor(LABELS, device="meta"))),
-    bad(
-        "kl_pgd soft labels on meta",
-        ValueError,
-        "`target` on the device",
-        lambda: kl_pgd(_model(), _x(), _soft().to("meta")),
-    ),
     # pgd: the model's output
     *odd_outputs(
         "pgd model", lambda kind: _pgd(model=OddOutput(_model(), kind)), r"`model` to return logits of shape \(N, C\)"
@@ -263,12 +164,6 @@ CASES: list[Case] = [
         ValueError,
         "every `eps` finite and >= 0",
         lambda: _pgd(eps=torch.tensor([0.1, -0.1, 0.1, 0.1])),
-    ),
-    bad(
-        "pgd eps tensor int",
-        ValueError,
-        "`eps` to be a float or a floating point tensor",
-        lambda: _pgd(eps=torch.ones(N, dtype=torch.long)),
     ),
     bad(
         "pgd step_size tensor 0", ValueError, "every `step_size` finite and > 0", lambda: _pgd(step_size=torch.zeros(N))
@@ -314,18 +209,6 @@ CASES: list[Case] = [
         lambda: attack_objective(torch.randn(N, C), torch.tensor(LABELS), "bogus"),
     ),  # type: ignore[arg-type]
     bad(
-        "attack_objective 'auto'",
-        ValueError,
-        "`objective` to be one of 'kl', 'ce', 'cw'",
-        lambda: attack_objective(torch.randn(N, C), torch.tensor(LABELS), "auto"),
-    ),  # type: ignore[arg-type]
-    bad(
-        "attack_objective logits 1-D",
-        ValueError,
-        r"`logits` of shape \(N, C\)",
-        lambda: attack_objective(torch.randn(C), torch.tensor(LABELS), "ce"),
-    ),
-    bad(
         "attack_objective kl target wrong C",
         ValueError,
         r"`target` of shape \(N, C\) = \(4, 5\)",
@@ -337,18 +220,6 @@ CASES: list[Case] = [
         r"`target` values in \[0, 5\)",
         lambda: attack_objective(torch.randn(N, C), torch.tensor([0, 1, 9, 2]), "cw"),
     ),
-    bad(
-        "attack_objective ce float labels",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: attack_objective(torch.randn(N, C), torch.ones(N), "ce"),
-    ),
-    bad(
-        "attack_objective temperature 0",
-        ValueError,
-        "`student_temperature` > 0",
-        lambda: attack_objective(torch.randn(N, C), _soft(), "kl", student_temperature=0.0),
-    ),
     good(
         "attack_objective cw int32 labels",
         lambda: attack_objective(torch.eye(N, C), torch.tensor([0, 1, 2, 3], dtype=torch.int32), "cw"),
@@ -359,17 +230,6 @@ CASES: list[Case] = [
         lambda: attack_objective(torch.zeros(0, C), torch.zeros(0, dtype=torch.long), "cw"),
         lambda v: identical(v, torch.tensor(0.0)),
     ),
-    # pgd_step (deprecated, still public)
-    bad("pgd_step eps<0", ValueError, "`eps` >= 0", lambda: _pgd_step(eps=-0.1)),
-    bad(
-        "pgd_step clip_min > clip_max",
-        ValueError,
-        "`clip_min` < `clip_max`",
-        lambda: _pgd_step(clip_min=1.0, clip_max=0.0),
-    ),
-    bad("pgd_step step_size<0", ValueError, "`step_size` > 0", lambda: _pgd_step(step_size=-0.01)),
-    bad("pgd_step unknown objective", ValueError, "`objective` to be one of", lambda: _pgd_step(objective="bogus")),
-    bad("pgd_step loss_scale=0", ValueError, "`loss_scale` > 0", lambda: _pgd_step(loss_scale=0.0)),
     # KLPGDAttack
     bad("KLPGDAttack model lambda", TypeError, "`model` to be an nn.Module", lambda: KLPGDAttack(lambda x: x)),  # type: ignore[arg-type]
     bad("KLPGDAttack eps tensor", TypeError, "`eps` to be a float", lambda: KLPGDAttack(_model(), eps=torch.ones(N))),  # type: ignore[arg-type]
@@ -379,19 +239,6 @@ CASES: list[Case] = [
         "`objective` to be one of",
         lambda: KLPGDAttack(_model(), objective="bogus"),
     ),  # type: ignore[arg-type]
-    bad(
-        "KLPGDAttack call eps='a'",
-        TypeError,
-        "`eps` to be a real number",
-        lambda: KLPGDAttack(_model())(_x(), torch.tensor(LABELS), eps="a"),
-    ),  # type: ignore[arg-type]
-    bad(
-        "KLPGDAttack call labels on meta",
-        ValueError,
-        "`target` on the device",
-        lambda: KLPGDAttack(_model())(_x(), torch.tensor(LABELS, device="meta")),
-    ),
-    bad("unwrap_model(None)", TypeError, "`model` to be an nn.Module", lambda: _unwrap(None)),
 ]
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDDistiller, follow_optimizer_lr
+from torch_absld import ABSLDStep, follow_optimizer_lr
 
 C, N, BATCHES, EPOCHS = 4, 12, 3, 5
 MILESTONES = [2, 4]  # 1-based epochs at whose end the lr and beta drop x0.1 (the script: 215, 260, 285)
@@ -112,11 +112,13 @@ def _script_loop(student, teacher, batches):
 
 
 def _library_loop(student, teacher, batches, *, project_start=False, scheduler_first=True):
-    distiller = ABSLDDistiller(
+    distiller = ABSLDStep(
         student,
         teacher,
         C,
-        loss={"coupling": "product", "risk_reduction": "sum", "lr": BETA},
+        coupling="product",
+        risk_reduction="sum",
+        lr=BETA,
         eps=EPS,
         step_size=STEP,
         steps=STEPS,

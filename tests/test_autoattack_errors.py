@@ -44,8 +44,6 @@ def _unchanged(x_adv: torch.Tensor) -> None:
 
 CASES: list[Case] = [
     bad("batch_size=-3", ValueError, "`batch_size` to be an int >= 1", lambda: _aa(batch_size=-3, eps=0.01)),
-    bad("batch_size=0", ValueError, "`batch_size` to be an int >= 1", lambda: _aa(batch_size=0)),
-    bad("batch_size=1.5", ValueError, "`batch_size` to be an int >= 1", lambda: _aa(batch_size=1.5)),
     bad(
         "num_classes above the model's width",
         ValueError,
@@ -65,8 +63,6 @@ CASES: list[Case] = [
         lambda: _aa(_Tuple()),
     ),
     good("num_classes=np.int64", lambda: _aa(num_classes=np.int64(C)), _unchanged),
-    bad("num_classes=10.0", TypeError, "`num_classes` to be an int", lambda: _aa(num_classes=10.0)),
-    bad("eps=-1", ValueError, "`eps` >= 0", lambda: _aa(eps=-1.0)),
     bad("version", ValueError, "`version` to be one of", lambda: _aa(version="fast")),
     bad("attacks without custom", ValueError, "`attacks` only with version='custom'", lambda: _aa(attacks=["apgd-ce"])),
     bad("attacks unknown", ValueError, "`attacks` to be one of", lambda: _aa(version="custom", attacks=["pgd"])),
@@ -84,15 +80,7 @@ CASES: list[Case] = [
         lambda: _aa(input=torch.ones(N, 3, 2, 2, dtype=torch.long)),
     ),
     bad("labels >= C", ValueError, r"`target` values in \[0, 10\)", lambda: _aa(target=torch.tensor([0, 1, 2, 10]))),
-    bad(
-        "labels bool",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: _aa(target=torch.tensor([True, False, True, True])),
-    ),
     good("labels int32", lambda: _aa(target=LABELS.int()), _unchanged),
-    good("labels uint8", lambda: _aa(target=LABELS.to(torch.uint8)), _unchanged),
-    bad("seed=0.5", TypeError, "`seed` to be an int", lambda: _aa(seed=0.5)),
     bad(
         "input NaN",
         ValueError,

@@ -111,7 +111,7 @@ def test_state_dict_round_trip_mid_epoch_and_rejected_loads():
         (dict(state, scale=torch.tensor([1.0, -0.1, 1.0, 1.0])), "loaded `scale` to be finite and >= 0"),
         (dict(state, class_beta=torch.tensor([1.0, float("nan"), 1.0, 1.0])), "loaded `class_beta` to be finite"),
         (dict(state, scale=torch.ones(3)), r"loaded `scale` of shape \(4,\)"),
-        (dict(state, _extra_state={"epochs_stepped": 1}), "'epochs_stepped' and 'updates' >= 0"),
+        (dict(state, _extra_state={"epochs_stepped": 1}), "'epochs_stepped', 'updates' >= 0"),
     ]
     for corrupt, match in bad:
         with pytest.raises(ValueError, match=match):

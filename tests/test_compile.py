@@ -9,7 +9,8 @@ from torch.testing import assert_close
 
 from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack
 from torch_absld._internal.compile import trace_input_gradients
-from torch_absld.attack.engine import _pgd_step as pgd_step
+from torch_absld.attack.engine import _ascent_step
+from torch_absld.attack.projection import projection_bounds
 
 C = 5
 
@@ -60,11 +61,11 @@ def test_one_attack_step_fullgraph():
     model.eval()
     x, _ = tiny_batch(num_classes=C)
     soft = torch.softmax(torch.randn(8, C), 1)
-    kwargs = {"objective": "kl", "eps": 8 / 255, "step_size": 2 / 255, "clip_min": 0.0, "clip_max": 1.0}
-    compiled = torch.compile(pgd_step, fullgraph=True)
+    args = (*projection_bounds(x, 8 / 255, 0.0, 1.0), soft, "kl", 2 / 255, 1.0, 1.0)
+    compiled = torch.compile(_ascent_step, fullgraph=True)
     with trace_input_gradients():
-        got = compiled(model, x, x, soft, **kwargs)
-    assert_close(got, pgd_step(model, x, x, soft, **kwargs))
+        got = compiled(model, x, *args)
+    assert_close(got, _ascent_step(model, x, *args))
 
 
 def test_compiled_attack_matches_eager():

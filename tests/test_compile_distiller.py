@@ -1,4 +1,4 @@
-"""ABSLDDistiller(compile=True): same losses, gradients and temperatures as eager, no graph break."""
+"""ABSLDStep(compile=True): same losses, gradients and temperatures as eager, no graph break."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from _models import tiny_batch
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDDistiller
+from torch_absld import ABSLDStep
 
 C = 5
 
@@ -19,7 +19,7 @@ def _net(seed: int) -> nn.Module:
 
 
 def _epoch(compile: bool):
-    distiller = ABSLDDistiller(_net(1), _net(2), C, steps=2, compile=compile, loss={"lr": 0.5}).train()
+    distiller = ABSLDStep(_net(1), _net(2), C, steps=2, compile=compile, lr=0.5).train()
     optimizer = torch.optim.SGD(distiller.student.parameters(), lr=0.1, momentum=0.9)
     torch.manual_seed(0)
     losses, grads = [], []

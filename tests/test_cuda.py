@@ -15,7 +15,7 @@ from _reference import absld_loss_reference
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDDistiller, KLPGDAttack, fastest_settings, pgd
+from torch_absld import ABSLDStep, KLPGDAttack, fastest_settings, pgd
 
 pytestmark = pytest.mark.cuda
 
@@ -38,11 +38,11 @@ def _batch(n: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return x.to(CUDA), y.to(CUDA)
 
 
-def _distiller(**kwargs: object) -> ABSLDDistiller:
-    return ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=3, loss={"lr": 0.5}, **kwargs).to(CUDA)
+def _distiller(**kwargs: object) -> ABSLDStep:
+    return ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=3, lr=0.5, **kwargs).to(CUDA)
 
 
-def _check_step(out, x: torch.Tensor, y: torch.Tensor, distiller: ABSLDDistiller, dtype: torch.dtype) -> None:
+def _check_step(out, x: torch.Tensor, y: torch.Tensor, distiller: ABSLDStep, dtype: torch.dtype) -> None:
     assert out.student_adv_logits.dtype == dtype
     assert out.teacher_logits.dtype == dtype
     assert out.x_adv.dtype == torch.float32
@@ -187,7 +187,7 @@ def test_state_dict_moves_between_cuda_and_cpu():
     distiller(x, y).loss.backward()
     distiller.on_epoch_end()
     state = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in distiller.state_dict().items()}
-    on_cpu = ABSLDDistiller(tiny_cnn(C, seed=4), tiny_cnn(C, seed=2), C, steps=3)
+    on_cpu = ABSLDStep(tiny_cnn(C, seed=4), tiny_cnn(C, seed=2), C, steps=3)
     on_cpu.load_state_dict(state)
     assert_close(on_cpu.temperatures[0], distiller.temperatures[0].cpu())
     assert_close(on_cpu.student[0].weight, distiller.student[0].weight.cpu())

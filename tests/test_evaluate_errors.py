@@ -63,11 +63,20 @@ CASES: list[Case] = [
         good(f"labels {dtype}", lambda dtype=dtype: _eval(_loader(Y.to(dtype))), _same_report())
         for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32)
     ),
-    bad("labels bool", TypeError, "`loader` to yield integer class labels", lambda: _eval(_loader(Y.bool()))),
-    bad("labels float", TypeError, "`loader` to yield integer class labels", lambda: _eval(_loader(Y.float()))),
-    bad("input NaN", ValueError, "`loader` to yield (finite )?inputs", lambda: _eval(_nan_batch())),
-    bad("input int", TypeError, "`loader` to yield floating point inputs", lambda: _eval(_loader(x=(X * 255).long()))),
-    bad("batch of one tensor", TypeError, r"`loader` to yield \(input, target\) pairs", lambda: _eval([X])),
+    bad(
+        "labels bool",
+        TypeError,
+        "`loader`: Expected `target` to hold integer class indices",
+        lambda: _eval(_loader(Y.bool())),
+    ),
+    bad("input NaN", ValueError, "`loader`: Expected `input` to be finite", lambda: _eval(_nan_batch())),
+    bad(
+        "input int",
+        TypeError,
+        "`loader`: Expected a floating point `input`",
+        lambda: _eval(_loader(x=(X * 255).long())),
+    ),
+    bad("batch of one tensor", TypeError, r"`loader`: Expected \(input, target\) pairs", lambda: _eval([X])),
     bad("loader a tensor", TypeError, "`loader` to be an iterable", lambda: _eval(X)),
     # the model
     bad(
@@ -106,13 +115,9 @@ CASES: list[Case] = [
     ),
     # arguments
     good("num_classes=np.int64", lambda: _eval(num_classes=np.int64(C)), lambda r: _is_int(r.num_classes)),
-    bad("num_classes=3.0", TypeError, "`num_classes` to be an int", lambda: _eval(num_classes=3.0)),
-    bad("eps='a'", TypeError, "`eps` to be a real number", lambda: _eval(eps="a")),
     bad("eps=-1", ValueError, "`eps` >= 0", lambda: _eval(eps=-1.0)),
     good("eps=np.float32", lambda: _eval(eps=np.float32(0.0)), lambda r: _is_float(r.eps)),
     bad("seed=1.5", TypeError, "`seed` to be an int", lambda: _eval(seed=1.5)),
-    good("seed=np.int64", lambda: _eval(seed=np.int64(2)), _same_report(seed=2)),
-    bad("progress='no'", TypeError, "`progress` to be a bool", lambda: _eval(progress="no")),
     bad(
         "process_group=True",
         TypeError,
@@ -134,12 +139,6 @@ CASES: list[Case] = [
         lambda: _eval(attack_overrides={"pgd": {"steps": 0}}),
     ),
     bad(
-        "override loss_scale=0",
-        ValueError,
-        r"`attack_overrides\['pgd'\]\['loss_scale'\]` > 0",
-        lambda: _eval(attack_overrides={"pgd": {"loss_scale": 0.0}}),
-    ),
-    bad(
         "override objective 'kl'",
         ValueError,
         r"`attack_overrides\['cw'\]\['objective'\]` to be one of",
@@ -147,20 +146,6 @@ CASES: list[Case] = [
     ),
     # default_attack_settings
     bad("default_attack_settings eps=-1", ValueError, "`eps` >= 0", lambda: default_attack_settings(-1.0)),
-    bad(
-        "default_attack_settings eps='a'", TypeError, "`eps` to be a real number", lambda: default_attack_settings("a")
-    ),  # type: ignore[arg-type]
-    bad(
-        "default_attack_settings eps=nan",
-        ValueError,
-        "`eps` to be finite",
-        lambda: default_attack_settings(float("nan")),
-    ),
-    good(
-        "default_attack_settings eps=np.float64",
-        lambda: default_attack_settings(np.float64(0.1)),
-        lambda s: _is_float(s["pgd"]["eps"]),
-    ),
 ]
 
 

@@ -10,8 +10,12 @@ from _models import tiny_batch
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import CalibratedEpsilon, FairnessAwareAveraging, FRLMultipliers, PGDConfig
-from torch_absld.methods import CFAStep, FRLStep
+from torch_absld import PGDConfig
+from torch_absld.averaging import FairnessAwareAveraging
+from torch_absld.class_eps import CalibratedEpsilon
+from torch_absld.methods.cfa import CFAStep
+from torch_absld.methods.frl import FRLStep
+from torch_absld.multipliers import FRLMultipliers
 
 pytestmark = pytest.mark.distributed
 
@@ -42,8 +46,8 @@ def _run(rank: int, world_size: int) -> dict[str, torch.Tensor]:
     # rounding noise, which depends on the batch. A zero training radius keeps them still; the validation
     # attacks (CE, per-sample keyed starts) keep a radius and do not depend on the batch.
     options = {"steps": 2, "eps": 0.0, "validation": validation}
-    frl = FRLStep(_student(), C, loss={"eps_rate": 1.0, "threshold": 0.0}, **options)
-    cfa = CFAStep(_student(), C, fawa={"start_epoch": 0, "threshold": 0.0, "decay": 0.5}, **options)
+    frl = FRLStep(_student(), C, eps_rate=1.0, threshold=0.0, **options)
+    cfa = CFAStep(_student(), C, start_epoch=0, threshold=0.0, decay=0.5, **options)
     frl.validation_config = PGDConfig(eps=24 / 255, step_size=8 / 255, steps=3, random_start="uniform")
     assert cfa.fawa is not None
     cfa.fawa.attack = frl.validation_config

@@ -6,7 +6,8 @@ from _models import tiny_cnn
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDDistiller, ABSLDLoss, ClassTemperatureController, LRFollowHandle, follow_optimizer_lr
+from torch_absld import ABSLDLoss, ABSLDStep, ClassTemperatureController, follow_optimizer_lr
+from torch_absld.integrations.hooks import LRFollowHandle
 
 
 def test_beta_follows_multistep_lr():
@@ -53,7 +54,7 @@ def _decayed_optimizer(params) -> torch.optim.Optimizer:
 
 
 def test_any_module_attaches_every_controller_inside_it():
-    distiller = ABSLDDistiller(tiny_cnn(3, seed=1), tiny_cnn(3, seed=2), 3, loss={"lr": 0.4})
+    distiller = ABSLDStep(tiny_cnn(3, seed=1), tiny_cnn(3, seed=2), 3, lr=0.4)
     handle = follow_optimizer_lr(distiller, _decayed_optimizer(distiller.student.parameters()))
     assert isinstance(handle, LRFollowHandle)
     assert handle.controllers == [distiller.loss_fn.adv, distiller.loss_fn.clean]

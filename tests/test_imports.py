@@ -10,7 +10,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 import torch
 
 import torch_absld
@@ -113,7 +112,8 @@ def test_public_names_are_sorted_and_importable():
 def test_import_is_cheap_no_dynamo_no_import_hook():
     code = (
         "import sys, json, torch; before = list(sys.meta_path); import torch_absld; "
-        "print(json.dumps(['torch._dynamo' in sys.modules, [type(f).__module__ for f in sys.meta_path if f not in before]]))"
+        "print(json.dumps(['torch._dynamo' in sys.modules, "
+        "[type(f).__module__ for f in sys.meta_path if f not in before]]))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     dynamo_loaded, added_finders = json.loads(result.stdout)
@@ -129,7 +129,8 @@ def test_constant_mark_is_the_one_torch_compiler_sets():
 
     torch.compiler.assume_constant_result(probe)
     marked = {name for name in vars(probe) if name.startswith("_dynamo")}
-    assert marked and all(getattr(precision._cpu_bf16, name) is True for name in marked)
+    assert marked
+    assert all(getattr(precision._cpu_bf16, name) is True for name in marked)
 
 
 def test_the_evaluation_package_keeps_the_0_1_module_names():

@@ -64,48 +64,18 @@ def _masked_soft_labels(labels: torch.Tensor) -> None:
 
 
 CASES: list[Case] = [
-    # soft_labels
+    # wiring: each entry point calls the shared checks (tests/test_checks.py holds their table)
     bad(
-        "soft_labels temperature 0",
+        "soft_labels temperature",
         ValueError,
         "`temperature` to hold finite temperatures > 0",
         lambda: soft_labels(_teacher(), torch.tensor(0.0)),
     ),
     bad(
-        "soft_labels temperature -1",
+        "soft_labels temperature shape",
         ValueError,
-        "`temperature` to hold finite temperatures > 0",
-        lambda: soft_labels(_teacher(), torch.tensor([1.0, -1.0, 1.0])),
-    ),
-    bad(
-        "soft_labels temperature NaN",
-        ValueError,
-        "`temperature` to hold finite temperatures > 0",
-        lambda: soft_labels(_teacher(), torch.tensor([1.0, float("nan"), 1.0])),
-    ),
-    bad("soft_labels temperature float 0", ValueError, "`temperature` > 0", lambda: soft_labels(_teacher(), 0.0)),  # type: ignore[arg-type]
-    good(
-        "soft_labels temperature float",
-        lambda: soft_labels(_teacher(), 2.0),
-        lambda p: torch.testing.assert_close(p, torch.softmax(_teacher() / 2, 1)),
-    ),  # type: ignore[arg-type]
-    bad(
-        "soft_labels temperature (N+1,)",
-        ValueError,
-        r"`temperature` of shape \(N,\) = \(3,\) or a scalar",
+        r"`temperature` of shape \(N,\) = \(3,\)",
         lambda: soft_labels(_teacher(), torch.ones(N + 1)),
-    ),
-    bad(
-        "soft_labels temperature (N, 1)",
-        ValueError,
-        r"`temperature` of shape \(N,\) = \(3,\) or a scalar",
-        lambda: soft_labels(_teacher(), torch.ones(N, 1)),
-    ),
-    bad(
-        "soft_labels teacher 1-D",
-        ValueError,
-        r"`teacher` of shape \(N, C\)",
-        lambda: soft_labels(torch.randn(C), torch.ones(1)),
     ),
     bad(
         "soft_labels teacher int",
@@ -119,45 +89,15 @@ CASES: list[Case] = [
         "`teacher` to hold finite logits",
         lambda: soft_labels(_teacher(t1_1=float("nan")), torch.ones(N)),
     ),
+    good("soft_labels unchecked", lambda: soft_labels(_teacher(t1_1=float("nan")), torch.ones(N), validate_args=False)),
     bad(
-        "soft_labels teacher +inf",
-        ValueError,
-        "`teacher` to hold finite logits",
-        lambda: soft_labels(_teacher(t1_1=INF), torch.ones(N)),
-    ),
-    bad(
-        "soft_labels teacher row all -inf",
-        ValueError,
-        "`teacher` to hold finite logits",
-        lambda: soft_labels(torch.full((N, C), -INF), torch.ones(N)),
-    ),
-    good(
-        "soft_labels teacher -inf (masking)",
-        lambda: soft_labels(_teacher(t0_1=-INF), torch.ones(N)),
-        _masked_soft_labels,
-    ),
-    good("soft_labels empty", lambda: soft_labels(torch.zeros(0, C), torch.ones(0)), lambda p: _shape(p, (0, C))),
-    # soft_label_kl
-    bad(
-        "kl teacher temperature 0",
-        ValueError,
-        "`teacher_temperature` to hold finite temperatures > 0",
-        lambda: soft_label_kl(STUDENT, _teacher(), torch.zeros(N)),
-    ),
-    bad(
-        "kl teacher temperature float 0",
+        "kl teacher temperature",
         ValueError,
         "`teacher_temperature` > 0",
         lambda: soft_label_kl(STUDENT, _teacher(), 0.0),
     ),
     bad(
-        "kl teacher temperature -1",
-        ValueError,
-        "`teacher_temperature` > 0",
-        lambda: soft_label_kl(STUDENT, _teacher(), -1.0),
-    ),
-    bad(
-        "kl student temperature 0",
+        "kl student temperature",
         ValueError,
         "`student_temperature` > 0",
         lambda: soft_label_kl(STUDENT, _teacher(), 1.0, student_temperature=0.0),
@@ -169,16 +109,10 @@ CASES: list[Case] = [
         lambda: soft_label_kl(STUDENT, _teacher(), 1.0, reduction="avg"),
     ),  # type: ignore[arg-type]
     bad(
-        "kl (1, C) student vs (N, C) teacher",
+        "kl shapes",
         ValueError,
-        r"`student` and `teacher` of one shape \(N, C\)",
+        r"`student`, `teacher` of one shape \(N, C\)",
         lambda: soft_label_kl(STUDENT[:1], _teacher(), 1.0),
-    ),
-    bad(
-        "kl class count mismatch",
-        ValueError,
-        r"`student` and `teacher` of one shape \(N, C\)",
-        lambda: soft_label_kl(STUDENT, torch.randn(N, C + 1), 1.0),
     ),
     bad(
         "kl student 1-D",
@@ -192,12 +126,18 @@ CASES: list[Case] = [
         "`teacher` to hold finite logits",
         lambda: soft_label_kl(STUDENT, _teacher(t2_0=float("nan")), 1.0),
     ),
-    bad(
-        "kl teacher temperature (N+1,)",
-        ValueError,
-        r"`teacher_temperature` of shape \(N,\) = \(3,\) or a scalar",
-        lambda: soft_label_kl(STUDENT, _teacher(), torch.ones(N + 1)),
+    # behaviour at the edges
+    good(
+        "soft_labels temperature float",
+        lambda: soft_labels(_teacher(), 2.0),
+        lambda p: torch.testing.assert_close(p, torch.softmax(_teacher() / 2, 1)),
     ),
+    good(
+        "soft_labels teacher -inf (masking)",
+        lambda: soft_labels(_teacher(t0_1=-INF), torch.ones(N)),
+        _masked_soft_labels,
+    ),
+    good("soft_labels empty", lambda: soft_labels(torch.zeros(0, C), torch.ones(0)), lambda p: _shape(p, (0, C))),
     good(
         "kl teacher -inf on a non-target class",
         lambda: soft_label_kl(STUDENT, _teacher(t0_1=-INF, t1_3=-INF), 1.0, reduction="none"),

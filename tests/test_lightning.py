@@ -11,7 +11,7 @@ from torch.testing import assert_close
 
 pl = pytest.importorskip("lightning.pytorch")
 
-from torch_absld import ABSLDDistiller, ABSLDLoss, KLPGDAttack  # noqa: E402
+from torch_absld import ABSLDLoss, ABSLDStep, KLPGDAttack  # noqa: E402
 from torch_absld.integrations.lightning import ABSLDCallback  # noqa: E402
 
 C = 4
@@ -33,7 +33,7 @@ def _data(n: int = 24) -> torch.utils.data.DataLoader:
 class DistillModule(pl.LightningModule):
     def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
         super().__init__()
-        self.distiller = ABSLDDistiller(student, teacher, C, steps=2, random_start=None, loss={"lr": BETA})
+        self.distiller = ABSLDStep(student, teacher, C, steps=2, random_start=None, lr=BETA)
 
     def training_step(self, batch, batch_idx):
         x, y = batch

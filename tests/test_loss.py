@@ -310,7 +310,7 @@ def test_shape_and_class_count_mismatches():
         loss_fn(s_adv, s_clean, teacher, target[:5])
     with pytest.raises(ValueError, match=r"`logits` of shape \(N, 4\)"):
         loss_fn.adv.update(torch.randn(6, 3), target)
-    with pytest.raises(ValueError, match=r"`tau_adv` of shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"`tau_adv` to be a tensor of shape \(4,\)"):
         absld_loss(s_adv, s_clean, teacher, target, torch.ones(3), torch.ones(C4))
     with pytest.raises(TypeError, match="`teacher` to be floating point logits"):
         absld_loss(s_adv, s_clean, teacher.long(), target, torch.ones(C4), torch.ones(C4))
@@ -338,17 +338,6 @@ def test_functional_loss_rejects_non_positive_or_non_finite_temperatures(name, b
         absld_loss(s_adv, s_clean, teacher, target, taus["tau_adv"], taus["tau_clean"])
 
 
-@pytest.mark.parametrize(("old", "new"), [("paper", "separate"), ("script", "product")])
-def test_old_coupling_names_warn_and_behave_as_the_new_ones(old, new):
-    s_adv, s_clean, teacher, target, tau_adv, tau_clean = _batch(dtype=torch.float32)
-    with pytest.warns(DeprecationWarning, match=rf"coupling='{old}' is deprecated.*use coupling='{new}'"):
-        loss_fn = ABSLDLoss(C, coupling=old)  # type: ignore[arg-type]
-    assert loss_fn.coupling == new
-    with pytest.warns(DeprecationWarning, match=rf"coupling='{old}'"):
-        got = absld_loss(s_adv, s_clean, teacher, target, tau_adv, tau_clean, coupling=old)  # type: ignore[arg-type]
-    assert torch.equal(got, absld_loss(s_adv, s_clean, teacher, target, tau_adv, tau_clean, coupling=new))
-
-
 def test_the_default_coupling_is_one_constant():
     from torch_absld.loss import DEFAULT_COUPLING
 
@@ -356,13 +345,10 @@ def test_the_default_coupling_is_one_constant():
     assert ABSLDLoss(C).coupling == DEFAULT_COUPLING
 
 
-def test_validated_flag_skips_only_the_value_check():
+def test_private_terms_skip_only_the_checks():
     s_adv, s_clean, teacher, target, _, _ = _batch(dtype=torch.float32)
     loss_fn = ABSLDLoss(C)
-    adv, clean = loss_fn.terms(s_adv, s_clean, teacher, target, validated=True)
+    adv, clean = loss_fn._terms(s_adv, s_clean, teacher, target)
     assert_close(loss_fn.combine(adv, clean), ABSLDLoss(C)(s_adv, s_clean, teacher, target))
     assert_close(loss_fn.combine(adv, clean), 5 / 6 * adv + 1 / 6 * clean)
-    with pytest.raises(ValueError, match=r"`target` of shape \(N,\) with N = 6"):
-        loss_fn.terms(s_adv, s_clean, teacher, target[:5], validated=True)  # shapes are always checked
-    with pytest.raises(ValueError, match=r"`target` values in \[0, 5\)"):
-        loss_fn.soft_labels(teacher, target + 5)
+    assert_close(loss_fn._forward(s_adv, s_clean, teacher, target), loss_fn.combine(adv, clean))

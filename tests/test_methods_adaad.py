@@ -8,9 +8,9 @@ from _baselines import assert_same_steps, hand_pgd, normal_start, train_epoch
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
-from torch_absld import AdaADLoss, adaad_attack_objective, methods, pgd
-from torch_absld.methods import AdaADDistiller, AdaADOutput
-from torch_absld.methods.adaad import ADAAD_ATTACK, StudentAndTeacher
+from torch_absld import methods, pgd
+from torch_absld.losses.adaad import AdaADLoss, adaad_attack_objective
+from torch_absld.methods.adaad import ADAAD_ATTACK, AdaADOutput, AdaADStep, StudentAndTeacher
 
 C = 5
 EPS, STEP = 8 / 255, 2 / 255
@@ -22,7 +22,7 @@ def _kl_teacher_to_student(output):
 
 
 def test_defaults_are_the_authors():
-    distiller = AdaADDistiller(tiny_cnn(C, 1), tiny_cnn(C, 2), C)
+    distiller = AdaADStep(tiny_cnn(C, 1), tiny_cnn(C, 2), C)
     assert distiller.attack.config == ADAAD_ATTACK
     assert (ADAAD_ATTACK.eps, ADAAD_ATTACK.step_size, ADAAD_ATTACK.random_start) == (EPS, STEP, "normal")
     assert (distiller.loss_fn.alpha, distiller.loss_fn.reduction) == (1.0, "mean")
@@ -32,7 +32,7 @@ def test_step_equals_the_hand_written_step():
     student, teacher = tiny_cnn(C, seed=1), tiny_cnn(C, seed=2)
     reference, ref_teacher = copy.deepcopy(student), copy.deepcopy(teacher).eval()
     batches = [tiny_batch(8, C, seed=s) for s in range(2)]
-    distiller = AdaADDistiller(student, teacher, C, alpha=0.6, steps=3, generator=torch.Generator().manual_seed(0))
+    distiller = AdaADStep(student, teacher, C, alpha=0.6, steps=3, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(5)
     got = train_epoch(distiller.train(), torch.optim.SGD(student.parameters(), lr=0.1), batches)
 
@@ -58,7 +58,7 @@ def test_attack_differentiates_through_the_teacher_inside_the_loop():
     for p in teacher.parameters():
         p.grad = torch.full_like(p, 0.5)
     x, y = tiny_batch(8, C)
-    distiller = AdaADDistiller(student, teacher, C, steps=4, generator=torch.Generator().manual_seed(1)).train()
+    distiller = AdaADStep(student, teacher, C, steps=4, generator=torch.Generator().manual_seed(1)).train()
     out = distiller(x, y)
     assert isinstance(out, AdaADOutput)
     assert student.training
@@ -77,6 +77,6 @@ def test_attack_differentiates_through_the_teacher_inside_the_loop():
 
 def test_create_takes_the_common_options():
     step = methods.create("adaad", tiny_cnn(C), num_classes=C, teacher=tiny_cnn(C, 2), eps=16 / 255, step_size=4 / 255)
-    assert isinstance(step, AdaADDistiller)
+    assert isinstance(step, AdaADStep)
     assert (step.attack.eps, step.attack.step_size) == (16 / 255, 4 / 255)
     assert not any(key.startswith("teacher.") for key in step.state_dict())

@@ -7,10 +7,10 @@ from _baselines import assert_same_steps, train_epoch
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
-from torch_absld import PGDConfig, bat_loss, methods, pgd
+from torch_absld import PGDConfig, methods, pgd
 from torch_absld.attack import EarlyStopping, LogitsAndInput
-from torch_absld.methods import BATOutput, BATStep
-from torch_absld.methods.bat import BAT_ATTACK
+from torch_absld.losses.bat import bat_loss
+from torch_absld.methods.bat import BAT_ATTACK, BATOutput, BATStep
 
 C = 5
 
@@ -44,7 +44,10 @@ def test_step_equals_the_hand_written_step():
             final = pgd(LogitsAndInput(reference), x, p, config=config, objective=stopper, generator=generator)
             points.append(stopper.emitted(final))
         last_clean, first_adv = reference(points[0]), reference(points[1])
-        return bat_loss(reference(x), first_adv, last_clean, y, beta=3.0)
+        clean = reference(x)
+        return bat_loss(
+            student_clean=clean, student_first_adv=first_adv, student_last_clean=last_clean, target=y, beta=3.0
+        )
 
     torch.manual_seed(5)
     assert_same_steps(got, reference, optimizer, batches, loss_of_batch)

@@ -9,9 +9,9 @@ from _fair import C, class_accuracies, tensor64, validation_split
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
-from torch_absld import PGDConfig, cfa_loss, methods, pgd
-from torch_absld.methods import CFAOutput, CFAStep
-from torch_absld.methods.cfa import CFA_ATTACK
+from torch_absld import PGDConfig, methods, pgd
+from torch_absld.losses.cfa import CFALoss, cfa_loss
+from torch_absld.methods.cfa import CFA_ATTACK, CFAOutput, CFAStep
 
 EPS, STEP, DECAY = 16 / 255, 4 / 255, 0.7
 
@@ -42,7 +42,7 @@ def test_two_epochs_equal_the_hand_written_loop():
     validation = validation_split()
     options = {"steps": 3, "eps": EPS, "step_size": STEP, "validation_steps": 4, "validation": validation}
     fawa = {"start_epoch": 0, "threshold": 0.0, "decay": DECAY}
-    step = CFAStep(student, C, fawa=fawa, generator=torch.Generator().manual_seed(0), **options).train()
+    step = CFAStep(student, C, **fawa, generator=torch.Generator().manual_seed(0), **options).train()
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
     got = []
     torch.manual_seed(5)  # dropout
@@ -67,7 +67,7 @@ def test_two_epochs_equal_the_hand_written_loop():
         clean, adv = reference(x), reference(x_adv)
         correct.index_add_(0, y, (adv.argmax(1) == y).float())  # the epoch's training robust accuracy
         counts.index_add_(0, y, torch.ones(len(y)))
-        return cfa_loss(clean, adv, y, class_beta)
+        return cfa_loss(student_adv=adv, student_clean=clean, target=y, class_beta=class_beta)
 
     torch.manual_seed(5)
     for epoch in range(2):
@@ -106,7 +106,7 @@ def test_output_and_eval_mode_records_nothing():
 
 
 def test_validation_is_needed_from_fawas_start_epoch():
-    step = CFAStep(tiny_cnn(C), C, steps=1, fawa={"start_epoch": 1})
+    step = CFAStep(tiny_cnn(C), C, steps=1, start_epoch=1)
     step.on_epoch_end()
     with pytest.raises(RuntimeError, match="CFAStep measures the student on a validation split"):
         step.on_epoch_end()
@@ -126,4 +126,4 @@ def test_create_ignores_a_teacher_and_routes_the_options():
     with pytest.raises(ValueError, match=r"no weight-averaging options \['decay'\] with `fawa=False`"):
         methods.create("cfa", tiny_cnn(C), num_classes=C, fawa=False, decay=0.9)
     with pytest.raises(ValueError, match=r"either `loss` or loss options \['beta'\]"):
-        methods.create("cfa", tiny_cnn(C), num_classes=C, loss={}, beta=3.0)
+        methods.create("cfa", tiny_cnn(C), num_classes=C, loss=CFALoss(C), beta=3.0)

@@ -1,263 +1,210 @@
-"""Bad and unusual inputs to the training steps: `ABSLDDistiller` and the registry."""
+"""Bad and unusual inputs to the training steps and the registry: one wiring case per public entry point.
+
+The checks themselves are tested once, in tests/test_checks.py; here each door of every method
+(``methods.create``, the step's constructor, ``forward``, ``on_epoch_end``, ``load_state_dict``)
+is shown to be wired to them, and the boundary's behaviours (any integer labels, empty batches,
+eval mode) are pinned for every method.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from _cases import Case, bad, equal, good, ids, odd_outputs, rejected_load, run
-from _models import OddOutput
-from torch import nn
+from _cases import Case, bad, good, ids, run
+from _step_cases import (
+    C,
+    N,
+    batch,
+    build,
+    empty_step,
+    finite_loss,
+    labels,
+    loaded,
+    nan_input,
+    net,
+    returns,
+    run_step,
+    same_as_long_labels,
+    zero_loss_nothing_recorded,
+)
 
-from torch_absld import ABSLDDistiller, ABSLDLoss, PGDConfig
-from torch_absld.methods import create
+from torch_absld import methods
+from torch_absld.losses.frl import FRLLoss
 
-N, C = 4, 5
-LABELS = [0, 4, 2, 2]
-
-
-def _net(seed: int, c: int = C, dtype: torch.dtype = torch.float32) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, c)).to(dtype)
+ALL = methods.available()
+DISTILLERS = tuple(name for name in ALL if methods.get(name).needs_teacher)
+VALIDATED = tuple(name for name in ALL if methods.get(name).needs_validation)
 
 
-def _x(n: int = N) -> torch.Tensor:
-    return torch.rand(n, 3, 2, 2, generator=torch.Generator().manual_seed(1))
+def _create(name: object, *, teacher: object = "default", **options: object):
+    teacher = net(2) if teacher == "default" else teacher
+    return methods.create(name, net(1), num_classes=C, teacher=teacher, steps=1, **options)  # type: ignore[arg-type]
 
 
-def _distiller(
-    student: object = None, teacher: object = None, num_classes: object = C, **kwargs: object
-) -> ABSLDDistiller:
-    kwargs.setdefault("steps", 2)
-    kwargs.setdefault("random_start", None)
-    return ABSLDDistiller(
-        _net(1) if student is None else student,  # type: ignore[arg-type]
-        _net(2) if teacher is None else teacher,  # type: ignore[arg-type]
-        num_classes,  # type: ignore[arg-type]
-        **kwargs,  # type: ignore[arg-type]
+def _direct(name: str, **options: object) -> object:
+    """The step class itself (not ``methods.create``)."""
+    method = methods.get(name)
+    return method.step(*((net(1), net(2)) if method.needs_teacher else (net(1),)), C, **options)
+
+
+def _epoch_end(name: str, validation: object = None, **options: object) -> object:
+    return build(name, **({"fawa": True, "start_epoch": 0} if name == "cfa" else {}), **options).on_epoch_end(
+        validation
     )
 
 
-def _step(target: object = None, input: torch.Tensor | None = None, **kwargs: object):
-    distiller = _distiller(**kwargs)
-    out = distiller(_x() if input is None else input, torch.tensor(LABELS) if target is None else target)
-    out.loss.backward()
-    return out
+def _records_nothing_in_eval_mode(name: str) -> torch.nn.Module:
+    step = build(name).eval()
+    step(batch(), labels())
+    return step
 
 
-def _same_as_long_labels(out) -> None:
-    want = _step()
-    torch.testing.assert_close(out.loss, want.loss)
-    torch.testing.assert_close(out.x_adv, want.x_adv)
+def _nothing_recorded(step: torch.nn.Module) -> None:
+    for module in step.modules():
+        accumulator = getattr(module, "accumulator", None)
+        if isinstance(accumulator, torch.Tensor):
+            assert accumulator.sum() == 0, type(module).__name__
 
 
-def _empty_step():
-    distiller = _distiller()
-    out = distiller(_x(0), torch.zeros(0, dtype=torch.long))
-    assert out.loss.item() == 0.0
-    assert out.loss.requires_grad
-    out.loss.backward()
-    assert distiller.loss_fn.adv.count.sum() == 0
-    return out
+def _rows(name: str) -> list[Case]:
+    step = methods.get(name).step.__name__
+    return [
+        # the constructor
+        bad(
+            f"{name} unknown option", TypeError, f"keyword options of {step} .*`bogus`", lambda: _direct(name, bogus=1)
+        ),
+        bad(f"{name} loss option", ValueError, "`reduction`", lambda: build(name, reduction="bogus")),
+        bad(f"{name} loss a list", TypeError, "`loss` to be an? .*Loss or None", lambda: build(name, loss=[1.0])),
+        bad(f"{name} validate_args", TypeError, "`validate_args` to be a bool", lambda: build(name, validate_args=1)),
+        bad(f"{name} num_classes=1", ValueError, "`num_classes` >= 2", lambda: build(name, num_classes=1)),
+        bad(f"{name} attack a dict", TypeError, "`config` to be a PGDConfig", lambda: build(name, attack={})),
+        good(
+            f"{name} num_classes=np.int64", lambda: build(name, num_classes=np.int64(C)), lambda s: _int(s.num_classes)
+        ),
+        # forward: shapes, dtypes and devices always, values in one read
+        good(f"{name} labels uint8", lambda: run_step(name, labels(torch.uint8)), same_as_long_labels(name)),
+        bad(f"{name} labels bool", TypeError, "`target` to hold integer", lambda: run_step(name, labels() > 1)),
+        bad(f"{name} labels >= C", ValueError, r"`target` values in \[0, 4\)", lambda: run_step(name, labels() + 1)),
+        bad(f"{name} input NaN", ValueError, "`input` to be finite", lambda: run_step(name, input=nan_input())),
+        bad(
+            f"{name} input on meta",
+            ValueError,
+            "`input` on the device",
+            lambda: run_step(name, input=torch.rand(N, 3, 2, 2, device="meta")),
+        ),
+        bad(
+            f"{name} student with C + 1 classes",
+            ValueError,
+            r"\(N, (C|num_classes)\)|same number of classes",
+            lambda: run_step(name, student=net(1, C + 1)),
+        ),
+        good(f"{name} empty batch", lambda: empty_step(name), zero_loss_nothing_recorded),
+        good(f"{name} eval mode records nothing", lambda: _records_nothing_in_eval_mode(name), _nothing_recorded),
+        # load_state_dict
+        bad(
+            f"{name} load a student of another shape",
+            ValueError,
+            r"loaded `student.4.weight` of shape \(4, 8\)|loaded `scale`",  # FRL's scales are checked first
+            lambda: loaded(name, {"student.4.weight": torch.zeros(C + 1, 8)}),
+        ),
+    ]
 
 
-def _loaded(source_kwargs: dict[str, object], target_kwargs: dict[str, object], **state_changes: object) -> object:
-    source = _distiller(loss=source_kwargs)
-    state = source.state_dict()
-    state.update(state_changes)
-    target = _distiller(student=_net(7), loss=target_kwargs)
-    return rejected_load(target, state)
+def _teacher_rows(name: str) -> list[Case]:
+    return [
+        bad(
+            f"{name} teacher None",
+            TypeError,
+            "`teacher` to be an nn.Module",
+            lambda: methods.get(name).step(net(1), None, C),
+        ),
+        bad(f"{name} create without teacher", ValueError, "Expected a `teacher`", lambda: _create(name, teacher=None)),
+        bad(
+            f"{name} teacher with C + 1 classes",
+            ValueError,
+            r"`teacher` to return logits of shape \(N, num_classes\)|of one shape",
+            lambda: run_step(name, teacher=net(2, C + 1)),
+        ),
+        bad(
+            f"{name} teacher NaN",
+            ValueError,
+            "`teacher` to (return|hold) finite",
+            lambda: run_step(name, teacher=returns("nan")),
+        ),
+        good(f"{name} teacher -inf masks", lambda: run_step(name, teacher=returns("masked")), finite_loss),
+    ]
 
 
-def _nan_input() -> torch.Tensor:
-    x = _x()
-    x[2, 0, 0, 0] = float("nan")
-    return x
+def _validation_rows(name: str) -> list[Case]:
+    return [
+        bad(
+            f"{name} validation an int", TypeError, "`validation` to be an iterable", lambda: build(name, validation=3)
+        ),
+        bad(f"{name} validation_steps=0", ValueError, "`validation_steps`", lambda: build(name, validation_steps=0)),
+        bad(f"{name} epoch end without validation", RuntimeError, r"pass\s+`validation=`", lambda: _epoch_end(name)),
+        bad(
+            f"{name} validation labels >= C",
+            ValueError,
+            r"`target` values in \[0, 4\)",
+            lambda: _epoch_end(name, [(batch(4), torch.tensor([0, 1, 2, 4]))]),
+        ),
+        good(
+            f"{name} validation of an empty batch and a full one",
+            lambda: _epoch_end(name, [(batch(0), torch.zeros(0, dtype=torch.long)), (batch(8), torch.arange(8) % C)]),
+            lambda scales: _shape(scales, (C,)),
+        ),
+    ]
 
 
 CASES: list[Case] = [
-    # construction
-    bad("student list", TypeError, "`student` to be an nn.Module", lambda: _distiller(student=[_net(1)])),
-    bad("teacher list", TypeError, "`teacher` to be an nn.Module", lambda: _distiller(teacher=[_net(2)])),
-    bad("teacher None", TypeError, "`teacher` to be an nn.Module", lambda: ABSLDDistiller(_net(1), None, C)),  # type: ignore[arg-type]
+    # methods.create
+    bad("create name 'bogus'", ValueError, "`name` to be one of 'absld', 'adaad'", lambda: _create("bogus")),
+    bad("create name None", TypeError, "`name` to be a str", lambda: _create(None)),
+    bad("create name 'fair_ard'", ValueError, "Did you mean 'fair-ard'", lambda: _create("fair_ard")),
     bad(
-        "student is teacher",
-        ValueError,
-        "`student` and `teacher` to be different",
-        lambda: (lambda m: _distiller(student=m, teacher=m))(_net(1)),
-    ),
-    bad("num_classes=0", ValueError, "`num_classes` >= 2", lambda: _distiller(num_classes=0)),
-    bad("num_classes='5'", TypeError, "`num_classes` to be an int", lambda: _distiller(num_classes="5")),
-    good("num_classes=np.int64", lambda: _distiller(num_classes=np.int64(C)), lambda d: _int(d.num_classes)),
-    bad("loss for another C", ValueError, "`loss` for num_classes = 5", lambda: _distiller(loss=ABSLDLoss(4))),
-    bad("loss a list", TypeError, "`loss` to be an ABSLDLoss, a mapping", lambda: _distiller(loss=[0.1])),
-    bad(
-        "loss mapping with a bad key", TypeError, "unexpected keyword argument", lambda: _distiller(loss={"betta": 0.1})
-    ),
-    bad("attack a dict", TypeError, "`config` to be a PGDConfig", lambda: _distiller(attack={"eps": 0.1})),
-    bad("eps<0", ValueError, "`eps` >= 0", lambda: _distiller(eps=-1.0)),
-    bad("loss_scale=0", ValueError, "`loss_scale` > 0", lambda: _distiller(loss_scale=0.0)),
-    bad("validate_args='yes'", TypeError, "`validate_args` to be a bool", lambda: _distiller(validate_args="yes")),
-    good("attack config", lambda: _distiller(attack=PGDConfig(eps=0.1)), lambda d: equal(d.attack.eps, 0.1)),
-    # labels
-    *(
-        good(f"labels {dtype}", lambda dtype=dtype: _step(torch.tensor(LABELS, dtype=dtype)), _same_as_long_labels)
-        for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32)
-    ),
-    bad(
-        "labels bool",
+        "create unknown option",
         TypeError,
-        "`target` to hold integer class indices",
-        lambda: _step(torch.tensor([True, False, True, True])),
+        "keyword options of the method 'sat' .*`bogus`",
+        lambda: _create("sat", bogus=1),
     ),
-    bad(
-        "labels float",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: _step(torch.tensor([0.0, 1.0, 2.0, 3.0])),
-    ),
-    bad("labels one-hot", ValueError, r"`target` of shape \(N,\)", lambda: _step(torch.eye(C, dtype=torch.long)[:N])),
-    bad("labels >= C", ValueError, r"`target` values in \[0, 5\)", lambda: _step(torch.tensor([0, 1, 2, 5]))),
-    bad("labels N mismatch", ValueError, r"`target` of shape \(N,\) with N = 4", lambda: _step(torch.tensor([0, 1]))),
-    bad("labels on meta", ValueError, "`target` on the device", lambda: _step(torch.tensor(LABELS, device="meta"))),
-    # input
-    bad(
-        "input int",
-        TypeError,
-        "`input` to be a floating point tensor",
-        lambda: _step(input=torch.ones(N, 3, 2, 2, dtype=torch.long)),
-    ),
-    bad("input a list", TypeError, "`input` to be a floating point tensor", lambda: _step(input=[[0.0]])),
-    bad("input NaN", ValueError, "`input` to be finite", lambda: _step(input=_nan_input())),
-    bad("input out of range", ValueError, r"`input` values in \[clip_min, clip_max\]", lambda: _step(input=_x() + 1)),
-    bad(
-        "input on meta", ValueError, "`input` on the device", lambda: _step(input=torch.rand(N, 3, 2, 2, device="meta"))
-    ),
-    good("empty batch", _empty_step, lambda out: _shape(out.x_adv, (0, 3, 2, 2))),
-    # the models' outputs
-    *odd_outputs(
-        "teacher",
-        lambda kind: _step(teacher=OddOutput(_net(3), kind)),
-        r"`teacher` to return logits of shape \(N, num_classes\)",
-        kinds=("tuple", "dict"),
-    ),
-    bad(
-        "teacher with 4 classes",
-        ValueError,
-        r"`teacher` to return logits of shape \(N, num_classes\) = \(4, 5\)",
-        lambda: _step(teacher=_net(2, 4)),
-    ),
-    bad(
-        "student with 4 classes",
-        ValueError,
-        r"`student` to return logits of shape \(N, C\) = \(4, 5\)",
-        lambda: _step(student=_net(1, 4)),
-    ),
-    *odd_outputs(
-        "student",
-        lambda kind: _step(student=OddOutput(_net(3), kind)),
-        r"`student` to return logits of shape \(N, C\)",
-        kinds=("tuple",),
-    ),
-    bad(
-        "teacher logits NaN",
-        ValueError,
-        "`teacher` to return finite logits",
-        lambda: _step(teacher=OddOutput(_net(3), "nan")),
-    ),
-    # loading
-    bad(
-        "load adapt='both' into adapt='none'",
-        ValueError,
-        "`adapt`",
-        lambda: _loaded({"adapt": "both"}, {"adapt": "none"}),
-    ),
-    bad(
-        "load NaN temperature",
-        ValueError,
-        "loaded `temperatures` to be finite",
-        lambda: _loaded({}, {}, **{"loss_fn.clean.temperatures": torch.tensor([1.0, float("nan"), 1.0, 1.0, 1.0])}),
-    ),
-    bad(
-        "load temperatures above max",
-        ValueError,
-        r"loaded `temperatures` in \[min_temperature, max_temperature\]",
-        lambda: _loaded({}, {}, **{"loss_fn.adv.temperatures": torch.full((C,), 9.0)}),
-    ),
-    # the other methods share the boundary checks (any integer labels, devices, one read)
-    *(
-        good(
-            f"{method} labels {dtype}",
-            lambda method=method, dtype=dtype: _method_step(method, torch.tensor(LABELS, dtype=dtype)),
-            lambda out, method=method: _same(out.loss, _method_step(method, torch.tensor(LABELS)).loss),
-        )
-        for method in ("sat", "trades", "ard", "adaad", "fair-ard")
-        for dtype in (torch.uint8, torch.int32)
-    ),
-    bad(
-        "sat labels bool",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: _method_step("sat", torch.tensor([True, False, True, True])),
-    ),
-    bad(
-        "trades input on meta",
-        ValueError,
-        "`input` on the device",
-        lambda: _method_step("trades", torch.tensor(LABELS), torch.rand(N, 3, 2, 2, device="meta")),
-    ),
-    good(
-        "VulnerabilityWeights uint8 labels",
-        lambda: _vulnerability_weights(torch.tensor([3, 0, 2, 2], dtype=torch.uint8)),
-        lambda w: _same(w, torch.tensor([4.0, 1.0, 3.0, 3.0])),
-    ),
-    # the registry
-    bad(
-        "create unknown method",
-        ValueError,
-        "`name` to be one of",
-        lambda: create("bogus", _net(1), num_classes=C, teacher=_net(2)),
-    ),
-    bad(
-        "create absld without teacher",
-        ValueError,
-        "Expected a `teacher`",
-        lambda: create("absld", _net(1), num_classes=C),
-    ),
+    bad("create a typo", TypeError, "Did you mean `beta`", lambda: _create("trades", betta=6.0)),
     bad(
         "create rslad adapt='both'",
         ValueError,
-        "`adapt` = 'none'",
-        lambda: create("rslad", _net(1), num_classes=C, teacher=_net(2), adapt="both"),
+        "`adapt` = 'none' for the method 'rslad'",
+        lambda: _create("rslad", adapt="both"),
     ),
-    good(
-        "create with np.int64 classes",
-        lambda: create("absld", _net(1), num_classes=np.int64(C), teacher=_net(2)),
-        lambda d: _int(d.num_classes),
+    bad(
+        "create loss and its options",
+        ValueError,
+        "either `loss` or loss options",
+        lambda: _create("frl", loss=FRLLoss(C), threshold=0.1),
     ),
+    good("create sat ignores a teacher", lambda: _create("sat"), lambda step: _none(step.teacher)),
+    # the methods' own constructor arguments
+    bad("cfa fawa 'yes'", TypeError, "`fawa` to be a bool", lambda: build("cfa", fawa="yes")),
+    bad("cfa decay with fawa=False", ValueError, "no weight-averaging options", lambda: build("cfa", decay=0.9)),
+    bad("cfa decay=1", ValueError, r"`decay` in \(0, 1\)", lambda: build("cfa", fawa=True, decay=1.0)),
+    bad("bat patience=0", ValueError, "`patience`", lambda: build("bat", patience=-1)),
+    bad(
+        "fair-ard base 'trades'",
+        ValueError,
+        "`base` to be one of 'ard', 'rslad'",
+        lambda: build("fair-ard", base="trades"),
+    ),
+    *(row for name in ALL for row in _rows(name)),
+    *(row for name in DISTILLERS for row in _teacher_rows(name)),
+    *(row for name in VALIDATED for row in _validation_rows(name)),
 ]
-
-
-def _method_step(method: str, target: torch.Tensor, input: torch.Tensor | None = None):
-    teacher = None if method == "sat" else _net(2)
-    step = create(method, _net(1), num_classes=C, teacher=teacher, steps=2, random_start=None)
-    return step(_x() if input is None else input, target)
-
-
-def _vulnerability_weights(target: torch.Tensor) -> torch.Tensor:
-    from torch_absld import VulnerabilityWeights
-
-    weights = VulnerabilityWeights(C)
-    weights.weights.copy_(torch.arange(1.0, C + 1))
-    return weights(target)
-
-
-def _same(a: torch.Tensor, b: torch.Tensor) -> None:
-    torch.testing.assert_close(a, b)
 
 
 def _int(value: object) -> None:
     assert type(value) is int
+
+
+def _none(value: object) -> None:
+    assert value is None
 
 
 def _shape(tensor: torch.Tensor, shape: tuple[int, ...]) -> None:

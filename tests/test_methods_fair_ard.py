@@ -11,10 +11,11 @@ from _models import tiny_batch, tiny_cnn
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import FairARDLoss, VulnerabilityWeights, methods, pgd
+from torch_absld import methods, pgd
 from torch_absld.attack import CountingObjective
-from torch_absld.methods import FairARDDistiller, FairARDOutput
-from torch_absld.methods.fair_ard import FAIR_ARD_ATTACKS
+from torch_absld.class_weights import VulnerabilityWeights
+from torch_absld.losses.fair_ard import FairARDLoss
+from torch_absld.methods.fair_ard import FAIR_ARD_ATTACKS, FairARDOutput, FairARDStep
 
 C = 5
 EPS, STEP = 8 / 255, 2 / 255
@@ -38,8 +39,8 @@ def test_two_epochs_equal_the_hand_written_loop(base):
     reference, ref_teacher = copy.deepcopy(student), copy.deepcopy(teacher).eval()
     batches = _batches(copy.deepcopy(student))
     loss_options = {"base": base, "beta": 2.0}
-    distiller = FairARDDistiller(
-        student, teacher, C, loss=loss_options, steps=3, eps=16 / 255, generator=torch.Generator().manual_seed(0)
+    distiller = FairARDStep(
+        student, teacher, C, **loss_options, steps=3, eps=16 / 255, generator=torch.Generator().manual_seed(0)
     ).train()
     optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
     got, weights = [], []
@@ -73,7 +74,7 @@ def test_kappa_counts_the_correct_iterates_of_the_ard_attack():
     student, teacher = tiny_cnn(C, seed=1), tiny_cnn(C, seed=2)
     before = copy.deepcopy(student).eval()
     (x, y), *_ = _batches(copy.deepcopy(student), n_batches=1)
-    distiller = FairARDDistiller(student, teacher, C, steps=4, generator=torch.Generator().manual_seed(2)).train()
+    distiller = FairARDStep(student, teacher, C, steps=4, generator=torch.Generator().manual_seed(2)).train()
     out = distiller(x, y)
     assert isinstance(out, FairARDOutput)
     kappa = torch.zeros(len(y))
@@ -96,17 +97,17 @@ def test_create_routes_loss_options_and_errors():
     step = methods.create(
         "fair-ard", tiny_cnn(C), num_classes=C, teacher=tiny_cnn(C, 2), base="rslad", beta=1.0, steps=2
     )
-    assert isinstance(step, FairARDDistiller)
+    assert isinstance(step, FairARDStep)
     assert (step.loss_fn.base, step.loss_fn.vulnerability.beta, step.attack.steps) == ("rslad", 1.0, 2)
     assert step.attack.config.random_start == "normal"
     assert step.counter.objective == "kl"
     assert step.on_epoch_end() is step.class_weights
     with pytest.raises(ValueError, match=r"either `loss` or loss options \['beta'\]"):
-        methods.create("fair-ard", tiny_cnn(C), num_classes=C, teacher=tiny_cnn(C, 2), loss={}, beta=1.0)
+        methods.create("fair-ard", tiny_cnn(C), num_classes=C, teacher=tiny_cnn(C, 2), loss=FairARDLoss(C), beta=1.0)
     with pytest.raises(ValueError, match="`loss` for num_classes = 5, but got a FairARDLoss with num_classes = 3"):
-        FairARDDistiller(tiny_cnn(C), tiny_cnn(C, 2), C, loss=FairARDLoss(3))
-    with pytest.raises(TypeError, match="`loss` to be a FairARDLoss, a mapping"):
-        FairARDDistiller(tiny_cnn(C), tiny_cnn(C, 2), C, loss=2.0)  # type: ignore[arg-type]
+        FairARDStep(tiny_cnn(C), tiny_cnn(C, 2), C, loss=FairARDLoss(3))
+    with pytest.raises(TypeError, match="`loss` to be a FairARDLoss or None"):
+        FairARDStep(tiny_cnn(C), tiny_cnn(C, 2), C, loss=2.0)  # type: ignore[arg-type]
 
 
 # Data parallelism ---------------------------------------------------------------------------
@@ -126,8 +127,8 @@ def _data(n_batches: int = 3, n: int = 16):
 def _ddp_run(rank: int, world_size: int) -> dict[str, torch.Tensor]:
     results = {}
     for base in ("ard", "rslad"):
-        distiller = FairARDDistiller(
-            mlp(C, 1), mlp(C, 2), C, loss={"base": base}, steps=2, eps=24 / 255, step_size=8 / 255, random_start=None
+        distiller = FairARDStep(
+            mlp(C, 1), mlp(C, 2), C, base=base, steps=2, eps=24 / 255, step_size=8 / 255, random_start=None
         )
         model = nn.parallel.DistributedDataParallel(distiller) if world_size > 1 else distiller
         optimizer = torch.optim.SGD(distiller.student.parameters(), lr=0.5)

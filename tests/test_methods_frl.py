@@ -9,9 +9,9 @@ from _fair import C, FRLReference, class_accuracies, tensor64, validation_split
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
-from torch_absld import PGDConfig, frl_loss, methods, pgd
-from torch_absld.methods import FRLOutput, FRLStep
-from torch_absld.methods.frl import FRL_ATTACK
+from torch_absld import PGDConfig, methods, pgd
+from torch_absld.losses.frl import frl_loss
+from torch_absld.methods.frl import FRL_ATTACK, FRLOutput, FRLStep
 
 EPS, STEP = 16 / 255, 4 / 255
 
@@ -33,8 +33,9 @@ def test_two_epochs_equal_the_hand_written_loop():
     batches = [tiny_batch(8, C, seed=s) for s in range(3)]
     validation = validation_split()
     options = {"steps": 3, "eps": EPS, "step_size": STEP, "validation_steps": 4, "validation": validation}
-    loss = {"eps_rate": 1.0, "threshold": 0.0}
-    step = FRLStep(student, C, loss=loss, generator=torch.Generator().manual_seed(0), **options).train()
+    step = FRLStep(
+        student, C, eps_rate=1.0, threshold=0.0, generator=torch.Generator().manual_seed(0), **options
+    ).train()
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
     got = []
     torch.manual_seed(5)  # dropout
@@ -58,7 +59,8 @@ def test_two_epochs_equal_the_hand_written_loop():
             reference, x, p, config=config, objective="kl", eps=EPS * scale, step_size=steps, generator=generator
         )
         clean = reference(x)
-        return frl_loss(clean, reference(x_adv), y, tensor64(rule.weights(0)), tensor64(rule.weights(1)))
+        weights = {"natural_weights": tensor64(rule.weights(0)), "boundary_weights": tensor64(rule.weights(1))}
+        return frl_loss(student_adv=reference(x_adv), student_clean=clean, target=y, **weights)
 
     torch.manual_seed(5)
     for epoch in range(2):
@@ -84,7 +86,7 @@ def test_output_radii_and_the_batch_step():
 
 
 def test_validation_is_needed_only_when_the_rule_runs():
-    step = FRLStep(tiny_cnn(C), C, steps=1, loss={"begin_epoch": 2})
+    step = FRLStep(tiny_cnn(C), C, steps=1, begin_epoch=2)
     assert torch.equal(step.on_epoch_end(), torch.ones(C, dtype=torch.float64))  # epoch 0: the hot start
     with pytest.raises(RuntimeError, match="FRLStep measures the student on a validation split"):
         step.on_epoch_end()

@@ -5,16 +5,57 @@ import copy
 import pytest
 import torch
 from _models import tiny_batch, tiny_cnn
+from _reads import count_reads
 from torch import nn
 
-from torch_absld import ABSLDDistiller, PGDConfig, methods
-from torch_absld.methods import AdversarialStep, TrainingStep
+from torch_absld import ABSLDLoss, ABSLDStep, PGDConfig, methods
+from torch_absld.losses.sat import sat_loss
+from torch_absld.methods import AdversarialStep, Method, TrainingStep
+from torch_absld.methods.sat import SATStep
 
 C = 5
 
 
 def test_available_lists_the_methods():
     assert methods.available() == ("absld", "adaad", "ard", "bat", "cfa", "fair-ard", "frl", "rslad", "sat", "trades")
+    assert methods.get("fair-ard").title == "Fair-ARD"
+    assert methods.get("rslad").step is ABSLDStep
+
+
+class _ToyStep(SATStep):
+    """SAT with a fixed radius: a method defined outside the package."""
+
+
+def test_a_registered_method_is_available_and_created():
+    toy = Method(name="toy", title="Toy", step=_ToyStep, loss=sat_loss, needs_teacher=False, defaults={"eps": 0.01})
+    assert methods.register(toy) is toy
+    try:
+        assert "toy" in methods.available()
+        assert "reduction" in methods.options("toy")
+        step = methods.create("toy", tiny_cnn(C), num_classes=C, teacher=tiny_cnn(C, 2), steps=1)
+        assert isinstance(step, _ToyStep)
+        assert step.teacher is None
+        assert step.attack.eps == 0.01
+        with pytest.raises(ValueError, match="'toy' is registered"):
+            methods.register(Method(name="toy", title="Toy", step=SATStep, loss=sat_loss, needs_teacher=False))
+    finally:
+        assert methods.unregister("toy") is toy
+    assert "toy" not in methods.available()
+
+
+@pytest.mark.parametrize("validate_args", [True, False])
+@pytest.mark.parametrize("name", methods.available())
+def test_a_step_reads_the_device_at_most_once(name, validate_args):
+    """One read per step (the boundary check) with checks on, none without."""
+    x, y = tiny_batch(8, C)
+    options = {"validation": [(x, y)]} if methods.get(name).needs_validation else {}
+    step = methods.create(
+        name, tiny_cnn(C, 1), num_classes=C, teacher=tiny_cnn(C, 2), steps=2, validate_args=validate_args, **options
+    ).train()
+    for _ in range(2):  # the first step also probes the student's width once (no read)
+        with count_reads() as reads:
+            step(x, y).loss.backward()
+        assert reads.count == int(validate_args), reads.calls
 
 
 def _validation_split():
@@ -49,13 +90,11 @@ def test_create_absld_routes_loss_and_attack_options():
     step = methods.create(
         "absld", student, num_classes=C, teacher=teacher, lr=0.3, coupling="product", eps=0.1, steps=2, generator=None
     )
-    assert isinstance(step, ABSLDDistiller)
+    assert isinstance(step, ABSLDStep)
     assert (step.loss_fn.adv.lr, step.loss_fn.coupling) == (0.3, "product")
     assert step.attack.config == PGDConfig(eps=0.1, steps=2)
     # One step of the created module equals the same module built by hand (on copies of the networks).
-    by_hand = ABSLDDistiller(
-        copy.deepcopy(student), copy.deepcopy(teacher), C, loss={"lr": 0.3, "coupling": "product"}, eps=0.1, steps=2
-    )
+    by_hand = ABSLDStep(copy.deepcopy(student), copy.deepcopy(teacher), C, lr=0.3, coupling="product", eps=0.1, steps=2)
     x, y = tiny_batch(8, C)
     torch.manual_seed(0)
     got = step(x, y).loss
@@ -83,7 +122,11 @@ def test_rslad_is_absld_with_frozen_temperatures():
         ("absld", {}, "Expected a `teacher` for the method 'absld'"),
         ("rslad", {}, "Expected a `teacher` for the method 'rslad'"),
         ("rslad", {"teacher": nn.Linear(2, 2), "adapt": "both"}, "`adapt` = 'none' for the method 'rslad'"),
-        ("absld", {"teacher": nn.Linear(2, 2), "loss": {}, "lr": 0.1}, r"either `loss` or loss options \['lr'\]"),
+        (
+            "absld",
+            {"teacher": nn.Linear(2, 2), "loss": ABSLDLoss(2), "lr": 0.1},
+            r"either `loss` or loss options \['lr'\]",
+        ),
     ],
 )
 def test_create_errors(name, kwargs, match):

@@ -8,9 +8,9 @@ from _baselines import assert_same_steps, hand_pgd, train_epoch, uniform_start
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
-from torch_absld import PGDConfig, methods, pgd, sat_loss
-from torch_absld.methods import SATOutput, SATStep
-from torch_absld.methods.sat import SAT_ATTACK
+from torch_absld import PGDConfig, methods, pgd
+from torch_absld.losses.sat import sat_loss
+from torch_absld.methods.sat import SAT_ATTACK, SATOutput, SATStep
 
 C = 5
 

@@ -9,9 +9,9 @@ from _models import tiny_batch, tiny_cnn
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import PGDConfig, TRADESLoss, methods, pgd
-from torch_absld.methods import TRADESOutput, TRADESStep
-from torch_absld.methods.trades import TRADES_ATTACK
+from torch_absld import PGDConfig, methods, pgd
+from torch_absld.losses.trades import TRADESLoss
+from torch_absld.methods.trades import TRADES_ATTACK, TRADESOutput, TRADESStep
 
 C = 5
 
@@ -38,7 +38,7 @@ def test_step_equals_the_hand_written_step():
         reference.train()
         x_adv = pgd(reference, x, p, config=TRADES_ATTACK.replace(steps=3), objective="kl", generator=generator)
         clean = reference(x)
-        return TRADESLoss(beta=3.0)(clean, reference(x_adv), y)
+        return TRADESLoss(beta=3.0)(student_clean=clean, student_adv=reference(x_adv), target=y)
 
     torch.manual_seed(5)
     assert_same_steps(got, reference, optimizer, batches, loss_of_batch)

@@ -32,15 +32,8 @@ RIGHT = _counts([1, 1, 1], [1, 1, 2])
 
 CASES: list[Case] = [
     bad("num_classes=0", ValueError, "`num_classes` >= 1", lambda: ClassAccuracy(0)),
-    bad("num_classes=2.0", TypeError, "`num_classes` to be an int", lambda: ClassAccuracy(2.0)),  # type: ignore[arg-type]
     good("num_classes=np.int64", lambda: ClassAccuracy(np.int64(C)), lambda m: _is_int(m.num_classes)),
     bad("worst_fraction=0", ValueError, r"`worst_fraction` in \(0, 1\]", lambda: ClassAccuracy(C, worst_fraction=0.0)),
-    bad(
-        "process_group='all'",
-        TypeError,
-        "`process_group` to be a ProcessGroup, None or False",
-        lambda: ClassAccuracy(C, process_group="all"),
-    ),  # type: ignore[arg-type]
     good(
         "process_group=False",
         lambda: _updated(process_group=False).compute(),
@@ -55,12 +48,6 @@ CASES: list[Case] = [
     good(
         "empty batch", lambda: _updated(torch.zeros(0, C), torch.zeros(0, dtype=torch.long)), _counts([0] * 3, [0] * 3)
     ),
-    bad(
-        "labels bool",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: _updated(target=torch.tensor([True, False, True, True])),
-    ),
     bad("labels >= C", ValueError, r"`target` values in \[0, 3\)", lambda: _updated(target=torch.tensor([0, 1, 2, 3]))),
     bad(
         "predictions >= C",
@@ -74,12 +61,6 @@ CASES: list[Case] = [
         ValueError,
         r"`target` of shape \(N,\) with N = 3",
         lambda: _updated(preds=torch.tensor([0, 1, 2])),
-    ),
-    bad(
-        "labels on meta",
-        ValueError,
-        "`target` on the device",
-        lambda: _updated(target=torch.tensor(LABELS, device="meta")),
     ),
     # class_accuracy_summary
     bad(
@@ -97,12 +78,6 @@ CASES: list[Case] = [
     ),
     bad("summary empty class", ValueError, "at least one sample", lambda: class_accuracy_summary([1, 0], [2, 0])),
     bad("summary lengths", ValueError, "of the same shape", lambda: class_accuracy_summary([1, 1], [2, 2, 2])),
-    bad(
-        "summary floats",
-        TypeError,
-        "`total` to hold integer counts",
-        lambda: class_accuracy_summary([1, 1], [2.0, 2.0]),
-    ),  # type: ignore[list-item]
     good(
         "summary numpy counts",
         lambda: class_accuracy_summary(np.array([1, 2]), np.array([2, 2])),
@@ -115,8 +90,6 @@ CASES: list[Case] = [
     ),
     # worst_class_count
     bad("worst fraction 1.5", ValueError, r"`worst_fraction` in \(0, 1\]", lambda: worst_class_count(10, 1.5)),
-    bad("worst fraction 'a'", TypeError, "`worst_fraction` to be a float", lambda: worst_class_count(10, "a")),  # type: ignore[arg-type]
-    bad("worst fraction nan", ValueError, r"`worst_fraction` in \(0, 1\]", lambda: worst_class_count(10, float("nan"))),
     good("worst fraction np.float64", lambda: worst_class_count(30, np.float64(0.1)), lambda k: equal(k, 3)),
     good("worst count np.int64 classes", lambda: worst_class_count(np.int64(100)), lambda k: equal(k, 10)),
 ]

@@ -10,7 +10,7 @@ from _cpus import emulating_cpu, mock_cpu, mock_gpu, native_cpu
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDDistiller, bf16_support, fastest_settings
+from torch_absld import ABSLDStep, bf16_support, fastest_settings
 from torch_absld.precision import precision_scope, warn_if_emulated
 
 C = 5
@@ -72,16 +72,6 @@ def test_onednn_isa_limit_hides_native_bf16(monkeypatch, limit, native):
     assert fastest_settings("cpu").dtype == (torch.bfloat16 if native else torch.float32)
     if not native:
         assert f"ONEDNN_MAX_CPU_ISA={limit.upper()}" in bf16_support("cpu").reason
-
-
-def test_older_torch_without_get_capabilities(monkeypatch):
-    mock_cpu(monkeypatch)
-    monkeypatch.delattr(torch.cpu, "get_capabilities")
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert bf16_support("cpu").native
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    assert not bf16_support("cpu").native
 
 
 def test_this_machine_agrees_with_torch():
@@ -187,8 +177,8 @@ def test_fastest_settings_compiles_without_graph_break():
 # The distiller's precision= -----------------------------------------------------------------------
 
 
-def _distiller(**kwargs: object) -> ABSLDDistiller:
-    return ABSLDDistiller(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=2, random_start=None, **kwargs).eval()
+def _distiller(**kwargs: object) -> ABSLDStep:
+    return ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C, steps=2, random_start=None, **kwargs).eval()
 
 
 def test_distiller_auto_runs_float32_where_bf16_is_emulated(monkeypatch):

@@ -14,7 +14,7 @@ from torch_absld.precision_flags import add_precision_flags, settings_from_flags
 def test_settings_from_flags_names_a_bad_flag():
     with pytest.raises(ValueError, match=r"Expected `amp` to be one of 'auto', 'fp32', 'bf16', 'fp16', but got 'half'"):
         settings_from_flags("half", "auto", "cpu")
-    expected = r"Expected `channels_last` to be 'auto', 'on', 'off' or a bool, but got 'yes'"
+    expected = r"Expected `channels_last` to be one of 'auto', 'on', 'off', but got 'yes'"
     with pytest.raises(ValueError, match=expected):
         settings_from_flags("auto", "yes", "cpu")
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from _cases import Case, bad, good, ids, run
+from _cases import Case, bad, ids, run
 
 from torch_absld import RobustnessReport, class_accuracy_summary, reports_to_markdown
 
@@ -20,12 +19,7 @@ def _report(**kwargs: object) -> RobustnessReport:
 
 CASES: list[Case] = [
     bad("eps=-1", ValueError, "`eps` >= 0", lambda: _report(eps=-1.0)),
-    bad("eps='a'", TypeError, "`eps` to be a real number", lambda: _report(eps="a")),
-    bad("eps=nan", ValueError, "`eps` to be finite", lambda: _report(eps=float("nan"))),
-    good("eps=np.float32", lambda: _report(eps=np.float32(0.5)), lambda r: _is_float(r.eps)),
     bad("num_classes=0", ValueError, "`num_classes` >= 1", lambda: _report(num_classes=0, results={})),
-    bad("num_classes='2'", TypeError, "`num_classes` to be an int", lambda: _report(num_classes="2")),
-    good("num_classes=np.int64", lambda: _report(num_classes=np.int64(2)), lambda r: _is_int(r.num_classes)),
     bad("results of another C", ValueError, r"`results\['clean'\]` to have 3 classes", lambda: _report(num_classes=3)),
     bad("results empty", ValueError, "`results` to hold at least one attack", lambda: _report(results={})),
     bad(
@@ -34,7 +28,6 @@ CASES: list[Case] = [
         r"`results\['clean'\]` to be a ClassAccuracyResult",
         lambda: _report(results={"clean": {"avg": 1}}),
     ),
-    bad("results a list", TypeError, "`results` to be a mapping", lambda: _report(results=[RESULT])),
     bad("worst_fraction=2", ValueError, r"`worst_fraction` in \(0, 1\]", lambda: _report(worst_fraction=2.0)),
     bad("settings a list", TypeError, "`settings` to be a mapping", lambda: _report(settings=[1])),
     bad(

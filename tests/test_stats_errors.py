@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from _cases import Case, bad, good, ids, rejected_load, run
@@ -10,7 +9,6 @@ from _cases import Case, bad, good, ids, rejected_load, run
 from torch_absld import ClassStatistics
 
 C = 3
-LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def _accumulated(target: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
@@ -34,14 +32,7 @@ def _loaded(accumulator: torch.Tensor) -> object:
 
 CASES: list[Case] = [
     bad("num_classes=0", ValueError, "`num_classes` >= 1, but got 0", lambda: ClassStatistics(0)),
-    bad("num_classes=-2", ValueError, "`num_classes` >= 1", lambda: ClassStatistics(-2)),
-    bad("num_classes=2.5", TypeError, "`num_classes` to be an int", lambda: ClassStatistics(2.5)),  # type: ignore[arg-type]
-    bad("num_classes='3'", TypeError, "`num_classes` to be an int", lambda: ClassStatistics("3")),  # type: ignore[arg-type]
-    bad("num_classes=True", TypeError, "`num_classes` to be an int", lambda: ClassStatistics(True)),
-    good("num_classes=np.int64", lambda: ClassStatistics(np.int64(3)), lambda s: _is_int(s.num_classes, 3)),
     bad("num_stats=0", ValueError, "`num_stats` to be an int >= 1", lambda: ClassStatistics(C, 0)),
-    bad("num_stats=1.5", ValueError, "`num_stats` to be an int >= 1", lambda: ClassStatistics(C, 1.5)),  # type: ignore[arg-type]
-    good("num_stats=np.int32", lambda: ClassStatistics(C, np.int32(2)), lambda s: _is_int(s.num_stats, 2)),
     bad(
         "process_group=True",
         TypeError,
@@ -49,19 +40,8 @@ CASES: list[Case] = [
         lambda: ClassStatistics(C, process_group=True),  # type: ignore[arg-type]
     ),
     good("process_group=False", lambda: ClassStatistics(C, process_group=False).synced(), _expect([0] * 3, [0] * 3)),
-    *(
-        good(
-            f"labels {dtype}",
-            lambda dtype=dtype: _accumulated(torch.tensor([0, 2, 2], dtype=dtype)),
-            _expect([1, 0, 2], [1, 0, 2]),
-        )
-        for dtype in LABEL_DTYPES
-    ),
-    bad(
-        "labels bool",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: _accumulated(torch.tensor([True, False])),
+    good(
+        "labels uint8", lambda: _accumulated(torch.tensor([0, 2, 2], dtype=torch.uint8)), _expect([1, 0, 2], [1, 0, 2])
     ),
     bad(
         "labels float",
@@ -69,10 +49,7 @@ CASES: list[Case] = [
         "`target` to hold integer class indices",
         lambda: _accumulated(torch.tensor([0.0, 1.0])),
     ),
-    bad("labels 2-D", ValueError, r"`target` of shape \(N,\)", lambda: _accumulated(torch.tensor([[0], [1]]))),
-    bad("labels list", TypeError, "`target` to be a torch.Tensor", lambda: _accumulated([0, 1])),  # type: ignore[arg-type]
     bad("labels >= C", ValueError, r"`target` values in \[0, 3\)", lambda: _accumulated(torch.tensor([0, 3]))),
-    bad("labels < 0", ValueError, r"`target` values in \[0, 3\)", lambda: _accumulated(torch.tensor([-1, 0]))),
     bad(
         "labels N mismatch",
         ValueError,
@@ -92,12 +69,6 @@ CASES: list[Case] = [
         lambda: _accumulated(torch.tensor([0]), torch.ones(1, 2)),
     ),
     good("empty batch", lambda: _accumulated(torch.zeros(0, dtype=torch.long)), _expect([0] * 3, [0] * 3)),
-    bad(
-        "labels on the meta device",
-        ValueError,
-        "`target` on the device",
-        lambda: _accumulated(torch.tensor([0, 1], device="meta")),
-    ),
     bad("load wrong shape", ValueError, r"loaded `accumulator` of shape \(2, 3\)", lambda: _loaded(torch.zeros(2, 4))),
     bad(
         "load NaN sum",
@@ -106,18 +77,11 @@ CASES: list[Case] = [
         lambda: _loaded(torch.tensor([[float("nan"), 0, 0], [1.0, 0, 0]])),
     ),
     bad(
-        "load negative count",
-        ValueError,
-        "non-negative integer counts",
-        lambda: _loaded(torch.tensor([[0.0, 0, 0], [-1.0, 0, 0]])),
-    ),
-    bad(
         "load fractional count",
         ValueError,
         "non-negative integer counts",
         lambda: _loaded(torch.tensor([[0.0, 0, 0], [0.5, 0, 0]])),
     ),
-    bad("load a list", ValueError, r"loaded `accumulator` of shape \(2, 3\)", lambda: _loaded([[0.0] * 3, [0.0] * 3])),  # type: ignore[arg-type]
 ]
 
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from _reference import cross_entropy_reference, eq11_reference
 from torch.testing import assert_close
 
-from torch_absld import ClassTemperatureController, temperature_update
+from torch_absld import ClassTemperatureController
+from torch_absld.temperature import temperature_update
 
 C = 4
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from _cases import Case, bad, good, ids, rejected_load, run
 
-from torch_absld import ClassTemperatureController, temperature_update
+from torch_absld import ClassTemperatureController
+from torch_absld.temperature import temperature_update
 
 C = 4
 LABELS = [0, 1, 2, 3]
-LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def _ctrl(**kwargs: object) -> ClassTemperatureController:
@@ -78,8 +77,6 @@ def _update_rule(**kwargs: object) -> torch.Tensor:
 CASES: list[Case] = [
     # construction
     bad("num_classes=1", ValueError, "`num_classes` >= 2, but got 1", lambda: ClassTemperatureController(1)),
-    bad("num_classes=3.0", TypeError, "`num_classes` to be an int", lambda: ClassTemperatureController(3.0)),  # type: ignore[arg-type]
-    good("num_classes=np.int64", lambda: ClassTemperatureController(np.int64(C)), lambda c: _int(c.num_classes)),
     bad("min_temperature=0", ValueError, "`min_temperature` > 0", lambda: _ctrl(min_temperature=0.0)),
     bad(
         "min > max",
@@ -89,9 +86,6 @@ CASES: list[Case] = [
     ),
     bad("init outside", ValueError, "`init_temperature` in", lambda: _ctrl(init_temperature=9.0)),
     bad("lr<0", ValueError, "`lr` >= 0", lambda: _ctrl(lr=-0.1)),
-    bad("lr='0.1'", TypeError, "`lr` to be a real number", lambda: _ctrl(lr="0.1")),
-    bad("lr=nan", ValueError, "`lr` to be finite", lambda: _ctrl(lr=float("nan"))),
-    good("lr=np.float32", lambda: _ctrl(lr=np.float32(0.25)), lambda c: _float(c.lr, 0.25)),
     bad("gap_tolerance<0", ValueError, "`gap_tolerance` >= 0", lambda: _ctrl(gap_tolerance=-1.0)),
     bad("risk_reduction", ValueError, "`risk_reduction` to be one of", lambda: _ctrl(risk_reduction="median")),
     bad(
@@ -101,19 +95,10 @@ CASES: list[Case] = [
         lambda: _ctrl(process_group=1),
     ),
     # forward: labels of every integer dtype are class indices
-    *(
-        good(
-            f"forward labels {dtype}",
-            lambda dtype=dtype: _gathered(torch.tensor([3, 0, 2, 2], dtype=dtype)),
-            _temperatures_of([3, 0, 2, 2]),
-        )
-        for dtype in LABEL_DTYPES
-    ),
-    bad(
-        "forward labels bool",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: _gathered(torch.tensor([True, False])),
+    good(
+        "forward labels uint8",
+        lambda: _gathered(torch.tensor([3, 0, 2, 2], dtype=torch.uint8)),
+        _temperatures_of([3, 0, 2, 2]),
     ),
     bad(
         "forward labels float",
@@ -122,27 +107,12 @@ CASES: list[Case] = [
         lambda: _gathered(torch.tensor([0.0])),
     ),
     bad("forward labels >= C", ValueError, r"`target` values in \[0, 4\)", lambda: _gathered(torch.tensor([4]))),
-    bad(
-        "forward labels 2-D",
-        ValueError,
-        r"`target` of shape \(N,\)",
-        lambda: _gathered(torch.zeros(2, 1, dtype=torch.long)),
-    ),
     good("forward empty", lambda: _gathered(torch.zeros(0, dtype=torch.long)), lambda t: _shape(t, (0,))),
-    bad(
-        "forward labels on meta",
-        ValueError,
-        "`target` on the device",
-        lambda: _gathered(torch.tensor([0], device="meta")),
-    ),
     # update
-    *(
-        good(
-            f"update labels {dtype}",
-            lambda dtype=dtype: _updated(torch.randn(4, C), torch.tensor([3, 0, 2, 2], dtype=dtype)),
-            _counts_are([1, 0, 2, 1]),
-        )
-        for dtype in LABEL_DTYPES
+    good(
+        "update labels int32",
+        lambda: _updated(torch.randn(4, C), torch.tensor([3, 0, 2, 2], dtype=torch.int32)),
+        _counts_are([1, 0, 2, 1]),
     ),
     good(
         "update empty batch",
@@ -156,34 +126,10 @@ CASES: list[Case] = [
         lambda: _updated(torch.randn(4, 5), torch.tensor(LABELS)),
     ),
     bad(
-        "update logits int",
-        TypeError,
-        "`logits` to be floating point",
-        lambda: _updated(torch.ones(4, C, dtype=torch.long), torch.tensor(LABELS)),
-    ),
-    bad(
-        "update logits 1-D",
-        ValueError,
-        r"`logits` of shape \(N, C\)",
-        lambda: _updated(torch.randn(4), torch.tensor(LABELS)),
-    ),
-    bad(
         "update N mismatch",
         ValueError,
         r"`target` of shape \(N,\) with N = 4",
         lambda: _updated(torch.randn(4, C), torch.tensor([0, 1])),
-    ),
-    bad(
-        "update labels bool",
-        TypeError,
-        "`target` to hold integer class indices",
-        lambda: _updated(torch.randn(2, C), torch.tensor([True, False])),
-    ),
-    bad(
-        "update logits on meta",
-        ValueError,
-        "`logits` on the device",
-        lambda: _updated(torch.randn(4, C, device="meta"), torch.tensor(LABELS)),
     ),
     # loading: validated before anything is copied
     good("load a valid checkpoint", lambda: _load(), lambda r: None),
@@ -192,12 +138,6 @@ CASES: list[Case] = [
         ValueError,
         r"loaded `temperatures` in \[min_temperature, max_temperature\]",
         lambda: _load(temperatures=torch.tensor([1.0, 50.0, 1.0, 1.0])),
-    ),
-    bad(
-        "load temperature below min",
-        ValueError,
-        r"loaded `temperatures` in \[min_temperature, max_temperature\]",
-        lambda: _load(temperatures=torch.tensor([1.0, 0.1, 1.0, 1.0])),
     ),
     bad(
         "load NaN temperature",
@@ -217,24 +157,12 @@ CASES: list[Case] = [
         "non-negative integer counts",
         lambda: _load(accumulator=torch.tensor([[0.0] * 4, [-1.0, 0, 0, 0]], dtype=torch.float64)),
     ),
-    bad(
-        "load fractional count",
-        ValueError,
-        "non-negative integer counts",
-        lambda: _load(accumulator=torch.tensor([[0.0] * 4, [0.5, 0, 0, 0]], dtype=torch.float64)),
-    ),
     bad("load negative lr", ValueError, "`lr` >= 0", lambda: _load(lr=-0.1)),
     bad(
         "load negative epochs_stepped",
         ValueError,
         "`epochs_stepped` to be an int >= 0",
         lambda: _load(epochs_stepped=-1),
-    ),
-    bad(
-        "load fractional epochs_stepped",
-        ValueError,
-        "`epochs_stepped` to be an int >= 0",
-        lambda: _load(epochs_stepped=1.5),
     ),
     bad("load extra state not a dict", ValueError, "extra state to be a dict", lambda: _load(_extra_state=[0.1])),
     # temperature_update, the functional rule
@@ -245,7 +173,6 @@ CASES: list[Case] = [
         "`min_temperature` <= `max_temperature`",
         lambda: _update_rule(min_temperature=5.0, max_temperature=0.5),
     ),
-    bad("update rule min=0", ValueError, "`min_temperature` > 0", lambda: _update_rule(min_temperature=0.0)),
     bad("update rule shapes", ValueError, r"`risk` of shape \(3,\)", lambda: _update_rule(risk=torch.ones(4))),
     bad(
         "update rule present not bool",

@@ -14,20 +14,17 @@ from typing_extensions import Self, TypedDict
 from ._internal.checks import ProcessGroupArg, check_finite_number, check_integer, check_unit_interval
 from ._internal.modules import unwrap_model
 from .attack import PGDConfig
-from .class_eps import _count
-from .stats import ClassStatistics, class_means
-from .validation import check_validation_attack, record_correct, validation_pass
+from .class_eps import EpochController, missing_classes
+from .stats import class_means
+from .validation import _record_correct, check_validation_attack, record_correct, validation_pass
 
 __all__ = ["FAWA_ATTACK", "FAWAOptions", "FairnessAwareAveraging"]
 
-DEFAULT_DECAY = 0.85
-"""FAWA's decay (CFA paper Sec. 5.1; the official ``--decay-rate`` default is 0.88)."""
-DEFAULT_THRESHOLD = 0.2
-r"""The gate $\delta$ on the worst class's robust accuracy (paper Sec. 5.1; ``--threshold`` default 0.24)."""
-DEFAULT_START_EPOCH = 50
-"""The first epoch (0-based) that may be averaged (paper Sec. 5.1: "begin at the 50-th epoch"; the code has none)."""
+DEFAULT_DECAY = 0.85  # FAWA's decay (CFA paper Sec. 5.1; the official ``--decay-rate`` default is 0.88).
+DEFAULT_THRESHOLD = 0.2  # the gate on the worst class (paper Sec. 5.1; ``--threshold`` is 0.24)
+DEFAULT_START_EPOCH = 50  # first epoch averaged (paper Sec. 5.1; the code has none)
+# The gate's attack, ``pgd_loss`` of CFA's ``train.py``:
 FAWA_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="uniform")
-"""The gate's attack (CFA's ``train.py``: ``pgd_loss`` with 8/255, 2/255, 10 steps, a uniform start)."""
 
 
 class FAWAOptions(TypedDict, total=False):
@@ -39,53 +36,28 @@ class FAWAOptions(TypedDict, total=False):
     worst_fraction: float | None
 
 
-class FairnessAwareAveraging(ClassStatistics):
-    r"""An exponential moving average of a model's weights over the epochs that pass a fairness gate.
+class FairnessAwareAveraging(EpochController):
+    r"""An exponential moving average of a model's weights over the epochs that pass a fairness gate (CFA's FAWA).
 
-    After each epoch, :meth:`step` measures the model's per-class robust accuracy $R_k$ on a
-    validation split (PGD-10 in CFA) and, when the worst class passes the gate
-    ($\min_k R_k \ge \delta$) and the epoch is ``start_epoch`` or later, updates the average
-
-    $$\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta;$$
-
-    the first accepted epoch copies $\bar\theta \leftarrow \theta$ (CFA's ``train.py``). A refused
-    epoch leaves $\bar\theta$ as it is. The average covers the whole ``state_dict``: parameters
-    and floating point buffers (batch-norm statistics); integer buffers (``num_batches_tracked``)
-    are copied. :attr:`module` is the averaged network (a copy of the model, frozen, in eval
-    mode: evaluate it, or load its ``state_dict`` into a model); before any accepted epoch it
-    holds the model's weights at construction.
-
-    It is a :class:`~torch_absld.stats.ClassStatistics` of the validation samples' clean and
-    robust correctness: :meth:`record` adds a batch's logits (``step(validation)`` runs the pass itself
-    with :func:`~torch_absld.validation.validation_pass`), and :meth:`step` sums across ranks
-    with one ``all_reduce``, so every rank takes the same decision. ``state_dict()`` holds the
-    average, the partial sums and the counters: resuming is exact.
+    After each epoch, :meth:`step` measures the per-class robust accuracy $R_k$ on a validation split
+    (the samples' correctness summed across ranks: every rank decides alike) and, when the worst class
+    passes ($\min_k R_k \ge \delta$) from ``start_epoch`` on, updates $\bar\theta \leftarrow d\,\bar\theta
+    + (1 - d)\,\theta$ over the whole ``state_dict`` (the first accepted epoch copies $\theta$; integer
+    buffers are copied), as CFA's ``train.py``. :attr:`module` is the averaged network (frozen, eval mode).
 
     Args:
         model: the network being trained (held by reference, not registered; a DDP wrapper is unwrapped).
         num_classes: number of classes $C$.
-        decay: $d \in (0, 1)$ (0.85, the paper; the code's default is 0.88).
-        threshold: the gate $\delta$ (0.2, the paper; the code's default 0.24).
-        start_epoch: first epoch (0-based) that may enter the average (50, the paper; 0 is the code).
-        worst_fraction: gate on the mean of the worst $\lceil f C \rceil$ classes instead of the worst
-            one (the ABSLD paper's CIFAR-100 setting: 0.1, with $\delta = 0.02$).
-        attack: the gate's attack (:data:`FAWA_ATTACK`; its ``random_start`` ``"uniform"`` or ``None``).
+        decay, threshold: $d \in (0, 1)$ (0.85) and the gate $\delta$ (0.2), the paper's.
+        start_epoch: first epoch (0-based) that may enter the average (50, the paper).
+        worst_fraction: gate on the mean of the worst $\lceil f C \rceil$ classes instead of the worst one.
+        attack: the gate's attack (:data:`FAWA_ATTACK`; ``random_start`` ``"uniform"`` or ``None``).
         seed: seed of the attack's per-sample uniform starts.
-        process_group: ranks that share the validation split; ``None`` is the default group,
-            ``False`` this rank alone (no collective).
-        validate_args: check label values in eager mode.
-
-    Example:
-        >>> model = nn.Linear(4, 2)
-        >>> fawa = FairnessAwareAveraging(model, 2, threshold=0.5, start_epoch=0)
-        >>> fawa.record(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
-        >>> fawa.record(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([1]))
-        >>> fawa.step(), fawa.accepted  # class 1 is never robust: refused
-        (False, 0)
     """
 
     module: nn.Module
     model: nn.Module
+    counters = ("epochs_stepped", "accepted")
 
     def __init__(
         self,
@@ -103,16 +75,11 @@ class FairnessAwareAveraging(ClassStatistics):
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
-        if not isinstance(attack, PGDConfig):
-            raise TypeError(f"Expected `attack` to be a PGDConfig, but got {type(attack).__name__}.")
-        check_validation_attack(attack)
+        check_validation_attack(attack, "attack")
         super().__init__(num_classes, 2, process_group=process_group, validate_args=validate_args)
         self.decay = check_finite_number(decay, "decay")
         if not 0 < self.decay < 1:
-            raise ValueError(
-                f"Expected `decay` in (0, 1), but got {self.decay}. 0 keeps only the last accepted epoch and 1 the "
-                "first one: no average."
-            )
+            raise ValueError(f"Expected `decay` in (0, 1), but got {self.decay}: 0 or 1 is no average.")
         self.threshold = check_unit_interval(threshold, "threshold")
         self.start_epoch = check_integer(start_epoch, "start_epoch", minimum=0)
         if worst_fraction is not None and not check_unit_interval(worst_fraction, "worst_fraction") > 0:
@@ -134,13 +101,12 @@ class FairnessAwareAveraging(ClassStatistics):
         self.module.eval()
         return self
 
-    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor, *, validated: bool = False) -> None:
-        """Count a validation batch's correct predictions (:func:`~torch_absld.validation.class_correct`).
+    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+        """Count a validation batch's correct predictions, clean and robust logits $(N, C)$, labels $(N,)$."""
+        record_correct(self, clean_logits, robust_logits, target)
 
-        Shape:
-            - clean_logits, robust_logits: $(N, C)$; target: $(N,)$
-        """
-        record_correct(self, clean_logits, robust_logits, target, validated)
+    def _record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+        _record_correct(self, clean_logits, robust_logits, target)
 
     @property
     def due(self) -> bool:
@@ -151,26 +117,22 @@ class FairnessAwareAveraging(ClassStatistics):
     def step(self, validation: Iterable[Any] | None = None) -> bool:
         r"""End of epoch: gate, then average the model's weights when the gate passes; return whether it did.
 
-        With ``validation`` (``(input, target)`` batches of this rank's shard of the split) the sums
-        are reset and filled by one :func:`~torch_absld.validation.validation_pass` with :attr:`attack`
-        (skipped before ``start_epoch``); without it, what :meth:`record` added is used. Every rank
-        must call it.
+        ``validation``: ``(input, target)`` batches of this rank's shard, passed with :attr:`attack`
+        (:func:`~torch_absld.validation.validation_pass`); ``None``: what :meth:`record` added. Every rank calls it.
 
         Raises:
             ValueError: if a class of the due epoch has no validation sample (nothing is changed).
         """
-        if validation is not None and (isinstance(validation, (str, bytes)) or not isinstance(validation, Iterable)):
+        if isinstance(validation, (str, bytes)) or not isinstance(validation, Iterable | None):
             raise TypeError(
-                f"Expected `validation` to be an iterable of (input, target) batches or None, but got "
-                f"{type(validation).__name__}."
+                f"Expected `validation` to be an iterable of batches or None, got {type(validation).__name__}."
             )
         if validation is not None and self.due:
             self.reset()
             validation_pass(self.model, validation, self.record, config=self.attack, seed=self.seed)
-        synced = self.synced()
         accepted = False
         if self.due:
-            worst = self._worst(synced)
+            worst = self._worst(self.synced())
             accepted = worst >= self.threshold
             if accepted:
                 self._average()
@@ -181,13 +143,11 @@ class FairnessAwareAveraging(ClassStatistics):
 
     def _worst(self, synced: Tensor) -> float:
         means, present = class_means(synced)
-        if not bool(present.all()):
-            missing = [k for k in range(self.num_classes) if not present[k]]
-            raise ValueError(
-                f"Expected every class in the validation data, but classes {missing} have no sample; nothing "
-                "was changed. Build the split with `stratified_split`."
-            )
-        return float(means[1].sort().values[: self.worst_count].mean())
+        worst = means[1].sort().values[: self.worst_count].mean()
+        missing, value = torch.stack([(~present).any().to(worst.dtype), worst]).tolist()  # one read
+        if missing:
+            missing_classes(present)[1]()
+        return float(value)
 
     def _average(self) -> None:
         current = self.model.state_dict()
@@ -202,16 +162,18 @@ class FairnessAwareAveraging(ClassStatistics):
 
     def get_extra_state(self) -> dict[str, Any]:
         """The counters and the last gate value."""
-        return {"epochs_stepped": self.epochs_stepped, "accepted": self.accepted, "last_worst": self.last_worst}
+        return {**super().get_extra_state(), "last_worst": self.last_worst}
 
     def set_extra_state(self, state: Any) -> None:
         """Restore what :meth:`get_extra_state` saved."""
-        self.epochs_stepped, self.accepted, self.last_worst = _checked_state(state)
+        super().set_extra_state(state)
+        self.last_worst = state["last_worst"]
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
         """Reject bad counters and averaged weights of another shape or not finite, before anything is copied."""
-        if prefix + "_extra_state" in state_dict:
-            _checked_state(state_dict[prefix + "_extra_state"])
+        super()._check_loaded_state(state_dict, prefix)
+        if not isinstance(state_dict.get(prefix + "_extra_state", {}).get("last_worst", 0.0), float):
+            raise ValueError("Expected the extra state to hold a float 'last_worst'. The checkpoint is corrupt.")
         for key, own in self.module.state_dict().items():
             value = state_dict.get(f"{prefix}module.{key}")
             if isinstance(value, Tensor) and value.shape != own.shape:
@@ -220,23 +182,10 @@ class FairnessAwareAveraging(ClassStatistics):
                     f"{tuple(value.shape)}. The checkpoint comes from another model."
                 )
             if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                raise ValueError(
-                    f"Expected the loaded averaged weights `module.{key}` to be finite. The checkpoint is corrupt."
-                )
+                raise ValueError(f"Expected the loaded averaged weights `module.{key}` to be finite.")
 
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, decay={self.decay:.4g}, threshold={self.threshold:.4g}, "
             f"start_epoch={self.start_epoch}, worst_fraction={self.worst_fraction}"
         )
-
-
-def _checked_state(state: Any) -> tuple[int, int, float]:
-    values: dict[Any, Any] = state if isinstance(state, dict) else {}
-    epochs, accepted, last = values.get("epochs_stepped"), values.get("accepted"), values.get("last_worst")
-    if _count(epochs) and _count(accepted) and isinstance(last, float):
-        return epochs, accepted, last
-    raise ValueError(
-        "Expected the extra state to be a dict with ints 'epochs_stepped', 'accepted' >= 0 and a float "
-        f"'last_worst', but got {state!r}."
-    )

@@ -1,69 +1,144 @@
-r"""Per-class attack radii $\epsilon_k = s_k\,\epsilon$, set once per epoch from per-class statistics (FRL, CFA).
-
-:class:`ClassEpsilon` is the base: a :class:`~torch_absld.stats.ClassStatistics` that holds each
-class's scale $s_k$ and turns it into per-sample radii and step sizes for the attack engine
-(``attack(x, y, eps=radii, step_size=steps)``). Its subclasses say which statistic sets the
-scales: :class:`CalibratedEpsilon` (CFA, here) from each class's training robust accuracy,
-:class:`~torch_absld.multipliers.FRLMultipliers` (FRL) from class-wise errors on a validation split.
-"""
+r"""Per-class attack radii $\epsilon_k = s_k\,\epsilon$, set once per epoch from per-class statistics (FRL, CFA)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeGuard
+from typing import Any
 
 import torch
 from torch import Tensor
-from typing_extensions import Self, TypedDict
+from typing_extensions import Self
 
 from ._internal.checks import (
     ProcessGroupArg,
+    ValueCheck,
     check_bool,
     check_integer,
     check_logits,
     check_positive,
+    label_range_flag,
     raise_first,
     values_checkable,
 )
 from ._internal.modules import loaded_tensor
 from .stats import ClassStatistics, class_means
 
-__all__ = ["CalibratedEpsilon", "CalibrationOptions", "ClassEpsilon", "class_calibration"]
+__all__ = ["CalibratedEpsilon", "ClassEpsilon", "EpochController"]
 
-DEFAULT_LAMBDA_EPS = 0.3
-r"""CFA's base budget $\lambda_1$ for TRADES (paper Sec. 5.1; the official ``--lambda-1`` default is 0.5)."""
-DEFAULT_LAMBDA_BETA = 0.5
-r"""CFA's $\lambda_2$ of the class-wise TRADES $\beta$ (paper Sec. 5.1 and ``--lambda-2``)."""
-DEFAULT_BETA = 6.0
-r"""TRADES' $\beta$ that CFA calibrates (paper Sec. 5.1 and ``--beta 6``)."""
+DEFAULT_LAMBDA_EPS = 0.3  # CFA's base budget $\lambda_1$ for TRADES (paper Sec. 5.1).
+DEFAULT_LAMBDA_BETA = 0.5  # CFA's $\lambda_2$ of the class-wise TRADES $\beta$ (paper Sec. 5.1 and ``--lambda-2``).
+DEFAULT_BETA = 6.0  # TRADES' $\beta$ that CFA calibrates (paper Sec. 5.1 and ``--beta 6``).
 
 
-class ClassEpsilon(ClassStatistics):
+def checked_counters(state: Any, *names: str) -> tuple[int, ...]:
+    """The ints ``names`` (>= 0) of an extra state dict; raise if one is missing or bad."""
+    values = [state.get(name) if isinstance(state, dict) else None for name in names]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        listed = ", ".join(f"'{name}'" for name in names)
+        raise ValueError(f"Expected the extra state to be a dict with ints {listed} >= 0, but got {state!r}.")
+    return tuple(values)  # type: ignore[arg-type]
+
+
+def missing_classes(present: Tensor) -> ValueCheck:
+    """Whether a class has no validation sample, and the error."""
+
+    def raise_error() -> None:
+        missing = (~present).nonzero().flatten().tolist()
+        raise ValueError(
+            f"Expected every class in the validation data, but classes {missing} have no sample; nothing was "
+            "changed. Build the split with `stratified_split`."
+        )
+
+    return (~present).any(), raise_error
+
+
+class EpochController(ClassStatistics):
+    """Per-class sums whose buffers keep their dtype under casts, :attr:`counters` saved, buffers checked on load.
+
+    At the end of an epoch the synced sums set the buffers by :meth:`rule` (all checks in one read).
+    Every controller takes ``process_group`` (ranks whose sums are added; ``None``: the default group,
+    ``False``: this rank alone) and ``validate_args`` (check values in eager mode, one read per call).
+    """
+
+    counters: tuple[str, ...] = ("epochs_stepped",)
+    epochs_stepped: int
+
+    def _checked(self, target: Tensor, batch_size: int | None = None, *flags: ValueCheck) -> Tensor:
+        """``target`` as int64, its range and ``flags`` read in one transfer (with ``validate_args``)."""
+        target = self._checked_labels(target, batch_size, check_values=False)
+        if values_checkable(self.validate_args):
+            raise_first([label_range_flag(target, self.num_classes), *flags])
+        return target
+
+    def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
+        """The new buffers from the epoch's synced sums, and the checks that must pass first."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def _end_epoch(self, apply: bool = True) -> None:
+        synced = self.synced()
+        new, checks = self.rule(synced) if apply else ({}, [])
+        if values_checkable(self.validate_args):
+
+            def raise_error() -> None:
+                raise ValueError(f"Expected finite accumulated statistics at `step()`, but got {synced.tolist()}.")
+
+            raise_first([(~torch.isfinite(synced).all(), raise_error), *checks])
+        for name, value in new.items():
+            getattr(self, name).copy_(value)
+        self.reset()
+        self.epochs_stepped += 1
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
+        """Follow device moves; keep the buffers' dtypes under whole-module casts (``.half()``)."""
+        kept = dict(self._buffers)
+        super()._apply(fn, recurse)
+        for name, buffer in kept.items():
+            if buffer is not None:
+                self._buffers[name] = buffer.to(device=self._buffers[name].device)  # type: ignore[union-attr]
+        return self
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The counters."""
+        return {name: getattr(self, name) for name in self.counters}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore what :meth:`get_extra_state` saved."""
+        for name, value in zip(self.counters, checked_counters(state, *self.counters)):
+            setattr(self, name, value)
+
+    def buffer_error(self, name: str, values: Tensor) -> str | None:
+        """What a loaded buffer (float64, on the CPU) was expected to be, when it is bad; else ``None``."""
+        return None if bool(torch.isfinite(values).all()) else "to be finite"
+
+    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
+        """Reject bad buffers and counters before anything is copied."""
+        for name, buffer in self._buffers.items():
+            loaded = None if buffer is None else loaded_tensor(state_dict, prefix, name, buffer)
+            values = None if loaded is None else loaded.detach().to("cpu", torch.float64)
+            expected = None if values is None else self.buffer_error(name, values)
+            if values is not None and expected is not None:
+                raise ValueError(f"Expected the loaded `{name}` {expected}, but got {values.tolist()}.")
+        if prefix + "_extra_state" in state_dict:
+            checked_counters(state_dict[prefix + "_extra_state"], *self.counters)
+
+
+class ClassEpsilon(EpochController):
     r"""Per-class scales $s \in \mathbb{R}^C$ of an attack radius: class $k$ is attacked within $s_k\,\epsilon$.
 
-    A :class:`~torch_absld.stats.ClassStatistics` of $S$ per-sample quantities: subclasses add a
-    batch's quantities with ``update`` and say in :meth:`rule` how the epoch's per-class sums
-    (all-reduced across ranks with one ``all_reduce``) set the scales. :meth:`step`, at the end
-    of an epoch, syncs, applies the rule once the epoch ``begin_epoch`` is next, resets the
-    sums and counts the epoch. The scales start at 1 (the common radius) and serve the whole
-    next epoch; everything is in ``state_dict()`` (scales, the epoch's partial sums, the counters).
+    Subclasses add a batch's $S$ per-sample quantities with ``update`` and say in :meth:`rule` how
+    the epoch's synced sums set the scales. :meth:`step` syncs, applies the rule once epoch
+    ``begin_epoch`` is next, resets the sums and counts the epoch. Scales start at 1.
 
     Args:
-        num_classes: number of classes $C$.
-        num_stats: number of per-sample quantities $S$.
-        begin_epoch: the first epoch (0-based) trained with rule-made scales: ``step()`` at the
-            end of epoch $e$ applies the rule when $e + 1 \ge$ ``begin_epoch`` (0 and 1: from the
-            first epoch end on).
-        scale_step: ``True``: each sample's step is ``step_size`` times the largest scale in its
-            batch (FRL: the largest radius over 4); ``False``: the common ``step_size`` (CFA).
-        process_group: ranks whose sums :meth:`step` adds; ``None`` is the default group.
-        validate_args: check label values in eager mode (one host sync per call).
-
-    Shape:
-        - ``forward(target, eps, step_size)``: target $(N,)$ -> radii $(N,)$, steps $(N,)$ or a float
+        num_classes, num_stats: numbers of classes $C$ and of per-sample quantities $S$.
+        begin_epoch: first epoch (0-based) trained with rule-made scales (0 and 1: from the first epoch end on).
+        scale_step: ``True``: each sample's step is ``step_size`` times the largest scale in its batch
+            (FRL); ``False``: the common ``step_size`` (CFA).
     """
 
     scale: Tensor
+    counters = ("epochs_stepped", "updates")
 
     def __init__(
         self,
@@ -92,29 +167,26 @@ class ClassEpsilon(ClassStatistics):
         return self.scale * check_positive(eps, "eps", allow_zero=True)
 
     def forward(
-        self, target: Tensor, eps: float, step_size: float, *, present: Tensor | None = None, validated: bool = False
+        self, target: Tensor, eps: float, step_size: float, *, present: Tensor | None = None
     ) -> tuple[Tensor, Any]:
-        r"""Each sample's radius $s_{y_i}\,\epsilon$ and step, for ``attack(x, y, eps=..., step_size=...)``.
+        r"""Each sample's radius $s_{y_i}\,\epsilon$ $(N,)$ and step, for ``attack(x, y, eps=..., step_size=...)``.
 
-        With ``scale_step`` the step is ``step_size`` times the largest scale of the classes in the
-        batch: those of ``target``, or the classes marked in ``present`` (the whole batch across
-        ranks under ``torch.distributed``, so that every rank uses the step of one process on the
-        union). ``validated=True`` skips the label value check (the caller checked them).
-
-        Shape:
-            - target: $(N,)$ integer classes (any integer dtype)
-            - present: $(C,)$ bool
-            - Output: radii $(N,)$ float64; steps $(N,)$ float64 with ``scale_step``, else the float ``step_size``
+        With ``scale_step`` the steps $(N,)$ are ``step_size`` times the largest scale of the classes of the
+        labels $(N,)$, or of those in ``present`` $(C,)$ bool (under ``torch.distributed``, the ranks' union).
         """
         eps = check_positive(eps, "eps", allow_zero=True)
         step_size = check_positive(step_size, "step_size")
-        checking = values_checkable(self.validate_args) and not validated
-        target = self._checked_labels(target, check_values=checking)
         if present is not None and (
             not isinstance(present, Tensor) or present.dtype != torch.bool or present.shape != self.scale.shape
         ):
             got = f"{present.dtype} of shape {tuple(present.shape)}" if isinstance(present, Tensor) else present
             raise ValueError(f"Expected `present` to be a bool tensor of shape ({self.num_classes},), but got {got}.")
+        target = self._checked(target)
+        return self._forward(target, eps, step_size, present=present)
+
+    def _forward(
+        self, target: Tensor, eps: float, step_size: float, *, present: Tensor | None = None
+    ) -> tuple[Tensor, Any]:
         scales = self.scale[target]
         if not self.scale_step:
             return scales * eps, step_size
@@ -124,172 +196,47 @@ class ClassEpsilon(ClassStatistics):
             largest = scales.amax() if scales.numel() else scales.new_ones(())
         return scales * eps, (largest * step_size).expand(scales.shape)
 
-    def rule(self, synced: Tensor, update: int) -> dict[str, Tensor]:
-        """The new values of the buffers from the epoch's synced sums; ``update`` counts the updates from 1.
-
-        Subclasses compute every new value before returning (nothing is assigned when they raise).
-        """
-        raise NotImplementedError
-
-    @torch.no_grad()
     def step(self) -> Tensor:
-        """End the epoch: sync the sums across ranks, apply the rule when it is due, reset the sums.
-
-        Raises:
-            ValueError: if an accumulated value is not finite, or the subclass's rule rejects the
-                statistics (the buffers and the sums are then left as they are).
-
-        Returns:
-            The scales $s$, shape $(C,)$ (the buffer itself).
-        """
-        synced = self.synced()
-        if not bool(torch.isfinite(synced).all()):
-            raise ValueError(
-                f"Expected finite accumulated statistics at `step()`, but got {synced.tolist()}; nothing was changed."
-            )
-        if self.calibrating:
-            for name, value in self.rule(synced, self.updates + 1).items():
-                getattr(self, name).copy_(value)
-            self.updates += 1
-        self.reset()
-        self.epochs_stepped += 1
+        """End the epoch: sync the sums, apply the :meth:`rule` when due (all or nothing), reset; the scales $(C,)$."""
+        calibrating = self.calibrating
+        self._end_epoch(calibrating)
+        self.updates += int(calibrating)
         return self.scale
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
-        """Follow device moves; keep the float64 buffers under whole-module casts (``.half()``)."""
-        kept = dict(self._buffers)
-        super()._apply(fn, recurse)
-        for name, buffer in kept.items():
-            if buffer is not None:
-                self._buffers[name] = buffer.to(device=self._buffers[name].device)  # type: ignore[union-attr]
-        return self
-
-    def get_extra_state(self) -> dict[str, Any]:
-        """The epoch and update counters."""
-        return {"epochs_stepped": self.epochs_stepped, "updates": self.updates}
-
-    def set_extra_state(self, state: Any) -> None:
-        """Restore what :meth:`get_extra_state` saved."""
-        self.epochs_stepped, self.updates = _checked_counters(state)
-
-    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject buffers of the wrong shape or with non-finite values, and bad counters, before any copy."""
-        for name, buffer in self._buffers.items():
-            loaded = None if buffer is None else loaded_tensor(state_dict, prefix, name, buffer)
-            if loaded is None:
-                continue
-            values = loaded.detach().to("cpu", torch.float64)
-            nonnegative = name in ("scale", "class_beta")
-            if not bool(torch.isfinite(values).all()) or (nonnegative and bool((values < 0).any())):
-                bound = " and >= 0" if nonnegative else ""
-                raise ValueError(
-                    f"Expected the loaded `{name}` to be finite{bound}, but got {values.tolist()}. The checkpoint "
-                    "is corrupt."
-                )
-        if prefix + "_extra_state" in state_dict:
-            _checked_counters(state_dict[prefix + "_extra_state"])
+    def buffer_error(self, name: str, values: Tensor) -> str | None:
+        """Buffers finite; ``scale`` and ``class_beta`` also >= 0."""
+        if name in ("scale", "class_beta") and not bool((torch.isfinite(values) & (values >= 0)).all()):
+            return "to be finite and >= 0"
+        return super().buffer_error(name, values)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, begin_epoch={self.begin_epoch}, scale_step={self.scale_step}"
 
 
-def _checked_counters(state: Any) -> tuple[int, int]:
-    values: dict[Any, Any] = state if isinstance(state, dict) else {}
-    epochs, updates = values.get("epochs_stepped"), values.get("updates")
-    if _count(epochs) and _count(updates):
-        return epochs, updates
-    raise ValueError(
-        f"Expected the extra state to be a dict with ints 'epochs_stepped' and 'updates' >= 0, but got {state!r}."
-    )
-
-
-def _count(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def class_calibration(previous: Tensor, accuracy: Tensor, present: Tensor, *, lam: float, base: float) -> Tensor:
-    r"""CFA's calibration $(\lambda + t_k)\cdot b$ of each class seen, from its accuracy $t_k$ (Eqs. 6 and 7).
-
-    With $b = 1$ it is the scale of the radius (CCM, $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$), with
-    $b = \beta$ the class-wise TRADES weight (CCR, $\beta_k = (\lambda_2 + t_k)\,\beta$). No clipping,
-    as in the paper and the official code. Classes outside ``present`` keep ``previous``.
-
-    Shape:
-        - previous, accuracy, present: $(C,)$
-        - Output: $(C,)$, dtype of ``previous``
-
-    Example:
-        >>> class_calibration(torch.ones(3), torch.tensor([0.5, 0.2, 0.0]), torch.tensor([True, True, False]),
-        ...                   lam=0.3, base=1.0)
-        tensor([0.8000, 0.5000, 1.0000])
-    """
-    lam = check_positive(lam, "lam", allow_zero=True)
-    base = check_positive(base, "base", allow_zero=True)
-    for name, value in (("previous", previous), ("accuracy", accuracy), ("present", present)):
-        if not isinstance(value, Tensor) or value.dim() != 1 or value.shape != previous.shape:
-            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(f"Expected `{name}` of shape (C,), one value per class like `previous`, but got {got}.")
-    if present.dtype != torch.bool or not previous.is_floating_point():
-        raise TypeError(
-            f"Expected a bool `present` and a floating point `previous`, but got {present.dtype} and {previous.dtype}."
-        )
-    detached = accuracy.detach()
-    flag = (present & ~((detached >= 0) & (detached <= 1))).any()
-    raise_first([(flag, lambda: _raise_accuracy(detached))])
-    return _calibration(previous, accuracy, present, lam, base)
-
-
-def _raise_accuracy(accuracy: Tensor) -> None:
-    raise ValueError(f"Expected `accuracy` in [0, 1] for every class in `present`, but got {accuracy.tolist()}.")
-
-
 def _calibration(previous: Tensor, accuracy: Tensor, present: Tensor, lam: float, base: float) -> Tensor:
-    """:func:`class_calibration` without its checks."""
+    r"""CFA's $(\lambda + t_k)\,b$ for each class in ``present`` from its accuracy $t_k$, else ``previous`` (Eqs. 6, 7).
+
+    $b = 1$: the radius scale (CCM); $b = \beta$: the class-wise TRADES weight (CCR). No clipping, as
+    the paper and the official code. All $(C,)$.
+    """
     calibrated = (lam + accuracy.to(torch.float64)) * base
     return torch.where(present, calibrated, previous.to(torch.float64)).to(previous.dtype)
-
-
-class CalibrationOptions(TypedDict, total=False):
-    """Keyword options of :class:`CalibratedEpsilon`, passed on by :class:`~torch_absld.CFALoss`."""
-
-    lambda_eps: float
-    beta: float
-    lambda_beta: float | None
-    begin_epoch: int
-    process_group: ProcessGroupArg
 
 
 class CalibratedEpsilon(ClassEpsilon):
     r"""CFA's class-wise calibrated margin (CCM) and regularization (CCR), from the training robust accuracy.
 
-    During an epoch, :meth:`update` adds whether each training sample's adversarial logits (those
-    the loss is computed on) predict its label; at the end of the epoch :meth:`step` sets, from
-    each class's robust accuracy $t_k$ over the epoch,
-
-    $$\epsilon_k = (\lambda_1 + t_k)\,\epsilon, \qquad \beta_k = (\lambda_2 + t_k)\,\beta$$
-
-    (paper Eqs. 6 and 7; :func:`class_calibration`), for the next epoch. Both start at
-    $\epsilon$ and $\beta$. The official code divides each class's count of robust samples by
-    $N / C$ (a balanced training set); the per-class mean here is the same there. A class
-    absent from an epoch keeps its values.
+    :meth:`update` adds whether each training sample's adversarial logits predict its label; at the
+    end of the epoch :meth:`step` sets, from each class's robust accuracy $t_k$ over the epoch,
+    $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$ and $\beta_k = (\lambda_2 + t_k)\,\beta$ (Eqs. 6 and 7) for the next
+    epoch; a class absent from an epoch keeps its values (the official count over $N / C$ on a balanced set).
 
     Args:
         num_classes: number of classes $C$.
-        lambda_eps: base budget $\lambda_1$ (0.3: the paper's value for TRADES; the code's default is 0.5).
+        lambda_eps: base budget $\lambda_1$ (0.3, the paper's value for TRADES).
         beta: TRADES' $\beta$ (6).
-        lambda_beta: $\lambda_2$ (0.5); ``None`` keeps $\beta_k = \beta$ (CCM only, e.g. AT + CFA).
-        begin_epoch: first calibrated epoch (0: after the first epoch, as the paper's Algorithm 1;
-            the official code starts at epoch 10, ``--begin 10``).
-        process_group: group whose ranks share one epoch.
-        validate_args: check label values in eager mode.
-
-    Example:
-        >>> ctrl = CalibratedEpsilon(2)
-        >>> ctrl.update(torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), torch.tensor([0, 0, 1]))
-        >>> ctrl.step()
-        tensor([0.8000, 0.3000], dtype=torch.float64)
-        >>> ctrl.class_beta
-        tensor([6., 3.], dtype=torch.float64)
+        lambda_beta: $\lambda_2$ (0.5); ``None`` keeps $\beta_k = \beta$ (CCM only).
+        begin_epoch: first calibrated epoch (0: after the first epoch, the paper's Algorithm 1).
     """
 
     class_beta: Tensor
@@ -311,35 +258,22 @@ class CalibratedEpsilon(ClassEpsilon):
         self.lambda_beta = None if lambda_beta is None else check_positive(lambda_beta, "lambda_beta", allow_zero=True)
         self.register_buffer("class_beta", torch.full((self.num_classes,), self.beta, dtype=torch.float64))
 
-    @torch.no_grad()
-    def update(self, values: Tensor, target: Tensor, *, validated: bool = False) -> None:
-        """Add whether each sample's adversarial logits ``values`` predict its class (no gradient).
-
-        Shape:
-            - values: $(N, C)$ logits on the adversarial batch
-            - target: $(N,)$ integer classes
-        """
+    def update(self, values: Tensor, target: Tensor) -> None:
+        """Add whether each sample's adversarial logits ``values`` $(N, C)$ predict its class $(N,)$ (no gradient)."""
         check_logits(values, "values", self.num_classes, device=self.scale.device, owner=f"the {type(self).__name__}")
-        checking = values_checkable(self.validate_args) and not validated
-        target = self._checked_labels(target, values.shape[0], check_values=checking)
+        self._update(values, self._checked(target, values.shape[0]))
+
+    @torch.no_grad()
+    def _update(self, values: Tensor, target: Tensor) -> None:
         self.accumulate((values.detach().argmax(dim=1) == target).to(torch.float64), target, validate=False)
 
-    def class_accuracy(self) -> tuple[Tensor, Tensor]:
-        """This epoch's robust accuracy of each class so far on this rank, and which classes were seen.
-
-        Shape:
-            - Output: accuracy $(C,)$ float64 (``NaN`` for unseen classes), present $(C,)$ bool
-        """
-        means, present = class_means(self.accumulator)
-        return means[0], present
-
-    def rule(self, synced: Tensor, update: int) -> dict[str, Tensor]:
+    def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
         r"""CCM and CCR (Eqs. 6 and 7) from the epoch's robust accuracy."""
         means, present = class_means(synced)
         new = {"scale": _calibration(self.scale, means[0], present, self.lambda_eps, 1.0)}
         if self.lambda_beta is not None:
             new["class_beta"] = _calibration(self.class_beta, means[0], present, self.lambda_beta, self.beta)
-        return new
+        return new, []
 
     def extra_repr(self) -> str:
         return (

@@ -1,11 +1,6 @@
-r"""Temperature-scaled soft labels and the KL divergence from a teacher's to a student's distribution.
+r"""Teacher soft labels $\mathrm{softmax}(z_t / \tau)$ with a temperature per sample, and the masked KL to a student.
 
-The building blocks of the distillation losses: each sample's teacher distribution
-$p = \mathrm{softmax}(z_t / \tau)$ with its own temperature, and $\mathrm{KL}(p \,\|\, q)$ to the
-student's $q = \mathrm{softmax}(z_s / \tau_s)$, in float32 whatever the logits' dtype.
-
-A teacher logit of $-\infty$ masks its class: $p_c = 0$ there and the class adds nothing to the
-KL ($0 \log 0 = 0$). NaN, $+\infty$ or a row of $-\infty$ only is rejected.
+A teacher logit of $-\infty$ masks its class ($p_c = 0$, no KL term); math in float32.
 """
 
 from __future__ import annotations
@@ -17,15 +12,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._internal.checks import (
-    ValueCheck,
     at_least_float32,
     check_choice,
-    check_device,
     check_logits,
+    check_logits_alike,
     check_positive,
+    check_temperature_argument,
     logit_flag,
     raise_first,
-    temperature_flag,
     values_checkable,
 )
 
@@ -35,12 +29,10 @@ Reduction = Literal["mean", "batchmean", "sum", "none"]
 REDUCTIONS = ("mean", "batchmean", "sum", "none")
 
 
-def soft_labels(teacher: Tensor, temperature: Tensor | float) -> Tensor:
+def soft_labels(teacher: Tensor, temperature: Tensor | float, *, validate_args: bool = True) -> Tensor:
     r"""Teacher soft labels with one temperature per sample: $\mathrm{softmax}(z_t / \tau)$.
 
-    Computed in float32 whatever the dtype of ``teacher``; no gradient flows to the teacher.
-    In eager mode the values are checked in one read from the device: temperatures finite and
-    positive, teacher logits finite ($-\infty$ masks a class).
+    In float32, without gradient to the teacher. ``validate_args``: values read once (eager).
 
     Shape:
         - teacher: $(N, C)$ logits
@@ -49,29 +41,14 @@ def soft_labels(teacher: Tensor, temperature: Tensor | float) -> Tensor:
     """
     check_logits(teacher, "teacher")
     checks = check_temperature_argument(temperature, "temperature", teacher)
-    if values_checkable(True):
+    if values_checkable(validate_args):
         raise_first([logit_flag(teacher, "teacher"), *checks])
-    return scaled_softmax(teacher, temperature)
+    return _soft_labels(teacher, temperature)
 
 
-def scaled_softmax(teacher: Tensor, temperature: Tensor | float) -> Tensor:
-    """:func:`soft_labels` without its checks (for callers that checked the arguments)."""
+def _soft_labels(teacher: Tensor, temperature: Tensor | float) -> Tensor:
+    """:func:`soft_labels` without its checks."""
     return torch.softmax(_scaled(teacher.detach(), temperature), dim=1)
-
-
-def check_temperature_argument(temperature: object, name: str, logits: Tensor) -> list[ValueCheck]:
-    """Check a per-sample temperature's type, shape and device; return its value check (for :func:`raise_first`)."""
-    batch = logits.shape[0]
-    if isinstance(temperature, Tensor):
-        if temperature.dim() > 1 or (temperature.dim() == 1 and temperature.shape[0] != batch):
-            raise ValueError(
-                f"Expected `{name}` of shape (N,) = ({batch},) or a scalar, but got {tuple(temperature.shape)}."
-            )
-        if temperature.dim() == 1:  # a 0-d tensor may live on the CPU, as torch allows
-            check_device(temperature, logits.device, name, "the logits")
-        return [temperature_flag(temperature, name)] if temperature.numel() > 0 else []
-    check_positive(temperature, name)
-    return []
 
 
 def _scaled(logits: Tensor, temperature: Tensor | float) -> Tensor:
@@ -88,48 +65,40 @@ def soft_label_kl(
     *,
     student_temperature: float = 1.0,
     reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> Tensor:
     r"""$\mathrm{KL}(p \,\|\, q)$ between temperature-scaled teacher and student distributions.
 
-    Per element: $p_c(\log p_c - \log q_c)$ with $p = \mathrm{softmax}(z_t / \tau_t)$ (one
-    $\tau_t$ per sample, no gradient) and $q = \mathrm{softmax}(z_s / \tau_s)$; $0$ where
-    $p_c = 0$ (a teacher logit of $-\infty$ masks its class). Computed in float32 with
-    ``log_softmax``, whatever the dtype of the logits.
-
-    Reductions: ``"mean"`` averages the $N \times C$ elements (the authors' ``torch.mean``: the
-    batch-mean KL divided by $C$), ``"batchmean"`` is the true batch-mean KL, ``"sum"`` sums
-    everything, ``"none"`` returns each sample's KL. An empty batch gives 0 (still part of the
-    autograd graph), not NaN.
+    Per element $p_c(\log p_c - \log q_c)$ ($0$ where $p_c = 0$), $p = \mathrm{softmax}(z_t / \tau_t)$
+    (no gradient), $q = \mathrm{softmax}(z_s / \tau_s)$, in float32. ``"mean"`` averages the
+    $N \times C$ elements (the authors' ``torch.mean``), ``"batchmean"`` is the batch-mean KL,
+    ``"sum"`` sums, ``"none"`` gives each sample's KL. An empty batch gives 0 (in the graph).
 
     Shape:
         - student, teacher: $(N, C)$, the same shape (no broadcasting)
         - teacher_temperature: $(N,)$ or a scalar
         - Output: scalar, or $(N,)$ with ``"none"``
     """
-    check_logits(student, "student")
-    check_logits(teacher, "teacher")
-    if student.shape != teacher.shape:
-        raise ValueError(
-            f"Expected `student` and `teacher` of one shape (N, C), but got {tuple(student.shape)} and "
-            f"{tuple(teacher.shape)}."
-        )
-    check_device(teacher, student.device, "teacher", "`student`")
+    check_logits_alike((("student", student), ("teacher", teacher)))
     checks = check_temperature_argument(teacher_temperature, "teacher_temperature", teacher)
     student_temperature = check_positive(student_temperature, "student_temperature")
     check_choice(reduction, "reduction", REDUCTIONS)
-    if values_checkable(True):
+    if values_checkable(validate_args):
         raise_first([logit_flag(teacher, "teacher"), *checks])
-    return kl_terms(student, teacher, teacher_temperature, student_temperature, reduction)
+    return _soft_label_kl(
+        student, teacher, teacher_temperature, student_temperature=student_temperature, reduction=reduction
+    )
 
 
-def kl_terms(
+def _soft_label_kl(
     student: Tensor,
     teacher: Tensor,
     teacher_temperature: Tensor | float,
-    student_temperature: float,
-    reduction: Reduction,
+    *,
+    student_temperature: float = 1.0,
+    reduction: Reduction = "mean",
 ) -> Tensor:
-    """:func:`soft_label_kl` without its checks (for callers that checked the arguments)."""
+    """:func:`soft_label_kl` without its checks."""
     log_p = torch.log_softmax(_scaled(teacher.detach(), teacher_temperature), dim=1)
     log_q = torch.log_softmax(_scaled(student, student_temperature), dim=1)
     elementwise = F.kl_div(log_q, log_p, reduction="none", log_target=True)

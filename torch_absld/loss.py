@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import warnings
-from typing import Literal
+import weakref
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from ._internal.checks import (
     check_num_classes,
     check_positive,
     check_unit_interval,
+    defer,
     label_range_flag,
     logit_flag,
     raise_first,
@@ -29,43 +30,23 @@ from ._internal.checks import (
     values_checkable,
 )
 from ._internal.modules import check_state_first
-from .kl import REDUCTIONS, Reduction, kl_terms, scaled_softmax, soft_label_kl, soft_labels
+from .kl import REDUCTIONS, Reduction, _soft_label_kl, _soft_labels
 from .temperature import ClassTemperatureController, RiskReduction
 
-__all__ = ["DEFAULT_COUPLING", "ABSLDLoss", "absld_loss", "soft_label_kl", "soft_labels"]
+__all__ = ["DEFAULT_COUPLING", "ABSLDLoss", "absld_loss"]
 
 Kind = Literal["adv", "clean"]
 Adapt = Literal["both", "adv", "none"]
 Coupling = Literal["separate", "product"]
-_COUPLINGS = ("separate", "product")
-_OLD_COUPLINGS: dict[str, Coupling] = {"paper": "separate", "script": "product"}
 
 DEFAULT_COUPLING: Coupling = "product"
 """How the two temperature vectors enter the loss unless told otherwise (see :class:`ABSLDLoss`)."""
 
 
-def _coupling(value: object) -> Coupling:
-    """A coupling name checked, with the 0.1 names mapped to the new ones (and a warning)."""
-    if isinstance(value, str) and value in _OLD_COUPLINGS:
-        new = _OLD_COUPLINGS[value]
-        warnings.warn(
-            f"coupling={value!r} is deprecated since torch-absld 0.2 and will be removed; use coupling={new!r} "
-            "(same behaviour).",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        return new
-    check_choice(value, "coupling", _COUPLINGS)
-    return value  # type: ignore[return-value]
-
-
 def _sample_temperatures(
     tau_adv: Tensor, tau_clean: Tensor, target: Tensor, coupling: Coupling
 ) -> tuple[Tensor, Tensor]:
-    r"""Each sample's teacher temperature in the adversarial and the clean term.
-
-    ``"separate"``: $\tau^{adv}[y]$ and $\tau^{clean}[y]$; ``"product"``: $\tau^{adv}[y]\,\tau^{clean}[y]$ in both.
-    """
+    r"""Each sample's teacher temperature of both terms: $\tau^{adv}[y]$, $\tau^{clean}[y]$ or their product."""
     t_adv, t_clean = tau_adv[target], tau_clean[target]
     if coupling == "product":
         t_adv = t_clean = t_adv * t_clean
@@ -84,18 +65,15 @@ def absld_loss(
     student_temperature: float = 1.0,
     reduction: Reduction = "mean",
     coupling: Coupling = DEFAULT_COUPLING,
+    validate_args: bool = True,
 ) -> Tensor:
     r"""ABSLD distillation loss (Eq. 12).
 
-    $L = \alpha\,\mathrm{KL}(p^{adv} \| q^{adv}) + (1-\alpha)\,\mathrm{KL}(p^{clean} \| q^{clean})$
-    with $p^{adv} = \mathrm{softmax}(z_t / \tau^{adv}[y])$,
-    $p^{clean} = \mathrm{softmax}(z_t / \tau^{clean}[y])$ (each sample scaled by the temperature
-    of its **own true class**), $q = \mathrm{softmax}(z_s / \tau_s)$ of the student's logits on
-    the adversarial and the clean batch. The teacher logits are those of the clean batch.
-    ``coupling="separate"`` is the paper's Eq. 12 (above); ``coupling="product"`` uses
-    $\tau^{adv}[y]\,\tau^{clean}[y]$ in both terms, as the authors' script computes. See
-    :func:`soft_label_kl` for the reductions (default: mean over all $N \times C$ elements,
-    as the authors' code).
+    $L = \alpha\,\mathrm{KL}(p^{adv} \| q^{adv}) + (1-\alpha)\,\mathrm{KL}(p^{clean} \| q^{clean})$,
+    $p^{k} = \mathrm{softmax}(z_t / \tau^{k}[y])$ (the temperature of each sample's true class;
+    ``coupling="product"``: $\tau^{adv}[y]\,\tau^{clean}[y]$ in both, the authors' script),
+    $q = \mathrm{softmax}(z_s / \tau_s)$; ``teacher``: logits of the clean batch. Reductions as
+    :func:`~torch_absld.kl.soft_label_kl`.
 
     Shape:
         - student_adv, student_clean, teacher: $(N, C)$
@@ -106,86 +84,76 @@ def absld_loss(
     num_classes = check_logits_alike(
         (("student_adv", student_adv), ("student_clean", student_clean), ("teacher", teacher))
     )
+    device, owner = student_adv.device, "`student_adv`"
     target = check_integer_labels(
-        target,
-        num_classes,
-        batch_size=student_adv.shape[0],
-        check_values=False,
-        device=student_adv.device,
-        owner="`student_adv`",
+        target, num_classes, batch_size=len(student_adv), check_values=False, device=device, owner=owner
     )
     checks: list[ValueCheck] = [label_range_flag(target, num_classes), logit_flag(teacher, "teacher")]
     for name, tau in (("tau_adv", tau_adv), ("tau_clean", tau_clean)):
-        if not isinstance(tau, Tensor):
-            raise TypeError(
-                f"Expected `{name}` to be a tensor of shape ({num_classes},), but got {type(tau).__name__}."
-            )
-        if tau.shape != (num_classes,):
-            raise ValueError(f"Expected `{name}` of shape ({num_classes},), but got {tuple(tau.shape)}.")
-        check_device(tau, student_adv.device, name, "`student_adv`")
+        if not isinstance(tau, Tensor) or tau.shape != (num_classes,):
+            got = tuple(tau.shape) if isinstance(tau, Tensor) else type(tau).__name__
+            error = ValueError if isinstance(tau, Tensor) else TypeError
+            raise error(f"Expected `{name}` to be a tensor of shape ({num_classes},), but got {got}.")
+        check_device(tau, device, name, owner)
         checks.append(temperature_flag(tau, name))
-    if values_checkable(True):
-        raise_first(checks)
     alpha = check_unit_interval(alpha, "alpha")
     student_temperature = check_positive(student_temperature, "student_temperature")
     check_choice(reduction, "reduction", REDUCTIONS)
-    t_adv, t_clean = _sample_temperatures(tau_adv, tau_clean, target, _coupling(coupling))
-    adv, clean = _kl_terms(student_adv, student_clean, teacher, t_adv, t_clean, student_temperature, reduction)
-    return _weighted(adv, clean, alpha)
+    check_choice(coupling, "coupling", ("separate", "product"))
+    if values_checkable(validate_args):
+        raise_first(checks)
+    return _absld_loss(
+        student_adv, student_clean, teacher, target, tau_adv, tau_clean,
+        alpha=alpha, student_temperature=student_temperature, reduction=reduction, coupling=coupling,
+    )  # fmt: skip
 
 
-def _kl_terms(
+def _absld_loss(
     student_adv: Tensor,
     student_clean: Tensor,
     teacher: Tensor,
-    t_adv: Tensor,
-    t_clean: Tensor,
-    student_temperature: float,
-    reduction: Reduction,
-) -> tuple[Tensor, Tensor]:
-    """The adversarial and the clean KL terms of Eq. 12, with per-sample teacher temperatures (arguments checked)."""
-    adv = kl_terms(student_adv, teacher, t_adv, student_temperature, reduction)
-    clean = kl_terms(student_clean, teacher, t_clean, student_temperature, reduction)
-    return adv, clean
-
-
-def _weighted(adv: Tensor, clean: Tensor, alpha: float) -> Tensor:
-    """Eq. 12's weighting of its two terms."""
+    target: Tensor,
+    tau_adv: Tensor,
+    tau_clean: Tensor,
+    *,
+    alpha: float = 5 / 6,
+    student_temperature: float = 1.0,
+    reduction: Reduction = "mean",
+    coupling: Coupling = DEFAULT_COUPLING,
+) -> Tensor:
+    """:func:`absld_loss` without its checks (``target`` int64)."""
+    t_adv, t_clean = _sample_temperatures(tau_adv, tau_clean, target, coupling)
+    adv = _soft_label_kl(student_adv, teacher, t_adv, student_temperature=student_temperature, reduction=reduction)
+    clean = _soft_label_kl(
+        student_clean, teacher, t_clean, student_temperature=student_temperature, reduction=reduction
+    )
     return alpha * adv + (1 - alpha) * clean
+
+
+def _stamp(teacher_logits: Tensor, target: Tensor) -> tuple[Any, ...] | None:
+    """Weak references to both tensors and their in-place versions (``None`` for inference tensors)."""
+    if teacher_logits.is_inference() or target.is_inference():
+        return None
+    return weakref.ref(teacher_logits), teacher_logits._version, weakref.ref(target), target._version
 
 
 class ABSLDLoss(nn.Module):
     r"""ABSLD distillation loss with its two per-class temperature controllers.
 
-    Holds ``adv`` ($\tilde\tau$, for the adversarial term and the attack) and ``clean``
-    ($\tau$, for the clean term), two :class:`ClassTemperatureController`. In training mode
-    each call also records every sample's risk (cross-entropy of the detached student logits
-    it was given) into the matching controller; :meth:`step` at the end of the epoch then
-    updates the temperatures (Eq. 11). ``loss_fn.eval()`` or ``record_risk=False`` stops the
-    recording. See :func:`absld_loss` for the formula and the reductions.
+    ``adv`` ($\tilde\tau$: adversarial term and attack) and ``clean`` ($\tau$: clean term) are
+    :class:`ClassTemperatureController`; in training mode each call records every sample's
+    risk into them, and :meth:`step` at the epoch end applies Eq. 11. Formula: :func:`absld_loss`.
 
     Args:
         num_classes: number of classes $C$.
         alpha: weight of the adversarial term (5/6, the RSLAD default).
         student_temperature: the student's constant temperature $\tau_s$.
-        init_temperature: starting teacher temperature of every class.
-        lr: temperature learning rate $\beta$ of the adapting controllers.
-        min_temperature: lower temperature clamp (0.5 in the paper; 0.8 for ResNet-18 on CIFAR-100).
-        max_temperature: upper temperature clamp (5 in the paper; 3 for ResNet-18 on CIFAR-100).
-        adapt: which temperatures adapt: ``"both"`` (ABSLD), ``"adv"`` (the paper's
-            ABSLD$_{adv}$ ablation), ``"none"`` (temperatures frozen: exactly RSLAD).
-        coupling: ``"separate"`` (the paper's Eq. 12: $\tau^{adv}[y]$ in the adversarial term and
-            the attack, $\tau^{clean}[y]$ in the clean term) or ``"product"``
-            ($\tau^{adv}[y]\,\tau^{clean}[y]$ in both terms and in the attack: what the authors'
-            script computes). The 0.1 names ``"paper"`` and ``"script"`` still work, with a
-            ``DeprecationWarning``.
-        reduction: ``"mean"`` (over $N \times C$, the authors' scale), ``"batchmean"``,
-            ``"sum"`` or ``"none"``.
-        risk_reduction: per-class ``"mean"`` (default) or ``"sum"`` of the risk.
+        init_temperature, lr: starting temperature and $\beta$ of the adapting controllers.
+        min_temperature, max_temperature: the clamp (paper: 0.5, 5; ResNet-18 on CIFAR-100: 0.8, 3).
+        adapt: ``"both"`` (ABSLD), ``"adv"`` (ABSLD$_{adv}$), ``"none"`` (frozen: RSLAD).
+        coupling: ``"separate"`` (Eq. 12) or ``"product"`` (the authors' script), also in the attack.
+        reduction, risk_reduction, process_group, validate_args: as the loss and controllers take them.
         record_risk: record risks in training mode.
-        process_group: group the controllers synchronise over; ``False`` is this rank alone
-            (no collective at :meth:`step`).
-        validate_args: check label values in eager mode.
 
     Shape:
         - student_adv_logits, student_clean_logits, teacher_logits: $(N, C)$
@@ -195,8 +163,7 @@ class ABSLDLoss(nn.Module):
     Example:
         >>> loss_fn = ABSLDLoss(10)
         >>> s_adv, s_clean, t = torch.randn(3, 4, 10).unbind()
-        >>> loss = loss_fn(s_adv, s_clean, t, torch.tensor([0, 1, 2, 3]))
-        >>> loss.shape
+        >>> loss_fn(s_adv, s_clean, t, torch.tensor([0, 1, 2, 3])).shape
         torch.Size([])
     """
 
@@ -223,69 +190,74 @@ class ABSLDLoss(nn.Module):
         self.alpha = check_unit_interval(alpha, "alpha")
         self.student_temperature = check_positive(student_temperature, "student_temperature")
         check_choice(adapt, "adapt", ("both", "adv", "none"))
+        check_choice(coupling, "coupling", ("separate", "product"))
         check_choice(reduction, "reduction", REDUCTIONS)
-        self.adapt: Adapt = adapt
-        self.coupling: Coupling = _coupling(coupling)
-        self.reduction: Reduction = reduction
+        self.adapt, self.coupling, self.reduction = adapt, coupling, reduction
         self.record_risk = check_bool(record_risk, "record_risk")
         self.validate_args = check_bool(validate_args, "validate_args")
-        common = dict(
-            init_temperature=init_temperature,
-            min_temperature=min_temperature,
-            max_temperature=max_temperature,
-            risk_reduction=risk_reduction,
-            process_group=process_group,
-            validate_args=validate_args,
-        )
-        self.adv = ClassTemperatureController(num_classes, lr=lr if adapt != "none" else 0.0, **common)  # type: ignore[arg-type]
-        self.clean = ClassTemperatureController(num_classes, lr=lr if adapt == "both" else 0.0, **common)  # type: ignore[arg-type]
+        common: dict[str, Any] = {"init_temperature": init_temperature, "risk_reduction": risk_reduction}
+        common.update(min_temperature=min_temperature, max_temperature=max_temperature)
+        common.update(process_group=process_group, validate_args=validate_args)
+        self.adv = ClassTemperatureController(num_classes, lr=lr if adapt != "none" else 0.0, **common)
+        self.clean = ClassTemperatureController(num_classes, lr=lr if adapt == "both" else 0.0, **common)
         self.num_classes = num_classes
+        self._last_soft_labels: tuple[Any, ...] | None = None
         # Both controllers check the checkpoint before either copies anything (a rejected load changes nothing).
         self.register_load_state_dict_pre_hook(check_state_first)  # type: ignore[no-untyped-call]
 
     def _labels(self, target: Tensor, batch_size: int | None = None) -> Tensor:
-        """``target`` with its shape, dtype and device checked (no values), as int64."""
+        """``target`` with its dtype, shape and device checked (not its values), as int64."""
+        device = self.adv.temperatures.device
         return check_integer_labels(
-            target,
-            self.num_classes,
-            batch_size=batch_size,
-            check_values=False,
-            device=self.adv.temperatures.device,
-            owner="the loss (its temperatures)",
+            target, self.num_classes, batch_size=batch_size, check_values=False, device=device, owner="the loss"
         )
 
-    def _check_values(self, target: Tensor, teacher_logits: Tensor | None, validated: bool) -> None:
-        """The label range and the teacher's logits, in one read from the device (eager, ``validate_args``)."""
-        if validated or not values_checkable(self.validate_args):
-            return
-        checks = [label_range_flag(target, self.num_classes)]
-        if teacher_logits is not None:
-            checks.append(logit_flag(teacher_logits, "teacher_logits"))
-        raise_first(checks)
+    def _flags(self, target: Tensor, teacher_logits: Tensor | None = None) -> list[ValueCheck]:
+        """The value flags of labels and teacher logits (none unless eager with ``validate_args``)."""
+        if not values_checkable(self.validate_args):
+            return []
+        return [label_range_flag(target, self.num_classes)] + (
+            [] if teacher_logits is None else [logit_flag(teacher_logits, "teacher_logits")]
+        )
 
-    def teacher_temperatures(self, target: Tensor, kind: Kind = "adv", *, validated: bool = False) -> Tensor:
-        """Per-sample teacher temperature of the ``kind`` term, as the loss uses it.
+    def _checked(self, target: Tensor, *named: tuple[str, Tensor]) -> Tensor:
+        """Check logits and labels; read their values with any deferred flags (not again after :meth:`soft_labels`)."""
+        if check_logits_alike(named, self.adv.temperatures.device, "the loss (its temperatures)") != self.num_classes:
+            names = ", ".join(f"`{name}`" for name, _ in named)
+            raise ValueError(
+                f"Expected logits of shape (N, {self.num_classes}) for num_classes = {self.num_classes} "
+                f"({names}), but got {tuple(named[0][1].shape)}."
+            )
+        labels = self._labels(target, named[0][1].shape[0])
+        teacher = dict(named).get("teacher_logits")
+        if values_checkable(self.validate_args):
+            last, self._last_soft_labels = (
+                (self._last_soft_labels, None) if teacher is not None else (None, self._last_soft_labels)
+            )
+            deferred = last is not None and last[0]() is teacher and last[2]() is target
+            if deferred and teacher._version == last[1] and target._version == last[3]:  # type: ignore[index, union-attr]
+                raise_first()
+            else:
+                raise_first(self._flags(labels, teacher))
+        return labels
 
-        ``validated=True`` skips the label value check (one host sync) when the caller has
-        checked ``target`` already; shapes are always checked.
-
-        Shape:
-            - target: $(N,)$ integer classes (any integer dtype)
-            - Output: $(N,)$ float32
-        """
+    def teacher_temperatures(self, target: Tensor, kind: Kind = "adv") -> Tensor:
+        """Per-sample teacher temperature $(N,)$ float32 of the ``kind`` term for labels $(N,)$."""
         check_choice(kind, "kind", ("adv", "clean"))
         target = self._labels(target)
-        self._check_values(target, None, validated)
+        raise_first(self._flags(target))
+        return self._teacher_temperatures(target, kind)
+
+    def _teacher_temperatures(self, target: Tensor, kind: Kind = "adv") -> Tensor:
         t_adv, t_clean = _sample_temperatures(self.adv.temperatures, self.clean.temperatures, target, self.coupling)
         return t_adv if kind == "adv" else t_clean
 
-    def soft_labels(
-        self, teacher_logits: Tensor, target: Tensor, kind: Kind = "adv", *, validated: bool = False
-    ) -> Tensor:
+    def soft_labels(self, teacher_logits: Tensor, target: Tensor, kind: Kind = "adv") -> Tensor:
         """The teacher's soft labels for the ``kind`` term: what the attack maximises KL to.
 
-        In eager mode with ``validate_args`` (and not ``validated``), the labels' range and the
-        teacher's logits (finite; -inf masks a class) are checked in one read from the device.
+        Shapes are checked now; the values (label range, finite teacher logits) are read with the
+        next check of the step: the attack's, at the latest this loss's :meth:`forward` or
+        :meth:`terms`, which then do not read them again for the same, unchanged tensors.
 
         Shape:
             - teacher_logits: $(N, C)$
@@ -296,102 +268,75 @@ class ABSLDLoss(nn.Module):
         check_logits(
             teacher_logits, "teacher_logits", self.num_classes, device=self.adv.temperatures.device, owner="the loss"
         )
-        target = self._labels(target, teacher_logits.shape[0])
-        self._check_values(target, teacher_logits, validated)
-        return scaled_softmax(teacher_logits, self.teacher_temperatures(target, kind, validated=True))
+        labels = self._labels(target, teacher_logits.shape[0])
+        checks = self._flags(labels, teacher_logits)
+        if checks:
+            defer(checks)
+            self._last_soft_labels = _stamp(teacher_logits, target)
+            labels = labels.clamp(0, self.num_classes - 1)  # index safely until the deferred range check is read
+        return self._soft_labels(teacher_logits, labels, kind)
+
+    def _soft_labels(self, teacher_logits: Tensor, target: Tensor, kind: Kind = "adv") -> Tensor:
+        return _soft_labels(teacher_logits, self._teacher_temperatures(target, kind))
 
     def forward(
-        self,
-        student_adv_logits: Tensor,
-        student_clean_logits: Tensor,
-        teacher_logits: Tensor,
-        target: Tensor,
+        self, student_adv_logits: Tensor, student_clean_logits: Tensor, teacher_logits: Tensor, target: Tensor
     ) -> Tensor:
         """The loss of Eq. 12; in training mode also records each sample's risk."""
         return self.combine(*self.terms(student_adv_logits, student_clean_logits, teacher_logits, target))
 
+    def _forward(
+        self, student_adv_logits: Tensor, student_clean_logits: Tensor, teacher_logits: Tensor, target: Tensor
+    ) -> Tensor:
+        return self.combine(*self._terms(student_adv_logits, student_clean_logits, teacher_logits, target))
+
     def combine(self, adv_kl: Tensor, clean_kl: Tensor) -> Tensor:
         r"""The loss from its two terms: $\alpha \cdot$ ``adv_kl`` $+ (1 - \alpha) \cdot$ ``clean_kl``."""
-        return _weighted(adv_kl, clean_kl, self.alpha)
+        return self.alpha * adv_kl + (1 - self.alpha) * clean_kl
 
     def terms(
-        self,
-        student_adv_logits: Tensor,
-        student_clean_logits: Tensor,
-        teacher_logits: Tensor,
-        target: Tensor,
-        *,
-        validated: bool = False,
+        self, student_adv_logits: Tensor, student_clean_logits: Tensor, teacher_logits: Tensor, target: Tensor
     ) -> tuple[Tensor, Tensor]:
-        r"""The adversarial and the clean KL terms of Eq. 12, before the weights $\alpha$, $1 - \alpha$.
+        r"""The adversarial and the clean KL terms of Eq. 12, whose :meth:`combine` is the loss.
 
-        Both keep their gradient; the loss is :meth:`combine` of them. In training mode this
-        records each sample's risk, exactly as :meth:`forward` does (call one of the two per
-        batch, not both). ``validated=True`` skips the label value check (one host sync) when
-        the caller has checked ``target`` already; shapes are always checked.
-
-        Shape:
-            - student_adv_logits, student_clean_logits, teacher_logits: $(N, C)$
-            - target: $(N,)$ integer classes
-            - Output: two scalars, or two $(N,)$ with ``reduction="none"``
+        Records risks in training mode, as :meth:`forward` does (call one of the two per batch).
+        Shapes as :meth:`forward`; two scalars, or two $(N,)$ with ``reduction="none"``.
         """
         named = (
             ("student_adv_logits", student_adv_logits),
             ("student_clean_logits", student_clean_logits),
             ("teacher_logits", teacher_logits),
         )
-        num_classes = check_logits_alike(named, self.adv.temperatures.device, "the loss (its temperatures)")
-        if num_classes != self.num_classes:
-            raise ValueError(
-                f"Expected logits of shape (N, {self.num_classes}) for num_classes = {self.num_classes} "
-                "(`student_adv_logits`, `student_clean_logits` and `teacher_logits`), but got "
-                f"{tuple(student_adv_logits.shape)}."
-            )
-        target = self._labels(target, student_adv_logits.shape[0])
-        self._check_values(target, teacher_logits, validated)
+        labels = self._checked(target, *named)
+        return self._terms(student_adv_logits, student_clean_logits, teacher_logits, labels)
+
+    def _terms(
+        self, student_adv_logits: Tensor, student_clean_logits: Tensor, teacher_logits: Tensor, target: Tensor
+    ) -> tuple[Tensor, Tensor]:
         t_adv, t_clean = _sample_temperatures(self.adv.temperatures, self.clean.temperatures, target, self.coupling)
-        adv, clean = _kl_terms(
-            student_adv_logits,
-            student_clean_logits,
-            teacher_logits,
-            t_adv,
-            t_clean,
-            self.student_temperature,
-            self.reduction,
-        )
+        kl = {"student_temperature": self.student_temperature, "reduction": self.reduction}
+        adv = _soft_label_kl(student_adv_logits, teacher_logits, t_adv, **kl)  # type: ignore[arg-type]
+        clean = _soft_label_kl(student_clean_logits, teacher_logits, t_clean, **kl)  # type: ignore[arg-type]
         if self.training and self.record_risk:
             self._record(student_adv_logits, student_clean_logits, target)
         return adv, clean
 
     def record(self, student_adv_logits: Tensor, student_clean_logits: Tensor, target: Tensor) -> None:
-        """Add the per-sample cross-entropy of both student outputs to the controllers.
-
-        Shape:
-            - student_adv_logits, student_clean_logits: $(N, C)$
-            - target: $(N,)$ integer classes (any integer dtype)
-        """
+        """Add the per-sample cross-entropy of both student outputs $(N, C)$ to the controllers."""
         named = (("student_adv_logits", student_adv_logits), ("student_clean_logits", student_clean_logits))
-        if check_logits_alike(named, self.adv.temperatures.device, "the loss") != self.num_classes:
-            raise ValueError(
-                f"Expected logits of shape (N, {self.num_classes}), but got {tuple(student_adv_logits.shape)}."
-            )
-        target = self._labels(target, student_adv_logits.shape[0])
-        self._check_values(target, None, validated=False)
-        self._record(student_adv_logits, student_clean_logits, target)
+        self._record(student_adv_logits, student_clean_logits, self._checked(target, *named))
 
     @torch.no_grad()
     def _record(self, student_adv_logits: Tensor, student_clean_logits: Tensor, target: Tensor) -> None:
         for controller, logits in ((self.adv, student_adv_logits), (self.clean, student_clean_logits)):
-            risk = F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none")
-            controller.accumulate(risk, target, validate=False)
+            controller._accumulate(F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none"), target)
 
     def step(self) -> tuple[Tensor, Tensor]:
-        """End of epoch: step both controllers. Returns ``(tau_adv, tau_clean)``.
-
-        A collective under ``torch.distributed``: every rank must call it (see
-        :meth:`ClassTemperatureController.step`), unless ``process_group=False``.
-        """
+        """End of epoch: step both controllers; return ``(tau_adv, tau_clean)`` (a collective, see theirs)."""
         return self.adv.step(), self.clean.step()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_last_soft_labels": None}  # weak references do not pickle
 
     def extra_repr(self) -> str:
         return (

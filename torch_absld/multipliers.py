@@ -2,34 +2,33 @@ r"""FRL's Lagrange multipliers (Xu et al. 2021, Reweight + Remargin): class weig
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from typing_extensions import TypedDict
 
-from ._internal.checks import ProcessGroupArg, check_integer, check_positive, check_unit_interval, raise_first
+from ._internal.checks import (
+    ProcessGroupArg,
+    ValueCheck,
+    check_bool,
+    check_integer,
+    check_positive,
+    check_unit_interval,
+)
 from ._internal.distributed import all_reduce_sum, is_distributed
-from .class_eps import ClassEpsilon
-from .validation import record_correct
+from .class_eps import ClassEpsilon, missing_classes
+from .validation import _record_correct, record_correct
 
-__all__ = ["FRLMultipliers", "FRLOptions", "frl_class_weights", "frl_multiplier_update"]
+__all__ = ["FRLMultipliers", "frl_class_weights"]
 
-DEFAULT_THRESHOLD = 0.05
-r"""The fairness threshold $\tau$ of both constraints: the ABSLD paper's setting ("Reweight+Remargin under the
-threshold of 0.05"); the official ``frlrmrw.py`` defaults are ``--bound0 0.07 --bound1 0.07``."""
-DEFAULT_RATE = 0.05
-r"""Step $\alpha_1$ of the weight multipliers (``--rate1 0.05``, ``frlrmrw.py``)."""
-DEFAULT_EPS_RATE = 0.2
-r"""Step $\alpha_2$ of the radius multipliers (``--rate2 0.2``, ``frlrmrw.py``)."""
-DEFAULT_LIMIT = 0.5
-r"""Bound on the sum of each set of weight multipliers (``--lim 0.5``, ``frlrmrw.py``)."""
-DEFAULT_HALVE_EVERY = 40
-r"""$\alpha_1$ halves at every update whose number is a multiple of this (``frlrmrw.py``: ``now_epoch % 40 == 0``)."""
-SCALE_BOUNDS = (0.98, 3.0)
-r"""Clamp of the radius scale $\exp(2\lambda^\epsilon_k)$ (``cost_sensitive`` in ``utils_frl2.py``)."""
+DEFAULT_THRESHOLD = 0.05  # tau of both constraints, the ABSLD paper's Reweight+Remargin setting
+DEFAULT_RATE = 0.05  # Step $\alpha_1$ of the weight multipliers (``--rate1 0.05``, ``frlrmrw.py``).
+DEFAULT_EPS_RATE = 0.2  # Step $\alpha_2$ of the radius multipliers (``--rate2 0.2``, ``frlrmrw.py``).
+DEFAULT_LIMIT = 0.5  # Bound on the sum of each set of weight multipliers (``--lim 0.5``, ``frlrmrw.py``).
+DEFAULT_HALVE_EVERY = 40  # alpha_1 halves when ``now_epoch % 40 == 0`` (``frlrmrw.py``)
+SCALE_BOUNDS = (0.98, 3.0)  # clamp of the radius scale (``cost_sensitive``, ``utils_frl2.py``)
 
 
 def _project(multipliers: Tensor, limit: float) -> Tensor:
@@ -37,78 +36,6 @@ def _project(multipliers: Tensor, limit: float) -> Tensor:
     positive = multipliers.clamp_min(0)
     total = positive.sum()
     return torch.where(total > limit, positive * (limit / total), positive)
-
-
-def frl_multiplier_update(
-    multipliers: Tensor,
-    class_clean: Tensor,
-    class_robust: Tensor,
-    clean: Tensor,
-    robust: Tensor,
-    *,
-    threshold: tuple[float, float] = (DEFAULT_THRESHOLD, DEFAULT_THRESHOLD),
-    rate: float = DEFAULT_RATE,
-    eps_rate: float = DEFAULT_EPS_RATE,
-    limit: float = DEFAULT_LIMIT,
-) -> Tensor:
-    r"""One update of FRL's multipliers from validation accuracies (``frl_train`` of ``utils_frl2.py``).
-
-    With each class's natural error $e_k = 1 - a_k$ and boundary error $b_k = a_k - r_k$ (clean
-    accuracy minus robust accuracy), and $E$, $B$ the same over the whole split:
-
-    $$\gamma^{nat}_k = e_k - E - \tau_1, \qquad \gamma^{bndy}_k = b_k - B - \tau_2,$$
-    $$\lambda^{nat} \leftarrow \Pi(\lambda^{nat} + \alpha_1 \gamma^{nat}), \quad
-      \lambda^{bndy} \leftarrow \Pi(\lambda^{bndy} + 2\alpha_1 \gamma^{bndy}), \quad
-      \lambda^{\epsilon} \leftarrow \lambda^{\epsilon} + \alpha_2 \gamma^{bndy},$$
-
-    where $\Pi$ clamps at 0 and scales the vector down to a sum of ``limit`` when it exceeds it.
-    The violations $\gamma$ are signed (the code's ``clamp(min=-1000)`` never acts), and
-    $\lambda^\epsilon$ is not projected. All in float64.
-
-    Args:
-        multipliers: $(\lambda^{nat}, \lambda^{bndy}, \lambda^{\epsilon})$ stacked.
-        class_clean: each class's clean accuracy $a_k$.
-        class_robust: each class's robust accuracy $r_k$.
-        clean: the clean accuracy over the whole split, $1 - E$.
-        robust: the robust accuracy over the whole split.
-        threshold: $(\tau_1, \tau_2)$.
-        rate: $\alpha_1$ (halved by the caller as the schedule says).
-        eps_rate: $\alpha_2$.
-        limit: the bound of $\Pi$.
-
-    Shape:
-        - multipliers: $(3, C)$
-        - class_clean, class_robust: $(C,)$; clean, robust: scalars
-        - Output: $(3, C)$ float64
-    """
-    threshold = _threshold_pair(threshold)
-    rate, eps_rate = (
-        check_positive(rate, "rate", allow_zero=True),
-        check_positive(eps_rate, "eps_rate", allow_zero=True),
-    )
-    limit = check_unit_interval(limit, "limit")
-    if not isinstance(multipliers, Tensor) or multipliers.dim() != 2 or multipliers.shape[0] != 3:
-        got = tuple(multipliers.shape) if isinstance(multipliers, Tensor) else type(multipliers).__name__
-        raise ValueError(f"Expected `multipliers` of shape (3, C), but got {got}.")
-    named = {"class_clean": class_clean, "class_robust": class_robust, "clean": clean, "robust": robust}
-    for name, value in named.items():
-        shape = (multipliers.shape[1],) if name.startswith("class") else ()
-        if not isinstance(value, Tensor) or tuple(value.shape) != shape:
-            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(
-                f"Expected `{name}` of shape {shape} (an accuracy{' per class' * bool(shape)}), but got {got}."
-            )
-    accuracies = torch.cat([value.detach().reshape(-1).to(torch.float64) for value in named.values()])
-    flag = ~((accuracies >= 0) & (accuracies <= 1)).all() | ~torch.isfinite(multipliers.detach()).all()
-    raise_first([(flag, lambda: _raise_accuracies(accuracies))])
-    return _multiplier_update(multipliers, class_clean, class_robust, clean, robust, threshold, rate, eps_rate, limit)
-
-
-def _raise_accuracies(accuracies: Tensor) -> None:
-    raise ValueError(
-        "Expected accuracies in [0, 1] and finite `multipliers`, but got accuracies "
-        f"{accuracies.tolist()}. Pass the fractions of correct validation samples."
-    )
 
 
 def _threshold_pair(threshold: Any) -> tuple[float, float]:
@@ -119,88 +46,58 @@ def _threshold_pair(threshold: Any) -> tuple[float, float]:
 
 
 def _multiplier_update(
-    multipliers: Tensor,
-    class_clean: Tensor,
-    class_robust: Tensor,
-    clean: Tensor,
-    robust: Tensor,
-    threshold: tuple[float, float],
-    rate: float,
-    eps_rate: float,
-    limit: float,
+    lam: Tensor, accuracy: Tensor, overall: Tensor, threshold: tuple[float, float], *rates: float
 ) -> Tensor:
-    """:func:`frl_multiplier_update` without its checks."""
-    lam = multipliers.to(torch.float64)
+    r"""One update of FRL's multipliers from validation accuracies (``frl_train`` of ``utils_frl2.py``), unchecked.
+
+    With each class's natural error $e_k = 1 - a_k$ and boundary error $b_k = a_k - r_k$ (clean minus robust
+    accuracy; ``accuracy`` $(2, C)$), and $E$, $B$ the same over the whole split (``overall`` $(2,)$):
+    $\gamma^{nat}_k = e_k - E - \tau_1$, $\gamma^{bndy}_k = b_k - B - \tau_2$,
+    $\lambda^{nat} \leftarrow \Pi(\lambda^{nat} + \alpha_1 \gamma^{nat})$,
+    $\lambda^{bndy} \leftarrow \Pi(\lambda^{bndy} + 2\alpha_1 \gamma^{bndy})$ and
+    $\lambda^{\epsilon} \leftarrow \lambda^{\epsilon} + \alpha_2 \gamma^{bndy}$, with $\Pi$ clamping at 0 and scaling
+    down to a sum of ``limit`` when above it. ``lam``: $(\lambda^{nat}, \lambda^{bndy}, \lambda^{\epsilon})$,
+    $(3, C)$; ``rates``: $\alpha_1$, $\alpha_2$, ``limit``. Output $(3, C)$ float64.
+    """
+    (rate, eps_rate, limit), lam = rates, lam.to(torch.float64)
+    (class_clean, class_robust), (clean, robust) = accuracy, overall
     natural_gap = (1 - class_clean) - (1 - clean) - threshold[0]
     boundary_gap = (class_clean - class_robust) - (clean - robust) - threshold[1]
-    return torch.stack(
-        [
-            _project(lam[0] + rate * natural_gap, limit),
-            _project(lam[1] + 2 * rate * boundary_gap, limit),
-            lam[2] + eps_rate * boundary_gap,
-        ]
-    )
+    natural, boundary = _project(lam[0] + rate * natural_gap, limit), _project(lam[1] + 2 * rate * boundary_gap, limit)
+    return torch.stack([natural, boundary, lam[2] + eps_rate * boundary_gap])
 
 
 def frl_class_weights(multipliers: Tensor) -> Tensor:
-    r"""Class weights $w_k = 1/C + \lambda_k - \frac1C \sum_j \lambda_j$ (``cost_sensitive``, for any $C$).
+    r"""Class weights $w_k = 1/C + \lambda_k - \frac1C \sum_j \lambda_j$ (``cost_sensitive``, for any $C$), $(..., C)$.
 
     Example:
         >>> frl_class_weights(torch.tensor([0.3, 0.0, 0.0]))
         tensor([0.5333, 0.2333, 0.2333])
     """
     if not isinstance(multipliers, Tensor) or not multipliers.is_floating_point() or multipliers.dim() < 1:
-        got = (
-            f"{multipliers.dtype} of shape {tuple(multipliers.shape)}"
-            if isinstance(multipliers, Tensor)
-            else multipliers
-        )
+        got = f"{multipliers.dtype} {tuple(multipliers.shape)}" if isinstance(multipliers, Tensor) else multipliers
         raise ValueError(f"Expected `multipliers` to be a floating point tensor of shape (..., C), but got {got}.")
     return 1 / multipliers.shape[-1] + multipliers - multipliers.mean(dim=-1, keepdim=True)
-
-
-class FRLOptions(TypedDict, total=False):
-    """Keyword options of :class:`FRLMultipliers`, passed on by :class:`~torch_absld.FRLLoss`."""
-
-    threshold: float | tuple[float, float]
-    rate: float
-    eps_rate: float
-    limit: float
-    halve_every: int | None
-    begin_epoch: int
-    scale_step: bool
-    process_group: ProcessGroupArg
 
 
 class FRLMultipliers(ClassEpsilon):
     r"""FRL's Reweight + Remargin: per-class loss weights and radii from class-wise errors on a validation split.
 
-    A :class:`~torch_absld.class_eps.ClassEpsilon` of two quantities per validation sample: whether
-    the model classifies it correctly, clean and under attack (PGD-20 in FRL). It adds a
-    batch's clean and adversarial logits (:meth:`record`); :meth:`step` sums them across ranks (one
-    ``all_reduce``), updates the multipliers by :func:`frl_multiplier_update` and sets
-
-    - :attr:`natural_weights` $= w(\lambda^{nat})$ and :attr:`boundary_weights` $= w(\lambda^{bndy})$
-      (:func:`frl_class_weights`), the weights of the cross-entropy and of the KL term;
-    - :attr:`scale` $= \mathrm{clip}(\exp(2\lambda^\epsilon), 0.98, 3)$, the radius of class $k$ being
-      $s_k\,\epsilon$;
-
-    for the next epoch. Everything starts at $\lambda = 0$: weights $1/C$, scales 1 (plain
-    TRADES). $\alpha_1$ halves at every 40th update, as the official loop does. Every class must
-    appear in the validation data (an error otherwise, with nothing changed).
+    A :class:`~torch_absld.class_eps.ClassEpsilon` of whether each validation sample is classified
+    correctly, clean and under attack (:meth:`record`). :meth:`step` sums across ranks, updates the
+    multipliers by :func:`_multiplier_update` ($\alpha_1$ halving at every 40th update) and sets, for
+    the next epoch, :attr:`natural_weights` $= w(\lambda^{nat})$ and :attr:`boundary_weights`
+    $= w(\lambda^{bndy})$ (:func:`frl_class_weights`) and :attr:`scale`
+    $= \mathrm{clip}(\exp(2\lambda^\epsilon), 0.98, 3)$. All start at $\lambda = 0$ (plain TRADES).
+    Every class must appear in the validation data.
 
     Args:
         num_classes: number of classes $C$.
-        threshold: $\tau_1$ and $\tau_2$, one number for both or a pair (0.05, the ABSLD paper's).
-        rate: $\alpha_1$ (0.05).
-        eps_rate: $\alpha_2$ (0.2).
-        limit: bound on the sum of each weight-multiplier vector (0.5; below 1, every weight stays positive).
+        threshold: $\tau_1$ and $\tau_2$, one number or a pair (0.05).
+        rate, eps_rate, limit: $\alpha_1$ (0.05), $\alpha_2$ (0.2), the bound of each weights' multipliers' sum (0.5).
         halve_every: halve $\alpha_1$ at updates that are multiples of it (40); ``None`` never.
-        begin_epoch: first epoch trained with updated values (see :class:`~torch_absld.class_eps.ClassEpsilon`).
-        scale_step: the attack's step is ``step_size`` times the largest scale in the batch (``True``,
-            ``frlrmrw.py``: the largest radius over 4) or the common ``step_size``.
-        process_group: group whose ranks share the validation split.
-        validate_args: check label values in eager mode.
+        begin_epoch: first epoch trained with updated values.
+        scale_step: the attack's step scaled by the batch's largest scale (``True``, ``frlrmrw.py``).
 
     Example:
         >>> ctrl = FRLMultipliers(2)
@@ -230,14 +127,8 @@ class FRLMultipliers(ClassEpsilon):
         process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__(
-            num_classes,
-            2,
-            begin_epoch=begin_epoch,
-            scale_step=scale_step,
-            process_group=process_group,
-            validate_args=validate_args,
-        )
+        super().__init__(num_classes, 2, begin_epoch=begin_epoch, scale_step=scale_step, process_group=process_group)
+        self.validate_args = check_bool(validate_args, "validate_args")
         self.threshold = _threshold_pair(threshold)
         self.rate = check_positive(rate, "rate", allow_zero=True)
         self.eps_rate = check_positive(eps_rate, "eps_rate", allow_zero=True)
@@ -248,27 +139,20 @@ class FRLMultipliers(ClassEpsilon):
         self.register_buffer("natural_weights", uniform)
         self.register_buffer("boundary_weights", uniform.clone())
 
-    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor, *, validated: bool = False) -> None:
-        """Add a validation batch: whether each sample is classified correctly clean, and under attack.
+    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+        """Add a validation batch, logits $(N, C)$ clean and under attack, labels $(N,)$."""
+        record_correct(self, clean_logits, robust_logits, target)
 
-        Shape:
-            - clean_logits, robust_logits: $(N, C)$; target: $(N,)$ integer classes
-        """
-        record_correct(self, clean_logits, robust_logits, target, validated)
+    def _record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+        _record_correct(self, clean_logits, robust_logits, target)
 
     @torch.no_grad()
     def union_batch(self, target: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:
         r"""Under ``torch.distributed``: what one process on the union of all ranks' batches would use.
 
-        One ``all_reduce`` of the batch's class counts $n$ gives the classes present in the whole
-        batch (for the step's largest scale, see :meth:`forward`) and the loss's normalizers
-        $(n \cdot w^{nat}, n \cdot w^{bndy}) / R$ over $R$ ranks: with the weighted sums of each
-        rank divided by them, the gradients that ``DistributedDataParallel`` averages are those of
-        one process on the union. ``None`` in a single process.
-
-        Shape:
-            - target: $(N,)$ integer classes
-            - Output: present $(C,)$ bool, and two scalars
+        One ``all_reduce`` of the class counts $n$ of the labels $(N,)$ gives the classes present $(C,)$ (for
+        :meth:`forward`'s step) and the loss's normalizers $(n \cdot w^{nat}, n \cdot w^{bndy}) / R$ over $R$
+        ranks (the gradients DDP averages are then those of one process). ``None`` in a single process.
         """
         group = self.process_group
         if group is False or not is_distributed(group):
@@ -284,65 +168,34 @@ class FRLMultipliers(ClassEpsilon):
         halvings = 0 if self.halve_every is None else update // self.halve_every
         return float(self.rate / 2**halvings)
 
-    def rule(self, synced: Tensor, update: int) -> dict[str, Tensor]:
-        """The multipliers' update from the split's accuracies, then the weights and scales they give."""
+    def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
+        """The multipliers' update from the split's accuracies, the weights and scales they give; every class seen."""
         correct, counts = synced[:2], synced[2]
-        if not bool((counts > 0).all()):
-            missing = [k for k in range(self.num_classes) if counts[k] == 0]
-            raise ValueError(
-                f"Expected every class in the validation data, but classes {missing} have no sample; nothing "
-                "was changed. Build the split with `stratified_split`."
-            )
-        class_accuracy = correct / counts
-        overall = correct.sum(dim=1) / counts.sum()
+        options = (self.threshold, self.rate_at(self.updates + 1), self.eps_rate, self.limit)
         multipliers = _multiplier_update(
-            self.multipliers,
-            class_accuracy[0],
-            class_accuracy[1],
-            overall[0],
-            overall[1],
-            self.threshold,
-            self.rate_at(update),
-            self.eps_rate,
-            self.limit,
+            self.multipliers, correct / counts, correct.sum(dim=1) / counts.sum(), *options
         )
-        return {
+
+        new = {
             "multipliers": multipliers,
             "natural_weights": frl_class_weights(multipliers[0]),
             "boundary_weights": frl_class_weights(multipliers[1]),
             "scale": torch.exp(2 * multipliers[2]).clamp(*SCALE_BOUNDS),
         }
+        return new, [missing_classes(counts > 0)]
 
-    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
+    def buffer_error(self, name: str, values: Tensor) -> str | None:
         """Also reject multipliers, weights and scales that no update can make (see :meth:`rule`)."""
-        super()._check_loaded_state(state_dict, prefix)
-        tolerance = 1e-9
-        multipliers = state_dict.get(prefix + "multipliers")
-        if isinstance(multipliers, Tensor):
-            weight_rows = multipliers.detach().to("cpu", torch.float64)[:2]
-            if bool((weight_rows < 0).any()) or bool((weight_rows.sum(dim=1) > self.limit + tolerance).any()):
-                raise ValueError(
-                    f"Expected the loaded `multipliers` of the weights >= 0 with sums <= limit = {self.limit}, but got "
-                    f"{weight_rows.tolist()}. The checkpoint is corrupt or comes from a run with another limit."
-                )
-        for name in ("natural_weights", "boundary_weights"):
-            weights = state_dict.get(prefix + name)
-            if isinstance(weights, Tensor):
-                values = weights.detach().to("cpu", torch.float64)
-                if bool((values < -tolerance).any()) or abs(float(values.sum()) - 1) > 1e-6:
-                    raise ValueError(
-                        f"Expected the loaded `{name}` >= 0 with sum 1, but got {values.tolist()}. The checkpoint is "
-                        "corrupt."
-                    )
-        scale = state_dict.get(prefix + "scale")
-        if isinstance(scale, Tensor):
-            values = scale.detach().to("cpu", torch.float64)
-            low, high = SCALE_BOUNDS
-            if bool(((values < low - tolerance) | (values > high + tolerance)).any()):
-                raise ValueError(
-                    f"Expected the loaded `scale` in [{low}, {high}] (FRL's clamp), but got {values.tolist()}. The "
-                    "checkpoint is corrupt or comes from another controller."
-                )
+        (low, high), rows = SCALE_BOUNDS, values[:2]
+        if error := super().buffer_error(name, values):
+            return error
+        if name == "multipliers" and bool((rows < 0).any() | (rows.sum(dim=1) > self.limit + 1e-9).any()):
+            return f"with weight rows >= 0 summing to <= limit = {self.limit}"
+        if name.endswith("_weights") and (bool((values < -1e-9).any()) or abs(float(values.sum()) - 1) > 1e-6):
+            return ">= 0 with sum 1"
+        if name == "scale" and bool(((values < low - 1e-9) | (values > high + 1e-9)).any()):
+            return f"in [{low}, {high}] (FRL's clamp)"
+        return None
 
     def extra_repr(self) -> str:
         return (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 
@@ -13,24 +12,19 @@ __all__ = ["Normalize"]
 
 
 def _as_channel_vector(value: Sequence[float] | Tensor, name: str) -> Tensor:
-    if not isinstance(value, (Tensor, str)) and hasattr(value, "__array__"):  # a NumPy array
-        value = torch.as_tensor(value)
-    if isinstance(value, Tensor):
-        vector = value.detach().to(torch.float32).flatten()
-        if value.dim() > 1 and vector.numel() != max(value.shape):
-            raise ValueError(f"Expected `{name}` of shape (C,), but got {tuple(value.shape)}.")
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, numbers.Real):
-                raise TypeError(
-                    f"Expected `{name}` to hold real numbers, but got an item of type {type(item).__name__}."
-                )
-        vector = torch.tensor([float(v) for v in value], dtype=torch.float32)
-    else:
+    if isinstance(value, str) or not (isinstance(value, (Tensor, Sequence)) or hasattr(value, "__array__")):
         raise TypeError(f"Expected `{name}` to be a sequence of floats or a tensor, but got {type(value).__name__}.")
+    if isinstance(value, Sequence):
+        bad = [type(item).__name__ for item in value if isinstance(item, bool) or not isinstance(item, numbers.Real)]
+        if bad:
+            raise TypeError(f"Expected `{name}` to hold real numbers, but got an item of type {bad[0]}.")
+    tensor = torch.as_tensor(value).detach()
+    vector = tensor.to(torch.float32).flatten()
+    if tensor.dim() > 1 and vector.numel() != max(tensor.shape):
+        raise ValueError(f"Expected `{name}` of shape (C,), but got {tuple(tensor.shape)}.")
     if vector.numel() == 0:
         raise ValueError(f"Expected `{name}` to hold one value per channel, but got an empty sequence.")
-    if not all(math.isfinite(v) for v in vector.tolist()):
+    if not bool(torch.isfinite(vector).all()):
         raise ValueError(f"Expected `{name}` to be finite, but got {vector.tolist()}.")
     return vector
 
@@ -38,24 +32,12 @@ def _as_channel_vector(value: Sequence[float] | Tensor, name: str) -> Tensor:
 class Normalize(nn.Module):
     r"""Subtract a per-channel mean and divide by a per-channel std: $(x - \mu_c) / \sigma_c$.
 
-    Put it as the first layer of a model trained on normalised images, so that the model
-    takes inputs in $[0, 1]$: the attacks of this library (and their ``eps``) live in that
-    pixel space, and their clamp to $[0, 1]$ is only right there. For example
-    ``nn.Sequential(Normalize(mean, std), backbone)``; give the teacher its own
-    ``Normalize`` when it was trained with different statistics.
-
-    ``mean`` and ``std`` are buffers: they follow ``.to()`` and are saved in the model's
-    ``state_dict`` (``persistent=False`` leaves them out, e.g. to load a backbone checkpoint
-    into the ``Sequential`` unchanged). The output keeps the input's dtype and memory format.
-
-    Args:
-        mean: per-channel mean, one value per channel.
-        std: per-channel standard deviation, positive.
-        persistent: whether ``mean`` and ``std`` go into the ``state_dict``.
+    The first layer of a model trained on normalised images (``nn.Sequential(Normalize(mean,
+    std), backbone)``), so that attacks work in $[0, 1]$ pixel space. ``mean`` and ``std``
+    (positive) are buffers, in the ``state_dict`` unless ``persistent=False``.
 
     Shape:
-        - Input: $(N, C, *)$ with $C$ = ``len(mean)``
-        - Output: $(N, C, *)$, same dtype
+        - Input: $(N, C, *)$ with $C$ = ``len(mean)``; Output: the same shape and dtype
 
     Example:
         >>> norm = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
@@ -67,11 +49,7 @@ class Normalize(nn.Module):
     std: Tensor
 
     def __init__(
-        self,
-        mean: Sequence[float] | Tensor,
-        std: Sequence[float] | Tensor,
-        *,
-        persistent: bool = True,
+        self, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor, *, persistent: bool = True
     ) -> None:
         super().__init__()
         mean_vector = _as_channel_vector(mean, "mean")
@@ -98,9 +76,7 @@ class Normalize(nn.Module):
                 "Channels go on dimension 1 (NCHW; channels_last is a memory format, not a shape)."
             )
         view = (1, self.num_channels) + (1,) * (input.dim() - 2)
-        mean = self.mean.to(input.dtype).view(view)
-        std = self.std.to(input.dtype).view(view)
-        return (input - mean) / std
+        return (input - self.mean.to(input.dtype).view(view)) / self.std.to(input.dtype).view(view)
 
     def extra_repr(self) -> str:
         mean = ", ".join(f"{v:.4g}" for v in self.mean.tolist())

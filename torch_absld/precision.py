@@ -1,19 +1,7 @@
-"""The fastest correct precision and memory layout for a device, decided from what it runs natively.
+"""The fastest correct precision and memory layout for a device, from what it runs natively.
 
-bf16 autocast halves the time of a training step on hardware with bf16 arithmetic (GPUs of
-compute capability 8.0 and up, CPUs with AVX512-BF16 or AMX) and makes it several times
-slower where bf16 is emulated: oneDNN emulates bf16 with plain AVX-512 instructions on CPUs
-without the BF16 extension, and without AVX-512 torch falls back to reference kernels. The
-decision uses torch's own capability checks (``torch.cpu.get_capabilities()``, oneDNN's
-``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, the CUDA compute capability) and the
-``ONEDNN_MAX_CPU_ISA`` setting, which can hide a CPU's bf16 instructions from oneDNN.
-
-- :func:`fastest_settings`: the dtype and memory format to use on a device, with the reason;
-- :func:`bf16_support`: whether a device runs bf16 natively, with the reason;
-- :func:`precision_scope`: the input layout and autocast context of a training step's ``precision=``;
-- :func:`warn_if_emulated`: a warning for bf16 / fp16 on a device that emulates it.
-
-A command line's ``--amp`` / ``--channels-last`` flags live in :mod:`torch_absld.precision_flags`.
+bf16 autocast pays only where the hardware has bf16 arithmetic (CUDA >= 8.0, CPUs with
+AVX512-BF16 or AMX); elsewhere it is emulated and slower than float32.
 """
 
 from __future__ import annotations
@@ -23,7 +11,7 @@ import os
 import platform
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, Literal, TypeAlias, TypeVar
 
 import torch
@@ -51,13 +39,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 @dataclass(frozen=True)
 class BF16Support:
-    """Whether a device runs bf16 arithmetic in hardware.
-
-    Attributes:
-        native: ``True`` when bf16 matmuls and convolutions run on bf16 instructions (faster
-            than float32); ``False`` when they are emulated or fall back to slow kernels.
-        reason: the capability that decided it, in words.
-    """
+    """Whether a device runs bf16 arithmetic in hardware (``native``), and the capability that decided it."""
 
     native: bool
     reason: str
@@ -65,14 +47,7 @@ class BF16Support:
 
 @dataclass(frozen=True)
 class DeviceSettings:
-    """What :func:`fastest_settings` chose for a device.
-
-    Attributes:
-        device: the device the settings are for.
-        dtype: the autocast dtype (``torch.float32`` means no autocast).
-        memory_format: ``torch.channels_last`` where it pays for convolutions (CPUs with oneDNN,
-            GPUs in bf16 / fp16), else ``torch.contiguous_format``.
-        reason: why, in one sentence (the capability checks that decided it).
+    """What :func:`fastest_settings` chose: autocast ``dtype`` (float32: none), ``memory_format``, ``reason``.
 
     Example:
         >>> settings = fastest_settings("cpu")
@@ -109,19 +84,10 @@ class DeviceSettings:
 
 
 def bf16_support(device: torch.device | str | None = None) -> BF16Support:
-    """Whether ``device`` runs bf16 natively, from torch's capability checks.
+    """Whether ``device`` (``None``: the CPU) runs bf16 natively, from torch's capability checks.
 
-    - CUDA: compute capability 8.0 or higher (Ampere and later), or any ROCm GPU.
-    - x86 CPU: oneDNN must have bf16 kernels for it (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``,
-      false without AVX-512), **and** the CPU must have AVX512-BF16 or AMX-BF16
-      (``torch.cpu.get_capabilities()``): AVX-512 alone passes oneDNN's check but emulates bf16,
-      slower than float32. An ``ONEDNN_MAX_CPU_ISA`` below ``AVX512_CORE_BF16`` hides the
-      instructions from oneDNN and so also means emulation.
-    - Arm CPU: oneDNN's check (it tests the BF16 extension).
-    - Other devices: not known, reported as not native.
-
-    Args:
-        device: the device; ``None`` is the CPU.
+    CUDA: compute capability >= 8.0 or ROCm. x86 CPU: oneDNN bf16 kernels and AVX512-BF16 or
+    AMX-BF16, not hidden by ``ONEDNN_MAX_CPU_ISA``. Arm CPU: oneDNN's check. Others: not native.
 
     Example:
         >>> support = bf16_support("cpu")
@@ -137,21 +103,10 @@ def bf16_support(device: torch.device | str | None = None) -> BF16Support:
 
 
 def fastest_settings(device: torch.device | str | None = None, *, allow_fp16: bool = False) -> DeviceSettings:
-    """The fastest dtype and memory format for a training step on ``device``, and why.
+    """The fastest dtype and memory format for a training step on ``device`` (``None``: CUDA if available).
 
-    bf16 where the device runs it natively (:func:`bf16_support`), else float32. float16 only
-    with ``allow_fp16=True``, on CUDA GPUs without native bf16 but with fp16 tensor cores
-    (compute capability 7.x): fp16 needs a ``torch.amp.GradScaler`` in the loop
-    (:attr:`DeviceSettings.needs_grad_scaler`). ``channels_last`` on CPUs with oneDNN (its
-    convolutions skip a layout copy: 1.2-1.45x in float32 on the CPUs measured) and on GPUs
-    whenever the dtype is bf16 / fp16 (tensor-core convolutions are NHWC).
-
-    Args:
-        device: the device the step runs on; ``None`` is CUDA when available, else the CPU.
-        allow_fp16: allow float16 where bf16 is not native (the caller scales the loss).
-
-    Returns:
-        A :class:`DeviceSettings`.
+    bf16 where native (:func:`bf16_support`), else float32; float16 with ``allow_fp16`` on CUDA
+    7.x (it needs a ``GradScaler``). ``channels_last`` on CPUs with oneDNN and on GPUs in bf16 / fp16.
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -164,35 +119,23 @@ def fastest_settings(device: torch.device | str | None = None, *, allow_fp16: bo
             reason = f"{bf16.reason}; fp16 tensor cores (scale the loss with a GradScaler)"
             return DeviceSettings(device, torch.float16, torch.channels_last, reason)
         return DeviceSettings(device, torch.float32, torch.contiguous_format, bf16.reason)
-    layout = torch.channels_last if device.type == "cpu" and _has_onednn() else None
     dtype = torch.bfloat16 if bf16.native else torch.float32
-    if layout is None:
+    if device.type != "cpu" or not _has_onednn():
         return DeviceSettings(device, dtype, torch.contiguous_format, bf16.reason)
-    return DeviceSettings(device, dtype, layout, f"{bf16.reason}; oneDNN convolutions prefer channels_last")
+    return DeviceSettings(
+        device, dtype, torch.channels_last, f"{bf16.reason}; oneDNN convolutions prefer channels_last"
+    )
 
 
 def warn_if_emulated(device: torch.device | str, dtype: torch.dtype, *, stacklevel: int = 1) -> bool:
-    """Warn (``UserWarning``) when ``dtype`` is bf16 or fp16 and ``device`` does not run it natively.
+    """Warn (``UserWarning``) and return True when ``dtype`` is bf16 / fp16 and ``device`` emulates it.
 
-    float32 and float64 never warn; float16 warns on CPUs without AVX512-FP16 / AMX-FP16
-    (oneDNN's ``_is_mkldnn_fp16_supported``) and on GPUs older than compute capability 7.0.
-
-    Args:
-        device: the device the computation runs on.
-        dtype: the autocast (or model) dtype.
-        stacklevel: the frame the warning points to: 1 is the caller of this function.
-
-    Returns:
-        Whether it warned.
+    ``stacklevel`` 1 points the warning at the caller of this function.
     """
     device = torch.device(device)
-    if dtype == torch.bfloat16:
-        support = bf16_support(device)
-        native, reason = support.native, support.reason
-    elif dtype == torch.float16:
-        native, reason = _fp16_support(device)
-    else:
+    if dtype not in (torch.bfloat16, torch.float16):
         return False
+    native, reason = astuple(bf16_support(device)) if dtype == torch.bfloat16 else _fp16_support(device)
     if native:
         return False
     name = str(dtype).removeprefix("torch.")
@@ -208,22 +151,11 @@ def warn_if_emulated(device: torch.device | str, dtype: torch.dtype, *, stacklev
 def precision_scope(
     precision: Precision | None, input: Tensor, *, stacklevel: int = 1
 ) -> tuple[Tensor, contextlib.AbstractContextManager[object]]:
-    """A training step's input and autocast context for its ``precision=`` argument.
+    """``(input, context)`` of a training step's ``precision=``: the input to use and its autocast context.
 
-    - ``None``: nothing changes (the caller's autocast, if any, applies; a bf16 / fp16 one on a
-      device that emulates it gets a warning);
-    - ``"auto"``: the dtype of :func:`fastest_settings` on ``input``'s device (bf16 only where
-      native, never fp16), and a 4-D ``input`` in its memory format (``channels_last`` on CPUs
-      and in bf16 on GPUs: convolutions then run in that layout whatever the model's);
-    - ``"float32"``: autocast off inside the step, whatever the caller's;
-    - ``"bfloat16"`` / ``"float16"``: that autocast dtype (a warning where it is emulated).
-
-    On a device without autocast (``meta``) nothing changes, whatever ``precision`` says.
-    Nothing is checked while ``torch.compile`` traces the caller. ``stacklevel`` is the frame a
-    warning points to (1: the caller of this function).
-
-    Returns:
-        ``(input, context)``: the input to use and the context to run the step in.
+    ``None``: the caller's autocast (warned if emulated); ``"auto"``: :func:`fastest_settings`
+    (a 4-D input in its memory format); ``"float32"``: autocast off; ``"bfloat16"`` /
+    ``"float16"``: that dtype (warned if emulated). No change on devices without autocast.
     """
     device = input.device
     if not torch.amp.is_autocast_available(device.type):
@@ -250,10 +182,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _constant_under_compile(fn: _F) -> _F:
-    """Let ``torch.compile`` call ``fn`` once while tracing and use its result as a constant.
-
-    The mark ``torch.compiler.assume_constant_result`` sets, set here without importing ``torch._dynamo``.
-    """
+    """``torch.compiler.assume_constant_result``'s mark, set without importing ``torch._dynamo``."""
     fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
     return fn
 
@@ -280,25 +209,6 @@ def _cuda_bf16(device: torch.device) -> BF16Support:
     return BF16Support(False, f"CUDA compute capability {major}.{minor} < 8.0: no bf16 tensor cores")
 
 
-def _cpu_capability(name: str) -> bool:
-    """A flag of ``torch.cpu.get_capabilities()`` (older torch: its ``_is_*_supported`` functions)."""
-    capabilities = getattr(torch.cpu, "get_capabilities", None)
-    if capabilities is not None:
-        return bool(capabilities().get(name, False))
-    legacy = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}.get(name)
-    check = getattr(torch.cpu, legacy, None) if legacy else None
-    return bool(check()) if check is not None else False
-
-
-def _onednn_isa_limit() -> str | None:
-    """The ISA oneDNN is limited to by the environment (``ONEDNN_MAX_CPU_ISA``), upper case."""
-    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
-        value = os.environ.get(variable, "").strip().upper()
-        if value:
-            return value
-    return None
-
-
 @_constant_under_compile
 def _has_onednn() -> bool:
     return bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
@@ -313,12 +223,13 @@ def _cpu_bf16() -> tuple[bool, str]:
         return False, "oneDNN has no bf16 kernels for this CPU (no AVX-512): bf16 runs in reference kernels"
     if platform.machine().lower() in ("aarch64", "arm64"):
         return True, "Arm CPU with the BF16 extension (oneDNN bf16 kernels)"
-    limit = _onednn_isa_limit()
+    limit = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
     if limit in _ISA_WITHOUT_BF16:
         return False, f"ONEDNN_MAX_CPU_ISA={limit} hides the CPU's bf16 instructions: oneDNN emulates bf16"
-    if _cpu_capability("amx_bf16"):
+    capabilities = torch.cpu.get_capabilities()
+    if capabilities.get("amx_bf16"):
         return True, "CPU with AMX-BF16 (oneDNN bf16 kernels)"
-    if _cpu_capability("avx512_bf16"):
+    if capabilities.get("avx512_bf16"):
         return True, "CPU with AVX512-BF16 (oneDNN bf16 kernels)"
     return False, "AVX-512 CPU without AVX512-BF16 or AMX: oneDNN emulates bf16"
 

@@ -1,4 +1,4 @@
-"""Per-class teacher temperatures adapted once per epoch from the student's class-wise risk."""
+"""Per-class teacher temperatures adapted once per epoch from the student's class-wise risk (Eq. 11)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,6 @@ from .stats import ClassStatistics, class_means
 __all__ = ["ClassTemperatureController", "temperature_update"]
 
 RiskReduction = Literal["mean", "sum"]
-# The controller's buffers keep these dtypes under whole-module casts (see `_apply`).
-_BUFFER_DTYPES = {"temperatures": torch.float32, "last_risk": torch.float64}
-_EXTRA_STATE_KEYS = ("lr", "base_lr", "epochs_stepped")
 
 
 def temperature_update(
@@ -43,46 +40,57 @@ def temperature_update(
     r"""One step of Eq. 11: move each class's temperature against its risk gap.
 
     $\tau_k \leftarrow \mathrm{clip}\big(\tau_k - \beta\, g_k / \max_j |g_j|,\ \tau_{\min},
-    \tau_{\max}\big)$ with $g_k = R_k - \frac{1}{|P|}\sum_{i \in P} R_i$ over the set $P$ of
-    classes seen this epoch. Classes outside $P$ keep their temperature and stay out of the
-    mean. When $\max_j |g_j| \le$ ``gap_tolerance`` $\cdot |\bar R|$ the classes count as
-    equally hard and nothing moves: a gap of rounding noise is never amplified into a step.
-
-    Args:
-        temperatures: current temperatures.
-        risk: per-class risk; entries outside ``present`` are ignored.
-        present: which classes had at least one sample.
-        lr: the temperature learning rate $\beta$.
-        min_temperature: lower clamp.
-        max_temperature: upper clamp.
-        gap_tolerance: relative size below which the largest gap counts as zero.
+    \tau_{\max}\big)$ with $g_k = R_k - \frac{1}{|P|}\sum_{i \in P} R_i$ over the classes $P$
+    seen this epoch; classes outside $P$ keep their temperature. Nothing moves when
+    $\max_j |g_j| \le$ ``gap_tolerance`` $\cdot |\bar R|$ (a gap of rounding noise).
 
     Shape:
-        - temperatures, risk, present: $(C,)$
-        - Output: $(C,)$, same dtype as ``temperatures``
-
-    Returns:
-        The new temperatures (a new tensor).
+        - temperatures, risk (entries outside ``present`` ignored), present (bool): $(C,)$
+        - Output: $(C,)$, a new tensor of the dtype of ``temperatures``
     """
     lr, min_temperature, max_temperature = _checked_rule(lr, min_temperature, max_temperature)
     gap_tolerance = check_positive(gap_tolerance, "gap_tolerance", allow_zero=True)
-    _check_rule_tensors(temperatures, risk, present)
+    if not isinstance(temperatures, Tensor) or not temperatures.is_floating_point() or temperatures.dim() != 1:
+        raise TypeError(
+            f"Expected `temperatures` to be a floating point tensor of shape (C,), but got {_got(temperatures)}."
+        )
+    shape = tuple(temperatures.shape)
+    if not isinstance(risk, Tensor) or tuple(risk.shape) != shape:
+        raise ValueError(f"Expected `risk` of shape {shape} like `temperatures`, but got {_got(risk)}.")
+    if not isinstance(present, Tensor) or present.dtype != torch.bool or tuple(present.shape) != shape:
+        raise TypeError(f"Expected `present` to be a bool tensor of shape {shape}, but got {_got(present)}.")
     if not bool(torch.isfinite(risk[present]).all()):
         raise ValueError(
             f"Expected `risk` to be finite for every present class, but got {risk.tolist()}. "
             "Classes outside `present` may hold anything."
         )
+    return _temperature_update(
+        temperatures, risk, present, lr=lr, min_temperature=min_temperature, max_temperature=max_temperature,
+        gap_tolerance=gap_tolerance,
+    )  # fmt: skip
+
+
+def _temperature_update(
+    temperatures: Tensor,
+    risk: Tensor,
+    present: Tensor,
+    *,
+    lr: float,
+    min_temperature: float,
+    max_temperature: float,
+    gap_tolerance: float = 1e-4,
+) -> Tensor:
+    """:func:`temperature_update` without its checks (nothing read back to Python)."""
     risk = risk.to(torch.float64)
-    if not bool(present.any()):
-        return temperatures.clone()
-    mean_risk = risk[present].mean()
+    mean_risk = risk[present].mean()  # NaN when no class is present: nothing moves
     gap = torch.where(present, risk - mean_risk, torch.zeros_like(risk))
-    largest = gap.abs().max()
-    if float(largest) <= gap_tolerance * abs(float(mean_risk)):
-        return temperatures.clone()
-    step = lr * gap / largest
-    new = temperatures.to(torch.float64) - step
-    return new.clamp(min_temperature, max_temperature).to(temperatures.dtype)
+    largest = gap.abs().max() if gap.numel() else gap.new_zeros(())
+    new = (temperatures.to(torch.float64) - lr * gap / largest).clamp(min_temperature, max_temperature)
+    return torch.where(largest > gap_tolerance * mean_risk.abs(), new.to(temperatures.dtype), temperatures)
+
+
+def _got(value: object) -> str:
+    return f"{value.dtype} of shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
 
 
 def _checked_rule(lr: object, min_temperature: object, max_temperature: object) -> tuple[float, float, float]:
@@ -94,60 +102,21 @@ def _checked_rule(lr: object, min_temperature: object, max_temperature: object) 
     return check_positive(lr, "lr", allow_zero=True), low, high
 
 
-def _check_rule_tensors(temperatures: Tensor, risk: Tensor, present: Tensor) -> None:
-    if not isinstance(temperatures, Tensor) or not temperatures.is_floating_point() or temperatures.dim() != 1:
-        got = (
-            f"{temperatures.dtype} of shape {tuple(temperatures.shape)}"
-            if isinstance(temperatures, Tensor)
-            else type(temperatures).__name__
-        )
-        raise TypeError(f"Expected `temperatures` to be a floating point tensor of shape (C,), but got {got}.")
-    shape = tuple(temperatures.shape)
-    if not isinstance(risk, Tensor) or tuple(risk.shape) != shape:
-        got_shape = tuple(risk.shape) if isinstance(risk, Tensor) else type(risk).__name__
-        raise ValueError(f"Expected `risk` of shape {shape} like `temperatures`, but got {got_shape}.")
-    if not isinstance(present, Tensor) or present.dtype != torch.bool or tuple(present.shape) != shape:
-        got = (
-            f"{present.dtype} of shape {tuple(present.shape)}"
-            if isinstance(present, Tensor)
-            else type(present).__name__
-        )
-        raise TypeError(f"Expected `present` to be a bool tensor of shape {shape}, but got {got}.")
-
-
 class ClassTemperatureController(ClassStatistics):
     r"""Per-class temperatures $\tau \in \mathbb{R}^C$ driven by the student's class-wise risk.
 
-    A :class:`~torch_absld.stats.ClassStatistics` of one quantity, the risk, with a rule on
-    top. During an epoch, :meth:`update` adds each sample's cross-entropy into per-class sums
-    and counts (no gradient, no host sync, compile-friendly). At the end of the epoch
-    :meth:`step` all-reduces those sums across ranks, applies Eq. 11 of the paper (see
-    :func:`temperature_update`), clamps to ``[min_temperature, max_temperature]`` and resets
-    the sums. A class with a higher risk than average gets a *lower* temperature (sharper soft
-    labels), an easier one a higher temperature.
-
-    The class risk is the per-class **mean** cross-entropy (``risk_reduction="mean"``); the
-    authors' script uses per-class sums, which agree with the mean on class-balanced epochs
-    because $g / \max|g|$ cancels a common factor. ``risk_reduction="sum"`` reproduces the
-    script on imbalanced data too.
+    :meth:`update` adds each sample's cross-entropy into its class's sums (no host sync); at the
+    epoch end :meth:`step` all-reduces them, applies Eq. 11 (:func:`temperature_update`) and
+    resets them: a riskier class gets a lower temperature. The risk is the per-class mean
+    cross-entropy (``risk_reduction="sum"``: the sums, as the authors' script).
 
     Args:
         num_classes: number of classes $C \ge 2$.
-        init_temperature: starting temperature of every class.
-        lr: the temperature learning rate $\beta$ (0.1 in the paper). ``0`` freezes the
-            temperatures (RSLAD).
-        min_temperature: lower clamp, ``> 0``.
-        max_temperature: upper clamp, ``>= min_temperature``.
-        risk_reduction: ``"mean"`` (default) or ``"sum"`` of the per-sample cross-entropy per class.
-        gap_tolerance: the largest risk gap, relative to the mean risk, below which the
-            classes count as equally hard and no temperature moves.
-        process_group: group whose ranks share one epoch; ``None`` is the default group,
-            ``False`` this rank alone (no collective at :meth:`step`).
-        validate_args: check label values in eager mode (one host sync per call).
-
-    Shape:
-        - ``forward(target)``: target $(N,)$ integers in $[0, C)$ -> $(N,)$ float32
-        - ``update(logits, target)``: logits $(N, C)$, target $(N,)$
+        init_temperature: starting temperature of every class, in the clamp.
+        lr: the temperature learning rate $\beta$ (0.1 in the paper); ``0`` freezes (RSLAD).
+        min_temperature, max_temperature: the clamp, ``0 < min <= max``.
+        risk_reduction, gap_tolerance: as above and in :func:`temperature_update`.
+        process_group, validate_args: as :class:`~torch_absld.stats.ClassStatistics`.
 
     Example:
         >>> ctrl = ClassTemperatureController(3)
@@ -190,78 +159,48 @@ class ClassTemperatureController(ClassStatistics):
         self.epochs_stepped = 0
         self._lr_source: Callable[[], float] | None = None
         self.register_buffer("temperatures", torch.full((num_classes,), init, dtype=torch.float32))
-        self.register_buffer(
-            "last_risk", torch.full((num_classes,), float("nan"), dtype=torch.float64), persistent=False
-        )
+        self.register_buffer("last_risk", torch.full((num_classes,), float("nan"), dtype=torch.float64), False)
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
-        """Follow device moves but keep the buffers' dtypes under whole-module casts.
-
-        ``.half()``, ``.to(torch.bfloat16)`` or Lightning's ``precision="bf16-true"`` cast every
-        floating point buffer; the temperatures would be rounded. They move to the new device
-        only (the accumulator does so by itself, see :class:`~torch_absld.stats.ClassStatistics`).
-        """
-        before = {name: self._buffers[name] for name in _BUFFER_DTYPES}
+        """Follow device moves, but keep float32 temperatures and float64 risks under casts (``.half()``)."""
+        before = {name: self._buffers[name] for name in ("temperatures", "last_risk")}
         super()._apply(fn, recurse)
-        for name, dtype in _BUFFER_DTYPES.items():
+        for name, original in before.items():
             moved = self._buffers[name]
-            original = before[name]
-            if moved is not None and original is not None and moved.dtype != dtype:
-                self._buffers[name] = original.to(device=moved.device, dtype=dtype)
+            if moved is not None and original is not None and moved.dtype != original.dtype:
+                self._buffers[name] = original.to(device=moved.device)  # the values before the cast, not rounded
         return self
 
     @property
     def risk_sum(self) -> Tensor:
-        """Per-class sum of the risk accumulated this epoch, shape $(C,)$ (a view)."""
+        """Per-class sum of the risk accumulated this epoch, $(C,)$ (a view)."""
         return self.accumulator[0]
 
     @property
     def count(self) -> Tensor:
-        """Per-class number of samples accumulated this epoch, shape $(C,)$ (a view)."""
+        """Per-class number of samples accumulated this epoch, $(C,)$ (a view)."""
         return self.sample_counts
 
     def forward(self, target: Tensor) -> Tensor:
-        """Temperature of each sample's own true class.
-
-        Shape:
-            - target: $(N,)$ integer labels in $[0, C)$ (any integer dtype)
-            - Output: $(N,)$ float32
-        """
+        """Temperature of each sample's own true class, $(N,)$ float32 for labels $(N,)$ (any integer dtype)."""
         return self.temperatures[self._checked_labels(target)]
 
-    @torch.no_grad()
     def update(self, logits: Tensor, target: Tensor) -> None:
-        """Accumulate the per-sample cross-entropy of ``logits`` into its class's sums.
-
-        ``logits`` are detached; the cross-entropy is computed in float32. The accumulation is
-        one ``index_add_`` with no host synchronisation; in eager mode with
-        ``validate_args=True`` (the default) the label-range check reads two values back from
-        the device, so pass ``validate_args=False`` for a fully asynchronous update on a GPU.
+        """Accumulate the per-sample cross-entropy of ``logits`` (detached, in float32) into its class's sums.
 
         Shape:
             - logits: $(N, C)$
             - target: $(N,)$ integer labels in $[0, C)$
         """
         check_logits(logits, "logits", self.num_classes, device=self.accumulator.device, owner="the controller")
-        target = self._checked_labels(target, logits.shape[0])
-        risk = F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none")
-        self.accumulate(risk, target, validate=False)
+        self._update(logits, self._checked_labels(target, logits.shape[0]))
 
-    def accumulate(self, values: Tensor, target: Tensor, *, validate: bool = True) -> None:
-        """Add arbitrary per-sample risks (e.g. a loss of your own) into the class sums.
-
-        Shape:
-            - values: $(N,)$ floating point
-            - target: $(N,)$ integer labels in $[0, C)$
-        """
-        super().accumulate(values, target, validate=validate)
+    @torch.no_grad()
+    def _update(self, logits: Tensor, target: Tensor) -> None:
+        self._accumulate(F.cross_entropy(at_least_float32(logits.detach()), target, reduction="none"), target)
 
     def class_risk(self) -> tuple[Tensor, Tensor]:
-        """The epoch's per-class risk so far on this rank, and which classes were seen.
-
-        Shape:
-            - Output: risk $(C,)$ float64 (``NaN`` for unseen classes), present $(C,)$ bool
-        """
+        """This rank's per-class risk so far, $(C,)$ float64 (``NaN`` for unseen classes), and present $(C,)$ bool."""
         return self._risk_from(self.accumulator)
 
     def _risk_from(self, accumulator: Tensor) -> tuple[Tensor, Tensor]:
@@ -270,27 +209,14 @@ class ClassTemperatureController(ClassStatistics):
         return torch.where(present, risk, torch.full_like(risk, float("nan"))), present
 
     def follow_lr(self, source: Callable[[], float] | None) -> None:
-        r"""Take $\beta$ at each :meth:`step` from ``source()`` instead of :attr:`lr`.
-
-        ``None`` detaches the source. See :func:`torch_absld.follow_optimizer_lr`.
-        """
+        r"""Take $\beta$ at each :meth:`step` from ``source()`` (``None``: :attr:`lr`); see ``follow_optimizer_lr``."""
         self._lr_source = source
 
     @torch.no_grad()
     def step(self) -> Tensor:
-        """End the epoch: sync the sums across ranks, apply Eq. 11, clamp, reset the sums.
+        """End the epoch (a collective): sum the risks across ranks, apply Eq. 11, reset; return the temperatures.
 
-        Under ``torch.distributed`` this is a collective: **every rank** of ``process_group``
-        must call it. Called on one rank only (e.g. inside ``if rank == 0:``) it waits until the
-        process group's timeout. A controller made with ``process_group=False`` steps on its
-        own rank's sums alone and may be stepped anywhere.
-
-        Raises:
-            ValueError: if an accumulated risk is not finite (temperatures are left unchanged
-                and the sums kept for inspection; call :meth:`reset` to drop them).
-
-        Returns:
-            The new temperatures, shape $(C,)$ (the buffer itself).
+        A non-finite risk raises a ``ValueError`` and leaves temperatures and sums unchanged.
         """
         synced = self.synced()
         if not bool(torch.isfinite(synced).all()):
@@ -305,14 +231,9 @@ class ClassTemperatureController(ClassStatistics):
         risk, present = self._risk_from(synced)
         self.last_risk.copy_(risk)
         if self.lr > 0:
-            new = temperature_update(
-                self.temperatures,
-                torch.nan_to_num(risk),
-                present,
-                lr=self.lr,
-                min_temperature=self.min_temperature,
-                max_temperature=self.max_temperature,
-                gap_tolerance=self.gap_tolerance,
+            rule = {"min_temperature": self.min_temperature, "max_temperature": self.max_temperature}
+            new = _temperature_update(
+                self.temperatures, torch.nan_to_num(risk), present, lr=self.lr, gap_tolerance=self.gap_tolerance, **rule
             )
             self.temperatures.copy_(new)
         self.reset()
@@ -320,15 +241,14 @@ class ClassTemperatureController(ClassStatistics):
         return self.temperatures
 
     def get_extra_state(self) -> dict[str, Any]:
-        r"""Hyperparameters that change during a run: $\beta$ and the epoch counter."""
+        r"""$\beta$, its base value and the epoch counter."""
         return {"lr": self.lr, "base_lr": self.base_lr, "epochs_stepped": self.epochs_stepped}
 
     def set_extra_state(self, state: Any) -> None:
-        """Restore what :meth:`get_extra_state` saved."""
         self.lr, self.base_lr, self.epochs_stepped = _checked_extra_state(state)
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject corrupt temperatures or hyperparameters before anything of the checkpoint is copied."""
+        """Reject corrupt temperatures or a frozen/adapting mismatch before anything is copied."""
         temperatures = loaded_tensor(state_dict, prefix, "temperatures", self.temperatures)
         if temperatures is not None:
             if not bool((torch.isfinite(temperatures) & (temperatures > 0)).all()):
@@ -336,18 +256,16 @@ class ClassTemperatureController(ClassStatistics):
                     "Expected the loaded `temperatures` to be finite and > 0, but got "
                     f"{temperatures.tolist()}. The checkpoint is corrupt or comes from a diverged run."
                 )
-            as_kept = temperatures.detach().to(device="cpu", dtype=torch.float32)
-            low, high = (torch.tensor(v, dtype=torch.float32) for v in (self.min_temperature, self.max_temperature))
-            if bool((as_kept < low).any() | (as_kept > high).any()):
+            kept = temperatures.detach().to(device="cpu", dtype=torch.float32)
+            if bool((kept < self.min_temperature).any() | (kept > self.max_temperature).any()):
                 raise ValueError(
                     f"Expected the loaded `temperatures` in [min_temperature, max_temperature] = "
                     f"[{self.min_temperature}, {self.max_temperature}], but got {temperatures.tolist()}. "
                     "Build the controller with the clamp of the run that saved them."
                 )
-        extra_state = prefix + "_extra_state"
-        if extra_state in state_dict:
-            base_lr = _checked_extra_state(state_dict[extra_state])[1]
-            if (base_lr == 0) != (self.base_lr == 0):  # frozen temperatures against adapting ones
+        if prefix + "_extra_state" in state_dict:
+            base_lr = _checked_extra_state(state_dict[prefix + "_extra_state"])[1]
+            if (base_lr == 0) != (self.base_lr == 0):
                 mine = "frozen (base `lr` 0)" if self.base_lr == 0 else f"adapting (base `lr` {self.base_lr})"
                 raise ValueError(
                     f"Expected a checkpoint whose temperatures are {mine} like this controller's, but its base "
@@ -364,7 +282,7 @@ class ClassTemperatureController(ClassStatistics):
 
 def _checked_extra_state(state: Any) -> tuple[float, float, int]:
     """``(lr, base_lr, epochs_stepped)`` of a saved extra state, checked."""
-    if not isinstance(state, dict) or not set(_EXTRA_STATE_KEYS) <= state.keys():
+    if not isinstance(state, dict) or not {"lr", "base_lr", "epochs_stepped"} <= state.keys():
         raise ValueError(
             "Expected the controller's extra state to be a dict with keys 'lr', 'base_lr' "
             f"and 'epochs_stepped', but got {state!r}."

@@ -8,58 +8,29 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._internal.checks import check_integer, check_integer_labels, check_logits_alike, values_checkable
+from ._internal.checks import (
+    check_integer,
+    check_logits,
+    check_logits_alike,
+)
 from ._internal.keyed import keyed_uniform
-from ._internal.modules import frozen_model, unwrap_model
+from ._internal.modules import frozen_model, module_device, unwrap_model
 from .attack import PGDConfig
 from .attack.engine import run_pgd
-from .stats import ClassStatistics
+from .class_eps import EpochController
 
-__all__ = ["Record", "check_validation_attack", "class_correct", "record_correct", "validation_pass"]
-
-Record = Callable[[Tensor, Tensor, Tensor], None]
-"""``record(clean_logits, robust_logits, target)``: what a validation pass hands each batch to."""
+__all__ = ["check_validation_attack", "record_correct", "validation_pass"]
 
 
-def class_correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> Tensor:
-    """Whether each sample is classified correctly, clean and under attack, as float64 columns (no gradient).
-
-    Shape:
-        - clean_logits, robust_logits: $(N, C)$
-        - target: $(N,)$ integer classes
-        - Output: $(N, 2)$ float64 of 0 and 1
-    """
+def record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+    """Add whether each sample is classified correctly, clean and under attack, into ``stats`` (2 quantities)."""
+    check_logits(clean_logits, "clean_logits", stats.num_classes)
     named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
-    classes = check_logits_alike(named)
-    target = check_integer_labels(
-        target,
-        classes,
-        batch_size=clean_logits.shape[0],
-        check_values=values_checkable(True),
-        device=clean_logits.device,
-        owner="the logits",
-    )
-    return _correct(clean_logits, robust_logits, target)
+    check_logits_alike(named, stats.accumulator.device, f"the {type(stats).__name__}")
+    _record_correct(stats, clean_logits, robust_logits, stats._checked(target, clean_logits.shape[0]))
 
 
-def record_correct(
-    stats: ClassStatistics, clean_logits: Tensor, robust_logits: Tensor, target: Tensor, validated: bool = False
-) -> None:
-    """Add :func:`class_correct` of a batch into ``stats`` (2 quantities), checked against it.
-
-    ``validated=True`` skips the label value check (the caller checked them).
-
-    Shape:
-        - clean_logits, robust_logits: $(N, C)$ with $C$ the class count of ``stats``; target: $(N,)$
-    """
-    owner = f"the {type(stats).__name__}"
-    named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
-    if check_logits_alike(named, stats.accumulator.device, owner) != stats.num_classes:
-        raise ValueError(
-            f"Expected `clean_logits` and `robust_logits` of shape (N, {stats.num_classes}) for num_classes = "
-            f"{stats.num_classes}, but got {tuple(clean_logits.shape)}."
-        )
-    target = stats._checked_labels(target, clean_logits.shape[0], check_values=False if validated else None)
+def _record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
     stats.accumulate(_correct(clean_logits, robust_logits, target), target, validate=False)
 
 
@@ -68,77 +39,42 @@ def _correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> Ten
     return (predictions == target.unsqueeze(1)).to(torch.float64)
 
 
-def check_validation_attack(config: object) -> None:
+def check_validation_attack(config: object, name: str = "config") -> None:
     """Raise unless ``config`` is a :class:`~torch_absld.PGDConfig` with a uniform start or none."""
     if not isinstance(config, PGDConfig):
-        raise TypeError(f"Expected `config` to be a PGDConfig, but got {type(config).__name__}.")
+        raise TypeError(f"Expected `{name}` to be a PGDConfig, but got {type(config).__name__}.")
     if config.random_start not in ("uniform", None):
-        raise ValueError(
-            f"Expected the validation attack's `random_start` to be 'uniform' or None, but got {config.random_start!r}."
-        )
+        raise ValueError(f"Expected `{name}.random_start` 'uniform' or None, but got {config.random_start!r}.")
 
 
-def _device(device: torch.device | str) -> torch.device:
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"Expected `device` to be a torch.device or a device string, but got {device!r}.") from error
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _pair(batch: Any, index: int) -> tuple[Tensor, Tensor]:
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+def _pair(batch: Any, index: int, device: torch.device | None) -> tuple[Tensor, Tensor]:
+    pair = tuple(batch[:2]) if isinstance(batch, (tuple, list)) else ()
+    if len(pair) < 2 or not all(isinstance(value, Tensor) for value in pair):
+        got = ", ".join(type(value).__name__ for value in pair) or type(batch).__name__
         raise TypeError(
-            f"Expected the validation batches to be (input, target) pairs, but batch {index} is {type(batch).__name__}."
+            f"Expected the validation batches to be (input, target) pairs of tensors, but batch {index} is {got}."
         )
-    x, y = batch[0], batch[1]
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise TypeError(
-            f"Expected tensors in validation batch {index}, but got {type(x).__name__}, {type(y).__name__}."
-        )
-    return x, y
+    return pair[0].to(device), pair[1].to(device)
 
 
 @torch.no_grad()
 def validation_pass(
     model: nn.Module,
     batches: Iterable[Any],
-    record: Record,
+    record: Callable[[Tensor, Tensor, Tensor], None],
     *,
     config: PGDConfig,
     seed: int = 0,
     device: torch.device | str | None = None,
 ) -> int:
-    r"""Run ``model`` on every batch, clean and under PGD, and hand the logits to ``record``.
+    r"""Run ``model`` on every batch, clean and under PGD, and hand the logits to ``record``; return the sample count.
 
-    The model is in eval mode with its parameters frozen for the pass (both restored after it;
-    parameters' ``.grad`` untouched). The attack ascends the cross-entropy with ``config``'s
-    radius, step and number of steps; with ``config.random_start == "uniform"`` each sample's
-    start is drawn from a hash of ``seed`` and the sample itself (the evaluation protocol's
-    start, :func:`~torch_absld.evaluate_robustness`), so the result depends neither on the
-    batching nor on the rank a sample is on: under ``torch.distributed`` give each rank its own
-    shard of the split, and a controller that all-reduces (``record`` = its ``update``) sees the
-    numbers of one process on the whole split. Labels are checked by ``record``; inputs must lie
-    in ``[clip_min, clip_max]`` (checked once per batch).
-
-    Args:
-        model: the network (a DDP wrapper is unwrapped).
-        batches: iterable of ``(input, target)`` pairs (a ``DataLoader``; extra elements ignored).
-        record: called once per batch with the clean logits, the adversarial logits and the labels.
-        config: the attack (``random_start`` ``"uniform"`` or ``None``).
-        seed: seed of the uniform starts.
-        device: where batches go; ``None`` is the device of the model's parameters.
-
-    Returns:
-        The number of samples passed.
-
-    Shape:
-        - input batches: $(N, \dots)$; target batches: $(N,)$
+    The model is in eval mode, frozen, during the pass (both restored). The attack ascends the
+    cross-entropy with ``config`` (``random_start`` ``"uniform"`` or ``None``); a uniform start is drawn
+    from a hash of ``seed`` and the sample (as :func:`~torch_absld.evaluate_robustness`): ranks with
+    their own shards and an all-reducing ``record`` see the numbers of one process on the whole split.
+    ``batches`` are ``(input, target)`` pairs, moved to ``device`` (``None``: the model's); a DDP
+    wrapper is unwrapped; ``record(clean_logits, robust_logits, target)`` checks the labels.
     """
     check_validation_attack(config)
     if not callable(record):
@@ -149,12 +85,14 @@ def validation_pass(
         )
     seed = check_integer(seed, "seed", minimum=0)
     evaluated = unwrap_model(model)
-    target_device = _device(device) if device is not None else _model_device(evaluated)
-    attack = config.replace(random_start=None)
-    seen = 0
+    try:
+        target_device = torch.device(device) if device is not None else module_device(evaluated) or torch.device("cpu")
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"Expected `device` to be a torch.device or a device string, but got {device!r}.") from error
+    attack, seen = config.replace(random_start=None), 0
     with frozen_model(evaluated):
         for index, batch in enumerate(batches):
-            x, y = (value.to(target_device) for value in _pair(batch, index))
+            x, y = _pair(batch, index, target_device)
             start = None
             if config.random_start == "uniform":
                 start = x.float() + (2 * keyed_uniform(x, seed) - 1) * config.eps

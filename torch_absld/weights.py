@@ -28,19 +28,7 @@ def _tensor_entries(obj: Mapping[str, Any]) -> int:
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-    """The weights inside ``checkpoint``, without wrapper prefixes.
-
-    Accepts a plain state dict or one nested under a common key (``"state_dict"``,
-    ``"model_state_dict"``, ``"model"``, ``"net"``, ...). Removes the ``module.`` prefixes of
-    ``DataParallel`` / ``DistributedDataParallel`` and the ``_orig_mod.`` segments of
-    ``torch.compile``.
-
-    Args:
-        checkpoint: what ``torch.load`` returned.
-
-    Returns:
-        A new flat state dict.
-    """
+    """The weights of ``checkpoint`` (plain or nested under a common key) without ``module.`` / ``_orig_mod.``."""
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f"Expected `checkpoint` to be a mapping (a state dict), but got {type(checkpoint).__name__}.")
     state: Mapping[str, Any] = checkpoint
@@ -62,13 +50,8 @@ def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
 
 def _strip_wrappers(key: str) -> str:
     key = key.replace("._orig_mod.", ".")
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _WRAPPER_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-                changed = True
+    while key.startswith(_WRAPPER_PREFIXES):
+        key = key.split(".", 1)[1]
     return key
 
 
@@ -82,12 +65,7 @@ def _drop_common_prefix(state: dict[str, Any], expected: set[str]) -> dict[str, 
 
 
 def _load_file(path: str, map_location: str | torch.device | None, weights_only: bool) -> Any:
-    """``torch.load(path)``, with a clear error for a file that is not a checkpoint at all.
-
-    An empty, truncated or foreign file gets a ``ValueError`` that says so. A readable
-    checkpoint that the safe loader refuses (pickled objects beyond tensors) keeps PyTorch's
-    own error, which names the objects and how to allow them.
-    """
+    """``torch.load(path)``; a ``ValueError`` for an empty, truncated or foreign file (torch's error otherwise)."""
     if os.path.getsize(path) == 0:
         raise ValueError(f"Expected `source` to be a checkpoint written by torch.save, but {path!r} is empty.")
     try:
@@ -119,29 +97,12 @@ def load_weights(
     map_location: str | torch.device | None = "cpu",
     weights_only: bool = True,
 ) -> nn.Module:
-    """Load a checkpoint into ``model``, tolerating ``module.`` / ``_orig_mod.`` prefixes and nesting.
+    """Load a checkpoint (a path or a loaded dict) into ``model`` and return ``model``.
 
-    The usual mismatches between a published checkpoint and a freshly built model are fixed
-    (see :func:`extract_state_dict`; also one leading segment shared by every key, such as the
-    ``model.`` of a Lightning checkpoint). Anything else raises an error that lists the missing,
-    unexpected and mis-shaped keys, which usually means a different architecture, width,
-    depth or number of classes.
-
-    Args:
-        model: the freshly built network (e.g. the teacher).
-        source: a path for ``torch.load``, or an already loaded checkpoint / state dict.
-        strict: require every key of ``model`` to be loaded and no extra key.
-        map_location: passed to ``torch.load``.
-        weights_only: passed to ``torch.load``; ``False`` only for checkpoints you trust that
-            pickle more than tensors.
-
-    Returns:
-        ``model``, with the weights loaded.
-
-    Raises:
-        FileNotFoundError: if ``source`` is a path that does not exist.
-        ValueError: if the file is empty, truncated or not a PyTorch checkpoint.
-        ValueError: if the keys or shapes do not match (with ``strict``), or shapes never match.
+    Nesting, wrapper prefixes (:func:`extract_state_dict`) and one leading segment shared by
+    every key (a Lightning ``model.``) are tolerated; other mismatches raise a ``ValueError``
+    listing the missing, unexpected and mis-shaped keys. ``map_location`` and ``weights_only``
+    go to ``torch.load``; ``strict`` as ``load_state_dict``'s.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")

@@ -1,10 +1,4 @@
-"""``torch.compile(fullgraph=True)`` for functions that take input gradients.
-
-An attack step takes its gradient with ``torch.autograd.grad(loss, x_adv)``. TorchDynamo
-traces that call only with its ``trace_autograd_ops`` option on; without it the graph breaks
-there and only the forward is compiled. :func:`trace_input_gradients` turns the option on
-for a block, and :func:`compiled` builds (once per function and mode) the compiled function.
-"""
+"""``torch.compile(fullgraph=True)`` for functions that take input gradients (``torch.autograd.grad``)."""
 
 from __future__ import annotations
 
@@ -42,10 +36,7 @@ def trace_input_gradients() -> contextlib.AbstractContextManager[None]:
 
 
 def compiled(fn: Callable[..., Any], mode: str | None = None) -> Callable[..., Any]:
-    """``torch.compile(fn, fullgraph=True, mode=mode)``, built once per ``(fn, mode)`` and reused.
-
-    Call the result inside :func:`trace_input_gradients` when ``fn`` takes input gradients.
-    """
+    """``torch.compile(fn, fullgraph=True, mode=mode)``, built once per ``(fn, mode)``."""
     key = (fn, mode)
     if key not in _cache:
         _cache[key] = torch.compile(fn, fullgraph=True, mode=mode)

@@ -1,8 +1,4 @@
-"""Thin wrappers over ``torch.distributed`` that are no-ops in a single process or in local mode.
-
-``process_group=False`` means *this rank alone*: no collective is called, so a function may be
-called on one rank only (e.g. evaluation on rank 0) without the other ranks taking part.
-"""
+"""``torch.distributed`` wrappers that do nothing in one process or with ``process_group=False`` (this rank alone)."""
 
 from __future__ import annotations
 
@@ -22,12 +18,7 @@ def is_distributed(process_group: ProcessGroupArg = None) -> bool:
 
 
 def all_reduce_sum(tensor: Tensor, process_group: ProcessGroupArg = None) -> Tensor:
-    """Sum ``tensor`` across ranks in place (one collective) and return it.
-
-    In a single process, before ``torch.distributed`` is initialised, or with
-    ``process_group=False`` it is returned unchanged. Every rank of the group must call it:
-    a collective that one rank skips waits until the process group's timeout.
-    """
+    """Sum ``tensor`` across the group's ranks in place (every rank must call it) and return it."""
     if process_group is not False and is_distributed(process_group):
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=process_group)
     return tensor

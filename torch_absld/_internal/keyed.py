@@ -28,12 +28,7 @@ def _hash32(a: Tensor) -> Tensor:
 
 
 def keyed_uniform(input: Tensor, seed: int) -> Tensor:
-    r"""Uniform noise in ``[0, 1)`` that is a function of ``seed`` and of each sample's values only.
-
-    Each sample's noise is drawn from a counter-based hash keyed by ``seed`` and by the bits of
-    the sample itself, so it is the same whatever batch, position, rank or device the sample is
-    in: evaluations with random starts do not depend on the batch size, the order or the
-    number of ranks.
+    r"""Uniform noise in ``[0, 1)``, a hash of ``seed`` and each sample's bits: the same in any batch, rank or order.
 
     Shape:
         - input: $(N, \dots)$ floating point

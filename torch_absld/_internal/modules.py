@@ -10,24 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = [
-    "as_model_input",
-    "check_state_before_loading",
-    "check_state_first",
-    "eval_mode",
-    "frozen_model",
-    "module_device",
-    "module_dtype",
-    "unwrap_model",
-]
-
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module to attack: the one inside ``DistributedDataParallel`` / ``DataParallel``.
-
-    Attacking the wrapper itself would run DDP's reducer hooks on a forward whose backward
-    never reaches the parameters, leaving the next training step waiting.
-    """
+    """The module inside ``DistributedDataParallel`` / ``DataParallel`` (attacking DDP itself would hang it)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
     inner = getattr(model, "module", None)
@@ -60,10 +45,7 @@ def as_model_input(model: nn.Module, input: Tensor) -> Tensor:
 
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode, then give each one its own previous mode back.
-
-    The modes are restored also when the body raises.
-    """
+    """Every submodule in eval mode; each gets its own previous mode back on exit (also on errors)."""
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
@@ -75,11 +57,7 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 
 @contextlib.contextmanager
 def frozen_model(model: nn.Module) -> Iterator[None]:
-    """Eval mode and ``requires_grad=False`` on every parameter; both restored on exit.
-
-    Attacks that call ``.backward()`` (AutoAttack's FAB) then leave the parameters' ``.grad``
-    untouched, and no parameter gradient is computed for nothing.
-    """
+    """Eval mode and ``requires_grad=False`` on every parameter (``.grad`` untouched); both restored on exit."""
     flags = [(param, param.requires_grad) for param in model.parameters()]
     with eval_mode(model):
         for param, _ in flags:
@@ -92,11 +70,7 @@ def frozen_model(model: nn.Module) -> Iterator[None]:
 
 
 def check_state_before_loading(module: nn.Module, state_dict: Mapping[str, Any], prefix: str = "") -> None:
-    """Run the ``_check_state_dict`` of ``module`` and of every submodule that has one, copying nothing.
-
-    Called by a container before its first submodule loads, so that a checkpoint rejected by
-    any part (corrupt temperatures, a mismatched setting) leaves every part as it was.
-    """
+    """Run every ``_check_state_dict`` in ``module`` before anything loads (a rejected load changes nothing)."""
     for name, sub in module.named_modules():
         check = getattr(sub, "_check_state_dict", None)
         if callable(check):
@@ -104,10 +78,7 @@ def check_state_before_loading(module: nn.Module, state_dict: Mapping[str, Any],
 
 
 def loaded_tensor(state_dict: Mapping[str, Any], prefix: str, name: str, current: Tensor) -> Tensor | None:
-    """The checkpoint's tensor for ``name`` with the shape of ``current``, or ``None`` when it holds none.
-
-    Raises a ``ValueError`` naming the entry when the shapes differ (before anything is copied).
-    """
+    """The checkpoint's tensor for ``name`` (``None`` if absent); a ``ValueError`` unless shaped like ``current``."""
     loaded = state_dict.get(prefix + name)
     if not isinstance(loaded, Tensor):
         return None
@@ -119,9 +90,5 @@ def loaded_tensor(state_dict: Mapping[str, Any], prefix: str, name: str, current
 
 
 def check_state_first(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
-    """A ``load_state_dict`` pre-hook: :func:`check_state_before_loading` before the first submodule loads.
-
-    Registered on the module itself, the hook gets ``module, state_dict, prefix`` and the five
-    arguments of ``_load_from_state_dict`` after them, which it does not read.
-    """
+    """A ``load_state_dict`` pre-hook running :func:`check_state_before_loading` (later arguments unused)."""
     check_state_before_loading(module, state_dict, prefix)

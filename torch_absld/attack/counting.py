@@ -1,4 +1,4 @@
-r""":class:`CountingObjective`: a named attack objective that also counts correctly classified iterates."""
+""":class:`CountingObjective`: a named attack objective that also counts correctly classified iterates."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from .._internal.checks import (
     check_positive,
     label_range_flag,
     probability_flag,
-    raise_first,
-    values_checkable,
 )
-from .objectives import ObjectiveName, check_output_width, check_target, objective_value
+from .objectives import ObjectiveName, _attack_objective, check_output_width, check_target
 
 __all__ = ["CountingObjective"]
 
@@ -24,35 +22,23 @@ __all__ = ["CountingObjective"]
 class CountingObjective:
     r"""The objective ``objective`` of :func:`~torch_absld.attack_objective`, counting correct predictions on the way.
 
-    Pass it as a callable ``objective`` to :func:`~torch_absld.pgd` (or
-    :class:`~torch_absld.KLPGDAttack`). Every ascent step evaluates the model once at its current
-    iterate; this objective adds 1 to :attr:`counts` for each sample whose prediction there
-    (arg-max of the logits) is its label. After a $K$-step attack, ``counts`` holds Fair-ARD's
-    $\kappa_i \in \{0, \dots, K\}$: the number of iterates among the start and the first $K - 1$
-    steps (not the returned one) that the model still classifies correctly, from the same
-    forward that gives the gradient (``AttackPGD.forward`` of the official ``Fair-ARD.py``).
-    Call :meth:`reset` with the labels before each attack. Shapes are checked at every step (free
-    under compile); the values of the labels and of the attack's target once per attack, at its
-    first step, in eager mode (one read from the device), unless ``reset(..., validated=True)``.
+    The callable ``objective`` of :func:`~torch_absld.pgd`: each ascent step adds 1 to :attr:`counts`
+    for each sample still predicted as its label, so after $K$ steps ``counts`` holds Fair-ARD's
+    $\kappa_i \in \{0, \dots, K\}$ (``AttackPGD.forward`` of the official ``Fair-ARD.py``).
+    Call :meth:`reset` with the labels before each attack (checked with the attack's own checks).
 
     Args:
-        objective: what the attack ascends: ``"ce"`` (integer labels as the attack's target),
-            ``"kl"`` (soft labels as the attack's target) or ``"cw"``.
+        objective: ``"ce"`` (integer labels as the attack's target), ``"kl"`` (soft labels) or ``"cw"``.
         student_temperature: $\tau_s$ of the ``"kl"`` objective.
 
     Example:
         >>> from torch_absld import pgd
-        >>> model = torch.nn.Linear(4, 3)
-        >>> x, y = torch.rand(5, 4), torch.tensor([0, 1, 2, 0, 1])
-        >>> counter = CountingObjective("ce")
+        >>> counter, y = CountingObjective("ce"), torch.tensor([0, 1, 2, 0, 1])
         >>> counter.reset(y)
-        >>> x_adv = pgd(model, x, y, objective=counter, eps=0.1, steps=3)
-        >>> counter.counts.shape, int(counter.counts.max()) <= 3
-        (torch.Size([5]), True)
+        >>> _ = pgd(torch.nn.Linear(4, 3), torch.rand(5, 4), y, objective=counter, eps=0.1, steps=3)
+        >>> counter.counts.shape
+        torch.Size([5])
     """
-
-    counts: Tensor
-    labels: Tensor
 
     def __init__(self, objective: ObjectiveName = "ce", *, student_temperature: float = 1.0) -> None:
         check_choice(objective, "objective", ("ce", "kl", "cw"))
@@ -62,47 +48,48 @@ class CountingObjective:
         self.counts = torch.zeros(0)
         self._unchecked = False
 
-    def reset(self, labels: Tensor, *, validated: bool = False) -> None:
-        """Start counting for a new attack on samples with these labels (``counts`` become zeros).
+    def reset(self, labels: Tensor) -> None:
+        """Start counting for a new attack on samples with labels $(N,)$ (any integer dtype): zero ``counts``."""
+        self._reset(labels)
+        self._unchecked = True
 
-        Labels of any integer dtype are accepted (as int64). ``validated=True`` skips the value
-        checks of the coming attack (the caller checked the labels and made the target).
-
-        Shape:
-            - labels: $(N,)$ integer classes
-        """
+    def _reset(self, labels: Tensor) -> None:
+        """:meth:`reset` without the value checks of the coming attack (the caller checked the labels)."""
         self.labels = check_integer_labels(labels, None, name="labels", check_values=False).detach()
         self.counts = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
-        self._unchecked = not validated
+        self._unchecked = False
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         """Count the correct predictions in ``output``, then return the summed objective."""
+        target = self._checked(output, target)
+        with torch.no_grad():
+            self.counts.add_((output.detach().argmax(dim=1) == self.labels).to(self.counts.dtype))
+        return _attack_objective(output, target, self.objective, student_temperature=self.student_temperature)
+
+    def _checked(self, output: Tensor, target: Tensor) -> Tensor:
         check_logits(output, "output")
         if output.shape[:1] != self.labels.shape:
             raise RuntimeError(
                 f"Expected logits for {self.labels.shape[0]} samples as given to `reset(labels)`, but got "
                 f"{tuple(output.shape)}. Call `reset(labels)` before each attack."
             )
-        checking = self._unchecked and values_checkable(True)
-        target = check_target(target, self.objective, output.shape[0], False, device=output.device)
+        target = check_target(target, self.objective, output.shape[0], device=output.device)
         if self.objective == "kl":
             check_output_width(output, target, self.objective, "output")
-        if checking:
-            self._check_values(output, target)
-        with torch.no_grad():
-            self.counts.add_((output.detach().argmax(dim=1) == self.labels).to(self.counts.dtype))
-        return objective_value(output, target, self.objective, self.student_temperature)
+        return target
 
-    def _check_values(self, output: Tensor, target: Tensor) -> None:
-        """The labels and the attack's target against the model's class count, in one read; once per attack."""
-        classes = output.shape[1]
-        checks: list[ValueCheck] = [label_range_flag(self.labels, classes, "labels")]
-        if self.objective == "kl":
-            checks.append(probability_flag(target, "target"))
-        else:
-            checks.append(label_range_flag(target, classes))
-        raise_first(checks)
+    def _value_checks(self, output: Tensor, target: Tensor) -> list[ValueCheck]:
+        """The flags of the labels and the attack's target after :meth:`reset` (``output``: logits of any batch)."""
+        if not self._unchecked:
+            return []
         self._unchecked = False
+        check_logits(output, "output")
+        batch = target.shape[0] if isinstance(target, Tensor) and target.dim() else -1  # rows: checked per step
+        target = check_target(target, self.objective, batch, device=output.device)
+        classes = output.shape[1]
+        kl = self.objective == "kl"
+        target_flag = probability_flag(target, "target") if kl else label_range_flag(target, classes)
+        return [label_range_flag(self.labels, classes, "labels"), target_flag]
 
     def __repr__(self) -> str:
         return f"CountingObjective({self.objective!r})"

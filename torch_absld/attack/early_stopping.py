@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._internal.checks import (
+    ValueCheck,
     at_least_float32,
     check_choice,
     check_device,
@@ -17,8 +18,6 @@ from .._internal.checks import (
     check_logits,
     label_range_flag,
     probability_flag,
-    raise_first,
-    values_checkable,
 )
 
 __all__ = ["EarlyStopping", "LogitsAndInput", "StopAt"]
@@ -40,25 +39,18 @@ class LogitsAndInput(nn.Module):
 class EarlyStopping:
     r"""TRADES' KL objective, with each sample frozen where the model's prediction first turns (BAT).
 
-    Pass it as the callable ``objective`` of :func:`~torch_absld.pgd` on a :class:`LogitsAndInput`
-    module, with the clean soft labels $p$ as the target. At each ascent step it reads the
-    prediction at the current iterate $x^k$ (the forward that gives the gradient) and stops the
-    samples whose prediction is not their label any more; the objective is
-    $\sum_i m_i\,\mathrm{KL}(p_i \,\|\, \mathrm{softmax} f(x^k_i))$ with $m_i = 0$ for stopped
-    samples, so their gradient is zero and the engine's signed step leaves them where they are
-    (eval mode: a sample's gradient depends on that sample only). After the attack,
-    :meth:`emitted` gives each sample's point:
+    The callable ``objective`` of :func:`~torch_absld.pgd` on a :class:`LogitsAndInput` module,
+    with the clean soft labels $p$ as the target: $\sum_i m_i\,\mathrm{KL}(p_i \,\|\,
+    \mathrm{softmax} f(x^k_i))$, where $m_i = 0$ once sample $i$ stopped (zero gradient: the
+    signed step leaves it in place). Predictions are read at $x^0, \dots, x^{K-1}$ from the
+    forward that gives the gradient; :meth:`emitted` gives each sample's point:
 
-    - ``"last_clean"`` (BAT's ``stop_to_lastclean``): the last iterate still classified correctly,
-      $x^{k-1}$ for a sample first misclassified at $x^k$ ($x^0$ when already at $x^0$);
-    - ``"first_adversarial"`` (``stop_to_firstadv``, FAT with $\tau$ = ``patience``): a sample found
-      misclassified is stepped ``patience`` more times before it stops at the next misclassified
-      iterate.
+    - ``"last_clean"`` (BAT's ``stop_to_lastclean``): the last iterate still classified correctly;
+    - ``"first_adversarial"`` (``stop_to_firstadv``, FAT with $\tau$ = ``patience``): a sample
+      found misclassified is stepped ``patience`` more times, then stops at the next misclassified iterate.
 
-    Samples that never stop get the attack's last iterate $x^K$; predictions are read at
-    $x^0, \dots, x^{K-1}$. Call :meth:`reset` with the labels and the clean batch before each attack.
-    Shapes are checked at every step (free under compile); the labels' range and the soft labels
-    once per attack, at its first step, in eager mode (unless ``reset(..., validated=True)``).
+    Samples that never stop get the attack's result. Call :meth:`reset` with the labels and the
+    clean batch before each attack; the values are checked once, with the attack's own checks.
 
     Args:
         stop_at: ``"last_clean"`` or ``"first_adversarial"``.
@@ -66,12 +58,9 @@ class EarlyStopping:
 
     Example:
         >>> from torch_absld import pgd
-        >>> model = nn.Linear(4, 3)
-        >>> x, y = torch.rand(5, 4), torch.tensor([0, 1, 2, 0, 1])
-        >>> stopper = EarlyStopping("last_clean")
+        >>> model, x, y, stopper = nn.Linear(4, 3), torch.rand(5, 4), torch.tensor([0, 1, 2, 0, 1]), EarlyStopping()
         >>> stopper.reset(y, x)
-        >>> p = torch.softmax(model(x), dim=1).detach()
-        >>> final = pgd(LogitsAndInput(model), x, p, objective=stopper, eps=0.3, steps=4, seed=0)
+        >>> final = pgd(LogitsAndInput(model), x, model(x).softmax(1).detach(), objective=stopper, eps=0.3, steps=4)
         >>> stopper.emitted(final).shape
         torch.Size([5, 4])
     """
@@ -80,29 +69,21 @@ class EarlyStopping:
         check_choice(stop_at, "stop_at", ("last_clean", "first_adversarial"))
         self.stop_at: StopAt = stop_at
         self.patience = check_integer(patience, "patience", minimum=0)
-        self.labels = torch.zeros(0, dtype=torch.long)
-        self.active = torch.zeros(0, dtype=torch.bool)
-        self.remaining = torch.zeros(0, dtype=torch.long)
-        self.checks = torch.zeros((), dtype=torch.long)
-        self.kept = torch.zeros(0)
-        self._unchecked = False
+        self._reset(torch.zeros(0, dtype=torch.long), torch.zeros(0))
 
-    def reset(self, labels: Tensor, input: Tensor, *, validated: bool = False) -> None:
-        r"""Start a new attack on the clean batch ``input`` with labels ``labels``: every sample active.
+    def reset(self, labels: Tensor, input: Tensor) -> None:
+        r"""Start a new attack on the clean batch ``input`` $(N, \dots)$ with labels $(N,)$ (any integer dtype)."""
+        self._reset(labels, input)
+        self._unchecked = True
 
-        Labels of any integer dtype are accepted (as int64). ``validated=True`` skips the value
-        checks of the coming attack (the caller checked the labels and made the soft labels).
-
-        Shape:
-            - labels: $(N,)$ integer classes
-            - input: $(N, \dots)$, the batch to be attacked
-        """
+    def _reset(self, labels: Tensor, input: Tensor) -> None:
+        """:meth:`reset` without the value checks of the coming attack (the caller checked the labels)."""
         if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
             got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
             raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
         labels = check_integer_labels(labels, None, name="labels", batch_size=input.shape[0], check_values=False)
         check_device(labels, input.device, "labels", "`input`")
-        self._unchecked = not validated
+        self._unchecked = False
         self.labels = labels.detach()
         self.active = torch.ones(labels.shape, dtype=torch.bool, device=labels.device)
         patience = self.patience if self.stop_at == "first_adversarial" else 0
@@ -112,36 +93,19 @@ class EarlyStopping:
 
     def __call__(self, output: tuple[Tensor, Tensor], target: Tensor) -> Tensor:
         """Read the predictions at the iterate, stop the samples that turned, return the masked summed KL."""
-        if not (isinstance(output, (tuple, list)) and len(output) == 2 and all(isinstance(t, Tensor) for t in output)):
-            got = f"a tuple of {len(output)}" if isinstance(output, (tuple, list)) else type(output).__name__
-            raise TypeError(
-                f"Expected the attacked module to return (logits, input), but got {got}. Attack "
-                "`LogitsAndInput(model)`, which keeps the iterates."
-            )
-        logits, iterate = output
-        check_logits(logits, "logits")
+        logits, iterate = _logits_and_input(output)
         if logits.shape[:1] != self.labels.shape or iterate.shape != self.kept.shape:
             raise RuntimeError(
                 f"Expected logits for {self.labels.shape[0]} samples as given to `reset`, but got "
                 f"{tuple(logits.shape)}. Call `reset(labels, input)` before each attack."
             )
-        if not isinstance(target, Tensor) or target.shape != logits.shape or not target.is_floating_point():
-            got = f"{target.dtype} of shape {tuple(target.shape)}" if isinstance(target, Tensor) else type(target)
-            raise ValueError(
-                f"Expected `target` to be soft labels of the logits' shape {tuple(logits.shape)}, but got {got}. "
-                "Pass the clean predictions' probabilities."
-            )
-        if self._unchecked and values_checkable(True):
-            classes = logits.shape[1]
-            raise_first([label_range_flag(self.labels, classes, "labels"), probability_flag(target, "target")])
-            self._unchecked = False
+        _check_soft_labels(target, logits.shape)
         with torch.no_grad():
             point = iterate.detach()
             correct = logits.detach().argmax(dim=1) == self.labels
             turned = self.active & ~correct
             stopping = turned & (self.remaining == 0)
-            # last clean: keep every iterate still classified correctly (and the start); first adversarial:
-            # keep the iterate a sample stops at.
+            # last clean: keep each iterate still classified correctly (and the start); else the stopping one
             keep = self.active & (correct | (self.checks == 0)) if self.stop_at == "last_clean" else stopping
             self.kept.copy_(torch.where(keep.view(point.shape[0], *([1] * (point.dim() - 1))), point, self.kept))
             self.remaining.sub_((turned & (self.remaining > 0)).long())
@@ -151,20 +115,44 @@ class EarlyStopping:
         per_sample = F.kl_div(log_q, target.to(log_q.dtype), reduction="none").sum(dim=1)
         return (per_sample * self.active.to(per_sample.dtype)).sum()
 
-    def emitted(self, final: Tensor) -> Tensor:
-        r"""Each sample's point: its kept iterate if it stopped, else ``final`` (the attack's result).
+    def _value_checks(self, output: tuple[Tensor, Tensor], target: Tensor) -> list[ValueCheck]:
+        """The flags of the labels and the soft labels after :meth:`reset` (``output`` of any batch)."""
+        if not self._unchecked:
+            return []
+        self._unchecked = False
+        classes = _logits_and_input(output)[0].shape[1]
+        batch = target.shape[0] if isinstance(target, Tensor) and target.dim() else -1  # rows: checked per step
+        _check_soft_labels(target, (batch, classes))
+        return [label_range_flag(self.labels, classes, "labels"), probability_flag(target, "target")]
 
-        Shape:
-            - final: $(N, \dots)$, the attack's output
-            - Output: like ``final``
-        """
+    def emitted(self, final: Tensor) -> Tensor:
+        r"""Each sample's point: its kept iterate if it stopped, else ``final`` (the attack's result, $(N, \dots)$)."""
         if self.kept.shape != final.shape:
             raise RuntimeError(
-                f"Expected `final` of the attacked batch's shape {tuple(self.kept.shape)}, but got "
-                f"{tuple(final.shape)}."
+                f"Expected `final` of the attacked batch's shape {tuple(self.kept.shape)}, got {tuple(final.shape)}."
             )
         mask = self.active.view(final.shape[0], *([1] * (final.dim() - 1)))
         return torch.where(mask, final, self.kept.to(final.dtype))
 
     def __repr__(self) -> str:
         return f"EarlyStopping({self.stop_at!r}, patience={self.patience})"
+
+
+def _logits_and_input(output: object) -> tuple[Tensor, Tensor]:
+    if not (isinstance(output, (tuple, list)) and len(output) == 2 and all(isinstance(t, Tensor) for t in output)):
+        got = f"a tuple of {len(output)}" if isinstance(output, (tuple, list)) else type(output).__name__
+        raise TypeError(
+            f"Expected the attacked module to return (logits, input), but got {got}. Attack "
+            "`LogitsAndInput(model)`, which keeps the iterates."
+        )
+    check_logits(output[0], "logits")
+    return output[0], output[1]
+
+
+def _check_soft_labels(target: object, shape: tuple[int, ...]) -> None:
+    if not isinstance(target, Tensor) or target.shape != shape or not target.is_floating_point():
+        got = f"{target.dtype} of shape {tuple(target.shape)}" if isinstance(target, Tensor) else type(target)
+        raise ValueError(
+            f"Expected `target` to be soft labels of the logits' shape {tuple(shape)}, but got {got}. "
+            "Pass the clean predictions' probabilities."
+        )

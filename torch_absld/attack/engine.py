@@ -1,15 +1,13 @@
-"""One L-inf PGD engine: the functional :func:`pgd` and :func:`kl_pgd`, and the private ascent step."""
+"""One L-inf PGD engine: :func:`pgd`, :func:`kl_pgd` and the unchecked twin :func:`_pgd`."""
 
 from __future__ import annotations
 
 import contextlib
 import numbers
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
 from .._internal.checks import (
     ValueCheck,
@@ -23,12 +21,11 @@ from .._internal.checks import (
 )
 from .._internal.compile import compiled, trace_input_gradients
 from .._internal.modules import eval_mode, module_device, module_dtype, unwrap_model
-from .config import DEFAULT_FP16_LOSS_SCALE, PGDConfig, PGDSettings, checked_fields
+from .config import FP16_LOSS_SCALE, PGDConfig
 from .objectives import (
     Objective,
     ObjectiveFn,
     ObjectiveName,
-    check_objective,
     check_output_width,
     check_target,
     resolve_objective,
@@ -54,52 +51,56 @@ def pgd(
     generator: torch.Generator | None = None,
     seed: int | None = None,
     start: Tensor | None = None,
-    **settings: Unpack[PGDSettings],
+    **settings: Any,
 ) -> Tensor:
     r"""L-inf projected gradient ascent on ``objective`` around ``input``.
 
     Each step: $x' \leftarrow \Pi_{[x-\epsilon, x+\epsilon] \cap [lo, hi]}\big(x' + s\,
-    \mathrm{sign}(\nabla_{x'} L)\big)$. The model runs in eval mode for the attack's duration
-    and every submodule gets its own previous mode back afterwards, also when an exception is
-    raised. Gradients are taken with respect to the input only (parameters' ``.grad``
-    untouched), under ``torch.enable_grad()``: it works inside ``torch.no_grad()``,
-    ``torch.inference_mode()`` and on frozen models. ``input`` is never modified. The iterate
-    and the projection stay in float32 whatever autocast does to the model; a non-finite
-    gradient entry (fp16 overflow) counts as no signal for that pixel.
-
-    The settings come from ``config`` (:class:`PGDConfig`, default: ABSLD's attack), changed
-    by the keyword ``settings`` (``steps=...``, ``random_start=...``: the fields of
-    :class:`PGDConfig`). ``eps`` and ``step_size`` may also be per-sample tensors: the ball,
-    the uniform start and the projection then hold for each sample with its own radius.
+    \mathrm{sign}(\nabla_{x'} L)\big)$, the model in eval mode (modes restored afterwards) and
+    the gradient taken for the input only, also inside ``torch.no_grad()`` / ``inference_mode()``.
+    The iterate is float32 (float64 for float64 inputs); a non-finite gradient entry counts as 0.
+    ``validate_args`` checks the values of ``input``, ``target`` and per-sample radii (one read).
 
     Args:
         model: the network under attack (a DDP / DataParallel wrapper is unwrapped).
-        input: clean inputs inside ``[clip_min, clip_max]``. bf16 / fp16 inputs (a model cast to
-            that dtype) are attacked in float32 and fed to the model in their own dtype; the
-            result is rounded to it.
-        target: soft labels $(N, C)$ or integer labels $(N,)$, or what a callable objective takes.
-        config: the attack's settings; ``None`` is ``PGDConfig()``.
-        objective: ``"kl"`` (KL to soft labels), ``"ce"``, ``"cw"`` (margin), ``"auto"``
-            (``"kl"`` for floating point ``target``, ``"ce"`` for integer labels), or a callable
-            ``objective(output, target)`` returning the summed loss to ascend from whatever the
-            model returns (e.g. a module running a student and its teacher together).
-        eps: L-inf radius: a float, or a tensor $(N,)$ of per-sample radii; replaces ``config.eps``.
-        step_size: ascent step: a float or a tensor $(N,)$; replaces ``config.step_size``.
-        generator: random generator for the start (reproducible attacks).
+        input: clean inputs in ``[clip_min, clip_max]`` (bf16 / fp16: attacked in float32, rounded back).
+        target: soft labels $(N, C)$, integer labels $(N,)$, or what a callable objective takes.
+        config: the settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
+        objective: ``"kl"``, ``"ce"``, ``"cw"`` (margin), ``"auto"`` (``"kl"`` for floating point
+            ``target``, else ``"ce"``) or ``objective(output, target)`` returning the summed loss.
+        eps: L-inf radius, a float or per-sample radii $(N,)$; replaces ``config.eps``.
+        step_size: ascent step, a float or $(N,)$; replaces ``config.step_size``.
+        generator: random generator of the start.
         seed: shorthand for a generator seeded with ``seed`` on the input's device.
-        start: explicit first iterate, like ``input``; replaces ``random_start`` (projected when
-            ``project_start``), e.g. noise that depends on each sample only.
-        **settings: changes to ``config`` (:class:`PGDSettings`).
+        start: explicit first iterate like ``input``; replaces ``random_start``.
+        **settings: changes to the other fields of ``config`` (``steps=20``, ...).
 
     Shape:
-        - input: $(N, \dots)$
-        - target: $(N, C)$ or $(N,)$
-        - eps, step_size: scalars or $(N,)$
-        - Output: $(N, \dots)$, dtype of ``input``, within ``eps`` of ``input`` and inside
-          ``[clip_min, clip_max]``
+        - input: $(N, \dots)$; target: $(N, C)$ or $(N,)$
+        - Output: like ``input``, within ``eps`` of it and inside ``[clip_min, clip_max]``, exactly
     """
     config, eps, step_size = configured(config, eps, step_size, settings)
-    return run_pgd(model, input, target, config, objective, eps, step_size, generator=generator, seed=seed, start=start)
+    checking = values_checkable(config.validate_args)
+    return _attack(model, input, target, config, objective, eps, step_size, generator, seed, start, checking)
+
+
+def _pgd(
+    model: nn.Module,
+    input: Tensor,
+    target: Tensor,
+    *,
+    config: PGDConfig | None = None,
+    objective: Objective = "auto",
+    eps: PerSample | None = None,
+    step_size: PerSample | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    start: Tensor | None = None,
+    **settings: Any,
+) -> Tensor:
+    """:func:`pgd` without the value checks (no read from the device): the caller checked its inputs."""
+    config, eps, step_size = configured(config, eps, step_size, settings)
+    return _attack(model, input, target, config, objective, eps, step_size, generator, seed, start, False)
 
 
 def kl_pgd(
@@ -112,50 +113,35 @@ def kl_pgd(
     step_size: PerSample | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
-    **settings: Unpack[PGDSettings],
+    **settings: Any,
 ) -> Tensor:
-    r"""ABSLD's inner maximisation (Eq. 13): PGD on $\mathrm{KL}(p \,\|\, \mathrm{softmax}(f(x') / \tau_s))$.
-
-    Defaults are the paper's: eps 8/255, step 2/255, 10 steps, Gaussian start of std 0.001.
-    See :func:`pgd` for every argument.
+    r"""ABSLD's inner maximisation (Eq. 13): :func:`pgd` on $\mathrm{KL}(p \,\|\, \mathrm{softmax}(f(x') / \tau_s))$.
 
     Shape:
-        - input: $(N, \dots)$ in $[0, 1]$
-        - soft_labels: $(N, C)$ probabilities
-        - Output: like ``input``
+        - input: $(N, \dots)$; soft_labels: $(N, C)$ probabilities; Output: like ``input``
     """
-    return pgd(
-        model,
-        input,
-        soft_labels,
-        config=config,
-        objective="kl",
-        eps=eps,
-        step_size=step_size,
-        generator=generator,
-        seed=seed,
-        **settings,
-    )
+    config, eps, step_size = configured(config, eps, step_size, settings)
+    checking = values_checkable(config.validate_args)
+    return _attack(model, input, soft_labels, config, "kl", eps, step_size, generator, seed, None, checking)
 
 
 def configured(
-    config: PGDConfig | None, eps: PerSample | None, step_size: PerSample | None, settings: PGDSettings
+    config: PGDConfig | None, eps: PerSample | None, step_size: PerSample | None, settings: dict[str, Any]
 ) -> tuple[PGDConfig, PerSample, PerSample]:
-    """The config with the scalar overrides applied, and the radius and step each call uses."""
+    """The config with the scalar changes applied, and the radius and step of the call (per-sample tensors kept)."""
     if config is not None and not isinstance(config, PGDConfig):
         raise TypeError(f"Expected `config` to be a PGDConfig or None, but got {type(config).__name__}.")
-    changes: dict[str, Any] = dict(settings)
+    changes = dict(settings)
     if eps is not None and not isinstance(eps, Tensor):
         changes["eps"] = eps
     if step_size is not None and not isinstance(step_size, Tensor):
         changes["step_size"] = step_size
-    base = config if config is not None else _DEFAULT_CONFIG
-    config = base.replace(**changes) if changes else base
+    config = (config or _DEFAULT_CONFIG).replace(**changes) if changes else (config or _DEFAULT_CONFIG)
     radius = eps if isinstance(eps, Tensor) else config.eps
     return config, radius, step_size if isinstance(step_size, Tensor) else config.step_size
 
 
-def run_pgd(
+def _attack(
     model: nn.Module,
     input: Tensor,
     target: Tensor,
@@ -163,58 +149,61 @@ def run_pgd(
     objective: Objective,
     eps: PerSample,
     step_size: PerSample,
-    *,
-    generator: torch.Generator | None = None,
-    seed: int | None = None,
-    start: Tensor | None = None,
-    validated: bool = False,
+    generator: torch.Generator | None,
+    seed: int | None,
+    start: Tensor | None,
+    checking: bool,
     model_name: str = "model",
 ) -> Tensor:
-    """:func:`pgd` with a config already made (the module and the training steps call this).
-
-    ``validated=True`` skips the value checks (host syncs) of ``input`` and ``target`` when the
-    caller has made or checked them; shapes, dtypes and devices are always checked.
-    ``model_name`` is how error messages call the model (a training step's ``"student"``).
-    """
-    # No input gradient exists inside torch.inference_mode(): the attack runs outside it.
-    with torch.inference_mode(False):
+    """The attack, settings resolved; ``checking``: run the value checks; ``model_name``: the model in errors."""
+    with torch.inference_mode(False):  # no input gradient exists inside inference mode
         if not isinstance(input, Tensor) or not input.is_floating_point() or input.dim() < 1:
             got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
             raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
         attacked = unwrap_model(model)
         check_device(input, module_device(attacked), "input", f"`{model_name}`")
         resolved = resolve_objective(objective, target)
-        checking = values_checkable(config.validate_args) and not validated
-        batch = input.shape[0]
-        target = check_target(target, resolved, batch, False, device=input.device)
+        target = check_target(target, resolved, input.shape[0], device=input.device)
         if isinstance(target, Tensor) and target.is_inference():  # cannot be saved for backward
             target = target.clone()
-        eps = _per_sample(eps, "eps", input)
-        step_size = _per_sample(step_size, "step_size", input)
-        generator = _seeded(seed, generator, input.device)
-        x = at_least_float32(input.detach())  # float64 models are attacked in float64
+        eps, step_size = _per_sample(eps, "eps", input), _per_sample(step_size, "step_size", input)
+        radii = (("eps", eps, True), ("step_size", step_size, False))
+        if seed is not None:
+            if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+                raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
+            generator = torch.Generator(device=input.device).manual_seed(int(seed))
+        x = at_least_float32(input.detach())
         if x.is_inference():
             x = x.clone()
-        # The iterate stays in float32 (or float64); the model gets it in its own dtype (a cast model).
-        feed = module_dtype(attacked) or input.dtype
+        feed = module_dtype(attacked) or input.dtype  # a cast model gets the iterate in its own dtype
         model_dtype = feed if feed != x.dtype else None
-        scale = config.loss_scale
-        if scale is None:
-            fp16 = _fp16_autocast_active(x.device.type) or model_dtype == torch.float16
-            scale = DEFAULT_FP16_LOSS_SCALE if fp16 else 1.0
-        radius, step = per_sample_view(eps, x), per_sample_view(step_size, x)
-        temperature = config.student_temperature
+        fp16 = torch.is_autocast_enabled(x.device.type) and torch.get_autocast_dtype(x.device.type) == torch.float16
+        scale = config.loss_scale or (FP16_LOSS_SCALE if fp16 or model_dtype == torch.float16 else 1.0)
         ascent = compiled(_ascent_step, config.compile_mode) if config.compile else _ascent_step
         tracing = trace_input_gradients() if config.compile else contextlib.nullcontext()
         with eval_mode(attacked), torch.enable_grad(), tracing:
-            if checking:
-                _check_values(attacked, input, x, model_dtype, target, resolved, config, (eps, step_size), model_name)
-            if batch == 0:
+            if checking:  # one read; labels against the class count of the model's output on one sample
+                checks = [input_flag(input, config.clip_min, config.clip_max)]
+                checks += [_radius_flag(v, n, z) for n, v, z in radii if isinstance(v, Tensor) and v.numel()]
+                objective_checks = getattr(resolved, "_value_checks", None)  # CountingObjective, EarlyStopping
+                if resolved == "kl":
+                    checks.append(probability_flag(target, "target"))
+                elif input.shape[0] and (resolved in ("ce", "cw") or objective_checks is not None):
+                    with torch.no_grad():
+                        output = attacked(x[:1] if model_dtype is None else x[:1].to(model_dtype))
+                    if objective_checks is not None:
+                        checks += objective_checks(output, target)
+                    elif not callable(resolved):
+                        check_output_width(output, target[:1], resolved, model_name)
+                        checks.append(label_range_flag(target, output.shape[1]))
+                raise_first(checks)
+            if input.shape[0] == 0:
                 return input.detach().clone()
             lower, upper = projection_bounds(x, eps, config.clip_min, config.clip_max)
-            x_adv = _first_iterate(x, start, config, radius, generator)
+            x_adv = _first_iterate(x, start, config, per_sample_view(eps, x), generator)
             if config.project_start:
                 x_adv = torch.clamp(x_adv, lower, upper)
+            step, temperature = per_sample_view(step_size, x), config.student_temperature
             for _ in range(config.steps):
                 x_adv = ascent(
                     attacked, x_adv, lower, upper, target, resolved, step, temperature, scale, model_dtype, model_name
@@ -222,68 +211,23 @@ def run_pgd(
         return round_into_ball(x_adv, input, eps, config.clip_min, config.clip_max)
 
 
-def _seeded(seed: object, generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
-    """A generator seeded with ``seed`` on ``device``, or ``generator`` when ``seed`` is None."""
-    if seed is None:
-        return generator
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
-    return torch.Generator(device=device).manual_seed(int(seed))
-
-
-def _check_values(
-    model: nn.Module,
-    input: Tensor,
-    x: Tensor,
-    model_dtype: torch.dtype | None,
-    target: Tensor,
-    objective: ObjectiveName | ObjectiveFn,
-    config: PGDConfig,
-    per_sample: tuple[PerSample, PerSample],
-    model_name: str,
-) -> None:
-    """The value checks of one attack, read back from the device in one transfer.
-
-    Integer labels are checked against the model's class count, read from its output on the
-    first sample (one forward of one sample, without gradient).
-    """
-    checks = [input_flag(input, config.clip_min, config.clip_max)]
-    for name, value, allow_zero in (("eps", per_sample[0], True), ("step_size", per_sample[1], False)):
-        if isinstance(value, Tensor) and value.numel() > 0:
-            checks.append(_radius_flag(value, name, allow_zero))
-    if objective == "kl":
-        checks.append(probability_flag(target, "target"))
-    elif objective in ("ce", "cw") and x.shape[0] > 0:
-        with torch.no_grad():
-            probe = x[:1] if model_dtype is None else x[:1].to(model_dtype)
-            output = model(probe)
-        check_output_width(output, target[:1], objective, model_name)
-        checks.append(label_range_flag(target, output.shape[1]))
-    raise_first(checks)
-
-
-def _radius_flag(value: Tensor, name: str, allow_zero: bool) -> ValueCheck:
-    flag = (~torch.isfinite(value) | (value < 0 if allow_zero else value <= 0)).any()
-
-    def raise_error() -> None:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"Expected every `{name}` finite and {bound}, but got {value.tolist()}.")
-
-    return flag, raise_error
-
-
-def _per_sample(value: PerSample, name: str, input: Tensor) -> PerSample:
-    """A scalar as it is; a per-sample tensor checked (shape, dtype, device; values in :func:`_check_values`)."""
-    if not isinstance(value, Tensor):
-        return value
-    batch = input.shape[0]
-    if not value.is_floating_point() or value.shape != (batch,):
-        raise ValueError(
-            f"Expected `{name}` to be a float or a floating point tensor of shape (N,) = ({batch},), but got "
-            f"{value.dtype} of shape {tuple(value.shape)}."
-        )
-    check_device(value, input.device, name, "`input`")
-    return value.detach()
+def _first_iterate(
+    x: Tensor, start: Tensor | None, config: PGDConfig, eps: PerSample, generator: torch.Generator | None
+) -> Tensor:
+    """The given ``start``, or the config's random start around ``x`` (not yet projected)."""
+    if start is not None:
+        if not isinstance(start, Tensor) or start.shape != x.shape:
+            raise ValueError(f"Expected `start` to be a tensor of shape {tuple(x.shape)} like `input`.")
+        return start.detach().to(x)
+    if config.random_start is None:
+        return x.clone()
+    device = generator.device if generator is not None else x.device
+    if config.random_start == "normal":
+        noise = config.init_std * torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32)
+    else:
+        noise = torch.rand(x.shape, generator=generator, device=device, dtype=torch.float32)
+        noise = (2 * noise - 1) * (eps.to(device=device, dtype=torch.float32) if isinstance(eps, Tensor) else eps)
+    return x + noise.to(x.device)
 
 
 def _ascent_step(
@@ -307,7 +251,6 @@ def _ascent_step(
         loss = loss * loss_scale
     (grad,) = torch.autograd.grad(loss, x_adv)
     direction = torch.nan_to_num(grad, nan=0.0).sign_()
-    # step * (+-1 or 0) is exact, so add(alpha=) (one pass) equals x_adv + step * direction.
     if isinstance(step_size, Tensor):
         moved = torch.addcmul(x_adv.detach(), direction, step_size)
     else:
@@ -315,66 +258,43 @@ def _ascent_step(
     return torch.clamp(moved, lower, upper)
 
 
-def _pgd_step(
+def _radius_flag(value: Tensor, name: str, allow_zero: bool) -> ValueCheck:
+    flag = (~torch.isfinite(value) | (value < 0 if allow_zero else value <= 0)).any()
+
+    def raise_error() -> None:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"Expected every `{name}` finite and {bound}, but got {value.tolist()}.")
+
+    return flag, raise_error
+
+
+def _per_sample(value: PerSample, name: str, input: Tensor) -> PerSample:
+    """A scalar as it is; a per-sample tensor checked (shape, dtype, device), detached."""
+    if not isinstance(value, Tensor):
+        return value
+    batch = input.shape[0]
+    if not value.is_floating_point() or value.shape != (batch,):
+        raise ValueError(
+            f"Expected `{name}` to be a float or a floating point tensor of shape (N,) = ({batch},), but got "
+            f"{value.dtype} of shape {tuple(value.shape)}."
+        )
+    check_device(value, input.device, name, "`input`")
+    return value.detach()
+
+
+def run_pgd(
     model: nn.Module,
-    x_adv: Tensor,
-    x: Tensor,
+    input: Tensor,
     target: Tensor,
-    *,
-    objective: ObjectiveName | ObjectiveFn,
+    config: PGDConfig,
+    objective: Objective,
     eps: PerSample,
     step_size: PerSample,
-    clip_min: float,
-    clip_max: float,
-    student_temperature: float = 1.0,
-    loss_scale: float = 1.0,
-    model_dtype: torch.dtype | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    start: Tensor | None = None,
+    validated: bool = False,
 ) -> Tensor:
-    """One ascent step from ``x_adv`` with the projection around ``x`` (the 0.1 public ``pgd_step``).
-
-    In eager mode the settings are checked as a :class:`PGDConfig` checks them.
-    """
-    if not torch.compiler.is_compiling():
-        check_objective(objective)
-        checked_fields(
-            {
-                "eps": eps if not isinstance(eps, Tensor) else 0.0,
-                "step_size": step_size if not isinstance(step_size, Tensor) else 1.0,
-                "clip_min": clip_min,
-                "clip_max": clip_max,
-                "student_temperature": student_temperature,
-                "loss_scale": loss_scale,
-            }
-        )
-    lower, upper = projection_bounds(x, eps, clip_min, clip_max)
-    return _ascent_step(
-        model, x_adv, lower, upper, target, objective, step_size, student_temperature, loss_scale, model_dtype
-    )
-
-
-def _compiled_pgd_step(mode: str | None = None) -> Callable[..., Tensor]:
-    """:func:`_pgd_step` compiled with ``fullgraph=True`` (the 0.1 public ``compiled_pgd_step``)."""
-    return compiled(_pgd_step, mode)
-
-
-def _first_iterate(
-    x: Tensor, start: Tensor | None, config: PGDConfig, eps: PerSample, generator: torch.Generator | None
-) -> Tensor:
-    """The given ``start``, or the config's random start around ``x`` (not yet projected)."""
-    if start is not None:
-        if not isinstance(start, Tensor) or start.shape != x.shape:
-            raise ValueError(f"Expected `start` to be a tensor of shape {tuple(x.shape)} like `input`.")
-        return start.detach().to(x)
-    if config.random_start is None:
-        return x.clone()
-    device = generator.device if generator is not None else x.device
-    if config.random_start == "normal":
-        noise = config.init_std * torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32)
-    else:
-        noise = torch.rand(x.shape, generator=generator, device=device, dtype=torch.float32)
-        noise = (2 * noise - 1) * (eps.to(device=device, dtype=torch.float32) if isinstance(eps, Tensor) else eps)
-    return x + noise.to(x.device)
-
-
-def _fp16_autocast_active(device_type: str) -> bool:
-    return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16
+    """Internal, for callers not yet on :func:`_pgd` (the unchecked twin of :func:`pgd`); ``validated`` skips values."""
+    checking = values_checkable(config.validate_args) and not validated
+    return _attack(model, input, target, config, objective, eps, step_size, generator, None, start, checking)

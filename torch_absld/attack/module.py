@@ -2,61 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
-from .config import PGDConfig, PGDSettings
-from .engine import PerSample, configured, run_pgd
+from .._internal.checks import values_checkable
+from .config import PGDConfig, RandomStart
+from .engine import PerSample, _attack, configured
 from .objectives import Objective, check_objective
 
 __all__ = ["KLPGDAttack"]
 
-T = TypeVar("T")
 
+def _setting(field: str) -> Any:
+    """An attribute that reads (and replaces) one field of the attack's :class:`PGDConfig`."""
 
-class _Setting(Generic[T]):
-    """An attribute of the attack that reads (and replaces) one field of its :class:`PGDConfig`."""
+    def replace(attack: KLPGDAttack, value: Any) -> None:
+        attack.config = attack.config.replace(**{field: value})
 
-    def __init__(self, field: str) -> None:
-        self.field = field
-
-    def __get__(self, attack: Any, owner: type | None = None) -> T:
-        value: T = getattr(attack.config, self.field)
-        return value
-
-    def __set__(self, attack: Any, value: T) -> None:
-        attack.config = attack.config.replace(**{self.field: value})
+    return property(lambda attack: getattr(attack.config, field), replace)
 
 
 class KLPGDAttack(nn.Module):
-    r"""L-inf PGD that maximises KL to soft labels (probabilities) or CE to integer labels.
+    r"""L-inf PGD (:func:`~torch_absld.pgd`) as a module holding its :class:`PGDConfig`.
 
-    ``attack(x, target)`` runs :func:`~torch_absld.pgd` with the attack's :class:`PGDConfig`:
-    with probabilities $(N, C)$ it is ABSLD's KL-PGD (Eq. 13), with integer labels $(N,)$ it
-    is standard CE-PGD; ``objective="cw"`` gives the CW-inf margin attack, and a callable
-    objective any loss of the model's output. The model is held by reference, not registered
-    as a submodule, so the attack's ``state_dict`` holds no weights.
-
-    Build it from a config (``KLPGDAttack(model, config=PGDConfig(eps=4 / 255))``) or from
-    keywords (``KLPGDAttack(model, eps=4 / 255, steps=20)``; both together: the keywords
-    change the config). The settings read as attributes (``attack.eps``, ``attack.steps``);
-    ``attack.config`` is the whole. ``attack(x, y, eps=radii)`` takes per-sample radii $(N,)$
-    for one call (``step_size`` likewise).
+    With probabilities $(N, C)$ as the target it is ABSLD's KL-PGD (Eq. 13), with labels $(N,)$
+    CE-PGD. The model is held by reference (the ``state_dict`` holds no weights). The settings
+    read as attributes (``attack.eps``); ``attack.config`` is the whole.
 
     Args:
         model: the network under attack (a DDP wrapper is unwrapped).
-        config: the attack's settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
-        objective: ``"auto"`` (default: KL for probabilities, CE for labels), ``"kl"``,
-            ``"ce"``, ``"cw"``, or a callable ``objective(output, target)`` (see :func:`~torch_absld.pgd`).
-        generator: random generator used by every call (reproducible sequences of attacks).
+        config: the settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
+        objective: ``"auto"``, ``"kl"``, ``"ce"``, ``"cw"`` or a callable (see :func:`~torch_absld.pgd`).
+        generator: random generator of every call's start.
         eps: L-inf radius (replaces ``config.eps``).
         step_size: ascent step (replaces ``config.step_size``).
-        **settings: other fields of :class:`PGDConfig` (``steps``, ``random_start``, ``init_std``,
-            ``project_start``, ``clip_min``, ``clip_max``, ``student_temperature``,
-            ``loss_scale``, ``compile``, ``compile_mode``, ``validate_args``).
+        **settings: other fields of :class:`PGDConfig` (``steps``, ``validate_args``, ...).
 
     Shape:
         - input: $(N, \dots)$
@@ -66,24 +48,23 @@ class KLPGDAttack(nn.Module):
     Example:
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
         >>> attack = KLPGDAttack(model, eps=0.1, step_size=0.05, steps=3)
-        >>> x_adv = attack(torch.rand(2, 12), torch.tensor([0, 2]))
-        >>> x_adv.shape, attack.steps
+        >>> attack(torch.rand(2, 12), torch.tensor([0, 2])).shape, attack.steps
         (torch.Size([2, 12]), 3)
     """
 
-    eps = _Setting[float]("eps")
-    step_size = _Setting[float]("step_size")
-    steps = _Setting[int]("steps")
-    random_start = _Setting[Any]("random_start")
-    init_std = _Setting[float]("init_std")
-    project_start = _Setting[bool]("project_start")
-    clip_min = _Setting[float]("clip_min")
-    clip_max = _Setting[float]("clip_max")
-    student_temperature = _Setting[float]("student_temperature")
-    loss_scale = _Setting["float | None"]("loss_scale")
-    use_compile = _Setting[bool]("compile")
-    compile_mode = _Setting["str | None"]("compile_mode")
-    validate_args = _Setting[bool]("validate_args")
+    eps: float = _setting("eps")
+    step_size: float = _setting("step_size")
+    steps: int = _setting("steps")
+    random_start: RandomStart | None = _setting("random_start")
+    init_std: float = _setting("init_std")
+    project_start: bool = _setting("project_start")
+    clip_min: float = _setting("clip_min")
+    clip_max: float = _setting("clip_max")
+    student_temperature: float = _setting("student_temperature")
+    loss_scale: float | None = _setting("loss_scale")
+    use_compile: bool = _setting("compile")
+    compile_mode: str | None = _setting("compile_mode")
+    validate_args: bool = _setting("validate_args")
     model: nn.Module
 
     def __init__(
@@ -95,14 +76,14 @@ class KLPGDAttack(nn.Module):
         generator: torch.Generator | None = None,
         eps: float | None = None,
         step_size: float | None = None,
-        **settings: Unpack[PGDSettings],
+        **settings: Any,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
-        for name, value in (("eps", eps), ("step_size", step_size)):
-            if isinstance(value, Tensor):
-                raise TypeError(f"Expected `{name}` to be a float; pass per-sample tensors when calling the attack.")
+        if isinstance(eps, Tensor) or isinstance(step_size, Tensor):
+            name = "eps" if isinstance(eps, Tensor) else "step_size"
+            raise TypeError(f"Expected `{name}` to be a float; pass per-sample tensors when calling the attack.")
         self.config: PGDConfig = configured(config, eps, step_size, settings)[0]
         check_objective(objective)
         self.objective = objective
@@ -119,31 +100,34 @@ class KLPGDAttack(nn.Module):
         seed: int | None = None,
         eps: PerSample | None = None,
         step_size: PerSample | None = None,
-        validated: bool = False,
     ) -> Tensor:
-        """Adversarial examples for ``input``; ``eps`` / ``step_size`` override the config for this call.
+        """Adversarial examples for ``input``; ``eps`` / ``step_size`` (floats or $(N,)$) override the config."""
+        return self._run(input, target, seed, eps, step_size, values_checkable(self.validate_args))
 
-        ``validated=True`` skips the value checks of ``input`` and ``target`` (host syncs) when
-        the caller has made or checked them (a training step does); shapes are always checked.
-        """
-        config = self.config
-        if not (eps is None or isinstance(eps, Tensor)) or not (step_size is None or isinstance(step_size, Tensor)):
-            config, eps, step_size = configured(config, eps, step_size, {})
-        eps = config.eps if eps is None else eps
-        step_size = config.step_size if step_size is None else step_size
-        return run_pgd(
-            self.model,
-            input,
-            target,
-            config,
-            self.objective,
-            eps,
-            step_size,
-            generator=self.generator,
-            seed=seed,
-            validated=validated,
-            model_name=self._model_name,
-        )
+    def _forward(
+        self,
+        input: Tensor,
+        target: Tensor,
+        *,
+        seed: int | None = None,
+        eps: PerSample | None = None,
+        step_size: PerSample | None = None,
+    ) -> Tensor:
+        """:meth:`forward` without the value checks (no read from the device): the caller checked its inputs."""
+        return self._run(input, target, seed, eps, step_size, False)
+
+    def _run(
+        self,
+        input: Tensor,
+        target: Tensor,
+        seed: int | None,
+        eps: PerSample | None,
+        step_size: PerSample | None,
+        checking: bool,
+    ) -> Tensor:
+        config, eps, step_size = configured(self.config, eps, step_size, {})
+        args = (self.objective, eps, step_size, self.generator, seed, None, checking, self._model_name)
+        return _attack(self.model, input, target, config, *args)
 
     def extra_repr(self) -> str:
         objective = getattr(self.objective, "__name__", self.objective)

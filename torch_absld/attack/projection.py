@@ -1,12 +1,4 @@
-"""The L-inf ball of an attack, exactly: projection bounds and the returned example, in every dtype.
-
-``x - eps`` in float32 rounds ``eps`` first and can fall a few ulps outside the ball; a bf16 /
-fp16 result rounded to nearest can land up to half an ulp outside it (more than ``eps`` itself
-for bf16 near 1 at ``eps = 1e-3``). Here the bounds are computed in float64 and rounded toward
-the input, and the returned example is moved one step toward the input where the cast put it
-outside, so ``|x_adv - x| <= eps`` and ``clip_min <= x_adv <= clip_max`` hold exactly in the
-returned dtype.
-"""
+"""The L-inf ball of an attack, exactly in every dtype: ``|x_adv - x| <= eps`` and ``clip_min <= x_adv <= clip_max``."""
 
 from __future__ import annotations
 
@@ -28,12 +20,10 @@ def per_sample_view(value: PerSample, x: Tensor) -> PerSample:
 
 
 def projection_bounds(x: Tensor, eps: PerSample, clip_min: float, clip_max: float) -> tuple[Tensor, Tensor]:
-    """Per-element bounds with ``clamp(v, lower, upper) == clamp(clamp(v, x - eps, x + eps), lo, hi)``.
+    """Bounds with ``clamp(v, lower, upper) == clamp(clamp(v, x - eps, x + eps), lo, hi)`` for every ``v``.
 
-    Exact for every ``v`` (also when ``x`` lies outside ``[lo, hi]``), so an attack computes
-    them once instead of four elementwise passes per step. The bounds are computed in float64
-    and rounded toward ``x`` into ``x``'s dtype, so every value between them is within ``eps``
-    of ``x`` exactly (``x - eps`` in float32 rounds ``eps`` first and can fall a few ulps short).
+    Computed in float64 and rounded toward ``x`` into its dtype, so every value between them is
+    within ``eps`` of ``x`` exactly.
     """
     wide = x if _no_float64(x) else x.double()
     radius = per_sample_view(eps, wide)
@@ -60,11 +50,8 @@ def _rounded_inward(bound: Tensor, dtype: torch.dtype, *, up: bool) -> Tensor:
 def round_into_ball(x_adv: Tensor, input: Tensor, eps: PerSample, clip_min: float, clip_max: float) -> Tensor:
     """``x_adv`` in ``input``'s dtype, exactly within ``eps`` of ``input`` and inside ``[clip_min, clip_max]``.
 
-    The iterate lies exactly inside (see :func:`projection_bounds`); casting it to bf16 / fp16
-    can round a value just past the ball or the range. Such a value is moved to its neighbour
-    toward ``input`` in its own dtype: that neighbour lies between the input and the unrounded
-    iterate, so it is inside. Checked in float64, where the difference of two values of a
-    narrower dtype is exact.
+    A value the cast rounds past the ball or the range moves to its neighbour toward ``input``
+    (checked in float64, where differences of narrower floats are exact).
     """
     out = x_adv.to(input.dtype)
     if _no_float64(out):

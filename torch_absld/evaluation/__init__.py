@@ -1,13 +1,4 @@
-"""Class-wise robustness evaluation, as the paper reports it.
-
-- :mod:`~torch_absld.evaluation.metrics`: per-class accuracy, Avg., Worst, Overall, NSD;
-- :mod:`~torch_absld.evaluation.protocol`: the attacks and their default settings;
-- :mod:`~torch_absld.evaluation.evaluate`: :func:`evaluate_robustness`, all attacks in one pass;
-- :mod:`~torch_absld.evaluation.autoattack`: AutoAttack through ``pyautoattack`` (the ``eval`` extra);
-- :mod:`~torch_absld.evaluation.report`: :class:`RobustnessReport` and the paper's tables;
-- :mod:`~torch_absld.evaluation.checkpoint`: :class:`BestCheckpoint`, the best-Overall checkpoint;
-- :mod:`~torch_absld.evaluation.data`: :func:`stratified_split`, a held-out split for selection.
-"""
+"""Class-wise robustness evaluation as the paper reports it: metrics, attacks, reports, checkpoint selection."""
 
 from __future__ import annotations
 

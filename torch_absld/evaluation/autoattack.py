@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .._internal.checks import (
+    check_bool,
     check_choice,
     check_device,
     check_finite_number,
@@ -21,29 +22,18 @@ from .._internal.checks import (
     input_flag,
     label_range_flag,
     raise_first,
+    values_checkable,
 )
 from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
 
 __all__ = ["auto_attack"]
 
 AutoAttackVersion = Literal["standard", "plus", "rand", "custom"]
-_VERSIONS = ("standard", "plus", "rand", "custom")
-_TARGETED = ("apgd-t", "fab-t")
 _ATTACKS_OF_VERSION = {
     "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
     "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
     "rand": ("apgd-ce", "apgd-dlr"),
 }
-
-
-def _import_autoattack() -> Any:
-    try:
-        return importlib.import_module("pyautoattack")
-    except ImportError as error:
-        raise ImportError(
-            'AutoAttack needs the `pyautoattack` package: pip install "torch-absld[eval]" '
-            "(or pip install pyautoattack)."
-        ) from error
 
 
 def auto_attack(
@@ -60,34 +50,28 @@ def auto_attack(
     batch_size: int | None = None,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
+    validate_args: bool = True,
 ) -> Tensor:
-    r"""L-inf AutoAttack (Croce & Hein, 2020) of ``model`` on one batch, via ``pyautoattack``.
+    r"""L-inf AutoAttack (Croce & Hein, 2020) of ``model`` on one batch, through ``pyautoattack``.
 
-    ``version="standard"`` runs APGD-CE, APGD-T, FAB-T and Square in sequence, each on the
-    samples still classified correctly. The number of target classes of APGD-T and FAB-T is
-    $\min(9, C - 1)$ (9 for CIFAR-10 and CIFAR-100, as in the standard version), ``device``
-    and ``seed`` are passed explicitly, and the global random state is restored afterwards
-    (``pyautoattack`` seeds the global generator). The model runs in eval mode with its
-    parameters' ``requires_grad`` switched off (FAB calls ``.backward()``): both are restored,
-    and parameters' ``.grad`` is untouched.
-
-    The restarts of APGD and Square draw random numbers for the whole batch, so a sample's
-    result can depend on the batch it is in (unlike the FGSM, PGD and CW attacks of
-    :func:`torch_absld.evaluate_robustness`).
+    ``"standard"`` runs APGD-CE, APGD-T, FAB-T and Square on the samples still classified
+    correctly; APGD-T and FAB-T target $\min(9, C - 1)$ classes. The global random state, the
+    model's mode and ``requires_grad`` are restored. Restarts draw for the whole batch.
 
     Args:
         model: network returning logits (a DDP wrapper is unwrapped).
-        input: images in ``[0, 1]`` (``pyautoattack`` clamps to that range).
+        input: images in ``[0, 1]``.
         target: true labels.
-        num_classes: number of classes $C$ (at least 4 for the targeted DLR loss of APGD-T).
+        num_classes: number of classes $C$ (at least 4 for the DLR losses of APGD-T / APGD-DLR).
         eps: L-inf radius, ``>= 0``.
-        version: ``"standard"`` (the paper's), ``"plus"``, ``"rand"`` or ``"custom"``.
-        attacks: the attack list for ``version="custom"`` (e.g. ``["apgd-ce", "square"]``).
+        version: ``"standard"``, ``"plus"``, ``"rand"`` or ``"custom"``.
+        attacks: the attack list of ``version="custom"`` (e.g. ``["apgd-ce", "square"]``).
         seed: seed of every attack's random restarts.
         device: where the attacks run; ``None`` is ``input``'s device.
         batch_size: batch size inside ``pyautoattack``; ``None`` is the whole input.
-        clip_min: must be 0 (kept for a uniform signature with the other attacks).
+        clip_min: must be 0 (AutoAttack clamps to ``[0, 1]``).
         clip_max: must be 1.
+        validate_args: check the values of ``input`` and ``target`` (one read from the device).
 
     Shape:
         - input: $(N, C_{in}, H, W)$ (Square perturbs images)
@@ -95,7 +79,7 @@ def auto_attack(
         - Output: like ``input``
     """
     eps = check_positive(eps, "eps", allow_zero=True)
-    check_choice(version, "version", _VERSIONS)
+    check_choice(version, "version", (*_ATTACKS_OF_VERSION, "custom"))
     if check_finite_number(clip_min, "clip_min") != 0.0 or check_finite_number(clip_max, "clip_max") != 1.0:
         raise ValueError(
             f"Expected `clip_min` = 0 and `clip_max` = 1 for AutoAttack, which clamps to [0, 1], but got "
@@ -108,7 +92,7 @@ def auto_attack(
         raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
     seed = int(seed)
     run = _attack_list(version, attacks)
-    if any(name in _TARGETED or name == "apgd-dlr" for name in run) and num_classes < 4:
+    if any(name in ("apgd-t", "fab-t", "apgd-dlr") for name in run) and num_classes < 4:
         raise ValueError(
             f"Expected `num_classes` >= 4 for AutoAttack's {'/'.join(run)} (the DLR losses use the 3 or 4 "
             f"largest logits), but got {num_classes}. Use version='custom' with attacks=['apgd-ce', 'square']."
@@ -127,13 +111,20 @@ def auto_attack(
     target = check_integer_labels(target, num_classes, batch_size=input.shape[0], check_values=False)
     if input.shape[0] == 0:
         return input.detach().clone()
-    raise_first([label_range_flag(target, num_classes), input_flag(input, 0.0, 1.0)])
-    _check_output(attacked, input[:1].to(device), num_classes)
+    if values_checkable(check_bool(validate_args, "validate_args")):
+        raise_first([label_range_flag(target, num_classes), input_flag(input, 0.0, 1.0)])
+    probe = input[:1].to(device)
+    check_device(probe, module_device(attacked), "input", "`model` (or `device`)")
+    with torch.no_grad(), frozen_model(attacked), torch.inference_mode(False):
+        check_logits_of(attacked(as_model_input(attacked, probe)), 1, num_classes)
     if eps == 0.0:
         return input.detach().clone()
-    if batch_size is None:
-        batch_size = input.shape[0]
-    module = _import_autoattack()
+    try:
+        module = importlib.import_module("pyautoattack")
+    except ImportError as error:
+        raise ImportError(
+            'AutoAttack needs `pyautoattack`: pip install "torch-absld[eval]" (or pyautoattack).'
+        ) from error
     kwargs: dict[str, Any] = {"device": device, "eps": eps, "norm": "Linf", "seed": seed, "version": version}
     if version == "custom":
         kwargs["attacks"] = list(run)
@@ -142,27 +133,22 @@ def auto_attack(
     targets = min(9, num_classes - 1)
     adversary.apgd_targeted.n_target_classes = targets
     adversary.fab.n_target_classes = targets
-    rng_devices: list[int] = []
-    if device.type == "cuda":
-        rng_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
     # The attacks need gradients: run them outside torch.inference_mode(), on ordinary copies.
-    with frozen_model(attacked), torch.random.fork_rng(devices=rng_devices), torch.inference_mode(False):
+    with frozen_model(attacked), torch.random.fork_rng(devices=cuda), torch.inference_mode(False):
         x_adv, _ = adversary.run_standard_evaluation(
-            input.detach().to(device).clone(), target.to(device).clone(), batch_size=batch_size
+            input.detach().to(device).clone(), target.to(device).clone(), batch_size=batch_size or input.shape[0]
         )
     result: Tensor = x_adv.to(device=input.device, dtype=input.dtype)
     return result
 
 
-def _check_output(model: nn.Module, probe: Tensor, num_classes: int) -> None:
-    """The model's output on one sample must be logits ``(1, num_classes)`` (AutoAttack indexes by class)."""
-    check_device(probe, module_device(model), "input", "`model` (or `device`)")
-    with torch.no_grad(), frozen_model(model), torch.inference_mode(False):
-        output = model(as_model_input(model, probe))
-    if not isinstance(output, Tensor) or tuple(output.shape) != (1, num_classes):
+def check_logits_of(output: Any, batch_size: int, num_classes: int) -> None:
+    """Raise unless the model's ``output`` is logits ``(batch_size, num_classes)``."""
+    if not isinstance(output, Tensor) or tuple(output.shape) != (batch_size, num_classes):
         got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
         raise ValueError(
-            f"Expected `model` to return logits of shape (N, num_classes) = (1, {num_classes}) on one sample, "
+            f"Expected `model` to return logits of shape (N, num_classes) = ({batch_size}, {num_classes}), "
             f"but got {got}. Check `num_classes` and that the model returns plain logits."
         )
 

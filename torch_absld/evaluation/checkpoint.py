@@ -37,14 +37,10 @@ def _cpu_copy(value: Any) -> Any:
 
 
 class BestCheckpoint:
-    """Tracks the best *Overall* robustness under one attack and keeps that model's weights.
+    """Keeps the weights of the best *Overall* = (Avg. + Worst) / 2 under one attack seen so far.
 
-    The paper reports, for every method, the checkpoint with the best Overall = (Avg. + Worst) / 2
-    (the authors' script selects on PGD Avg. + PGD Worst, which ranks the same). Call
-    :meth:`update` after each evaluation; it keeps a CPU deep copy of the state dict whenever the
-    criterion strictly improves (the earliest epoch wins a tie; NaN never improves). To select
-    on held-out data instead of the test set, evaluate on a split made by
-    :func:`torch_absld.stratified_split`.
+    How the paper selects its checkpoints. :meth:`update` keeps a CPU copy of the state dict when
+    the criterion strictly improves (the earliest epoch wins a tie; NaN never improves).
 
     Args:
         attack: the attack of the report whose metric is compared (``"pgd"`` as in the paper).
@@ -52,13 +48,10 @@ class BestCheckpoint:
 
     Example:
         >>> from torch_absld import RobustnessReport, class_accuracy_summary
-        >>> best = BestCheckpoint("pgd")
-        >>> model = nn.Linear(2, 2)
         >>> report = RobustnessReport({"pgd": class_accuracy_summary([4, 2], [5, 5])}, num_classes=2, eps=0.1)
-        >>> best.update(report, model, epoch=3)
-        True
-        >>> best.best_overall, best.best_epoch
-        (0.5, 3)
+        >>> best = BestCheckpoint("pgd")
+        >>> best.update(report, nn.Linear(2, 2), epoch=3), best.best_overall, best.best_epoch
+        (True, 0.5, 3)
     """
 
     def __init__(self, attack: str = "pgd", *, criterion: Criterion = "overall") -> None:
@@ -83,11 +76,7 @@ class BestCheckpoint:
         return self._state_dict
 
     def update(self, report: RobustnessReport, state_dict_or_module: nn.Module | Mapping[str, Any], epoch: int) -> bool:
-        """Keep ``state_dict_or_module``'s weights if ``report`` beats the best so far; return whether it did.
-
-        A module's state dict is taken from inside a DDP / DataParallel wrapper, so its keys
-        have no ``module.`` prefix.
-        """
+        """Keep the weights (of a module: unwrapped from DDP) if ``report`` beats the best so far; return whether."""
         if not isinstance(report, RobustnessReport):
             raise TypeError(f"Expected `report` to be a RobustnessReport, but got {type(report).__name__}.")
         if self.attack not in report:
@@ -109,10 +98,7 @@ class BestCheckpoint:
         value = float(getattr(report[self.attack], self.criterion))
         if math.isnan(value) or (self.best_value is not None and value <= self.best_value):
             return False
-        self.best_value = value
-        self.best_epoch = epoch
-        self.best_report = report
-        self._state_dict = _cpu_copy(state)
+        self.best_value, self.best_epoch, self.best_report, self._state_dict = value, epoch, report, _cpu_copy(state)
         return True
 
     def load_into(self, module: nn.Module, *, strict: bool = True) -> nn.Module:
@@ -126,20 +112,10 @@ class BestCheckpoint:
         """``torch.save`` the best state dict with its epoch, value and report (as a dict)."""
         if self._state_dict is None:
             raise RuntimeError("No checkpoint kept yet: call `update` with a report first.")
-        torch.save(
-            {
-                "state_dict": self._state_dict,
-                "epoch": self.best_epoch,
-                "attack": self.attack,
-                "criterion": self.criterion,
-                "value": self.best_value,
-                "report": None if self.best_report is None else self.best_report.to_dict(),
-            },
-            path,
-        )
+        report = None if self.best_report is None else self.best_report.to_dict()
+        kept = {"state_dict": self._state_dict, "epoch": self.best_epoch, "attack": self.attack}
+        torch.save(kept | {"criterion": self.criterion, "value": self.best_value, "report": report}, path)
 
     def __repr__(self) -> str:
-        return (
-            f"BestCheckpoint(attack={self.attack!r}, criterion={self.criterion!r}, "
-            f"best_value={self.best_value}, best_epoch={self.best_epoch})"
-        )
+        fields = f"attack={self.attack!r}, criterion={self.criterion!r}, best_value={self.best_value}"
+        return f"BestCheckpoint({fields}, best_epoch={self.best_epoch})"

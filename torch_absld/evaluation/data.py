@@ -21,9 +21,8 @@ T = TypeVar("T")
 def dataset_labels(dataset: Any) -> list[int]:
     """The integer label of every sample of ``dataset``, in order.
 
-    Read from ``dataset.targets`` (torchvision's CIFAR, MNIST, ImageFolder), ``dataset.labels``,
-    the last tensor of a ``TensorDataset``, through a ``Subset``, or else by indexing every
-    sample (``dataset[i][1]``, which loads the inputs too).
+    From ``dataset.targets`` (torchvision), ``dataset.labels``, a ``TensorDataset``'s last tensor,
+    through a ``Subset``, or else ``dataset[i][1]`` (which loads every input).
     """
     if isinstance(dataset, Subset):
         inner = dataset_labels(dataset.dataset)
@@ -39,16 +38,12 @@ def dataset_labels(dataset: Any) -> list[int]:
 
 
 def _int_list(values: Any, name: str) -> list[int]:
-    if isinstance(values, Tensor):
-        if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool or values.dim() != 1:
-            raise TypeError(
-                f"Expected `{name}` to be integer labels of shape (N,), but got {values.dtype} "
-                f"of shape {tuple(values.shape)}."
-            )
-        return [int(v) for v in values.tolist()]
-    if hasattr(values, "tolist"):  # numpy arrays
-        values = values.tolist()
-    out = list(values)
+    if isinstance(values, Tensor) and (values.is_floating_point() or values.is_complex() or values.dim() != 1):
+        raise TypeError(
+            f"Expected `{name}` to be integer labels of shape (N,), but got {values.dtype} of shape "
+            f"{tuple(values.shape)}."
+        )
+    out = values.tolist() if hasattr(values, "tolist") else list(values)  # tensors and NumPy arrays
     if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in out):
         raise TypeError(f"Expected `{name}` to hold integer labels, but got e.g. {out[:5]!r}.")
     return [int(v) for v in out]
@@ -67,16 +62,13 @@ def stratified_split(
 def stratified_split(
     dataset_or_labels: Dataset[T] | Tensor | Sequence[int], fraction: float, seed: int = 0
 ) -> tuple[Subset[T], Subset[T]] | tuple[list[int], list[int]]:
-    r"""Split off a validation set with the same class proportions as the data: ``(rest, held_out)``.
+    r"""Split off a held-out set with the class proportions of the data: ``(rest, held_out)``.
 
-    Each class $c$ with $n_c$ samples gives $\mathrm{round}(f \cdot n_c)$ of them (chosen at
-    random with ``seed``) to the held-out part, at least one and at most $n_c - 1$, so both
-    parts see every class that has two samples or more (a single-sample class stays in the
-    rest). Indices come back sorted.
+    Each class with $n_c \ge 2$ samples gives $\mathrm{round}(f \cdot n_c)$ of them, clamped to
+    $[1, n_c - 1]$ and drawn with ``seed``, to the held-out part. Indices come back sorted.
 
     Args:
-        dataset_or_labels: a dataset (labels read by :func:`dataset_labels`) or the labels
-            themselves (tensor, list, numpy array).
+        dataset_or_labels: a dataset (labels by :func:`dataset_labels`) or labels (tensor, list, array).
         fraction: share of each class held out, in $(0, 1)$.
         seed: seed of the random choice.
 

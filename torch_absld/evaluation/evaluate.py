@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import math
 import numbers
 import warnings
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 import torch
@@ -18,134 +18,25 @@ from .._internal.checks import (
     ProcessGroupArg,
     check_bool,
     check_finite_number,
+    check_integer_labels,
     check_num_classes,
     check_positive,
     check_process_group,
+    input_flag,
+    label_range_flag,
+    raise_first,
+    values_checkable,
 )
 from .._internal.distributed import all_reduce_sum, is_distributed
 from .._internal.keyed import keyed_uniform
 from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
-from ..attack import PGDConfig
-from ..attack.engine import run_pgd
-from .autoattack import auto_attack
+from ..attack.engine import _pgd
+from .autoattack import auto_attack, check_logits_of
 from .metrics import ClassAccuracy, class_accuracy_summary, worst_class_count
 from .protocol import ATTACKS, attack_config, resolve_attack_settings
 from .report import ATTACK_LABELS, RobustnessReport
 
 __all__ = ["evaluate_robustness"]
-
-
-def _device(device: object, model: nn.Module) -> torch.device:
-    """Where batches go: ``device``, or the device of the model's parameters (the CPU for a model without any)."""
-    if device is None:
-        return module_device(model) or torch.device("cpu")
-    try:
-        return torch.device(device)  # type: ignore[call-overload, no-any-return]
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(
-            f"Expected `device` to be a torch.device, a device string or None, but got {device!r}."
-        ) from error
-
-
-def _batches_to_count(loader: Iterable[Any]) -> int | None:
-    """How many samples this rank must count: DistributedSampler pads shards with duplicates."""
-    sampler = getattr(loader, "sampler", None)
-    if not isinstance(sampler, DistributedSampler):  # or inside a batch_sampler=BatchSampler(DistributedSampler)
-        sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
-    if not isinstance(sampler, DistributedSampler):
-        return None
-    dataset_size = len(sampler.dataset)  # type: ignore[arg-type]
-    if sampler.drop_last:
-        if dataset_size % sampler.num_replicas:
-            warnings.warn(
-                f"The loader's DistributedSampler has drop_last=True: {dataset_size % sampler.num_replicas} "
-                "sample(s) of the dataset are not evaluated. Use drop_last=False to evaluate all of them "
-                "(the padding duplicates are then left out of the counts).",
-                stacklevel=3,
-            )
-        return None
-    # Padding repeats the first indices at the end of the padded list, which the ranks take in
-    # turn: rank r's samples at positions >= dataset_size are the duplicates, always its last ones.
-    return len(range(sampler.rank, dataset_size, sampler.num_replicas))
-
-
-def _check_batch(batch: Any, index: int, num_classes: int, clip_min: float, clip_max: float) -> tuple[Tensor, Tensor]:
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise TypeError(
-            f"Expected `loader` to yield (input, target) pairs, but batch {index} is {type(batch).__name__}."
-        )
-    x, y = batch[0], batch[1]
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1:
-        raise TypeError(
-            f"Expected `loader` to yield floating point inputs of shape (N, ...), but batch {index} has {x!r:.80}."
-        )
-    if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() != 1:
-        raise TypeError(
-            f"Expected `loader` to yield integer class labels of shape (N,) (any integer dtype), but batch {index} has "
-            f"{getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}."
-        )
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"Expected `loader` to yield as many labels as inputs, but batch {index} has {y.shape[0]} and {x.shape[0]}."
-        )
-    if y.numel():
-        low, high = (int(v) for v in torch.aminmax(y))
-        if low < 0 or high >= num_classes:
-            raise ValueError(
-                f"Expected `loader` to yield labels in [0, num_classes) = [0, {num_classes}), but batch {index} "
-                f"has labels in [{low}, {high}]. Check `num_classes`."
-            )
-        lo, hi = (float(v) for v in torch.aminmax(x.detach()))
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(
-                f"Expected `loader` to yield finite inputs, but batch {index} holds NaN or infinite values."
-            )
-        if not (clip_min <= lo and hi <= clip_max):
-            raise ValueError(
-                f"Expected `loader` to yield inputs in [clip_min, clip_max] = [{clip_min}, {clip_max}], but batch "
-                f"{index} has values in [{lo:.4g}, {hi:.4g}]. Attack in pixel space: put the normalisation inside "
-                "the model, or set `clip_min` / `clip_max`."
-            )
-    return x, y.long()
-
-
-def _adversarial(
-    name: str,
-    setting: Mapping[str, Any],
-    config: PGDConfig | None,
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    num_classes: int,
-    seed: int,
-    clip_min: float,
-    clip_max: float,
-) -> Tensor:
-    if name == "clean" or setting["eps"] == 0.0:
-        return x
-    eps = setting["eps"]
-    if name == "autoattack":
-        return auto_attack(
-            model,
-            x,
-            y,
-            num_classes=num_classes,
-            eps=eps,
-            version=setting["version"],
-            attacks=setting["attacks"],
-            seed=seed,
-            device=x.device,
-            batch_size=setting["batch_size"],
-            clip_min=clip_min,
-            clip_max=clip_max,
-        )
-    if config is None:  # pragma: no cover - made for every FGSM / PGD / CW setting with eps > 0
-        raise RuntimeError(f"No attack configuration for {name!r}.")
-    start = None
-    if setting["random_start"] == "uniform":
-        start = x.float() + (2 * keyed_uniform(x, seed) - 1) * eps
-    return run_pgd(model, x, y, config, setting["objective"], config.eps, config.step_size, start=start)
 
 
 def evaluate_robustness(
@@ -163,158 +54,172 @@ def evaluate_robustness(
     clip_max: float = 1.0,
     attack_overrides: Mapping[Any, Mapping[str, Any]] | None = None,
     process_group: ProcessGroupArg = None,
+    validate_args: bool = True,
 ) -> RobustnessReport:
     r"""Per-class accuracy of ``model`` on ``loader``, clean and under each attack, in one pass.
 
-    Every batch is attacked by each attack in turn (white-box, L-inf, on ``model`` alone; see
-    :func:`default_attack_settings` for the protocol) and the predictions on the adversarial
-    batch are counted per class. FGSM, PGD and CW run on :func:`torch_absld.pgd`; AutoAttack
-    on ``pyautoattack`` (the ``eval`` extra). Metrics: *Avg.* is the accuracy over all
-    samples, *Worst* the lowest class accuracy (or the mean of the worst
-    $\lceil f \cdot C \rceil$ classes), *Overall* $= (\text{Avg.} + \text{Worst}) / 2$.
-
-    - The model is evaluated in eval mode with gradients off for its parameters; each
-      submodule's mode and each parameter's ``requires_grad`` are restored afterwards, and
-      parameters' ``.grad`` is never touched. It may be called inside ``torch.no_grad()`` or
-      ``torch.inference_mode()``: the attacks take their input gradients outside them.
-    - Deterministic given ``seed``: PGD's uniform random start of a sample is drawn from a
-      hash of ``seed`` and the sample itself, so it does not depend on the batch, the order or
-      the rank. AutoAttack's restarts draw for a whole batch, so its numbers can move with the
-      batch size; the global random state is left as it was.
-    - Under ``torch.distributed`` each rank evaluates its own shard and the per-class counts
-      of all attacks are summed with one ``all_reduce``: every rank returns the report of one
-      process on all the data. With a ``DistributedSampler`` (``drop_last=False``) the
-      duplicates it pads the last shards with are left out of the counts. That ``all_reduce``
-      is a collective: **every rank** of ``process_group`` must call this function. Called on
-      one rank only (inside ``if rank == 0:``) it waits until the process group's timeout;
-      pass ``process_group=False`` to evaluate on this rank's loader alone, with no collective.
-    - Labels may have any integer dtype. Empty batches (the end of a sharded epoch) are
-      skipped. A model cast to bf16 / fp16 gets the batches in its own dtype.
-    - Every class must appear in the data (see :func:`~torch_absld.class_accuracy_summary`).
+    Each batch is attacked by each attack in turn (white-box, L-inf, :func:`default_attack_settings`)
+    and the predictions counted per class. *Avg.* is the accuracy over all samples, *Worst* the
+    mean of the $\lceil f \cdot C \rceil$ lowest class accuracies, *Overall* their mean. The model
+    runs in eval mode with its parameters frozen (both restored). PGD's uniform start of a sample
+    is a hash of ``seed`` and the sample (the same in any batch, order or rank). Under
+    ``torch.distributed`` the counts are summed with one ``all_reduce`` (a collective: every rank
+    of ``process_group`` must call; ``False``: this rank alone), leaving out the duplicates a
+    ``DistributedSampler`` pads with. Empty batches are skipped; every class must appear.
 
     Args:
-        model: network returning logits $(N, C)$ for inputs in ``[clip_min, clip_max]`` (a DDP
-            wrapper is unwrapped; the model is not moved).
+        model: network returning logits $(N, C)$ (a DDP wrapper is unwrapped; not moved).
         loader: iterable of ``(input, target)`` batches (extra elements are ignored).
         num_classes: number of classes $C$.
-        attacks: names from ``("clean", "fgsm", "pgd", "cw", "autoattack")``, in report order.
-        eps: L-inf radius, ``>= 0`` (8/255 in the paper); ``0`` turns the attacks into clean
-            evaluations.
-        device: where batches are moved; ``None`` is the device of the model's parameters.
-        worst_fraction: fraction of the classes *Worst* averages; ``None``: 0.1 when
-            $C \ge 100$, else the single worst class.
-        progress: show a ``tqdm`` progress bar (on rank 0 only).
+        attacks: names from :data:`ATTACKS`, in report order.
+        eps: L-inf radius, ``>= 0`` (8/255 in the paper); ``0`` makes every attack clean.
+        device: where batches go; ``None`` is the device of the model's parameters.
+        worst_fraction: fraction of the classes *Worst* averages (see :func:`worst_class_count`).
+        progress: show a ``tqdm`` progress bar (on rank 0).
         seed: seed of the random starts (PGD) and of AutoAttack.
         clip_min: lower end of the valid input range.
         clip_max: upper end of the valid input range.
-        attack_overrides: per-attack changes to the protocol, e.g. ``{"pgd": {"steps": 50}}``.
-            FGSM/PGD/CW keys: ``eps``, ``step_size``, ``steps``, ``random_start`` (``"uniform"``
-            or ``None``), ``objective`` (``"ce"`` or ``"cw"``), ``loss_scale``; AutoAttack keys:
-            ``eps``, ``version``, ``attacks`` (with ``version="custom"``), ``batch_size``.
-        process_group: ranks that share the evaluation; ``None`` is the default group; ``False``
-            is this rank alone (no collective: the report of this rank's data).
+        attack_overrides: per-attack changes, e.g. ``{"pgd": {"steps": 50}}`` (:func:`resolve_attack_settings`).
+        process_group: ranks that share the evaluation; ``None`` is the default group.
+        validate_args: check each batch's label and input values (one read from the device per batch).
 
     Returns:
-        A :class:`~torch_absld.RobustnessReport`: ``report["pgd"].worst``, ``print(report)``,
-        ``report.to_markdown()``.
+        A :class:`~torch_absld.RobustnessReport` (``report["pgd"].worst``, ``print(report)``).
 
     Shape:
-        - input batches: $(N, \dots)$ floating point in ``[clip_min, clip_max]``
-        - target batches: $(N,)$ integers in $[0, C)$
-        - model output: $(N, C)$
+        - input batches: $(N, \dots)$ in ``[clip_min, clip_max]``; target batches: $(N,)$ in $[0, C)$
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
     num_classes = check_num_classes(num_classes, minimum=1)
     worst_class_count(num_classes, worst_fraction)  # validates worst_fraction
     eps = check_positive(eps, "eps", allow_zero=True)
-    clip_min = check_finite_number(clip_min, "clip_min")
-    clip_max = check_finite_number(clip_max, "clip_max")
+    clip_min, clip_max = check_finite_number(clip_min, "clip_min"), check_finite_number(clip_max, "clip_max")
     if clip_min >= clip_max:
         raise ValueError(f"Expected `clip_min` < `clip_max`, but got {clip_min} >= {clip_max}.")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
     seed = int(seed)
     progress = check_bool(progress, "progress")
+    checking = values_checkable(check_bool(validate_args, "validate_args"))
     process_group = check_process_group(process_group)
     if isinstance(loader, (Tensor, str)) or not isinstance(loader, Iterable):
         raise TypeError(
             f"Expected `loader` to be an iterable of (input, target) batches, but got {type(loader).__name__}."
         )
     settings = resolve_attack_settings(attacks, eps, attack_overrides)
-    configs = {
-        name: attack_config(setting, clip_min, clip_max)
-        for name, setting in settings.items()
-        if name in ("fgsm", "pgd", "cw") and setting["eps"] > 0
-    }
+    configs = {name: attack_config(setting, clip_min, clip_max) for name, setting in settings.items()}
     evaluated = unwrap_model(model)
     target_device = _device(device, evaluated)
-    metrics = {name: ClassAccuracy(num_classes, validate_args=False).to(target_device) for name in settings}
-    remaining = _batches_to_count(loader)
+    metrics = {name: ClassAccuracy(num_classes).to(target_device) for name in settings}
+    remaining = _samples_to_count(loader)
     bar = _progress_bar(loader, progress, process_group)
     checked_output = False
+
+    def adversarial(name: str, x: Tensor, y: Tensor) -> Tensor:
+        setting, config = settings[name], configs[name]
+        if config is None:  # clean, or a zero radius
+            return x
+        if name == "autoattack":
+            options = {key: setting[key] for key in ("version", "attacks", "batch_size")}
+            options |= {"eps": config.eps, "seed": seed, "device": x.device, "clip_min": clip_min, "clip_max": clip_max}
+            return auto_attack(evaluated, x, y, num_classes=num_classes, validate_args=False, **options)
+        uniform = setting["random_start"] == "uniform"
+        start = x.float() + (2 * keyed_uniform(x, seed) - 1) * config.eps if uniform else None
+        return _pgd(evaluated, x, y, config=config, objective=setting["objective"], start=start)
+
     try:
         with frozen_model(evaluated):
             for index, batch in enumerate(loader):
                 if remaining is not None and remaining <= 0:
                     break
-                x, y = _check_batch(batch, index, num_classes, clip_min, clip_max)
+                with _in_batch(index):
+                    x, y = _checked_batch(batch)
                 if remaining is not None:
                     x, y = x[:remaining], y[:remaining]
                     remaining -= x.shape[0]
                 x, y = x.to(target_device), y.to(target_device)
                 if x.shape[0] > 0:  # an empty batch (the end of a sharded epoch) has nothing to count
+                    if checking:
+                        with _in_batch(index):
+                            raise_first([label_range_flag(y, num_classes), input_flag(x, clip_min, clip_max)])
                     if not checked_output:  # the model's output, before any attack needs it
                         with torch.no_grad():
-                            _check_logits(evaluated(as_model_input(evaluated, x)), x.shape[0], num_classes)
+                            check_logits_of(evaluated(as_model_input(evaluated, x)), x.shape[0], num_classes)
                         checked_output = True
-                    for name, setting in settings.items():
-                        x_adv = _adversarial(
-                            name,
-                            setting,
-                            configs.get(name),
-                            evaluated,
-                            x,
-                            y,
-                            num_classes=num_classes,
-                            seed=seed,
-                            clip_min=clip_min,
-                            clip_max=clip_max,
-                        )
+                    for name in settings:
+                        x_adv = adversarial(name, x, y)
                         with torch.no_grad():
                             logits = evaluated(as_model_input(evaluated, x_adv))
-                        _check_logits(logits, x.shape[0], num_classes)
-                        metrics[name].update(logits, y)
+                        check_logits_of(logits, x.shape[0], num_classes)
+                        metrics[name]._update(logits, y)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(_running_text(metrics), refresh=False)
     finally:
         if bar is not None:
             bar.close()
-    counts = all_reduce_sum(torch.stack([metric.counts for metric in metrics.values()]), process_group).cpu()
+    counts = all_reduce_sum(torch.stack([metric.counts for metric in metrics.values()]), process_group).tolist()
     results = {
-        name: class_accuracy_summary(counts[i, 0], counts[i, 1], worst_fraction=worst_fraction)
-        for i, name in enumerate(settings)
+        name: class_accuracy_summary(correct, total, worst_fraction=worst_fraction)
+        for name, (correct, total) in zip(settings, counts)
     }
     return RobustnessReport(results, num_classes=num_classes, eps=eps, worst_fraction=worst_fraction, settings=settings)
 
 
-def _check_logits(logits: Any, batch_size: int, num_classes: int) -> None:
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or tuple(logits.shape) != (batch_size, num_classes):
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+def _device(device: object, model: nn.Module) -> torch.device:
+    """``device``, or the device of the model's parameters (the CPU for a model without any)."""
+    if device is None:
+        return module_device(model) or torch.device("cpu")
+    try:
+        return torch.device(device)  # type: ignore[call-overload, no-any-return]
+    except (RuntimeError, TypeError) as error:
         raise ValueError(
-            f"Expected `model` to return logits of shape (N, num_classes) = ({batch_size}, {num_classes}), "
-            f"but got {shape}. Check `num_classes`."
-        )
+            f"Expected `device` to be a torch.device, a device string or None, but got {device!r}."
+        ) from error
+
+
+def _samples_to_count(loader: Iterable[Any]) -> int | None:
+    """How many samples this rank counts under a ``DistributedSampler`` (its padding left out), else ``None``."""
+    sampler = getattr(loader, "sampler", None)
+    if not isinstance(sampler, DistributedSampler):  # or inside a batch_sampler=BatchSampler(DistributedSampler)
+        sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    if not isinstance(sampler, DistributedSampler):
+        return None
+    dataset_size = len(sampler.dataset)  # type: ignore[arg-type]
+    if sampler.drop_last:
+        if dropped := dataset_size % sampler.num_replicas:
+            warnings.warn(f"The DistributedSampler has drop_last=True: {dropped} sample(s) left out.", stacklevel=3)
+        return None
+    # The padding repeats the first indices at the end; rank r's positions >= dataset_size are its last ones.
+    return len(range(sampler.rank, dataset_size, sampler.num_replicas))
+
+
+def _checked_batch(batch: Any) -> tuple[Tensor, Tensor]:
+    """A batch as (input, int64 labels), its types and shapes checked."""
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise TypeError(f"Expected (input, target) pairs, but got {type(batch).__name__}.")
+    x = batch[0]
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1:
+        raise TypeError(f"Expected a floating point `input` of shape (N, ...), but got {x!r:.80}.")
+    return x, check_integer_labels(batch[1], None, batch_size=x.shape[0], check_values=False)
+
+
+@contextlib.contextmanager
+def _in_batch(index: int) -> Iterator[None]:
+    """Prefix the errors raised inside with batch ``index`` of ``loader``."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"In batch {index} of `loader`: {error}") from None
 
 
 def _running_text(metrics: Mapping[str, ClassAccuracy]) -> str:
-    parts = []
-    for name, metric in metrics.items():
-        total = int(metric.total.sum())
-        if total:
-            parts.append(f"{ATTACK_LABELS[name]} {100 * int(metric.correct.sum()) / total:.1f}")
-    return " ".join(parts)
+    """The running accuracy of each attack (one read from the device)."""
+    sums = torch.stack([metric.accumulator.sum(dim=1) for metric in metrics.values()]).tolist()
+    return " ".join(
+        f"{ATTACK_LABELS[name]} {100 * correct / total:.1f}" for name, (correct, total) in zip(metrics, sums) if total
+    )
 
 
 def _progress_bar(loader: Iterable[Any], progress: bool, process_group: ProcessGroupArg) -> Any:

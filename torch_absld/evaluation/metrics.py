@@ -1,4 +1,4 @@
-"""Class-wise accuracy: per-class accuracy, the average, the worst class (or worst k%), overall."""
+"""Class-wise accuracy: per class, the average, the worst class (or worst k%), overall."""
 
 from __future__ import annotations
 
@@ -11,17 +11,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._internal.checks import ProcessGroupArg, check_integer_labels, check_num_classes, values_checkable
+from .._internal.checks import (
+    ProcessGroupArg,
+    check_integer_labels,
+    check_num_classes,
+    label_range_flag,
+    raise_first,
+    values_checkable,
+)
 from ..stats import ClassStatistics
 
-__all__ = ["ClassAccuracy", "ClassAccuracyResult", "class_accuracy_summary", "predictions", "worst_class_count"]
+__all__ = ["ClassAccuracy", "ClassAccuracyResult", "class_accuracy_summary", "worst_class_count"]
 
 
 def worst_class_count(num_classes: int, worst_fraction: float | None = None) -> int:
-    r"""How many of the lowest classes the *worst* accuracy averages: $k = \lceil f \cdot C \rceil$.
+    r"""How many of the lowest classes *Worst* averages: $k = \lceil f \cdot C \rceil$.
 
-    ``worst_fraction=None`` follows the paper: the worst 10% of the classes when $C \ge 100$
-    (the 10 worst of CIFAR-100), else the single worst class (CIFAR-10).
+    ``worst_fraction=None`` is the paper's rule: 10% of the classes when $C \ge 100$, else the worst one.
 
     Example:
         >>> worst_class_count(10), worst_class_count(100), worst_class_count(30, 0.1)
@@ -35,21 +41,21 @@ def worst_class_count(num_classes: int, worst_fraction: float | None = None) -> 
     worst_fraction = float(worst_fraction)
     if not (0.0 < worst_fraction <= 1.0):
         raise ValueError(f"Expected `worst_fraction` in (0, 1] or None, but got {worst_fraction}.")
-    # The small tolerance keeps ceil(0.1 * 30) at 3: 0.1 * 30 is 3.0000000000000004 in floating point.
+    # The tolerance keeps ceil(0.1 * 30) at 3 (0.1 * 30 is 3.0000000000000004).
     return min(num_classes, max(1, math.ceil(worst_fraction * num_classes - 1e-9)))
 
 
 @dataclass(frozen=True)
 class ClassAccuracyResult:
-    """Accuracy of one evaluation (clean or one attack), class by class, as fractions in [0, 1].
+    """Accuracy of one evaluation, class by class, as fractions in [0, 1].
 
     Attributes:
         per_class: accuracy of each class, length $C$.
-        avg: accuracy over all samples (sample-weighted; the paper's *Avg.*).
-        worst: mean accuracy of the ``worst_k`` lowest classes (the paper's *Worst*).
-        overall: ``(avg + worst) / 2`` (the paper's *Overall*).
-        correct: number of correctly classified samples of each class.
-        total: number of samples of each class.
+        avg: accuracy over all samples (the paper's *Avg.*).
+        worst: mean accuracy of the ``worst_k`` lowest classes (*Worst*).
+        overall: ``(avg + worst) / 2`` (*Overall*).
+        correct: correct predictions of each class.
+        total: samples of each class.
         worst_k: how many classes ``worst`` averages.
     """
 
@@ -68,49 +74,30 @@ class ClassAccuracyResult:
 
     @property
     def worst_classes(self) -> list[int]:
-        """The ``worst_k`` classes that ``worst`` averages, lowest accuracy first (ties: lower index first)."""
-        order = sorted(range(len(self.per_class)), key=lambda c: (self.per_class[c], c))
-        return order[: self.worst_k]
+        """The ``worst_k`` classes ``worst`` averages, lowest accuracy first (ties: lower index first)."""
+        return sorted(range(len(self.per_class)), key=lambda c: (self.per_class[c], c))[: self.worst_k]
 
     @property
     def nsd(self) -> float:
-        r"""Normalised standard deviation of the class accuracies: $\sigma(a) / \bar a$.
+        r"""Normalised standard deviation of the class accuracies, $\sigma(a) / \bar a$ (lower is fairer).
 
-        $\sigma$ is the population standard deviation (``ddof=0``) of the per-class accuracies
-        $a_c$ and $\bar a$ their plain mean over the classes (not the sample-weighted *Avg.*).
-        Lower is fairer; 0 when every class has the same accuracy (also when all are 0).
+        $\sigma$: population standard deviation; $\bar a$: plain mean over classes; 0 when all are equal.
         """
         accuracies = self.per_class
         if all(a == accuracies[0] for a in accuracies):
             return 0.0
         mean = math.fsum(accuracies) / len(accuracies)
-        variance = math.fsum((a - mean) ** 2 for a in accuracies) / len(accuracies)
-        return math.sqrt(variance) / mean
+        return math.sqrt(math.fsum((a - mean) ** 2 for a in accuracies) / len(accuracies)) / mean
 
 
 def class_accuracy_summary(
-    correct: Tensor | Sequence[int],
-    total: Tensor | Sequence[int],
-    *,
-    worst_fraction: float | None = None,
+    correct: Tensor | Sequence[int], total: Tensor | Sequence[int], *, worst_fraction: float | None = None
 ) -> ClassAccuracyResult:
-    r"""Per-class accuracy, *Avg.*, *Worst* and *Overall* from per-class counts.
+    r"""Per-class accuracy $a_c = \text{correct}_c / \text{total}_c$, *Avg.*, *Worst* and *Overall* from counts.
 
-    - per class: $a_c = \text{correct}_c / \text{total}_c$;
-    - *Avg.*: $\sum_c \text{correct}_c / \sum_c \text{total}_c$, the accuracy over all samples;
-    - *Worst*: the mean of the $k$ lowest $a_c$ with $k$ from :func:`worst_class_count` (ties
-      do not matter: equal values give the same mean whichever of them is taken);
-    - *Overall*: $(\text{Avg.} + \text{Worst}) / 2$.
-
-    Every class must have at least one sample: the accuracy of a class that was never seen is
-    undefined, and counting it as 0 or 1 (or leaving it out) would silently change *Worst*.
-    A ``ValueError`` lists the empty classes instead.
-
-    Args:
-        correct: number of correct predictions of each class.
-        total: number of samples of each class.
-        worst_fraction: fraction of the classes that *Worst* averages; ``None`` is 0.1 when
-            $C \ge 100$, else the single worst class.
+    *Avg.* is $\sum_c \text{correct}_c / \sum_c \text{total}_c$, *Worst* the mean of the $k$ lowest
+    $a_c$ (:func:`worst_class_count`), *Overall* $(\text{Avg.} + \text{Worst}) / 2$. Every class
+    needs a sample: the accuracy of an unseen class is undefined (a ``ValueError`` lists them).
 
     Shape:
         - correct, total: $(C,)$ non-negative integers, ``correct <= total``
@@ -120,8 +107,7 @@ def class_accuracy_summary(
         >>> r.per_class, r.avg, r.worst, r.overall
         ([0.75, 0.5, 1.0], 0.75, 0.5, 0.625)
     """
-    correct_list = _as_counts(correct, "correct")
-    total_list = _as_counts(total, "total")
+    correct_list, total_list = _as_counts(correct, "correct"), _as_counts(total, "total")
     if len(correct_list) != len(total_list) or not correct_list:
         raise ValueError(
             f"Expected `correct` and `total` of the same shape (C,) with C >= 1, but got lengths "
@@ -141,56 +127,38 @@ def class_accuracy_summary(
     k = worst_class_count(len(per_class), worst_fraction)
     worst = math.fsum(sorted(per_class)[:k]) / k
     avg = sum(correct_list) / sum(total_list)
-    return ClassAccuracyResult(
-        per_class=per_class,
-        avg=avg,
-        worst=worst,
-        overall=(avg + worst) / 2,
-        correct=correct_list,
-        total=total_list,
-        worst_k=k,
-    )
+    return ClassAccuracyResult(per_class, avg, worst, (avg + worst) / 2, correct_list, total_list, k)
 
 
 def _as_counts(values: Tensor | Sequence[int], name: str) -> list[int]:
-    if isinstance(values, Tensor):
-        if values.is_floating_point() or values.is_complex() or values.dim() != 1:
-            raise TypeError(
-                f"Expected `{name}` to be an integer tensor of shape (C,), but got {values.dtype} "
-                f"of shape {tuple(values.shape)}."
-            )
-        counts = [int(v) for v in values.tolist()]
-    else:
-        items = values.tolist() if hasattr(values, "tolist") else list(values)  # NumPy arrays too
-        if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items):
-            raise TypeError(f"Expected `{name}` to hold integer counts, but got {items!r}.")
-        counts = [int(v) for v in items]
-    if any(v < 0 for v in counts):
-        raise ValueError(f"Expected `{name}` to hold non-negative counts, but got {counts!r}.")
-    return counts
+    if isinstance(values, Tensor) and (values.is_floating_point() or values.is_complex() or values.dim() != 1):
+        raise TypeError(
+            f"Expected `{name}` to be an integer tensor of shape (C,), but got {values.dtype} of shape "
+            f"{tuple(values.shape)}."
+        )
+    items = values.tolist() if hasattr(values, "tolist") else list(values)  # tensors and NumPy arrays
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items):
+        raise TypeError(f"Expected `{name}` to hold integer counts, but got {items!r}.")
+    if any(v < 0 for v in items):
+        raise ValueError(f"Expected `{name}` to hold non-negative counts, but got {items!r}.")
+    return [int(v) for v in items]
 
 
 class ClassAccuracy(ClassStatistics):
-    r"""Accumulates correct / total counts per class over batches, like a torchmetrics metric.
+    r"""Correct / total counts per class over batches: :meth:`update`, :meth:`compute`, :meth:`reset`.
 
-    A :class:`~torch_absld.stats.ClassStatistics` of one quantity, whether each prediction is
-    right. :meth:`update` adds a batch (no host sync, no data-dependent shape: it compiles
-    with ``fullgraph=True`` when ``validate_args=False``); :meth:`compute` sums the counts of
-    every rank of ``process_group`` with one ``all_reduce`` (integer counts: the result equals
-    one process on the union of the data exactly) and returns a :class:`ClassAccuracyResult`;
-    :meth:`reset` zeroes the counts. The counts follow ``.to()`` and are in ``state_dict()``
-    (key ``"counts"``), and ``DistributedDataParallel`` never broadcasts them.
+    :meth:`update` reads the device once for the label values (never with ``validate_args=False``,
+    where it compiles with ``fullgraph=True``); :meth:`compute` sums every rank's counts with one
+    ``all_reduce``. The counts follow ``.to()`` and are in ``state_dict()`` (key ``"counts"``).
 
     Args:
         num_classes: number of classes $C \ge 1$.
         worst_fraction: see :func:`worst_class_count`.
-        process_group: ranks whose counts :meth:`compute` sums; ``None`` is the default group
-            (nothing to sum in a single process); ``False`` is this rank alone (no collective).
-        validate_args: check label and prediction values in eager mode (one host sync per batch).
+        process_group: ranks :meth:`compute` sums over; ``None``: the default group; ``False``: this rank.
+        validate_args: check label and prediction values in eager mode.
 
     Shape:
-        - ``update(input, target)``: input $(N, C)$ scores (logits or probabilities; argmax,
-          first index on ties) or $(N,)$ integer predictions; target $(N,)$ integers in $[0, C)$
+        - ``update(input, target)``: input $(N, C)$ scores (argmax) or $(N,)$ predictions; target $(N,)$ in $[0, C)$
 
     Example:
         >>> metric = ClassAccuracy(3)
@@ -217,51 +185,58 @@ class ClassAccuracy(ClassStatistics):
 
     @property
     def counts(self) -> Tensor:
-        """Correct (row 0) and total (row 1) of each class on this rank, shape $(2, C)$ int64."""
+        """Correct (row 0) and total (row 1) of each class on this rank, $(2, C)$ int64."""
         return self.accumulator.to(torch.int64)
 
     @property
     def correct(self) -> Tensor:
-        """Correct predictions of each class on this rank so far, shape $(C,)$ int64."""
-        return self.accumulator[0].to(torch.int64)
+        """Correct predictions of each class on this rank, $(C,)$ int64."""
+        return self.counts[0]
 
     @property
     def total(self) -> Tensor:
-        """Samples of each class on this rank so far, shape $(C,)$ int64."""
-        return self.accumulator[1].to(torch.int64)
+        """Samples of each class on this rank, $(C,)$ int64."""
+        return self.counts[1]
 
     @torch.no_grad()
     def update(self, input: Tensor, target: Tensor) -> None:
         """Add one batch of predictions (or scores) and true labels."""
-        preds = predictions(input, self.num_classes, validate_args=self.validate_args)
-        target = check_integer_labels(
-            target, self.num_classes, batch_size=preds.shape[0], check_values=values_checkable(self.validate_args)
-        )
+        if not isinstance(input, Tensor):
+            raise TypeError(f"Expected `input` to be a torch.Tensor, but got {type(input).__name__}.")
+        scores = input.is_floating_point()
+        if scores and (input.dim() != 2 or input.shape[1] != self.num_classes):
+            raise ValueError(
+                f"Expected `input` scores of shape (N, {self.num_classes}) or integer predictions of shape (N,), "
+                f"but got a floating point tensor of shape {tuple(input.shape)}."
+            )
+        if not scores:
+            input = check_integer_labels(input, self.num_classes, name="input", check_values=False)
+        target = check_integer_labels(target, self.num_classes, batch_size=input.shape[0], check_values=False)
+        if values_checkable(self.validate_args):
+            checks = [] if scores else [label_range_flag(input, self.num_classes, "input")]
+            raise_first([*checks, label_range_flag(target, self.num_classes)])
+        self._update(input, target)
+
+    @torch.no_grad()
+    def _update(self, input: Tensor, target: Tensor) -> None:
+        """:meth:`update` without checks: scores $(N, C)$ or predictions $(N,)$, labels in $[0, C)$ (int64)."""
+        predictions = input.argmax(dim=1) if input.is_floating_point() else input
         target = target.to(self.accumulator.device)
-        hits = preds.to(self.accumulator.device) == target
-        self.accumulate(hits.to(torch.float64), target, validate=False)
+        hits = (predictions.to(self.accumulator.device) == target).to(torch.float64)
+        self.accumulator.index_add_(1, target, torch.stack([hits, torch.ones_like(hits)]))
 
     def forward(self, input: Tensor, target: Tensor) -> None:
         """Same as :meth:`update`."""
         self.update(input, target)
 
     def synced_counts(self) -> Tensor:
-        """The counts summed over the ranks of ``process_group`` (a new tensor; ``counts`` is unchanged).
-
-        Shape:
-            - Output: $(2, C)$ int64, row 0 correct, row 1 total
-        """
+        """The counts summed over the ranks of ``process_group`` (a new tensor), shape $(2, C)$ int64."""
         return self.synced().to(torch.int64)
 
     def compute(self) -> ClassAccuracyResult:
-        """Per-class accuracy, avg, worst and overall over every rank's data so far.
-
-        A collective under ``torch.distributed``: every rank of ``process_group`` must call it.
-        Called on one rank only it waits until the process group's timeout; a metric made with
-        ``process_group=False`` computes this rank's counts alone, anywhere.
-        """
-        counts = self.synced_counts().cpu()
-        return class_accuracy_summary(counts[0], counts[1], worst_fraction=self.worst_fraction)
+        """Per-class accuracy, avg, worst and overall over every rank's data (a collective: every rank calls it)."""
+        correct, total = self.synced_counts().tolist()
+        return class_accuracy_summary(correct, total, worst_fraction=self.worst_fraction)
 
     def _check_loaded(self, loaded: Any) -> None:
         super()._check_loaded(loaded)
@@ -274,22 +249,3 @@ class ClassAccuracy(ClassStatistics):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, worst_fraction={self.worst_fraction}"
-
-
-def predictions(input: Tensor, num_classes: int, *, validate_args: bool = True) -> Tensor:
-    """Class predictions from scores $(N, C)$ (argmax) or integer predictions $(N,)$.
-
-    Shape:
-        - input: $(N, C)$ floating point or $(N,)$ integers in $[0, C)$
-        - Output: $(N,)$ int64
-    """
-    if not isinstance(input, Tensor):
-        raise TypeError(f"Expected `input` to be a torch.Tensor, but got {type(input).__name__}.")
-    if input.is_floating_point():
-        if input.dim() != 2 or input.shape[1] != num_classes:
-            raise ValueError(
-                f"Expected `input` scores of shape (N, {num_classes}) or integer predictions of shape (N,), "
-                f"but got a floating point tensor of shape {tuple(input.shape)}."
-            )
-        return input.argmax(dim=1)
-    return check_integer_labels(input, num_classes, name="input", check_values=values_checkable(validate_args))

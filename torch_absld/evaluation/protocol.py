@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,49 +14,32 @@ __all__ = ["ATTACKS", "attack_config", "default_attack_settings", "resolve_attac
 ATTACKS = ("clean", "fgsm", "pgd", "cw", "autoattack")
 """Attack names understood by :func:`torch_absld.evaluate_robustness`, in the paper's column order."""
 
-_PGD_KEYS = ("eps", "step_size", "steps", "random_start", "objective", "loss_scale")
-_ALLOWED = {
-    "clean": (),
-    "fgsm": _PGD_KEYS,
-    "pgd": _PGD_KEYS,
-    "cw": _PGD_KEYS,
-    "autoattack": ("eps", "version", "attacks", "batch_size"),
-}
-
 
 def default_attack_settings(eps: float = 8 / 255) -> dict[str, dict[str, Any]]:
-    """The paper's evaluation protocol for radius ``eps`` (all attacks white-box, L-inf).
+    """The paper's evaluation protocol for radius ``eps`` (white-box, L-inf).
 
-    - ``fgsm``: one step of size ``eps`` on the cross-entropy, no random start;
-    - ``pgd``: 20 steps of 2/255 on the cross-entropy, uniform random start in the ball;
-    - ``cw``: 30 steps of 2/255 on the CW margin (best other logit minus true logit), uniform random
-      start like PGD (``random_start=None`` in the overrides starts at the clean input);
-    - ``autoattack``: the standard version (APGD-CE, APGD-T, FAB-T, Square).
+    ``fgsm``: one step of ``eps`` on the cross-entropy, no random start; ``pgd``: 20 steps of
+    2/255 on the cross-entropy, uniform start in the ball; ``cw``: 30 steps of 2/255 on the CW
+    margin, uniform start; ``autoattack``: the standard version.
 
     Example:
         >>> default_attack_settings()["pgd"]["steps"]
         20
     """
     eps = check_positive(eps, "eps", allow_zero=True)
+    pgd = {
+        "eps": eps,
+        "step_size": 2 / 255,
+        "steps": 20,
+        "random_start": "uniform",
+        "objective": "ce",
+        "loss_scale": None,
+    }
     return {
         "clean": {},
-        "fgsm": {"eps": eps, "step_size": eps, "steps": 1, "random_start": None, "objective": "ce", "loss_scale": None},
-        "pgd": {
-            "eps": eps,
-            "step_size": 2 / 255,
-            "steps": 20,
-            "random_start": "uniform",
-            "objective": "ce",
-            "loss_scale": None,
-        },
-        "cw": {
-            "eps": eps,
-            "step_size": 2 / 255,
-            "steps": 30,
-            "random_start": "uniform",
-            "objective": "cw",
-            "loss_scale": None,
-        },
+        "fgsm": {**pgd, "step_size": eps, "steps": 1, "random_start": None},
+        "pgd": pgd,
+        "cw": {**pgd, "steps": 30, "objective": "cw"},
         "autoattack": {"eps": eps, "version": "standard", "attacks": None, "batch_size": None},
     }
 
@@ -65,7 +47,12 @@ def default_attack_settings(eps: float = 8 / 255) -> dict[str, dict[str, Any]]:
 def resolve_attack_settings(
     attacks: str | Sequence[str], eps: float, overrides: Mapping[Any, Mapping[str, Any]] | None
 ) -> dict[str, dict[str, Any]]:
-    """The settings of each of ``attacks``: :func:`default_attack_settings` updated by ``overrides``, checked."""
+    """The settings of each of ``attacks``: :func:`default_attack_settings` updated by ``overrides``, checked.
+
+    FGSM / PGD / CW keys: ``eps``, ``step_size``, ``steps``, ``random_start`` (``"uniform"`` or
+    ``None``), ``objective`` (``"ce"`` or ``"cw"``), ``loss_scale``; AutoAttack keys: ``eps``,
+    ``version``, ``attacks`` (``version="custom"``), ``batch_size``.
+    """
     names = (attacks,) if isinstance(attacks, str) else tuple(attacks)
     if not names:
         raise ValueError(f"Expected `attacks` to name at least one of {ATTACKS}, but got none.")
@@ -86,42 +73,33 @@ def resolve_attack_settings(
         if not isinstance(changes, Mapping):
             raise TypeError(f"Expected `attack_overrides[{name!r}]` to be a dict, but got {type(changes).__name__}.")
         for key, value in changes.items():
-            if key not in _ALLOWED[name]:
-                raise ValueError(f"Expected `attack_overrides[{name!r}]` keys among {_ALLOWED[name]}, but got {key!r}.")
+            if key not in defaults[name]:
+                raise ValueError(
+                    f"Expected `attack_overrides[{name!r}]` keys among {tuple(defaults[name])}, but got {key!r}."
+                )
             settings[name][key] = value
         if name == "fgsm" and "eps" in changes and "step_size" not in changes:
             settings[name]["step_size"] = settings[name]["eps"]
     for name, setting in settings.items():
+        key_name = f"attack_overrides[{name!r}][{{!r}}]".format
         if name == "clean":
             continue
-        setting["eps"] = check_positive(setting["eps"], f"attack_overrides[{name!r}]['eps']", allow_zero=True)
+        setting["eps"] = check_positive(setting["eps"], key_name("eps"), allow_zero=True)
         if name != "autoattack":
-            check_choice(setting["random_start"], f"attack_overrides[{name!r}]['random_start']", ("uniform", None))
-            check_choice(setting["objective"], f"attack_overrides[{name!r}]['objective']", ("ce", "cw"))
+            check_choice(setting["random_start"], key_name("random_start"), ("uniform", None))
+            check_choice(setting["objective"], key_name("objective"), ("ce", "cw"))
             # The step size of a zero radius is never used (and FGSM's is the radius itself).
             unused = ("objective",) if setting["eps"] > 0 else ("objective", "step_size")
-            fields = {key: value for key, value in setting.items() if key not in unused}
-            checked_fields(fields, name=functools.partial(_override_name, name))
+            checked_fields({key: value for key, value in setting.items() if key not in unused}, name=key_name)
     return settings
 
 
-def _override_name(attack: str, key: str) -> str:
-    return f"attack_overrides[{attack!r}][{key!r}]"
+def attack_config(setting: Mapping[str, Any], clip_min: float, clip_max: float) -> PGDConfig | None:
+    """The :class:`~torch_absld.PGDConfig` of one setting; ``None`` for ``"clean"`` or a zero radius.
 
-
-def attack_config(setting: Mapping[str, Any], clip_min: float, clip_max: float) -> PGDConfig:
-    """The :class:`~torch_absld.PGDConfig` of one FGSM / PGD / CW setting of the protocol.
-
-    The random start is left to the caller (the protocol draws it per sample, see
-    :func:`~torch_absld.evaluate_robustness`); value checks are the caller's too.
+    The random start and the value checks are left to the caller (AutoAttack uses the radius only).
     """
-    return PGDConfig(
-        eps=setting["eps"],
-        step_size=setting["step_size"],
-        steps=setting["steps"],
-        random_start=None,
-        clip_min=clip_min,
-        clip_max=clip_max,
-        loss_scale=setting["loss_scale"],
-        validate_args=False,
-    )
+    if not setting.get("eps"):
+        return None
+    steps = {key: setting[key] for key in ("step_size", "steps", "loss_scale") if key in setting}
+    return PGDConfig(eps=setting["eps"], random_start=None, clip_min=clip_min, clip_max=clip_max, **steps)

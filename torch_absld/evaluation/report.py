@@ -22,28 +22,17 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
-def _eps_text(eps: float) -> str:
-    in_255 = eps * 255
-    if eps > 0 and abs(in_255 - round(in_255)) < 1e-6:
-        return f"{round(in_255)}/255"
-    return f"{eps:.4g}"
-
-
 class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     """Class-wise accuracy under each attack, as returned by :func:`torch_absld.evaluate_robustness`.
 
-    A read-only mapping from attack name (``"clean"``, ``"fgsm"``, ``"pgd"``, ``"cw"``,
-    ``"autoattack"``) to a :class:`~torch_absld.ClassAccuracyResult`, in evaluation order.
-    Values are fractions in ``[0, 1]``; the tables show percentages, as the paper does, and
-    a second table the NSD of each attack (normalised standard deviation of the class
-    accuracies, see :attr:`~torch_absld.ClassAccuracyResult.nsd`; lower is fairer).
+    A read-only mapping from attack name to :class:`~torch_absld.ClassAccuracyResult`, in
+    evaluation order; values are fractions, the tables percentages (and the NSD of each attack).
 
     Args:
         results: one result per attack, in order.
         num_classes: number of classes $C$.
         eps: the L-inf radius of the attacks.
-        worst_fraction: the ``worst_fraction`` the results were computed with (``None``: the
-            paper's rule, see :func:`~torch_absld.worst_class_count`).
+        worst_fraction: the ``worst_fraction`` of the results (see :func:`~torch_absld.worst_class_count`).
         settings: the resolved settings of each attack (for the record).
 
     Example:
@@ -51,14 +40,6 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
         >>> report = RobustnessReport({"clean": class_accuracy_summary([9, 6], [10, 10])}, num_classes=2, eps=8 / 255)
         >>> report["clean"].avg, report["clean"].worst, report["clean"].overall
         (0.75, 0.6, 0.675)
-        >>> print(report.to_markdown(name="ResNet-18"))
-        | Method | Clean Avg. | Clean Worst | Clean Overall |
-        | --- | ---: | ---: | ---: |
-        | ResNet-18 | 75.00 | 60.00 | 67.50 |
-        <BLANKLINE>
-        | Method | Clean NSD |
-        | --- | ---: |
-        | ResNet-18 | 0.2000 |
     """
 
     def __init__(
@@ -125,16 +106,10 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     def __len__(self) -> int:
         return len(self._results)
 
-    def _worst_text(self) -> str:
-        k = self.worst_k
-        return "the lowest class" if k == 1 else f"the mean of the {k} lowest classes"
-
     def to_markdown(
         self, name: str = "Model", *, per_class: bool = False, class_names: Sequence[str] | None = None
     ) -> str:
-        """A Markdown table laid out like the paper's: Avg., Worst and Overall (%) per attack.
-
-        A second table gives each attack's NSD (see :func:`reports_to_markdown`).
+        """The paper's tables (:func:`reports_to_markdown`) of this report.
 
         Args:
             name: the row label (the model or method).
@@ -147,18 +122,17 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
         if class_names is not None and len(class_names) != self.num_classes:
             raise ValueError(f"Expected `class_names` of length {self.num_classes}, but got {len(class_names)}.")
         names = list(class_names) if class_names is not None else [str(c) for c in range(self.num_classes)]
-        lines = [
-            "| Class | " + " | ".join(_label(a) for a in self.attacks) + " |",
-            "| --- |" + " ---: |" * len(self.attacks),
-        ]
-        for c, class_name in enumerate(names):
-            lines.append(f"| {class_name} | " + " | ".join(_pct(self[a].per_class[c]) for a in self.attacks) + " |")
-        return table + "\n\n" + "\n".join(lines)
+        rows = [[name, *(_pct(self[a].per_class[c]) for a in self.attacks)] for c, name in enumerate(names)]
+        return table + "\n\n" + _table(["Class", *map(_label, self.attacks)], rows)
 
     def __str__(self) -> str:
+        in_255 = self.eps * 255
+        eps = f"{round(in_255)}/255" if self.eps > 0 and abs(in_255 - round(in_255)) < 1e-6 else f"{self.eps:.4g}"
+        k = self.worst_k
+        worst = "the lowest class" if k == 1 else f"the mean of the {k} lowest classes"
         header = (
-            f"Robustness (%) on {self.num_samples} samples, {self.num_classes} classes, L-inf eps = "
-            f"{_eps_text(self.eps)}; Worst = {self._worst_text()}"
+            f"Robustness (%) on {self.num_samples} samples, {self.num_classes} classes, L-inf eps = {eps}; "
+            f"Worst = {worst}"
         )
         width = max(6, *(len(_label(a)) for a in self.attacks))
         rows = [f"{'Attack':<{width}}  {'Avg.':>7}  {'Worst':>7}  {'Overall':>7}"]
@@ -182,15 +156,8 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
             "attacks": list(self.attacks),
             "settings": {k: dict(v) for k, v in self.settings.items()},
             "results": {
-                attack: {
-                    "avg": r.avg,
-                    "worst": r.worst,
-                    "overall": r.overall,
-                    "nsd": r.nsd,
-                    "per_class": list(r.per_class),
-                    "correct": list(r.correct),
-                    "total": list(r.total),
-                }
+                attack: {"avg": r.avg, "worst": r.worst, "overall": r.overall, "nsd": r.nsd}
+                | {"per_class": list(r.per_class), "correct": list(r.correct), "total": list(r.total)}
                 for attack, r in self._results.items()
             },
         }
@@ -203,57 +170,43 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RobustnessReport:
         """Rebuild a report from :meth:`to_dict` (the metrics are recomputed from the counts)."""
-        worst_fraction = data.get("worst_fraction")
-        results = {
-            attack: class_accuracy_summary(
-                data["results"][attack]["correct"], data["results"][attack]["total"], worst_fraction=worst_fraction
-            )
-            for attack in data["attacks"]
+        fraction, results = data.get("worst_fraction"), data["results"]
+        summaries = {
+            a: class_accuracy_summary(results[a]["correct"], results[a]["total"], worst_fraction=fraction)
+            for a in data["attacks"]
         }
         return cls(
-            results,
+            summaries,
             num_classes=int(data["num_classes"]),
             eps=float(data["eps"]),
-            worst_fraction=worst_fraction,
+            worst_fraction=fraction,
             settings=data.get("settings"),
         )
 
 
 def reports_to_markdown(reports: Mapping[str, RobustnessReport]) -> str:
-    """One Markdown table with a row per report (e.g. per method), laid out like the paper's tables.
+    """A Markdown table with a row per report: Avg., Worst and Overall (%) of each attack, then one of the NSDs.
 
-    The columns are Avg., Worst and Overall (%) of every attack that appears in any report, in
-    the order of first appearance; a report without an attack shows ``-`` there. A second
-    table, after a blank line, gives the NSD of every attack in the same layout: the
-    population standard deviation of the class accuracies divided by their mean (0 when all
-    classes are equal; lower is fairer).
+    Attacks appear in the order first seen; a report without an attack shows ``-``.
     """
     if not reports:
         raise ValueError("Expected `reports` to hold at least one report, but got none.")
     for name, report in reports.items():
         if not isinstance(report, RobustnessReport):
             raise TypeError(f"Expected `reports[{name!r}]` to be a RobustnessReport, but got {type(report).__name__}.")
-    attacks: list[str] = []
-    for report in reports.values():
-        attacks.extend(a for a in report.attacks if a not in attacks)
-    header = ["Method"]
-    for attack in attacks:
-        header += [f"{_label(attack)} Avg.", f"{_label(attack)} Worst", f"{_label(attack)} Overall"]
-    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (3 * len(attacks))]
-    nsd_lines = [
-        "| Method | " + " | ".join(f"{_label(attack)} NSD" for attack in attacks) + " |",
-        "| --- |" + " ---: |" * len(attacks),
-    ]
+    attacks = list(dict.fromkeys(a for report in reports.values() for a in report.attacks))
+    header = ["Method", *(f"{_label(a)} {column}" for a in attacks for column in ("Avg.", "Worst", "Overall"))]
+    rows: list[list[str]] = []
+    nsd_rows: list[list[str]] = []
     for name, report in reports.items():
-        cells, nsd_cells = [name], [name]
-        for attack in attacks:
-            if attack in report:
-                r = report[attack]
-                cells += [_pct(r.avg), _pct(r.worst), _pct(r.overall)]
-                nsd_cells.append(f"{r.nsd:.4f}")
-            else:
-                cells += ["-"] * 3
-                nsd_cells.append("-")
-        lines.append("| " + " | ".join(cells) + " |")
-        nsd_lines.append("| " + " | ".join(nsd_cells) + " |")
-    return "\n".join(lines) + "\n\n" + "\n".join(nsd_lines)
+        results = [report.get(a) for a in attacks]
+        cells = [[_pct(r.avg), _pct(r.worst), _pct(r.overall)] if r else ["-"] * 3 for r in results]
+        rows.append([name, *(cell for group in cells for cell in group)])
+        nsd_rows.append([name, *(f"{r.nsd:.4f}" if r else "-" for r in results)])
+    return _table(header, rows) + "\n\n" + _table(["Method", *(f"{_label(a)} NSD" for a in attacks)], nsd_rows)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, the first column left-aligned and the others right-aligned."""
+    lines = [header, ["---"] + ["---:"] * (len(header) - 1), *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)

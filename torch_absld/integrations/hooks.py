@@ -18,30 +18,19 @@ Target = nn.Module | Iterable[ClassTemperatureController]
 
 
 def _controllers(target: Target) -> list[ClassTemperatureController]:
+    expected = "an nn.Module holding ClassTemperatureControllers or an iterable of them"
     if isinstance(target, nn.Module):
         controllers = [module for module in target.modules() if isinstance(module, ClassTemperatureController)]
-        if not controllers:
-            raise ValueError(
-                f"Expected `target` to hold at least one ClassTemperatureController, but the "
-                f"{type(target).__name__} holds none."
-            )
-        return controllers
-    if isinstance(target, (str, bytes)) or not isinstance(target, Iterable):
-        raise TypeError(
-            "Expected `target` to be an nn.Module holding ClassTemperatureControllers or an iterable of "
-            f"controllers, but got {type(target).__name__}."
-        )
-    controllers = list(target)
+    elif isinstance(target, (str, bytes)) or not isinstance(target, Iterable):
+        raise TypeError(f"Expected `target` to be {expected}, but got {type(target).__name__}.")
+    else:
+        controllers = list(target)
+        for item in controllers:
+            if not isinstance(item, ClassTemperatureController):
+                raise TypeError(f"Expected `target` to be {expected}, but got an item of type {type(item).__name__}.")
     if not controllers:
-        raise ValueError(
-            "Expected `target` to hold at least one ClassTemperatureController, but got an empty iterable."
-        )
-    for item in controllers:
-        if not isinstance(item, ClassTemperatureController):
-            raise TypeError(
-                "Expected `target` to be an nn.Module holding ClassTemperatureControllers or an iterable "
-                f"of them, but got an item of type {type(item).__name__}."
-            )
+        got = f"the {type(target).__name__} holds none" if isinstance(target, nn.Module) else "got an empty iterable"
+        raise ValueError(f"Expected `target` to hold at least one ClassTemperatureController, but {got}.")
     return controllers
 
 
@@ -61,43 +50,24 @@ class LRFollowHandle:
             controller.follow_lr(None)
 
 
-def follow_optimizer_lr(
-    target: Target,
-    optimizer: torch.optim.Optimizer,
-    *,
-    param_group: int = 0,
-) -> LRFollowHandle:
+def follow_optimizer_lr(target: Target, optimizer: torch.optim.Optimizer, *, param_group: int = 0) -> LRFollowHandle:
     r"""Make the temperature learning rate $\beta$ follow the optimizer's learning rate.
 
-    At every controller ``step()``, $\beta = \beta_0 \cdot \mathrm{lr} / \mathrm{lr}_0$, with
-    $\beta_0$ the controller's ``base_lr`` (its constructor ``lr``), ``lr`` the current learning
-    rate of ``optimizer.param_groups[param_group]`` and $\mathrm{lr}_0$ its ``"initial_lr"``
-    (set by every PyTorch and timm scheduler and saved in the optimizer's state dict), or the
-    learning rate at the time of this call when no scheduler set it. With a ``MultiStepLR``
-    of ``gamma=0.1`` this is the authors' "beta times 0.1 at each milestone".
-
-    At the end of an epoch call ``scheduler.step()`` **first**, then ``loss_fn.step()``: the
-    authors' order, in which the learning rate and beta drop together at a milestone and that
-    epoch's temperature update already uses the reduced beta. After a resume, call this
-    again: beta's base and current value live in the controllers' ``state_dict``, the
-    learning rate in the optimizer's.
+    At every controller ``step()``, $\beta = \beta_0 \cdot \mathrm{lr} / \mathrm{lr}_0$: $\beta_0$
+    the controller's ``base_lr``, ``lr`` the current learning rate of the parameter group and
+    $\mathrm{lr}_0$ its ``"initial_lr"`` (set by schedulers), else its learning rate now. Call
+    ``scheduler.step()`` before ``loss_fn.step()`` (the authors' order); call this again after a resume.
 
     Args:
-        target: any module: every :class:`~torch_absld.ClassTemperatureController` inside it
-            follows (an :class:`~torch_absld.ABSLDLoss`: both of its controllers; an
-            :class:`~torch_absld.ABSLDDistiller`: those of its loss; a controller: itself), or
-            an iterable of controllers.
+        target: a module (every :class:`~torch_absld.ClassTemperatureController` inside it
+            follows) or an iterable of controllers.
         optimizer: the optimizer whose learning rate to follow.
         param_group: index of the parameter group to read.
 
-    Returns:
-        A handle whose ``remove()`` stops following.
-
     Example:
-        >>> model = torch.nn.Linear(2, 2)
-        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        >>> sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1], gamma=0.1)
         >>> from torch_absld import ABSLDLoss
+        >>> opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+        >>> sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1], gamma=0.1)
         >>> loss_fn = ABSLDLoss(2)
         >>> _ = follow_optimizer_lr(loss_fn, opt)
         >>> opt.step(); sched.step()

@@ -22,25 +22,14 @@ __all__ = ["ABSLDCallback"]
 class ABSLDCallback(pl.Callback):
     r"""Step an :class:`~torch_absld.ABSLDLoss`'s temperatures (Eq. 11) at each train epoch end.
 
-    The ``LightningModule`` computes the loss in ``training_step`` as usual (directly or through
-    an :class:`~torch_absld.ABSLDDistiller`); the loss records the class risks in training mode,
-    and Lightning's validation (eval mode) records none. This callback then, at the end of every
-    training epoch, all-reduces the risks across ranks and updates both temperature vectors. The
-    temperatures are buffers of the module, so Lightning's checkpoints save and restore them.
-
-    Under a DDP strategy the per-rank risk sums are safe by construction (they are not
-    buffers); the callback marks a distiller's frozen teacher so that DDP neither broadcasts
-    nor reduces it (see :func:`~torch_absld.mark_ddp_local_state`).
+    The loss records class risks in training mode (not in validation); at every training epoch
+    end this all-reduces them and updates both temperature vectors (buffers: Lightning's
+    checkpoints keep them). A distiller's frozen teacher is kept out of DDP's broadcasts.
 
     Args:
-        loss_fn: the loss whose temperatures to step; ``None`` finds the only
-            :class:`~torch_absld.ABSLDLoss` inside the ``LightningModule``.
-        follow_lr: make $\beta$ follow the optimizer: $\beta = \beta_0 \cdot \mathrm{lr} /
-            \mathrm{lr}_0$, with lr read at the end of the epoch (Lightning steps epoch
-            schedulers before the epoch-end hooks, so at a milestone lr and beta drop together
-            and that epoch's update uses the reduced beta, as in the authors' script) and
-            $\mathrm{lr}_0$ the ``initial_lr`` set by the scheduler. With ``MultiStepLR`` this is
-            the authors' "beta times 0.1 at each milestone".
+        loss_fn: the loss to step; ``None`` finds the only :class:`~torch_absld.ABSLDLoss` in the module.
+        follow_lr: $\beta = \beta_0 \cdot \mathrm{lr} / \mathrm{lr}_0$ at each epoch end, as
+            :func:`~torch_absld.follow_optimizer_lr` (Lightning steps epoch schedulers first).
         optimizer_index: which of ``trainer.optimizers`` to follow.
         param_group: which parameter group of it.
         log: log ``absld/beta`` and the mean, min and max of both temperature vectors.
@@ -97,21 +86,17 @@ class ABSLDCallback(pl.Callback):
             group = self._group(trainer)
             group.setdefault("initial_lr", float(group["lr"]))
 
-    def _lr_ratio(self, trainer: pl.Trainer) -> float:
-        group = self._group(trainer)
-        initial = float(group.get("initial_lr", group["lr"]))
-        if initial <= 0:
-            raise ValueError(f"Expected the optimizer's initial learning rate > 0, but got {initial}.")
-        return float(group["lr"]) / initial
-
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loss_fn = self.loss_fn
         if loss_fn is None:  # pragma: no cover - set in setup()
             raise RuntimeError("ABSLDCallback.setup() did not run before on_train_epoch_end().")
-        controllers = (loss_fn.adv, loss_fn.clean)
         if self.follow_lr:
-            ratio = self._lr_ratio(trainer)
-            for controller in controllers:
+            group = self._group(trainer)
+            initial = float(group.get("initial_lr", group["lr"]))
+            if initial <= 0:
+                raise ValueError(f"Expected the optimizer's initial learning rate > 0, but got {initial}.")
+            ratio = float(group["lr"]) / initial
+            for controller in (loss_fn.adv, loss_fn.clean):
                 if controller.base_lr > 0:
                     controller.lr = controller.base_lr * ratio
         tau_adv, tau_clean = loss_fn.step()
@@ -120,9 +105,8 @@ class ABSLDCallback(pl.Callback):
         metrics: dict[str, float] = {"absld/beta": float(loss_fn.adv.lr)}
         for name, tau in (("tau_adv", tau_adv), ("tau_clean", tau_clean)):
             values = tau.detach().cpu().to(torch.float64)
-            metrics[f"absld/{name}_mean"] = float(values.mean())
-            metrics[f"absld/{name}_min"] = float(values.min())
-            metrics[f"absld/{name}_max"] = float(values.max())
+            mean, low, high = torch.stack([values.mean(), values.min(), values.max()]).tolist()
+            metrics.update({f"absld/{name}_mean": mean, f"absld/{name}_min": low, f"absld/{name}_max": high})
             if self.log_per_class:
                 metrics.update({f"absld/{name}/{k}": float(v) for k, v in enumerate(values.tolist())})
         pl_module.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=False)

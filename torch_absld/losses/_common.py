@@ -1,10 +1,10 @@
-"""What the baseline losses share: per-sample reductions, the cross-entropy term, checks, the term-weighted module."""
+"""What the baseline losses share: the reduction, the per-sample terms, the batch check, the term-weighted module."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,187 +18,123 @@ from .._internal.checks import (
     check_device,
     check_integer_labels,
     check_logits,
+    check_logits_alike,
     label_range_flag,
     logit_flag,
     raise_first,
     values_checkable,
 )
 
-__all__ = [
-    "SAMPLE_REDUCTIONS",
-    "SampleReduction",
-    "WeightedTerms",
-    "check_batch",
-    "check_class_vector",
-    "check_logit_batch",
-    "check_logit_values",
-    "class_vector_flag",
-    "masked_kl_elements",
-    "masked_kl_rows",
-    "per_sample_ce",
-    "reduce_samples",
-]
+__all__ = ["REDUCTIONS", "SampleReduction", "WeightedTerms", "check_batch", "kl_rows", "per_sample_ce", "reduce"]
 
 SampleReduction = Literal["mean", "sum", "none"]
-SAMPLE_REDUCTIONS = ("mean", "sum", "none")
+REDUCTIONS = ("mean", "sum", "none")
 
 
-def reduce_samples(per_sample: Tensor, reduction: SampleReduction) -> Tensor:
-    """``"mean"`` over the batch, ``"sum"``, or ``"none"`` (the per-sample values themselves).
-
-    An empty batch gives 0 for ``"mean"`` (still part of the autograd graph), not NaN.
-
-    Shape:
-        - per_sample: $(N,)$
-        - Output: scalar, or $(N,)$ with ``"none"``
-    """
-    if reduction == "mean":
-        return per_sample.sum() if per_sample.numel() == 0 else per_sample.mean()
-    if reduction == "sum":
-        return per_sample.sum()
-    return per_sample
+def reduce(per_sample: Tensor, reduction: SampleReduction) -> Tensor:
+    """``"none"``: ``per_sample``; ``"mean"``: its mean (0 in the graph for an empty batch); ``"sum"``: its sum."""
+    if reduction == "none":
+        return per_sample
+    return per_sample.sum() if reduction == "sum" or per_sample.numel() == 0 else per_sample.mean()
 
 
 def per_sample_ce(logits: Tensor, target: Tensor) -> Tensor:
-    """Each sample's cross-entropy, in float32 whatever the dtype of ``logits``.
-
-    Shape:
-        - logits: $(N, C)$
-        - target: $(N,)$ int64 classes (checked and cast by the caller)
-        - Output: $(N,)$
-    """
+    """Each sample's cross-entropy $(N,)$, in float32 whatever the dtype of ``logits``."""
     return F.cross_entropy(at_least_float32(logits), target, reduction="none")
 
 
-def masked_kl_elements(log_p: Tensor, log_q: Tensor) -> Tensor:
-    r"""The elements $p_c (\log p_c - \log q_c)$ from log-probabilities, 0 where $p_c = 0$.
+def kl_rows(p_logits: Tensor, q_logits: Tensor) -> Tensor:
+    r"""Each row's $\mathrm{KL}(\mathrm{softmax}\,p \,\|\, \mathrm{softmax}\,q)$, $(N,)$, with gradients through both.
 
-    A logit of $-\infty$ masks its class: $0 \log 0 = 0$, with finite gradients (the masked
-    entries are replaced before the arithmetic, so neither the value nor the gradient is NaN).
-    Elsewhere it is exactly ``F.kl_div(log_q, log_p, reduction="none", log_target=True)``.
-
-    Shape:
-        - log_p, log_q: $(N, C)$
-        - Output: $(N, C)$
+    (:func:`torch_absld.kl.kl_terms` detaches $p$.) A $-\infty$ in ``p_logits`` masks its class: $0 \log 0 = 0$
+    with finite gradients (the masked entries are replaced before the arithmetic).
     """
+    log_p = torch.log_softmax(at_least_float32(p_logits), dim=1)
+    log_q = torch.log_softmax(at_least_float32(q_logits), dim=1)
     masked = log_p == -math.inf
-    safe_p = torch.where(masked, torch.zeros_like(log_p), log_p)
-    safe_q = torch.where(masked, torch.zeros_like(log_q), log_q)
-    return F.kl_div(safe_q, safe_p, reduction="none", log_target=True)
-
-
-def masked_kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
-    r"""Each row's KL, $\sum_c$ of :func:`masked_kl_elements`.
-
-    Shape:
-        - log_p, log_q: $(N, C)$
-        - Output: $(N,)$
-    """
-    return masked_kl_elements(log_p, log_q).sum(dim=1)
-
-
-def check_logit_batch(logits: Mapping[str, Tensor], *, num_classes: int | None = None, hint: str = "") -> int:
-    """Check logits of one shape $(N, C)$ on one device (shapes only); return $C$.
-
-    ``num_classes``, when given, is the $C$ they must have; ``hint`` ends a shape error.
-    """
-    (first_name, first), *others = logits.items()
-    check_logits(first, first_name, num_classes)
-    for name, value in others:
-        check_logits(value, name)
-        if value.shape != first.shape:
-            raise ValueError(
-                f"Expected `{name}` of the shape of `{first_name}`, {tuple(first.shape)}, but got "
-                f"{tuple(value.shape)}.{hint}"
-            )
-        check_device(value, first.device, name, f"`{first_name}`")
-    check_device(first, None, first_name, "")
-    return int(first.shape[1])
-
-
-def check_logit_values(logits: Mapping[str, Tensor], *others: ValueCheck) -> None:
-    r"""Read the logits' value checks (finite; $-\infty$ masks a class) and ``others`` in one transfer.
-
-    Skipped while compiling (a data-dependent branch would break the graph).
-    """
-    if values_checkable(True):
-        raise_first([*others, *(logit_flag(value, name) for name, value in logits.items())])
+    safe_p, safe_q = (torch.where(masked, torch.zeros_like(t), t) for t in (log_p, log_q))
+    return F.kl_div(safe_q, safe_p, reduction="none", log_target=True).sum(dim=1)
 
 
 def check_batch(
     logits: Mapping[str, Tensor],
-    target: Tensor,
+    target: Tensor | None = None,
     *,
+    validate_args: bool = True,
     num_classes: int | None = None,
-    check_values: bool = True,
     class_vectors: Mapping[str, Tensor] | None = None,
-    hint: str = "",
-) -> tuple[int, Tensor]:
-    r"""Check logits $(N, C)$ of one shape, labels $(N,)$ and per-class vectors $(C,)$; return $C$ and the labels.
+    owner: tuple[torch.device, str] | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Check logits $(N, C)$ of one shape and device, labels $(N,)$ and per-class vectors $(C,)$.
 
-    Shapes, dtypes and devices are always checked; labels of any integer dtype come back as
-    int64. With ``check_values`` (and not while compiling) the values are read from the device
-    once, all together: labels in $[0, C)$, logits finite ($-\infty$ masks a class), and each
-    per-class vector finite and $\ge 0$.
+    ``reduction``, shapes, dtypes and devices always (on ``owner``'s device); with ``validate_args`` and
+    not while compiling, the values in one read: labels in $[0, C)$, logits finite ($-\infty$ masks
+    a class), vectors finite and $\ge 0$. Returns the labels as int64 (``target`` unchanged when None).
     """
-    classes = check_logit_batch(logits, num_classes=num_classes, hint=hint)
-    first = next(iter(logits.values()))
-    target = check_integer_labels(
-        target, classes, batch_size=first.shape[0], check_values=False, device=first.device, owner="the logits"
-    )
-    vectors = class_vectors or {}
-    for name, vector in vectors.items():
-        check_class_vector(vector, name, classes, first.device)
-    if check_values:
-        flags = [class_vector_flag(vector, name) for name, vector in vectors.items()]
-        check_logit_values(logits, label_range_flag(target, classes), *flags)
-    return classes, target
+    check_choice(reduction, "reduction", REDUCTIONS)
+    (first_name, first), *_ = logits.items()
+    check_logits(first, first_name, num_classes)
+    device, where = owner if owner is not None else (None, "")
+    classes = check_logits_alike(list(logits.items()), device, where)
+    flags = [logit_flag(value, name) for name, value in logits.items()]
+    if target is not None:
+        target = check_integer_labels(
+            target, classes, batch_size=first.shape[0], check_values=False, device=first.device, owner="the logits"
+        )
+        flags.append(label_range_flag(target, classes))
+    for name, vector in (class_vectors or {}).items():
+        if not isinstance(vector, Tensor) or not vector.is_floating_point() or vector.shape != (classes,):
+            got = f"{vector.dtype} {tuple(vector.shape)}" if isinstance(vector, Tensor) else type(vector).__name__
+            raise ValueError(f"Expected `{name}` to be a floating point tensor of shape ({classes},), but got {got}.")
+        check_device(vector, first.device, name, "the logits")
+        flags.append(_class_vector_flag(vector, name))
+    if values_checkable(validate_args):
+        raise_first(flags)
+    return target  # type: ignore[return-value]
 
 
-def check_class_vector(value: Tensor, name: str, num_classes: int, device: torch.device | None = None) -> None:
-    """Raise unless ``value`` is a floating point tensor of shape $(C,)$ (one number per class) on ``device``."""
-    if not isinstance(value, Tensor) or not value.is_floating_point() or value.shape != (num_classes,):
-        got = f"{value.dtype} of shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(f"Expected `{name}` to be a floating point tensor of shape ({num_classes},), but got {got}.")
-    check_device(value, device, name, "the logits")
-
-
-def class_vector_flag(value: Tensor, name: str) -> ValueCheck:
-    """Whether a per-class weight is not finite or is negative, and the error."""
-    detached = value.detach()
-    flag = ~torch.isfinite(detached).all() | (detached < 0).any()
+def _class_vector_flag(vector: Tensor, name: str) -> ValueCheck:
+    detached = vector.detach()
 
     def raise_error() -> None:
-        raise ValueError(
-            f"Expected `{name}` to hold finite values >= 0, but got {detached.cpu().tolist()}. Pass per-class "
-            "weights, e.g. the controller's buffer."
-        )
+        raise ValueError(f"Expected `{name}` to hold finite values >= 0, but got {detached.cpu().tolist()}.")
 
-    return flag, raise_error
+    return ~torch.isfinite(detached).all() | (detached < 0).any(), raise_error
 
 
 class WeightedTerms(nn.Module):
-    """Base of a loss that is a weighted sum of terms: ``loss = combine(*terms(...))``.
+    """Base of a loss that is a weighted sum of reduced terms: ``forward(...) = combine(*terms(...))``.
 
-    Subclasses set :attr:`coefficients` and implement ``terms`` (each term reduced as the
-    loss's ``reduction`` says) and ``forward`` (``self.combine(*self.terms(...))``).
+    Subclasses set :attr:`coefficients` and implement ``terms`` (checks once, then ``_terms``) and
+    ``_terms`` (unchecked); ``_forward`` is ``forward`` without the checks. ``validate_args``: check the
+    values in eager mode (one read from the device per call).
     """
 
     coefficients: tuple[float, ...]
-    reduction: str
-    validate_args: bool
+    shown: tuple[str, ...] = ()  # options in the repr, before ``reduction``
+    terms: Callable[..., tuple[Tensor, ...]]
+    _terms: Callable[..., tuple[Tensor, ...]]
 
-    def __init__(self, reduction: str, reductions: tuple[str, ...], validate_args: bool) -> None:
-        """Check and keep ``reduction`` (one of ``reductions``) and ``validate_args``."""
+    def __init__(self, reduction: SampleReduction, validate_args: bool) -> None:
         super().__init__()
-        check_choice(reduction, "reduction", reductions)
-        self.reduction = reduction
+        check_choice(reduction, "reduction", REDUCTIONS)
+        self.reduction: SampleReduction = reduction
         self.validate_args = check_bool(validate_args, "validate_args")
 
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        """The loss: ``combine(*terms(...))``, with the arguments of ``terms``."""
+        return self.combine(*self.terms(*args, **kwargs))
+
+    def _forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        return self.combine(*self._terms(*args, **kwargs))
+
+    def extra_repr(self) -> str:
+        shown = {name: getattr(self, name) for name in self.shown} | {"reduction": self.reduction}
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in shown.items())
+
     def combine(self, *terms: Tensor) -> Tensor:
-        r"""The loss from its terms: $\sum_k c_k \cdot \mathrm{term}_k$ with the loss's coefficients."""
-        if len(terms) != len(self.coefficients):
-            raise ValueError(f"Expected {len(self.coefficients)} terms, but got {len(terms)}.")
+        r"""$\sum_k c_k \cdot \mathrm{term}_k$ with the loss's coefficients."""
         total = self.coefficients[0] * terms[0]
         for coefficient, term in zip(self.coefficients[1:], terms[1:]):
             total = total + coefficient * term

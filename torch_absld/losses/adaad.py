@@ -4,41 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from .._internal.checks import at_least_float32, check_choice, check_unit_interval
-from ..kl import REDUCTIONS, Reduction, kl_terms
-from ._common import WeightedTerms, check_logit_batch, check_logit_values, masked_kl_elements
+from .._internal.checks import check_unit_interval
+from ..kl import kl_terms
+from ._common import SampleReduction, WeightedTerms, check_batch, kl_rows, reduce
 
 __all__ = ["AdaADLoss", "adaad_attack_objective", "adaad_loss"]
 
-DEFAULT_ALPHA = 1.0
-"""AdaAD's weight of the adversarial term (``--AdaAD_alpha 1.0``, ``main.py`` of the official code)."""
+DEFAULT_ALPHA = 1.0  # AdaAD's weight of the adversarial term (``--AdaAD_alpha 1.0``, ``main.py`` of the official code).
 
 
 def adaad_attack_objective(output: tuple[Tensor, Tensor], target: Any = None) -> Tensor:
     r"""AdaAD's inner maximisation: $\sum_i \mathrm{KL}(\mathrm{softmax} f_t(x'_i) \,\|\, \mathrm{softmax} f_s(x'_i))$.
 
-    A callable objective for :func:`~torch_absld.pgd` on a module that returns
-    ``(student_logits, teacher_logits)`` of the same input: the teacher runs **inside** the
-    loop, and the gradient flows through **both** networks (the teacher is not detached), as in
-    ``adaad_inner_loss`` of the official ``AT_helper.py`` (``KLDivLoss(reduction='none')``
-    summed over the $N \times C$ elements). ``target`` is not used. Computed in float32; a
-    teacher logit of $-\infty$ masks its class ($0 \log 0 = 0$). Shapes are checked (free under
-    compile): the module must return a pair of logits of one shape.
-
-    Shape:
-        - output: two $(N, C)$ logits, the student's first
-        - Output: scalar
+    An objective for :func:`~torch_absld.pgd` on a module returning ``(student_logits, teacher_logits)``,
+    each $(N, C)$; the gradient flows through both networks (``adaad_inner_loss``, ``AT_helper.py``).
+    ``target`` is not used.
     """
-    student, teacher = _student_and_teacher(output)
-    log_q = torch.log_softmax(at_least_float32(student), dim=1)
-    log_p = torch.log_softmax(at_least_float32(teacher), dim=1)
-    return masked_kl_elements(log_p, log_q).sum()
-
-
-def _student_and_teacher(output: object) -> tuple[Tensor, Tensor]:
     if not isinstance(output, (tuple, list)) or len(output) != 2:
         got = f"a tuple of {len(output)}" if isinstance(output, (tuple, list)) else type(output).__name__
         raise TypeError(
@@ -54,7 +37,13 @@ def _student_and_teacher(output: object) -> tuple[Tensor, Tensor]:
             f"Expected the student's and the teacher's logits of one shape (N, C), but got {tuple(student.shape)} and "
             f"{tuple(teacher.shape)}. The student and the teacher must have the same number of classes."
         )
-    return student, teacher
+    return kl_rows(teacher, student).sum()
+
+
+def _kl_pair(s_adv: Tensor, s_clean: Tensor, t_adv: Tensor, t_clean: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Each sample's KL over $C$ (``nn.KLDivLoss()`` averages $N \times C$ elements), adversarial and clean."""
+    classes = s_adv.shape[1]
+    return kl_terms(s_adv, t_adv, 1.0, 1.0, "none") / classes, kl_terms(s_clean, t_clean, 1.0, 1.0, "none") / classes
 
 
 def adaad_loss(
@@ -64,100 +53,58 @@ def adaad_loss(
     teacher_clean: Tensor,
     *,
     alpha: float = DEFAULT_ALPHA,
-    reduction: Reduction = "mean",
+    reduction: SampleReduction = "mean",
+    validate_args: bool = True,
 ) -> Tensor:
-    r"""The AdaAD loss: $\alpha\,\mathrm{KL}(p(x') \,\|\, q(x')) + (1 - \alpha)\,\mathrm{KL}(p(x) \,\|\, q(x))$.
+    r"""AdaAD: $\ell_i = (\alpha\,\mathrm{KL}(p(x'_i) \| q(x'_i)) + (1 - \alpha)\,\mathrm{KL}(p(x_i) \| q(x_i))) / C$.
 
-    $p = \mathrm{softmax} f_t$ is the teacher's output on the **same** input as the student's
-    $q = \mathrm{softmax} f_s$: on the adversarial batch in the first term, on the clean batch in
-    the second; the teacher gets no gradient; temperature 1. Reductions as
-    :func:`~torch_absld.soft_label_kl`: ``"mean"`` over the $N \times C$ elements (default: the
-    official CIFAR-10 branch, ``nn.KLDivLoss()``), ``"batchmean"`` (the official CIFAR-100 branch,
-    the summed KL divided by $N$: $C$ times ``"mean"``), ``"sum"``, ``"none"`` (each sample's
-    KL, summed over classes). Computed in float32.
-
-    Shape:
-        - student_adv, student_clean, teacher_adv, teacher_clean: $(N, C)$
-        - Output: scalar, or $(N,)$ with ``"none"``
+    $p = \mathrm{softmax} f_t$ (no gradient), $q = \mathrm{softmax} f_s$. ``"none"``: $\ell_i$ $(N,)$;
+    ``"mean"``: their mean, the official CIFAR-10 ``nn.KLDivLoss()`` (its CIFAR-100 ``batchmean`` is
+    $C$ times it); ``"sum"``: their sum. Logits $(N, C)$.
 
     Example:
+        >>> import torch
         >>> s, t = torch.tensor([[0.0, 0.0]]), torch.tensor([[2.0, 0.0]])
-        >>> adaad_loss(s, s, t, t, alpha=1.0, reduction="batchmean")  # KL(softmax t || uniform)
+        >>> adaad_loss(s, s, t, t, alpha=1.0) * 2  # KL(softmax t || uniform)
         tensor(0.3278)
     """
     alpha = check_unit_interval(alpha, "alpha")
-    check_choice(reduction, "reduction", REDUCTIONS)
-    adv, clean = _checked_terms(student_adv, student_clean, teacher_adv, teacher_clean, reduction, True)
-    return alpha * adv + (1 - alpha) * clean
-
-
-def _checked_terms(
-    student_adv: Tensor,
-    student_clean: Tensor,
-    teacher_adv: Tensor,
-    teacher_clean: Tensor,
-    reduction: Reduction,
-    check_values: bool,
-) -> tuple[Tensor, Tensor]:
-    """Both KL terms; shapes and devices always checked, the logits' values in one read with ``check_values``."""
-    students = {"student_adv": student_adv, "student_clean": student_clean}
-    logits = {**students, "teacher_adv": teacher_adv, "teacher_clean": teacher_clean}
-    check_logit_batch(logits, hint=" The student and the teacher must have the same number of classes.")
-    if check_values:
-        check_logit_values(logits)
-    adv = kl_terms(student_adv, teacher_adv, 1.0, 1.0, reduction)
-    return adv, kl_terms(student_clean, teacher_clean, 1.0, 1.0, reduction)
+    logits = {"student_adv": student_adv, "student_clean": student_clean}
+    logits |= {"teacher_adv": teacher_adv, "teacher_clean": teacher_clean}
+    check_batch(logits, reduction=reduction, validate_args=validate_args)
+    adv, clean = _kl_pair(student_adv, student_clean, teacher_adv, teacher_clean)
+    return reduce(alpha * adv + (1 - alpha) * clean, reduction)
 
 
 class AdaADLoss(WeightedTerms):
     r""":func:`adaad_loss` as a module, with its two terms apart for logging.
 
     Args:
-        alpha: weight $\alpha$ of the adversarial term (1, ``main.py``: the clean term is off).
-        reduction: ``"mean"`` (default; official CIFAR-10), ``"batchmean"`` (official CIFAR-100),
-            ``"sum"`` or ``"none"``.
-        validate_args: check the logits' values in eager mode (one host sync per call).
-
-    Shape:
-        - student_adv, student_clean, teacher_adv, teacher_clean: $(N, C)$
-        - Output: scalar, or $(N,)$ with ``"none"``
-
-    Example:
-        >>> loss_fn = AdaADLoss(alpha=0.5)
-        >>> s_adv, s_clean, t_adv, t_clean = torch.randn(4, 3, 10).unbind()
-        >>> adv_kl, clean_kl = loss_fn.terms(s_adv, s_clean, t_adv, t_clean)
-        >>> torch.equal(loss_fn(s_adv, s_clean, t_adv, t_clean), 0.5 * adv_kl + 0.5 * clean_kl)
-        True
+        alpha: weight $\alpha$ of the adversarial term (1, ``main.py``).
+        reduction: as :func:`adaad_loss`.
     """
 
-    reduction: Reduction
+    shown = ("alpha",)
 
     def __init__(
-        self, *, alpha: float = DEFAULT_ALPHA, reduction: Reduction = "mean", validate_args: bool = True
+        self, *, alpha: float = DEFAULT_ALPHA, reduction: SampleReduction = "mean", validate_args: bool = True
     ) -> None:
-        super().__init__(reduction, REDUCTIONS, validate_args)
+        super().__init__(reduction, validate_args)
         self.alpha = check_unit_interval(alpha, "alpha")
         self.coefficients = (self.alpha, 1.0 - self.alpha)
 
-    def forward(self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor) -> Tensor:
-        """The loss: ``combine(*terms(...))``."""
-        return self.combine(*self.terms(student_adv, student_clean, teacher_adv, teacher_clean))
-
     def terms(
-        self,
-        student_adv: Tensor,
-        student_clean: Tensor,
-        teacher_adv: Tensor,
-        teacher_clean: Tensor,
-        *,
-        validated: bool = False,
+        self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
     ) -> tuple[Tensor, Tensor]:
-        r"""The adversarial and the clean KL terms, each reduced, before the weights $\alpha$, $1 - \alpha$.
+        r"""The adversarial and the clean KL terms, each reduced, before the weights $\alpha$, $1 - \alpha$."""
+        logits = {"student_adv": student_adv, "student_clean": student_clean}
+        check_batch(
+            logits | {"teacher_adv": teacher_adv, "teacher_clean": teacher_clean}, validate_args=self.validate_args
+        )
+        return self._terms(student_adv, student_clean, teacher_adv, teacher_clean)
 
-        ``validated=True`` skips the value checks (the caller checked them); shapes are always checked.
-        """
-        checking = self.validate_args and not validated
-        return _checked_terms(student_adv, student_clean, teacher_adv, teacher_clean, self.reduction, checking)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha:.4g}, reduction={self.reduction!r}"
+    def _terms(
+        self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        adv, clean = _kl_pair(student_adv, student_clean, teacher_adv, teacher_clean)
+        return reduce(adv, self.reduction), reduce(clean, self.reduction)

@@ -2,126 +2,80 @@ r"""FRL (Xu et al. 2021), Reweight + Remargin: TRADES' two terms, each a class-w
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
-from typing_extensions import Unpack
 
-from .._internal.checks import check_choice, check_device, check_options, check_positive
-from ..multipliers import FRLMultipliers, FRLOptions
-from ._common import SAMPLE_REDUCTIONS, SampleReduction, check_batch, per_sample_ce
-from .trades import TRADESLoss, _per_sample_kl
+from .._internal.checks import check_positive
+from ..multipliers import FRLMultipliers
+from ._common import SampleReduction, check_batch, kl_rows, per_sample_ce, reduce
+from .trades import TRADESLoss
 
 __all__ = ["FRLLoss", "frl_loss"]
 
-DEFAULT_BETA = 1.5
-r"""FRL's weight $\beta$ of the boundary (KL) term (``--beta 1.5``, ``frlrmrw.py`` of the official code)."""
+DEFAULT_BETA = 1.5  # weight of the boundary KL (``--beta 1.5``, ``frlrmrw.py`` of the official code)
 
 
-def _weighted(values: Tensor, weights: Tensor, reduction: SampleReduction, normalizer: Tensor | None) -> Tensor:
-    r"""``"mean"``: $\sum_i w_i v_i / \sum_i w_i$ (or / ``normalizer``), ``"sum"``: $\sum_i w_i v_i$, ``"none"``.
-
-    A batch whose weights sum to 0 (an empty batch) gives 0 for ``"mean"``, not NaN.
-    """
-    weighted = weights * values
-    if reduction == "mean":
-        total = weights.sum() if normalizer is None else normalizer.to(weighted.dtype)
-        return weighted.sum() / total.clamp_min(torch.finfo(weighted.dtype).tiny)
-    return weighted.sum() if reduction == "sum" else weighted
+def _weighted(values: Tensor, weights: Tensor, total: Tensor | None) -> Tensor:
+    r"""$N w_i v_i / \sum_j w_j$ (or ``/ total``): per-sample shares whose mean is the weighted mean."""
+    weights = weights.to(values.dtype)
+    total = weights.sum() if total is None else total.to(values.dtype)
+    return weights * values * (values.shape[0] / total.clamp_min(torch.finfo(values.dtype).tiny))
 
 
 def _terms(
-    student_clean: Tensor,
-    student_adv: Tensor,
-    target: Tensor,
-    natural_weights: Tensor,
-    boundary_weights: Tensor,
-    reduction: SampleReduction,
-    normalizers: tuple[Tensor, Tensor] | None = None,
+    adv: Tensor, clean: Tensor, target: Tensor, weights: tuple[Tensor, Tensor], totals: Any = (None, None)
 ) -> tuple[Tensor, Tensor]:
-    ce = per_sample_ce(student_clean, target)
-    kl = _per_sample_kl(student_clean, student_adv)
-    natural_sum, boundary_sum = (None, None) if normalizers is None else normalizers
-    natural = _weighted(ce, natural_weights[target].to(ce.dtype), reduction, natural_sum)
-    return natural, _weighted(kl, boundary_weights[target].to(kl.dtype), reduction, boundary_sum)
+    natural = _weighted(per_sample_ce(clean, target), weights[0][target], totals[0])
+    return natural, _weighted(kl_rows(clean, adv), weights[1][target], totals[1])
 
 
 def frl_loss(
-    student_clean: Tensor,
     student_adv: Tensor,
+    student_clean: Tensor,
     target: Tensor,
     natural_weights: Tensor,
     boundary_weights: Tensor,
     *,
     beta: float = DEFAULT_BETA,
     reduction: SampleReduction = "mean",
+    validate_args: bool = True,
 ) -> Tensor:
-    r"""FRL's loss: the class-weighted clean cross-entropy plus $\beta$ times the class-weighted TRADES KL.
+    r"""FRL: the class-weighted clean cross-entropy plus $\beta$ times the class-weighted TRADES KL.
 
-    With $u_i = w^{nat}_{y_i}$ and $v_i = w^{bndy}_{y_i}$ (FRL's class weights, see
-    :class:`~torch_absld.multipliers.FRLMultipliers`):
-
-    $$\ell = \frac{\sum_i u_i\,\mathrm{CE}(f(x_i), y_i)}{\sum_i u_i}
-           + \beta\,\frac{\sum_i v_i\,\mathrm{KL}_i}{\sum_i v_i},$$
-
-    $\mathrm{KL}_i = \mathrm{KL}(\mathrm{softmax} f(x_i) \,\|\, \mathrm{softmax} f(x'_i))$ as in
-    :func:`~torch_absld.losses.trades_kl` (the gradient through both outputs). ``"mean"`` is this
-    self-normalised form (``train_model`` of the official ``utils_frl2.py``); with equal weights it
-    is TRADES' loss. ``"sum"`` gives the two weighted sums, ``"none"`` each sample's
-    $u_i\,\mathrm{CE}_i + \beta\,v_i\,\mathrm{KL}_i$. Computed in float32.
-
-    Shape:
-        - student_clean, student_adv: $(N, C)$
-        - target: $(N,)$ integer classes in $[0, C)$
-        - natural_weights, boundary_weights: $(C,)$, finite and $\ge 0$
-        - Output: scalar, or $(N,)$ with ``"none"``
+    With $u_i = w^{nat}_{y_i}$, $v_i = w^{bndy}_{y_i}$ (:class:`~torch_absld.multipliers.FRLMultipliers`,
+    each $(C,)$) and $\mathrm{KL}_i$ of :func:`~torch_absld.losses.trades.trades_kl` (``train_model``,
+    ``utils_frl2.py``):
+    $\ell = \sum_i u_i \mathrm{CE}_i / \sum_i u_i + \beta \sum_i v_i \mathrm{KL}_i / \sum_i v_i$.
+    ``"none"``: each sample's share $\ell_i = N u_i\mathrm{CE}_i / \sum_j u_j + \beta N v_i\mathrm{KL}_i / \sum_j v_j$
+    $(N,)$; ``"mean"``: their mean $\ell$ (equal weights: TRADES); ``"sum"``: their sum.
 
     Example:
         >>> import torch
-        >>> clean, adv = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 2)
-        >>> frl_loss(clean, adv, torch.tensor([0, 1]), torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.5]), beta=1.0)
+        >>> clean, adv, w = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 2), torch.tensor([0.5, 0.5])
+        >>> frl_loss(adv, clean, torch.tensor([0, 1]), w, w, beta=1.0)
         tensor(0.4395)
     """
     beta = check_positive(beta, "beta", allow_zero=True)
-    check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-    _, target = check_batch(
-        {"student_clean": student_clean, "student_adv": student_adv},
-        target,
-        class_vectors={"natural_weights": natural_weights, "boundary_weights": boundary_weights},
-    )
-    natural, boundary = _terms(student_clean, student_adv, target, natural_weights, boundary_weights, reduction)
-    return natural + beta * boundary
+    logits = {"student_adv": student_adv, "student_clean": student_clean}
+    vectors = {"natural_weights": natural_weights, "boundary_weights": boundary_weights}
+    target = check_batch(logits, target, class_vectors=vectors, reduction=reduction, validate_args=validate_args)
+    natural, boundary = _terms(student_adv, student_clean, target, (natural_weights, boundary_weights))
+    return reduce(natural, reduction) + beta * reduce(boundary, reduction)
 
 
 class FRLLoss(TRADESLoss):
-    r""":func:`frl_loss` with its class weights: an :class:`~torch_absld.multipliers.FRLMultipliers` controller.
+    r""":func:`frl_loss` with its class weights, an :class:`~torch_absld.multipliers.FRLMultipliers` ``multipliers``.
 
-    Holds ``multipliers`` (the weights $w^{nat}$, $w^{bndy}$, the radius scales and the epoch's
-    validation counts). The loss uses the current weights; the training step records the
-    validation split into the controller and calls :meth:`step` at the end of each epoch
-    (synchronised across ranks). A :class:`~torch_absld.TRADESLoss` whose two terms are
-    class-weighted means: with all weights equal it is TRADES.
+    The training step records the validation split into the controller and calls :meth:`step` at
+    the end of each epoch (synchronised across ranks).
 
     Args:
         num_classes: number of classes $C$.
-        beta: weight $eta$ of the boundary term (1.5, ``frlrmrw.py``).
-        reduction: ``"mean"`` (default: the authors' weighted means), ``"sum"`` or ``"none"``.
-        validate_args: check label values in eager mode (one host sync per call).
-        **multipliers: the options of :class:`~torch_absld.multipliers.FRLMultipliers` (``threshold``,
-            ``rate``, ``eps_rate``, ``limit``, ``halve_every``, ``begin_epoch``, ``scale_step``,
-            ``process_group``).
-
-    Shape:
-        - student_clean, student_adv: $(N, C)$
-        - target: $(N,)$ integer classes
-        - Output: scalar, or $(N,)$ with ``"none"``
-
-    Example:
-        >>> import torch
-        >>> loss_fn = FRLLoss(3)
-        >>> clean, adv = torch.randn(2, 4, 3).unbind()
-        >>> y, w = torch.tensor([0, 1, 2, 0]), loss_fn.multipliers.natural_weights
-        >>> torch.allclose(loss_fn(clean, adv, y), frl_loss(clean, adv, y, w, w))
-        True
+        beta: weight $\beta$ of the boundary term (1.5, ``frlrmrw.py``).
+        reduction: as :func:`frl_loss`.
+        **multipliers: the options of :class:`~torch_absld.multipliers.FRLMultipliers`.
     """
 
     def __init__(
@@ -131,36 +85,34 @@ class FRLLoss(TRADESLoss):
         beta: float = DEFAULT_BETA,
         reduction: SampleReduction = "mean",
         validate_args: bool = True,
-        **multipliers: Unpack[FRLOptions],
+        **multipliers: Any,
     ) -> None:
         super().__init__(beta=beta, reduction=reduction, validate_args=validate_args)
-        check_options(multipliers, FRLOptions.__optional_keys__, type(self).__name__)
         self.multipliers = FRLMultipliers(num_classes, validate_args=self.validate_args, **multipliers)
         self.num_classes = self.multipliers.num_classes
 
     def terms(
-        self,
-        student_clean: Tensor,
-        student_adv: Tensor,
-        target: Tensor,
-        *,
-        normalizers: tuple[Tensor, Tensor] | None = None,
-        validated: bool = False,
+        self, student_adv: Tensor, student_clean: Tensor, target: Tensor, *, normalizers: Any = None
     ) -> tuple[Tensor, Tensor]:
-        r"""The weighted natural cross-entropy and the weighted boundary KL, each reduced, before 1 and $\beta$.
+        r"""The weighted natural CE and boundary KL, each reduced, before 1 and $\beta$.
 
-        ``normalizers`` replace the two sums of weights that ``"mean"`` divides by (a training step
-        under ``torch.distributed`` passes :meth:`FRLMultipliers.union_batch
-        <torch_absld.multipliers.FRLMultipliers.union_batch>`'s: the averaged gradients are then
-        those of one process on the union). ``validated=True`` skips the label value check.
+        ``normalizers`` replace the two sums of weights (under ``torch.distributed``,
+        :meth:`FRLMultipliers.union_batch <torch_absld.multipliers.FRLMultipliers.union_batch>`'s).
         """
-        logits = {"student_clean": student_clean, "student_adv": student_adv}
-        checking = self.validate_args and not validated
-        _, target = check_batch(logits, target, num_classes=self.num_classes, check_values=checking)
-        check_device(student_clean, self.multipliers.scale.device, "student_clean", "the loss (its class weights)")
+        logits = {"student_adv": student_adv, "student_clean": student_clean}
+        owner = (self.multipliers.scale.device, "the loss (its class weights)")
+        target = check_batch(
+            logits, target, num_classes=self.num_classes, owner=owner, validate_args=self.validate_args
+        )
+        return self._terms(student_adv, student_clean, target, normalizers=normalizers)
+
+    def _terms(
+        self, student_adv: Tensor, student_clean: Tensor, target: Tensor, *, normalizers: Any = None
+    ) -> tuple[Tensor, Tensor]:
         weights = (self.multipliers.natural_weights, self.multipliers.boundary_weights)
-        return _terms(student_clean, student_adv, target, *weights, self.reduction, normalizers)
+        natural, boundary = _terms(student_adv, student_clean, target, weights, normalizers or (None, None))
+        return reduce(natural, self.reduction), reduce(boundary, self.reduction)
 
     def step(self) -> Tensor:
-        """End of epoch: the controller's :meth:`~torch_absld.multipliers.FRLMultipliers.step`; returns the scales."""
+        """End of epoch: :meth:`FRLMultipliers.step <torch_absld.class_eps.ClassEpsilon.step>`; the scales."""
         return self.multipliers.step()

@@ -2,65 +2,45 @@ r"""PGD adversarial training (Madry et al. 2018): cross-entropy on the adversari
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from .._internal.checks import check_bool, check_choice
-from ._common import SAMPLE_REDUCTIONS, SampleReduction, check_batch, per_sample_ce, reduce_samples
+from ._common import SampleReduction, WeightedTerms, check_batch, per_sample_ce, reduce
 
 __all__ = ["SATLoss", "sat_loss"]
 
 
-def sat_loss(student_adv: Tensor, target: Tensor, *, reduction: SampleReduction = "mean") -> Tensor:
-    r"""SAT's training loss: $\mathrm{CE}(f(x'), y)$ on the adversarial batch only, no clean term.
+def sat_loss(
+    student_adv: Tensor, target: Tensor, *, reduction: SampleReduction = "mean", validate_args: bool = True
+) -> Tensor:
+    r"""SAT: $\ell_i = \mathrm{CE}(f(x'_i), y_i)$ in float32; ``"mean"`` is the authors' ``mean_xent`` (``model.py``).
 
-    Per sample: $\ell_i = -\log \mathrm{softmax}(f(x'_i))_{y_i}$, in float32 whatever the dtype
-    of the logits. ``"mean"`` averages over the batch (the authors' ``mean_xent``, Madry et al.'s
-    ``model.py``), ``"sum"`` sums, ``"none"`` returns $\ell_i$.
+    ``"none"``: $\ell_i$; ``"mean"``: their mean; ``"sum"``: their sum.
 
     Shape:
-        - student_adv: $(N, C)$ logits of the model on $x'$
-        - target: $(N,)$ integer classes in $[0, C)$
+        - student_adv: $(N, C)$ logits on $x'$; target: $(N,)$ integer classes in $[0, C)$
         - Output: scalar, or $(N,)$ with ``"none"``
 
     Example:
         >>> import torch
-        >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
-        >>> sat_loss(logits, torch.tensor([0, 0]), reduction="none")
+        >>> sat_loss(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0]), reduction="none")
         tensor([0.1269, 2.1269])
     """
-    check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-    _, target = check_batch({"student_adv": student_adv}, target)
-    return reduce_samples(per_sample_ce(student_adv, target), reduction)
+    target = check_batch({"student_adv": student_adv}, target, reduction=reduction, validate_args=validate_args)
+    return reduce(per_sample_ce(student_adv, target), reduction)
 
 
-class SATLoss(nn.Module):
-    """:func:`sat_loss` as a module.
+class SATLoss(WeightedTerms):
+    """:func:`sat_loss` as a module; ``validate_args``: check the values (one read from the device per call)."""
 
-    Args:
-        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
-        validate_args: check label values in eager mode (one host sync per call).
-
-    Shape:
-        - student_adv: $(N, C)$
-        - target: $(N,)$ integer classes
-        - Output: scalar, or $(N,)$ with ``"none"``
-
-    Example:
-        >>> import torch
-        >>> SATLoss()(torch.zeros(4, 10), torch.tensor([0, 1, 2, 3]))
-        tensor(2.3026)
-    """
+    coefficients = (1.0,)
 
     def __init__(self, *, reduction: SampleReduction = "mean", validate_args: bool = True) -> None:
-        super().__init__()
-        check_choice(reduction, "reduction", SAMPLE_REDUCTIONS)
-        self.reduction: SampleReduction = reduction
-        self.validate_args = check_bool(validate_args, "validate_args")
+        super().__init__(reduction, validate_args)
 
-    def forward(self, student_adv: Tensor, target: Tensor, *, validated: bool = False) -> Tensor:
-        """The loss; ``validated=True`` skips the value checks (the caller checked them)."""
-        _, target = check_batch({"student_adv": student_adv}, target, check_values=self.validate_args and not validated)
-        return reduce_samples(per_sample_ce(student_adv, target), self.reduction)
+    def terms(self, student_adv: Tensor, target: Tensor) -> tuple[Tensor]:
+        """The loss alone, reduced (see :func:`sat_loss`)."""
+        target = check_batch({"student_adv": student_adv}, target, validate_args=self.validate_args)
+        return self._terms(student_adv, target)
 
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+    def _terms(self, student_adv: Tensor, target: Tensor) -> tuple[Tensor]:
+        return (reduce(per_sample_ce(student_adv, target), self.reduction),)

@@ -1,15 +1,10 @@
-"""What every training-step module promises, and the DDP marking of its frozen teacher.
-
-A training step is an ``nn.Module`` that does one method's per-batch forward work:
-``out = step(input, target)`` returns an output with ``.loss`` (call ``backward()`` on it),
-``step.on_epoch_end()`` runs the method's end-of-epoch rule (per-class controllers), and
-``state_dict()`` / ``load_state_dict()`` hold everything needed to resume except the teacher.
-"""
+"""What every training-step module promises (:class:`TrainingStep`), and the DDP marking of its frozen teacher."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -34,28 +29,17 @@ class StepOutput(Protocol):
 class TrainingStep(nn.Module):
     """Base of the training-step modules: a student, an optional frozen teacher, an epoch hook.
 
-    The teacher, when there is one, is frozen (``requires_grad_(False)``, in place) and stays in
-    eval mode whatever ``step.train()`` says. It is a registered submodule, so ``.to(device)``
-    moves it, but by default its weights are **not** in ``state_dict()``: a checkpoint holds
-    the student and the method's state, and loading one leaves the teacher as it is
-    (``teacher_in_state_dict=True`` saves and loads it too). A checkpoint is checked whole before
-    anything is copied (shapes; with ``strict``, missing and unexpected keys; the methods' own
-    state): a rejected load leaves the step as it was. Under ``DistributedDataParallel``
-    its weights and buffers are neither broadcast nor reduced (see :func:`mark_ddp_local_state`).
-
-    Subclasses implement ``forward(input, target)`` returning a :class:`StepOutput`, and
-    :meth:`on_epoch_end` when the method has an end-of-epoch rule. Every subclass's ``forward``
-    runs in the step's ``precision`` (its input in the chosen memory format, its body under the
-    chosen autocast): the base wraps it when the subclass is defined.
+    ``step(input, target).loss``; ``step.on_epoch_end()`` runs the method's end-of-epoch rule. The
+    teacher is frozen in place, stays in eval mode, is not in ``state_dict()`` (unless
+    ``teacher_in_state_dict``) nor synced by DDP (:func:`mark_ddp_local_state`). A checkpoint is
+    checked whole before anything is copied. ``forward`` runs in the step's ``precision``.
 
     Args:
-        student: the network being trained.
-        teacher: the frozen teacher, or ``None`` for a method without one.
+        student, teacher: the network being trained, and the frozen teacher or ``None``.
         teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
-        precision: ``None`` (default: the caller's autocast applies), ``"auto"`` (the dtype and
-            input layout of :func:`~torch_absld.precision.fastest_settings` for the input's
-            device: bf16 only where it is native), or ``"float32"`` / ``"bfloat16"`` /
-            ``"float16"`` (a ``UserWarning`` where the device emulates it).
+        precision: ``None`` (the caller's autocast applies), ``"auto"``
+            (:func:`~torch_absld.precision.fastest_settings` for the input's device), or
+            ``"float32"`` / ``"bfloat16"`` / ``"float16"`` (a ``UserWarning`` where emulated).
         needs_teacher: the method distils from the teacher: ``None`` is a ``TypeError``.
     """
 
@@ -100,6 +84,15 @@ class TrainingStep(nn.Module):
         if forward is not None and not getattr(forward, "_in_precision_scope", False):
             cls.forward = _in_precision_scope(forward)
 
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        """The keyword options the step's constructor takes: the keyword-only arguments of its classes."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if klass is not TrainingStep and issubclass(klass, TrainingStep) and "__init__" in vars(klass):
+                names |= keywords(klass.__init__)
+        return frozenset(names)
+
     def train(self, mode: bool = True) -> Self:
         """Set the student (and the method's own modules) to ``mode``; the teacher stays in eval."""
         super().train(mode)
@@ -115,6 +108,12 @@ class TrainingStep(nn.Module):
         """``(input, context)`` for the step's ``precision`` (see :func:`~torch_absld.precision.precision_scope`)."""
         # The warning points to the line calling the step: forward, Module._call_impl, _wrapped_call_impl, caller.
         return precision_scope(self.precision, input, stacklevel=5)
+
+
+def keywords(function: Callable[..., Any]) -> set[str]:
+    """The keyword-only parameters of ``function`` (of a class: of its constructor)."""
+    parameters = inspect.signature(function).parameters.values()
+    return {parameter.name for parameter in parameters if parameter.kind is parameter.KEYWORD_ONLY}
 
 
 def _in_precision_scope(forward: Callable[..., Any]) -> Callable[..., Any]:
@@ -135,20 +134,9 @@ def _in_precision_scope(forward: Callable[..., Any]) -> Callable[..., Any]:
 def mark_ddp_local_state(module: nn.Module) -> list[str]:
     """Keep the frozen teachers of training steps inside ``module`` out of DDP's broadcasts and reductions.
 
-    ``DistributedDataParallel`` copies every buffer from rank 0 to the other ranks before each
-    forward and reduces every parameter's gradient; a frozen teacher needs neither (every rank
-    loads the same teacher). A :class:`TrainingStep` marks its own teacher; call this on a
-    bigger module **before** wrapping it in DDP only if it holds teachers of its own.
-
-    The per-class statistics of the controllers (:class:`~torch_absld.stats.ClassStatistics`)
-    need no marking: they are not buffers, so DDP never sees them. Their names are still
-    listed (to no effect), so that the result is the one of torch-absld 0.1.
-
-    Args:
-        module: the module that will be wrapped in ``DistributedDataParallel``.
-
-    Returns:
-        The names added to ``module._ddp_params_and_buffers_to_ignore``.
+    A :class:`TrainingStep` marks its own teacher; call this on a bigger module holding teachers
+    of its own **before** wrapping it in ``DistributedDataParallel``. Returns the names added to
+    ``module._ddp_params_and_buffers_to_ignore`` (the controllers' statistics are listed too).
     """
     names: list[str] = []
     for prefix, sub in module.named_modules():

@@ -5,37 +5,24 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
 from ..attack import PGDConfig
 from ..attack.early_stopping import EarlyStopping, LogitsAndInput
-from ..attack.engine import run_pgd
-from ..losses import BATLoss, SampleReduction
-from ..losses.bat import DEFAULT_UNIFORM_WEIGHT
-from ..losses.trades import DEFAULT_BETA
-from .adversarial import AdversarialStep, StepOptions
+from ..attack.engine import _pgd
+from ..attack.objectives import Objective
+from ..losses.bat import BATLoss, bat_loss
+from .adversarial import AdversarialStep
+from .registry import Method, register
 
-__all__ = ["BAT_ATTACK", "BATOutput", "BATStep", "build_bat"]
+__all__ = ["BAT_ATTACK", "BATOutput", "BATStep"]
 
 BAT_ATTACK = PGDConfig(eps=0.031, step_size=0.007, steps=10, random_start="normal", init_std=0.001)
 r"""BAT's training attacks (``train.py``: ``--epsilon 0.031 --num-steps 10 --step-size 0.007``; both
-``stop_to_*`` start from ``clamp(x + 0.001 N(0, 1), 0, 1)``). The ABSLD paper's radius, 8/255, is 0.03137."""
+``stop_to_*`` start from ``clamp(x + 0.001 N(0, 1), 0, 1)``)."""
 
 
 class BATOutput(NamedTuple):
-    r"""What :meth:`BATStep.forward` returns.
-
-    Attributes:
-        loss: the BAT loss, to call ``backward()`` on.
-        natural_ce: the cross-entropy on the last-clean points, detached.
-        robust_kl: the TRADES KL on the first-adversarial points (before $\beta$), detached.
-        uniform_kl: the two KLs to the uniform distribution (before their weight), detached.
-        student_clean_logits: the student's logits on the clean batch (the step's mode).
-        student_adv_logits: the student's logits on the first-adversarial points ``x_adv``.
-        student_last_clean_logits: the student's logits on the last-clean points.
-        x_adv: the first-adversarial points (detached).
-        x_last_clean: the last-clean points (detached).
-    """
+    """What :meth:`BATStep.forward` returns: the loss, its terms (detached, unweighted), logits, points."""
 
     loss: Tensor
     natural_ce: Tensor
@@ -51,18 +38,9 @@ class BATOutput(NamedTuple):
 class BATStep(AdversarialStep):
     r"""BAT: TRADES on points near the decision boundary, with their predictions pulled towards uniform.
 
-    ``out = step(x, y)`` runs, in this order:
-
-    1. the student on ``x`` in eval mode without gradient: $p = \mathrm{softmax} f(x)$;
-    2. two early-stopped KL-PGD attacks to $p$ (:class:`~torch_absld.attack.EarlyStopping`, student in
-       eval mode, each from its own start $x + 0.001\,\mathcal{N}(0, 1)$): the **last clean** points (the
-       last iterate each sample is still classified correctly at) and the **first adversarial** points
-       (a sample found misclassified takes ``patience`` more steps, then stops where it is misclassified);
-    3. the student on the last-clean points, the first-adversarial points and ``x``, in the step's mode;
-    4. :func:`~torch_absld.losses.bat_loss` ($\beta = 6$, uniform terms of weight 1).
-
-    Stopping each sample where its prediction turns adapts the attack's strength to each sample
-    (BAT's source-class fairness); the uniform terms are its target-class fairness. It is exactly::
+    ``out = step(x, y)`` is exactly (two early-stopped KL-PGD attacks in eval mode, each from its own
+    $x + 0.001\,\mathcal{N}(0, 1)$: the last iterates still classified correctly, and the first
+    misclassified ones after ``patience`` more steps)::
 
         p = torch.softmax(student.eval()(x), dim=1)  # no gradient
         points = []
@@ -71,93 +49,58 @@ class BATStep(AdversarialStep):
             final = pgd(LogitsAndInput(student), x, p, config=BAT_ATTACK, objective=stopper)
             points.append(stopper.emitted(final))
         x_lc, x_fa = points
-        loss = bat_loss(student.train()(x), student(x_fa), student(x_lc), y)
+        last_clean, first_adv = student.train()(x_lc), student(x_fa)
+        loss = bat_loss(first_adv, student(x), last_clean, y)
 
     Args:
-        student: the network being trained.
-        num_classes: number of classes $C$.
-        beta: weight $\beta$ of the TRADES term (6, ``--beta 6.0``).
-        uniform_weight: weight of the uniform terms (1, hard-coded in ``BAT_loss``).
-        patience: the first-adversarial attack's extra steps after a misclassification (1: FAT's
-            $\tau = 1$ in ``stop_to_firstadv``).
-        reduction: of the loss, ``"mean"`` (default: the authors' scale), ``"sum"`` or ``"none"``.
-        **options: the attack and the checks (:class:`~torch_absld.methods.adversarial.StepOptions`):
-            ``attack`` (default :data:`BAT_ATTACK`: ``eps`` 0.031, ``step_size`` 0.007), ``generator``,
-            ``eps``, ``step_size``, ``steps``, ``compile``, ``validate_args``, ...
+        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        patience: the first-adversarial attack's extra steps (1: FAT's $\tau = 1$ in ``stop_to_firstadv``).
+        **options: ``beta`` (6), ``uniform_weight`` (1) and ``reduction`` of :class:`~torch_absld.losses.bat.BATLoss`,
+            and those of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`BAT_ATTACK`).
 
     Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ integer classes
-        - Output: a :class:`BATOutput`
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`BATOutput`
 
     Example:
         >>> import torch
-        >>> x, y = torch.rand(4, 12), torch.tensor([0, 1, 2, 0])
-        >>> out = BATStep(nn.Linear(12, 3), 3, beta=2.0, steps=2)(x, y)
+        >>> out = BATStep(nn.Linear(12, 3), 3, beta=2.0, steps=2)(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
         >>> torch.allclose(out.loss, out.natural_ce + 2.0 * out.robust_kl + out.uniform_kl)
         True
     """
 
-    def __init__(
-        self,
-        student: nn.Module,
-        num_classes: int,
-        *,
-        beta: float = DEFAULT_BETA,
-        uniform_weight: float = DEFAULT_UNIFORM_WEIGHT,
-        patience: int = 1,
-        reduction: SampleReduction = "mean",
-        **options: Unpack[StepOptions],
-    ) -> None:
-        last_clean, first_adversarial = (
-            EarlyStopping("last_clean"),
-            EarlyStopping("first_adversarial", patience=patience),
-        )
-        super().__init__(
-            student,
-            None,
-            num_classes,
-            default_attack=BAT_ATTACK,
-            objective=last_clean,
-            attacked=LogitsAndInput(student),
-            **options,
-        )
-        self.stoppers = (last_clean, first_adversarial)
-        self.loss_fn = BATLoss(
-            beta=beta, uniform_weight=uniform_weight, reduction=reduction, validate_args=self.validate_args
-        )
+    loss_type = BATLoss
+    default_attack = BAT_ATTACK
+    needs_teacher = False
 
-    def _stopped_points(self, stopper: EarlyStopping, input: Tensor, soft_labels: Tensor, target: Tensor) -> Tensor:
-        """One early-stopped attack with the step's attack settings and generator; each sample's point."""
-        stopper.reset(target, input, validated=True)
-        attack = self.attack
-        final = run_pgd(
-            attack.model,
-            input,
-            soft_labels,
-            attack.config,
-            stopper,
-            attack.eps,
-            attack.step_size,
-            generator=attack.generator,
-            validated=True,
-        )
-        return stopper.emitted(final).to(input.dtype).detach()
+    def __init__(self, student: nn.Module, num_classes: int, *, patience: int = 1, **options: Any) -> None:
+        self.patience = patience
+        super().__init__(student, None, num_classes, **options)
+
+    def _attack_parts(self) -> tuple[PGDConfig, Objective, nn.Module]:
+        self.stoppers = (EarlyStopping("last_clean"), EarlyStopping("first_adversarial", patience=self.patience))
+        return BAT_ATTACK, self.stoppers[0], LogitsAndInput(self.student)
 
     def forward(self, input: Tensor, target: Tensor) -> BATOutput:
         """One step's forward work: clean target, both early-stopped attacks, three student forwards, loss."""
         target = self.check_inputs(input, target)
-        clean_probabilities = self.student_eval_probabilities(input)
-        x_last_clean, x_adv = (self._stopped_points(s, input, clean_probabilities, target) for s in self.stoppers)
+        soft_labels = self.student_eval_probabilities(input)
+        x_last_clean, x_adv = (self._stopped_points(s, input, soft_labels, target) for s in self.stoppers)
         last_clean, adv, clean = self.student_logits(x_last_clean, x_adv, input)
-        natural, robust, uniform = self.loss_fn.terms(clean, adv, last_clean, target, validated=True)
+        natural, robust, uniform = self.loss_fn._terms(
+            student_first_adv=adv, student_clean=clean, student_last_clean=last_clean, target=target
+        )
         loss = self.loss_fn.combine(natural, robust, uniform)
         return BATOutput(
             loss, natural.detach(), robust.detach(), uniform.detach(), clean, adv, last_clean, x_adv, x_last_clean
         )
 
+    def _stopped_points(self, stopper: EarlyStopping, input: Tensor, soft_labels: Tensor, target: Tensor) -> Tensor:
+        stopper._reset(target, input)
+        attack = self.attack
+        final = _pgd(
+            attack.model, input, soft_labels, config=attack.config, objective=stopper, generator=attack.generator
+        )
+        return stopper.emitted(final).to(input.dtype).detach()
 
-def build_bat(
-    student: nn.Module, *, num_classes: int, teacher: nn.Module | None = None, **hyperparameters: Any
-) -> BATStep:
-    """``methods.create("bat", ...)``: a :class:`BATStep`; BAT has no teacher, a given one is ignored."""
-    return BATStep(student, num_classes, **hyperparameters)
+
+register(Method("bat", "BAT", BATStep, bat_loss, needs_teacher=False, summary=__doc__ or ""))

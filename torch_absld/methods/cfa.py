@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
 from ..attack import PGDConfig
-from ..averaging import FairnessAwareAveraging, FAWAOptions
-from ..losses import CFALoss
-from ._loss import loss_module, pop_loss_argument
-from .adversarial import StepOptions
+from ..averaging import FairnessAwareAveraging
+from ..class_eps import CalibratedEpsilon
+from ..losses.cfa import CFALoss, cfa_loss
+from .adversarial import ValidatedStep
 from .base import mark_ddp_local_state
-from .validated import ValidatedStep
+from .registry import Method, register
 
-__all__ = ["CFA_ATTACK", "CFA_VALIDATION_STEPS", "CFAOutput", "CFAStep", "build_cfa"]
+__all__ = ["CFA_ATTACK", "CFA_VALIDATION_STEPS", "CFAOutput", "CFAStep"]
 
 CFA_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="normal", init_std=0.001)
 r"""CFA's training attack for TRADES (``cw_trades_loss`` of ``attack.py``, ``--epsilon 8 --pgd-alpha 2
@@ -26,17 +25,7 @@ CFA_VALIDATION_STEPS = 10
 
 
 class CFAOutput(NamedTuple):
-    r"""What :meth:`CFAStep.forward` returns.
-
-    Attributes:
-        loss: the CFA loss, to call ``backward()`` on.
-        natural_term: $\mathrm{CE}_i / (1 + \beta_{y_i})$ reduced, detached.
-        robust_term: $\beta_{y_i}\,\mathrm{KL}_i / (1 + \beta_{y_i})$ reduced, detached.
-        student_clean_logits: the student's logits on the clean batch (the step's mode).
-        student_adv_logits: the student's logits on ``x_adv``.
-        x_adv: the adversarial batch (detached).
-        radii: each sample's attack radius $\epsilon_{y_i}$.
-    """
+    """What :meth:`CFAStep.forward` returns: the loss, its two terms (detached), the logits, ``x_adv`` and the radii."""
 
     loss: Tensor
     natural_term: Tensor
@@ -50,61 +39,42 @@ class CFAOutput(NamedTuple):
 class CFAStep(ValidatedStep):
     r"""TRADES + CFA: class-wise radii (CCM) and TRADES weights (CCR), and fairness-aware weight averaging (FAWA).
 
-    ``out = step(x, y)`` runs, in this order:
-
-    1. the student on ``x`` in eval mode without gradient: $p = \mathrm{softmax} f(x)$;
-    2. the KL-PGD attack to $p$ with each sample's radius $\epsilon_{y_i} = s_{y_i}\,\epsilon$ and the
-       common step (the controller ``loss_fn.calibration``), student in eval mode;
-    3. the student on ``x`` then on ``x_adv`` in the step's mode;
-    4. :func:`~torch_absld.losses.cfa_loss` with the class-wise $\beta_y$; in training mode, whether
-       the adversarial logits predict $y$ is recorded (the epoch's robust accuracy).
-
-    ``on_epoch_end(validation=None)`` updates the weight average :attr:`fawa` (from its
-    ``start_epoch``: PGD-10 on the validation split, the gate on the worst class), then sets
-    $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$ and $\beta_k = (\lambda_2 + t_k)\,\beta$ from each class's
-    training robust accuracy $t_k$ of the epoch (one ``all_reduce`` each); it returns the scales
-    $s$. CFA's model is the average: :attr:`evaluation_model`. It is exactly::
+    ``out = step(x, y)`` is exactly (the attack in eval mode, radius $\epsilon_{y_i} = s_{y_i}\,\epsilon$)::
 
         radii, step = loss_fn.calibration(y, eps, step_size)  # loss_fn = CFALoss(C)
         p = torch.softmax(student.eval()(x), dim=1)  # no gradient
         x_adv = pgd(student, x, p, config=CFA_ATTACK, objective="kl", eps=radii)
         clean, adv = student.train()(x), student(x_adv)
-        loss = loss_fn(clean, adv, y)
-        loss_fn.record(adv, y)
+        loss = loss_fn(adv, clean, y)
+        loss_fn.record(adv, y)  # in training mode
+
+    ``on_epoch_end(validation=None)`` updates the weight average :attr:`fawa` (CFA's model:
+    :attr:`evaluation_model`), then $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$, $\beta_k = (\lambda_2 + t_k)\,\beta$.
 
     Args:
-        student: the network being trained.
-        num_classes: number of classes $C$.
-        loss: a :class:`~torch_absld.CFALoss` (its ``num_classes`` must match), a mapping of keyword
-            arguments for one (``reduction`` and the options of :class:`~torch_absld.class_eps.CalibratedEpsilon`:
-            ``beta`` 6, ``lambda_eps`` 0.3, ``lambda_beta`` 0.5, the paper's TRADES + CFA;
-            ``begin_epoch``, ``process_group``), or ``None`` for the defaults.
-        fawa: ``True`` (the defaults of :class:`~torch_absld.averaging.FairnessAwareAveraging`: decay
-            0.85, threshold 0.2, start epoch 50, the paper's), a mapping of its ``decay``,
-            ``threshold``, ``start_epoch``, ``worst_fraction``, or ``False``: TRADES + CCM + CCR only
-            (no validation split needed). It synchronises over the loss's ``process_group``.
-        validation: the validation batches (see :class:`~torch_absld.methods.validated.ValidatedStep`).
-        validation_steps: steps of FAWA's validation PGD (10); ``fawa.attack`` is the training attack's
-            radius and step, these steps and a uniform start (replace it to change it).
-        validation_seed: seed of its per-sample uniform starts.
-        **options: the attack and the checks (:class:`~torch_absld.methods.adversarial.StepOptions`):
-            ``attack`` (default :data:`CFA_ATTACK`), ``generator``, ``eps``, ``step_size``, ``steps``, ...
+        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        fawa: average the weights (:class:`~torch_absld.averaging.FairnessAwareAveraging`), or ``False``.
+        decay, threshold, start_epoch, worst_fraction: FAWA's options (``None``: the paper's 0.85, 0.2, 50).
+        **options: those of :class:`~torch_absld.losses.cfa.CFALoss` (``beta`` 6, ``lambda_eps`` 0.3,
+            ``lambda_beta`` 0.5, ...), of :class:`~torch_absld.methods.adversarial.ValidatedStep` (``validation``,
+            ``validation_steps`` 10) and of :class:`~torch_absld.methods.adversarial.AdversarialStep`.
 
     Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``
-        - target: $(N,)$ integer classes
-        - Output: a :class:`CFAOutput`
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`CFAOutput`
 
     Example:
         >>> import torch
         >>> x, y = torch.rand(6, 12), torch.tensor([0, 1, 2, 0, 1, 2])
-        >>> fawa = {"start_epoch": 0, "threshold": 0.0}
-        >>> step = CFAStep(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), 3, fawa=fawa, steps=2, validation=[(x, y)])
+        >>> step = CFAStep(nn.Linear(12, 3), 3, start_epoch=0, threshold=0.0, steps=2, validation=[(x, y)])
         >>> step(x, y).loss.backward()
         >>> step.on_epoch_end().shape, step.fawa.accepted
         (torch.Size([3]), 1)
     """
 
+    loss_type = CFALoss
+    loss_parts = (CalibratedEpsilon,)
+    default_attack = CFA_ATTACK
+    default_validation_steps = CFA_VALIDATION_STEPS
     fawa: FairnessAwareAveraging | None
 
     def __init__(
@@ -112,39 +82,32 @@ class CFAStep(ValidatedStep):
         student: nn.Module,
         num_classes: int,
         *,
-        loss: CFALoss | Mapping[str, Any] | None = None,
-        fawa: bool | FAWAOptions = True,
-        validation: Iterable[Any] | None = None,
-        validation_steps: int = CFA_VALIDATION_STEPS,
-        validation_seed: int = 0,
-        **options: Unpack[StepOptions],
+        fawa: bool = True,
+        decay: float | None = None,
+        threshold: float | None = None,
+        start_epoch: int | None = None,
+        worst_fraction: float | None = None,
+        **options: Any,
     ) -> None:
-        loss_fn = loss_module(loss, CFALoss, num_classes, options.get("validate_args", True))
-        super().__init__(
-            student,
-            num_classes,
-            default_attack=CFA_ATTACK,
-            validation=validation,
-            validation_seed=validation_seed,
-            **options,
-        )
-        self.loss_fn = loss_fn
-        attack = self.validation_attack(validation_steps)  # checked also without FAWA
-        if not isinstance(fawa, (bool, Mapping)):
-            raise TypeError(f"Expected `fawa` to be a bool or a mapping of its options, but got {type(fawa).__name__}.")
+        super().__init__(student, num_classes, **options)
+        if not isinstance(fawa, bool):
+            raise TypeError(f"Expected `fawa` to be a bool, but got {type(fawa).__name__}.")
+        given = {"decay": decay, "threshold": threshold, "start_epoch": start_epoch, "worst_fraction": worst_fraction}
+        averaging: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+        if averaging and not fawa:
+            raise ValueError(f"Expected no weight-averaging options {sorted(averaging)} with `fawa=False`.")
         self.fawa = None
-        if fawa is not False:
-            averaging: FAWAOptions = {} if fawa is True else fawa
+        if fawa:
             self.fawa = FairnessAwareAveraging(
                 student,
-                num_classes,
-                attack=attack,
+                self.num_classes,
+                attack=self.validation_config,
                 seed=self.validation_seed,
-                process_group=loss_fn.calibration.process_group,
+                process_group=self.loss_fn.calibration.process_group,
                 validate_args=self.validate_args,
                 **averaging,
             )
-        mark_ddp_local_state(self)  # again, now with the controllers
+        mark_ddp_local_state(self)  # again, now with the average
 
     @property
     def evaluation_model(self) -> nn.Module:
@@ -155,44 +118,20 @@ class CFAStep(ValidatedStep):
         """One step's forward work: clean target, the per-class attack, both student forwards, the loss."""
         target = self.check_inputs(input, target)
         config = self.attack.config
-        radii, step = self.loss_fn.calibration(target, config.eps, config.step_size, validated=True)
-        clean_probabilities = self.student_eval_probabilities(input)
-        x_adv = self.attack(input, clean_probabilities, eps=radii, step_size=step, validated=True).detach()
+        radii, step = self.loss_fn.calibration._forward(target, config.eps, config.step_size)
+        x_adv = self.run_attack(input, self.student_eval_probabilities(input), eps=radii, step_size=step)
         clean, adv = self.student_logits(input, x_adv)
-        natural, robust = self.loss_fn.terms(clean, adv, target, validated=True)
+        natural, robust = self.loss_fn._terms(student_adv=adv, student_clean=clean, target=target)
         if self.training:
-            self.loss_fn.record(adv, target, validated=True)
+            self.loss_fn._record(student_adv=adv, target=target)
         loss = self.loss_fn.combine(natural, robust)
         return CFAOutput(loss, natural.detach(), robust.detach(), clean, adv, x_adv, radii)
 
     def on_epoch_end(self, validation: Iterable[Any] | None = None) -> Tensor:
-        r"""End of epoch: FAWA's gate and average, then CCM and CCR for the next epoch; return the scales $(C,)$.
-
-        The validation split is needed from FAWA's ``start_epoch`` on.
-        """
+        """FAWA's gate and average (from its ``start_epoch``), then CCM and CCR for the next epoch; the scales."""
         if self.fawa is not None:
             self.fawa.step(self.validation_batches(validation) if self.fawa.due else None)
-        return self.loss_fn.step()
+        return self.loss_fn.step()  # type: ignore[no-any-return]
 
 
-_LOSS_OPTIONS = frozenset({"reduction", "beta", "lambda_eps", "lambda_beta", "begin_epoch", "process_group"})
-_FAWA_OPTIONS = frozenset({"decay", "threshold", "start_epoch", "worst_fraction"})
-
-
-def build_cfa(
-    student: nn.Module, *, num_classes: int, teacher: nn.Module | None = None, **hyperparameters: Any
-) -> CFAStep:
-    """``methods.create("cfa", ...)``: a :class:`CFAStep`; CFA has no teacher, a given one is ignored.
-
-    The options of :class:`~torch_absld.CFALoss` (``beta``, ``lambda_eps``, ...), of the weight average
-    (``decay``, ``threshold``, ``start_epoch``, ``worst_fraction``) and the step's come as one flat set of
-    keywords.
-    """
-    loss = pop_loss_argument(hyperparameters, _LOSS_OPTIONS)
-    averaging = {key: hyperparameters.pop(key) for key in list(hyperparameters) if key in _FAWA_OPTIONS}
-    fawa = hyperparameters.pop("fawa", True)
-    if averaging and fawa is False:
-        raise ValueError(f"Expected no weight-averaging options {sorted(averaging)} with `fawa=False`.")
-    if averaging:
-        fawa = {**(fawa if isinstance(fawa, Mapping) else {}), **averaging}
-    return CFAStep(student, num_classes, loss=loss, fawa=fawa, **hyperparameters)
+register(Method("cfa", "CFA", CFAStep, cfa_loss, needs_teacher=False, needs_validation=True, summary=__doc__ or ""))

@@ -1,109 +1,122 @@
-"""Training methods by name: :func:`available` and :func:`create`."""
+"""Training methods by name: each step module registers a :class:`Method` when it is imported."""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from .._internal.checks import check_options
-from . import absld, adaad, ard, bat, cfa, fair_ard, frl, sat, trades
-from .adversarial import accepted_options
 from .base import TrainingStep
 
-__all__ = ["available", "create", "options"]
-
-Builder = Callable[..., TrainingStep]
-
-_METHODS: dict[str, Builder] = {
-    "absld": absld.build_absld,
-    "adaad": adaad.build_adaad,
-    "ard": ard.build_ard,
-    "bat": bat.build_bat,
-    "cfa": cfa.build_cfa,
-    "fair-ard": fair_ard.build_fair_ard,
-    "frl": frl.build_frl,
-    "rslad": absld.build_rslad,
-    "sat": sat.build_sat,
-    "trades": trades.build_trades,
-}
+__all__ = ["Method", "available", "create", "get", "options", "register", "unregister"]
 
 
-_OPTIONS: dict[str, frozenset[str]] = {
-    "absld": accepted_options(absld.ABSLDDistiller) | absld._LOSS_OPTIONS,
-    "adaad": accepted_options(adaad.AdaADDistiller),
-    "ard": accepted_options(ard.ARDDistiller),
-    "bat": accepted_options(bat.BATStep),
-    "cfa": accepted_options(cfa.CFAStep) | cfa._LOSS_OPTIONS | cfa._FAWA_OPTIONS,
-    "fair-ard": accepted_options(fair_ard.FairARDDistiller) | fair_ard._LOSS_OPTIONS,
-    "frl": accepted_options(frl.FRLStep) | frl._LOSS_OPTIONS,
-    "rslad": accepted_options(absld.ABSLDDistiller) | absld._LOSS_OPTIONS,
-    "sat": accepted_options(sat.SATStep),
-    "trades": accepted_options(trades.TRADESStep),
-}
+@dataclass(frozen=True)
+class Method:
+    """A training method: key ``name`` (``"fair-ard"``), display ``title``, ``step`` class, functional ``loss``.
+
+    :func:`create` calls ``step(student, teacher, num_classes, **options)`` (``needs_teacher``) or
+    ``step(student, num_classes, **options)``, with ``defaults`` (which define the method: another
+    value is a ``ValueError``); ``needs_validation``: ``validation=`` batches are read each epoch.
+    """
+
+    name: str
+    title: str
+    step: type[TrainingStep]
+    loss: Callable[..., Tensor]
+    needs_teacher: bool
+    needs_validation: bool = False
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+
+_REGISTRY: dict[str, Method] = {}
+_discovered = False
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (at the bottom of its step module); returns it."""
+    if not isinstance(method, Method):
+        raise TypeError(f"Expected `method` to be a Method, but got {type(method).__name__}.")
+    if _REGISTRY.setdefault(method.name, method) != method:
+        raise ValueError(f"Expected a new method name, but {method.name!r} is registered. `unregister` it first.")
+    return method
+
+
+def unregister(name: str) -> Method:
+    """Remove the method ``name`` from the registry; returns it."""
+    return _REGISTRY.pop(get(name).name)
+
+
+def _discover() -> None:
+    """Import every public module of this package once: each step module registers its method."""
+    global _discovered
+    if not _discovered:
+        for module in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{__package__}.{module.name}")
+        _discovered = True
 
 
 def available() -> tuple[str, ...]:
-    """The names :func:`create` accepts, sorted.
+    """The names of the registered methods, sorted.
 
     Example:
         >>> available()
         ('absld', 'adaad', 'ard', 'bat', 'cfa', 'fair-ard', 'frl', 'rslad', 'sat', 'trades')
     """
-    return tuple(sorted(_METHODS))
+    _discover()
+    return tuple(sorted(_REGISTRY))
+
+
+def get(name: str) -> Method:
+    """The :class:`Method` registered as ``name``.
+
+    Example:
+        >>> get("fair-ard").title
+        'Fair-ARD'
+    """
+    names = available()
+    if not isinstance(name, str):
+        raise TypeError(f"Expected `name` to be a str, one of {', '.join(map(repr, names))}, but got {name!r}.")
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name.lower().replace("_", "-"), names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Expected `name` to be one of {', '.join(map(repr, names))}, but got {name!r}.{hint}")
+    return _REGISTRY[name]
 
 
 def options(name: str) -> tuple[str, ...]:
-    """The hyperparameters :func:`create` accepts for method ``name``, sorted.
+    """The keyword options :func:`create` accepts for method ``name`` (its step's), sorted.
 
     Example:
         >>> options("trades")[:3]
         ('attack', 'beta', 'clip_max')
     """
-    return tuple(sorted(_OPTIONS[_checked_name(name)]))
-
-
-def _checked_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"Expected `name` to be a str, one of {', '.join(map(repr, available()))}, but got {name!r}.")
-    if name not in _METHODS:
-        close = difflib.get_close_matches(name.lower().replace("_", "-"), available(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Expected `name` to be one of {', '.join(map(repr, available()))}, but got {name!r}.{hint}")
-    return name
+    return tuple(sorted(get(name).step.option_names()))
 
 
 def create(
-    name: str, student: nn.Module, *, num_classes: int, teacher: nn.Module | None = None, **hyperparameters: Any
+    name: str, student: nn.Module, *, num_classes: int, teacher: nn.Module | None = None, **options: Any
 ) -> TrainingStep:
     """The training-step module of method ``name`` for ``student``.
 
-    Every step module has ``forward(input, target)`` returning an output with ``.loss``,
-    ``on_epoch_end()``, and ``state_dict()`` / ``load_state_dict()`` (see
-    :class:`~torch_absld.methods.base.TrainingStep`).
+    A :class:`~torch_absld.methods.base.TrainingStep`: ``step(input, target).loss``, ``on_epoch_end()``.
 
     Args:
         name: one of :func:`available`.
         student: the network being trained.
         num_classes: number of classes $C$.
-        teacher: the frozen teacher of a distillation method (``"absld"``, ``"rslad"``, ``"ard"``,
-            ``"adaad"``, ``"fair-ard"``: a ``ValueError`` when it is missing). ``"sat"``,
-            ``"trades"``, ``"frl"``, ``"cfa"`` and ``"bat"`` have no teacher and ignore a given
-            one, so that one call can build every method for a comparison.
-        **hyperparameters: the method's options. Every method takes the attack's ``eps``,
-            ``step_size``, ``steps`` and ``generator`` (its random start), with its authors'
-            defaults. For ``"absld"`` and ``"rslad"`` the options of
-            :class:`~torch_absld.ABSLDLoss` and :class:`~torch_absld.ABSLDDistiller` together
-            (e.g. ``lr=0.1, coupling="product", eps=8 / 255, steps=10``); for the others the
-            keyword arguments of their step module (:class:`~torch_absld.methods.SATStep`,
-            :class:`~torch_absld.methods.TRADESStep`, :class:`~torch_absld.methods.ARDDistiller`,
-            :class:`~torch_absld.methods.AdaADDistiller`, :class:`~torch_absld.methods.FairARDDistiller`,
-            :class:`~torch_absld.methods.FRLStep`, :class:`~torch_absld.methods.CFAStep`,
-            :class:`~torch_absld.methods.BATStep`). ``"frl"`` and ``"cfa"`` also take
-            ``validation=``: the batches of a validation split, read at the end of each epoch.
-            :func:`options` lists a method's names; an unknown one is a ``TypeError`` naming them.
+        teacher: the frozen teacher of a method with ``needs_teacher`` (a ``ValueError`` when
+            missing); the other methods ignore a given one, so that one call builds any method.
+        **options: the step's keyword options (:func:`options`; an unknown one is a ``TypeError``),
+            e.g. ``create("absld", ..., lr=0.1, coupling="product", eps=8 / 255, steps=10)``.
 
     Example:
         >>> student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)
@@ -111,6 +124,14 @@ def create(
         >>> step.loss_fn.adapt
         'none'
     """
-    name = _checked_name(name)
-    check_options(hyperparameters, _OPTIONS[name], f"the method {name!r}")
-    return _METHODS[name](student, num_classes=num_classes, teacher=teacher, **hyperparameters)
+    method = get(name)
+    check_options(options, method.step.option_names(), f"the method {name!r}")
+    for key, value in method.defaults.items():
+        if options.setdefault(key, value) != value:
+            raise ValueError(f"Expected `{key}` = {value!r} for the method {name!r}, but got {options[key]!r}.")
+    step: Callable[..., TrainingStep] = method.step
+    if not method.needs_teacher:
+        return step(student, num_classes, **options)
+    if teacher is None:
+        raise ValueError(f"Expected a `teacher` for the method {name!r} (it distils a teacher), but got None.")
+    return step(student, teacher, num_classes, **options)
