@@ -265,7 +265,7 @@ class CalibratedEpsilon(ClassEpsilon):
 
     @torch.no_grad()
     def _update(self, values: Tensor, target: Tensor) -> None:
-        self.accumulate((values.detach().argmax(dim=1) == target).to(torch.float64), target, validate=False)
+        self._accumulate((values.detach().argmax(dim=1) == target).to(torch.float64), target)
 
     def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
         r"""CCM and CCR (Eqs. 6 and 7) from the epoch's robust accuracy."""

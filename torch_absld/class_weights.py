@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._internal.checks import ProcessGroupArg, ValueCheck, check_positive, raise_first, values_checkable
+from ._internal.checks import (
+    ProcessGroupArg,
+    ValueCheck,
+    check_positive,
+    check_values_shape,
+    raise_first,
+    values_checkable,
+)
 from .class_eps import EpochController
 from .stats import class_means
 
@@ -112,11 +119,11 @@ class VulnerabilityWeights(EpochController):
 
     def update(self, values: Tensor, target: Tensor) -> None:
         r"""Add each sample's $\kappa_i$ (a count, as a floating point tensor) into its class's sums."""
-        self._check_values(values)
+        check_values_shape(values, self.num_stats)
         self._update(values, self._checked(target, values.shape[0], _count_flag(values)))
 
     def _update(self, values: Tensor, target: Tensor) -> None:
-        self.accumulate(values, target, validate=False)
+        self._accumulate(values, target)
 
     def step(self) -> Tensor:
         """End the epoch: sync the sums, set the weights by :meth:`rule` (not on non-finite sums), reset them."""

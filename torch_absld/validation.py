@@ -31,7 +31,7 @@ def record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: 
 
 
 def _record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
-    stats.accumulate(_correct(clean_logits, robust_logits, target), target, validate=False)
+    stats._accumulate(_correct(clean_logits, robust_logits, target), target)
 
 
 def _correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> Tensor:

@@ -46,7 +46,7 @@ def per_sample_ce(logits: Tensor, target: Tensor) -> Tensor:
 def kl_rows(p_logits: Tensor, q_logits: Tensor) -> Tensor:
     r"""Each row's $\mathrm{KL}(\mathrm{softmax}\,p \,\|\, \mathrm{softmax}\,q)$, $(N,)$, with gradients through both.
 
-    (:func:`torch_absld.kl.kl_terms` detaches $p$.) A $-\infty$ in ``p_logits`` masks its class: $0 \log 0 = 0$
+    (:func:`torch_absld.kl.soft_label_kl` detaches $p$.) A $-\infty$ in ``p_logits`` masks its class: $0 \log 0 = 0$
     with finite gradients (the masked entries are replaced before the arithmetic).
     """
     log_p = torch.log_softmax(at_least_float32(p_logits), dim=1)

@@ -7,7 +7,7 @@ from typing import Any
 from torch import Tensor
 
 from .._internal.checks import check_unit_interval
-from ..kl import kl_terms
+from ..kl import _soft_label_kl
 from ._common import SampleReduction, WeightedTerms, check_batch, kl_rows, reduce
 
 __all__ = ["AdaADLoss", "adaad_attack_objective", "adaad_loss"]
@@ -43,7 +43,9 @@ def adaad_attack_objective(output: tuple[Tensor, Tensor], target: Any = None) ->
 def _kl_pair(s_adv: Tensor, s_clean: Tensor, t_adv: Tensor, t_clean: Tensor) -> tuple[Tensor, Tensor]:
     r"""Each sample's KL over $C$ (``nn.KLDivLoss()`` averages $N \times C$ elements), adversarial and clean."""
     classes = s_adv.shape[1]
-    return kl_terms(s_adv, t_adv, 1.0, 1.0, "none") / classes, kl_terms(s_clean, t_clean, 1.0, 1.0, "none") / classes
+    return _soft_label_kl(s_adv, t_adv, 1.0, student_temperature=1.0, reduction="none") / classes, _soft_label_kl(
+        s_clean, t_clean, 1.0, student_temperature=1.0, reduction="none"
+    ) / classes
 
 
 def adaad_loss(

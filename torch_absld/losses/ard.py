@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from .._internal.checks import check_positive, check_unit_interval
-from ..kl import kl_terms
+from ..kl import _soft_label_kl
 from ._common import SampleReduction, WeightedTerms, check_batch, per_sample_ce, reduce
 
 __all__ = ["ARDLoss", "ard_loss"]
@@ -18,7 +18,7 @@ def _sample_terms(
     student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor, temperature: float
 ) -> tuple[Tensor, Tensor]:
     r"""$(T^2\,\mathrm{KL}_i / C,\ \mathrm{CE}_i)$, each $(N,)$ (``nn.KLDivLoss()`` averages $N \times C$ elements)."""
-    kl = kl_terms(student_adv, teacher, temperature, temperature, "none")
+    kl = _soft_label_kl(student_adv, teacher, temperature, student_temperature=temperature, reduction="none")
     return kl * (temperature * temperature / teacher.shape[1]), per_sample_ce(student_clean, target)
 
 

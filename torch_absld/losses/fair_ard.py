@@ -8,7 +8,7 @@ from torch import Tensor
 
 from .._internal.checks import ProcessGroupArg, check_choice, check_positive, check_unit_interval
 from ..class_weights import DEFAULT_BETA, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT, VulnerabilityWeights
-from ..kl import kl_terms
+from ..kl import _soft_label_kl
 from ._common import SampleReduction, WeightedTerms, check_batch, reduce
 from .ard import _sample_terms as _ard_terms
 
@@ -25,8 +25,10 @@ def _sample_terms(
     if base == "ard":
         return _ard_terms(student_adv, student_clean, teacher, target, temperature)
     classes = teacher.shape[1]
-    adv = kl_terms(student_adv, teacher, temperature, temperature, "none")
-    return adv / classes, kl_terms(student_clean, teacher, temperature, temperature, "none") / classes
+    adv = _soft_label_kl(student_adv, teacher, temperature, student_temperature=temperature, reduction="none")
+    return adv / classes, _soft_label_kl(
+        student_clean, teacher, temperature, student_temperature=temperature, reduction="none"
+    ) / classes
 
 
 def _defaults(base: object, temperature: float | None, alpha: float | None) -> tuple[float, float]:
