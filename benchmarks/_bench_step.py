@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from torch_absld import ABSLDDistiller, ABSLDLoss, KLPGDAttack, fastest_settings
+from torch_absld import ABSLDLoss, ABSLDStep, KLPGDAttack, fastest_settings
 
 __all__ = ["absld_step", "auto_label", "autocast_context", "distiller_step"]
 
@@ -68,9 +68,9 @@ def absld_step(
 
 
 def distiller_step(
-    distiller: ABSLDDistiller, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None
+    distiller: ABSLDStep, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None
 ) -> Callable[[Tensor, Tensor], Tensor]:
-    """Return ``step(x, y) -> loss``: one training step through :class:`ABSLDDistiller`, as the examples run it."""
+    """Return ``step(x, y) -> loss``: one training step through :class:`ABSLDStep`, as the examples run it."""
     distiller.train()
 
     def step(x: Tensor, y: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ The checks, in this order (``--checks`` picks some):
   attack inside the eps ball, ms per step;
 - ``throughput``: images/s of fp32, tf32, bf16 and auto (eager), the projected hours of the
   paper's 300-epoch CIFAR-10 recipe, and the time over the FLOP floor;
-- ``compile``: ``ABSLDDistiller(precision="auto", compile=True)`` against the eager distiller:
+- ``compile``: ``ABSLDStep(precision="auto", compile=True)`` against the eager distiller:
   same first loss, no graph break, no recompilation once warm, speedup of the step and of the
   attack alone, and the compiled step's images/s and 300-epoch hours (its graphs are reused by
   the ``auto + compile`` row of ``vs-authors``);
@@ -73,7 +73,7 @@ from gpu_throughput import build_parser as throughput_parser
 from gpu_throughput import measure as measure_throughput
 from torch import nn
 
-from torch_absld import ABSLDDistiller
+from torch_absld import ABSLDStep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,7 +176,7 @@ def check_amp(ctx: Context) -> Result:
             rows.append([name, "skipped: no bf16 on this GPU", "", "", ""])
             continue
         student = _copy(student0).to(device)
-        distiller = ABSLDDistiller(student, _copy(teacher), C, steps=steps, precision=precision).to(device)  # type: ignore[arg-type]
+        distiller = ABSLDStep(student, _copy(teacher), C, steps=steps, precision=precision).to(device)  # type: ignore[arg-type]
         optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "float16")
         times, losses = [], []
@@ -232,9 +232,9 @@ def check_compile(ctx: Context) -> Result:
     x = torch.rand(batch, 3, 32, 32, device=device)
     y = torch.randint(0, C, (batch,), device=device)
 
-    def make(compiled: bool) -> tuple[ABSLDDistiller, Callable[[], object]]:
+    def make(compiled: bool) -> tuple[ABSLDStep, Callable[[], object]]:
         student = _copy(student0)
-        distiller = ABSLDDistiller(
+        distiller = ABSLDStep(
             student, _copy(teacher0), C, steps=steps, precision="auto", compile=compiled, random_start=None
         )
         optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
@@ -258,7 +258,7 @@ def check_compile(ctx: Context) -> Result:
     soft = torch.softmax(torch.randn(batch, C, device=device), 1)
     settings_input, context = compiled.precision_scope(x)
 
-    def attack(which: ABSLDDistiller) -> Callable[[], object]:
+    def attack(which: ABSLDStep) -> Callable[[], object]:
         def run() -> object:
             with context:
                 return which.attack(settings_input, soft)
@@ -294,7 +294,7 @@ def check_compile(ctx: Context) -> Result:
     detail = "\n\n".join(
         [
             speed,
-            f"ABSLDDistiller(precision='auto' -> {auto_label(device)}, compile=True) against eager; batch {batch}, "
+            f"ABSLDStep(precision='auto' -> {auto_label(device)}, compile=True) against eager; batch {batch}, "
             f"{steps} attack steps; first loss eager {first['eager']:.6f}, compiled {first['compiled']:.6f} "
             f"(relative difference {difference:.2e}); graph breaks {breaks}; graphs compiled once warm {recompiled}",
             comparison_table(times, "eager step", speedup=True, cpu_time=cpu),

@@ -8,7 +8,7 @@ generated CIFAR-shaped data, 10 attack steps. Configurations, timed in paired ro
 - ``bf16``: bf16 autocast (loss math in float32);
 - ``bf16 + channels_last + compile``: also channels_last tensors, ``KLPGDAttack(compile=True)``
   and the student's train-mode forwards through ``torch.compile``;
-- ``auto``: ``ABSLDDistiller(precision="auto")`` (bf16 + channels_last on GPUs with bf16 tensor
+- ``auto``: ``ABSLDStep(precision="auto")`` (bf16 + channels_last on GPUs with bf16 tensor
   cores), eager and with ``compile=True`` (student, teacher and attack step compiled).
 
 For each: images/s, the projected hours of 300 CIFAR-10 epochs (50,000 images; training
@@ -48,7 +48,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from torch_absld import ABSLDDistiller, ABSLDLoss, KLPGDAttack
+from torch_absld import ABSLDLoss, ABSLDStep, KLPGDAttack
 
 CIFAR10_TRAIN = 50_000
 EPOCHS = 300
@@ -206,7 +206,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
 
     def auto(*, compiled: bool = False) -> Callable[[], object]:
         student = copy.deepcopy(student0)
-        distiller = ABSLDDistiller(
+        distiller = ABSLDStep(
             student,
             copy.deepcopy(teacher),
             C,

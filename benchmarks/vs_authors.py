@@ -4,7 +4,7 @@ Same student, teacher, data, batch, 10 attack steps. The baseline (``authors_loo
 float32, eagerly, with its per-sample Python loops. torch-absld runs its default path (float32,
 eager), each speed setting alone (channels_last, bf16 autocast, compiled attack and student),
 their combination (the "fast path" of earlier releases), and what a user gets from
-``ABSLDDistiller(precision="auto")``: bf16 only where the hardware runs it natively, else
+``ABSLDStep(precision="auto")``: bf16 only where the hardware runs it natively, else
 float32, with channels_last inputs where that pays (``torch_absld.fastest_settings``), eager
 and with ``compile=True``.
 
@@ -31,7 +31,7 @@ from _timing import (
 from authors_loop import AuthorsLoop
 from torch import nn
 
-from torch_absld import ABSLDDistiller, ABSLDLoss, KLPGDAttack
+from torch_absld import ABSLDLoss, ABSLDStep, KLPGDAttack
 
 REFERENCE = "authors' loop (fp32, eager)"
 DEFAULT = "torch-absld default (fp32, eager)"
@@ -116,7 +116,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> tuple[Timings, st
     def auto(*, compiled: bool = False) -> Callable[[], object]:
         # What the examples do: plain inputs, the distiller picks the precision and the layout.
         student = copy.deepcopy(student0)
-        distiller = ABSLDDistiller(student, copy.deepcopy(teacher), C, steps=steps, precision="auto", compile=compiled)
+        distiller = ABSLDStep(student, copy.deepcopy(teacher), C, steps=steps, precision="auto", compile=compiled)
         step = distiller_step(distiller.to(device), optimizer_for(student))
         return lambda: step(x, y)
 

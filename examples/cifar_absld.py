@@ -48,13 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from torch_absld import (
-    ABSLDDistiller,
-    BestCheckpoint,
-    evaluate_robustness,
-    follow_optimizer_lr,
-    load_weights,
-)
+from torch_absld import ABSLDStep, BestCheckpoint, evaluate_robustness, follow_optimizer_lr, load_weights
 from torch_absld.loss import DEFAULT_COUPLING
 from torch_absld.precision_flags import add_precision_flags, settings_from_flags
 
@@ -498,7 +492,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
         layout = "channels_last" if channels_last else "contiguous"
         print(f"precision {precision}, {layout} tensors on {device}: {reason}", flush=True)
     memory_format = torch.channels_last if channels_last else torch.preserve_format
-    distiller = ABSLDDistiller(
+    distiller = ABSLDStep(
         student,
         teacher,
         num_classes,

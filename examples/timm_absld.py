@@ -39,13 +39,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from torch_absld import (
-    ABSLDDistiller,
-    Normalize,
-    evaluate_robustness,
-    follow_optimizer_lr,
-    load_weights,
-)
+from torch_absld import ABSLDStep, Normalize, evaluate_robustness, follow_optimizer_lr, load_weights
 from torch_absld.precision_flags import add_precision_flags, settings_from_flags
 
 SMOKE = {
@@ -201,7 +195,7 @@ def train(args: argparse.Namespace, create_optimizer_v2: Any, create_scheduler_v
     student, teacher = with_normalization(backbone), with_normalization(teacher_backbone)
     precision, channels_last, reason = resolve_speed_settings(args, device)
     print(f"precision {precision}, {'channels_last' if channels_last else 'contiguous'} tensors: {reason}", flush=True)
-    distiller = ABSLDDistiller(
+    distiller = ABSLDStep(
         student,
         teacher,
         num_classes,

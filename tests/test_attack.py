@@ -8,7 +8,8 @@ from _reference import round_into_ball
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import KLPGDAttack, attack_objective, kl_pgd, pgd
+from torch_absld import KLPGDAttack, kl_pgd, pgd
+from torch_absld.attack import attack_objective
 from torch_absld.attack.engine import _pgd
 
 C = 5

@@ -9,7 +9,8 @@ from _cases import Case, bad, good, identical, ids, odd_outputs, run
 from _models import OddOutput
 from torch import nn
 
-from torch_absld import KLPGDAttack, PGDConfig, attack_objective, kl_pgd, pgd
+from torch_absld import KLPGDAttack, PGDConfig, kl_pgd, pgd
+from torch_absld.attack import attack_objective
 
 N, C = 4, 5
 LABELS = [0, 4, 2, 2]

@@ -7,9 +7,9 @@ import torch
 from _reads import count_reads
 from torch import nn
 
-from torch_absld import KLPGDAttack, attack_objective, kl_pgd, pgd
+from torch_absld import KLPGDAttack, kl_pgd, pgd
 from torch_absld._internal.checks import defer, probability_flag
-from torch_absld.attack import CountingObjective, EarlyStopping, LogitsAndInput
+from torch_absld.attack import CountingObjective, EarlyStopping, LogitsAndInput, attack_objective
 from torch_absld.attack.engine import _pgd
 
 MODEL = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))

@@ -7,7 +7,7 @@ import torch
 from _models import tiny_batch, tiny_cnn
 from torch.testing import assert_close
 
-from torch_absld import FairnessAwareAveraging
+from torch_absld.averaging import FairnessAwareAveraging
 
 C = 4
 DECAY = 0.8

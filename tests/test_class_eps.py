@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import CalibratedEpsilon, pgd
+from torch_absld import pgd
+from torch_absld.class_eps import CalibratedEpsilon
 
 C = 4
 

@@ -14,7 +14,8 @@ from _cases import rejected_load
 from _reads import count_reads
 from torch import nn
 
-from torch_absld import FairnessAwareAveraging, PGDConfig
+from torch_absld import PGDConfig
+from torch_absld.averaging import FairnessAwareAveraging
 from torch_absld.class_eps import CalibratedEpsilon, ClassEpsilon, _calibration
 from torch_absld.class_weights import VulnerabilityWeights, vulnerability_weights
 from torch_absld.multipliers import FRLMultipliers, _multiplier_update, frl_class_weights

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from torch_absld import VulnerabilityWeights, vulnerability_weights
+from torch_absld.class_weights import VulnerabilityWeights, vulnerability_weights
 
 
 def _weights_reference(previous, kappa_sums, counts, beta=2.0, low=5 / 6, high=5 / 2):

@@ -21,11 +21,7 @@ from _models import tiny_batch, tiny_cnn
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from torch_absld import (
-    RobustnessReport,
-    class_accuracy_summary,
-    evaluate_robustness,
-)
+from torch_absld import RobustnessReport, class_accuracy_summary, evaluate_robustness
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ("clean", "fgsm", "pgd", "cw")

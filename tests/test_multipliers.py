@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from torch_absld import FRLMultipliers
-from torch_absld.multipliers import frl_class_weights
+from torch_absld.multipliers import FRLMultipliers, frl_class_weights
 
 C = 10  # the official code hard-codes ten classes; the reference below follows its loops
 

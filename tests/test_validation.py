@@ -5,7 +5,8 @@ import torch
 from _models import tiny_cnn
 from torch.testing import assert_close
 
-from torch_absld import ClassStatistics, FairnessAwareAveraging, PGDConfig, evaluate_robustness
+from torch_absld import ClassStatistics, PGDConfig, evaluate_robustness
+from torch_absld.averaging import FairnessAwareAveraging
 from torch_absld.validation import validation_pass
 
 C = 5
