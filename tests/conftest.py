@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from torch_absld._internal import checks
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 
@@ -22,6 +24,13 @@ def _one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _no_deferred_flags_after_a_test():
+    """Drop value flags a test deferred and never read (unread: a test's leftovers raise in no other test)."""
+    yield
+    checks._pending.checks = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

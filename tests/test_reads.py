@@ -8,6 +8,7 @@ from _reads import count_reads
 from torch import nn
 
 from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack, absld_loss, soft_label_kl, soft_labels
+from torch_absld._internal import checks
 
 C = 10
 
@@ -65,6 +66,20 @@ def test_a_changed_target_is_checked_again_by_the_loss():
     with count_reads() as counter:
         loss_fn(s_adv, s_clean, teacher, torch.arange(4))  # other tensors: checked, in one read
     assert counter.count == 1
+
+
+def test_flags_left_by_a_soft_labels_call_wait_one_call_at_most():
+    loss_fn = ABSLDLoss(C)
+    teacher = torch.randn(4, C)
+    with count_reads() as counter:
+        loss_fn.soft_labels(teacher, torch.arange(4))  # nothing reads its flags...
+        loss_fn.soft_labels(teacher, torch.arange(4))  # ...so the next one reads both, once
+    assert counter.count == 1
+    assert not checks._pending.checks
+    loss_fn.soft_labels(teacher, torch.tensor([0, 1, 2, C]))
+    with pytest.raises(ValueError, match=r"`target` values in \[0, 10\)"):
+        loss_fn.soft_labels(teacher, torch.arange(4))  # the earlier bad labels are not lost
+    soft_label_kl(teacher, teacher, 1.0)  # and then not raised again by an unrelated call
 
 
 def _functionals(validate_args: bool) -> dict[str, object]:

@@ -249,9 +249,15 @@ _pending = threading.local()
 
 
 def defer(checks: Sequence[ValueCheck]) -> None:
-    """Keep ``checks`` to be read with the next :func:`raise_first` of this thread (no read now)."""
-    if checks:
-        _pending.checks = [*getattr(_pending, "checks", ()), *checks]
+    """Keep ``checks`` for the next :func:`raise_first` of this thread: the next checked call of the step.
+
+    At most one call's flags wait: flags still pending from an earlier ``defer`` are read now,
+    with ``checks``, in one read (so no error is lost and no tensor is held past one step).
+    """
+    if getattr(_pending, "checks", None):
+        raise_first(checks)
+    elif checks:
+        _pending.checks = list(checks)
 
 
 def raise_first(checks: Sequence[ValueCheck] = ()) -> None:
