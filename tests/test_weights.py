@@ -37,6 +37,22 @@ def test_load_weights_clear_errors(tmp_path):
     partial["head.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match=r"(?s)missing \(2\): 5\.weight, 5\.bias.*unexpected \(1\): head\.weight"):
         load_weights(tiny_cnn(C), partial)
-    load_weights(tiny_cnn(C), partial, strict=False)
+    with pytest.warns(UserWarning, match=r"(?s)loaded 7 of the 9 keys.*missing \(2\)"):
+        load_weights(tiny_cnn(C), partial, strict=False)
     with pytest.raises(ValueError, match=r"`checkpoint` to hold tensors"):
         load_weights(tiny_cnn(C), {"epoch": 1})
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_load_that_matches_no_key_is_refused_and_names_the_prefix(strict):
+    weights = tiny_cnn(C).state_dict()
+    step_state = {f"{part}.{k}": v for part in ("student", "teacher") for k, v in weights.items()}
+    step_state["loss_fn.adv.temperatures"] = torch.ones(C)
+    with pytest.raises(ValueError, match=r"(?s)none of its 19 keys.*`student\.` match 9.*`teacher\.` match 9"):
+        load_weights(tiny_cnn(C), step_state, strict=strict)
+    wrapped = torch.nn.Module()
+    wrapped.module = tiny_cnn(C)  # a DDP-like wrapper: the model's keys start with `module.`
+    with pytest.raises(ValueError, match=r"model's keys under `module\.` match 9"):
+        load_weights(wrapped, weights, strict=strict)
+    with pytest.raises(ValueError, match="saved from this architecture"):
+        load_weights(tiny_cnn(C), {"other": torch.zeros(1)}, strict=strict)

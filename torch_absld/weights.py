@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -101,8 +102,9 @@ def load_weights(
 
     Nesting, wrapper prefixes (:func:`extract_state_dict`) and one leading segment shared by
     every key (a Lightning ``model.``) are tolerated; other mismatches raise a ``ValueError``
-    listing the missing, unexpected and mis-shaped keys. ``map_location`` and ``weights_only``
-    go to ``torch.load``; ``strict`` as ``load_state_dict``'s.
+    listing the missing, unexpected and mis-shaped keys. A checkpoint that matches no key is
+    refused whatever ``strict`` says (naming a prefix that would match); ``strict=False`` loads
+    a partial match with a warning counting the keys. ``map_location``, ``weights_only``: ``torch.load``'s.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
@@ -120,22 +122,53 @@ def load_weights(
     state = _drop_common_prefix(extract_state_dict(checkpoint), set(own))
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]
+    name = type(model).__name__
+    if len(missing) == len(own):
+        raise ValueError(
+            f"Expected the checkpoint's weights to fit `{name}`, but none of its {len(state)} keys is one of the "
+            f"model's {len(own)} (e.g. {next(iter(state))!r} vs {next(iter(own), None)!r}). {_prefix_hint(state, own)}"
+        )
     mis_shaped = [
         f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(own[key].shape)}"
         for key in own
         if key in state and isinstance(state[key], Tensor) and state[key].shape != own[key].shape
     ]
+    listed = [
+        f"  {label} ({len(keys)}): {', '.join(keys[:_SHOWN])}"
+        + (f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mis_shaped))
+        if keys
+    ]
     if mis_shaped or (strict and (missing or unexpected)):
-        lines = [f"Expected the checkpoint's weights to fit `{type(model).__name__}`, but they do not."]
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mis_shaped)):
-            if keys:
-                more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
-                lines.append(f"  {label} ({len(keys)}): {', '.join(keys[:_SHOWN])}{more}")
-        lines.append(
-            "Check the architecture (depth, width, num_classes) against the one the checkpoint was "
-            "trained with; `module.` and `_orig_mod.` prefixes are already removed. "
-            "Pass strict=False to load the matching keys only."
+        hint = (
+            "Check the architecture (depth, width, num_classes) against the one the checkpoint was trained with; "
+            "`module.` and `_orig_mod.` prefixes are already removed. Pass strict=False to load the matching keys only."
         )
-        raise ValueError("\n".join(lines))
+        raise ValueError(
+            "\n".join([f"Expected the checkpoint's weights to fit `{name}`, but they do not.", *listed, hint])
+        )
+    if listed:
+        warnings.warn(
+            "\n".join([f"load_weights loaded {len(own) - len(missing)} of the {len(own)} keys of `{name}`:", *listed]),
+            UserWarning,
+            stacklevel=2,
+        )
     model.load_state_dict(state, strict=strict)
     return model
+
+
+def _prefix_hint(state: Mapping[str, Any], own: Mapping[str, Any]) -> str:
+    """Which leading segment, stripped from the checkpoint's keys (or the model's), would make them match."""
+    found = []
+    for keys, other, side in ((state, own, "checkpoint"), (own, state, "model")):
+        heads = {key.split(".", 1)[0] for key in keys if "." in key}
+        for head in sorted(heads):
+            count = sum(key.startswith(f"{head}.") and key.split(".", 1)[1] in other for key in keys)
+            if count:
+                found.append((-count, f"the {side}'s keys under `{head}.` match {count}"))
+    if not found:
+        return "Check that the checkpoint was saved from this architecture."
+    return (
+        f"Strip a prefix: {'; '.join(text for _, text in sorted(found))} (a training step's `student.` or `teacher.`; "
+        "a DDP or compiled model: load into `model.module` or `model._orig_mod`)."
+    )
