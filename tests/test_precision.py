@@ -58,10 +58,30 @@ def test_auto_picks_bf16_where_it_is_native(monkeypatch):
     assert "AVX512-BF16" in settings.reason
 
 
-def test_auto_without_onednn_keeps_the_layout(monkeypatch):
-    mock_cpu(monkeypatch, onednn=False)
+@pytest.mark.parametrize(
+    ("cpu", "limit", "channels_last", "reason"),
+    [
+        ({}, "", True, "AVX-512 convolutions prefer channels_last"),  # AVX-512, emulated bf16
+        ({"avx512_bf16": True}, "", True, "prefer channels_last"),
+        ({"avx512_bf16": True}, "AVX512_CORE", True, "prefer channels_last"),
+        ({"onednn_bf16": False}, "", False, "this CPU has no AVX-512"),  # AVX2: contiguous
+        ({"avx512_bf16": True}, "AVX2", False, "hidden by ONEDNN_MAX_CPU_ISA=AVX2"),
+        ({"machine": "aarch64"}, "", False, "only in oneDNN's x86 AVX-512 kernels"),
+        ({"onednn": False}, "", False, "only in oneDNN's x86 AVX-512 kernels"),
+    ],
+)
+def test_auto_picks_channels_last_only_where_onednn_runs_avx512(monkeypatch, cpu, limit, channels_last, reason):
+    mock_cpu(monkeypatch, **cpu)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
     settings = fastest_settings("cpu")
-    assert (settings.dtype, settings.memory_format) == (torch.float32, torch.contiguous_format)
+    assert settings.channels_last is channels_last
+    assert reason in settings.reason
+
+
+@pytest.mark.parametrize(("device", "error", "match"), [(7, TypeError, "'cuda:7'"), ("gpu", ValueError, "'gpu'")])
+def test_a_device_index_or_unknown_name_is_refused(device, error, match):
+    with pytest.raises(error, match=rf"`device` .*{match}"):
+        fastest_settings(device)
 
 
 @pytest.mark.parametrize(("limit", "native"), [("AVX512_CORE", False), ("avx2", False), ("ALL", True), ("", True)])
@@ -80,6 +100,8 @@ def test_this_machine_agrees_with_torch():
     if support.native and torch.backends.mkldnn.is_available():
         assert torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert fastest_settings("cpu").dtype == (torch.bfloat16 if support.native else torch.float32)
+    if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert not fastest_settings("cpu").channels_last  # no AVX-512 (e.g. an AVX2 CPU): contiguous
 
 
 # GPUs and other devices ---------------------------------------------------------------------------

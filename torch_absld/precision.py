@@ -32,8 +32,9 @@ Precision: TypeAlias = Literal["auto", "float32", "bfloat16", "float16"]
 """A training step's ``precision=``: ``"auto"`` (:func:`fastest_settings`) or an autocast dtype."""
 PRECISIONS: tuple[Precision, ...] = ("auto", "float32", "bfloat16", "float16")
 
-# oneDNN ISA limits (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA) below AVX512_CORE_BF16: no native bf16.
-_ISA_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"})
+# oneDNN ISA limits (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA) below AVX512_CORE, and below AVX512_CORE_BF16.
+_ISA_WITHOUT_AVX512 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"})
+_ISA_WITHOUT_BF16 = _ISA_WITHOUT_AVX512 | {"AVX512_CORE", "AVX512_CORE_VNNI"}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -94,7 +95,7 @@ def bf16_support(device: torch.device | str | None = None) -> BF16Support:
         >>> isinstance(support.native, bool), bool(support.reason)
         (True, True)
     """
-    device = torch.device("cpu" if device is None else device)
+    device = _device("cpu" if device is None else device)
     if device.type == "cuda":
         return _cuda_bf16(device)
     if device.type == "cpu":
@@ -106,11 +107,10 @@ def fastest_settings(device: torch.device | str | None = None, *, allow_fp16: bo
     """The fastest dtype and memory format for a training step on ``device`` (``None``: CUDA if available).
 
     bf16 where native (:func:`bf16_support`), else float32; float16 with ``allow_fp16`` on CUDA
-    7.x (it needs a ``GradScaler``). ``channels_last`` on CPUs with oneDNN and on GPUs in bf16 / fp16.
+    7.x (it needs a ``GradScaler``). ``channels_last`` on GPUs in bf16 / fp16 and on x86 CPUs
+    where oneDNN runs AVX-512 kernels; contiguous elsewhere.
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = _device(("cuda" if torch.cuda.is_available() else "cpu") if device is None else device)
     bf16 = bf16_support(device)
     if device.type == "cuda":
         if bf16.native:
@@ -120,11 +120,11 @@ def fastest_settings(device: torch.device | str | None = None, *, allow_fp16: bo
             return DeviceSettings(device, torch.float16, torch.channels_last, reason)
         return DeviceSettings(device, torch.float32, torch.contiguous_format, bf16.reason)
     dtype = torch.bfloat16 if bf16.native else torch.float32
-    if device.type != "cpu" or not _has_onednn():
+    if device.type != "cpu":
         return DeviceSettings(device, dtype, torch.contiguous_format, bf16.reason)
-    return DeviceSettings(
-        device, dtype, torch.channels_last, f"{bf16.reason}; oneDNN convolutions prefer channels_last"
-    )
+    avx512, why = _cpu_avx512()
+    layout = torch.channels_last if avx512 else torch.contiguous_format
+    return DeviceSettings(device, dtype, layout, f"{bf16.reason}; {why}")
 
 
 def warn_if_emulated(device: torch.device | str, dtype: torch.dtype, *, stacklevel: int = 1) -> bool:
@@ -132,7 +132,7 @@ def warn_if_emulated(device: torch.device | str, dtype: torch.dtype, *, stacklev
 
     ``stacklevel`` 1 points the warning at the caller of this function.
     """
-    device = torch.device(device)
+    device = _device(device)
     if dtype not in (torch.bfloat16, torch.float16):
         return False
     native, reason = astuple(bf16_support(device)) if dtype == torch.bfloat16 else _fp16_support(device)
@@ -187,6 +187,22 @@ def _constant_under_compile(fn: _F) -> _F:
     return fn
 
 
+def _device(device: object) -> torch.device:
+    """``device`` as a ``torch.device``; an int is refused (it is not read as a CUDA index)."""
+    if not isinstance(device, (torch.device, str)):
+        raise TypeError(
+            f"Expected `device` to be a torch.device or a string ('cpu', 'cuda', 'cuda:0'), but got "
+            f"{type(device).__name__} {device!r}."
+            + (f" Pass 'cuda:{device}' for CUDA device {device}." if type(device) is int else "")
+        )
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(
+            f"Expected `device` to name a device ('cpu', 'cuda', 'cuda:0'), but got {device!r}."
+        ) from error
+
+
 def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[object]:
     if dtype != torch.float32:
         return torch.autocast(device.type, dtype=dtype)
@@ -223,7 +239,7 @@ def _cpu_bf16() -> tuple[bool, str]:
         return False, "oneDNN has no bf16 kernels for this CPU (no AVX-512): bf16 runs in reference kernels"
     if platform.machine().lower() in ("aarch64", "arm64"):
         return True, "Arm CPU with the BF16 extension (oneDNN bf16 kernels)"
-    limit = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    limit = _isa_limit()
     if limit in _ISA_WITHOUT_BF16:
         return False, f"ONEDNN_MAX_CPU_ISA={limit} hides the CPU's bf16 instructions: oneDNN emulates bf16"
     capabilities = torch.cpu.get_capabilities()
@@ -232,6 +248,23 @@ def _cpu_bf16() -> tuple[bool, str]:
     if capabilities.get("avx512_bf16"):
         return True, "CPU with AVX512-BF16 (oneDNN bf16 kernels)"
     return False, "AVX-512 CPU without AVX512-BF16 or AMX: oneDNN emulates bf16"
+
+
+def _isa_limit() -> str:
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+
+
+@_constant_under_compile
+def _cpu_avx512() -> tuple[bool, str]:
+    """Whether oneDNN runs AVX-512 kernels on this CPU (its bf16 check is an AVX-512 check on x86), and why."""
+    why = "contiguous: channels_last convolutions pay (and are safe) only in oneDNN's x86 AVX-512 kernels"
+    if not _has_onednn() or platform.machine().lower() in ("aarch64", "arm64"):
+        return False, why
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False, f"{why}, and this CPU has no AVX-512"
+    if _isa_limit() in _ISA_WITHOUT_AVX512:
+        return False, f"{why}, hidden by ONEDNN_MAX_CPU_ISA={_isa_limit()}"
+    return True, "oneDNN's AVX-512 convolutions prefer channels_last"
 
 
 @_constant_under_compile
