@@ -138,12 +138,12 @@ CASES = [
         r"`a`, `b` of one shape \(N, C\), but got \(2, 3\), \(2, 4\)",
         lambda: c.check_logits_alike((("a", LOGITS), ("b", torch.zeros(2, 4)))),
     ),
-    good("probabilities", lambda: c.check_probabilities(torch.softmax(LOGITS, 1), "p", check_values=True)),
+    good("probability flag ok", lambda: _flags(c.probability_flag(torch.softmax(LOGITS, 1), "p"))),
     bad(
-        "probabilities logits",
+        "probability flag logits",
         ValueError,
         "`p` to hold probability vectors.*Pass softmax outputs",
-        lambda: c.check_probabilities(LOGITS, "p", check_values=True),
+        lambda: _flags(c.probability_flag(LOGITS, "p")),
     ),
     bad(
         "label flag",
@@ -194,26 +194,6 @@ CASES = [
         ValueError,
         "`p` to hold probability vectors",
         lambda: _flags(c.probability_flag(torch.tensor([[0.5, 0.6]]), "p")),
-    ),
-    bad(
-        "step values labels",
-        ValueError,
-        r"`target` values in \[0, 3\)",
-        lambda: c.check_input_and_label_values(torch.rand(2, 1), 0.0, 1.0, torch.tensor([0, 3]), 3),
-    ),
-    bad(
-        "step values input",
-        ValueError,
-        "`input` values in",
-        lambda: c.check_input_and_label_values(torch.full((2, 1), 2.0), 0.0, 1.0, torch.tensor([0, 1]), 3),
-    ),
-    bad(
-        "step values teacher",
-        ValueError,
-        "`teacher` to return finite logits",
-        lambda: c.check_input_and_label_values(
-            torch.rand(2, 1), 0.0, 1.0, torch.tensor([0, 1]), 3, torch.full((2, 3), NAN)
-        ),
     ),
 ]
 

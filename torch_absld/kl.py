@@ -59,14 +59,9 @@ def _scaled(logits: Tensor, temperature: Tensor | float) -> Tensor:
 
 
 def soft_label_kl(
-    student: Tensor,
-    teacher: Tensor,
-    teacher_temperature: Tensor | float,
-    *,
-    student_temperature: float = 1.0,
-    reduction: Reduction = "mean",
-    validate_args: bool = True,
-) -> Tensor:
+    student: Tensor, teacher: Tensor, teacher_temperature: Tensor | float, *, student_temperature: float = 1.0,
+    reduction: Reduction = "mean", validate_args: bool = True,
+) -> Tensor:  # fmt: skip
     r"""$\mathrm{KL}(p \,\|\, q)$ between temperature-scaled teacher and student distributions.
 
     Per element $p_c(\log p_c - \log q_c)$ ($0$ where $p_c = 0$), $p = \mathrm{softmax}(z_t / \tau_t)$
@@ -91,13 +86,9 @@ def soft_label_kl(
 
 
 def _soft_label_kl(
-    student: Tensor,
-    teacher: Tensor,
-    teacher_temperature: Tensor | float,
-    *,
-    student_temperature: float = 1.0,
+    student: Tensor, teacher: Tensor, teacher_temperature: Tensor | float, *, student_temperature: float = 1.0,
     reduction: Reduction = "mean",
-) -> Tensor:
+) -> Tensor:  # fmt: skip
     """:func:`soft_label_kl` without its checks."""
     log_p = torch.log_softmax(_scaled(teacher.detach(), teacher_temperature), dim=1)
     log_q = torch.log_softmax(_scaled(student, student_temperature), dim=1)

@@ -48,25 +48,14 @@ def _sample_temperatures(
 ) -> tuple[Tensor, Tensor]:
     r"""Each sample's teacher temperature of both terms: $\tau^{adv}[y]$, $\tau^{clean}[y]$ or their product."""
     t_adv, t_clean = tau_adv[target], tau_clean[target]
-    if coupling == "product":
-        t_adv = t_clean = t_adv * t_clean
-    return t_adv, t_clean
+    return (t_adv * t_clean,) * 2 if coupling == "product" else (t_adv, t_clean)  # type: ignore[return-value]
 
 
 def absld_loss(
-    student_adv: Tensor,
-    student_clean: Tensor,
-    teacher: Tensor,
-    target: Tensor,
-    tau_adv: Tensor,
-    tau_clean: Tensor,
-    *,
-    alpha: float = 5 / 6,
-    student_temperature: float = 1.0,
-    reduction: Reduction = "mean",
-    coupling: Coupling = DEFAULT_COUPLING,
-    validate_args: bool = True,
-) -> Tensor:
+    student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor, tau_adv: Tensor, tau_clean: Tensor,
+    *, alpha: float = 5 / 6, student_temperature: float = 1.0, reduction: Reduction = "mean",
+    coupling: Coupling = DEFAULT_COUPLING, validate_args: bool = True,
+) -> Tensor:  # fmt: skip
     r"""ABSLD distillation loss (Eq. 12).
 
     $L = \alpha\,\mathrm{KL}(p^{adv} \| q^{adv}) + (1-\alpha)\,\mathrm{KL}(p^{clean} \| q^{clean})$,
@@ -81,10 +70,8 @@ def absld_loss(
         - tau_adv, tau_clean: $(C,)$, positive
         - Output: scalar, or $(N,)$ with ``reduction="none"``
     """
-    num_classes = check_logits_alike(
-        (("student_adv", student_adv), ("student_clean", student_clean), ("teacher", teacher))
-    )
-    device, owner = student_adv.device, "`student_adv`"
+    named = (("student_adv", student_adv), ("student_clean", student_clean), ("teacher", teacher))
+    num_classes, device, owner = check_logits_alike(named), student_adv.device, "`student_adv`"
     target = check_integer_labels(
         target, num_classes, batch_size=len(student_adv), check_values=False, device=device, owner=owner
     )
@@ -109,25 +96,23 @@ def absld_loss(
 
 
 def _absld_loss(
-    student_adv: Tensor,
-    student_clean: Tensor,
-    teacher: Tensor,
-    target: Tensor,
-    tau_adv: Tensor,
-    tau_clean: Tensor,
-    *,
-    alpha: float = 5 / 6,
-    student_temperature: float = 1.0,
-    reduction: Reduction = "mean",
+    student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor, tau_adv: Tensor, tau_clean: Tensor,
+    *, alpha: float = 5 / 6, student_temperature: float = 1.0, reduction: Reduction = "mean",
     coupling: Coupling = DEFAULT_COUPLING,
-) -> Tensor:
+) -> Tensor:  # fmt: skip
     """:func:`absld_loss` without its checks (``target`` int64)."""
-    t_adv, t_clean = _sample_temperatures(tau_adv, tau_clean, target, coupling)
-    adv = _soft_label_kl(student_adv, teacher, t_adv, student_temperature=student_temperature, reduction=reduction)
-    clean = _soft_label_kl(
-        student_clean, teacher, t_clean, student_temperature=student_temperature, reduction=reduction
-    )
+    terms = (student_adv, student_clean, teacher, target, tau_adv, tau_clean, student_temperature, reduction)
+    adv, clean = _kl_terms(*terms, coupling)
     return alpha * adv + (1 - alpha) * clean
+
+
+def _kl_terms(
+    student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor, tau_adv: Tensor,
+    tau_clean: Tensor, student_temperature: float, reduction: Reduction, coupling: Coupling,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    t_adv, t_clean = _sample_temperatures(tau_adv, tau_clean, target, coupling)
+    kl: dict[str, Any] = {"student_temperature": student_temperature, "reduction": reduction}
+    return _soft_label_kl(student_adv, teacher, t_adv, **kl), _soft_label_kl(student_clean, teacher, t_clean, **kl)
 
 
 def _stamp(teacher_logits: Tensor, target: Tensor) -> tuple[Any, ...] | None:
@@ -168,23 +153,12 @@ class ABSLDLoss(nn.Module):
     """
 
     def __init__(
-        self,
-        num_classes: int,
-        *,
-        alpha: float = 5 / 6,
-        student_temperature: float = 1.0,
-        init_temperature: float = 1.0,
-        lr: float = 0.1,
-        min_temperature: float = 0.5,
-        max_temperature: float = 5.0,
-        adapt: Adapt = "both",
-        coupling: Coupling = DEFAULT_COUPLING,
-        reduction: Reduction = "mean",
-        risk_reduction: RiskReduction = "mean",
-        record_risk: bool = True,
-        process_group: ProcessGroupArg = None,
+        self, num_classes: int, *, alpha: float = 5 / 6, student_temperature: float = 1.0,
+        init_temperature: float = 1.0, lr: float = 0.1, min_temperature: float = 0.5, max_temperature: float = 5.0,
+        adapt: Adapt = "both", coupling: Coupling = DEFAULT_COUPLING, reduction: Reduction = "mean",
+        risk_reduction: RiskReduction = "mean", record_risk: bool = True, process_group: ProcessGroupArg = None,
         validate_args: bool = True,
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__()
         num_classes = check_num_classes(num_classes, minimum=2)
         self.alpha = check_unit_interval(alpha, "alpha")
@@ -195,9 +169,10 @@ class ABSLDLoss(nn.Module):
         self.adapt, self.coupling, self.reduction = adapt, coupling, reduction
         self.record_risk = check_bool(record_risk, "record_risk")
         self.validate_args = check_bool(validate_args, "validate_args")
-        common: dict[str, Any] = {"init_temperature": init_temperature, "risk_reduction": risk_reduction}
-        common.update(min_temperature=min_temperature, max_temperature=max_temperature)
-        common.update(process_group=process_group, validate_args=validate_args)
+        common: dict[str, Any] = dict(
+            init_temperature=init_temperature, risk_reduction=risk_reduction, min_temperature=min_temperature,
+            max_temperature=max_temperature, process_group=process_group, validate_args=validate_args,
+        )  # fmt: skip
         self.adv = ClassTemperatureController(num_classes, lr=lr if adapt != "none" else 0.0, **common)
         self.clean = ClassTemperatureController(num_classes, lr=lr if adapt == "both" else 0.0, **common)
         self.num_classes = num_classes
@@ -313,10 +288,8 @@ class ABSLDLoss(nn.Module):
     def _terms(
         self, student_adv_logits: Tensor, student_clean_logits: Tensor, teacher_logits: Tensor, target: Tensor
     ) -> tuple[Tensor, Tensor]:
-        t_adv, t_clean = _sample_temperatures(self.adv.temperatures, self.clean.temperatures, target, self.coupling)
-        kl = {"student_temperature": self.student_temperature, "reduction": self.reduction}
-        adv = _soft_label_kl(student_adv_logits, teacher_logits, t_adv, **kl)  # type: ignore[arg-type]
-        clean = _soft_label_kl(student_clean_logits, teacher_logits, t_clean, **kl)  # type: ignore[arg-type]
+        taus = (self.adv.temperatures, self.clean.temperatures, self.student_temperature, self.reduction)
+        adv, clean = _kl_terms(student_adv_logits, student_clean_logits, teacher_logits, target, *taus, self.coupling)
         if self.training and self.record_risk:
             self._record(student_adv_logits, student_clean_logits, target)
         return adv, clean

@@ -91,13 +91,9 @@ def _looks_like_a_checkpoint(path: str) -> bool:
 
 
 def load_weights(
-    model: nn.Module,
-    source: str | os.PathLike[str] | Mapping[str, Any],
-    *,
-    strict: bool = True,
-    map_location: str | torch.device | None = "cpu",
-    weights_only: bool = True,
-) -> nn.Module:
+    model: nn.Module, source: str | os.PathLike[str] | Mapping[str, Any], *, strict: bool = True,
+    map_location: str | torch.device | None = "cpu", weights_only: bool = True,
+) -> nn.Module:  # fmt: skip
     """Load a checkpoint (a path or a loaded dict) into ``model`` and return ``model``.
 
     Nesting, wrapper prefixes (:func:`extract_state_dict`) and one leading segment shared by

@@ -130,15 +130,9 @@ def check_device(tensor: Tensor, device: torch.device | None, name: str, owner: 
 
 
 def check_integer_labels(
-    target: Tensor,
-    num_classes: int | None,
-    *,
-    name: str = "target",
-    batch_size: int | None = None,
-    check_values: bool = True,
-    device: torch.device | None = None,
-    owner: str = "the model",
-) -> Tensor:
+    target: Tensor, num_classes: int | None, *, name: str = "target", batch_size: int | None = None,
+    check_values: bool = True, device: torch.device | None = None, owner: str = "the model",
+) -> Tensor:  # fmt: skip
     """``target`` as int64 class indices $(N,)$ (any integer dtype; ``N == batch_size`` when given).
 
     Values in ``[0, num_classes)`` are read when ``check_values`` (only ``>= 0`` for ``num_classes=None``).
@@ -217,30 +211,6 @@ def check_temperature_argument(temperature: object, name: str, logits: Tensor) -
     if temperature.dim() == 1:  # a 0-d tensor may live on the CPU, as torch allows
         check_device(temperature, logits.device, name, "the logits")
     return [temperature_flag(temperature, name)] if temperature.numel() > 0 else []
-
-
-def check_probabilities(probs: Tensor, name: str, *, check_values: bool) -> None:
-    """Raise unless ``probs`` $(N, C)$ holds finite, non-negative rows summing to 1 (values when ``check_values``)."""
-    check_logits(probs, name)
-    check_device(probs, None, name, "")
-    if check_values and probs.numel() > 0:
-        raise_first([probability_flag(probs, name)])
-
-
-def check_input_and_label_values(
-    input: Tensor,
-    clip_min: float,
-    clip_max: float,
-    target: Tensor,
-    num_classes: int,
-    teacher_logits: Tensor | None = None,
-) -> None:
-    """The value checks of one training step in one read: input range, label range, teacher logits (when given)."""
-    checks = [label_range_flag(target, num_classes), input_flag(input, clip_min, clip_max)]
-    if teacher_logits is not None:
-        checks.append(logit_flag(teacher_logits, "teacher", "return"))
-    if target.numel() > 0:
-        raise_first(checks)
 
 
 # Value flags: each reads nothing; raise_first reads several at once.

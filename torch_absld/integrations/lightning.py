@@ -40,24 +40,14 @@ class ABSLDCallback(pl.Callback):
     """
 
     def __init__(
-        self,
-        loss_fn: ABSLDLoss | None = None,
-        *,
-        follow_lr: bool = False,
-        optimizer_index: int = 0,
-        param_group: int = 0,
-        log: bool = True,
-        log_per_class: bool = False,
-    ) -> None:
+        self, loss_fn: ABSLDLoss | None = None, *, follow_lr: bool = False, optimizer_index: int = 0,
+        param_group: int = 0, log: bool = True, log_per_class: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
         if loss_fn is not None and not isinstance(loss_fn, ABSLDLoss):
             raise TypeError(f"Expected `loss_fn` to be an ABSLDLoss or None, but got {type(loss_fn).__name__}.")
-        self.loss_fn = loss_fn
-        self.follow_lr = follow_lr
-        self.optimizer_index = optimizer_index
-        self.param_group = param_group
-        self.log = log
-        self.log_per_class = log_per_class
+        self.loss_fn, self.follow_lr, self.log, self.log_per_class = loss_fn, follow_lr, log, log_per_class
+        self.optimizer_index, self.param_group = optimizer_index, param_group
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.loss_fn is None:
