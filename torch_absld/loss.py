@@ -48,7 +48,7 @@ def _sample_temperatures(
 ) -> tuple[Tensor, Tensor]:
     r"""Each sample's teacher temperature of both terms: $\tau^{adv}[y]$, $\tau^{clean}[y]$ or their product."""
     t_adv, t_clean = tau_adv[target], tau_clean[target]
-    return (t_adv * t_clean,) * 2 if coupling == "product" else (t_adv, t_clean)  # type: ignore[return-value]
+    return (t_adv * t_clean,) * 2 if coupling == "product" else (t_adv, t_clean)
 
 
 def absld_loss(

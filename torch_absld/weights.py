@@ -20,10 +20,6 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _SHOWN = 5
 
 
-def _is_state_dict(obj: object) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(k, str) for k in obj)
-
-
 def _tensor_entries(obj: Mapping[str, Any]) -> int:
     return sum(isinstance(v, Tensor) for v in obj.values())
 
@@ -34,12 +30,14 @@ def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
         raise TypeError(f"Expected `checkpoint` to be a mapping (a state dict), but got {type(checkpoint).__name__}.")
     state: Mapping[str, Any] = checkpoint
     for _ in range(4):
-        if _tensor_entries(state) > 0:
+        nested = [
+            v
+            for k in _NESTING_KEYS
+            if isinstance(v := state.get(k), Mapping) and v and all(isinstance(n, str) for n in v)
+        ]
+        if _tensor_entries(state) > 0 or not nested:
             break
-        nested = next((state[k] for k in _NESTING_KEYS if k in state and _is_state_dict(state[k])), None)
-        if nested is None:
-            break
-        state = nested
+        state = nested[0]
     if _tensor_entries(state) == 0:
         raise ValueError(
             "Expected `checkpoint` to hold tensors, directly or under one of the keys "
@@ -58,8 +56,7 @@ def _strip_wrappers(key: str) -> str:
 
 def _drop_common_prefix(state: dict[str, Any], expected: set[str]) -> dict[str, Any]:
     """Strip one leading segment shared by every key (``model.``, ``teacher.``) when that fits better."""
-    heads = {key.split(".", 1)[0] for key in state}
-    if len(heads) != 1 or not all("." in key for key in state):
+    if len({key.split(".", 1)[0] for key in state}) != 1 or not all("." in key for key in state):
         return state
     stripped = {key.split(".", 1)[1]: value for key, value in state.items()}
     return stripped if len(expected & stripped.keys()) > len(expected & state.keys()) else state
@@ -72,22 +69,15 @@ def _load_file(path: str, map_location: str | torch.device | None, weights_only:
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except Exception as error:
-        if _looks_like_a_checkpoint(path):
-            raise
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if zipfile.is_zipfile(path) or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+            raise  # a complete zip (torch.save) or a pickle of protocol 2 to 5 (legacy): torch's error says more
         raise ValueError(
             f"Expected `source` to be a checkpoint written by torch.save, but {path!r} could not be read as one "
             f"({type(error).__name__}): it is truncated, corrupt or not a PyTorch file. Check the path and "
             "download it again."
         ) from None
-
-
-def _looks_like_a_checkpoint(path: str) -> bool:
-    """Whether ``path`` is a complete zip archive (``torch.save``'s format) or starts like a pickle (the legacy one)."""
-    if zipfile.is_zipfile(path):
-        return True
-    with open(path, "rb") as f:
-        head = f.read(2)
-    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5  # pickle protocol 2 to 5
 
 
 def load_weights(
@@ -109,16 +99,13 @@ def load_weights(
             raise FileNotFoundError(
                 f"Expected `source` to be a checkpoint file, but {os.fspath(source)!r} does not exist."
             )
-        checkpoint = _load_file(os.fspath(source), map_location, weights_only)
-    elif isinstance(source, Mapping):
-        checkpoint = source
-    else:
+    elif not isinstance(source, Mapping):
         raise TypeError(f"Expected `source` to be a path or a state dict, but got {type(source).__name__}.")
-    own = model.state_dict()
+    checkpoint = source if isinstance(source, Mapping) else _load_file(os.fspath(source), map_location, weights_only)
+    own, name = model.state_dict(), type(model).__name__
     state = _drop_common_prefix(extract_state_dict(checkpoint), set(own))
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]
-    name = type(model).__name__
     if len(missing) == len(own):
         raise ValueError(
             f"Expected the checkpoint's weights to fit `{name}`, but none of its {len(state)} keys is one of the "
@@ -131,7 +118,7 @@ def load_weights(
     ]
     listed = [
         f"  {label} ({len(keys)}): {', '.join(keys[:_SHOWN])}"
-        + (f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
+        + (f" and {len(keys) - _SHOWN} more" * (len(keys) > _SHOWN))
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mis_shaped))
         if keys
     ]
@@ -144,11 +131,8 @@ def load_weights(
             "\n".join([f"Expected the checkpoint's weights to fit `{name}`, but they do not.", *listed, hint])
         )
     if listed:
-        warnings.warn(
-            "\n".join([f"load_weights loaded {len(own) - len(missing)} of the {len(own)} keys of `{name}`:", *listed]),
-            UserWarning,
-            stacklevel=2,
-        )
+        loaded = f"load_weights loaded {len(own) - len(missing)} of the {len(own)} keys of `{name}`:"
+        warnings.warn("\n".join([loaded, *listed]), UserWarning, stacklevel=2)
     model.load_state_dict(state, strict=strict)
     return model
 
@@ -157,8 +141,7 @@ def _prefix_hint(state: Mapping[str, Any], own: Mapping[str, Any]) -> str:
     """Which leading segment, stripped from the checkpoint's keys (or the model's), would make them match."""
     found = []
     for keys, other, side in ((state, own, "checkpoint"), (own, state, "model")):
-        heads = {key.split(".", 1)[0] for key in keys if "." in key}
-        for head in sorted(heads):
+        for head in sorted({key.split(".", 1)[0] for key in keys if "." in key}):
             count = sum(key.startswith(f"{head}.") and key.split(".", 1)[1] in other for key in keys)
             if count:
                 found.append((-count, f"the {side}'s keys under `{head}.` match {count}"))

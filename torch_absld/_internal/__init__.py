@@ -1,4 +1,1 @@
-"""Private helpers of torch-absld: argument checks, collectives, compilation, module modes.
-
-Nothing here is public API: names and signatures may change in any release.
-"""
+"""Private helpers (checks, collectives, compilation, module modes): no public API, may change in any release."""

@@ -69,8 +69,8 @@ def frozen_model(model: nn.Module) -> Iterator[None]:
                 param.requires_grad_(requires_grad)
 
 
-def check_state_before_loading(module: nn.Module, state_dict: Mapping[str, Any], prefix: str = "") -> None:
-    """Run every ``_check_state_dict`` in ``module`` before anything loads (a rejected load changes nothing)."""
+def check_state_first(module: nn.Module, state_dict: Mapping[str, Any], prefix: str, *_: Any) -> None:
+    """A ``load_state_dict`` pre-hook: every ``_check_state_dict`` in ``module`` runs before anything loads."""
     for name, sub in module.named_modules():
         check = getattr(sub, "_check_state_dict", None)
         if callable(check):
@@ -87,8 +87,3 @@ def loaded_tensor(state_dict: Mapping[str, Any], prefix: str, name: str, current
             f"Expected the loaded `{name}` of shape {tuple(current.shape)}, but got {tuple(loaded.shape)}."
         )
     return loaded
-
-
-def check_state_first(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
-    """A ``load_state_dict`` pre-hook running :func:`check_state_before_loading` (later arguments unused)."""
-    check_state_before_loading(module, state_dict, prefix)
