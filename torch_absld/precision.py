@@ -1,8 +1,4 @@
-"""The fastest correct precision and memory layout for a device, from what it runs natively.
-
-bf16 autocast pays only where the hardware has bf16 arithmetic (CUDA >= 8.0, CPUs with
-AVX512-BF16 or AMX); elsewhere it is emulated and slower than float32.
-"""
+"""The fastest correct precision (bf16 only where the hardware has it) and memory layout for a device."""
 
 from __future__ import annotations
 
@@ -75,9 +71,8 @@ class DeviceSettings:
 
     def describe(self) -> str:
         """One line for a log: dtype, layout and reason."""
-        dtype = str(self.dtype).removeprefix("torch.")
         layout = "channels_last" if self.channels_last else "contiguous"
-        return f"{dtype} + {layout} on {self.device}: {self.reason}"
+        return f"{str(self.dtype).removeprefix('torch.')} + {layout} on {self.device}: {self.reason}"
 
 
 def bf16_support(device: torch.device | str | None = None) -> BF16Support:
@@ -124,10 +119,7 @@ def fastest_settings(device: torch.device | str | None = None, *, allow_fp16: bo
 
 
 def warn_if_emulated(device: torch.device | str, dtype: torch.dtype, *, stacklevel: int = 1) -> bool:
-    """Warn (``UserWarning``) and return True when ``dtype`` is bf16 / fp16 and ``device`` emulates it.
-
-    ``stacklevel`` 1 points the warning at the caller of this function.
-    """
+    """Warn (``UserWarning``, at the caller for ``stacklevel=1``) and return True if ``device`` emulates ``dtype``."""
     device = _device(device)
     if dtype not in (torch.bfloat16, torch.float16):
         return False
@@ -135,11 +127,9 @@ def warn_if_emulated(device: torch.device | str, dtype: torch.dtype, *, stacklev
     if native:
         return False
     name = str(dtype).removeprefix("torch.")
+    message = f"{name} autocast on {device} is not native here ({reason}): it is usually several times slower than"
     warnings.warn(
-        f"{name} autocast on {device} is not native here ({reason}): it is usually several times slower "
-        f"than float32. Use precision='auto' (torch_absld.fastest_settings) or float32.",
-        UserWarning,
-        stacklevel=stacklevel + 1,
+        f"{message} float32. Use precision='auto' (torch_absld.fastest_settings) or float32.", stacklevel=stacklevel + 1
     )
     return True
 
@@ -193,10 +183,8 @@ def _device(device: object) -> torch.device:
         )
     try:
         return torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(
-            f"Expected `device` to name a device ('cpu', 'cuda', 'cuda:0'), but got {device!r}."
-        ) from error
+    except RuntimeError:
+        raise ValueError(f"Expected `device` to name a device ('cpu', 'cuda', 'cuda:0'), but got {device!r}.") from None
 
 
 def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[object]:
@@ -216,9 +204,8 @@ def _cuda_bf16(device: torch.device) -> BF16Support:
     if torch.version.hip:
         return BF16Support(True, "ROCm GPU: bf16 matrix cores")
     major, minor = _cuda_capability(device)
-    if major >= 8:
-        return BF16Support(True, f"CUDA compute capability {major}.{minor}: bf16 tensor cores")
-    return BF16Support(False, f"CUDA compute capability {major}.{minor} < 8.0: no bf16 tensor cores")
+    why = ": bf16 tensor cores" if major >= 8 else " < 8.0: no bf16 tensor cores"
+    return BF16Support(major >= 8, f"CUDA compute capability {major}.{minor}{why}")
 
 
 @_constant_under_compile

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -34,10 +34,6 @@ def _controllers(target: Target) -> list[ClassTemperatureController]:
     return controllers
 
 
-def _scaled_base(controller: ClassTemperatureController, ratio: Callable[[], float]) -> Callable[[], float]:
-    return lambda: controller.base_lr * ratio()
-
-
 @dataclass
 class LRFollowHandle:
     """Returned by :func:`follow_optimizer_lr`; :meth:`remove` restores a fixed beta."""
@@ -54,15 +50,10 @@ def follow_optimizer_lr(target: Target, optimizer: torch.optim.Optimizer, *, par
     r"""Make the temperature learning rate $\beta$ follow the optimizer's learning rate.
 
     At every controller ``step()``, $\beta = \beta_0 \cdot \mathrm{lr} / \mathrm{lr}_0$: $\beta_0$
-    the controller's ``base_lr``, ``lr`` the current learning rate of the parameter group and
-    $\mathrm{lr}_0$ its ``"initial_lr"`` (set by schedulers), else its learning rate now. Call
-    ``scheduler.step()`` before ``loss_fn.step()`` (the authors' order); call this again after a resume.
-
-    Args:
-        target: a module (every :class:`~torch_absld.ClassTemperatureController` inside it
-            follows) or an iterable of controllers.
-        optimizer: the optimizer whose learning rate to follow.
-        param_group: index of the parameter group to read.
+    the controller's ``base_lr``, ``lr`` the current learning rate of ``optimizer.param_groups[param_group]``
+    and $\mathrm{lr}_0$ its ``"initial_lr"`` (set by schedulers), else its learning rate now, for
+    every :class:`~torch_absld.ClassTemperatureController` in ``target`` (a module or an iterable).
+    Call ``scheduler.step()`` before ``loss_fn.step()`` (the authors' order); again after a resume.
 
     Example:
         >>> from torch_absld import ABSLDLoss
@@ -79,8 +70,7 @@ def follow_optimizer_lr(target: Target, optimizer: torch.optim.Optimizer, *, par
         raise TypeError(f"Expected `optimizer` to be a torch.optim.Optimizer, but got {type(optimizer).__name__}.")
     if isinstance(param_group, bool) or not isinstance(param_group, numbers.Integral):
         raise TypeError(f"Expected `param_group` to be an int index, but got {param_group!r}.")
-    param_group = int(param_group)
-    if not 0 <= param_group < len(optimizer.param_groups):
+    if not 0 <= (param_group := int(param_group)) < len(optimizer.param_groups):
         raise ValueError(f"Expected `param_group` in [0, {len(optimizer.param_groups)}), but got {param_group}.")
     controllers = _controllers(target)
     lr_at_attach = float(optimizer.param_groups[param_group]["lr"])
@@ -94,5 +84,5 @@ def follow_optimizer_lr(target: Target, optimizer: torch.optim.Optimizer, *, par
         return float(group["lr"]) / initial
 
     for controller in controllers:
-        controller.follow_lr(_scaled_base(controller, lr_ratio))
+        controller.follow_lr(lambda c=controller: c.base_lr * lr_ratio())
     return LRFollowHandle(controllers)
