@@ -130,15 +130,11 @@ class ABSLDLoss(nn.Module):
     risk into them, and :meth:`step` at the epoch end applies Eq. 11. Formula: :func:`absld_loss`.
 
     Args:
-        num_classes: number of classes $C$.
-        alpha: weight of the adversarial term (5/6, the RSLAD default).
-        student_temperature: the student's constant temperature $\tau_s$.
+        alpha, student_temperature, coupling, reduction: as :func:`absld_loss` (alpha 5/6: RSLAD's default).
         init_temperature, lr: starting temperature and $\beta$ of the adapting controllers.
         min_temperature, max_temperature: the clamp (paper: 0.5, 5; ResNet-18 on CIFAR-100: 0.8, 3).
         adapt: ``"both"`` (ABSLD), ``"adv"`` (ABSLD$_{adv}$), ``"none"`` (frozen: RSLAD).
-        coupling: ``"separate"`` (Eq. 12) or ``"product"`` (the authors' script), also in the attack.
-        reduction, risk_reduction, process_group, validate_args: as the loss and controllers take them.
-        record_risk: record risks in training mode.
+        risk_reduction, process_group, validate_args: the controllers'; record_risk: record in training mode.
 
     Shape:
         - student_adv_logits, student_clean_logits, teacher_logits: $(N, C)$
@@ -206,14 +202,11 @@ class ABSLDLoss(nn.Module):
         labels = self._labels(target, named[0][1].shape[0])
         teacher = dict(named).get("teacher_logits")
         if values_checkable(self.validate_args):
-            last, self._last_soft_labels = (
-                (self._last_soft_labels, None) if teacher is not None else (None, self._last_soft_labels)
-            )
-            deferred = last is not None and last[0]() is teacher and last[2]() is target
-            if deferred and teacher._version == last[1] and target._version == last[3]:  # type: ignore[index, union-attr]
-                raise_first()
-            else:
-                raise_first(self._flags(labels, teacher))
+            last = self._last_soft_labels if teacher is not None else None
+            self._last_soft_labels = None if teacher is not None else self._last_soft_labels
+            read = last is not None and last[0]() is teacher and last[2]() is target  # by soft_labels' flags
+            fresh = read and (teacher._version, target._version) == (last[1], last[3])  # type: ignore[index, union-attr]
+            raise_first([] if fresh else self._flags(labels, teacher))
         return labels
 
     def teacher_temperatures(self, target: Tensor, kind: Kind = "adv") -> Tensor:
@@ -230,9 +223,9 @@ class ABSLDLoss(nn.Module):
     def soft_labels(self, teacher_logits: Tensor, target: Tensor, kind: Kind = "adv") -> Tensor:
         """The teacher's soft labels for the ``kind`` term: what the attack maximises KL to.
 
-        Shapes are checked now; the values (label range, finite teacher logits) are read with the
-        next check of the step: the attack's, at the latest this loss's :meth:`forward` or
-        :meth:`terms`, which then do not read them again for the same, unchanged tensors.
+        Shapes are checked now; the values (label range, finite teacher logits) are read by the
+        next checked call of the step (the attack, else this loss, which then does not read them
+        again for the same, unchanged tensors, or the next ``soft_labels``, with its own).
 
         Shape:
             - teacher_logits: $(N, C)$
@@ -277,12 +270,8 @@ class ABSLDLoss(nn.Module):
         Records risks in training mode, as :meth:`forward` does (call one of the two per batch).
         Shapes as :meth:`forward`; two scalars, or two $(N,)$ with ``reduction="none"``.
         """
-        named = (
-            ("student_adv_logits", student_adv_logits),
-            ("student_clean_logits", student_clean_logits),
-            ("teacher_logits", teacher_logits),
-        )
-        labels = self._checked(target, *named)
+        logits = (student_adv_logits, student_clean_logits, teacher_logits)
+        labels = self._checked(target, *zip(("student_adv_logits", "student_clean_logits", "teacher_logits"), logits))
         return self._terms(student_adv_logits, student_clean_logits, teacher_logits, labels)
 
     def _terms(
