@@ -1,7 +1,4 @@
-r"""Teacher soft labels $\mathrm{softmax}(z_t / \tau)$ with a temperature per sample, and the masked KL to a student.
-
-A teacher logit of $-\infty$ masks its class ($p_c = 0$, no KL term); math in float32.
-"""
+r"""Teacher soft labels $\mathrm{softmax}(z_t / \tau)$, a temperature per sample, and the masked KL to a student."""
 
 from __future__ import annotations
 
@@ -30,9 +27,7 @@ REDUCTIONS = ("mean", "batchmean", "sum", "none")
 
 
 def soft_labels(teacher: Tensor, temperature: Tensor | float, *, validate_args: bool = True) -> Tensor:
-    r"""Teacher soft labels with one temperature per sample: $\mathrm{softmax}(z_t / \tau)$.
-
-    In float32, without gradient to the teacher. ``validate_args``: values read once (eager).
+    r"""Teacher soft labels with one temperature per sample: $\mathrm{softmax}(z_t / \tau)$, float32, no gradient.
 
     Shape:
         - teacher: $(N, C)$ logits
@@ -64,10 +59,11 @@ def soft_label_kl(
 ) -> Tensor:  # fmt: skip
     r"""$\mathrm{KL}(p \,\|\, q)$ between temperature-scaled teacher and student distributions.
 
-    Per element $p_c(\log p_c - \log q_c)$ ($0$ where $p_c = 0$), $p = \mathrm{softmax}(z_t / \tau_t)$
-    (no gradient), $q = \mathrm{softmax}(z_s / \tau_s)$, in float32. ``"mean"`` averages the
-    $N \times C$ elements (the authors' ``torch.mean``), ``"batchmean"`` is the batch-mean KL,
-    ``"sum"`` sums, ``"none"`` gives each sample's KL. An empty batch gives 0 (in the graph).
+    Per element $p_c(\log p_c - \log q_c)$ ($0$ where $p_c = 0$: a teacher logit of $-\infty$ masks
+    its class), $p = \mathrm{softmax}(z_t / \tau_t)$ (no gradient), $q = \mathrm{softmax}(z_s / \tau_s)$,
+    in float32. ``"mean"`` averages the $N \times C$ elements (the authors' ``torch.mean``),
+    ``"batchmean"`` is the batch-mean KL, ``"sum"`` sums, ``"none"`` gives each sample's KL. An
+    empty batch gives 0 (in the graph).
 
     Shape:
         - student, teacher: $(N, C)$, the same shape (no broadcasting)

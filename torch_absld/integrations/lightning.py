@@ -28,12 +28,10 @@ class ABSLDCallback(pl.Callback):
 
     Args:
         loss_fn: the loss to step; ``None`` finds the only :class:`~torch_absld.ABSLDLoss` in the module.
-        follow_lr: $\beta = \beta_0 \cdot \mathrm{lr} / \mathrm{lr}_0$ at each epoch end, as
-            :func:`~torch_absld.follow_optimizer_lr` (Lightning steps epoch schedulers first).
-        optimizer_index: which of ``trainer.optimizers`` to follow.
-        param_group: which parameter group of it.
-        log: log ``absld/beta`` and the mean, min and max of both temperature vectors.
-        log_per_class: also log each class's temperature (``absld/tau_adv/3``, ...).
+        follow_lr: $\beta = \beta_0 \cdot \mathrm{lr} / \mathrm{lr}_0$ of ``trainer.optimizers[optimizer_index]``'s
+            ``param_group`` at each epoch end, as :func:`~torch_absld.follow_optimizer_lr`.
+        log: log ``absld/beta`` and the mean, min and max of both temperature vectors;
+            ``log_per_class``: also each class's temperature (``absld/tau_adv/3``, ...).
 
     Example:
         ``trainer = Trainer(callbacks=[ABSLDCallback(follow_lr=True)])``
@@ -62,14 +60,12 @@ class ABSLDCallback(pl.Callback):
             mark_ddp_local_state(pl_module)  # before the strategy wraps the module in DDP
 
     def _group(self, trainer: pl.Trainer) -> dict[str, Any]:
-        optimizers = trainer.optimizers
-        if not 0 <= self.optimizer_index < len(optimizers):
-            raise ValueError(f"Expected `optimizer_index` in [0, {len(optimizers)}), but got {self.optimizer_index}.")
-        groups = optimizers[self.optimizer_index].param_groups
+        if not 0 <= self.optimizer_index < (count := len(trainer.optimizers)):
+            raise ValueError(f"Expected `optimizer_index` in [0, {count}), but got {self.optimizer_index}.")
+        groups = trainer.optimizers[self.optimizer_index].param_groups
         if not 0 <= self.param_group < len(groups):
             raise ValueError(f"Expected `param_group` in [0, {len(groups)}), but got {self.param_group}.")
-        group: dict[str, Any] = groups[self.param_group]
-        return group
+        return groups[self.param_group]  # type: ignore[no-any-return, unused-ignore]
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.follow_lr:  # without a scheduler, the learning rate at the start is the reference
