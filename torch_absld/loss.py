@@ -178,18 +178,15 @@ class ABSLDLoss(nn.Module):
 
     def _labels(self, target: Tensor, batch_size: int | None = None) -> Tensor:
         """``target`` with its dtype, shape and device checked (not its values), as int64."""
-        device = self.adv.temperatures.device
+        device, owner = self.adv.temperatures.device, "the loss"
         return check_integer_labels(
-            target, self.num_classes, batch_size=batch_size, check_values=False, device=device, owner="the loss"
+            target, self.num_classes, batch_size=batch_size, check_values=False, device=device, owner=owner
         )
 
     def _flags(self, target: Tensor, teacher_logits: Tensor | None = None) -> list[ValueCheck]:
         """The value flags of labels and teacher logits (none unless eager with ``validate_args``)."""
-        if not values_checkable(self.validate_args):
-            return []
-        return [label_range_flag(target, self.num_classes)] + (
-            [] if teacher_logits is None else [logit_flag(teacher_logits, "teacher_logits")]
-        )
+        teacher = [] if teacher_logits is None else [logit_flag(teacher_logits, "teacher_logits")]
+        return [label_range_flag(target, self.num_classes), *teacher] if values_checkable(self.validate_args) else []
 
     def _checked(self, target: Tensor, *named: tuple[str, Tensor]) -> Tensor:
         """Check logits and labels; read their values with any deferred flags (not again after :meth:`soft_labels`)."""
@@ -301,7 +298,5 @@ class ABSLDLoss(nn.Module):
         return {**self.__dict__, "_last_soft_labels": None}  # weak references do not pickle
 
     def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, alpha={self.alpha:.4g}, adapt={self.adapt!r}, "
-            f"coupling={self.coupling!r}, reduction={self.reduction!r}"
-        )
+        shown = f"adapt={self.adapt!r}, coupling={self.coupling!r}, reduction={self.reduction!r}"
+        return f"num_classes={self.num_classes}, alpha={self.alpha:.4g}, {shown}"

@@ -52,16 +52,13 @@ class Normalize(nn.Module):
         self, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor, *, persistent: bool = True
     ) -> None:
         super().__init__()
-        mean_vector = _as_channel_vector(mean, "mean")
-        std_vector = _as_channel_vector(std, "std")
-        if mean_vector.shape != std_vector.shape:
-            raise ValueError(
-                f"Expected `mean` and `std` with one value per channel each, but got {mean_vector.numel()} "
-                f"and {std_vector.numel()} values."
-            )
+        mean_vector, std_vector = _as_channel_vector(mean, "mean"), _as_channel_vector(std, "std")
+        if (count := mean_vector.numel()) != std_vector.numel():
+            got = f"{count} and {std_vector.numel()} values"
+            raise ValueError(f"Expected `mean` and `std` with one value per channel each, but got {got}.")
         if not bool((std_vector > 0).all()):
             raise ValueError(f"Expected `std` > 0 in every channel, but got {std_vector.tolist()}.")
-        self.num_channels = int(mean_vector.numel())
+        self.num_channels = int(count)
         self.register_buffer("mean", mean_vector, persistent=persistent)
         self.register_buffer("std", std_vector, persistent=persistent)
 
@@ -79,6 +76,5 @@ class Normalize(nn.Module):
         return (input - self.mean.to(input.dtype).view(view)) / self.std.to(input.dtype).view(view)
 
     def extra_repr(self) -> str:
-        mean = ", ".join(f"{v:.4g}" for v in self.mean.tolist())
-        std = ", ".join(f"{v:.4g}" for v in self.std.tolist())
+        mean, std = (", ".join(f"{v:.4g}" for v in vector.tolist()) for vector in (self.mean, self.std))
         return f"mean=({mean}), std=({std})"

@@ -1,7 +1,6 @@
-"""Every argument check of the package: static checks (shapes, dtypes, devices, settings) and value flags.
+"""Every argument check: static checks (shapes, dtypes, devices, settings) and value flags.
 
-A value flag ``*_flag(...) -> (flag, raise_error)`` reads nothing; :func:`raise_first` reads any
-number of them in one transfer. Numbers come back as Python ``float`` / ``int``, labels as int64.
+A value flag ``*_flag(...) -> (flag, raise_error)`` reads nothing; :func:`raise_first` reads many in one transfer.
 """
 
 from __future__ import annotations
@@ -42,16 +41,14 @@ def check_finite_number(value: object, name: str) -> float:
     """``value`` as a float; raise unless it is a finite real number (NumPy scalars too, bools not)."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or type(value).__name__ == "bool_":
         raise TypeError(f"Expected `{name}` to be a real number, but got {type(value).__name__}.")
-    number = float(value)
-    if not math.isfinite(number):
+    if not math.isfinite(number := float(value)):
         raise ValueError(f"Expected `{name}` to be finite, but got {number}.")
     return number
 
 
 def check_positive(value: object, name: str, *, allow_zero: bool = False) -> float:
     """``value`` as a float; raise unless ``> 0`` (``>= 0`` with ``allow_zero``)."""
-    number = check_finite_number(value, name)
-    if number < 0 or (number == 0 and not allow_zero):
+    if (number := check_finite_number(value, name)) < 0 or (number == 0 and not allow_zero):
         raise ValueError(f"Expected `{name}` {'>= 0' if allow_zero else '> 0'}, but got {number}.")
     return number
 
@@ -74,8 +71,7 @@ def check_num_classes(value: object, minimum: int) -> int:
 
 def check_unit_interval(value: object, name: str) -> float:
     """``value`` as a float; raise unless in ``[0, 1]``."""
-    number = check_finite_number(value, name)
-    if not 0.0 <= number <= 1.0:
+    if not 0.0 <= (number := check_finite_number(value, name)) <= 1.0:
         raise ValueError(f"Expected `{name}` in [0, 1], but got {number}.")
     return number
 
@@ -90,15 +86,13 @@ def check_bool(value: object, name: str) -> bool:
 def check_choice(value: object, name: str, choices: Sequence[object]) -> None:
     """Raise unless ``value`` is one of ``choices``."""
     if value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"Expected `{name}` to be one of {options}, but got {value!r}.")
+        raise ValueError(f"Expected `{name}` to be one of {', '.join(map(repr, choices))}, but got {value!r}.")
 
 
 def check_options(options: Mapping[str, object], accepted: Iterable[str], owner: str) -> None:
     """Raise a ``TypeError`` naming ``owner``, the accepted names and a close match for an unknown keyword."""
     names = sorted(accepted)
-    unknown = sorted(set(options) - set(names))
-    if unknown:
+    if unknown := sorted(set(options) - set(names)):
         close = difflib.get_close_matches(unknown[0], names, n=1)
         hint = f" Did you mean `{close[0]}`?" if close else ""
         listed = ", ".join(f"`{name}`" for name in unknown)

@@ -16,25 +16,19 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
     inner = getattr(model, "module", None)
-    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    if isinstance(model, wrappers) and isinstance(inner, nn.Module):
-        return inner
-    return model
+    wrapped = isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) and isinstance(inner, nn.Module)
+    return inner if wrapped else model  # type: ignore[return-value]
 
 
 def module_device(model: nn.Module) -> torch.device | None:
     """The device of the model's first parameter (or buffer); ``None`` for a model without tensors."""
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        return tensor.device
-    return None
+    return next((tensor.device for tensor in itertools.chain(model.parameters(), model.buffers())), None)
 
 
 def module_dtype(model: nn.Module) -> torch.dtype | None:
     """The dtype of the model's first floating point parameter (or buffer); ``None`` if it has none."""
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return None
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    return next((tensor.dtype for tensor in tensors if tensor.is_floating_point()), None)
 
 
 def as_model_input(model: nn.Module, input: Tensor) -> Tensor:
