@@ -60,8 +60,7 @@ def settings_from_flags(
         check_choice(channels_last, "channels_last", ("auto", "on", "off"))
     settings = fastest_settings(device, allow_fp16=allow_fp16)
     name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(settings.dtype, "fp32")
-    chosen = name if amp == "auto" else amp
-    auto = channels_last == "auto"
-    layout = settings.channels_last if auto else channels_last in (True, "on")
-    reason = settings.reason if amp == "auto" else f"--amp {amp} (auto would pick {name}: {settings.reason})"
-    return AMP_FLAGS[chosen], layout, reason
+    layout = settings.channels_last if channels_last == "auto" else channels_last in (True, "on")
+    if amp == "auto":
+        return AMP_FLAGS[name], layout, settings.reason
+    return AMP_FLAGS[amp], layout, f"--amp {amp} (auto would pick {name}: {settings.reason})"

@@ -238,9 +238,7 @@ def raise_first(checks: Sequence[ValueCheck] = ()) -> None:
 
 def label_range_flag(target: Tensor, num_classes: int | None, name: str = "target") -> ValueCheck:
     """Whether a label lies outside ``[0, num_classes)``; the error reads the range for its message."""
-    flag = (target < 0).any()
-    if num_classes is not None:
-        flag = flag | (target >= num_classes).any()
+    flag = (target < 0).any() if num_classes is None else ((target < 0) | (target >= num_classes)).any()
 
     def raise_error() -> None:
         low, high = torch.stack(list(torch.aminmax(target))).tolist()

@@ -37,7 +37,6 @@ def trace_input_gradients() -> contextlib.AbstractContextManager[None]:
 
 def compiled(fn: Callable[..., Any], mode: str | None = None) -> Callable[..., Any]:
     """``torch.compile(fn, fullgraph=True, mode=mode)``, built once per ``(fn, mode)``."""
-    key = (fn, mode)
-    if key not in _cache:
+    if (key := (fn, mode)) not in _cache:
         _cache[key] = torch.compile(fn, fullgraph=True, mode=mode)
     return _cache[key]
