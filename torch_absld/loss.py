@@ -115,13 +115,6 @@ def _kl_terms(
     return _soft_label_kl(student_adv, teacher, t_adv, **kl), _soft_label_kl(student_clean, teacher, t_clean, **kl)
 
 
-def _stamp(teacher_logits: Tensor, target: Tensor) -> tuple[Any, ...] | None:
-    """Weak references to both tensors and their in-place versions (``None`` for inference tensors)."""
-    if teacher_logits.is_inference() or target.is_inference():
-        return None
-    return weakref.ref(teacher_logits), teacher_logits._version, weakref.ref(target), target._version
-
-
 class ABSLDLoss(nn.Module):
     r"""ABSLD distillation loss with its two per-class temperature controllers.
 
@@ -237,7 +230,9 @@ class ABSLDLoss(nn.Module):
         checks = self._flags(labels, teacher_logits)
         if checks:
             defer(checks)
-            self._last_soft_labels = _stamp(teacher_logits, target)
+            tracked = not (teacher_logits.is_inference() or target.is_inference())  # inference tensors: no versions
+            t, y = teacher_logits, target
+            self._last_soft_labels = (weakref.ref(t), t._version, weakref.ref(y), y._version) if tracked else None
             labels = labels.clamp(0, self.num_classes - 1)  # index safely until the deferred range check is read
         return self._soft_labels(teacher_logits, labels, kind)
 
