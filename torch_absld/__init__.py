@@ -1,7 +1,4 @@
-"""torch-absld: Anti-Bias Soft Label Distillation for adversarially robust, class-fair students.
-
-The ABSLD core, its evaluation and helpers are here; baseline methods are in :mod:`torch_absld.methods`.
-"""
+"""torch-absld: Anti-Bias Soft Label Distillation (ABSLD) for robust, class-fair students; baselines: ``methods``."""
 
 from __future__ import annotations
 

@@ -185,10 +185,8 @@ class ABSLDLoss(nn.Module):
         """Check logits and labels; read their values with any deferred flags (not again after :meth:`soft_labels`)."""
         if check_logits_alike(named, self.adv.temperatures.device, "the loss (its temperatures)") != self.num_classes:
             names = ", ".join(f"`{name}`" for name, _ in named)
-            raise ValueError(
-                f"Expected logits of shape (N, {self.num_classes}) for num_classes = {self.num_classes} "
-                f"({names}), but got {tuple(named[0][1].shape)}."
-            )
+            expected = f"(N, {self.num_classes}) for num_classes = {self.num_classes} ({names})"
+            raise ValueError(f"Expected logits of shape {expected}, but got {tuple(named[0][1].shape)}.")
         labels = self._labels(target, named[0][1].shape[0])
         teacher = dict(named).get("teacher_logits")
         if values_checkable(self.validate_args):
@@ -257,10 +255,9 @@ class ABSLDLoss(nn.Module):
     def terms(
         self, student_adv_logits: Tensor, student_clean_logits: Tensor, teacher_logits: Tensor, target: Tensor
     ) -> tuple[Tensor, Tensor]:
-        r"""The adversarial and the clean KL terms of Eq. 12, whose :meth:`combine` is the loss.
+        r"""The two KL terms of Eq. 12 (scalars, or $(N,)$ with ``"none"``), whose :meth:`combine` is the loss.
 
         Records risks in training mode, as :meth:`forward` does (call one of the two per batch).
-        Shapes as :meth:`forward`; two scalars, or two $(N,)$ with ``reduction="none"``.
         """
         logits = (student_adv_logits, student_clean_logits, teacher_logits)
         labels = self._checked(target, *zip(("student_adv_logits", "student_clean_logits", "teacher_logits"), logits))

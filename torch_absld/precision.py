@@ -43,10 +43,7 @@ class DeviceSettings:
     """What :func:`fastest_settings` chose: autocast ``dtype`` (float32: none), ``memory_format``, ``reason``.
 
     Example:
-        >>> settings = fastest_settings("cpu")
-        >>> settings.dtype in (torch.float32, torch.bfloat16)
-        True
-        >>> with settings.autocast():
+        >>> with fastest_settings("cpu").autocast():
         ...     y = torch.nn.Linear(4, 2)(torch.rand(3, 4))
     """
 
@@ -80,11 +77,6 @@ def bf16_support(device: torch.device | str | None = None) -> BF16Support:
 
     CUDA: compute capability >= 8.0 or ROCm. x86 CPU: oneDNN bf16 kernels and AVX512-BF16 or
     AMX-BF16, not hidden by ``ONEDNN_MAX_CPU_ISA``. Arm CPU: oneDNN's check. Others: not native.
-
-    Example:
-        >>> support = bf16_support("cpu")
-        >>> isinstance(support.native, bool), bool(support.reason)
-        (True, True)
     """
     device = _device("cpu" if device is None else device)
     if device.type == "cuda":
@@ -126,11 +118,9 @@ def warn_if_emulated(device: torch.device | str, dtype: torch.dtype, *, stacklev
     native, reason = astuple(bf16_support(device)) if dtype == torch.bfloat16 else _fp16_support(device)
     if native:
         return False
-    name = str(dtype).removeprefix("torch.")
-    message = f"{name} autocast on {device} is not native here ({reason}): it is usually several times slower than"
-    warnings.warn(
-        f"{message} float32. Use precision='auto' (torch_absld.fastest_settings) or float32.", stacklevel=stacklevel + 1
-    )
+    message = f"autocast on {device} is not native here ({reason}): it is usually several times slower than float32."
+    hint = "Use precision='auto' (torch_absld.fastest_settings) or float32."
+    warnings.warn(f"{str(dtype).removeprefix('torch.')} {message} {hint}", stacklevel=stacklevel + 1)
     return True
 
 
@@ -139,9 +129,8 @@ def precision_scope(
 ) -> tuple[Tensor, contextlib.AbstractContextManager[object]]:
     """``(input, context)`` of a training step's ``precision=``: the input to use and its autocast context.
 
-    ``None``: the caller's autocast (warned if emulated); ``"auto"``: :func:`fastest_settings`
-    (a 4-D input in its memory format); ``"float32"``: autocast off; ``"bfloat16"`` /
-    ``"float16"``: that dtype (warned if emulated). No change on devices without autocast.
+    ``None``: the caller's autocast; ``"auto"``: :func:`fastest_settings` (a 4-D input in its memory
+    format); else that dtype (bf16 / fp16 warned if emulated). No change on devices without autocast.
     """
     device = input.device
     if not torch.amp.is_autocast_available(device.type):
@@ -161,8 +150,6 @@ def precision_scope(
         warn_if_emulated(device, dtype, stacklevel=stacklevel + 1)
     return input, _autocast(device, dtype)
 
-
-# The capability checks -----------------------------------------------------------------------
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

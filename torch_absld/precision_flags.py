@@ -16,9 +16,7 @@ AMP_FLAGS: dict[str, Precision] = {"fp32": "float32", "bf16": "bfloat16", "fp16"
 
 
 def add_precision_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``--amp {auto,fp32,bf16,fp16}`` and ``--channels-last [{auto,on,off}]`` to ``parser``.
-
-    Both default to ``"auto"``; a bare ``--channels-last`` means ``"on"``; see :func:`settings_from_flags`.
+    """Add ``--amp {auto,fp32,bf16,fp16}`` and ``--channels-last [{auto,on,off}]`` (bare: ``"on"``), both ``"auto"``.
 
     Example:
         >>> import argparse

@@ -1,7 +1,4 @@
-"""Every argument check: static checks (shapes, dtypes, devices, settings) and value flags.
-
-A value flag ``*_flag(...) -> (flag, raise_error)`` reads nothing; :func:`raise_first` reads many in one transfer.
-"""
+"""Every argument check: static ones, and value flags ``*_flag(...) -> (flag, raise_error)`` read by ``raise_first``."""
 
 from __future__ import annotations
 
@@ -106,8 +103,7 @@ def check_process_group(value: object) -> ProcessGroupArg:
     if value is None or value is False or isinstance(value, dist.ProcessGroup):
         return value
     raise TypeError(
-        "Expected `process_group` to be a ProcessGroup, None or False (this rank alone, no collective), "
-        f"but got {value!r}."
+        f"Expected `process_group` to be a ProcessGroup, None or False (this rank alone), but got {value!r}."
     )
 
 
@@ -127,10 +123,7 @@ def check_integer_labels(
     target: Tensor, num_classes: int | None, *, name: str = "target", batch_size: int | None = None,
     check_values: bool = True, device: torch.device | None = None, owner: str = "the model",
 ) -> Tensor:  # fmt: skip
-    """``target`` as int64 class indices $(N,)$ (any integer dtype; ``N == batch_size`` when given).
-
-    Values in ``[0, num_classes)`` are read when ``check_values`` (only ``>= 0`` for ``num_classes=None``).
-    """
+    """``target`` as int64 class indices $(N,)$ (``N == batch_size`` when given), values read if ``check_values``."""
     if not isinstance(target, Tensor):
         raise TypeError(f"Expected `{name}` to be a torch.Tensor, but got {type(target).__name__}.")
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
@@ -161,10 +154,8 @@ def check_logits(
     if logits.dim() != 2:
         raise ValueError(f"Expected `{name}` of shape (N, C), but got {tuple(logits.shape)}.")
     if num_classes is not None and logits.shape[1] != num_classes:
-        raise ValueError(
-            f"Expected `{name}` of shape (N, {num_classes}) for num_classes = {num_classes}, "
-            f"but got {tuple(logits.shape)}."
-        )
+        expected = f"(N, {num_classes}) for num_classes = {num_classes}"
+        raise ValueError(f"Expected `{name}` of shape {expected}, but got {tuple(logits.shape)}.")
     check_device(logits, device, name, owner)
 
 
@@ -206,8 +197,6 @@ def check_temperature_argument(temperature: object, name: str, logits: Tensor) -
         check_device(temperature, logits.device, name, "the logits")
     return [temperature_flag(temperature, name)] if temperature.numel() > 0 else []
 
-
-# Value flags: each reads nothing; raise_first reads several at once.
 
 _pending = threading.local()
 

@@ -82,9 +82,8 @@ class ABSLDCallback(pl.Callback):
             if initial <= 0:
                 raise ValueError(f"Expected the optimizer's initial learning rate > 0, but got {initial}.")
             ratio = float(group["lr"]) / initial
-            for controller in (loss_fn.adv, loss_fn.clean):
-                if controller.base_lr > 0:
-                    controller.lr = controller.base_lr * ratio
+            for controller in (c for c in (loss_fn.adv, loss_fn.clean) if c.base_lr > 0):
+                controller.lr = controller.base_lr * ratio
         tau_adv, tau_clean = loss_fn.step()
         if not self.log:
             return
