@@ -15,7 +15,7 @@ from ._internal.checks import ProcessGroupArg, check_finite_number, check_intege
 from ._internal.modules import unwrap_model
 from .attack import PGDConfig
 from .class_eps import EpochController, missing_classes
-from .stats import class_means
+from .stats import COUNTER, Bound, Bounds, class_means
 from .validation import _record_correct, check_validation_attack, record_correct, validation_pass
 
 __all__ = ["FAWA_ATTACK", "FAWAOptions", "FairnessAwareAveraging"]
@@ -55,9 +55,9 @@ class FairnessAwareAveraging(EpochController):
         seed: seed of the attack's per-sample uniform starts.
     """
 
+    value_bound = Bound(0, 1, integer=True)  # whether a sample is classified correctly
     module: nn.Module
     model: nn.Module
-    counters = ("epochs_stepped", "accepted")
 
     def __init__(
         self,
@@ -132,7 +132,7 @@ class FairnessAwareAveraging(EpochController):
             validation_pass(self.model, validation, self.record, config=self.attack, seed=self.seed)
         accepted = False
         if self.due:
-            worst = self._worst(self.synced())
+            worst = self._worst(self.synced(), validation is None)
             accepted = worst >= self.threshold
             if accepted:
                 self._average()
@@ -141,10 +141,15 @@ class FairnessAwareAveraging(EpochController):
         self.epochs_stepped += 1
         return accepted
 
-    def _worst(self, synced: Tensor) -> float:
+    def _worst(self, synced: Tensor, recorded: bool) -> float:
         means, present = class_means(synced)
         worst = means[1].sort().values[: self.worst_count].mean()
-        missing, value = torch.stack([(~present).any().to(worst.dtype), worst]).tolist()  # one read
+        missing, none, value = torch.stack([(~present).any(), ~present.any(), worst]).tolist()  # one read
+        if none and recorded:
+            raise ValueError(
+                "Expected a validation split at `step()`, but got `validation=None` and no sample was added with "
+                "`record()` this epoch: pass the validation batches (or record them first)."
+            )
         if missing:
             missing_classes(present)[1]()
         return float(value)
@@ -160,20 +165,12 @@ class FairnessAwareAveraging(EpochController):
                 averaged.mul_(self.decay).add_(value.to(averaged.dtype), alpha=1 - self.decay)
         self.accepted += 1
 
-    def get_extra_state(self) -> dict[str, Any]:
-        """The counters and the last gate value."""
-        return {**super().get_extra_state(), "last_worst": self.last_worst}
-
-    def set_extra_state(self, state: Any) -> None:
-        """Restore what :meth:`get_extra_state` saved."""
-        super().set_extra_state(state)
-        self.last_worst = state["last_worst"]
+    def state_bounds(self) -> dict[str, Bounds]:
+        """The counters; the last gate value, an accuracy (NaN before the first gate)."""
+        return {**super().state_bounds(), "accepted": COUNTER, "last_worst": Bound(0, 1, start=math.nan)}
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject bad counters and averaged weights of another shape or not finite, before anything is copied."""
-        super()._check_loaded_state(state_dict, prefix)
-        if not isinstance(state_dict.get(prefix + "_extra_state", {}).get("last_worst", 0.0), float):
-            raise ValueError("Expected the extra state to hold a float 'last_worst'. The checkpoint is corrupt.")
+        """Reject averaged weights of another shape or not finite, before anything is copied."""
         for key, own in self.module.state_dict().items():
             value = state_dict.get(f"{prefix}module.{key}")
             if isinstance(value, Tensor) and value.shape != own.shape:

@@ -14,13 +14,11 @@ from ._internal.checks import (
     ProcessGroupArg,
     at_least_float32,
     check_choice,
-    check_integer,
     check_logits,
     check_num_classes,
     check_positive,
 )
-from ._internal.modules import loaded_tensor
-from .stats import ClassStatistics, class_means
+from .stats import COUNTER, Bound, Bounds, ClassStatistics, class_means
 
 __all__ = ["ClassTemperatureController", "temperature_update"]
 
@@ -126,6 +124,7 @@ class ClassTemperatureController(ClassStatistics):
         tensor([1.0733, 0.9000, 1.0267])
     """
 
+    value_bound = Bound(0)  # a cross-entropy
     temperatures: Tensor
     last_risk: Tensor
 
@@ -193,7 +192,8 @@ class ClassTemperatureController(ClassStatistics):
             - target: $(N,)$ integer labels in $[0, C)$
         """
         check_logits(logits, "logits", self.num_classes, device=self.accumulator.device, owner="the controller")
-        self._update(logits, self._checked_labels(target, logits.shape[0]))
+        target = self._checked_labels(target, logits.shape[0], check_values=False)
+        self._update(logits, self._checked(target, None, self._value_flag("logits", logits, target, Bound())))
 
     @torch.no_grad()
     def _update(self, logits: Tensor, target: Tensor) -> None:
@@ -240,31 +240,24 @@ class ClassTemperatureController(ClassStatistics):
         self.epochs_stepped += 1
         return self.temperatures
 
+    def state_bounds(self) -> dict[str, Bounds]:
+        r"""Temperatures within the clamp; $\beta$ and its base value >= 0; the epoch counter."""
+        lr = Bound(0)
+        clamp = Bound(self.min_temperature, self.max_temperature)
+        return {"temperatures": clamp, "lr": lr, "base_lr": lr, "epochs_stepped": COUNTER}
+
     def get_extra_state(self) -> dict[str, Any]:
         r"""$\beta$, its base value and the epoch counter."""
         return {"lr": self.lr, "base_lr": self.base_lr, "epochs_stepped": self.epochs_stepped}
 
     def set_extra_state(self, state: Any) -> None:
-        self.lr, self.base_lr, self.epochs_stepped = _checked_extra_state(state)
+        for name, value in self._extra_from(state).items():
+            setattr(self, name, value)
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject corrupt temperatures or a frozen/adapting mismatch before anything is copied."""
-        temperatures = loaded_tensor(state_dict, prefix, "temperatures", self.temperatures)
-        if temperatures is not None:
-            if not bool((torch.isfinite(temperatures) & (temperatures > 0)).all()):
-                raise ValueError(
-                    "Expected the loaded `temperatures` to be finite and > 0, but got "
-                    f"{temperatures.tolist()}. The checkpoint is corrupt or comes from a diverged run."
-                )
-            kept = temperatures.detach().to(device="cpu", dtype=torch.float32)
-            if bool((kept < self.min_temperature).any() | (kept > self.max_temperature).any()):
-                raise ValueError(
-                    f"Expected the loaded `temperatures` in [min_temperature, max_temperature] = "
-                    f"[{self.min_temperature}, {self.max_temperature}], but got {temperatures.tolist()}. "
-                    "Build the controller with the clamp of the run that saved them."
-                )
+        """Reject a frozen/adapting mismatch before anything is copied."""
         if prefix + "_extra_state" in state_dict:
-            base_lr = _checked_extra_state(state_dict[prefix + "_extra_state"])[1]
+            base_lr = state_dict[prefix + "_extra_state"]["base_lr"]
             if (base_lr == 0) != (self.base_lr == 0):
                 mine = "frozen (base `lr` 0)" if self.base_lr == 0 else f"adapting (base `lr` {self.base_lr})"
                 raise ValueError(
@@ -278,15 +271,3 @@ class ClassTemperatureController(ClassStatistics):
             f"num_classes={self.num_classes}, lr={self.lr}, min_temperature={self.min_temperature}, "
             f"max_temperature={self.max_temperature}, risk_reduction={self.risk_reduction!r}"
         )
-
-
-def _checked_extra_state(state: Any) -> tuple[float, float, int]:
-    """``(lr, base_lr, epochs_stepped)`` of a saved extra state, checked."""
-    if not isinstance(state, dict) or not {"lr", "base_lr", "epochs_stepped"} <= state.keys():
-        raise ValueError(
-            "Expected the controller's extra state to be a dict with keys 'lr', 'base_lr' "
-            f"and 'epochs_stepped', but got {state!r}."
-        )
-    lr = check_positive(state["lr"], "lr", allow_zero=True)
-    base_lr = check_positive(state["base_lr"], "base_lr", allow_zero=True)
-    return lr, base_lr, check_integer(state["epochs_stepped"], "epochs_stepped", minimum=0)
