@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from typing_extensions import Self, TypedDict
+from typing_extensions import Self
 
 from ._internal.checks import ProcessGroupArg, check_finite_number, check_integer, check_unit_interval
 from ._internal.modules import unwrap_model
@@ -18,22 +18,13 @@ from .class_eps import EpochController, missing_classes
 from .stats import COUNTER, Bound, Bounds, class_means
 from .validation import _record_correct, check_validation_attack, record_correct, validation_pass
 
-__all__ = ["FAWA_ATTACK", "FAWAOptions", "FairnessAwareAveraging"]
+__all__ = ["FAWA_ATTACK", "FairnessAwareAveraging"]
 
 DEFAULT_DECAY = 0.85  # FAWA's decay (CFA paper Sec. 5.1; the official ``--decay-rate`` default is 0.88).
 DEFAULT_THRESHOLD = 0.2  # the gate on the worst class (paper Sec. 5.1; ``--threshold`` is 0.24)
 DEFAULT_START_EPOCH = 50  # first epoch averaged (paper Sec. 5.1; the code has none)
 # The gate's attack, ``pgd_loss`` of CFA's ``train.py``:
 FAWA_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="uniform")
-
-
-class FAWAOptions(TypedDict, total=False):
-    """Keyword options of :class:`FairnessAwareAveraging`, passed on by a training step that makes one."""
-
-    decay: float
-    threshold: float
-    start_epoch: int
-    worst_fraction: float | None
 
 
 class FairnessAwareAveraging(EpochController):

@@ -2,13 +2,11 @@ r"""Per-class attack radii $\epsilon_k = s_k\,\epsilon$, set once per epoch from
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor
-from typing_extensions import Self
 
 from ._internal.checks import (
     ProcessGroupArg,
@@ -70,15 +68,6 @@ class EpochController(ClassStatistics):
             getattr(self, name).copy_(value)
         self.reset()
         self.epochs_stepped += 1
-
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
-        """Follow device moves; keep the buffers' dtypes under whole-module casts (``.half()``)."""
-        kept = dict(self._buffers)
-        super()._apply(fn, recurse)
-        for name, buffer in kept.items():
-            if buffer is not None:
-                self._buffers[name] = buffer.to(device=self._buffers[name].device)  # type: ignore[union-attr]
-        return self
 
     def state_bounds(self) -> dict[str, Bounds]:
         """The epoch counter."""

@@ -211,8 +211,13 @@ class ClassStatistics(nn.Module):
         self.accumulator.zero_()
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
+        """Follow device moves; keep the accumulator's and the buffers' dtypes (and values) under casts."""
+        kept = dict(self._buffers)
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
-        self.accumulator = self.accumulator.to(device=fn(self.accumulator).device)  # float64 under casts
+        for name, buffer in kept.items():
+            if buffer is not None:
+                self._buffers[name] = buffer.to(device=self._buffers[name].device)  # type: ignore[union-attr]
+        self.accumulator = self.accumulator.to(device=fn(self.accumulator).device)
         return self
 
     def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:

@@ -8,7 +8,6 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from typing_extensions import Self
 
 from ._internal.checks import (
     ProcessGroupArg,
@@ -159,16 +158,6 @@ class ClassTemperatureController(ClassStatistics):
         self._lr_source: Callable[[], float] | None = None
         self.register_buffer("temperatures", torch.full((num_classes,), init, dtype=torch.float32))
         self.register_buffer("last_risk", torch.full((num_classes,), float("nan"), dtype=torch.float64), False)
-
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
-        """Follow device moves, but keep float32 temperatures and float64 risks under casts (``.half()``)."""
-        before = {name: self._buffers[name] for name in ("temperatures", "last_risk")}
-        super()._apply(fn, recurse)
-        for name, original in before.items():
-            moved = self._buffers[name]
-            if moved is not None and original is not None and moved.dtype != original.dtype:
-                self._buffers[name] = original.to(device=moved.device)  # the values before the cast, not rounded
-        return self
 
     @property
     def risk_sum(self) -> Tensor:
