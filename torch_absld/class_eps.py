@@ -219,8 +219,9 @@ class CalibratedEpsilon(ClassEpsilon):
     def update(self, values: Tensor, target: Tensor) -> None:
         """Add whether each sample's adversarial logits ``values`` $(N, C)$ predict its class $(N,)$ (no gradient)."""
         check_logits(values, "values", self.num_classes, device=self.scale.device, owner=f"the {type(self).__name__}")
-        target = self._checked_labels(target, values.shape[0], check_values=False)
-        self._update(values, self._checked(target, None, self._value_flag("values", values, target, Bound())))
+        self._update(
+            values, self._checked(target, values.shape[0], self._value_flag("values", values, target, Bound()))
+        )
 
     @torch.no_grad()
     def _update(self, values: Tensor, target: Tensor) -> None:

@@ -121,8 +121,7 @@ class VulnerabilityWeights(EpochController):
     def update(self, values: Tensor, target: Tensor) -> None:
         r"""Add each sample's $\kappa_i$ (a count, as a floating point tensor) into its class's sums."""
         check_values_shape(values, self.num_stats)
-        target = self._checked_labels(target, values.shape[0], check_values=False)
-        self._update(values, self._checked(target, None, self._value_flag("values", values, target)))
+        self._update(values, self._checked(target, values.shape[0], self._value_flag("values", values, target)))
 
     def _update(self, values: Tensor, target: Tensor) -> None:
         self._accumulate(values, target)

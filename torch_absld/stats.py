@@ -165,7 +165,6 @@ class ClassStatistics(nn.Module):
             - target: $(N,)$ integers in $[0, C)$ (any integer dtype)
         """
         check_values_shape(values, self.num_stats)
-        target = self._checked_labels(target, values.shape[0], check_values=False)
         self._accumulate(values, self._checked(target, values.shape[0], self._value_flag("values", values, target)))
 
     def _value_flag(self, name: str, values: Tensor, target: Tensor, bound: Bound | None = None) -> ValueCheck:

@@ -181,8 +181,9 @@ class ClassTemperatureController(ClassStatistics):
             - target: $(N,)$ integer labels in $[0, C)$
         """
         check_logits(logits, "logits", self.num_classes, device=self.accumulator.device, owner="the controller")
-        target = self._checked_labels(target, logits.shape[0], check_values=False)
-        self._update(logits, self._checked(target, None, self._value_flag("logits", logits, target, Bound())))
+        self._update(
+            logits, self._checked(target, logits.shape[0], self._value_flag("logits", logits, target, Bound()))
+        )
 
     @torch.no_grad()
     def _update(self, logits: Tensor, target: Tensor) -> None:

@@ -28,9 +28,8 @@ def record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: 
     check_logits(clean_logits, "clean_logits", stats.num_classes)
     named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
     check_logits_alike(named, stats.accumulator.device, f"the {type(stats).__name__}")
-    target = stats._checked_labels(target, clean_logits.shape[0], check_values=False)
     flags = [stats._value_flag(name, logits, target, Bound()) for name, logits in named]
-    _record_correct(stats, clean_logits, robust_logits, stats._checked(target, None, *flags))
+    _record_correct(stats, clean_logits, robust_logits, stats._checked(target, clean_logits.shape[0], *flags))
 
 
 def _record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
