@@ -41,12 +41,7 @@ def missing_classes(present: Tensor) -> ValueCheck:
 
 
 class EpochController(ClassStatistics):
-    """Per-class sums whose buffers keep their dtype under casts, :attr:`counters` saved, buffers checked on load.
-
-    At the end of an epoch the synced sums set the buffers by :meth:`rule` (all checks in one read).
-    Every controller takes ``process_group`` (ranks whose sums are added; ``None``: the default group,
-    ``False``: this rank alone) and ``validate_args`` (check values in eager mode, one read per call).
-    """
+    """Per-class sums that set buffers by :meth:`rule` at the end of each epoch (all checks in one read)."""
 
     epochs_stepped: int
 
@@ -74,11 +69,9 @@ class EpochController(ClassStatistics):
         return {"epochs_stepped": COUNTER}
 
     def get_extra_state(self) -> dict[str, Any]:
-        """The extra-state entries of :meth:`state_bounds`."""
         return {name: getattr(self, name) for name in self.state_bounds() if name not in self._buffers}
 
     def set_extra_state(self, state: Any) -> None:
-        """Restore what :meth:`get_extra_state` saved (checked)."""
         for name, value in self._extra_from(state).items():
             setattr(self, name, value)
 

@@ -68,10 +68,8 @@ class Bound:
         return text + ("" if self.start is None else f", or {self.start} (the start)")
 
 
-COUNTER = Bound(0, integer=True)
-"""An epoch or update counter."""
-Bounds = Bound | tuple[Bound, ...]
-"""The bound of a saved entry, or one per row."""
+COUNTER = Bound(0, integer=True)  # an epoch or update counter
+Bounds = Bound | tuple[Bound, ...]  # the bound of a saved entry, or one per row
 
 
 def _slack(bound: float, sign: int) -> float:
@@ -237,7 +235,7 @@ class ClassStatistics(nn.Module):
             missing.append(key)
 
     def state_bounds(self) -> dict[str, Bounds]:
-        """What each saved buffer or extra-state entry can hold; subclasses add theirs (unlisted buffers: finite)."""
+        """What each saved buffer or extra-state entry can hold (unlisted buffers: finite)."""
         return {}
 
     def _check_state_dict(self, state_dict: Mapping[str, Any], prefix: str) -> None:
