@@ -111,11 +111,11 @@ def test_state_dict_round_trip_mid_epoch_and_rejected_loads():
     bad = [
         (
             dict(state, scale=torch.tensor([1.0, -0.1, 1.0, 1.0])),
-            r"loaded `scale` .*\[0.3, 1.3\]",
+            r"loaded `scale` in \[0.3, 1.3\]",
         ),
         (
             dict(state, class_beta=torch.tensor([1.0, float("nan"), 1.0, 1.0])),
-            "loaded `class_beta` to hold finite",
+            "loaded `class_beta` to be finite",
         ),
         (dict(state, scale=torch.ones(3)), r"loaded `scale` of shape \(4,\)"),
         (dict(state, _extra_state={"epochs_stepped": 1}), r"keys \['epochs_stepped', 'updates'\]"),

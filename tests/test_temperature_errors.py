@@ -136,13 +136,13 @@ CASES: list[Case] = [
     bad(
         "load temperature above max",
         ValueError,
-        r"loaded `temperatures` .*\[0.5, 5\]",
+        r"loaded `temperatures` in \[min_temperature, max_temperature\] = \[0.5, 5\]",
         lambda: _load(temperatures=torch.tensor([1.0, 50.0, 1.0, 1.0])),
     ),
     bad(
         "load NaN temperature",
         ValueError,
-        "loaded `temperatures` to hold finite",
+        "loaded `temperatures` to be finite",
         lambda: _load(temperatures=torch.tensor([1.0, float("nan"), 1.0, 1.0])),
     ),
     bad(
@@ -160,13 +160,13 @@ CASES: list[Case] = [
     bad(
         "load negative lr",
         ValueError,
-        r"`_extra_state\['lr'\]` .*\[0, inf\]",
+        r"`_extra_state\['lr'\]` in \[0, inf\]",
         lambda: _load(lr=-0.1),
     ),
     bad(
         "load negative epochs_stepped",
         ValueError,
-        r"`_extra_state\['epochs_stepped'\]`.*integers in \[0, inf\]",
+        r"`_extra_state\['epochs_stepped'\]` in \[0, inf\] \(integers\)",
         lambda: _load(epochs_stepped=-1),
     ),
     bad(

@@ -38,7 +38,6 @@ class FairnessAwareAveraging(EpochController):
 
     Args:
         model: the network being trained (held by reference, not registered; a DDP wrapper is unwrapped).
-        num_classes: number of classes $C$.
         decay, threshold: $d \in (0, 1)$ (0.85) and the gate $\delta$ (0.2), the paper's.
         start_epoch: first epoch (0-based) that may enter the average (50, the paper).
         worst_fraction: gate on the mean of the worst $\lceil f C \rceil$ classes instead of the worst one.

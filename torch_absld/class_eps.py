@@ -182,7 +182,6 @@ class CalibratedEpsilon(ClassEpsilon):
     epoch; a class absent from an epoch keeps its values (the official count over $N / C$ on a balanced set).
 
     Args:
-        num_classes: number of classes $C$.
         lambda_eps: base budget $\lambda_1$ (0.3, the paper's value for TRADES).
         beta: TRADES' $\beta$ (6).
         lambda_beta: $\lambda_2$ (0.5); ``None`` keeps $\beta_k = \beta$ (CCM only).

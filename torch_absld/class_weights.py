@@ -91,7 +91,6 @@ class VulnerabilityWeights(EpochController):
     balanced set). Weights start at 1.
 
     Args:
-        num_classes: number of classes $C$.
         beta: the exponent $\beta$ (2, ``Fair-ARD.py``).
         min_weight, max_weight: the clamp (5/6 and 5/2, ``weight_assign``).
     """

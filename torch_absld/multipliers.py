@@ -93,7 +93,6 @@ class FRLMultipliers(ClassEpsilon):
     Every class must appear in the validation data.
 
     Args:
-        num_classes: number of classes $C$.
         threshold: $\tau_1$ and $\tau_2$, one number or a pair (0.05).
         rate, eps_rate, limit: $\alpha_1$ (0.05), $\alpha_2$ (0.2), the bound of each weights' multipliers' sum (0.5).
         halve_every: halve $\alpha_1$ at updates that are multiples of it (40); ``None`` never.

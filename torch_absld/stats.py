@@ -45,6 +45,7 @@ class Bound:
     sum_low: float = -math.inf
     sum_high: float = math.inf
     start: float | None = None
+    label: str = ""  # names the range in messages, e.g. "[min_temperature, max_temperature]"
 
     def bad(self, values: Tensor) -> Tensor:
         """Bool mask of the entries (of the rows, for sum bounds) of ``values`` outside the bound."""
@@ -60,12 +61,13 @@ class Bound:
         return bad
 
     def __str__(self) -> str:
-        text = "finite " + ("integers" if self.integer else "values")
+        text = ""
         if self.low > -math.inf or self.high < math.inf:
-            text += f" in [{self.low:.6g}, {self.high:.6g}]"
+            text = f"in {self.label + ' = ' if self.label else ''}[{self.low:.6g}, {self.high:.6g}]"
+        text += " (integers)" if self.integer else ""
         if self.sum_low == self.sum_high or self.sum_high < math.inf:
             text += f" summing to {'' if self.sum_low == self.sum_high else '<= '}{self.sum_high:.6g}"
-        return text + ("" if self.start is None else f", or {self.start} (the start)")
+        return text.strip() + ("" if self.start is None else f", or {self.start} (the start)")
 
 
 COUNTER = Bound(0, integer=True)  # an epoch or update counter
@@ -94,7 +96,8 @@ def finite_flag(values: Tensor, name: str, target: Tensor, epoch: int | None, bo
         found = torch.cat([labels.double(), detached[rows].double().flatten()]).tolist()
         classes, held = sorted({int(v) for v in found[: len(labels)]}), found[len(labels) :][:4]
         raise ValueError(
-            f"Expected `{name}` to hold {bound}, but samples of classes {classes} hold {held}"
+            f"Expected `{name}` to hold {f'finite values {bound}'.strip()}, but samples of classes {classes} hold "
+            f"{held}"
             + ("" if epoch is None else f" in epoch {epoch} (as counted by `step()`)")
             + ". Nothing was added; the model or its input may have diverged."
         )
@@ -266,7 +269,7 @@ class ClassStatistics(nn.Module):
         if bool(bad.any()):
             raise ValueError(
                 f"Expected the loaded `{self._state_key}` to be finite with non-negative integer counts (last row) "
-                f"and sums of `count` {self.value_bound} (0 for count 0), but classes "
+                f"and sums of `count` {f'values {self.value_bound}'.strip()} (0 for count 0), but classes "
                 f"{bad.nonzero().flatten().tolist()} hold (sums..., count) = {values.T[bad].tolist()}."
             )
 
@@ -292,7 +295,7 @@ def _check_value(key: str, value: Any, bound: Bounds, prefix: str = "") -> Any:
         for row, (values, row_bound) in enumerate(zip(value, bound)):
             _check_value(f"{key}[{row}]", values, row_bound, prefix)
         return value
-    where = f"loaded `{key}`" + (f" (state key `{prefix}{key}`)" if prefix else "")
+    where = f" (state key `{prefix}{key}`)" if prefix else ""
     if isinstance(value, Tensor):
         values = value.detach().to(device="cpu", dtype=torch.float64)
     elif (
@@ -302,8 +305,9 @@ def _check_value(key: str, value: Any, bound: Bounds, prefix: str = "") -> Any:
     ):
         values = torch.tensor(float(value), dtype=torch.float64)
     else:
-        raise ValueError(f"Expected the {where} to be a number ({bound}), but got {value!r}.")
+        raise ValueError(f"Expected the loaded `{key}` to be a number {bound}, but got {value!r}{where}.")
     if bool(bound.bad(values).any()):
         got = values.tolist() if isinstance(value, Tensor) else value
-        raise ValueError(f"Expected the {where} to hold {bound}, but got {got}. The checkpoint is corrupt.")
+        what = str(bound) if bool(values.isfinite().all()) else f"to be finite, {bound}"
+        raise ValueError(f"Expected the loaded `{key}` {what}, but got {got}{where}. The checkpoint is corrupt.")
     return value

@@ -61,28 +61,18 @@ def temperature_update(
             f"Expected `risk` to be finite for every present class, but got {risk.tolist()}. "
             "Classes outside `present` may hold anything."
         )
-    return _temperature_update(
-        temperatures, risk, present, lr=lr, min_temperature=min_temperature, max_temperature=max_temperature,
-        gap_tolerance=gap_tolerance,
-    )  # fmt: skip
+    return _temperature_update(temperatures, risk, present, lr, (min_temperature, max_temperature), gap_tolerance)
 
 
 def _temperature_update(
-    temperatures: Tensor,
-    risk: Tensor,
-    present: Tensor,
-    *,
-    lr: float,
-    min_temperature: float,
-    max_temperature: float,
-    gap_tolerance: float = 1e-4,
+    temperatures: Tensor, risk: Tensor, present: Tensor, lr: float, clamp: tuple[float, float], gap_tolerance: float
 ) -> Tensor:
     """:func:`temperature_update` without its checks (nothing read back to Python)."""
     risk = risk.to(torch.float64)
     mean_risk = risk[present].mean()  # NaN when no class is present: nothing moves
     gap = torch.where(present, risk - mean_risk, torch.zeros_like(risk))
     largest = gap.abs().max() if gap.numel() else gap.new_zeros(())
-    new = (temperatures.to(torch.float64) - lr * gap / largest).clamp(min_temperature, max_temperature)
+    new = (temperatures.to(torch.float64) - lr * gap / largest).clamp(*clamp)
     return torch.where(largest > gap_tolerance * mean_risk.abs(), new.to(temperatures.dtype), temperatures)
 
 
@@ -221,11 +211,11 @@ class ClassTemperatureController(ClassStatistics):
         risk, present = self._risk_from(synced)
         self.last_risk.copy_(risk)
         if self.lr > 0:
-            rule = {"min_temperature": self.min_temperature, "max_temperature": self.max_temperature}
-            new = _temperature_update(
-                self.temperatures, torch.nan_to_num(risk), present, lr=self.lr, gap_tolerance=self.gap_tolerance, **rule
+            clamp = (self.min_temperature, self.max_temperature)
+            risk = torch.nan_to_num(risk)
+            self.temperatures.copy_(
+                _temperature_update(self.temperatures, risk, present, self.lr, clamp, self.gap_tolerance)
             )
-            self.temperatures.copy_(new)
         self.reset()
         self.epochs_stepped += 1
         return self.temperatures
@@ -233,7 +223,7 @@ class ClassTemperatureController(ClassStatistics):
     def state_bounds(self) -> dict[str, Bounds]:
         r"""Temperatures within the clamp; $\beta$ and its base value >= 0; the epoch counter."""
         lr = Bound(0)
-        clamp = Bound(self.min_temperature, self.max_temperature)
+        clamp = Bound(self.min_temperature, self.max_temperature, label="[min_temperature, max_temperature]")
         return {"temperatures": clamp, "lr": lr, "base_lr": lr, "epochs_stepped": COUNTER}
 
     def get_extra_state(self) -> dict[str, Any]:
