@@ -115,7 +115,7 @@ def test_state_dict_round_trip_and_rejected_loads():
     ctrl.record(clean[20:], robust[20:], target[20:])
     assert torch.equal(fresh.step(), ctrl.step())
     untouched = FRLMultipliers(C)
-    with pytest.raises(ValueError, match="loaded `multipliers` to be finite"):
+    with pytest.raises(ValueError, match=r"loaded `multipliers\[0\]` to be finite"):
         untouched.load_state_dict(dict(state, multipliers=torch.full((3, C), float("inf"))))
     assert torch.equal(untouched.multipliers, torch.zeros(3, C, dtype=torch.float64))
     with pytest.raises(ValueError, match="`limit` in"):

@@ -136,7 +136,7 @@ CASES: list[Case] = [
     bad(
         "load temperature above max",
         ValueError,
-        r"loaded `temperatures` in \[min_temperature, max_temperature\]",
+        r"loaded `temperatures` in \[min_temperature, max_temperature\] = \[0.5, 5\]",
         lambda: _load(temperatures=torch.tensor([1.0, 50.0, 1.0, 1.0])),
     ),
     bad(
@@ -157,14 +157,24 @@ CASES: list[Case] = [
         "non-negative integer counts",
         lambda: _load(accumulator=torch.tensor([[0.0] * 4, [-1.0, 0, 0, 0]], dtype=torch.float64)),
     ),
-    bad("load negative lr", ValueError, "`lr` >= 0", lambda: _load(lr=-0.1)),
+    bad(
+        "load negative lr",
+        ValueError,
+        r"`_extra_state\['lr'\]` in \[0, inf\]",
+        lambda: _load(lr=-0.1),
+    ),
     bad(
         "load negative epochs_stepped",
         ValueError,
-        "`epochs_stepped` to be an int >= 0",
+        r"`_extra_state\['epochs_stepped'\]` in \[0, inf\] \(integers\)",
         lambda: _load(epochs_stepped=-1),
     ),
-    bad("load extra state not a dict", ValueError, "extra state to be a dict", lambda: _load(_extra_state=[0.1])),
+    bad(
+        "load extra state not a dict",
+        ValueError,
+        r"`_extra_state` to be a dict with keys",
+        lambda: _load(_extra_state=[0.1]),
+    ),
     # temperature_update, the functional rule
     bad("update rule lr<0", ValueError, "`lr` >= 0", lambda: _update_rule(lr=-0.1)),
     bad(

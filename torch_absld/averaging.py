@@ -9,31 +9,22 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from typing_extensions import Self, TypedDict
+from typing_extensions import Self
 
 from ._internal.checks import ProcessGroupArg, check_finite_number, check_integer, check_unit_interval
 from ._internal.modules import unwrap_model
 from .attack import PGDConfig
 from .class_eps import EpochController, missing_classes
-from .stats import class_means
+from .stats import COUNTER, Bound, Bounds, class_means
 from .validation import _record_correct, check_validation_attack, record_correct, validation_pass
 
-__all__ = ["FAWA_ATTACK", "FAWAOptions", "FairnessAwareAveraging"]
+__all__ = ["FAWA_ATTACK", "FairnessAwareAveraging"]
 
 DEFAULT_DECAY = 0.85  # FAWA's decay (CFA paper Sec. 5.1; the official ``--decay-rate`` default is 0.88).
 DEFAULT_THRESHOLD = 0.2  # the gate on the worst class (paper Sec. 5.1; ``--threshold`` is 0.24)
 DEFAULT_START_EPOCH = 50  # first epoch averaged (paper Sec. 5.1; the code has none)
 # The gate's attack, ``pgd_loss`` of CFA's ``train.py``:
 FAWA_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="uniform")
-
-
-class FAWAOptions(TypedDict, total=False):
-    """Keyword options of :class:`FairnessAwareAveraging`, passed on by a training step that makes one."""
-
-    decay: float
-    threshold: float
-    start_epoch: int
-    worst_fraction: float | None
 
 
 class FairnessAwareAveraging(EpochController):
@@ -47,7 +38,6 @@ class FairnessAwareAveraging(EpochController):
 
     Args:
         model: the network being trained (held by reference, not registered; a DDP wrapper is unwrapped).
-        num_classes: number of classes $C$.
         decay, threshold: $d \in (0, 1)$ (0.85) and the gate $\delta$ (0.2), the paper's.
         start_epoch: first epoch (0-based) that may enter the average (50, the paper).
         worst_fraction: gate on the mean of the worst $\lceil f C \rceil$ classes instead of the worst one.
@@ -55,9 +45,9 @@ class FairnessAwareAveraging(EpochController):
         seed: seed of the attack's per-sample uniform starts.
     """
 
+    value_bound = Bound(0, 1, integer=True)  # whether a sample is classified correctly
     module: nn.Module
     model: nn.Module
-    counters = ("epochs_stepped", "accepted")
 
     def __init__(
         self,
@@ -132,7 +122,7 @@ class FairnessAwareAveraging(EpochController):
             validation_pass(self.model, validation, self.record, config=self.attack, seed=self.seed)
         accepted = False
         if self.due:
-            worst = self._worst(self.synced())
+            worst = self._worst(self.synced(), validation is None)
             accepted = worst >= self.threshold
             if accepted:
                 self._average()
@@ -141,10 +131,15 @@ class FairnessAwareAveraging(EpochController):
         self.epochs_stepped += 1
         return accepted
 
-    def _worst(self, synced: Tensor) -> float:
+    def _worst(self, synced: Tensor, recorded: bool) -> float:
         means, present = class_means(synced)
         worst = means[1].sort().values[: self.worst_count].mean()
-        missing, value = torch.stack([(~present).any().to(worst.dtype), worst]).tolist()  # one read
+        missing, none, value = torch.stack([(~present).any(), ~present.any(), worst]).tolist()  # one read
+        if none and recorded:
+            raise ValueError(
+                "Expected a validation split at `step()`, but got `validation=None` and no sample was added with "
+                "`record()` this epoch: pass the validation batches (or record them first)."
+            )
         if missing:
             missing_classes(present)[1]()
         return float(value)
@@ -160,20 +155,12 @@ class FairnessAwareAveraging(EpochController):
                 averaged.mul_(self.decay).add_(value.to(averaged.dtype), alpha=1 - self.decay)
         self.accepted += 1
 
-    def get_extra_state(self) -> dict[str, Any]:
-        """The counters and the last gate value."""
-        return {**super().get_extra_state(), "last_worst": self.last_worst}
-
-    def set_extra_state(self, state: Any) -> None:
-        """Restore what :meth:`get_extra_state` saved."""
-        super().set_extra_state(state)
-        self.last_worst = state["last_worst"]
+    def state_bounds(self) -> dict[str, Bounds]:
+        """The counters; the last gate value, an accuracy (NaN before the first gate)."""
+        return {**super().state_bounds(), "accepted": COUNTER, "last_worst": Bound(0, 1, start=math.nan)}
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject bad counters and averaged weights of another shape or not finite, before anything is copied."""
-        super()._check_loaded_state(state_dict, prefix)
-        if not isinstance(state_dict.get(prefix + "_extra_state", {}).get("last_worst", 0.0), float):
-            raise ValueError("Expected the extra state to hold a float 'last_worst'. The checkpoint is corrupt.")
+        """Reject averaged weights of another shape or not finite, before anything is copied."""
         for key, own in self.module.state_dict().items():
             value = state_dict.get(f"{prefix}module.{key}")
             if isinstance(value, Tensor) and value.shape != own.shape:

@@ -2,12 +2,11 @@ r"""Per-class attack radii $\epsilon_k = s_k\,\epsilon$, set once per epoch from
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor
-from typing_extensions import Self
 
 from ._internal.checks import (
     ProcessGroupArg,
@@ -16,27 +15,16 @@ from ._internal.checks import (
     check_integer,
     check_logits,
     check_positive,
-    label_range_flag,
     raise_first,
     values_checkable,
 )
-from ._internal.modules import loaded_tensor
-from .stats import ClassStatistics, class_means
+from .stats import COUNTER, Bound, Bounds, ClassStatistics, class_means
 
 __all__ = ["CalibratedEpsilon", "ClassEpsilon", "EpochController"]
 
 DEFAULT_LAMBDA_EPS = 0.3  # CFA's base budget $\lambda_1$ for TRADES (paper Sec. 5.1).
 DEFAULT_LAMBDA_BETA = 0.5  # CFA's $\lambda_2$ of the class-wise TRADES $\beta$ (paper Sec. 5.1 and ``--lambda-2``).
 DEFAULT_BETA = 6.0  # TRADES' $\beta$ that CFA calibrates (paper Sec. 5.1 and ``--beta 6``).
-
-
-def checked_counters(state: Any, *names: str) -> tuple[int, ...]:
-    """The ints ``names`` (>= 0) of an extra state dict; raise if one is missing or bad."""
-    values = [state.get(name) if isinstance(state, dict) else None for name in names]
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
-        listed = ", ".join(f"'{name}'" for name in names)
-        raise ValueError(f"Expected the extra state to be a dict with ints {listed} >= 0, but got {state!r}.")
-    return tuple(values)  # type: ignore[arg-type]
 
 
 def missing_classes(present: Tensor) -> ValueCheck:
@@ -53,22 +41,9 @@ def missing_classes(present: Tensor) -> ValueCheck:
 
 
 class EpochController(ClassStatistics):
-    """Per-class sums whose buffers keep their dtype under casts, :attr:`counters` saved, buffers checked on load.
+    """Per-class sums that set buffers by :meth:`rule` at the end of each epoch (all checks in one read)."""
 
-    At the end of an epoch the synced sums set the buffers by :meth:`rule` (all checks in one read).
-    Every controller takes ``process_group`` (ranks whose sums are added; ``None``: the default group,
-    ``False``: this rank alone) and ``validate_args`` (check values in eager mode, one read per call).
-    """
-
-    counters: tuple[str, ...] = ("epochs_stepped",)
     epochs_stepped: int
-
-    def _checked(self, target: Tensor, batch_size: int | None = None, *flags: ValueCheck) -> Tensor:
-        """``target`` as int64, its range and ``flags`` read in one transfer (with ``validate_args``)."""
-        target = self._checked_labels(target, batch_size, check_values=False)
-        if values_checkable(self.validate_args):
-            raise_first([label_range_flag(target, self.num_classes), *flags])
-        return target
 
     def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
         """The new buffers from the epoch's synced sums, and the checks that must pass first."""
@@ -89,38 +64,16 @@ class EpochController(ClassStatistics):
         self.reset()
         self.epochs_stepped += 1
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
-        """Follow device moves; keep the buffers' dtypes under whole-module casts (``.half()``)."""
-        kept = dict(self._buffers)
-        super()._apply(fn, recurse)
-        for name, buffer in kept.items():
-            if buffer is not None:
-                self._buffers[name] = buffer.to(device=self._buffers[name].device)  # type: ignore[union-attr]
-        return self
+    def state_bounds(self) -> dict[str, Bounds]:
+        """The epoch counter."""
+        return {"epochs_stepped": COUNTER}
 
     def get_extra_state(self) -> dict[str, Any]:
-        """The counters."""
-        return {name: getattr(self, name) for name in self.counters}
+        return {name: getattr(self, name) for name in self.state_bounds() if name not in self._buffers}
 
     def set_extra_state(self, state: Any) -> None:
-        """Restore what :meth:`get_extra_state` saved."""
-        for name, value in zip(self.counters, checked_counters(state, *self.counters)):
+        for name, value in self._extra_from(state).items():
             setattr(self, name, value)
-
-    def buffer_error(self, name: str, values: Tensor) -> str | None:
-        """What a loaded buffer (float64, on the CPU) was expected to be, when it is bad; else ``None``."""
-        return None if bool(torch.isfinite(values).all()) else "to be finite"
-
-    def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject bad buffers and counters before anything is copied."""
-        for name, buffer in self._buffers.items():
-            loaded = None if buffer is None else loaded_tensor(state_dict, prefix, name, buffer)
-            values = None if loaded is None else loaded.detach().to("cpu", torch.float64)
-            expected = None if values is None else self.buffer_error(name, values)
-            if values is not None and expected is not None:
-                raise ValueError(f"Expected the loaded `{name}` {expected}, but got {values.tolist()}.")
-        if prefix + "_extra_state" in state_dict:
-            checked_counters(state_dict[prefix + "_extra_state"], *self.counters)
 
 
 class ClassEpsilon(EpochController):
@@ -138,7 +91,6 @@ class ClassEpsilon(EpochController):
     """
 
     scale: Tensor
-    counters = ("epochs_stepped", "updates")
 
     def __init__(
         self,
@@ -203,11 +155,9 @@ class ClassEpsilon(EpochController):
         self.updates += int(calibrating)
         return self.scale
 
-    def buffer_error(self, name: str, values: Tensor) -> str | None:
-        """Buffers finite; ``scale`` and ``class_beta`` also >= 0."""
-        if name in ("scale", "class_beta") and not bool((torch.isfinite(values) & (values >= 0)).all()):
-            return "to be finite and >= 0"
-        return super().buffer_error(name, values)
+    def state_bounds(self) -> dict[str, Bounds]:
+        """Scales >= 0; the counters."""
+        return {**super().state_bounds(), "updates": COUNTER, "scale": Bound(0)}
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, begin_epoch={self.begin_epoch}, scale_step={self.scale_step}"
@@ -232,13 +182,13 @@ class CalibratedEpsilon(ClassEpsilon):
     epoch; a class absent from an epoch keeps its values (the official count over $N / C$ on a balanced set).
 
     Args:
-        num_classes: number of classes $C$.
         lambda_eps: base budget $\lambda_1$ (0.3, the paper's value for TRADES).
         beta: TRADES' $\beta$ (6).
         lambda_beta: $\lambda_2$ (0.5); ``None`` keeps $\beta_k = \beta$ (CCM only).
         begin_epoch: first calibrated epoch (0: after the first epoch, the paper's Algorithm 1).
     """
 
+    value_bound = Bound(0, 1, integer=True)  # whether a sample is classified correctly
     class_beta: Tensor
 
     def __init__(
@@ -261,7 +211,9 @@ class CalibratedEpsilon(ClassEpsilon):
     def update(self, values: Tensor, target: Tensor) -> None:
         """Add whether each sample's adversarial logits ``values`` $(N, C)$ predict its class $(N,)$ (no gradient)."""
         check_logits(values, "values", self.num_classes, device=self.scale.device, owner=f"the {type(self).__name__}")
-        self._update(values, self._checked(target, values.shape[0]))
+        self._update(
+            values, self._checked(target, values.shape[0], self._value_flag("values", values, target, Bound()))
+        )
 
     @torch.no_grad()
     def _update(self, values: Tensor, target: Tensor) -> None:
@@ -274,6 +226,15 @@ class CalibratedEpsilon(ClassEpsilon):
         if self.lambda_beta is not None:
             new["class_beta"] = _calibration(self.class_beta, means[0], present, self.lambda_beta, self.beta)
         return new, []
+
+    def state_bounds(self) -> dict[str, Bounds]:
+        r"""$s_k \in [\lambda_1, \lambda_1 + 1]$ or 1, $\beta_k \in [\lambda_2, \lambda_2 + 1]\,\beta$ or $\beta$."""
+        lam_beta = self.lambda_beta
+        beta = (
+            Bound(self.beta, self.beta) if lam_beta is None else Bound(lam_beta * self.beta, (lam_beta + 1) * self.beta)
+        )
+        scale = Bound(self.lambda_eps, self.lambda_eps + 1, start=1.0)
+        return {**super().state_bounds(), "scale": scale, "class_beta": replace(beta, start=self.beta)}
 
     def extra_repr(self) -> str:
         return (

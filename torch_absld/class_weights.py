@@ -14,7 +14,7 @@ from ._internal.checks import (
     values_checkable,
 )
 from .class_eps import EpochController
-from .stats import class_means
+from .stats import Bound, Bounds, class_means
 
 __all__ = ["VulnerabilityWeights", "vulnerability_weights"]
 
@@ -91,11 +91,11 @@ class VulnerabilityWeights(EpochController):
     balanced set). Weights start at 1.
 
     Args:
-        num_classes: number of classes $C$.
         beta: the exponent $\beta$ (2, ``Fair-ARD.py``).
         min_weight, max_weight: the clamp (5/6 and 5/2, ``weight_assign``).
     """
 
+    value_bound = Bound(0, integer=True)  # kappa, a count of attack iterates
     weights: Tensor
 
     def __init__(
@@ -120,7 +120,7 @@ class VulnerabilityWeights(EpochController):
     def update(self, values: Tensor, target: Tensor) -> None:
         r"""Add each sample's $\kappa_i$ (a count, as a floating point tensor) into its class's sums."""
         check_values_shape(values, self.num_stats)
-        self._update(values, self._checked(target, values.shape[0], _count_flag(values)))
+        self._update(values, self._checked(target, values.shape[0], self._value_flag("values", values, target)))
 
     def _update(self, values: Tensor, target: Tensor) -> None:
         self._accumulate(values, target)
@@ -135,23 +135,10 @@ class VulnerabilityWeights(EpochController):
         means, present = class_means(synced)
         return {"weights": _weights(self.weights, means[0], present, self.beta, self.min_weight, self.max_weight)}, []
 
-    def buffer_error(self, name: str, values: Tensor) -> str | None:
-        """Each weight is 1 (never set) or in ``[min_weight, max_weight]`` (float32 rounding allowed)."""
-        inside = (values >= self.min_weight * (1 - 1e-6)) & (values <= self.max_weight * (1 + 1e-6))
-        if bool((torch.isfinite(values) & (inside | (values == 1))).all()):
-            return None
-        bounds = f"[{self.min_weight:.4g}, {self.max_weight:.4g}]"
-        return f"to be finite and > 0, each 1 or in [min_weight, max_weight] = {bounds}"
+    def state_bounds(self) -> dict[str, Bounds]:
+        """Each weight in the clamp, or 1 (never set); the epoch counter."""
+        return {**super().state_bounds(), "weights": Bound(self.min_weight, self.max_weight, start=1.0)}
 
     def extra_repr(self) -> str:
         bounds = f"min_weight={self.min_weight:.4g}, max_weight={self.max_weight:.4g}"
         return f"num_classes={self.num_classes}, beta={self.beta:.4g}, {bounds}"
-
-
-def _count_flag(values: Tensor) -> ValueCheck:
-    detached = values.detach()
-
-    def raise_error() -> None:
-        raise ValueError(f"Expected `values` (each sample's kappa, a count) >= 0, but got {detached.cpu().tolist()}.")
-
-    return (detached < 0).any(), raise_error

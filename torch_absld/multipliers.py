@@ -19,6 +19,7 @@ from ._internal.checks import (
 )
 from ._internal.distributed import all_reduce_sum, is_distributed
 from .class_eps import ClassEpsilon, missing_classes
+from .stats import Bound, Bounds
 from .validation import _record_correct, record_correct
 
 __all__ = ["FRLMultipliers", "frl_class_weights"]
@@ -92,7 +93,6 @@ class FRLMultipliers(ClassEpsilon):
     Every class must appear in the validation data.
 
     Args:
-        num_classes: number of classes $C$.
         threshold: $\tau_1$ and $\tau_2$, one number or a pair (0.05).
         rate, eps_rate, limit: $\alpha_1$ (0.05), $\alpha_2$ (0.2), the bound of each weights' multipliers' sum (0.5).
         halve_every: halve $\alpha_1$ at updates that are multiples of it (40); ``None`` never.
@@ -109,6 +109,7 @@ class FRLMultipliers(ClassEpsilon):
         tensor([0.4775, 0.5225], dtype=torch.float64)
     """
 
+    value_bound = Bound(0, 1, integer=True)  # whether a sample is classified correctly
     multipliers: Tensor
     natural_weights: Tensor
     boundary_weights: Tensor
@@ -184,18 +185,16 @@ class FRLMultipliers(ClassEpsilon):
         }
         return new, [missing_classes(counts > 0)]
 
-    def buffer_error(self, name: str, values: Tensor) -> str | None:
-        """Also reject multipliers, weights and scales that no update can make (see :meth:`rule`)."""
-        (low, high), rows = SCALE_BOUNDS, values[:2]
-        if error := super().buffer_error(name, values):
-            return error
-        if name == "multipliers" and bool((rows < 0).any() | (rows.sum(dim=1) > self.limit + 1e-9).any()):
-            return f"with weight rows >= 0 summing to <= limit = {self.limit}"
-        if name.endswith("_weights") and (bool((values < -1e-9).any()) or abs(float(values.sum()) - 1) > 1e-6):
-            return ">= 0 with sum 1"
-        if name == "scale" and bool(((values < low - 1e-9) | (values > high + 1e-9)).any()):
-            return f"in [{low}, {high}] (FRL's clamp)"
-        return None
+    def state_bounds(self) -> dict[str, Bounds]:
+        r"""What :meth:`rule` makes: $\lambda^{nat}, \lambda^{bndy} \ge 0$ summing to <= ``limit``; weights to 1."""
+        projected, weights = Bound(0, self.limit, sum_high=self.limit), Bound(0, 1, sum_low=1, sum_high=1)
+        return {
+            **super().state_bounds(),
+            "multipliers": (projected, projected, Bound()),
+            "natural_weights": weights,
+            "boundary_weights": weights,
+            "scale": Bound(*SCALE_BOUNDS),
+        }
 
     def extra_repr(self) -> str:
         return (

@@ -1,8 +1,11 @@
-"""Per-class sums and counts accumulated over an epoch: one tensor, one ``index_add_``, one ``all_reduce``."""
+"""Per-class sums and counts accumulated over an epoch, and the bounds loaded per-class state is checked against."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -11,17 +14,68 @@ from typing_extensions import Self
 
 from ._internal.checks import (
     ProcessGroupArg,
+    ValueCheck,
     check_bool,
     check_integer,
     check_integer_labels,
     check_num_classes,
     check_process_group,
     check_values_shape,
+    label_range_flag,
+    raise_first,
     values_checkable,
 )
 from ._internal.distributed import all_reduce_sum
+from ._internal.modules import loaded_tensor
 
-__all__ = ["ClassStatistics", "class_means"]
+__all__ = ["Bound", "Bounds", "ClassStatistics", "class_means"]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What a rule can produce: finite values in ``[low, high]`` (rounding slack ``1e-9 + 1e-6 |bound|``).
+
+    Integers when ``integer``; sums along the last dimension in ``[sum_low, sum_high]``; or exactly ``start``
+    (the value before the first update; NaN allowed).
+    """
+
+    low: float = -math.inf
+    high: float = math.inf
+    integer: bool = False
+    sum_low: float = -math.inf
+    sum_high: float = math.inf
+    start: float | None = None
+    label: str = ""  # names the range in messages, e.g. "[min_temperature, max_temperature]"
+
+    def bad(self, values: Tensor) -> Tensor:
+        """Bool mask of the entries (of the rows, for sum bounds) of ``values`` outside the bound."""
+        low, high = _slack(self.low, -1), _slack(self.high, 1)
+        bad = ~torch.isfinite(values) | (values < low) | (values > high)
+        if self.integer:
+            bad |= values != values.round()
+        if self.sum_low > -math.inf or self.sum_high < math.inf:
+            sums = values.sum(dim=-1, keepdim=True)
+            bad |= (sums < _slack(self.sum_low, -1)) | (sums > _slack(self.sum_high, 1))
+        if self.start is not None:
+            bad &= ~(values.isnan() if math.isnan(self.start) else values == self.start)
+        return bad
+
+    def __str__(self) -> str:
+        text = ""
+        if self.low > -math.inf or self.high < math.inf:
+            text = f"in {self.label + ' = ' if self.label else ''}[{self.low:.6g}, {self.high:.6g}]"
+        text += " (integers)" if self.integer else ""
+        if self.sum_low == self.sum_high or self.sum_high < math.inf:
+            text += f" summing to {'' if self.sum_low == self.sum_high else '<= '}{self.sum_high:.6g}"
+        return text.strip() + ("" if self.start is None else f", or {self.start} (the start)")
+
+
+COUNTER = Bound(0, integer=True)  # an epoch or update counter
+Bounds = Bound | tuple[Bound, ...]  # the bound of a saved entry, or one per row
+
+
+def _slack(bound: float, sign: int) -> float:
+    return bound + sign * (1e-9 + 1e-6 * abs(bound)) if math.isfinite(bound) else bound
 
 
 def class_means(accumulator: Tensor) -> tuple[Tensor, Tensor]:
@@ -29,6 +83,26 @@ def class_means(accumulator: Tensor) -> tuple[Tensor, Tensor]:
     sums, counts = accumulator[:-1], accumulator[-1]
     present = counts > 0
     return torch.where(present, sums / counts.clamp_min(1), torch.full_like(sums, float("nan"))), present
+
+
+def finite_flag(values: Tensor, name: str, target: Tensor, epoch: int | None, bound: Bound = Bound()) -> ValueCheck:
+    """Whether a sample's ``values`` (a row of logits, or a value) leave ``bound``; the error names their classes."""
+    detached = values.detach()
+    bad = bound.bad(detached)
+    rows = bad.flatten(1).any(dim=1) if bad.dim() > 1 else bad
+
+    def raise_error() -> None:
+        labels = target[rows]  # one read for the message
+        found = torch.cat([labels.double(), detached[rows].double().flatten()]).tolist()
+        classes, held = sorted({int(v) for v in found[: len(labels)]}), found[len(labels) :][:4]
+        raise ValueError(
+            f"Expected `{name}` to hold {f'finite values {bound}'.strip()}, but samples of classes {classes} hold "
+            f"{held}"
+            + ("" if epoch is None else f" in epoch {epoch} (as counted by `step()`)")
+            + ". Nothing was added; the model or its input may have diverged."
+        )
+
+    return rows.any(), raise_error
 
 
 class ClassStatistics(nn.Module):
@@ -56,6 +130,8 @@ class ClassStatistics(nn.Module):
     """
 
     _state_key: ClassVar[str] = "accumulator"
+    value_bound: ClassVar[Bound] = Bound()
+    """What a per-sample value can be; a loaded accumulator's means must lie within it too."""
     accumulator: Tensor
 
     def __init__(
@@ -90,7 +166,18 @@ class ClassStatistics(nn.Module):
             - target: $(N,)$ integers in $[0, C)$ (any integer dtype)
         """
         check_values_shape(values, self.num_stats)
-        self._accumulate(values, self._checked_labels(target, values.shape[0]))
+        self._accumulate(values, self._checked(target, values.shape[0], self._value_flag("values", values, target)))
+
+    def _value_flag(self, name: str, values: Tensor, target: Tensor, bound: Bound | None = None) -> ValueCheck:
+        epoch = getattr(self, "epochs_stepped", None)
+        return finite_flag(values, name, target, epoch, self.value_bound if bound is None else bound)
+
+    def _checked(self, target: Tensor, batch_size: int | None = None, *flags: ValueCheck) -> Tensor:
+        """``target`` as int64, its range and ``flags`` read in one transfer (with ``validate_args``)."""
+        target = self._checked_labels(target, batch_size, check_values=False)
+        if values_checkable(self.validate_args):
+            raise_first([label_range_flag(target, self.num_classes), *flags])
+        return target
 
     @torch.no_grad()
     def _accumulate(self, values: Tensor, target: Tensor) -> None:
@@ -124,8 +211,13 @@ class ClassStatistics(nn.Module):
         self.accumulator.zero_()
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
+        """Follow device moves; keep the accumulator's and the buffers' dtypes (and values) under casts."""
+        kept = dict(self._buffers)
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
-        self.accumulator = self.accumulator.to(device=fn(self.accumulator).device)  # float64 under casts
+        for name, buffer in kept.items():
+            if buffer is not None:
+                self._buffers[name] = buffer.to(device=self._buffers[name].device)  # type: ignore[union-attr]
+        self.accumulator = self.accumulator.to(device=fn(self.accumulator).device)
         return self
 
     def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
@@ -145,28 +237,77 @@ class ClassStatistics(nn.Module):
         elif strict:
             missing.append(key)
 
+    def state_bounds(self) -> dict[str, Bounds]:
+        """What each saved buffer or extra-state entry can hold (unlisted buffers: finite)."""
+        return {}
+
     def _check_state_dict(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Raise if this module's entries of ``state_dict`` would not load; copies nothing."""
+        """Raise a ``ValueError`` naming the key and its bound if a loaded entry is impossible; copies nothing."""
         loaded = state_dict.get(prefix + self._state_key)
         if loaded is not None:
             self._check_loaded(loaded)
+        bounds = self.state_bounds()
+        for name, buffer in self._buffers.items():
+            value = None if buffer is None else loaded_tensor(state_dict, prefix, name, buffer)
+            if value is not None:
+                _check_value(name, value, bounds.get(name, Bound()), prefix)
+        if prefix + "_extra_state" in state_dict:
+            self._extra_from(state_dict[prefix + "_extra_state"], prefix)
         self._check_loaded_state(state_dict, prefix)
 
     def _check_loaded(self, loaded: Any) -> None:
+        """Counts (last row) non-negative integers; each class's sums within its count times :attr:`value_bound`."""
         expected = tuple(self.accumulator.shape)
         if not isinstance(loaded, Tensor) or tuple(loaded.shape) != expected:
             got = tuple(loaded.shape) if isinstance(loaded, Tensor) else type(loaded).__name__
             raise ValueError(f"Expected the loaded `{self._state_key}` of shape {expected}, but got {got}.")
         values = loaded.detach().to(device="cpu", dtype=torch.float64)
-        counts = values[-1]
-        if not bool(torch.isfinite(values).all() & (counts >= 0).all() & (counts == counts.round()).all()):
+        sums, counts = values[:-1], values[-1]
+        means = torch.where(counts > 0, sums / counts.clamp_min(1), sums)  # unseen classes: sums must be 0
+        bad = COUNTER.bad(counts) | replace(self.value_bound, integer=False).bad(means).any(0)
+        bad |= ((counts == 0) & (sums != 0).any(0)) | (self.value_bound.integer & (sums != sums.round())).any(0)
+        if bool(bad.any()):
             raise ValueError(
-                f"Expected the loaded `{self._state_key}` to be finite with non-negative integer counts in its "
-                f"last row, but got {values.tolist()}. The checkpoint is corrupt or comes from another model."
+                f"Expected the loaded `{self._state_key}` to be finite with non-negative integer counts (last row) "
+                f"and sums of `count` {f'values {self.value_bound}'.strip()} (0 for count 0), but classes "
+                f"{bad.nonzero().flatten().tolist()} hold (sums..., count) = {values.T[bad].tolist()}."
             )
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Subclasses check the rest of their state here, before anything is copied."""
+        """Subclasses check what :meth:`state_bounds` cannot say here, before anything is copied."""
+
+    def _extra_from(self, state: Any, prefix: str = "") -> dict[str, Any]:
+        """The extra-state entries named in :meth:`state_bounds`, each checked against its bound."""
+        bounds = {name: bound for name, bound in self.state_bounds().items() if name not in self._buffers}
+        if not isinstance(state, dict) or not bounds.keys() <= state.keys():
+            raise ValueError(
+                f"Expected the loaded `{prefix}_extra_state` to be a dict with keys {sorted(bounds)}, got {state!r}."
+            )
+        return {name: _check_value(f"_extra_state['{name}']", state[name], b, prefix) for name, b in bounds.items()}
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, num_stats={self.num_stats}"
+
+
+def _check_value(key: str, value: Any, bound: Bounds, prefix: str = "") -> Any:
+    """``value`` (a tensor, or a number for an extra-state entry), or a ``ValueError`` naming ``key`` and ``bound``."""
+    if isinstance(bound, tuple):  # one bound per row
+        for row, (values, row_bound) in enumerate(zip(value, bound)):
+            _check_value(f"{key}[{row}]", values, row_bound, prefix)
+        return value
+    where = f" (state key `{prefix}{key}`)" if prefix else ""
+    if isinstance(value, Tensor):
+        values = value.detach().to(device="cpu", dtype=torch.float64)
+    elif (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and (isinstance(value, numbers.Integral) or not bound.integer)
+    ):
+        values = torch.tensor(float(value), dtype=torch.float64)
+    else:
+        raise ValueError(f"Expected the loaded `{key}` to be a number {bound}, but got {value!r}{where}.")
+    if bool(bound.bad(values).any()):
+        got = values.tolist() if isinstance(value, Tensor) else value
+        what = str(bound) if bool(values.isfinite().all()) else f"to be finite, {bound}"
+        raise ValueError(f"Expected the loaded `{key}` {what}, but got {got}{where}. The checkpoint is corrupt.")
+    return value

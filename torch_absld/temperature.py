@@ -8,19 +8,16 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from typing_extensions import Self
 
 from ._internal.checks import (
     ProcessGroupArg,
     at_least_float32,
     check_choice,
-    check_integer,
     check_logits,
     check_num_classes,
     check_positive,
 )
-from ._internal.modules import loaded_tensor
-from .stats import ClassStatistics, class_means
+from .stats import COUNTER, Bound, Bounds, ClassStatistics, class_means
 
 __all__ = ["ClassTemperatureController", "temperature_update"]
 
@@ -64,28 +61,18 @@ def temperature_update(
             f"Expected `risk` to be finite for every present class, but got {risk.tolist()}. "
             "Classes outside `present` may hold anything."
         )
-    return _temperature_update(
-        temperatures, risk, present, lr=lr, min_temperature=min_temperature, max_temperature=max_temperature,
-        gap_tolerance=gap_tolerance,
-    )  # fmt: skip
+    return _temperature_update(temperatures, risk, present, lr, (min_temperature, max_temperature), gap_tolerance)
 
 
 def _temperature_update(
-    temperatures: Tensor,
-    risk: Tensor,
-    present: Tensor,
-    *,
-    lr: float,
-    min_temperature: float,
-    max_temperature: float,
-    gap_tolerance: float = 1e-4,
+    temperatures: Tensor, risk: Tensor, present: Tensor, lr: float, clamp: tuple[float, float], gap_tolerance: float
 ) -> Tensor:
     """:func:`temperature_update` without its checks (nothing read back to Python)."""
     risk = risk.to(torch.float64)
     mean_risk = risk[present].mean()  # NaN when no class is present: nothing moves
     gap = torch.where(present, risk - mean_risk, torch.zeros_like(risk))
     largest = gap.abs().max() if gap.numel() else gap.new_zeros(())
-    new = (temperatures.to(torch.float64) - lr * gap / largest).clamp(min_temperature, max_temperature)
+    new = (temperatures.to(torch.float64) - lr * gap / largest).clamp(*clamp)
     return torch.where(largest > gap_tolerance * mean_risk.abs(), new.to(temperatures.dtype), temperatures)
 
 
@@ -126,6 +113,7 @@ class ClassTemperatureController(ClassStatistics):
         tensor([1.0733, 0.9000, 1.0267])
     """
 
+    value_bound = Bound(0)  # a cross-entropy
     temperatures: Tensor
     last_risk: Tensor
 
@@ -161,16 +149,6 @@ class ClassTemperatureController(ClassStatistics):
         self.register_buffer("temperatures", torch.full((num_classes,), init, dtype=torch.float32))
         self.register_buffer("last_risk", torch.full((num_classes,), float("nan"), dtype=torch.float64), False)
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
-        """Follow device moves, but keep float32 temperatures and float64 risks under casts (``.half()``)."""
-        before = {name: self._buffers[name] for name in ("temperatures", "last_risk")}
-        super()._apply(fn, recurse)
-        for name, original in before.items():
-            moved = self._buffers[name]
-            if moved is not None and original is not None and moved.dtype != original.dtype:
-                self._buffers[name] = original.to(device=moved.device)  # the values before the cast, not rounded
-        return self
-
     @property
     def risk_sum(self) -> Tensor:
         """Per-class sum of the risk accumulated this epoch, $(C,)$ (a view)."""
@@ -193,7 +171,9 @@ class ClassTemperatureController(ClassStatistics):
             - target: $(N,)$ integer labels in $[0, C)$
         """
         check_logits(logits, "logits", self.num_classes, device=self.accumulator.device, owner="the controller")
-        self._update(logits, self._checked_labels(target, logits.shape[0]))
+        self._update(
+            logits, self._checked(target, logits.shape[0], self._value_flag("logits", logits, target, Bound()))
+        )
 
     @torch.no_grad()
     def _update(self, logits: Tensor, target: Tensor) -> None:
@@ -231,40 +211,33 @@ class ClassTemperatureController(ClassStatistics):
         risk, present = self._risk_from(synced)
         self.last_risk.copy_(risk)
         if self.lr > 0:
-            rule = {"min_temperature": self.min_temperature, "max_temperature": self.max_temperature}
-            new = _temperature_update(
-                self.temperatures, torch.nan_to_num(risk), present, lr=self.lr, gap_tolerance=self.gap_tolerance, **rule
+            clamp = (self.min_temperature, self.max_temperature)
+            risk = torch.nan_to_num(risk)
+            self.temperatures.copy_(
+                _temperature_update(self.temperatures, risk, present, self.lr, clamp, self.gap_tolerance)
             )
-            self.temperatures.copy_(new)
         self.reset()
         self.epochs_stepped += 1
         return self.temperatures
+
+    def state_bounds(self) -> dict[str, Bounds]:
+        r"""Temperatures within the clamp; $\beta$ and its base value >= 0; the epoch counter."""
+        lr = Bound(0)
+        clamp = Bound(self.min_temperature, self.max_temperature, label="[min_temperature, max_temperature]")
+        return {"temperatures": clamp, "lr": lr, "base_lr": lr, "epochs_stepped": COUNTER}
 
     def get_extra_state(self) -> dict[str, Any]:
         r"""$\beta$, its base value and the epoch counter."""
         return {"lr": self.lr, "base_lr": self.base_lr, "epochs_stepped": self.epochs_stepped}
 
     def set_extra_state(self, state: Any) -> None:
-        self.lr, self.base_lr, self.epochs_stepped = _checked_extra_state(state)
+        for name, value in self._extra_from(state).items():
+            setattr(self, name, value)
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject corrupt temperatures or a frozen/adapting mismatch before anything is copied."""
-        temperatures = loaded_tensor(state_dict, prefix, "temperatures", self.temperatures)
-        if temperatures is not None:
-            if not bool((torch.isfinite(temperatures) & (temperatures > 0)).all()):
-                raise ValueError(
-                    "Expected the loaded `temperatures` to be finite and > 0, but got "
-                    f"{temperatures.tolist()}. The checkpoint is corrupt or comes from a diverged run."
-                )
-            kept = temperatures.detach().to(device="cpu", dtype=torch.float32)
-            if bool((kept < self.min_temperature).any() | (kept > self.max_temperature).any()):
-                raise ValueError(
-                    f"Expected the loaded `temperatures` in [min_temperature, max_temperature] = "
-                    f"[{self.min_temperature}, {self.max_temperature}], but got {temperatures.tolist()}. "
-                    "Build the controller with the clamp of the run that saved them."
-                )
+        """Reject a frozen/adapting mismatch before anything is copied."""
         if prefix + "_extra_state" in state_dict:
-            base_lr = _checked_extra_state(state_dict[prefix + "_extra_state"])[1]
+            base_lr = state_dict[prefix + "_extra_state"]["base_lr"]
             if (base_lr == 0) != (self.base_lr == 0):
                 mine = "frozen (base `lr` 0)" if self.base_lr == 0 else f"adapting (base `lr` {self.base_lr})"
                 raise ValueError(
@@ -278,15 +251,3 @@ class ClassTemperatureController(ClassStatistics):
             f"num_classes={self.num_classes}, lr={self.lr}, min_temperature={self.min_temperature}, "
             f"max_temperature={self.max_temperature}, risk_reduction={self.risk_reduction!r}"
         )
-
-
-def _checked_extra_state(state: Any) -> tuple[float, float, int]:
-    """``(lr, base_lr, epochs_stepped)`` of a saved extra state, checked."""
-    if not isinstance(state, dict) or not {"lr", "base_lr", "epochs_stepped"} <= state.keys():
-        raise ValueError(
-            "Expected the controller's extra state to be a dict with keys 'lr', 'base_lr' "
-            f"and 'epochs_stepped', but got {state!r}."
-        )
-    lr = check_positive(state["lr"], "lr", allow_zero=True)
-    base_lr = check_positive(state["base_lr"], "base_lr", allow_zero=True)
-    return lr, base_lr, check_integer(state["epochs_stepped"], "epochs_stepped", minimum=0)

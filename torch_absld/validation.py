@@ -18,6 +18,7 @@ from ._internal.modules import frozen_model, module_device, unwrap_model
 from .attack import PGDConfig
 from .attack.engine import run_pgd
 from .class_eps import EpochController
+from .stats import Bound
 
 __all__ = ["check_validation_attack", "record_correct", "validation_pass"]
 
@@ -27,7 +28,8 @@ def record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: 
     check_logits(clean_logits, "clean_logits", stats.num_classes)
     named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
     check_logits_alike(named, stats.accumulator.device, f"the {type(stats).__name__}")
-    _record_correct(stats, clean_logits, robust_logits, stats._checked(target, clean_logits.shape[0]))
+    flags = [stats._value_flag(name, logits, target, Bound()) for name, logits in named]
+    _record_correct(stats, clean_logits, robust_logits, stats._checked(target, clean_logits.shape[0], *flags))
 
 
 def _record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:

@@ -52,7 +52,6 @@ class CFALoss(WeightedTerms):
     :meth:`step` at the end of the epoch sets the radii and $\beta_k$ for the next one.
 
     Args:
-        num_classes: number of classes $C$.
         reduction: as :func:`cfa_loss`.
         **calibration: the options of :class:`~torch_absld.class_eps.CalibratedEpsilon`.
     """

@@ -79,13 +79,10 @@ class FairARDLoss(WeightedTerms):
     weights for the next one (synchronised across ranks).
 
     Args:
-        num_classes: number of classes $C$.
         base: ``"ard"`` (default, ``Fair-ARD.py``) or ``"rslad"`` (``Fair-RSLAD.py``).
         temperature: $T$ (``None``: 30 for ``"ard"``, 1 for ``"rslad"``).
         alpha: weight $\alpha$ of the adversarial term (``None``: 1 for ``"ard"``, 5/6 for ``"rslad"``).
-        beta: the weights' exponent (2, ``Fair-ARD.py``).
-        min_weight: lower clamp of a weight (5/6).
-        max_weight: upper clamp of a weight (5/2).
+        beta, min_weight, max_weight: the weights' exponent (2, ``Fair-ARD.py``) and clamp (5/6, 5/2).
         reduction: as :func:`fair_ard_loss`.
     """
 

@@ -72,7 +72,6 @@ class FRLLoss(TRADESLoss):
     the end of each epoch (synchronised across ranks).
 
     Args:
-        num_classes: number of classes $C$.
         beta: weight $\beta$ of the boundary term (1.5, ``frlrmrw.py``).
         reduction: as :func:`frl_loss`.
         **multipliers: the options of :class:`~torch_absld.multipliers.FRLMultipliers`.
