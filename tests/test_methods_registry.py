@@ -235,3 +235,17 @@ def test_options_list_what_create_takes():
         methods.create("sat", tiny_cnn(C), num_classes=C, beta=1.0)
     with pytest.raises(ValueError, match="Did you mean 'bat'"):
         methods.options("bta")
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_a_float64_batch_trains_a_float32_student_as_its_float32_copy(name):
+    """The batch is cast to the student's parameter dtype at the boundary, in every method."""
+    x, y = tiny_batch(8, C, seed=5)
+    losses = []
+    for batch in (x, x.double()):
+        torch.manual_seed(0)
+        out = _create(name, random_start=None).train()(batch, y)
+        out.loss.backward()
+        losses.append(out.loss.detach())
+    assert losses[1].dtype == torch.float32
+    torch.testing.assert_close(losses[1], losses[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -193,10 +194,21 @@ def _check_keys_and_shapes(
 
 
 def _fill_teacher_state(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
-    """A state dict without the teacher loads into the step and leaves the teacher as it is."""
+    """The step's own teacher state replaces the checkpoint's unless ``teacher_in_state_dict`` (a warning says so)."""
     teacher = getattr(module, "teacher", None)
     teacher_prefix = f"{prefix}teacher."
-    if teacher is None or any(key.startswith(teacher_prefix) for key in state_dict):
+    given = [key for key in state_dict if key.startswith(teacher_prefix)]
+    if teacher is None or (given and getattr(module, "teacher_in_state_dict", True)):
         return
+    for key in given:
+        del state_dict[key]
+    if given:
+        warnings.warn(
+            f"Skipped {len(given)} `{teacher_prefix}*` key(s) of the checkpoint: this {type(module).__name__} keeps "
+            "its teacher out of its state (`teacher_in_state_dict=False`). Set `teacher_in_state_dict=True` to load "
+            "them.",
+            UserWarning,
+            stacklevel=4,
+        )
     for key, value in teacher.state_dict(keep_vars=True).items():
         state_dict[f"{teacher_prefix}{key}"] = value
