@@ -14,8 +14,7 @@ from .sat import SAT_ATTACK
 __all__ = ["ARD_ATTACK", "ARDOutput", "ARDStep"]
 
 ARD_ATTACK = SAT_ATTACK
-"""ARD's training attack (``main.py``: ``epsilon 8/255, num_steps 10, step_size 2/255``, a uniform
-start, the student's cross-entropy): the settings of :data:`~torch_absld.methods.sat.SAT_ATTACK`."""
+"""ARD's training attack (``main.py``): :data:`~torch_absld.methods.sat.SAT_ATTACK`'s settings."""
 
 
 class ARDOutput(NamedTuple):
@@ -33,20 +32,16 @@ class ARDOutput(NamedTuple):
 class ARDStep(AdversarialStep):
     r"""ARD: $\alpha T^2\,\mathbb{E}[\mathrm{KL}(p_T(f_t(x)) \| q_T(f_s(x')))] + (1 - \alpha)\,\mathrm{CE}(f_s(x), y)$.
 
-    ``out = step(x, y)`` is exactly (the attack on the student alone, in eval mode, a uniform start)::
+    ``out = step(x, y)`` is exactly (the attack on the student alone, in ``model_mode``, a uniform start)::
 
-        with torch.no_grad():
-            t = teacher(x)
+        t = teacher(x).detach()
         x_adv = pgd(student, x, y, config=ARD_ATTACK, objective="ce")
         loss = ard_loss(student(x_adv), student(x), t, y, temperature=30.0, alpha=1.0)
 
     Args:
-        student, teacher, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: ``temperature`` (30), ``alpha`` (1) and ``reduction`` of :class:`~torch_absld.losses.ard.ARDLoss`,
             and those of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`ARD_ATTACK`).
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`ARDOutput`
 
     Example:
         >>> import torch

@@ -21,26 +21,22 @@ __all__ = ["StepOutput", "TrainingStep", "mark_ddp_local_state"]
 
 
 class StepOutput(Protocol):
-    """What a training step's ``forward`` returns: at least the loss to call ``backward()`` on."""
+    """What a training step's ``forward`` returns: at least the ``loss`` to call ``backward()`` on."""
 
     @property
     def loss(self) -> Tensor: ...
 
 
 class TrainingStep(nn.Module):
-    """Base of the training-step modules: a student, an optional frozen teacher, an epoch hook.
+    """Base of the training steps: ``step(input, target).loss``; ``on_epoch_end()``, the method's epoch rule.
 
-    ``step(input, target).loss``; ``step.on_epoch_end()`` runs the method's end-of-epoch rule. The
-    teacher is frozen in place, stays in eval mode, is not in ``state_dict()`` (unless
-    ``teacher_in_state_dict``) nor synced by DDP (:func:`mark_ddp_local_state`). A checkpoint is
-    checked whole before anything is copied. ``forward`` runs in the step's ``precision``.
+    The teacher is frozen in place, stays in eval mode, is not synced by DDP (:func:`mark_ddp_local_state`)
+    and is neither saved nor loaded unless ``teacher_in_state_dict`` (a load skips a checkpoint's teacher
+    keys with a warning). A checkpoint is checked whole before anything is copied.
 
     Args:
-        student, teacher: the network being trained, and the frozen teacher or ``None``.
-        teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
-        precision: ``None`` (the caller's autocast applies), ``"auto"``
-            (:func:`~torch_absld.precision.fastest_settings` for the input's device), or
-            ``"float32"`` / ``"bfloat16"`` / ``"float16"`` (a ``UserWarning`` where emulated).
+        precision: ``None`` (the caller's autocast), ``"auto"`` (:func:`~torch_absld.precision.fastest_settings`
+            for the input's device), or ``"float32"`` / ``"bfloat16"`` / ``"float16"`` (warns where emulated).
         needs_teacher: the method distils from the teacher: ``None`` is a ``TypeError``.
     """
 
@@ -87,7 +83,7 @@ class TrainingStep(nn.Module):
 
     @classmethod
     def option_names(cls) -> frozenset[str]:
-        """The keyword options the step's constructor takes: the keyword-only arguments of its classes."""
+        """The keyword-only arguments of the step's constructors."""
         names: set[str] = set()
         for klass in cls.__mro__:
             if klass is not TrainingStep and issubclass(klass, TrainingStep) and "__init__" in vars(klass):
@@ -103,7 +99,6 @@ class TrainingStep(nn.Module):
 
     def on_epoch_end(self) -> Any:
         """The method's end-of-epoch rule (nothing by default)."""
-        return None
 
     def precision_scope(self, input: Tensor) -> tuple[Tensor, contextlib.AbstractContextManager[object]]:
         """``(input, context)`` for the step's ``precision`` (see :func:`~torch_absld.precision.precision_scope`)."""
@@ -133,11 +128,10 @@ def _in_precision_scope(forward: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def mark_ddp_local_state(module: nn.Module) -> list[str]:
-    """Keep the frozen teachers of training steps inside ``module`` out of DDP's broadcasts and reductions.
+    """Keep the teachers (and controllers' statistics) inside ``module`` out of DDP's broadcasts and reductions.
 
-    A :class:`TrainingStep` marks its own teacher; call this on a bigger module holding teachers
-    of its own **before** wrapping it in ``DistributedDataParallel``. Returns the names added to
-    ``module._ddp_params_and_buffers_to_ignore`` (the controllers' statistics are listed too).
+    Call it on a module holding steps before wrapping it in ``DistributedDataParallel``; returns the
+    names added to ``module._ddp_params_and_buffers_to_ignore``.
     """
     names: list[str] = []
     for prefix, sub in module.named_modules():

@@ -17,8 +17,7 @@ from .registry import Method, register
 __all__ = ["BAT_ATTACK", "BATOutput", "BATStep"]
 
 BAT_ATTACK = PGDConfig(eps=0.031, step_size=0.007, steps=10, random_start="normal", init_std=0.001)
-r"""BAT's training attacks (``train.py``: ``--epsilon 0.031 --num-steps 10 --step-size 0.007``; both
-``stop_to_*`` start from ``clamp(x + 0.001 N(0, 1), 0, 1)``)."""
+"""BAT's training attacks (``train.py``'s defaults; both ``stop_to_*`` start at ``clamp(x + 0.001 N(0, 1), 0, 1)``)."""
 
 
 class BATOutput(NamedTuple):
@@ -38,7 +37,7 @@ class BATOutput(NamedTuple):
 class BATStep(AdversarialStep):
     r"""BAT: TRADES on points near the decision boundary, with their predictions pulled towards uniform.
 
-    ``out = step(x, y)`` is exactly (two early-stopped KL-PGD attacks in eval mode, each from its own
+    ``out = step(x, y)`` is exactly (two early-stopped KL-PGD attacks in ``model_mode``, each from its own
     $x + 0.001\,\mathcal{N}(0, 1)$: the last iterates still classified correctly, and the first
     misclassified ones after ``patience`` more steps)::
 
@@ -53,13 +52,10 @@ class BATStep(AdversarialStep):
         loss = bat_loss(first_adv, student(x), last_clean, y)
 
     Args:
-        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        model_mode: attacks in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         patience: the first-adversarial attack's extra steps (1: FAT's $\tau = 1$ in ``stop_to_firstadv``).
         **options: ``beta`` (6), ``uniform_weight`` (1) and ``reduction`` of :class:`~torch_absld.losses.bat.BATLoss`,
             and those of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`BAT_ATTACK`).
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`BATOutput`
 
     Example:
         >>> import torch

@@ -21,9 +21,8 @@ __all__ = ["Method", "available", "create", "get", "options", "register", "unreg
 class Method:
     """A training method: key ``name`` (``"fair-ard"``), display ``title``, ``step`` class, functional ``loss``.
 
-    :func:`create` calls ``step(student, teacher, num_classes, **options)`` (``needs_teacher``) or
-    ``step(student, num_classes, **options)``, with ``defaults`` (which define the method: another
-    value is a ``ValueError``); ``needs_validation``: ``validation=`` batches are read each epoch.
+    ``defaults``: options :func:`create` passes (another value is a ``ValueError``); ``needs_validation``:
+    the step reads ``validation=`` batches each epoch.
     """
 
     name: str
@@ -55,7 +54,7 @@ def unregister(name: str) -> Method:
 
 
 def _discover() -> None:
-    """Import every public module of this package once: each step module registers its method."""
+    """Import every public module of this package once (each step module registers its method)."""
     global _discovered
     if not _discovered:
         for module in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
@@ -105,18 +104,10 @@ def options(name: str) -> tuple[str, ...]:
 def create(
     name: str, student: nn.Module, *, num_classes: int, teacher: nn.Module | None = None, **options: Any
 ) -> TrainingStep:
-    """The training-step module of method ``name`` for ``student``.
+    """The :class:`~torch_absld.methods.base.TrainingStep` of method ``name`` (one of :func:`available`).
 
-    A :class:`~torch_absld.methods.base.TrainingStep`: ``step(input, target).loss``, ``on_epoch_end()``.
-
-    Args:
-        name: one of :func:`available`.
-        student: the network being trained.
-        num_classes: number of classes $C$.
-        teacher: the frozen teacher of a method with ``needs_teacher`` (a ``ValueError`` when
-            missing); the other methods ignore a given one, so that one call builds any method.
-        **options: the step's keyword options (:func:`options`; an unknown one is a ``TypeError``),
-            e.g. ``create("absld", ..., lr=0.1, coupling="product", eps=8 / 255, steps=10)``.
+    ``teacher`` is required by a method that distils, ignored by the others. ``options``: the step's
+    keyword options (:func:`options`, an unknown one is a ``TypeError``); :func:`recipe` gives the authors'.
 
     Example:
         >>> student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)

@@ -14,15 +14,11 @@ from .registry import Method, register
 __all__ = ["SAT_ATTACK", "SATOutput", "SATStep"]
 
 SAT_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="uniform")
-"""Madry et al.'s training attack: ``config.json`` of ``MadryLab/cifar10_challenge`` (8, 2, 10 steps
-in pixels, a uniform random start), CE on the model's own prediction."""
+"""Madry et al.'s training attack (``config.json`` of ``MadryLab/cifar10_challenge``: 8, 2, 10 steps in pixels)."""
 
 
 class SATOutput(NamedTuple):
-    """What :meth:`SATStep.forward` returns.
-
-    The mean cross-entropy on ``x_adv``, the logits, ``x_adv``.
-    """
+    """What :meth:`SATStep.forward` returns: the mean cross-entropy on ``x_adv``, the logits, ``x_adv``."""
 
     loss: Tensor
     student_adv_logits: Tensor
@@ -34,16 +30,13 @@ class SATStep(AdversarialStep):
 
     ``out = step(x, y)`` is exactly::
 
-        x_adv = pgd(student, x, y, config=SAT_ATTACK, objective="ce")  # student in eval mode
+        x_adv = pgd(student, x, y, config=SAT_ATTACK, objective="ce")  # student in model_mode
         loss = sat_loss(student(x_adv), y)
 
     Args:
-        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: ``reduction`` of :class:`~torch_absld.losses.sat.SATLoss`, and those of
             :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`SAT_ATTACK`).
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`SATOutput`
 
     Example:
         >>> import torch
