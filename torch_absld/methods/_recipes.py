@@ -21,17 +21,11 @@ _ATTACK_KEYS = ("eps", "step_size", "steps", "random_start", "init_std", "projec
 
 @dataclass(frozen=True)
 class Recipe:
-    """A method's training recipe (``docs/methods/recipes.md``): SGD run, schedule, attack, step options, sources.
+    """A method's training recipe (``docs/methods/recipes.md``): the SGD run, schedule, attack, step options.
 
-    Attributes:
-        method, source: the method's name and ``"official"`` (its script) or ``"absld"`` (the ABSLD paper's).
-        model, teacher: the networks trained and distilled from (``None``: no teacher).
-        epochs, batch_size, lr, momentum, nesterov, weight_decay: the SGD run.
-        weight_decay_on: ``"all"`` parameters or ``"weights only"`` (tensors of 2 or more dimensions).
-        schedule: ``(first 0-based epoch, multiplier of lr)`` pairs, read by :meth:`lr_at`.
-        attack: the training attack.
-        options: the keyword options of ``methods.create(method, ...)`` that reproduce the script's step.
-        notes: the script's quirks; sources: field (``"attack.eps"``, ``"options.beta"``) -> ``"owner/repo/path:line"``.
+    ``weight_decay_on``: ``"all"`` or ``"weights only"`` (tensors of 2 or more dimensions); ``schedule``:
+    ``(first 0-based epoch, lr multiplier)`` pairs; ``options``: the keyword options of ``methods.create``
+    that build the script's step; ``sources``: field (``"attack.eps"``) -> ``"owner/repo/path:line"``.
     """
 
     method: str
@@ -51,7 +45,7 @@ class Recipe:
     notes: tuple[str, ...]
     sources: Mapping[str, str] = field(hash=False)
 
-    def _factor(self, epoch: int) -> float:
+    def _factor(self, epoch: int) -> float:  # the multiplier of the last schedule entry at or before epoch
         return next(factor for start, factor in reversed(self.schedule) if epoch >= start)
 
     def lr_at(self, epoch: int) -> float:
@@ -200,17 +194,13 @@ _OFFICIAL: dict[str, Recipe] = {r.method: r for r in (
 )}
 # fmt: on
 
-# Where the ABSLD paper sets a method option differently from a script: (value or None to drop, paper line).
-_PAPER_OPTIONS: dict[str, dict[str, tuple[object, int]]] = {
-    "absld": {"coupling": ("separate", 161)},  # Eq. 12
-    "frl": {"threshold": (0.05, 202)},
-}
 _PAPER_RUN = _at(_PAPER, f"epochs,batch_size,lr,schedule,attack.eps,attack.step_size,attack.steps,{_SGD}=204 model=200")
 
 
 def _absld(official: Recipe) -> Recipe:
-    """The ABSLD paper's common setting with ``official``'s method options (and the paper's own choices)."""
-    changed = _PAPER_OPTIONS.get(official.method, {})
+    """The ABSLD paper's common setting with ``official``'s options, but the paper's (option: (value, line))."""
+    paper = {"absld": {"coupling": ("separate", 161)}, "frl": {"threshold": (0.05, 202)}}  # Eq. 12, Sec. 5.1
+    changed: dict[str, tuple[object, int]] = paper.get(official.method, {})  # type: ignore[assignment]
     attack = official.attack.replace(eps=8 / 255, step_size=2 / 255, steps=10)
     options = {**official.options, **{k: v for k, (v, _) in changed.items()}}
     options |= {key: getattr(attack, key) for key in _ATTACK_KEYS}

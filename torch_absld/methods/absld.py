@@ -41,9 +41,7 @@ class ABSLDStep(AdversarialStep):
 
     Args:
         model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
-        **options: those of :class:`~torch_absld.ABSLDLoss` (``lr``, ``coupling``, ``adapt``, ...) and of
-            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: eps 8/255, 10 steps of
-            2/255 from $x + 0.001\,\mathcal{N}(0, 1)$, at the loss's ``student_temperature``).
+        **options: :class:`~torch_absld.ABSLDLoss`'s (``lr``, ``coupling``, ``adapt``, ...) and the attack's.
 
     Example:
         >>> import torch

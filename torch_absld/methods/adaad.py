@@ -63,8 +63,7 @@ class AdaADStep(AdversarialStep):
 
     Args:
         model_mode: student in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
-        **options: ``alpha`` (1) and ``reduction`` of :class:`~torch_absld.losses.adaad.AdaADLoss`, and those
-            of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`ADAAD_ATTACK`).
+        **options: ``alpha`` (1), ``reduction`` and the attack's (:data:`ADAAD_ATTACK`).
 
     Example:
         >>> import torch

@@ -40,8 +40,7 @@ class ARDStep(AdversarialStep):
 
     Args:
         model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
-        **options: ``temperature`` (30), ``alpha`` (1) and ``reduction`` of :class:`~torch_absld.losses.ard.ARDLoss`,
-            and those of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`ARD_ATTACK`).
+        **options: ``temperature`` (30), ``alpha`` (1), ``reduction`` and the attack's (:data:`ARD_ATTACK`).
 
     Example:
         >>> import torch

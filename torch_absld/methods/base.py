@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import warnings
@@ -100,11 +99,6 @@ class TrainingStep(nn.Module):
     def on_epoch_end(self) -> Any:
         """The method's end-of-epoch rule (nothing by default)."""
 
-    def precision_scope(self, input: Tensor) -> tuple[Tensor, contextlib.AbstractContextManager[object]]:
-        """``(input, context)`` for the step's ``precision`` (see :func:`~torch_absld.precision.precision_scope`)."""
-        # The warning points to the line calling the step: forward, Module._call_impl, _wrapped_call_impl, caller.
-        return precision_scope(self.precision, input, stacklevel=5)
-
 
 def keywords(function: Callable[..., Any]) -> set[str]:
     """The keyword-only parameters of ``function`` (of a class: of its constructor)."""
@@ -119,7 +113,8 @@ def _in_precision_scope(forward: Callable[..., Any]) -> Callable[..., Any]:
     def scoped(self: TrainingStep, input: Any, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(input, Tensor):  # the subclass's own check names the argument
             return forward(self, input, *args, **kwargs)
-        input, context = self.precision_scope(input)
+        # A warning points to the line calling the step: scoped, Module._call_impl, _wrapped_call_impl, caller.
+        input, context = precision_scope(self.precision, input, stacklevel=4)
         with context:
             return forward(self, input, *args, **kwargs)
 
@@ -148,15 +143,10 @@ def mark_ddp_local_state(module: nn.Module) -> list[str]:
 
 
 def _drop_teacher_state(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
-    if getattr(module, "teacher_in_state_dict", True):
-        return
-    teacher_prefix = f"{prefix}teacher."
-    for key in [key for key in state_dict if key.startswith(teacher_prefix)]:
-        del state_dict[key]
-    metadata = getattr(state_dict, "_metadata", None)
-    if metadata is not None:
-        for key in [key for key in metadata if key == f"{prefix}teacher" or key.startswith(teacher_prefix)]:
-            del metadata[key]
+    if not getattr(module, "teacher_in_state_dict", True):
+        for keys in (state_dict, getattr(state_dict, "_metadata", {})):
+            for key in [key for key in keys if key == f"{prefix}teacher" or key.startswith(f"{prefix}teacher.")]:
+                del keys[key]
 
 
 def _check_keys_and_shapes(
@@ -176,9 +166,7 @@ def _check_keys_and_shapes(
         return
     teacher = f"{prefix}teacher."
     missing = [key for key in own if key not in state_dict]
-    unexpected = [
-        key for key in state_dict if key.startswith(prefix) and key not in own and not key.startswith(teacher)
-    ]
+    unexpected = [k for k in state_dict if k.startswith(prefix) and k not in own and not k.startswith(teacher)]
     if missing or unexpected:
         raise RuntimeError(
             f"Error(s) in loading state_dict for {type(module).__name__}: missing key(s) {missing}, unexpected "
@@ -197,11 +185,10 @@ def _fill_teacher_state(module: nn.Module, state_dict: dict[str, Any], prefix: s
     for key in given:
         del state_dict[key]
     if given:
+        name = type(module).__name__
         warnings.warn(
-            f"Skipped {len(given)} `{teacher_prefix}*` key(s) of the checkpoint: this {type(module).__name__} keeps "
-            "its teacher out of its state (`teacher_in_state_dict=False`). Set `teacher_in_state_dict=True` to load "
-            "them.",
-            UserWarning,
+            f"Skipped {len(given)} `{teacher_prefix}*` key(s) of the checkpoint: {name} keeps its teacher out of its "
+            "state; build it with `teacher_in_state_dict=True` to load them.",
             stacklevel=4,
         )
     for key, value in teacher.state_dict(keep_vars=True).items():

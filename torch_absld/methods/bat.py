@@ -54,8 +54,7 @@ class BATStep(AdversarialStep):
     Args:
         model_mode: attacks in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         patience: the first-adversarial attack's extra steps (1: FAT's $\tau = 1$ in ``stop_to_firstadv``).
-        **options: ``beta`` (6), ``uniform_weight`` (1) and ``reduction`` of :class:`~torch_absld.losses.bat.BATLoss`,
-            and those of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`BAT_ATTACK`).
+        **options: ``beta`` (6), ``uniform_weight`` (1), ``reduction`` and the attack's (:data:`BAT_ATTACK`).
 
     Example:
         >>> import torch

@@ -54,9 +54,8 @@ class CFAStep(ValidatedStep):
         model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         fawa: average the weights (:class:`~torch_absld.averaging.FairnessAwareAveraging`), or ``False``.
         decay, threshold, start_epoch, worst_fraction: FAWA's options (``None``: the paper's 0.85, 0.2, 50).
-        **options: those of :class:`~torch_absld.losses.cfa.CFALoss` (``beta`` 6, ``lambda_eps`` 0.3,
-            ``lambda_beta`` 0.5, ...), of :class:`~torch_absld.methods.adversarial.ValidatedStep` (``validation``,
-            ``validation_steps`` 10) and of :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        **options: :class:`~torch_absld.losses.cfa.CFALoss`'s (``beta`` 6, ``lambda_eps`` 0.3, ...), ``validation``,
+            ``validation_steps`` (10) and the attack's (:data:`CFA_ATTACK`).
 
     Example:
         >>> import torch

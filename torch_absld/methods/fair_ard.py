@@ -50,9 +50,8 @@ class FairARDStep(AdversarialStep):
 
     Args:
         model_mode: attack, $\kappa$ in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
-        **options: those of :class:`~torch_absld.losses.fair_ard.FairARDLoss` (``base`` ``"ard"`` or
-            ``"rslad"``, whose temperature is also the attack's; ``beta``, ...) and of
-            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: ``FAIR_ARD_ATTACKS[base]``).
+        **options: :class:`~torch_absld.losses.fair_ard.FairARDLoss`'s (``base`` ``"ard"`` or ``"rslad"``, ``beta``,
+            ...) and the attack's (``FAIR_ARD_ATTACKS[base]``, at the loss's temperature).
 
     Example:
         >>> step = FairARDStep(nn.Linear(12, 3), nn.Linear(12, 3), 3, base="rslad", steps=2)

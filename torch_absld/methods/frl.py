@@ -50,9 +50,8 @@ class FRLStep(ValidatedStep):
 
     Args:
         model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
-        **options: those of :class:`~torch_absld.losses.frl.FRLLoss` (``beta``, ``threshold`` 0.05, ``rate``,
-            ``begin_epoch``, ...), of :class:`~torch_absld.methods.adversarial.ValidatedStep` (``validation``,
-            ``validation_steps`` 20) and of :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        **options: :class:`~torch_absld.losses.frl.FRLLoss`'s (``beta``, ``threshold`` 0.05, ...), ``validation``,
+            ``validation_steps`` (20) and the attack's (:data:`FRL_ATTACK`).
 
     Example:
         >>> import torch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
@@ -36,7 +37,6 @@ class Method:
 
 
 _REGISTRY: dict[str, Method] = {}
-_discovered = False
 
 
 def register(method: Method) -> Method:
@@ -53,14 +53,12 @@ def unregister(name: str) -> Method:
     return _REGISTRY.pop(get(name).name)
 
 
+@functools.cache
 def _discover() -> None:
     """Import every public module of this package once (each step module registers its method)."""
-    global _discovered
-    if not _discovered:
-        for module in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
-            if not module.name.startswith("_"):
-                importlib.import_module(f"{__package__}.{module.name}")
-        _discovered = True
+    for module in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{module.name}")
 
 
 def available() -> tuple[str, ...]:
@@ -75,12 +73,7 @@ def available() -> tuple[str, ...]:
 
 
 def get(name: str) -> Method:
-    """The :class:`Method` registered as ``name``.
-
-    Example:
-        >>> get("fair-ard").title
-        'Fair-ARD'
-    """
+    """The :class:`Method` registered as ``name`` (``get("fair-ard").title == "Fair-ARD"``)."""
     names = available()
     if not isinstance(name, str):
         raise TypeError(f"Expected `name` to be a str, one of {', '.join(map(repr, names))}, but got {name!r}.")
@@ -92,12 +85,7 @@ def get(name: str) -> Method:
 
 
 def options(name: str) -> tuple[str, ...]:
-    """The keyword options :func:`create` accepts for method ``name`` (its step's), sorted.
-
-    Example:
-        >>> options("trades")[:3]
-        ('attack', 'beta', 'clip_max')
-    """
+    """The keyword options :func:`create` accepts for method ``name`` (its step's), sorted."""
     return tuple(sorted(get(name).step.option_names()))
 
 

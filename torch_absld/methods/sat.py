@@ -35,8 +35,7 @@ class SATStep(AdversarialStep):
 
     Args:
         model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
-        **options: ``reduction`` of :class:`~torch_absld.losses.sat.SATLoss`, and those of
-            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`SAT_ATTACK`).
+        **options: ``reduction`` and the attack's (:data:`SAT_ATTACK`).
 
     Example:
         >>> import torch

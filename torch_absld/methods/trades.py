@@ -40,8 +40,7 @@ class TRADESStep(AdversarialStep):
 
     Args:
         model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
-        **options: ``beta`` (6) and ``reduction`` of :class:`~torch_absld.losses.trades.TRADESLoss`, and those
-            of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`TRADES_ATTACK`).
+        **options: ``beta`` (6), ``reduction`` and the attack's (:data:`TRADES_ATTACK`).
 
     Example:
         >>> import torch
