@@ -73,7 +73,5 @@ class ABSLDStep(AdversarialStep):
 
 
 register(Method("absld", "ABSLD", ABSLDStep, absld_loss, needs_teacher=True, summary=__doc__ or ""))
-_RSLAD = {"adapt": "none"}
-register(
-    Method("rslad", "RSLAD", ABSLDStep, absld_loss, needs_teacher=True, defaults=_RSLAD, summary="Zi et al. 2021.")
-)
+_RSLAD = {"adapt": "none"}  # RSLAD (Zi et al. 2021): ABSLD with frozen temperatures
+register(Method("rslad", "RSLAD", ABSLDStep, absld_loss, needs_teacher=True, defaults=_RSLAD, summary="Zi et al."))

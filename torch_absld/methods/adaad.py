@@ -64,13 +64,6 @@ class AdaADStep(AdversarialStep):
     Args:
         model_mode: student in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: ``alpha`` (1), ``reduction`` and the attack's (:data:`ADAAD_ATTACK`).
-
-    Example:
-        >>> import torch
-        >>> step = AdaADStep(nn.Linear(12, 3), nn.Linear(12, 3), 3, alpha=0.5, steps=2)
-        >>> out = step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
-        >>> torch.allclose(out.loss, (out.adv_kl + out.clean_kl) / 2)
-        True
     """
 
     loss_type = AdaADLoss

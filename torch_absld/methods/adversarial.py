@@ -247,9 +247,9 @@ class ValidatedStep(AdversarialStep):
     ) -> None:
         super().__init__(student, None, num_classes, **options)
         if validation is not None and (isinstance(validation, (str, bytes)) or not isinstance(validation, Iterable)):
+            got = type(validation).__name__
             raise TypeError(
-                f"Expected `validation` to be an iterable of (input, target) batches or None, but got "
-                f"{type(validation).__name__}."
+                f"Expected `validation` to be an iterable of (input, target) batches or None, but got {got}."
             )
         self.validation = validation  # data: neither a submodule nor state
         self.validation_seed = checks.check_integer(validation_seed, "validation_seed", minimum=0)
@@ -263,8 +263,7 @@ class ValidatedStep(AdversarialStep):
         if batches is None:
             raise RuntimeError(
                 f"{type(self).__name__} measures the student on a validation split at the end of each epoch: pass "
-                "`validation=` (an iterable of (input, target) batches, e.g. a DataLoader over a `stratified_split` "
-                "of the training set) to the constructor or to `on_epoch_end(validation)`."
+                "`validation=` ((input, target) batches, e.g. of a `stratified_split`) to it or to `on_epoch_end`."
             )
         return batches
 

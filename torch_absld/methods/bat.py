@@ -55,12 +55,6 @@ class BATStep(AdversarialStep):
         model_mode: attacks in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         patience: the first-adversarial attack's extra steps (1: FAT's $\tau = 1$ in ``stop_to_firstadv``).
         **options: ``beta`` (6), ``uniform_weight`` (1), ``reduction`` and the attack's (:data:`BAT_ATTACK`).
-
-    Example:
-        >>> import torch
-        >>> out = BATStep(nn.Linear(12, 3), 3, beta=2.0, steps=2)(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
-        >>> torch.allclose(out.loss, out.natural_ce + 2.0 * out.robust_kl + out.uniform_kl)
-        True
     """
 
     loss_type = BATLoss

@@ -36,11 +36,6 @@ class SATStep(AdversarialStep):
     Args:
         model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: ``reduction`` and the attack's (:data:`SAT_ATTACK`).
-
-    Example:
-        >>> import torch
-        >>> step = SATStep(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), 3, steps=2)
-        >>> step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0])).loss.backward()
     """
 
     loss_type = SATLoss

@@ -41,13 +41,6 @@ class TRADESStep(AdversarialStep):
     Args:
         model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: ``beta`` (6), ``reduction`` and the attack's (:data:`TRADES_ATTACK`).
-
-    Example:
-        >>> import torch
-        >>> step = TRADESStep(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), 3, steps=2)
-        >>> out = step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
-        >>> torch.allclose(out.loss, out.natural_ce + 6.0 * out.robust_kl)
-        True
     """
 
     loss_type = TRADESLoss
