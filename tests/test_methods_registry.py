@@ -249,3 +249,19 @@ def test_a_float64_batch_trains_a_float32_student_as_its_float32_copy(name):
         losses.append(out.loss.detach())
     assert losses[1].dtype == torch.float32
     torch.testing.assert_close(losses[1], losses[0])
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_a_train_mode_attack_moves_the_students_batch_norm_but_never_the_teachers(name):
+    x, y = tiny_batch(8, C, seed=6)
+    tracked = []
+    for mode in ("eval", "train"):
+        step = _create(name, model_mode=mode).train()
+        teacher = None if step.teacher is None else copy.deepcopy(step.teacher.state_dict())
+        step(x, y).loss.backward()
+        assert step.attack.config.model_mode == mode
+        tracked.append(int(step.student[1].num_batches_tracked))
+        if teacher is not None:
+            for key, value in step.teacher.state_dict().items():
+                assert torch.equal(value, teacher[key]), key
+    assert tracked[1] > tracked[0]  # the attack's forwards moved the running statistics

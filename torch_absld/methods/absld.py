@@ -73,5 +73,4 @@ class ABSLDStep(AdversarialStep):
 
 
 register(Method("absld", "ABSLD", ABSLDStep, absld_loss, needs_teacher=True, summary=__doc__ or ""))
-_RSLAD = {"adapt": "none"}  # RSLAD (Zi et al. 2021): ABSLD with frozen temperatures
-register(Method("rslad", "RSLAD", ABSLDStep, absld_loss, needs_teacher=True, defaults=_RSLAD, summary="Zi et al."))
+register(Method("rslad", "RSLAD", ABSLDStep, absld_loss, True, defaults={"adapt": "none"}, summary="Zi et al. 2021."))

@@ -27,10 +27,9 @@ _ATTACK_OPTIONS = frozenset(f.name for f in dataclasses.fields(PGDConfig)) - {"s
 class AdversarialStep(TrainingStep):
     r"""Base of the steps that attack the student, then train it on the result.
 
-    A subclass declares :attr:`loss_type`, its authors' :attr:`default_attack` and :attr:`objective`,
-    and implements ``forward``. The step holds :attr:`loss_fn`, :attr:`attack` (a
-    :class:`~torch_absld.KLPGDAttack`) and the forwards (compiled with the attack's ``compile=True``).
-    A batch is checked once, at the boundary (values in one read unless ``validate_args=False``).
+    A subclass declares :attr:`loss_type`, its authors' :attr:`default_attack` and :attr:`objective` and implements
+    ``forward``; the step holds :attr:`loss_fn` and :attr:`attack`. A batch is checked once, at the boundary (values
+    in one read unless ``validate_args=False``); ``compile=True`` compiles the attack and the forwards.
 
     Args:
         num_classes: $C \ge 2$.
@@ -207,10 +206,8 @@ class AdversarialStep(TrainingStep):
         return None if step is None else step()
 
     def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, compile={self.attack.use_compile}, precision={self.precision!r}, "
-            f"teacher_in_state_dict={self.teacher_in_state_dict}"
-        )
+        settings = f"compile={self.attack.use_compile}, precision={self.precision!r}"
+        return f"num_classes={self.num_classes}, {settings}, teacher_in_state_dict={self.teacher_in_state_dict}"
 
 
 def _check_logits(logits: object, name: str, batch_size: int, num_classes: int) -> None:
@@ -226,9 +223,8 @@ def _check_logits(logits: object, name: str, batch_size: int, num_classes: int) 
 class ValidatedStep(AdversarialStep):
     r"""Base of the teacher-free steps that measure the student on a validation split at each epoch's end.
 
-    ``validation``: ``(input, target)`` batches (this rank's shard of a :func:`~torch_absld.stratified_split`),
-    data, not state. :attr:`validation_config`: the training attack with ``validation_steps`` (``None``: the
-    method's), a uniform start seeded with ``validation_seed``, in eval mode.
+    ``validation``: ``(input, target)`` batches (this rank's shard of a :func:`~torch_absld.stratified_split`).
+    :attr:`validation_config`: the training attack, ``validation_steps``, a uniform start, eval mode.
     """
 
     needs_teacher = False

@@ -51,10 +51,7 @@ class ARDStep(AdversarialStep):
         """One step's forward work: teacher, attack, both student forwards, loss."""
         target = self.check_inputs(input, target, values=False)
         out = self.distillation_forwards(input, target, target)
-        student_adv, student_clean, teacher = out[:3]
-        kl, ce = self.loss_fn._terms(
-            student_adv=student_adv, student_clean=student_clean, teacher=teacher, target=target
-        )
+        kl, ce = self.loss_fn._terms(*out[:3], target)
         return ARDOutput(self.loss_fn.combine(kl, ce), kl.detach(), ce.detach(), *out)
 
 

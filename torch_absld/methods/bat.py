@@ -85,10 +85,8 @@ class BATStep(AdversarialStep):
 
     def _stopped_points(self, stopper: EarlyStopping, input: Tensor, soft_labels: Tensor, target: Tensor) -> Tensor:
         stopper._reset(target, input)
-        attack = self.attack
-        final = _pgd(
-            attack.model, input, soft_labels, config=attack.config, objective=stopper, generator=attack.generator
-        )
+        a = self.attack
+        final = _pgd(a.model, input, soft_labels, config=a.config, objective=stopper, generator=a.generator)
         return stopper.emitted(final).to(input.dtype).detach()
 
 

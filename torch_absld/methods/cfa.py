@@ -47,8 +47,8 @@ class CFAStep(ValidatedStep):
         loss = loss_fn(adv, clean, y)
         loss_fn.record(adv, y)  # in training mode
 
-    ``on_epoch_end(validation=None)`` updates the weight average :attr:`fawa` (CFA's model:
-    :attr:`evaluation_model`), then $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$, $\beta_k = (\lambda_2 + t_k)\,\beta$.
+    ``on_epoch_end(validation=None)`` updates the weight average :attr:`fawa` (:attr:`evaluation_model`),
+    then $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$, $\beta_k = (\lambda_2 + t_k)\,\beta$.
 
     Args:
         model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).

@@ -79,10 +79,7 @@ class FairARDStep(AdversarialStep):
         soft_labels = lambda t: torch.softmax(at_least_float32(t) / self.loss_fn.temperature, dim=1)  # noqa: E731
         out = self.distillation_forwards(input, target, target if self.loss_fn.base == "ard" else soft_labels)
         kappa = self.counter.counts
-        student_adv, student_clean, teacher = out[:3]
-        adv, clean = self.loss_fn._terms(
-            student_adv=student_adv, student_clean=student_clean, teacher=teacher, target=target
-        )
+        adv, clean = self.loss_fn._terms(*out[:3], target)
         if self.loss_fn.training:
             self.loss_fn._record(kappa=kappa, target=target)
         return FairARDOutput(self.loss_fn.combine(adv, clean), adv.detach(), clean.detach(), kappa, *out)

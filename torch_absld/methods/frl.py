@@ -55,9 +55,8 @@ class FRLStep(ValidatedStep):
 
     Example:
         >>> import torch
-        >>> from torch import nn
         >>> x, y = torch.rand(6, 12), torch.tensor([0, 1, 2, 0, 1, 2])
-        >>> step = FRLStep(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), 3, steps=2, validation=[(x, y)])
+        >>> step = FRLStep(torch.nn.Linear(12, 3), 3, steps=2, validation=[(x, y)])
         >>> step(x, y).loss.backward()
         >>> step.on_epoch_end().shape
         torch.Size([3])

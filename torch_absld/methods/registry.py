@@ -22,8 +22,7 @@ __all__ = ["Method", "available", "create", "get", "options", "register", "unreg
 class Method:
     """A training method: key ``name`` (``"fair-ard"``), display ``title``, ``step`` class, functional ``loss``.
 
-    ``defaults``: options :func:`create` passes (another value is a ``ValueError``); ``needs_validation``:
-    the step reads ``validation=`` batches each epoch.
+    ``defaults``: the options :func:`create` fixes; ``needs_validation``: the step reads ``validation=`` batches.
     """
 
     name: str
