@@ -127,6 +127,7 @@ def test_rslad_is_absld_with_frozen_temperatures():
             {"teacher": nn.Linear(2, 2), "loss": ABSLDLoss(2), "lr": 0.1},
             r"either `loss` or loss options \['lr'\]",
         ),
+        ("sat", {"model_mode": "training"}, r"`model_mode` to be one of 'eval', 'train', but got 'training'"),
     ],
 )
 def test_create_errors(name, kwargs, match):
