@@ -155,6 +155,44 @@ def test_batchnorm_stats_and_parameter_grads_untouched():
         assert torch.equal(p.grad, torch.full_like(p, 0.5))
 
 
+def _batchnorm_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(256, C))
+    return net.double()
+
+
+@pytest.mark.parametrize("initially_training", [True, False])
+def test_train_mode_attack_equals_a_hand_written_train_mode_loop(initially_training):
+    x, y = (t.double() if t.is_floating_point() else t for t in tiny_batch())
+    start = (x + EPS * (2 * torch.rand_like(x) - 1)).clamp(0, 1)
+    model, reference = _batchnorm_net().train(initially_training), _batchnorm_net().train()
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    got = pgd(model, x, y, start=start, steps=4, model_mode="train")
+    x_adv = start.clone()  # the official SAT / ARD loop: BN on batch statistics, running averages move
+    for _ in range(4):
+        x_adv.requires_grad_(True)
+        grad = torch.autograd.grad(F.cross_entropy(reference(x_adv), y, reduction="sum"), [x_adv])[0]
+        with torch.no_grad():
+            x_adv = torch.min(torch.max(x_adv + STEP * grad.sign(), x - EPS), x + EPS).clamp(0, 1)
+    assert_close(got, x_adv, rtol=0, atol=0)
+    assert_close(dict(model[1].named_buffers()), dict(reference[1].named_buffers()), rtol=0, atol=0)
+    assert int(model[1].num_batches_tracked) == 4
+    assert seen == [False, True, True, True, True]  # the label check's probe stays in eval mode
+    assert model.training is initially_training
+
+
+def test_eval_mode_attack_leaves_batchnorm_statistics_alone():
+    model = _batchnorm_net().train()
+    x, y = tiny_batch()
+    before = {k: v.clone() for k, v in model[1].named_buffers()}
+    attack = KLPGDAttack(model, steps=3, model_mode="train")
+    assert attack.model_mode == "train"
+    attack.model_mode = "eval"
+    attack(x.double(), y)
+    assert_close(dict(model[1].named_buffers()), before, rtol=0, atol=0)
+
+
 def test_works_under_no_grad_with_frozen_params_and_leaves_input_alone():
     model = tiny_cnn().requires_grad_(False)
     x, y = tiny_batch()
@@ -400,6 +438,11 @@ def test_objective_errors():
         pgd(model, x, y, objective=lambda out, t: F.cross_entropy(out, t, reduction="none"))
     with pytest.raises(ValueError, match="`objective` to be one of 'auto', 'kl', 'ce', 'cw'"):
         KLPGDAttack(model, objective="margin")  # type: ignore[arg-type]
+    soft = torch.softmax(torch.randn(8, C + 1), 1)
+    with pytest.raises(ValueError, match="`student` to return logits of shape"):
+        KLPGDAttack(model, model_name="student", validate_args=False)(x, soft)
+    with pytest.raises(TypeError, match="`model_name` to be a str"):
+        KLPGDAttack(model, model_name=None)  # type: ignore[arg-type]
 
 
 # The authors' unprojected start -------------------------------------------------------------

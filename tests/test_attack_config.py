@@ -49,6 +49,7 @@ def test_frozen_and_replace_checks_the_change():
         ({"loss_scale": "x"}, TypeError, "`loss_scale` to be a real number"),
         ({"project_start": 1}, TypeError, "`project_start` to be a bool"),
         ({"compile_mode": 3}, TypeError, "`compile_mode` to be a str or None"),
+        ({"model_mode": "training"}, ValueError, "`model_mode` to be one of 'eval', 'train'"),
     ],
 )
 def test_bad_settings(kwargs, error, match):

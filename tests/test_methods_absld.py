@@ -184,6 +184,18 @@ def test_state_dict_with_teacher():
     outer.load_state_dict(outer_state)
 
 
+def test_a_checkpoint_teacher_is_skipped_unless_the_step_keeps_its_teacher_in_state():
+    state = _trained_distiller(teacher_in_state_dict=True).state_dict()
+    teacher = tiny_cnn(C, seed=5)
+    before = copy.deepcopy(teacher.state_dict())
+    fresh = ABSLDStep(tiny_cnn(C, seed=4), teacher, C, steps=1)
+    with pytest.warns(UserWarning, match=r"Skipped \d+ `teacher\.\*` key.*teacher_in_state_dict=True"):
+        fresh.load_state_dict(state)
+    for key, value in before.items():
+        assert_close(teacher.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    assert_close(fresh.student[0].weight, state["student.0.weight"], rtol=0, atol=0)
+
+
 def test_mark_ddp_local_state():
     distiller = ABSLDStep(tiny_cnn(C, seed=1), tiny_cnn(C, seed=2), C)
     ignored = set(distiller._ddp_params_and_buffers_to_ignore)

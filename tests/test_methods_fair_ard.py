@@ -161,3 +161,28 @@ def test_two_ranks_equal_one_process_on_the_union(tmp_path):
         for key, value in want.items():
             assert_close(got[key], value, rtol=1e-5, atol=1e-6, msg=key)
     assert torch.equal(results[0]["ard_weights"], results[1]["ard_weights"])
+
+
+def test_kappa_is_counted_in_the_attacks_train_mode():
+    """``model_mode="train"`` (the authors'): the attack and its kappa count on batch statistics."""
+    student, teacher = tiny_cnn(C, seed=1), tiny_cnn(C, seed=2)
+    (x, y), *_ = _batches(copy.deepcopy(student), n_batches=1)
+    reference = copy.deepcopy(student).train()
+    generator = torch.Generator().manual_seed(2)
+    distiller = FairARDStep(student, teacher, C, steps=4, model_mode="train", generator=generator)
+    torch.manual_seed(7)  # dropout
+    out = distiller.train()(x, y)
+    kappa = torch.zeros(len(y))
+
+    def count(logits):
+        kappa.add_((logits.argmax(dim=1) == y).float())
+
+    torch.manual_seed(7)
+    start = uniform_start(x, EPS, seed=2)
+    want = hand_pgd(reference, x, start, lambda z: F.cross_entropy(z, y, reduction="sum"), 4, EPS, STEP, count)
+    assert torch.equal(out.x_adv, want)
+    assert torch.equal(out.kappa, kappa)
+    assert torch.equal(out.student_adv_logits, reference(want))
+    assert torch.equal(out.student_clean_logits, reference(x))
+    for (name, got), wanted in zip(student.named_buffers(), reference.buffers(), strict=True):
+        assert torch.equal(got, wanted), name

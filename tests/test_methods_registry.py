@@ -127,6 +127,7 @@ def test_rslad_is_absld_with_frozen_temperatures():
             {"teacher": nn.Linear(2, 2), "loss": ABSLDLoss(2), "lr": 0.1},
             r"either `loss` or loss options \['lr'\]",
         ),
+        ("sat", {"model_mode": "training"}, r"`model_mode` to be one of 'eval', 'train', but got 'training'"),
     ],
 )
 def test_create_errors(name, kwargs, match):
@@ -235,3 +236,33 @@ def test_options_list_what_create_takes():
         methods.create("sat", tiny_cnn(C), num_classes=C, beta=1.0)
     with pytest.raises(ValueError, match="Did you mean 'bat'"):
         methods.options("bta")
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_a_float64_batch_trains_a_float32_student_as_its_float32_copy(name):
+    """The batch is cast to the student's parameter dtype at the boundary, in every method."""
+    x, y = tiny_batch(8, C, seed=5)
+    losses = []
+    for batch in (x, x.double()):
+        torch.manual_seed(0)
+        out = _create(name, random_start=None).train()(batch, y)
+        out.loss.backward()
+        losses.append(out.loss.detach())
+    assert losses[1].dtype == torch.float32
+    torch.testing.assert_close(losses[1], losses[0])
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_a_train_mode_attack_moves_the_students_batch_norm_but_never_the_teachers(name):
+    x, y = tiny_batch(8, C, seed=6)
+    tracked = []
+    for mode in ("eval", "train"):
+        step = _create(name, model_mode=mode).train()
+        teacher = None if step.teacher is None else copy.deepcopy(step.teacher.state_dict())
+        step(x, y).loss.backward()
+        assert step.attack.config.model_mode == mode
+        tracked.append(int(step.student[1].num_batches_tracked))
+        if teacher is not None:
+            for key, value in step.teacher.state_dict().items():
+                assert torch.equal(value, teacher[key]), key
+    assert tracked[1] > tracked[0]  # the attack's forwards moved the running statistics

@@ -63,3 +63,23 @@ def test_create_ignores_a_teacher_and_takes_the_common_options():
     assert step.teacher is None
     assert (step.attack.eps, step.attack.step_size, step.attack.steps) == (0.1, 0.02, 2)
     assert step.attack.generator is generator
+
+
+def test_a_train_mode_step_equals_the_hand_written_train_mode_step():
+    """``model_mode="train"`` (Madry's): batch statistics in the attack, running averages moved by every forward."""
+    student = tiny_cnn(C, seed=2)
+    reference = copy.deepcopy(student).train()
+    x, y = tiny_batch(8, C)
+    step = SATStep(student, C, steps=4, model_mode="train", generator=torch.Generator().manual_seed(3)).train()
+    torch.manual_seed(7)  # dropout
+    out = step(x, y)
+    torch.manual_seed(7)
+    start = uniform_start(x, 8 / 255, seed=3)
+    want = hand_pgd(reference, x, start, lambda z: F.cross_entropy(z, y, reduction="sum"), 4, 8 / 255, 2 / 255)
+    logits = reference(want)
+    assert torch.equal(out.x_adv, want)
+    assert torch.equal(out.student_adv_logits, logits)
+    assert_close(out.loss, F.cross_entropy(logits, y))
+    for (name, got), wanted in zip(student.named_buffers(), reference.buffers(), strict=True):
+        assert torch.equal(got, wanted), name
+    assert student[1].num_batches_tracked == 5  # 4 attack steps and the training forward

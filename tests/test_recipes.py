@@ -11,12 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from torch_absld.methods._recipes import Attack, Recipe, recipe
+from torch_absld import PGDConfig, methods
+from torch_absld.methods import Recipe, recipe
 
 METHODS = ("absld", "rslad", "sat", "trades", "ard", "adaad", "fair-ard", "frl", "cfa", "bat")
 EPS, STEP = 8 / 255, 2 / 255
-NORMAL = Attack(EPS, STEP, 10, "normal", 0.001)
-UNIFORM = Attack(EPS, STEP, 10, "uniform")
+NORMAL = PGDConfig(EPS, STEP, 10, "normal", 0.001, project_start=False)  # projected after the first step
+UNIFORM = PGDConfig(EPS, STEP, 10, "uniform", project_start=False)
+TRAIN = PGDConfig(EPS, STEP, 10, "uniform", model_mode="train", project_start=False)  # batch-norm in train mode
+TRADES = PGDConfig(0.031, 0.007, 10, "normal", 0.001, project_start=False)
 
 # Per method: epochs, batch size, lr, momentum, nesterov, weight decay, decayed set, attack, options.
 # fmt: off
@@ -25,45 +28,45 @@ OFFICIAL = {
     # :125 (alpha), :69 (temperature lr), :71-72 (max, min), :66-67 (init), :96-100 (shared storage: product);
     # absld_loss.py:40 (start)
     "absld": (300, 128, 0.1, 0.9, False, 2e-4, "all", NORMAL,
-              {"alpha": 5 / 6, "lr": 0.1, "lr_milestones": (215, 260, 285), "init_temperature": 1.0,
+              {"alpha": 5 / 6, "lr": 0.1, "init_temperature": 1.0,
                "min_temperature": 0.5, "max_temperature": 5.0, "student_temperature": 1.0, "coupling": "product"}),
     # zibojia/RSLAD resnet18_rslad_cifar10.py:14-16, :37 (SGD), :56 (attack), :63 (5/6); rslad_loss.py:40
-    "rslad": (300, 128, 0.1, 0.9, False, 2e-4, "all", NORMAL, {"alpha": 5 / 6, "temperature": 1.0}),
+    "rslad": (300, 128, 0.1, 0.9, False, 2e-4, "all", NORMAL, {"alpha": 5 / 6, "init_temperature": 1.0}),
     # MadryLab/cifar10_challenge config.json:11 (80000 iterations), :15 (128), :16 (0.1), :17 (2e-4), :18 (0.9),
     # :26-29 (8, 10, 2 on 0-255, random start); model.py:145-151 (decay on DW variables only)
-    "sat": (206, 128, 0.1, 0.9, False, 2e-4, "weights only", UNIFORM,
-            {"iterations": 80000, "iterations_per_epoch": 390}),
+    # pgd_attack.py:46-48 (the start clipped into [0, 1]); train.py (the graph in train mode)
+    "sat": (206, 128, 0.1, 0.9, False, 2e-4, "weights only", TRAIN.replace(project_start=True), {}),
     # yaodongyu/TRADES train_trades_cifar10.py:16 (128), :20 (76), :22 (2e-4), :24 (0.1), :26 (0.9), :30 (0.031),
     # :32 (10), :34 (0.007), :36 (beta 6.0), :153 (SGD on model.parameters()); trades.py:31 (0.001 * randn)
-    "trades": (76, 128, 0.1, 0.9, False, 2e-4, "all", Attack(0.031, 0.007, 10, "normal", 0.001), {"beta": 6.0}),
+    "trades": (76, 128, 0.1, 0.9, False, 2e-4, "all", TRADES, {"beta": 6.0}),
     # goldblum/AdversariallyRobustDistillation main.py:15 (0.1), :18 (200), :23 (temp 30), :26 (alpha 1),
     # :49 (128), :70 (uniform start), :101-103 (8/255, 10, 2/255), :168 (SGD 0.9, 2e-4)
-    "ard": (200, 128, 0.1, 0.9, False, 2e-4, "all", UNIFORM, {"alpha": 1.0, "temperature": 30.0}),
+    "ard": (200, 128, 0.1, 0.9, False, 2e-4, "all", TRAIN, {"alpha": 1.0, "temperature": 30.0}),
     # boyellow/AdaAD main.py:41 (alpha 1), :49/:51 (defaults 16, 4), :50 (10), :58-64; README.md:58/:60 (8, 2);
     # AT_helper.py:27 (0.001 * randn)
-    "adaad": (200, 128, 0.1, 0.9, False, 5e-4, "all", NORMAL,
-              {"alpha": 1.0, "large_eps": 16 / 255, "large_step_size": 4 / 255}),
+    "adaad": (200, 128, 0.1, 0.9, False, 5e-4, "all", NORMAL, {"alpha": 1.0}),
     # NISP-official/Fair-ARD Fair-ARD.py:13 (0.1), :16 (200), :21 (30), :24 (1.0), :25 (beta 2), :47 (128),
     # :63 (uniform), :100-102, :124 (clamp 5/6, 5/2), :160 (SGD 0.9, 2e-4, nesterov=True)
-    "fair-ard": (200, 128, 0.1, 0.9, True, 2e-4, "all", UNIFORM,
+    "fair-ard": (200, 128, 0.1, 0.9, True, 2e-4, "all", TRAIN,
                  {"base": "ard", "beta": 2.0, "alpha": 1.0, "temperature": 30.0, "min_weight": 5 / 6,
                   "max_weight": 5 / 2}),
     # hannxu123/fair_robust frlrmrw.py:22 (hot_start.pt), :27 (SGD 0.001, 0.9, 5e-4), :32-33, :41 (20 steps),
     # :75-76 (halve every 40), :88-97 (40, 128, 1.5, 0.07, 0.07, 0.05, 0.2, 0.5); utils_frl2.py:162, :168
     "frl": (40, 128, 0.001, 0.9, False, 5e-4, "all", NORMAL,
-            {"init": "hot_start.pt", "threshold": 0.07, "beta": 1.5, "rate": 0.05, "halve_every": 40,
+            {"threshold": 0.07, "beta": 1.5, "rate": 0.05, "halve_every": 40,
              "eps_rate": 0.2, "limit": 0.5, "validation_steps": 20}),
     # PKU-ML/CFA train.py:20 (200), :22 (0.1), :23 (TRADES), :25-27 (8, 10, 2), :30 (6), :36-44, :180 (0.9, 5e-4);
     # generate_validation.py:44 (128); attack.py:123 (0.001 * randn)
     "cfa": (200, 128, 0.1, 0.9, False, 5e-4, "all", NORMAL,
-            {"mode": "TRADES", "ccm": True, "ccr": True, "beta": 6.0, "lambda_eps": 0.5, "lambda_beta": 0.5,
+            {"beta": 6.0, "lambda_eps": 0.5, "lambda_beta": 0.5,
              "begin_epoch": 10, "decay": 0.88, "threshold": 0.24}),
     # silvercherry/Improving-Robust-Fairness-via-Balance-Adversarial-Training train.py:18 (128), :22 (200),
     # :24 (2e-4), :26 (0.1), :28 (0.9), :32-38 (0.031, 10, 0.007, 6.0), :106 (tau=1); stop_to_firstadv.py:26
-    "bat": (200, 128, 0.1, 0.9, False, 2e-4, "all", Attack(0.031, 0.007, 10, "normal", 0.001),
+    "bat": (200, 128, 0.1, 0.9, False, 2e-4, "all", TRADES.replace(project_start=True),
             {"beta": 6.0, "uniform_weight": 1.0, "patience": 1}),
 }
 # fmt: on
+ATTACK_KEYS = ("eps", "step_size", "steps", "random_start", "init_std", "project_start", "model_mode")
 
 
 # The official schedule functions, rewritten from the scripts: the rate each 0-based epoch trains with.
@@ -170,7 +173,7 @@ def test_official_values_are_the_scripts(name: str) -> None:
     assert (r.epochs, r.batch_size, r.lr, r.momentum, r.nesterov) == (epochs, batch_size, lr, momentum, nesterov)
     assert (r.weight_decay, r.weight_decay_on) == (weight_decay, decay_on)
     assert r.attack == attack
-    assert dict(r.options) == options
+    assert dict(r.options) == options | {key: getattr(attack, key) for key in ATTACK_KEYS}
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -213,8 +216,11 @@ def test_absld_source_is_the_papers_common_setting() -> None:
         assert [r.lr_at(e) for e in range(300)] == pytest.approx(rslad_schedule(), rel=1e-12)
     assert recipe("absld", "absld").options["coupling"] == "separate"  # Eq. 12
     assert recipe("frl", "absld").options["threshold"] == 0.05  # Sec. 5.1: "under the threshold of 0.05"
-    assert dict(recipe("sat", "absld").options) == {}
-    assert recipe("trades", "absld").options == recipe("trades").options
+    assert recipe("sat", "absld").options == recipe("sat").options  # the paper's attack is SAT's
+    assert recipe("trades", "absld").options["beta"] == recipe("trades").options["beta"]
+    for name in METHODS:  # the options carry the attack
+        r = recipe(name, "absld")
+        assert {key: r.options[key] for key in ATTACK_KEYS} == {key: getattr(r.attack, key) for key in ATTACK_KEYS}
 
 
 def _groups(opt: torch.optim.Optimizer) -> list[tuple[set[int], float]]:
@@ -292,8 +298,8 @@ def test_every_value_has_a_source(name: str, source: str) -> None:
     r = recipe(name, source)  # type: ignore[arg-type]
     unsourced = {"method", "source", "attack", "options", "notes", "sources"}
     unsourced |= {"teacher"} if r.teacher is None else set()
-    fields = {f.name for f in dataclasses.fields(Recipe)} | {f"attack.{f.name}" for f in dataclasses.fields(Attack)}
-    wanted = fields - unsourced | {f"options.{k}" for k in r.options}
+    fields = {f.name for f in dataclasses.fields(Recipe)} | {f"attack.{key}" for key in ATTACK_KEYS[:5]}
+    wanted = fields - unsourced | {f"options.{k}" for k in r.options if k not in ATTACK_KEYS}
     assert wanted - {"attack.init_std"} <= set(r.sources) <= wanted
     assert all(SOURCE.match(where) for where in r.sources.values()), dict(r.sources)
     if source == "official" and name != "absld":
@@ -319,3 +325,16 @@ def test_bad_name_source_or_epoch_raise_clearly() -> None:
         recipe("trades").lr_at(76)
     with pytest.raises(ValueError, match=r"`epoch`.*but got -1"):
         recipe("trades").lr_at(-1)
+
+
+@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("source", ["official", "absld"])
+def test_options_build_the_official_step_with_create(name: str, source: str) -> None:
+    r = recipe(name, source)  # type: ignore[arg-type]
+    options = dict(r.options)
+    if methods.get(name).needs_validation:
+        options["validation"] = [(torch.rand(2, 4), torch.tensor([0, 1]))]
+    step = methods.create(name, nn.Linear(4, 10), num_classes=10, teacher=nn.Linear(4, 10), **options)
+    assert step.attack.config.replace(validate_args=True) == r.attack.replace(
+        student_temperature=step.attack.config.student_temperature
+    )

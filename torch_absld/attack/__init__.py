@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .config import ModelMode as ModelMode
 from .config import PGDConfig as PGDConfig
 from .config import RandomStart as RandomStart
 from .counting import CountingObjective as CountingObjective
@@ -21,6 +22,7 @@ __all__ = [
     "EarlyStopping",
     "KLPGDAttack",
     "LogitsAndInput",
+    "ModelMode",
     "Objective",
     "ObjectiveFn",
     "ObjectiveName",

@@ -7,28 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from typing_extensions import TypedDict
-
 from .._internal.checks import check_bool, check_choice, check_finite_number, check_integer, check_positive
 
-__all__ = ["AttackSettings", "PGDConfig", "RandomStart"]
+__all__ = ["ModelMode", "PGDConfig", "RandomStart"]
 
 RandomStart = Literal["normal", "uniform"]
+ModelMode = Literal["eval", "train"]
 FP16_LOSS_SCALE = 2.0**12
-
-
-class AttackSettings(TypedDict, total=False):
-    """Keyword changes to a :class:`PGDConfig` (annotation only)."""
-
-    steps: int
-    random_start: RandomStart | None
-    init_std: float
-    project_start: bool
-    clip_min: float
-    clip_max: float
-    loss_scale: float | None
-    compile: bool
-    compile_mode: str | None
 
 
 @dataclass(frozen=True)
@@ -53,6 +38,9 @@ class PGDConfig:
         loss_scale: factor on the loss before the gradient; ``None``: $2^{12}$ under fp16, else 1.
         compile: run each step through ``torch.compile(fullgraph=True)``.
         compile_mode: ``mode`` passed to ``torch.compile``.
+        model_mode: every submodule of the model in ``"eval"`` or ``"train"`` mode while attacking (modes
+            restored afterwards). ``"train"`` is the official SAT (Madry), ARD and Fair-ARD attack:
+            batch-norm uses batch statistics and its running averages move at every step.
         validate_args: check input and target values in eager mode (one read from the device per attack).
 
     Example:
@@ -73,6 +61,7 @@ class PGDConfig:
     loss_scale: float | None = None
     compile: bool = False
     compile_mode: str | None = None
+    model_mode: ModelMode = "eval"
     validate_args: bool = True
 
     def __post_init__(self) -> None:
@@ -94,6 +83,8 @@ def checked_fields(fields: Mapping[str, Any], name: Callable[[str], str] = str) 
         out["steps"] = check_integer(out["steps"], name("steps"), minimum=1)
     if "random_start" in out:
         check_choice(out["random_start"], name("random_start"), ("normal", "uniform", None))
+    if "model_mode" in out:
+        check_choice(out["model_mode"], name("model_mode"), ("eval", "train"))
     if "clip_min" in out and "clip_max" in out:
         low = check_finite_number(out["clip_min"], name("clip_min"))
         high = check_finite_number(out["clip_max"], name("clip_max"))

@@ -56,8 +56,9 @@ def pgd(
     r"""L-inf projected gradient ascent on ``objective`` around ``input``.
 
     Each step: $x' \leftarrow \Pi_{[x-\epsilon, x+\epsilon] \cap [lo, hi]}\big(x' + s\,
-    \mathrm{sign}(\nabla_{x'} L)\big)$, the model in eval mode (modes restored afterwards) and
-    the gradient taken for the input only, also inside ``torch.no_grad()`` / ``inference_mode()``.
+    \mathrm{sign}(\nabla_{x'} L)\big)$, the model in ``config.model_mode`` (eval by default; modes
+    restored afterwards) and the gradient taken for the input only, also inside ``torch.no_grad()`` /
+    ``inference_mode()``.
     The iterate is float32 (float64 for float64 inputs); a non-finite gradient entry counts as 0.
     ``validate_args`` checks the values of ``input``, ``target`` and per-sample radii (one read).
 
@@ -181,7 +182,7 @@ def _attack(
         scale = config.loss_scale or (FP16_LOSS_SCALE if fp16 or model_dtype == torch.float16 else 1.0)
         ascent = compiled(_ascent_step, config.compile_mode) if config.compile else _ascent_step
         tracing = trace_input_gradients() if config.compile else contextlib.nullcontext()
-        with eval_mode(attacked), torch.enable_grad(), tracing:
+        with eval_mode(attacked), torch.enable_grad(), tracing:  # modes restored on exit
             if checking:  # one read; labels against the class count of the model's output on one sample
                 checks = [input_flag(input, config.clip_min, config.clip_max)]
                 checks += [_radius_flag(v, n, z) for n, v, z in radii if isinstance(v, Tensor) and v.numel()]
@@ -199,6 +200,8 @@ def _attack(
                 raise_first(checks)
             if input.shape[0] == 0:
                 return input.detach().clone()
+            if config.model_mode == "train":
+                attacked.train()
             lower, upper = projection_bounds(x, eps, config.clip_min, config.clip_max)
             x_adv = _first_iterate(x, start, config, per_sample_view(eps, x), generator)
             if config.project_start:

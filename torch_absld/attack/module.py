@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .._internal.checks import values_checkable
-from .config import PGDConfig, RandomStart
+from .config import ModelMode, PGDConfig, RandomStart
 from .engine import PerSample, _attack, configured
 from .objectives import Objective, check_objective
 
@@ -36,6 +36,7 @@ class KLPGDAttack(nn.Module):
         config: the settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
         objective: ``"auto"``, ``"kl"``, ``"ce"``, ``"cw"`` or a callable (see :func:`~torch_absld.pgd`).
         generator: random generator of every call's start.
+        model_name: the model's name in error messages (a training step's ``"student"``).
         eps: L-inf radius (replaces ``config.eps``).
         step_size: ascent step (replaces ``config.step_size``).
         **settings: other fields of :class:`PGDConfig` (``steps``, ``validate_args``, ...).
@@ -64,6 +65,7 @@ class KLPGDAttack(nn.Module):
     loss_scale: float | None = _setting("loss_scale")
     use_compile: bool = _setting("compile")
     compile_mode: str | None = _setting("compile_mode")
+    model_mode: ModelMode = _setting("model_mode")
     validate_args: bool = _setting("validate_args")
     model: nn.Module
 
@@ -74,6 +76,7 @@ class KLPGDAttack(nn.Module):
         config: PGDConfig | None = None,
         objective: Objective = "auto",
         generator: torch.Generator | None = None,
+        model_name: str = "model",
         eps: float | None = None,
         step_size: float | None = None,
         **settings: Any,
@@ -90,7 +93,9 @@ class KLPGDAttack(nn.Module):
         self.generator = generator
         # A plain attribute, not a submodule: the attack's state_dict must not hold the weights.
         object.__setattr__(self, "model", model)
-        self._model_name = "model"  # how error messages call the model (a training step's "student")
+        if not isinstance(model_name, str):
+            raise TypeError(f"Expected `model_name` to be a str, but got {type(model_name).__name__}.")
+        self.model_name = model_name
 
     def forward(
         self,
@@ -126,7 +131,7 @@ class KLPGDAttack(nn.Module):
         checking: bool,
     ) -> Tensor:
         config, eps, step_size = configured(self.config, eps, step_size, {})
-        args = (self.objective, eps, step_size, self.generator, seed, None, checking, self._model_name)
+        args = (self.objective, eps, step_size, self.generator, seed, None, checking, self.model_name)
         return _attack(self.model, input, target, config, *args)
 
     def extra_repr(self) -> str:

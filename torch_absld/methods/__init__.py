@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._recipes import Recipe as Recipe
+from ._recipes import recipe as recipe
 from .adversarial import AdversarialStep as AdversarialStep
 from .adversarial import ValidatedStep as ValidatedStep
 from .base import StepOutput as StepOutput
@@ -18,6 +20,7 @@ from .registry import unregister as unregister
 __all__ = [
     "AdversarialStep",
     "Method",
+    "Recipe",
     "StepOutput",
     "TrainingStep",
     "ValidatedStep",
@@ -26,6 +29,7 @@ __all__ = [
     "get",
     "mark_ddp_local_state",
     "options",
+    "recipe",
     "register",
     "unregister",
 ]

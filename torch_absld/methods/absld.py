@@ -29,11 +29,10 @@ class ABSLDOutput(NamedTuple):
 class ABSLDStep(AdversarialStep):
     r"""ABSLD's per-step forward work in one module; ``on_epoch_end()`` adapts the temperatures.
 
-    ``out = step(x, y)`` is exactly (the KL-PGD attack, Eq. 13, in eval mode; the loss, Eq. 12,
+    ``out = step(x, y)`` is exactly (the KL-PGD attack, Eq. 13, in ``model_mode``; the loss, Eq. 12,
     records each sample's risk in training mode)::
 
-        with torch.no_grad():
-            teacher_logits = teacher(x)
+        teacher_logits = teacher(x).detach()
         x_adv = attack(x, loss_fn.soft_labels(teacher_logits, y, kind="adv"))
         loss = loss_fn(student(x_adv), student(x), teacher_logits, y)
 
@@ -41,13 +40,8 @@ class ABSLDStep(AdversarialStep):
     learning rate) all-reduces the risks and returns ``(tau_adv, tau_clean)``.
 
     Args:
-        student, teacher, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
-        **options: those of :class:`~torch_absld.ABSLDLoss` (``lr``, ``coupling``, ``adapt``, ...) and of
-            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: eps 8/255, 10 steps of
-            2/255 from $x + 0.001\,\mathcal{N}(0, 1)$, at the loss's ``student_temperature``).
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`ABSLDOutput`
+        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
+        **options: :class:`~torch_absld.ABSLDLoss`'s (``lr``, ``coupling``, ``adapt``, ...) and the attack's.
 
     Example:
         >>> import torch
@@ -79,7 +73,4 @@ class ABSLDStep(AdversarialStep):
 
 
 register(Method("absld", "ABSLD", ABSLDStep, absld_loss, needs_teacher=True, summary=__doc__ or ""))
-_RSLAD = {"adapt": "none"}
-register(
-    Method("rslad", "RSLAD", ABSLDStep, absld_loss, needs_teacher=True, defaults=_RSLAD, summary="Zi et al. 2021.")
-)
+register(Method("rslad", "RSLAD", ABSLDStep, absld_loss, True, defaults={"adapt": "none"}, summary="Zi et al. 2021."))

@@ -15,8 +15,7 @@ from .registry import Method, register
 __all__ = ["ADAAD_ATTACK", "AdaADOutput", "AdaADStep", "StudentAndTeacher"]
 
 ADAAD_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="normal", init_std=0.001)
-r"""AdaAD's training attack: the README's main command (``--epsilon 8 --step_size 2 --num_steps 10``)
-and ``AT_helper.py``'s start $x + 0.001\,\mathcal{N}(0, 1)$."""
+"""AdaAD's training attack: the README's command (``--epsilon 8 --step_size 2 --num_steps 10``), ``AT_helper.py``."""
 
 
 class StudentAndTeacher(nn.Module):
@@ -26,6 +25,12 @@ class StudentAndTeacher(nn.Module):
         super().__init__()
         self.student = student
         self.teacher = teacher
+
+    def train(self, mode: bool = True) -> StudentAndTeacher:
+        """The student in ``mode`` (a ``model_mode="train"`` attack); the teacher stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
 
     def forward(self, input: Tensor) -> tuple[Tensor, Tensor]:
         return self.student(input), self.teacher(input)
@@ -47,30 +52,18 @@ class AdaADOutput(NamedTuple):
 class AdaADStep(AdversarialStep):
     r"""AdaAD: the attack maximises the teacher-student KL with the **teacher inside the loop**.
 
-    ``out = step(x, y)`` is exactly (both networks in eval mode in the attack, from
+    ``out = step(x, y)`` is exactly (the student in ``model_mode``, the teacher in eval mode in the attack, from
     $x + 0.001\,\mathcal{N}(0, 1)$; the labels are only checked)::
 
         x_adv = pgd(StudentAndTeacher(student, teacher), x, y, config=ADAAD_ATTACK,
                     objective=adaad_attack_objective)
-        with torch.no_grad():
-            t_adv, t_clean = teacher(x_adv), teacher(x)
+        t_adv, t_clean = teacher(x_adv).detach(), teacher(x).detach()
         s_clean, s_adv = student(x), student(x_adv)
         loss = adaad_loss(s_adv, s_clean, t_adv, t_clean, alpha=1.0)
 
     Args:
-        student, teacher, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
-        **options: ``alpha`` (1) and ``reduction`` of :class:`~torch_absld.losses.adaad.AdaADLoss`, and those
-            of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`ADAAD_ATTACK`).
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`AdaADOutput`
-
-    Example:
-        >>> import torch
-        >>> step = AdaADStep(nn.Linear(12, 3), nn.Linear(12, 3), 3, alpha=0.5, steps=2)
-        >>> out = step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
-        >>> torch.allclose(out.loss, (out.adv_kl + out.clean_kl) / 2)
-        True
+        model_mode: student in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
+        **options: ``alpha`` (1), ``reduction`` and the attack's (:data:`ADAAD_ATTACK`).
     """
 
     loss_type = AdaADLoss

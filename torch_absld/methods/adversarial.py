@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -18,40 +18,30 @@ from ..attack.objectives import Objective
 from ..precision import Precision
 from .base import TrainingStep, keywords, mark_ddp_local_state
 
-__all__ = ["AdversarialStep", "DistillationForwards", "ValidatedStep"]
+__all__ = ["AdversarialStep", "ValidatedStep"]
 
 # The attack's settings a step takes as keywords: all but the two it sets itself.
 _ATTACK_OPTIONS = frozenset(f.name for f in dataclasses.fields(PGDConfig)) - {"student_temperature", "validate_args"}
 
 
-class DistillationForwards(NamedTuple):
-    """What :meth:`AdversarialStep.distillation_forwards` returns (the teacher's logits without gradient)."""
-
-    student_adv_logits: Tensor
-    student_clean_logits: Tensor
-    teacher_logits: Tensor
-    x_adv: Tensor
-
-
 class AdversarialStep(TrainingStep):
     r"""Base of the steps that attack the student, then train it on the result.
 
-    A subclass declares :attr:`loss_type`, its authors' :attr:`default_attack` and
-    :attr:`objective`, and implements ``forward``. The step holds :attr:`loss_fn`, :attr:`attack`
-    (a :class:`~torch_absld.KLPGDAttack`, run in eval mode) and the forwards (compiled with the
-    attack's ``compile=True``; modules and ``state_dict`` keys unchanged). A batch is checked once,
-    at the boundary (values in one read from the device); everything after trusts its inputs.
+    A subclass declares :attr:`loss_type`, its authors' :attr:`default_attack` and :attr:`objective` and implements
+    ``forward``; the step holds :attr:`loss_fn` and :attr:`attack`. A batch is checked once, at the boundary (values
+    in one read unless ``validate_args=False``); ``compile=True`` compiles the attack and the forwards.
 
     Args:
-        student, teacher, num_classes: the network trained, the frozen teacher (or ``None``), $C \ge 2$.
-        loss: the method's loss module (a :attr:`loss_type` for ``num_classes``), or ``None``:
-            one made from the loss's keyword options given here.
+        num_classes: $C \ge 2$.
+        loss: the method's loss module (a :attr:`loss_type` for $C$), or ``None``: one made from the options.
         attack: a :class:`~torch_absld.PGDConfig` replacing the method's attack as a whole.
         generator: random generator of the attack's start.
-        teacher_in_state_dict, precision: see :class:`~torch_absld.methods.base.TrainingStep`.
-        validate_args: check label and input values once per step in eager mode (one host sync).
-        **options: the loss's keyword options and the attack's settings (``eps``, ``step_size``,
-            ``steps``, ``random_start``, ``clip_min``, ``compile``, ...): :meth:`option_names`.
+        **options: the loss's keyword options and the attack's settings (``eps``, ``step_size``, ``steps``,
+            ``random_start``, ``clip_min``, ``compile``, ``model_mode``, ...): :meth:`option_names`.
+
+    Shape:
+        - input: $(N, \dots)$ in ``[clip_min, clip_max]``, cast to the student's parameter dtype once.
+        - target: $(N,)$ classes; output: the method's ``<Method>Output``.
     """
 
     loss_type: ClassVar[type[nn.Module]]
@@ -95,7 +85,9 @@ class AdversarialStep(TrainingStep):
         self._width_unchecked = named in ("ce", "cw")
         changes = {**options, "validate_args": self.validate_args}
         config = configured(default if attack is None else attack, None, None, changes)[0]
-        self.attack = KLPGDAttack(attacked, config=config, objective=objective, generator=generator)
+        self.attack = KLPGDAttack(
+            attacked, config=config, objective=objective, generator=generator, model_name="student"
+        )
 
         def view(net: nn.Module) -> nn.Module:
             return torch.compile(net, mode=config.compile_mode) if config.compile else net  # type: ignore[return-value]
@@ -197,13 +189,16 @@ class AdversarialStep(TrainingStep):
 
     def distillation_forwards(
         self, input: Tensor, target: Tensor, attack_target: Tensor | Callable[[Tensor], Tensor]
-    ) -> DistillationForwards:
-        """Teacher, :meth:`check_values`, attack (``attack_target`` or its function of the teacher), student twice."""
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Teacher, :meth:`check_values`, attack (on ``attack_target`` or its function of the teacher), student twice.
+
+        Returns ``(student_adv_logits, student_clean_logits, teacher_logits, x_adv)``.
+        """
         teacher = self.teacher_logits(input)
         self.check_values(input, target, (teacher,))
         x_adv = self.run_attack(input, attack_target(teacher) if callable(attack_target) else attack_target)
         student_adv, student_clean = self.student_logits(x_adv, input)
-        return DistillationForwards(student_adv, student_clean, teacher, x_adv)
+        return student_adv, student_clean, teacher, x_adv
 
     def on_epoch_end(self) -> Any:
         """The end-of-epoch rule of the loss's controllers (``loss_fn.step()``), if it has one."""
@@ -211,10 +206,8 @@ class AdversarialStep(TrainingStep):
         return None if step is None else step()
 
     def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, compile={self.attack.use_compile}, precision={self.precision!r}, "
-            f"teacher_in_state_dict={self.teacher_in_state_dict}"
-        )
+        settings = f"compile={self.attack.use_compile}, precision={self.precision!r}"
+        return f"num_classes={self.num_classes}, {settings}, teacher_in_state_dict={self.teacher_in_state_dict}"
 
 
 def _check_logits(logits: object, name: str, batch_size: int, num_classes: int) -> None:
@@ -228,12 +221,10 @@ def _check_logits(logits: object, name: str, batch_size: int, num_classes: int) 
 
 
 class ValidatedStep(AdversarialStep):
-    r"""Base of the teacher-free TRADES-style steps that measure the student on a validation split each epoch.
+    r"""Base of the teacher-free steps that measure the student on a validation split at each epoch's end.
 
-    The split: ``(input, target)`` batches (e.g. a ``DataLoader`` over a :func:`~torch_absld.stratified_split`,
-    this rank's shard under ``torch.distributed``), given as ``validation=`` or to ``on_epoch_end(validation)``;
-    data, not state. :attr:`validation_config`: the training attack's radius and step, ``validation_steps``
-    steps (``None``: the method's) and a uniform start seeded with ``validation_seed``.
+    ``validation``: ``(input, target)`` batches (this rank's shard of a :func:`~torch_absld.stratified_split`).
+    :attr:`validation_config`: the training attack, ``validation_steps``, a uniform start, eval mode.
     """
 
     needs_teacher = False
@@ -252,15 +243,15 @@ class ValidatedStep(AdversarialStep):
     ) -> None:
         super().__init__(student, None, num_classes, **options)
         if validation is not None and (isinstance(validation, (str, bytes)) or not isinstance(validation, Iterable)):
+            got = type(validation).__name__
             raise TypeError(
-                f"Expected `validation` to be an iterable of (input, target) batches or None, but got "
-                f"{type(validation).__name__}."
+                f"Expected `validation` to be an iterable of (input, target) batches or None, but got {got}."
             )
         self.validation = validation  # data: neither a submodule nor state
         self.validation_seed = checks.check_integer(validation_seed, "validation_seed", minimum=0)
         steps = self.default_validation_steps if validation_steps is None else validation_steps
         steps = checks.check_integer(steps, "validation_steps", minimum=1)
-        self.validation_config = self.attack.config.replace(steps=steps, random_start="uniform")
+        self.validation_config = self.attack.config.replace(steps=steps, random_start="uniform", model_mode="eval")
 
     def validation_batches(self, validation: Iterable[Any] | None) -> Iterable[Any]:
         """``validation`` if given, else the constructor's; a ``RuntimeError`` naming the method when there is none."""
@@ -268,8 +259,7 @@ class ValidatedStep(AdversarialStep):
         if batches is None:
             raise RuntimeError(
                 f"{type(self).__name__} measures the student on a validation split at the end of each epoch: pass "
-                "`validation=` (an iterable of (input, target) batches, e.g. a DataLoader over a `stratified_split` "
-                "of the training set) to the constructor or to `on_epoch_end(validation)`."
+                "`validation=` ((input, target) batches, e.g. of a `stratified_split`) to it or to `on_epoch_end`."
             )
         return batches
 

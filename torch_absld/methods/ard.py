@@ -14,8 +14,7 @@ from .sat import SAT_ATTACK
 __all__ = ["ARD_ATTACK", "ARDOutput", "ARDStep"]
 
 ARD_ATTACK = SAT_ATTACK
-"""ARD's training attack (``main.py``: ``epsilon 8/255, num_steps 10, step_size 2/255``, a uniform
-start, the student's cross-entropy): the settings of :data:`~torch_absld.methods.sat.SAT_ATTACK`."""
+"""ARD's training attack (``main.py``): :data:`~torch_absld.methods.sat.SAT_ATTACK`'s settings."""
 
 
 class ARDOutput(NamedTuple):
@@ -33,27 +32,15 @@ class ARDOutput(NamedTuple):
 class ARDStep(AdversarialStep):
     r"""ARD: $\alpha T^2\,\mathbb{E}[\mathrm{KL}(p_T(f_t(x)) \| q_T(f_s(x')))] + (1 - \alpha)\,\mathrm{CE}(f_s(x), y)$.
 
-    ``out = step(x, y)`` is exactly (the attack on the student alone, in eval mode, a uniform start)::
+    ``out = step(x, y)`` is exactly (the attack on the student alone, in ``model_mode``, a uniform start)::
 
-        with torch.no_grad():
-            t = teacher(x)
+        t = teacher(x).detach()
         x_adv = pgd(student, x, y, config=ARD_ATTACK, objective="ce")
         loss = ard_loss(student(x_adv), student(x), t, y, temperature=30.0, alpha=1.0)
 
     Args:
-        student, teacher, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
-        **options: ``temperature`` (30), ``alpha`` (1) and ``reduction`` of :class:`~torch_absld.losses.ard.ARDLoss`,
-            and those of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`ARD_ATTACK`).
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`ARDOutput`
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> out = ARDStep(nn.Linear(12, 3), nn.Linear(12, 3), 3, steps=2)(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
-        >>> torch.equal(out.loss, out.adv_kl)  # alpha = 1
-        True
+        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
+        **options: ``temperature`` (30), ``alpha`` (1), ``reduction`` and the attack's (:data:`ARD_ATTACK`).
     """
 
     loss_type = ARDLoss
@@ -64,10 +51,7 @@ class ARDStep(AdversarialStep):
         """One step's forward work: teacher, attack, both student forwards, loss."""
         target = self.check_inputs(input, target, values=False)
         out = self.distillation_forwards(input, target, target)
-        student_adv, student_clean, teacher = out[:3]
-        kl, ce = self.loss_fn._terms(
-            student_adv=student_adv, student_clean=student_clean, teacher=teacher, target=target
-        )
+        kl, ce = self.loss_fn._terms(*out[:3], target)
         return ARDOutput(self.loss_fn.combine(kl, ce), kl.detach(), ce.detach(), *out)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -20,26 +20,22 @@ __all__ = ["StepOutput", "TrainingStep", "mark_ddp_local_state"]
 
 
 class StepOutput(Protocol):
-    """What a training step's ``forward`` returns: at least the loss to call ``backward()`` on."""
+    """What a training step's ``forward`` returns: at least the ``loss`` to call ``backward()`` on."""
 
     @property
     def loss(self) -> Tensor: ...
 
 
 class TrainingStep(nn.Module):
-    """Base of the training-step modules: a student, an optional frozen teacher, an epoch hook.
+    """Base of the training steps: ``step(input, target).loss``; ``on_epoch_end()``, the method's epoch rule.
 
-    ``step(input, target).loss``; ``step.on_epoch_end()`` runs the method's end-of-epoch rule. The
-    teacher is frozen in place, stays in eval mode, is not in ``state_dict()`` (unless
-    ``teacher_in_state_dict``) nor synced by DDP (:func:`mark_ddp_local_state`). A checkpoint is
-    checked whole before anything is copied. ``forward`` runs in the step's ``precision``.
+    The teacher is frozen in place, stays in eval mode, is not synced by DDP (:func:`mark_ddp_local_state`)
+    and is neither saved nor loaded unless ``teacher_in_state_dict`` (a load skips a checkpoint's teacher
+    keys with a warning). A checkpoint is checked whole before anything is copied.
 
     Args:
-        student, teacher: the network being trained, and the frozen teacher or ``None``.
-        teacher_in_state_dict: include the teacher's weights in ``state_dict()``.
-        precision: ``None`` (the caller's autocast applies), ``"auto"``
-            (:func:`~torch_absld.precision.fastest_settings` for the input's device), or
-            ``"float32"`` / ``"bfloat16"`` / ``"float16"`` (a ``UserWarning`` where emulated).
+        precision: ``None`` (the caller's autocast), ``"auto"`` (:func:`~torch_absld.precision.fastest_settings`
+            for the input's device), or ``"float32"`` / ``"bfloat16"`` / ``"float16"`` (warns where emulated).
         needs_teacher: the method distils from the teacher: ``None`` is a ``TypeError``.
     """
 
@@ -86,7 +82,7 @@ class TrainingStep(nn.Module):
 
     @classmethod
     def option_names(cls) -> frozenset[str]:
-        """The keyword options the step's constructor takes: the keyword-only arguments of its classes."""
+        """The keyword-only arguments of the step's constructors."""
         names: set[str] = set()
         for klass in cls.__mro__:
             if klass is not TrainingStep and issubclass(klass, TrainingStep) and "__init__" in vars(klass):
@@ -102,12 +98,6 @@ class TrainingStep(nn.Module):
 
     def on_epoch_end(self) -> Any:
         """The method's end-of-epoch rule (nothing by default)."""
-        return None
-
-    def precision_scope(self, input: Tensor) -> tuple[Tensor, contextlib.AbstractContextManager[object]]:
-        """``(input, context)`` for the step's ``precision`` (see :func:`~torch_absld.precision.precision_scope`)."""
-        # The warning points to the line calling the step: forward, Module._call_impl, _wrapped_call_impl, caller.
-        return precision_scope(self.precision, input, stacklevel=5)
 
 
 def keywords(function: Callable[..., Any]) -> set[str]:
@@ -123,7 +113,8 @@ def _in_precision_scope(forward: Callable[..., Any]) -> Callable[..., Any]:
     def scoped(self: TrainingStep, input: Any, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(input, Tensor):  # the subclass's own check names the argument
             return forward(self, input, *args, **kwargs)
-        input, context = self.precision_scope(input)
+        # A warning points to the line calling the step: scoped, Module._call_impl, _wrapped_call_impl, caller.
+        input, context = precision_scope(self.precision, input, stacklevel=4)
         with context:
             return forward(self, input, *args, **kwargs)
 
@@ -132,11 +123,10 @@ def _in_precision_scope(forward: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def mark_ddp_local_state(module: nn.Module) -> list[str]:
-    """Keep the frozen teachers of training steps inside ``module`` out of DDP's broadcasts and reductions.
+    """Keep the teachers (and controllers' statistics) inside ``module`` out of DDP's broadcasts and reductions.
 
-    A :class:`TrainingStep` marks its own teacher; call this on a bigger module holding teachers
-    of its own **before** wrapping it in ``DistributedDataParallel``. Returns the names added to
-    ``module._ddp_params_and_buffers_to_ignore`` (the controllers' statistics are listed too).
+    Call it on a module holding steps before wrapping it in ``DistributedDataParallel``; returns the
+    names added to ``module._ddp_params_and_buffers_to_ignore``.
     """
     names: list[str] = []
     for prefix, sub in module.named_modules():
@@ -153,15 +143,10 @@ def mark_ddp_local_state(module: nn.Module) -> list[str]:
 
 
 def _drop_teacher_state(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
-    if getattr(module, "teacher_in_state_dict", True):
-        return
-    teacher_prefix = f"{prefix}teacher."
-    for key in [key for key in state_dict if key.startswith(teacher_prefix)]:
-        del state_dict[key]
-    metadata = getattr(state_dict, "_metadata", None)
-    if metadata is not None:
-        for key in [key for key in metadata if key == f"{prefix}teacher" or key.startswith(teacher_prefix)]:
-            del metadata[key]
+    if not getattr(module, "teacher_in_state_dict", True):
+        for keys in (state_dict, getattr(state_dict, "_metadata", {})):
+            for key in [key for key in keys if key == f"{prefix}teacher" or key.startswith(f"{prefix}teacher.")]:
+                del keys[key]
 
 
 def _check_keys_and_shapes(
@@ -181,9 +166,7 @@ def _check_keys_and_shapes(
         return
     teacher = f"{prefix}teacher."
     missing = [key for key in own if key not in state_dict]
-    unexpected = [
-        key for key in state_dict if key.startswith(prefix) and key not in own and not key.startswith(teacher)
-    ]
+    unexpected = [k for k in state_dict if k.startswith(prefix) and k not in own and not k.startswith(teacher)]
     if missing or unexpected:
         raise RuntimeError(
             f"Error(s) in loading state_dict for {type(module).__name__}: missing key(s) {missing}, unexpected "
@@ -193,10 +176,20 @@ def _check_keys_and_shapes(
 
 
 def _fill_teacher_state(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
-    """A state dict without the teacher loads into the step and leaves the teacher as it is."""
+    """The step's own teacher state replaces the checkpoint's unless ``teacher_in_state_dict`` (a warning says so)."""
     teacher = getattr(module, "teacher", None)
     teacher_prefix = f"{prefix}teacher."
-    if teacher is None or any(key.startswith(teacher_prefix) for key in state_dict):
+    given = [key for key in state_dict if key.startswith(teacher_prefix)]
+    if teacher is None or (given and getattr(module, "teacher_in_state_dict", True)):
         return
+    for key in given:
+        del state_dict[key]
+    if given:
+        name = type(module).__name__
+        warnings.warn(
+            f"Skipped {len(given)} `{teacher_prefix}*` key(s) of the checkpoint: {name} keeps its teacher out of its "
+            "state; build it with `teacher_in_state_dict=True` to load them.",
+            stacklevel=4,
+        )
     for key, value in teacher.state_dict(keep_vars=True).items():
         state_dict[f"{teacher_prefix}{key}"] = value

@@ -17,8 +17,7 @@ from .registry import Method, register
 __all__ = ["BAT_ATTACK", "BATOutput", "BATStep"]
 
 BAT_ATTACK = PGDConfig(eps=0.031, step_size=0.007, steps=10, random_start="normal", init_std=0.001)
-r"""BAT's training attacks (``train.py``: ``--epsilon 0.031 --num-steps 10 --step-size 0.007``; both
-``stop_to_*`` start from ``clamp(x + 0.001 N(0, 1), 0, 1)``)."""
+"""BAT's training attacks (``train.py``'s defaults; both ``stop_to_*`` start at ``clamp(x + 0.001 N(0, 1), 0, 1)``)."""
 
 
 class BATOutput(NamedTuple):
@@ -38,7 +37,7 @@ class BATOutput(NamedTuple):
 class BATStep(AdversarialStep):
     r"""BAT: TRADES on points near the decision boundary, with their predictions pulled towards uniform.
 
-    ``out = step(x, y)`` is exactly (two early-stopped KL-PGD attacks in eval mode, each from its own
+    ``out = step(x, y)`` is exactly (two early-stopped KL-PGD attacks in ``model_mode``, each from its own
     $x + 0.001\,\mathcal{N}(0, 1)$: the last iterates still classified correctly, and the first
     misclassified ones after ``patience`` more steps)::
 
@@ -53,19 +52,9 @@ class BATStep(AdversarialStep):
         loss = bat_loss(first_adv, student(x), last_clean, y)
 
     Args:
-        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        model_mode: attacks in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         patience: the first-adversarial attack's extra steps (1: FAT's $\tau = 1$ in ``stop_to_firstadv``).
-        **options: ``beta`` (6), ``uniform_weight`` (1) and ``reduction`` of :class:`~torch_absld.losses.bat.BATLoss`,
-            and those of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`BAT_ATTACK`).
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`BATOutput`
-
-    Example:
-        >>> import torch
-        >>> out = BATStep(nn.Linear(12, 3), 3, beta=2.0, steps=2)(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
-        >>> torch.allclose(out.loss, out.natural_ce + 2.0 * out.robust_kl + out.uniform_kl)
-        True
+        **options: ``beta`` (6), ``uniform_weight`` (1), ``reduction`` and the attack's (:data:`BAT_ATTACK`).
     """
 
     loss_type = BATLoss
@@ -96,10 +85,8 @@ class BATStep(AdversarialStep):
 
     def _stopped_points(self, stopper: EarlyStopping, input: Tensor, soft_labels: Tensor, target: Tensor) -> Tensor:
         stopper._reset(target, input)
-        attack = self.attack
-        final = _pgd(
-            attack.model, input, soft_labels, config=attack.config, objective=stopper, generator=attack.generator
-        )
+        a = self.attack
+        final = _pgd(a.model, input, soft_labels, config=a.config, objective=stopper, generator=a.generator)
         return stopper.emitted(final).to(input.dtype).detach()
 
 

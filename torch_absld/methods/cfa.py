@@ -18,8 +18,7 @@ from .registry import Method, register
 __all__ = ["CFA_ATTACK", "CFA_VALIDATION_STEPS", "CFAOutput", "CFAStep"]
 
 CFA_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="normal", init_std=0.001)
-r"""CFA's training attack for TRADES (``cw_trades_loss`` of ``attack.py``, ``--epsilon 8 --pgd-alpha 2
---attack-iters 10``): TRADES' KL from $x + 0.001\,\mathcal{N}(0, 1)$, radius $s_{y_i} \cdot 8/255$, a fixed step."""
+r"""CFA's training attack for TRADES (``cw_trades_loss`` of ``attack.py``): radius $s_{y_i}\epsilon$, a fixed step."""
 CFA_VALIDATION_STEPS = 10
 """Steps of FAWA's validation PGD (``train.py``: ``pgd_loss`` with 10 steps of 2/255 in 8/255, a uniform start)."""
 
@@ -39,7 +38,7 @@ class CFAOutput(NamedTuple):
 class CFAStep(ValidatedStep):
     r"""TRADES + CFA: class-wise radii (CCM) and TRADES weights (CCR), and fairness-aware weight averaging (FAWA).
 
-    ``out = step(x, y)`` is exactly (the attack in eval mode, radius $\epsilon_{y_i} = s_{y_i}\,\epsilon$)::
+    ``out = step(x, y)`` is exactly (the attack in ``model_mode``, radius $\epsilon_{y_i} = s_{y_i}\,\epsilon$)::
 
         radii, step = loss_fn.calibration(y, eps, step_size)  # loss_fn = CFALoss(C)
         p = torch.softmax(student.eval()(x), dim=1)  # no gradient
@@ -48,19 +47,15 @@ class CFAStep(ValidatedStep):
         loss = loss_fn(adv, clean, y)
         loss_fn.record(adv, y)  # in training mode
 
-    ``on_epoch_end(validation=None)`` updates the weight average :attr:`fawa` (CFA's model:
-    :attr:`evaluation_model`), then $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$, $\beta_k = (\lambda_2 + t_k)\,\beta$.
+    ``on_epoch_end(validation=None)`` updates the weight average :attr:`fawa` (:attr:`evaluation_model`),
+    then $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$, $\beta_k = (\lambda_2 + t_k)\,\beta$.
 
     Args:
-        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
+        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         fawa: average the weights (:class:`~torch_absld.averaging.FairnessAwareAveraging`), or ``False``.
         decay, threshold, start_epoch, worst_fraction: FAWA's options (``None``: the paper's 0.85, 0.2, 50).
-        **options: those of :class:`~torch_absld.losses.cfa.CFALoss` (``beta`` 6, ``lambda_eps`` 0.3,
-            ``lambda_beta`` 0.5, ...), of :class:`~torch_absld.methods.adversarial.ValidatedStep` (``validation``,
-            ``validation_steps`` 10) and of :class:`~torch_absld.methods.adversarial.AdversarialStep`.
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`CFAOutput`
+        **options: :class:`~torch_absld.losses.cfa.CFALoss`'s (``beta`` 6, ``lambda_eps`` 0.3, ...), ``validation``,
+            ``validation_steps`` (10) and the attack's (:data:`CFA_ATTACK`).
 
     Example:
         >>> import torch

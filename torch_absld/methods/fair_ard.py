@@ -21,9 +21,7 @@ FAIR_ARD_ATTACKS: dict[str, PGDConfig] = {
     "ard": SAT_ATTACK,
     "rslad": PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="normal", init_std=0.001),
 }
-r"""The base method's training attack: ``Fair-ARD.py`` (ARD's: a uniform start, the student's
-cross-entropy) and ``Fair-RSLAD.py`` (RSLAD's: a $0.001\,\mathcal{N}(0, 1)$ start, the KL to
-the teacher's clean soft labels); both 10 steps of 2/255 in a radius of 8/255."""
+"""The base method's training attack: ``Fair-ARD.py``'s (ARD's) and ``Fair-RSLAD.py``'s (RSLAD's)."""
 
 
 class FairARDOutput(NamedTuple):
@@ -42,23 +40,18 @@ class FairARDOutput(NamedTuple):
 class FairARDStep(AdversarialStep):
     r"""Fair-ARD: the base distillation loss with per-class weights from each class's vulnerability.
 
-    ``out = step(x, y)`` is exactly (``base="ard"``; the attack in eval mode)::
+    ``out = step(x, y)`` is exactly (``base="ard"``; the attack in ``model_mode``)::
 
-        with torch.no_grad():
-            t = teacher(x)
+        t = teacher(x).detach()
         counter.reset(y)  # counter = CountingObjective("ce")
         x_adv = pgd(student, x, y, config=FAIR_ARD_ATTACKS["ard"], objective=counter)
         loss = loss_fn(student(x_adv), student(x), t, y)  # loss_fn = FairARDLoss(C)
         loss_fn.record(counter.counts, y)  # in training mode; on_epoch_end() sets the next weights
 
     Args:
-        student, teacher, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
-        **options: those of :class:`~torch_absld.losses.fair_ard.FairARDLoss` (``base`` ``"ard"`` or
-            ``"rslad"``, whose temperature is also the attack's; ``beta``, ...) and of
-            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: ``FAIR_ARD_ATTACKS[base]``).
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`FairARDOutput`
+        model_mode: attack, $\kappa$ in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
+        **options: :class:`~torch_absld.losses.fair_ard.FairARDLoss`'s (``base`` ``"ard"`` or ``"rslad"``, ``beta``,
+            ...) and the attack's (``FAIR_ARD_ATTACKS[base]``, at the loss's temperature).
 
     Example:
         >>> step = FairARDStep(nn.Linear(12, 3), nn.Linear(12, 3), 3, base="rslad", steps=2)
@@ -86,10 +79,7 @@ class FairARDStep(AdversarialStep):
         soft_labels = lambda t: torch.softmax(at_least_float32(t) / self.loss_fn.temperature, dim=1)  # noqa: E731
         out = self.distillation_forwards(input, target, target if self.loss_fn.base == "ard" else soft_labels)
         kappa = self.counter.counts
-        student_adv, student_clean, teacher = out[:3]
-        adv, clean = self.loss_fn._terms(
-            student_adv=student_adv, student_clean=student_clean, teacher=teacher, target=target
-        )
+        adv, clean = self.loss_fn._terms(*out[:3], target)
         if self.loss_fn.training:
             self.loss_fn._record(kappa=kappa, target=target)
         return FairARDOutput(self.loss_fn.combine(adv, clean), adv.detach(), clean.detach(), kappa, *out)

@@ -17,8 +17,7 @@ from .registry import Method, register
 __all__ = ["FRL_ATTACK", "FRL_VALIDATION_STEPS", "FRLOutput", "FRLStep"]
 
 FRL_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="normal", init_std=0.001)
-r"""FRL's training attack (``trades_adv`` of ``utils_frl2.py``): TRADES' KL from $x + 0.001\,\mathcal{N}(0, 1)$,
-10 steps, radius $s_{y_i} \cdot 8/255$; the step is the batch's largest radius over 4."""
+r"""FRL's training attack (``trades_adv`` of ``utils_frl2.py``): radius $s_{y_i}\epsilon$, step the largest / 4."""
 FRL_VALIDATION_STEPS = 20
 """Steps of the validation PGD (``configs1`` of ``frlrmrw.py``: 20 steps of 2/255 in 8/255, a uniform start)."""
 
@@ -38,7 +37,7 @@ class FRLOutput(NamedTuple):
 class FRLStep(ValidatedStep):
     r"""FRL (Reweight + Remargin): TRADES with class weights and class radii from Lagrange multipliers.
 
-    ``out = step(x, y)`` is exactly (the attack in eval mode, radius $s_{y_i}\,\epsilon$, step
+    ``out = step(x, y)`` is exactly (the attack in ``model_mode``, radius $s_{y_i}\,\epsilon$, step
     ``step_size`` $\cdot \max_i s_{y_i}$, over the union of the ranks' batches under ``torch.distributed``)::
 
         radii, steps = loss_fn.multipliers(y, eps, step_size)  # loss_fn = FRLLoss(C)
@@ -50,19 +49,14 @@ class FRLStep(ValidatedStep):
     ``on_epoch_end(validation=None)`` updates the multipliers from the validation split (TRADES before ``begin_epoch``).
 
     Args:
-        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
-        **options: those of :class:`~torch_absld.losses.frl.FRLLoss` (``beta``, ``threshold`` 0.05, ``rate``,
-            ``begin_epoch``, ...), of :class:`~torch_absld.methods.adversarial.ValidatedStep` (``validation``,
-            ``validation_steps`` 20) and of :class:`~torch_absld.methods.adversarial.AdversarialStep`.
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`FRLOutput`
+        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
+        **options: :class:`~torch_absld.losses.frl.FRLLoss`'s (``beta``, ``threshold`` 0.05, ...), ``validation``,
+            ``validation_steps`` (20) and the attack's (:data:`FRL_ATTACK`).
 
     Example:
         >>> import torch
-        >>> from torch import nn
         >>> x, y = torch.rand(6, 12), torch.tensor([0, 1, 2, 0, 1, 2])
-        >>> step = FRLStep(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), 3, steps=2, validation=[(x, y)])
+        >>> step = FRLStep(torch.nn.Linear(12, 3), 3, steps=2, validation=[(x, y)])
         >>> step(x, y).loss.backward()
         >>> step.on_epoch_end().shape
         torch.Size([3])

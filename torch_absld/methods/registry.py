@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
@@ -21,9 +22,7 @@ __all__ = ["Method", "available", "create", "get", "options", "register", "unreg
 class Method:
     """A training method: key ``name`` (``"fair-ard"``), display ``title``, ``step`` class, functional ``loss``.
 
-    :func:`create` calls ``step(student, teacher, num_classes, **options)`` (``needs_teacher``) or
-    ``step(student, num_classes, **options)``, with ``defaults`` (which define the method: another
-    value is a ``ValueError``); ``needs_validation``: ``validation=`` batches are read each epoch.
+    ``defaults``: the options :func:`create` fixes; ``needs_validation``: the step reads ``validation=`` batches.
     """
 
     name: str
@@ -37,7 +36,6 @@ class Method:
 
 
 _REGISTRY: dict[str, Method] = {}
-_discovered = False
 
 
 def register(method: Method) -> Method:
@@ -54,14 +52,12 @@ def unregister(name: str) -> Method:
     return _REGISTRY.pop(get(name).name)
 
 
+@functools.cache
 def _discover() -> None:
-    """Import every public module of this package once: each step module registers its method."""
-    global _discovered
-    if not _discovered:
-        for module in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
-            if not module.name.startswith("_"):
-                importlib.import_module(f"{__package__}.{module.name}")
-        _discovered = True
+    """Import every public module of this package once (each step module registers its method)."""
+    for module in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{module.name}")
 
 
 def available() -> tuple[str, ...]:
@@ -76,12 +72,7 @@ def available() -> tuple[str, ...]:
 
 
 def get(name: str) -> Method:
-    """The :class:`Method` registered as ``name``.
-
-    Example:
-        >>> get("fair-ard").title
-        'Fair-ARD'
-    """
+    """The :class:`Method` registered as ``name`` (``get("fair-ard").title == "Fair-ARD"``)."""
     names = available()
     if not isinstance(name, str):
         raise TypeError(f"Expected `name` to be a str, one of {', '.join(map(repr, names))}, but got {name!r}.")
@@ -93,30 +84,17 @@ def get(name: str) -> Method:
 
 
 def options(name: str) -> tuple[str, ...]:
-    """The keyword options :func:`create` accepts for method ``name`` (its step's), sorted.
-
-    Example:
-        >>> options("trades")[:3]
-        ('attack', 'beta', 'clip_max')
-    """
+    """The keyword options :func:`create` accepts for method ``name`` (its step's), sorted."""
     return tuple(sorted(get(name).step.option_names()))
 
 
 def create(
     name: str, student: nn.Module, *, num_classes: int, teacher: nn.Module | None = None, **options: Any
 ) -> TrainingStep:
-    """The training-step module of method ``name`` for ``student``.
+    """The :class:`~torch_absld.methods.base.TrainingStep` of method ``name`` (one of :func:`available`).
 
-    A :class:`~torch_absld.methods.base.TrainingStep`: ``step(input, target).loss``, ``on_epoch_end()``.
-
-    Args:
-        name: one of :func:`available`.
-        student: the network being trained.
-        num_classes: number of classes $C$.
-        teacher: the frozen teacher of a method with ``needs_teacher`` (a ``ValueError`` when
-            missing); the other methods ignore a given one, so that one call builds any method.
-        **options: the step's keyword options (:func:`options`; an unknown one is a ``TypeError``),
-            e.g. ``create("absld", ..., lr=0.1, coupling="product", eps=8 / 255, steps=10)``.
+    ``teacher`` is required by a method that distils, ignored by the others. ``options``: the step's
+    keyword options (:func:`options`, an unknown one is a ``TypeError``); :func:`recipe` gives the authors'.
 
     Example:
         >>> student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)

@@ -14,15 +14,11 @@ from .registry import Method, register
 __all__ = ["SAT_ATTACK", "SATOutput", "SATStep"]
 
 SAT_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="uniform")
-"""Madry et al.'s training attack: ``config.json`` of ``MadryLab/cifar10_challenge`` (8, 2, 10 steps
-in pixels, a uniform random start), CE on the model's own prediction."""
+"""Madry et al.'s training attack (``config.json`` of ``MadryLab/cifar10_challenge``: 8, 2, 10 steps in pixels)."""
 
 
 class SATOutput(NamedTuple):
-    """What :meth:`SATStep.forward` returns.
-
-    The mean cross-entropy on ``x_adv``, the logits, ``x_adv``.
-    """
+    """What :meth:`SATStep.forward` returns: the mean cross-entropy on ``x_adv``, the logits, ``x_adv``."""
 
     loss: Tensor
     student_adv_logits: Tensor
@@ -34,21 +30,12 @@ class SATStep(AdversarialStep):
 
     ``out = step(x, y)`` is exactly::
 
-        x_adv = pgd(student, x, y, config=SAT_ATTACK, objective="ce")  # student in eval mode
+        x_adv = pgd(student, x, y, config=SAT_ATTACK, objective="ce")  # student in model_mode
         loss = sat_loss(student(x_adv), y)
 
     Args:
-        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
-        **options: ``reduction`` of :class:`~torch_absld.losses.sat.SATLoss`, and those of
-            :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`SAT_ATTACK`).
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`SATOutput`
-
-    Example:
-        >>> import torch
-        >>> step = SATStep(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), 3, steps=2)
-        >>> step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0])).loss.backward()
+        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
+        **options: ``reduction`` and the attack's (:data:`SAT_ATTACK`).
     """
 
     loss_type = SATLoss

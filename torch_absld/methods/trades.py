@@ -14,8 +14,7 @@ from .registry import Method, register
 __all__ = ["TRADES_ATTACK", "TRADESOutput", "TRADESStep"]
 
 TRADES_ATTACK = PGDConfig(eps=0.031, step_size=0.007, steps=10, random_start="normal", init_std=0.001)
-r"""TRADES' training attack (``train_trades_cifar10.py``: ``--epsilon 0.031 --num-steps 10 --step-size 0.007``;
-``trades.py``: start $x + 0.001\,\mathcal{N}(0, 1)$)."""
+"""TRADES' training attack (``train_trades_cifar10.py``'s defaults; ``trades.py``'s start)."""
 
 
 class TRADESOutput(NamedTuple):
@@ -32,7 +31,7 @@ class TRADESOutput(NamedTuple):
 class TRADESStep(AdversarialStep):
     r"""TRADES: $\mathrm{CE}(f(x), y) + \beta \max_{x'} \mathrm{KL}(\mathrm{softmax} f(x) \| \mathrm{softmax} f(x'))$.
 
-    ``out = step(x, y)`` is exactly (the attack in eval mode, from $x + 0.001\,\mathcal{N}(0, 1)$)::
+    ``out = step(x, y)`` is exactly (the attack in ``model_mode``, from $x + 0.001\,\mathcal{N}(0, 1)$)::
 
         p = torch.softmax(student.eval()(x), dim=1)  # no gradient
         x_adv = pgd(student, x, p, config=TRADES_ATTACK, objective="kl")
@@ -40,19 +39,8 @@ class TRADESStep(AdversarialStep):
         loss = trades_loss(student(x_adv), clean, y, beta=6.0)
 
     Args:
-        student, num_classes: see :class:`~torch_absld.methods.adversarial.AdversarialStep`.
-        **options: ``beta`` (6) and ``reduction`` of :class:`~torch_absld.losses.trades.TRADESLoss`, and those
-            of :class:`~torch_absld.methods.adversarial.AdversarialStep` (``attack``: :data:`TRADES_ATTACK`).
-
-    Shape:
-        - input: $(N, \dots)$ in ``[clip_min, clip_max]``; target: $(N,)$ classes; output: :class:`TRADESOutput`
-
-    Example:
-        >>> import torch
-        >>> step = TRADESStep(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), 3, steps=2)
-        >>> out = step(torch.rand(4, 12), torch.tensor([0, 1, 2, 0]))
-        >>> torch.allclose(out.loss, out.natural_ce + 6.0 * out.robust_kl)
-        True
+        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
+        **options: ``beta`` (6), ``reduction`` and the attack's (:data:`TRADES_ATTACK`).
     """
 
     loss_type = TRADESLoss
