@@ -9,6 +9,8 @@ The docstrings are Google style with a few reST habits that plain Markdown would
 - an ``Example:`` section becomes ``Examples:``, which griffe parses into doctest code blocks
   (it reads the singular as a free-text admonition);
 - a paragraph ending in ``::`` before an indented literal block ends in ``:``;
+- inline maths ``$...$`` broken over lines is joined into one line (a continuation line that
+  starts with ``+`` or ``-`` would otherwise start a Markdown list);
 - an ``Args:`` entry for several parameters (``student, teacher, num_classes: ...``) becomes one
   entry per parameter with the same description.
 """
@@ -24,6 +26,7 @@ _EXAMPLE = re.compile(r"^(?P<indent>[ \t]*)Example:[ \t]*$", re.MULTILINE)
 _LITERAL = re.compile(r"(?<=\S)::[ \t]*\n(?=[ \t]*\n)")
 _ARGS = re.compile(r"^(?P<indent>[ \t]*)(?:Args|Arguments|Parameters):[ \t]*$")
 _GROUP = re.compile(r"^(?P<indent>[ \t]+)(?P<names>\*{0,2}\w+(?:,[ \t]*\*{0,2}\w+)+):(?P<text>.*)$")
+_INLINE_MATH = re.compile(r"(?<![$\\])\$(?!\$)(?=\S)[^$]*?\n[^$]*?(?<=\S)\$(?!\$)")
 _ROLE = re.compile(r":(?:py:)?(?:func|meth|class|attr|data|mod|obj|exc|const):`(?P<tilde>~?)(?P<name>[^`]+)`")
 
 
@@ -44,6 +47,7 @@ class MarkdownDocstrings(griffe.Extension):
         if obj.docstring is not None:
             text = _ROLE.sub(lambda m: self._replace(m, obj, root), obj.docstring.value)
             text = _EXAMPLE.sub(r"\g<indent>Examples:", text)
+            text = _INLINE_MATH.sub(_join_math, text)
             obj.docstring.value = _split_groups(_LITERAL.sub(":\n", text))
         for member in obj.members.values():
             self._walk(member, root, seen)
@@ -79,6 +83,11 @@ class MarkdownDocstrings(griffe.Extension):
                 return path
             return None
         return None
+
+
+def _join_math(match: re.Match[str]) -> str:
+    """An inline formula on one line; text across a paragraph break is not a formula and stays."""
+    return match[0] if re.search(r"\n[ \t]*\n", match[0]) else re.sub(r"\s*\n\s*", " ", match[0])
 
 
 def _indent(line: str) -> int:

@@ -18,8 +18,12 @@ _MATH = re.compile(
 )
 
 
+# TeX operators latex2mathml does not know, written with ones it does.
+_OPERATORS = re.compile(r"\\arg(?![a-zA-Z])")
+
+
 def _mathml(match: re.Match[str]) -> str:
-    tex = html.unescape(match["tex"]).strip()
+    tex = _OPERATORS.sub(r"\\mathrm{arg}\\,", html.unescape(match["tex"]).strip())
     display = "block" if match["open"] == "[" else "inline"
     return convert(tex, display=display)
 
