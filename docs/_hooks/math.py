@@ -18,12 +18,17 @@ _MATH = re.compile(
 )
 
 
-# TeX operators latex2mathml does not know, written with ones it does.
-_OPERATORS = re.compile(r"\\arg(?![a-zA-Z])")
+# TeX that latex2mathml does not know, written with what it does: ``\\arg``, a sized ``\\|``.
+_REWRITES = (
+    (re.compile(r"\\arg(?![a-zA-Z])"), r"\\mathrm{arg}\\,"),
+    (re.compile(r"\\[Bb]igg?[lrm]?\\\|"), r"\\|"),
+)
 
 
 def _mathml(match: re.Match[str]) -> str:
-    tex = _OPERATORS.sub(r"\\mathrm{arg}\\,", html.unescape(match["tex"]).strip())
+    tex = html.unescape(match["tex"]).strip()
+    for pattern, replacement in _REWRITES:
+        tex = pattern.sub(replacement, tex)
     display = "block" if match["open"] == "[" else "inline"
     return convert(tex, display=display)
 
