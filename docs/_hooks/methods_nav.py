@@ -21,12 +21,13 @@ _REDUNDANT = re.compile(r",? as a training-step module")
 
 
 class Declared(NamedTuple):
+    """What the docs show of one ``Method(...)`` declaration."""
+
     name: str
     title: str
     needs_teacher: bool
     needs_validation: bool
     summary: str
-    module: str
 
 
 def _value(node: ast.expr | None, docstring: str) -> Any:
@@ -61,7 +62,6 @@ def registered_methods(package: Path) -> list[Declared]:
                         bool(values["needs_teacher"]),
                         bool(values["needs_validation"]),
                         summary,
-                        path.stem,
                     )
                 )
     return sorted(found)
