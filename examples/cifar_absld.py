@@ -13,12 +13,11 @@ evaluation of the student, the best-Overall checkpoint, and ``last.pt`` to resum
     torchrun --standalone --nproc-per-node 2 examples/cifar_absld.py --smoke  # the same on 2 CPU ranks
     python examples/cifar_absld.py --method trades --recipe official    # TRADES as its authors ran it
 
-``--method NAME`` trains any method of ``torch_absld.methods.available()``; ``--recipe official``
-(the authors' script) or ``absld`` (the ABSLD paper's common setting) takes epochs, batch size,
-SGD, schedule, attack and the method's options from ``torch_absld.methods.recipe(NAME)``; flags
-given explicitly override it, ``--option KEY=VALUE`` sets any option of ``methods.create``.
-FRL and CFA hold out ``--validation-fraction`` of the training set (``stratified_split``);
-methods without a teacher ignore ``--teacher``.
+``--method`` is any of ``torch_absld.methods.available()``; ``--recipe official`` (the authors'
+script) or ``absld`` (the ABSLD paper's setting) sets epochs, batch, SGD, schedule, attack and the
+method's options from ``torch_absld.methods.recipe(NAME)``; explicit flags win, ``--option
+KEY=VALUE`` sets any option of ``methods.create``. FRL and CFA hold out ``--validation-fraction``
+of the training set; methods without a teacher ignore ``--teacher``.
 
 Without ``--out``, a ``--smoke`` run writes into a fresh temporary folder (one for all ranks:
 rank 0 makes it and sends its path to the others), prints its path, and removes it at the end;
@@ -57,15 +56,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
-from torch_absld import (
-    ABSLDLoss,
-    BestCheckpoint,
-    evaluate_robustness,
-    follow_optimizer_lr,
-    load_weights,
-    methods,
-    stratified_split,
-)
+from torch_absld import ABSLDLoss, BestCheckpoint, evaluate_robustness, follow_optimizer_lr, load_weights, methods
+from torch_absld.evaluation import stratified_split
 from torch_absld.precision_flags import add_precision_flags, settings_from_flags
 
 try:
@@ -329,7 +321,7 @@ def key_value(text: str) -> tuple[str, Any]:
 
 def recipe_defaults(name: str, source: str) -> dict[str, Any]:
     """The flags a recipe sets (flags given explicitly still win)."""
-    r = recipe(name, source)  # type: ignore[arg-type]
+    r = recipe(name, source)
     run = {key: getattr(r, key) for key in ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay")}
     attack = {"eps": r.attack.eps, "attack_step_size": r.attack.step_size, "attack_steps": r.attack.steps}
     return run | attack | {"milestones": [start for start, _ in r.schedule[1:]]}
@@ -339,17 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="generated data, tiny models, 2 epochs (seconds on a CPU)")
     p.add_argument("--method", choices=methods.available(), default="absld")
-    p.add_argument(
-        "--recipe", choices=["none", "official", "absld"], default="none", help="none: the flags' values below"
-    )
-    p.add_argument(
-        "--option",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an option of methods.create (methods.options(NAME)), e.g. beta=6.0; repeatable",
-    )
+    p.add_argument("--recipe", choices=["none", "official", "absld"], default="none", help="none: the flags below")
+    p.add_argument("--option", type=key_value, action="append", default=[], help="KEY=VALUE: of methods.create")
     p.add_argument("--dataset", choices=["cifar10", "cifar100"], default="cifar10")
     p.add_argument("--data-dir", default="./data")
     p.add_argument("--synthetic", action="store_true", help="generated CIFAR-shaped data instead of torchvision's")
