@@ -503,7 +503,8 @@ def step_options(args: argparse.Namespace, rank: int) -> dict[str, Any]:
         if r.attack.init_std is not None:
             options["init_std"] = r.attack.init_std
         options |= {key: value for key, value in r.options.items() if key in accepted}
-        if (skipped := sorted(set(r.options) - set(accepted))) and rank == 0:
+        # ABSLD's lr_milestones hold: its temperatures' lr follows the optimizer's (follow_optimizer_lr).
+        if (skipped := sorted(set(r.options) - set(accepted) - {"lr_milestones"})) and rank == 0:
             print(f"recipe {args.method}/{args.recipe}: not options of the step, not applied: {skipped}", flush=True)
     options |= {key: getattr(args, flag) for flag, key in LOSS_FLAGS.items() if getattr(args, flag) is not None}
     options |= {"eps": args.eps, "step_size": args.attack_step_size, "steps": args.attack_steps}

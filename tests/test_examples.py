@@ -325,6 +325,17 @@ def test_cifar_recipe_schedule_is_the_recipes_lr_at(name):
         scheduler.step()
 
 
+@pytest.mark.parametrize("source", ["official", "absld"])
+@pytest.mark.parametrize("name", methods.available())
+def test_cifar_recipe_options_build_every_method(name, source):
+    cifar = _load("cifar_absld")
+    options = cifar.step_options(cifar.parse_args(["--smoke", "--method", name, "--recipe", source]), rank=0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 10))
+    step = methods.create(name, net, num_classes=10, teacher=torch.nn.Linear(12, 10), **options)
+    assert step.attack.config.steps == 2  # --smoke
+    assert step.attack.config.random_start == options["random_start"]
+
+
 def test_cifar_loss_flags_belong_to_absld(quiet_torch, capsys):
     with pytest.raises(SystemExit):
         _load("cifar_absld").parse_args(["--smoke", "--method", "trades", "--beta", "0.2"])
