@@ -122,7 +122,7 @@ def _bookkeeping_candidates(
     return {
         "ctrl(target)": lambda: ctrl(target),
         "update": lambda: ctrl.update(logits, target),
-        "accumulate": lambda: ctrl.accumulate(risk, target, validate=validate),
+        "accumulate": lambda: ctrl.accumulate(risk, target),
         "step": step,
     }
 

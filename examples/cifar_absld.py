@@ -1,4 +1,4 @@
-"""ABSLD on CIFAR-10 / CIFAR-100 with the paper's recipe, on one device or under torchrun.
+"""ABSLD (or any registered method) on CIFAR-10 / CIFAR-100, on one device or under torchrun.
 
 Student ResNet-18 or MobileNet-v2 (CIFAR variants), teacher WideResNet-34-10 loaded from your
 checkpoint, SGD lr 0.1 (momentum 0.9, weight decay 2e-4), 300 epochs, lr / 10 at epochs 215,
@@ -11,6 +11,13 @@ evaluation of the student, the best-Overall checkpoint, and ``last.pt`` to resum
     python examples/cifar_absld.py --resume runs/absld/last.pt          # continue exactly
     python examples/cifar_absld.py --smoke                              # seconds, generated data
     torchrun --standalone --nproc-per-node 2 examples/cifar_absld.py --smoke  # the same on 2 CPU ranks
+    python examples/cifar_absld.py --method trades --recipe official    # TRADES as its authors ran it
+
+``--method`` is any of ``torch_absld.methods.available()``; ``--recipe official`` (the authors'
+script) or ``absld`` (the ABSLD paper's setting) sets epochs, batch, SGD, schedule, attack and the
+method's options from ``torch_absld.methods.recipe(NAME)``; explicit flags win, ``--option
+KEY=VALUE`` sets any option of ``methods.create``. FRL and CFA hold out ``--validation-fraction``
+of the training set; methods without a teacher ignore ``--teacher``.
 
 Without ``--out``, a ``--smoke`` run writes into a fresh temporary folder (one for all ranks:
 rank 0 makes it and sends its path to the others), prints its path, and removes it at the end;
@@ -30,12 +37,13 @@ Inputs stay in [0, 1]; a teacher trained on normalised images needs
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import gc
 import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -46,11 +54,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
-from torch_absld import ABSLDStep, BestCheckpoint, evaluate_robustness, follow_optimizer_lr, load_weights
-from torch_absld.loss import DEFAULT_COUPLING
+from torch_absld import ABSLDLoss, BestCheckpoint, evaluate_robustness, follow_optimizer_lr, load_weights, methods
+from torch_absld.evaluation import stratified_split
 from torch_absld.precision_flags import add_precision_flags, settings_from_flags
+
+try:
+    from torch_absld.methods import recipe
+except ImportError:
+    from torch_absld.methods._recipes import recipe
 
 # --------------------------------------------------------------------------------------------
 # Models: CIFAR variants (3x3 stem, no max-pool) of ResNet-18 and MobileNet-v2, and the
@@ -225,11 +238,11 @@ def synthetic_cifar(num_samples: int, num_classes: int, seed: int) -> TensorData
     return TensorDataset((prototypes[labels] + noise).clamp(0, 1), labels)
 
 
-def cifar(name: str, root: str, train: bool, rank: int) -> Dataset[Any]:
+def cifar(name: str, root: str, train: bool, rank: int, augment: bool) -> Dataset[Any]:
     from torchvision import datasets, transforms
 
-    augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if train else []
-    transform = transforms.Compose([*augment, transforms.ToTensor()])  # [0, 1], no normalisation
+    crop_flip = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if augment else []
+    transform = transforms.Compose([*crop_flip, transforms.ToTensor()])  # [0, 1], no normalisation
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     if rank == 0:
         cls(root, train=train, download=True)
@@ -290,9 +303,36 @@ SMOKE = {
 }
 
 
+# The flags of ABSLD's (and RSLAD's) loss: flag -> option of methods.create. Unset: the method's default.
+LOSS_FLAGS = {"beta": "lr", "min_temperature": "min_temperature", "max_temperature": "max_temperature"}
+LOSS_FLAGS |= {"adapt": "adapt", "coupling": "coupling"}
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> ``(KEY, VALUE)``, VALUE a Python literal if it reads as one, else the string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, but got {text!r}")
+    try:
+        return key.replace("-", "_"), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key.replace("-", "_"), value
+
+
+def recipe_defaults(name: str, source: str) -> dict[str, Any]:
+    """The flags a recipe sets (flags given explicitly still win)."""
+    r = recipe(name, source)
+    run = {key: getattr(r, key) for key in ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay")}
+    attack = {"eps": r.attack.eps, "attack_step_size": r.attack.step_size, "attack_steps": r.attack.steps}
+    return run | attack | {"milestones": [start for start, _ in r.schedule[1:]]}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="generated data, tiny models, 2 epochs (seconds on a CPU)")
+    p.add_argument("--method", choices=methods.available(), default="absld")
+    p.add_argument("--recipe", choices=["none", "official", "absld"], default="none", help="none: the flags below")
+    p.add_argument("--option", type=key_value, action="append", default=[], help="KEY=VALUE: of methods.create")
     p.add_argument("--dataset", choices=["cifar10", "cifar100"], default="cifar10")
     p.add_argument("--data-dir", default="./data")
     p.add_argument("--synthetic", action="store_true", help="generated CIFAR-shaped data instead of torchvision's")
@@ -301,27 +341,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", choices=["resnet18", "mobilenetv2"], default="resnet18")
     p.add_argument("--student-width", type=float, default=1.0, help="channel multiplier of the student")
     p.add_argument("--teacher", default=None, help="teacher checkpoint (state dict; module./_orig_mod. tolerated)")
+    p.add_argument("--init", default=None, help="student checkpoint to start from (FRL's recipe fine-tunes one)")
     p.add_argument("--teacher-depth", type=int, default=34)
     p.add_argument("--teacher-width", type=int, default=10)
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=128, help="global batch size (split across ranks)")
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--weight-decay", type=float, default=2e-4)
     p.add_argument("--milestones", type=int, nargs="*", default=[215, 260, 285])
-    p.add_argument("--beta", type=float, default=0.1, help="temperature learning rate (follows the lr)")
-    p.add_argument("--min-temperature", type=float, default=0.5)
-    p.add_argument("--max-temperature", type=float, default=5.0)
-    p.add_argument("--adapt", choices=["both", "adv", "none"], default="both", help="'none' is RSLAD")
+    p.add_argument("--beta", type=float, help="ABSLD: temperature learning rate, follows the lr (0.1)")
+    p.add_argument("--min-temperature", type=float, help="ABSLD (0.5)")
+    p.add_argument("--max-temperature", type=float, help="ABSLD (5.0)")
+    p.add_argument("--adapt", choices=["both", "adv", "none"], help="ABSLD (both); 'none' is RSLAD")
     p.add_argument(
-        "--coupling",
-        choices=["separate", "product", "paper", "script"],
-        default=DEFAULT_COUPLING,
-        help="'separate': the paper's Eq. 12; 'product': the authors' script ('paper' and 'script' are deprecated)",
+        "--coupling", choices=["separate", "product"], help="ABSLD: 'separate', Eq. 12; 'product', the script's"
     )
     p.add_argument("--eps", type=float, default=8 / 255)
     p.add_argument("--attack-step-size", type=float, default=2 / 255)
     p.add_argument("--attack-steps", type=int, default=10)
+    p.add_argument("--validation-fraction", type=float, default=0.02, help="FRL, CFA: share held out per class")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and after the last)")
     p.add_argument("--eval-pgd-steps", type=int, default=20)
     add_precision_flags(p)  # --amp, --channels-last
@@ -333,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         default=None,
-        help="output directory (default: runs/absld; with --smoke a temporary folder, removed at the end)",
+        help="output directory (default: runs/METHOD; with --smoke a temporary folder, removed at the end)",
     )
     p.add_argument("--resume", default=None, help="a last.pt to continue from, or 'auto' for OUT/last.pt if present")
     p.add_argument("--stop-after", type=int, default=None, help="stop after this epoch (to test resuming)")
@@ -343,13 +383,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
-    if "--smoke" in (argv if argv is not None else sys.argv[1:]):
+    first = parser.parse_args(argv)
+    if first.recipe != "none":
+        parser.set_defaults(**recipe_defaults(first.method, first.recipe))
+    if first.smoke:
         parser.set_defaults(**SMOKE)
     args = parser.parse_args(argv)
     if args.out is None and not args.smoke:
-        args.out = "runs/absld"
-    if args.teacher is None and not args.smoke:
+        args.out = f"runs/{args.method}"
+    if args.teacher is None and not args.smoke and methods.get(args.method).needs_teacher:
         parser.error("--teacher PATH is required (a WideResNet state dict); --smoke makes a random one")
+    accepted = methods.options(args.method)
+    wrong = [f"--{flag.replace('_', '-')}" for flag, key in LOSS_FLAGS.items() if key not in accepted]
+    if given := [flag for flag in wrong if getattr(args, flag[2:].replace("-", "_")) is not None]:
+        parser.error(f"{', '.join(given)}: options of ABSLD and RSLAD, not of --method {args.method}")
     return args
 
 
@@ -447,6 +494,40 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             dist.destroy_process_group()
 
 
+def step_options(args: argparse.Namespace, rank: int) -> dict[str, Any]:
+    """``methods.create``'s options: the recipe's (those the step takes), then the flags, then ``--option``."""
+    options: dict[str, Any] = {}
+    if args.recipe != "none":
+        r, accepted = recipe(args.method, args.recipe), methods.options(args.method)
+        options["random_start"] = r.attack.random_start
+        if r.attack.init_std is not None:
+            options["init_std"] = r.attack.init_std
+        options |= {key: value for key, value in r.options.items() if key in accepted}
+        # ABSLD's lr_milestones hold: its temperatures' lr follows the optimizer's (follow_optimizer_lr).
+        if (skipped := sorted(set(r.options) - set(accepted) - {"lr_milestones"})) and rank == 0:
+            print(f"recipe {args.method}/{args.recipe}: not options of the step, not applied: {skipped}", flush=True)
+    options |= {key: getattr(args, flag) for flag, key in LOSS_FLAGS.items() if getattr(args, flag) is not None}
+    options |= {"eps": args.eps, "step_size": args.attack_step_size, "steps": args.attack_steps}
+    return options | dict(args.option)
+
+
+def sgd(args: argparse.Namespace, student: nn.Module) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD and its per-epoch schedule: the recipe's (parameter groups, lr_at) with the flags' values, or MultiStepLR."""
+    if args.recipe == "none":
+        optimizer = torch.optim.SGD(
+            student.parameters(), args.lr, args.momentum, weight_decay=args.weight_decay, nesterov=args.nesterov
+        )
+        return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=0.1)
+    r = recipe(args.method, args.recipe)
+    schedule = r.schedule
+    if args.milestones != [start for start, _ in r.schedule[1:]]:
+        schedule = ((0, 1.0), *((start, 0.1 ** (i + 1)) for i, start in enumerate(args.milestones)))
+    flags = {key: getattr(args, key) for key in ("epochs", "lr", "momentum", "nesterov", "weight_decay")}
+    r = dataclasses.replace(r, schedule=schedule, **flags)
+    optimizer = r.optimizer(student)
+    return optimizer, r.scheduler(optimizer)
+
+
 def train(args: argparse.Namespace, device: torch.device, rank: int, world_size: int) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -458,6 +539,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     if args.batch_size % world_size:
         raise ValueError(f"Expected --batch-size divisible by the {world_size} ranks, but got {args.batch_size}.")
     num_classes = 100 if args.dataset == "cifar100" else 10
+    method = methods.get(args.method)
 
     # Data: each rank its shard; the sampler reshuffles per epoch from (seed, epoch).
     if args.synthetic:
@@ -465,18 +547,25 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
         test_set: Dataset[Any] = synthetic_cifar(args.test_samples or 10_000, num_classes, args.seed + 7)
     else:
         train_set, test_set = (
-            cifar(args.dataset, args.data_dir, True, rank),
-            cifar(args.dataset, args.data_dir, False, rank),
+            cifar(args.dataset, args.data_dir, True, rank, augment=True),
+            cifar(args.dataset, args.data_dir, False, rank, augment=False),
         )
         if args.test_samples:
             test_set = torch.utils.data.Subset(test_set, range(args.test_samples))
-    train_sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=args.seed)
-    test_sampler = DistributedSampler(test_set, world_size, rank, shuffle=False)
     loader_kwargs = {
         "num_workers": args.workers,
         "pin_memory": device.type == "cuda",
         "persistent_workers": args.workers > 0,
     }
+    options = step_options(args, rank)
+    if method.needs_validation:  # held out of the training set, without augmentation
+        train_set, held_out = stratified_split(train_set, args.validation_fraction, seed=args.seed)
+        if not args.synthetic:
+            held_out = Subset(cifar(args.dataset, args.data_dir, True, rank, augment=False), held_out.indices)
+        sampler = DistributedSampler(held_out, world_size, rank, shuffle=False)
+        options["validation"] = DataLoader(held_out, 256, sampler=sampler, **loader_kwargs)
+    train_sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=args.seed)
+    test_sampler = DistributedSampler(test_set, world_size, rank, shuffle=False)
     train_loader = DataLoader(
         train_set, args.batch_size // world_size, sampler=train_sampler, drop_last=False, **loader_kwargs
     )
@@ -485,42 +574,38 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     # Models: the student is built from the same seed on every rank (DDP also broadcasts it).
     torch.manual_seed(args.seed)
     student = build_student(args.student, num_classes, args.student_width)
-    teacher_path = args.teacher or smoke_teacher_checkpoint(args, num_classes, rank)
-    teacher = load_weights(WideResNet(args.teacher_depth, args.teacher_width, num_classes), teacher_path)
+    if args.init:
+        load_weights(student, args.init)
+    teacher = None
+    if method.needs_teacher:
+        teacher_path = args.teacher or smoke_teacher_checkpoint(args, num_classes, rank)
+        teacher = load_weights(WideResNet(args.teacher_depth, args.teacher_width, num_classes), teacher_path)
     precision, channels_last, reason = resolve_speed_settings(args, device)
     if rank == 0:
         layout = "channels_last" if channels_last else "contiguous"
         print(f"precision {precision}, {layout} tensors on {device}: {reason}", flush=True)
     memory_format = torch.channels_last if channels_last else torch.preserve_format
-    distiller = ABSLDStep(
+    distiller = methods.create(
+        args.method,
         student,
-        teacher,
-        num_classes,
-        loss={
-            "lr": args.beta,
-            "min_temperature": args.min_temperature,
-            "max_temperature": args.max_temperature,
-            "adapt": args.adapt,
-            "coupling": args.coupling,
-        },
-        eps=args.eps,
-        step_size=args.attack_step_size,
-        steps=args.attack_steps,
+        num_classes=num_classes,
+        teacher=teacher,
         compile=args.compile,
         precision=precision,  # autocast inside the step; warns if the device emulates the dtype
+        **options,
     ).to(device, memory_format=memory_format)
+    absld = isinstance(distiller.loss_fn, ABSLDLoss)  # ABSLD and RSLAD: per-class temperatures and risks
+    evaluated: nn.Module = getattr(distiller, "evaluation_model", student)  # CFA's weight average, if any
     model: nn.Module = distiller
     if world_size > 1:
-        # The distiller keeps its risk sums and its teacher out of DDP's broadcasts.
+        # The step keeps its per-class sums and its teacher out of DDP's broadcasts.
         model = nn.parallel.DistributedDataParallel(
             distiller, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    optimizer = torch.optim.SGD(
-        student.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=0.1)
-    follow_optimizer_lr(distiller.loss_fn, optimizer)  # beta x 0.1 at each milestone, as the authors' script
+    optimizer, scheduler = sgd(args, student)
+    if absld:
+        follow_optimizer_lr(distiller.loss_fn, optimizer)  # beta x 0.1 at each milestone, as the authors' script
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "float16")
     best = BestCheckpoint("pgd")
 
@@ -528,8 +613,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     resume = str(out / "last.pt") if args.resume == "auto" else args.resume
     if resume and (args.resume != "auto" or os.path.isfile(resume)):
         state = torch.load(resume, map_location=device, weights_only=False)
-        student.load_state_dict(state["student"])
-        distiller.loss_fn.load_state_dict(state["loss_fn"])  # temperatures, partial sums, beta
+        # The method's state (temperatures, partial sums, beta, ...) with the student's weights.
+        distiller.load_state_dict({**state["step"], **{f"student.{k}": v for k, v in state["student"].items()}})
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -548,7 +633,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
         train_sampler.set_epoch(epoch)
         model.train()
         lr = optimizer.param_groups[0]["lr"]
-        sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, adv_kl, clean_kl, n, correct_adv
+        terms: list[str] = []  # the output's scalar terms ("loss", "adv_kl", ...), summed with n and correct_adv
+        sums = torch.zeros(0, dtype=torch.float64, device=device)
         start = time.perf_counter()
         for x, y in batches(train_loader, device, channels_last):
             step = model(x, y)
@@ -557,42 +643,45 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
             scaler.step(optimizer)
             scaler.update()
             with torch.no_grad():
+                if not terms:
+                    terms = [k for k, v in step._asdict().items() if isinstance(v, Tensor) and v.dim() == 0]
+                    sums = torch.zeros(len(terms) + 2, dtype=torch.float64, device=device)
                 n = torch.tensor(float(y.shape[0]), dtype=torch.float64, device=device)
                 correct = (step.student_adv_logits.argmax(1) == y).sum().to(torch.float64)
-                parts = torch.stack([step.loss.detach(), step.adv_kl, step.clean_kl]).to(torch.float64) * n
+                parts = torch.stack([getattr(step, k).detach() for k in terms]).to(torch.float64) * n
                 sums += torch.cat([parts, n[None], correct[None]])
-        seen = all_reduce(torch.stack([distiller.loss_fn.adv.count.sum(), distiller.loss_fn.clean.count.sum()]))
+        if absld:
+            seen = all_reduce(torch.stack([distiller.loss_fn.adv.count.sum(), distiller.loss_fn.clean.count.sum()]))
         scheduler.step()  # first, as the authors' script: at a milestone lr and beta drop together
-        tau_adv, tau_clean = distiller.on_epoch_end()  # all-reduces the risks: identical on every rank
+        ended = distiller.on_epoch_end()  # ABSLD: all-reduces the risks, identical on every rank
         all_reduce(sums)
         elapsed = time.perf_counter() - start
 
-        record = {
-            "epoch": epoch,
-            "lr": lr,
-            "beta": distiller.loss_fn.adv.lr,
-            "train_loss": float(sums[0] / sums[3]),
-            "adv_kl": float(sums[1] / sums[3]),
-            "clean_kl": float(sums[2] / sums[3]),
-            "train_adv_acc": float(sums[4] / sums[3]),
-            "risk_samples": [int(v) for v in seen.tolist()],
-            "tau_adv": jsonable(tau_adv),
-            "tau_clean": jsonable(tau_clean),
-            "risk_adv": jsonable(distiller.loss_fn.adv.last_risk),
-            "risk_clean": jsonable(distiller.loss_fn.clean.last_risk),
-            "images_per_s": round(float(sums[3]) / elapsed, 2),
-        }
+        record = {"epoch": epoch, "lr": lr}
+        record |= {("train_loss" if k == "loss" else k): float(sums[i] / sums[-2]) for i, k in enumerate(terms)}
+        record |= {"train_adv_acc": float(sums[-1] / sums[-2]), "images_per_s": round(float(sums[-2]) / elapsed, 2)}
+        if absld:
+            record |= {
+                "beta": distiller.loss_fn.adv.lr,
+                "risk_samples": [int(v) for v in seen.tolist()],
+                "tau_adv": jsonable(ended[0]),
+                "tau_clean": jsonable(ended[1]),
+                "risk_adv": jsonable(distiller.loss_fn.adv.last_risk),
+                "risk_clean": jsonable(distiller.loss_fn.clean.last_risk),
+            }
+        elif isinstance(ended, Tensor):
+            record["epoch_end"] = jsonable(ended.flatten())  # the method's per-class scales or weights
         if epoch % args.eval_every == 0 or epoch == args.epochs:
-            report = evaluate(student, test_loader, num_classes, args)
+            report = evaluate(evaluated, test_loader, num_classes, args)
             record["eval"] = summary(report)
-            if best.update(report, student, epoch) and rank == 0:
+            if best.update(report, evaluated, epoch) and rank == 0:
                 best.save(str(out / "best.pt"))
         record["best_epoch"] = best.best_epoch
         if rank == 0:
             checkpoint = {
                 "epoch": epoch,
                 "student": student.state_dict(),
-                "loss_fn": distiller.loss_fn.state_dict(),
+                "step": {k: v for k, v in distiller.state_dict().items() if not k.startswith("student.")},
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
@@ -606,9 +695,10 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
         if rank == 0:
             pgd = record["eval"]["pgd"] if "eval" in record else None
             evaluation = f"PGD avg/worst {pgd['avg']:.3f}/{pgd['worst']:.3f}  " if pgd else ""
+            temperatures = f"beta {record['beta']:.4g}  tau_adv [{min(record['tau_adv']):.3f}, " if absld else ""
+            temperatures += f"{max(record['tau_adv']):.3f}]  " if absld else ""
             print(
-                f"epoch {epoch:3d}  loss {record['train_loss']:.4f}  lr {lr:.4g}  beta {record['beta']:.4g}  "
-                f"tau_adv [{min(record['tau_adv']):.3f}, {max(record['tau_adv']):.3f}]  "
+                f"epoch {epoch:3d}  loss {record['train_loss']:.4f}  lr {lr:.4g}  {temperatures}"
                 f"{evaluation}{record['images_per_s']:.0f} img/s",
                 flush=True,
             )

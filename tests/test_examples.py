@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import re
 import subprocess
@@ -16,7 +17,7 @@ import torch
 from _cpus import emulating_cpu, native_cpu
 from torch.testing import assert_close
 
-from torch_absld import fastest_settings
+from torch_absld import fastest_settings, methods
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -58,12 +59,12 @@ def test_cifar_smoke_resume_continues_exactly(tmp_path, quiet_torch):
     want = torch.load(straight / "last.pt", weights_only=False)
     got = torch.load(resumed / "last.pt", weights_only=False)
     assert got["epoch"] == want["epoch"] == 2
-    for part in ("student", "loss_fn"):
+    for part in ("student", "step"):
         assert got[part].keys() == want[part].keys()
         for key, value in want[part].items():
             if isinstance(value, torch.Tensor):
                 assert_close(got[part][key], value, rtol=0, atol=0, msg=f"{part}.{key}")
-    assert got["loss_fn"]["adv._extra_state"] == want["loss_fn"]["adv._extra_state"]  # beta, epochs
+    assert got["step"]["loss_fn.adv._extra_state"] == want["step"]["loss_fn.adv._extra_state"]  # beta, epochs
     assert got["optimizer"]["param_groups"][0]["lr"] == want["optimizer"]["param_groups"][0]["lr"]
 
     straight_log, resumed_log = _log(straight / "log.jsonl"), _log(resumed / "log.jsonl")
@@ -255,3 +256,99 @@ def test_cifar_smoke_prints_its_precision(tmp_path, quiet_torch, capsys):
     settings = fastest_settings("cpu", allow_fp16=True)
     dtype = str(settings.dtype).removeprefix("torch.")
     assert f"precision {dtype}, channels_last tensors on cpu: {settings.reason}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_cifar_smoke_trains_every_method(tmp_path, quiet_torch, name):
+    result = _load("cifar_absld").main(["--smoke", "--method", name, "--epochs", "1", "--out", str(tmp_path)])
+    record = result["last"]
+    assert record["epoch"] == 1
+    assert math.isfinite(record["train_loss"])
+    assert 0 <= record["train_adv_acc"] <= 1
+    assert set(record["eval"]) == {"clean", "pgd"}
+    assert ("tau_adv" in record) == (name in ("absld", "rslad"))
+    saved = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert saved["args"]["method"] == name
+    assert not any(key.startswith("student.") for key in saved["step"])  # the student is saved once
+
+
+def test_cifar_smoke_resume_continues_a_baseline_exactly(tmp_path, quiet_torch):
+    """FRL: its multipliers and radii, read from the held-out split, come back with the student."""
+    cifar = _load("cifar_absld")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    cifar.main(["--smoke", "--method", "frl", "--deterministic", "--out", str(straight)])
+    cifar.main(["--smoke", "--method", "frl", "--deterministic", "--out", str(resumed), "--stop-after", "1"])
+    cifar.main(["--smoke", "--method", "frl", "--deterministic", "--out", str(resumed), "--resume", "auto"])
+    want = torch.load(straight / "last.pt", weights_only=False)
+    got = torch.load(resumed / "last.pt", weights_only=False)
+    assert got["epoch"] == want["epoch"] == 2
+    assert "loss_fn.multipliers.multipliers" in want["step"]
+    for part in ("student", "step"):
+        assert got[part].keys() == want[part].keys()
+        for key, value in want[part].items():
+            if isinstance(value, torch.Tensor):
+                assert_close(got[part][key], value, rtol=0, atol=0, msg=f"{part}.{key}")
+    assert [r["epoch_end"] for r in _log(straight / "log.jsonl")] == [
+        r["epoch_end"] for r in _log(resumed / "log.jsonl")
+    ]
+
+
+def test_cifar_recipe_sets_the_flags_and_explicit_flags_win():
+    cifar = _load("cifar_absld")
+    args = cifar.parse_args(["--method", "trades", "--recipe", "official", "--epochs", "3"])
+    assert (args.epochs, args.batch_size, args.lr, args.milestones) == (3, 128, 0.1, [74])
+    assert (args.eps, args.attack_step_size, args.attack_steps) == (0.031, 0.007, 10)
+    assert args.out == "runs/trades"  # no teacher needed
+    args = cifar.parse_args(["--method", "fair-ard", "--recipe", "official", "--teacher", "t.pt"])
+    assert args.nesterov
+    options = cifar.step_options(args, rank=0)
+    assert options["random_start"] == "uniform"
+    assert (options["base"], options["beta"], options["temperature"]) == ("ard", 2.0, 30.0)
+    args = cifar.parse_args(["--method", "absld", "--recipe", "absld", "--teacher", "t.pt", "--coupling", "product"])
+    assert cifar.step_options(args, rank=0)["coupling"] == "product"
+    assert cifar.step_options(cifar.parse_args(["--smoke", "--option", "beta=3.5"]), rank=0)["beta"] == 3.5
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_cifar_recipe_schedule_is_the_recipes_lr_at(name):
+    from torch_absld.methods._recipes import recipe
+
+    cifar = _load("cifar_absld")
+    args = cifar.parse_args(["--method", name, "--recipe", "official", "--teacher", "t.pt"])
+    optimizer, scheduler = cifar.sgd(args, torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)))
+    want = recipe(name)
+    assert len(optimizer.param_groups) == (2 if want.weight_decay_on == "weights only" else 1)
+    assert optimizer.defaults["nesterov"] == want.nesterov
+    for epoch in range(want.epochs):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(want.lr_at(epoch), rel=1e-12), epoch
+        optimizer.step()
+        scheduler.step()
+
+
+@pytest.mark.parametrize("source", ["official", "absld"])
+@pytest.mark.parametrize("name", methods.available())
+def test_cifar_recipe_options_build_every_method(name, source):
+    cifar = _load("cifar_absld")
+    options = cifar.step_options(cifar.parse_args(["--smoke", "--method", name, "--recipe", source]), rank=0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 10))
+    step = methods.create(name, net, num_classes=10, teacher=torch.nn.Linear(12, 10), **options)
+    assert step.attack.config.steps == 2  # --smoke
+    assert step.attack.config.random_start == options["random_start"]
+
+
+def test_cifar_loss_flags_belong_to_absld(quiet_torch, capsys):
+    with pytest.raises(SystemExit):
+        _load("cifar_absld").parse_args(["--smoke", "--method", "trades", "--beta", "0.2"])
+    assert "--beta: options of ABSLD and RSLAD, not of --method trades" in capsys.readouterr().err
+
+
+def test_cifar_smoke_official_recipe(tmp_path, quiet_torch, capsys):
+    result = _load("cifar_absld").main(
+        ["--smoke", "--method", "frl", "--recipe", "official", "--epochs", "1", "--out", str(tmp_path)]
+    )
+    assert "not options of the step, not applied: ['init']" in capsys.readouterr().out
+    record = result["last"]
+    assert record["lr"] == pytest.approx(0.001)  # FRL fine-tunes at 0.001
+    assert len(record["epoch_end"]) == 10  # the per-class scales of FRL's epoch end
+    args = torch.load(tmp_path / "last.pt", weights_only=False)["args"]
+    assert (args["recipe"], args["weight_decay"], args["attack_steps"]) == ("official", 5e-4, 2)  # --smoke: 2 steps
