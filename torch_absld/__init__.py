@@ -35,13 +35,36 @@ from .weights import load_weights as load_weights
 
 __version__ = "0.2.0.dev0"
 
-# fmt: off
 __all__ = [
-    "ABSLDLoss", "ABSLDOutput", "ABSLDStep", "BestCheckpoint", "ClassAccuracy", "ClassAccuracyResult",
-    "ClassStatistics", "ClassTemperatureController", "DeviceSettings", "KLPGDAttack", "Normalize", "PGDConfig",
-    "RobustnessReport", "__version__", "absld_loss", "auto_attack", "bf16_support", "class_accuracy_summary",
-    "default_attack_settings", "evaluate_robustness", "fastest_settings", "follow_optimizer_lr", "kl_pgd",
-    "load_weights", "methods", "pgd", "reports_to_markdown", "soft_label_kl", "soft_labels", "stratified_split",
+    "ABSLDLoss",
+    "ABSLDOutput",
+    "ABSLDStep",
+    "BestCheckpoint",
+    "ClassAccuracy",
+    "ClassAccuracyResult",
+    "ClassStatistics",
+    "ClassTemperatureController",
+    "DeviceSettings",
+    "KLPGDAttack",
+    "Normalize",
+    "PGDConfig",
+    "RobustnessReport",
+    "__version__",
+    "absld_loss",
+    "auto_attack",
+    "bf16_support",
+    "class_accuracy_summary",
+    "default_attack_settings",
+    "evaluate_robustness",
+    "fastest_settings",
+    "follow_optimizer_lr",
+    "kl_pgd",
+    "load_weights",
+    "methods",
+    "pgd",
+    "reports_to_markdown",
+    "soft_label_kl",
+    "soft_labels",
+    "stratified_split",
     "worst_class_count",
 ]
-# fmt: on

@@ -54,9 +54,14 @@ def _scaled(logits: Tensor, temperature: Tensor | float) -> Tensor:
 
 
 def soft_label_kl(
-    student: Tensor, teacher: Tensor, teacher_temperature: Tensor | float, *, student_temperature: float = 1.0,
-    reduction: Reduction = "mean", validate_args: bool = True,
-) -> Tensor:  # fmt: skip
+    student: Tensor,
+    teacher: Tensor,
+    teacher_temperature: Tensor | float,
+    *,
+    student_temperature: float = 1.0,
+    reduction: Reduction = "mean",
+    validate_args: bool = True,
+) -> Tensor:
     r"""$\mathrm{KL}(p \,\|\, q)$ between temperature-scaled teacher and student distributions.
 
     Per element $p_c(\log p_c - \log q_c)$ ($0$ where $p_c = 0$: a teacher logit of $-\infty$ masks
@@ -82,9 +87,13 @@ def soft_label_kl(
 
 
 def _soft_label_kl(
-    student: Tensor, teacher: Tensor, teacher_temperature: Tensor | float, *, student_temperature: float = 1.0,
+    student: Tensor,
+    teacher: Tensor,
+    teacher_temperature: Tensor | float,
+    *,
+    student_temperature: float = 1.0,
     reduction: Reduction = "mean",
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """:func:`soft_label_kl` without its checks."""
     log_p = torch.log_softmax(_scaled(teacher.detach(), teacher_temperature), dim=1)
     log_q = torch.log_softmax(_scaled(student, student_temperature), dim=1)

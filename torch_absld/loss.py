@@ -52,10 +52,19 @@ def _sample_temperatures(
 
 
 def absld_loss(
-    student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor, tau_adv: Tensor, tau_clean: Tensor,
-    *, alpha: float = 5 / 6, student_temperature: float = 1.0, reduction: Reduction = "mean",
-    coupling: Coupling = DEFAULT_COUPLING, validate_args: bool = True,
-) -> Tensor:  # fmt: skip
+    student_adv: Tensor,
+    student_clean: Tensor,
+    teacher: Tensor,
+    target: Tensor,
+    tau_adv: Tensor,
+    tau_clean: Tensor,
+    *,
+    alpha: float = 5 / 6,
+    student_temperature: float = 1.0,
+    reduction: Reduction = "mean",
+    coupling: Coupling = DEFAULT_COUPLING,
+    validate_args: bool = True,
+) -> Tensor:
     r"""ABSLD distillation loss (Eq. 12).
 
     $L = \alpha\,\mathrm{KL}(p^{adv} \| q^{adv}) + (1-\alpha)\,\mathrm{KL}(p^{clean} \| q^{clean})$,
@@ -90,16 +99,32 @@ def absld_loss(
     if values_checkable(validate_args):
         raise_first(checks)
     return _absld_loss(
-        student_adv, student_clean, teacher, target, tau_adv, tau_clean,
-        alpha=alpha, student_temperature=student_temperature, reduction=reduction, coupling=coupling,
-    )  # fmt: skip
+        student_adv,
+        student_clean,
+        teacher,
+        target,
+        tau_adv,
+        tau_clean,
+        alpha=alpha,
+        student_temperature=student_temperature,
+        reduction=reduction,
+        coupling=coupling,
+    )
 
 
 def _absld_loss(
-    student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor, tau_adv: Tensor, tau_clean: Tensor,
-    *, alpha: float = 5 / 6, student_temperature: float = 1.0, reduction: Reduction = "mean",
+    student_adv: Tensor,
+    student_clean: Tensor,
+    teacher: Tensor,
+    target: Tensor,
+    tau_adv: Tensor,
+    tau_clean: Tensor,
+    *,
+    alpha: float = 5 / 6,
+    student_temperature: float = 1.0,
+    reduction: Reduction = "mean",
     coupling: Coupling = DEFAULT_COUPLING,
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """:func:`absld_loss` without its checks (``target`` int64)."""
     terms = (student_adv, student_clean, teacher, target, tau_adv, tau_clean, student_temperature, reduction)
     adv, clean = _kl_terms(*terms, coupling)
@@ -107,9 +132,16 @@ def _absld_loss(
 
 
 def _kl_terms(
-    student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor, tau_adv: Tensor,
-    tau_clean: Tensor, student_temperature: float, reduction: Reduction, coupling: Coupling,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+    student_adv: Tensor,
+    student_clean: Tensor,
+    teacher: Tensor,
+    target: Tensor,
+    tau_adv: Tensor,
+    tau_clean: Tensor,
+    student_temperature: float,
+    reduction: Reduction,
+    coupling: Coupling,
+) -> tuple[Tensor, Tensor]:
     t_adv, t_clean = _sample_temperatures(tau_adv, tau_clean, target, coupling)
     kl: dict[str, Any] = {"student_temperature": student_temperature, "reduction": reduction}
     return _soft_label_kl(student_adv, teacher, t_adv, **kl), _soft_label_kl(student_clean, teacher, t_clean, **kl)
@@ -142,12 +174,23 @@ class ABSLDLoss(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int, *, alpha: float = 5 / 6, student_temperature: float = 1.0,
-        init_temperature: float = 1.0, lr: float = 0.1, min_temperature: float = 0.5, max_temperature: float = 5.0,
-        adapt: Adapt = "both", coupling: Coupling = DEFAULT_COUPLING, reduction: Reduction = "mean",
-        risk_reduction: RiskReduction = "mean", record_risk: bool = True, process_group: ProcessGroupArg = None,
+        self,
+        num_classes: int,
+        *,
+        alpha: float = 5 / 6,
+        student_temperature: float = 1.0,
+        init_temperature: float = 1.0,
+        lr: float = 0.1,
+        min_temperature: float = 0.5,
+        max_temperature: float = 5.0,
+        adapt: Adapt = "both",
+        coupling: Coupling = DEFAULT_COUPLING,
+        reduction: Reduction = "mean",
+        risk_reduction: RiskReduction = "mean",
+        record_risk: bool = True,
+        process_group: ProcessGroupArg = None,
         validate_args: bool = True,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         num_classes = check_num_classes(num_classes, minimum=2)
         self.alpha = check_unit_interval(alpha, "alpha")
@@ -159,9 +202,13 @@ class ABSLDLoss(nn.Module):
         self.record_risk = check_bool(record_risk, "record_risk")
         self.validate_args = check_bool(validate_args, "validate_args")
         common: dict[str, Any] = dict(
-            init_temperature=init_temperature, risk_reduction=risk_reduction, min_temperature=min_temperature,
-            max_temperature=max_temperature, process_group=process_group, validate_args=validate_args,
-        )  # fmt: skip
+            init_temperature=init_temperature,
+            risk_reduction=risk_reduction,
+            min_temperature=min_temperature,
+            max_temperature=max_temperature,
+            process_group=process_group,
+            validate_args=validate_args,
+        )
         self.adv = ClassTemperatureController(num_classes, lr=lr if adapt != "none" else 0.0, **common)
         self.clean = ClassTemperatureController(num_classes, lr=lr if adapt == "both" else 0.0, **common)
         self.num_classes = num_classes

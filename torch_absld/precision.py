@@ -13,12 +13,16 @@ from typing import Any, Literal, TypeAlias, TypeVar
 import torch
 from torch import Tensor
 
-# fmt: off
 __all__ = [
-    "PRECISIONS", "BF16Support", "DeviceSettings", "Precision", "bf16_support", "fastest_settings", "precision_scope",
+    "PRECISIONS",
+    "BF16Support",
+    "DeviceSettings",
+    "Precision",
+    "bf16_support",
+    "fastest_settings",
+    "precision_scope",
     "warn_if_emulated",
 ]
-# fmt: on
 
 Precision: TypeAlias = Literal["auto", "float32", "bfloat16", "float16"]
 """A training step's ``precision=``: ``"auto"`` (:func:`fastest_settings`) or an autocast dtype."""

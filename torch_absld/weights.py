@@ -81,9 +81,13 @@ def _load_file(path: str, map_location: str | torch.device | None, weights_only:
 
 
 def load_weights(
-    model: nn.Module, source: str | os.PathLike[str] | Mapping[str, Any], *, strict: bool = True,
-    map_location: str | torch.device | None = "cpu", weights_only: bool = True,
-) -> nn.Module:  # fmt: skip
+    model: nn.Module,
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    strict: bool = True,
+    map_location: str | torch.device | None = "cpu",
+    weights_only: bool = True,
+) -> nn.Module:
     """Load a checkpoint (a path or a loaded dict) into ``model`` and return ``model``.
 
     Nesting, wrapper prefixes (:func:`extract_state_dict`) and one leading segment shared by

@@ -120,9 +120,15 @@ def check_device(tensor: Tensor, device: torch.device | None, name: str, owner: 
 
 
 def check_integer_labels(
-    target: Tensor, num_classes: int | None, *, name: str = "target", batch_size: int | None = None,
-    check_values: bool = True, device: torch.device | None = None, owner: str = "the model",
-) -> Tensor:  # fmt: skip
+    target: Tensor,
+    num_classes: int | None,
+    *,
+    name: str = "target",
+    batch_size: int | None = None,
+    check_values: bool = True,
+    device: torch.device | None = None,
+    owner: str = "the model",
+) -> Tensor:
     """``target`` as int64 class indices $(N,)$ (``N == batch_size`` when given), values read if ``check_values``."""
     if not isinstance(target, Tensor):
         raise TypeError(f"Expected `{name}` to be a torch.Tensor, but got {type(target).__name__}.")

@@ -38,9 +38,15 @@ class ABSLDCallback(pl.Callback):
     """
 
     def __init__(
-        self, loss_fn: ABSLDLoss | None = None, *, follow_lr: bool = False, optimizer_index: int = 0,
-        param_group: int = 0, log: bool = True, log_per_class: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        loss_fn: ABSLDLoss | None = None,
+        *,
+        follow_lr: bool = False,
+        optimizer_index: int = 0,
+        param_group: int = 0,
+        log: bool = True,
+        log_per_class: bool = False,
+    ) -> None:
         super().__init__()
         if loss_fn is not None and not isinstance(loss_fn, ABSLDLoss):
             raise TypeError(f"Expected `loss_fn` to be an ABSLDLoss or None, but got {type(loss_fn).__name__}.")
