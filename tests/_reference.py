@@ -42,7 +42,7 @@ def absld_loss_reference(
             p = softmax_row(teacher[i].tolist(), temperature)
             q = softmax_row(student[i].tolist(), student_temperature)
             totals[kind] += sum(p[k] * (math.log(p[k]) - math.log(q[k])) for k in range(c) if p[k] > 0)
-    divisor = {"mean": n * c, "batchmean": n, "sum": 1}[reduction]
+    divisor = {"mean": n * c, "sum": c}[reduction]  # each sample's loss is its KL / C
     return (alpha * totals["adv"] + (1 - alpha) * totals["clean"]) / divisor
 
 

@@ -22,8 +22,8 @@ from ._internal.checks import (
 
 __all__ = ["Reduction", "soft_label_kl", "soft_labels"]
 
-Reduction = Literal["mean", "batchmean", "sum", "none"]
-REDUCTIONS = ("mean", "batchmean", "sum", "none")
+Reduction = Literal["mean", "sum", "none"]
+REDUCTIONS = ("mean", "sum", "none")
 
 
 def soft_labels(teacher: Tensor, temperature: Tensor | float, *, validate_args: bool = True) -> Tensor:
@@ -66,8 +66,8 @@ def soft_label_kl(
 
     Per element $p_c(\log p_c - \log q_c)$ ($0$ where $p_c = 0$: a teacher logit of $-\infty$ masks
     its class), $p = \mathrm{softmax}(z_t / \tau_t)$ (no gradient), $q = \mathrm{softmax}(z_s / \tau_s)$,
-    in float32. ``"mean"`` averages the $N \times C$ elements (the authors' ``torch.mean``),
-    ``"batchmean"`` is the batch-mean KL, ``"sum"`` sums, ``"none"`` gives each sample's KL. An
+    in float32. Each sample's loss is its KL divided by $C$ (the authors' scale: their mean over
+    the $N \times C$ elements); ``"none"`` returns it, ``"mean"`` its mean, ``"sum"`` its sum. An
     empty batch gives 0 (in the graph).
 
     Shape:
@@ -104,10 +104,7 @@ def _soft_label_kl(
 
 
 def _reduce(elementwise: Tensor, reduction: Reduction) -> Tensor:
+    per_sample = elementwise.mean(dim=1) if elementwise.shape[1] else elementwise.sum(dim=1)
     if reduction == "none":
-        return elementwise.sum(dim=1)
-    if reduction == "sum" or elementwise.numel() == 0:  # an empty batch: 0, in the graph
-        return elementwise.sum()
-    if reduction == "mean":
-        return elementwise.mean()
-    return elementwise.sum() / elementwise.shape[0]
+        return per_sample
+    return per_sample.sum() if reduction == "sum" or per_sample.numel() == 0 else per_sample.mean()

@@ -19,7 +19,7 @@ def _sample_terms(
 ) -> tuple[Tensor, Tensor]:
     r"""$(T^2\,\mathrm{KL}_i / C,\ \mathrm{CE}_i)$, each $(N,)$ (``nn.KLDivLoss()`` averages $N \times C$ elements)."""
     kl = _soft_label_kl(student_adv, teacher, temperature, student_temperature=temperature, reduction="none")
-    return kl * (temperature * temperature / teacher.shape[1]), per_sample_ce(student_clean, target)
+    return kl * (temperature * temperature), per_sample_ce(student_clean, target)
 
 
 def ard_loss(

@@ -2,7 +2,7 @@ r"""Fair-ARD (Yue et al. 2023): ARD's (or RSLAD's) loss, each sample weighted by
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor
 
@@ -24,11 +24,10 @@ def _sample_terms(
 ) -> tuple[Tensor, Tensor]:
     if base == "ard":
         return _ard_terms(student_adv, student_clean, teacher, target, temperature)
-    classes = teacher.shape[1]
-    adv = _soft_label_kl(student_adv, teacher, temperature, student_temperature=temperature, reduction="none")
-    return adv / classes, _soft_label_kl(
-        student_clean, teacher, temperature, student_temperature=temperature, reduction="none"
-    ) / classes
+    kl: dict[str, Any] = {"student_temperature": temperature, "reduction": "none"}
+    return _soft_label_kl(student_adv, teacher, temperature, **kl), _soft_label_kl(
+        student_clean, teacher, temperature, **kl
+    )
 
 
 def _defaults(base: object, temperature: float | None, alpha: float | None) -> tuple[float, float]:
