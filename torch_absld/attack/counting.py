@@ -5,15 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._internal.checks import (
-    ValueCheck,
-    check_choice,
-    check_integer_labels,
-    check_logits,
-    check_positive,
-    label_range_flag,
-    probability_flag,
-)
+from .._internal import checks
 from .objectives import ObjectiveName, _attack_objective, check_output_width, check_target
 
 __all__ = ["CountingObjective"]
@@ -26,10 +18,8 @@ class CountingObjective:
     for each sample still predicted as its label, so after $K$ steps ``counts`` holds Fair-ARD's
     $\kappa_i \in \{0, \dots, K\}$ (``AttackPGD.forward`` of the official ``Fair-ARD.py``).
     Call :meth:`reset` with the labels before each attack (checked with the attack's own checks).
-
-    Args:
-        objective: ``"ce"`` (integer labels as the attack's target), ``"kl"`` (soft labels) or ``"cw"``.
-        student_temperature: $\tau_s$ of the ``"kl"`` objective.
+    ``objective``: ``"ce"``, ``"cw"`` (integer labels as the attack's target) or ``"kl"`` (soft
+    labels, temperature ``student_temperature``).
 
     Example:
         >>> from torch_absld import pgd
@@ -41,9 +31,9 @@ class CountingObjective:
     """
 
     def __init__(self, objective: ObjectiveName = "ce", *, student_temperature: float = 1.0) -> None:
-        check_choice(objective, "objective", ("ce", "kl", "cw"))
+        checks.check_choice(objective, "objective", ("ce", "kl", "cw"))
         self.objective: ObjectiveName = objective
-        self.student_temperature = check_positive(student_temperature, "student_temperature")
+        self.student_temperature = checks.check_positive(student_temperature, "student_temperature")
         self.labels = torch.zeros(0, dtype=torch.long)
         self.counts = torch.zeros(0)
         self._unchecked = False
@@ -55,7 +45,7 @@ class CountingObjective:
 
     def _reset(self, labels: Tensor) -> None:
         """:meth:`reset` without the value checks of the coming attack (the caller checked the labels)."""
-        self.labels = check_integer_labels(labels, None, name="labels", check_values=False).detach()
+        self.labels = checks.check_integer_labels(labels, None, name="labels", check_values=False).detach()
         self.counts = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
         self._unchecked = False
 
@@ -67,7 +57,7 @@ class CountingObjective:
         return _attack_objective(output, target, self.objective, student_temperature=self.student_temperature)
 
     def _checked(self, output: Tensor, target: Tensor) -> Tensor:
-        check_logits(output, "output")
+        checks.check_logits(output, "output")
         if output.shape[:1] != self.labels.shape:
             raise RuntimeError(
                 f"Expected logits for {self.labels.shape[0]} samples as given to `reset(labels)`, but got "
@@ -78,18 +68,18 @@ class CountingObjective:
             check_output_width(output, target, self.objective, "output")
         return target
 
-    def _value_checks(self, output: Tensor, target: Tensor) -> list[ValueCheck]:
+    def _value_checks(self, output: Tensor, target: Tensor) -> list[checks.ValueCheck]:
         """The flags of the labels and the attack's target after :meth:`reset` (``output``: logits of any batch)."""
         if not self._unchecked:
             return []
         self._unchecked = False
-        check_logits(output, "output")
+        checks.check_logits(output, "output")
         batch = target.shape[0] if isinstance(target, Tensor) and target.dim() else -1  # rows: checked per step
         target = check_target(target, self.objective, batch, device=output.device)
         classes = output.shape[1]
         kl = self.objective == "kl"
-        target_flag = probability_flag(target, "target") if kl else label_range_flag(target, classes)
-        return [label_range_flag(self.labels, classes, "labels"), target_flag]
+        target_flag = checks.probability_flag(target, "target") if kl else checks.label_range_flag(target, classes)
+        return [checks.label_range_flag(self.labels, classes, "labels"), target_flag]
 
     def __repr__(self) -> str:
         return f"CountingObjective({self.objective!r})"

@@ -16,7 +16,7 @@ __all__ = ["KLPGDAttack"]
 
 
 def _setting(field: str) -> Any:
-    """An attribute that reads (and replaces) one field of the attack's :class:`PGDConfig`."""
+    """An attribute that reads and replaces one field of the attack's :class:`PGDConfig`."""
 
     def replace(attack: KLPGDAttack, value: Any) -> None:
         attack.config = attack.config.replace(**{field: value})
@@ -29,17 +29,11 @@ class KLPGDAttack(nn.Module):
 
     With probabilities $(N, C)$ as the target it is ABSLD's KL-PGD (Eq. 13), with labels $(N,)$
     CE-PGD. The model is held by reference (the ``state_dict`` holds no weights). The settings
-    read as attributes (``attack.eps``); ``attack.config`` is the whole.
+    read and write as attributes (``attack.eps``); ``attack.config`` is the whole.
 
-    Args:
-        model: the network under attack (a DDP wrapper is unwrapped).
-        config: the settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
-        objective: ``"auto"``, ``"kl"``, ``"ce"``, ``"cw"`` or a callable (see :func:`~torch_absld.pgd`).
-        generator: random generator of every call's start.
-        model_name: the model's name in error messages (a training step's ``"student"``).
-        eps: L-inf radius (replaces ``config.eps``).
-        step_size: ascent step (replaces ``config.step_size``).
-        **settings: other fields of :class:`PGDConfig` (``steps``, ``validate_args``, ...).
+    ``config`` (``None``: ``PGDConfig()``) is changed by ``eps``, ``step_size`` and ``**settings``;
+    ``objective`` is as in :func:`~torch_absld.pgd`; ``generator`` draws every call's start;
+    ``model_name`` names the model in error messages (a training step's ``"student"``).
 
     Shape:
         - input: $(N, \dots)$
@@ -107,7 +101,10 @@ class KLPGDAttack(nn.Module):
         step_size: PerSample | None = None,
     ) -> Tensor:
         """Adversarial examples for ``input``; ``eps`` / ``step_size`` (floats or $(N,)$) override the config."""
-        return self._run(input, target, seed, eps, step_size, values_checkable(self.validate_args))
+        config, eps, step_size = configured(self.config, eps, step_size, {})
+        checking = values_checkable(self.validate_args)
+        args = (self.objective, eps, step_size, self.generator, seed, None, checking, self.model_name)
+        return _attack(self.model, input, target, config, *args)
 
     def _forward(
         self,
@@ -119,19 +116,8 @@ class KLPGDAttack(nn.Module):
         step_size: PerSample | None = None,
     ) -> Tensor:
         """:meth:`forward` without the value checks (no read from the device): the caller checked its inputs."""
-        return self._run(input, target, seed, eps, step_size, False)
-
-    def _run(
-        self,
-        input: Tensor,
-        target: Tensor,
-        seed: int | None,
-        eps: PerSample | None,
-        step_size: PerSample | None,
-        checking: bool,
-    ) -> Tensor:
         config, eps, step_size = configured(self.config, eps, step_size, {})
-        args = (self.objective, eps, step_size, self.generator, seed, None, checking, self.model_name)
+        args = (self.objective, eps, step_size, self.generator, seed, None, False, self.model_name)
         return _attack(self.model, input, target, config, *args)
 
     def extra_repr(self) -> str:

@@ -27,14 +27,8 @@ def default_attack_settings(eps: float = 8 / 255) -> dict[str, dict[str, Any]]:
         20
     """
     eps = check_positive(eps, "eps", allow_zero=True)
-    pgd = {
-        "eps": eps,
-        "step_size": 2 / 255,
-        "steps": 20,
-        "random_start": "uniform",
-        "objective": "ce",
-        "loss_scale": None,
-    }
+    pgd = {"eps": eps, "step_size": 2 / 255, "steps": 20, "random_start": "uniform", "objective": "ce"}
+    pgd["loss_scale"] = None
     return {
         "clean": {},
         "fgsm": {**pgd, "step_size": eps, "steps": 1, "random_start": None},
@@ -75,7 +69,7 @@ def resolve_attack_settings(
         for key, value in changes.items():
             if key not in defaults[name]:
                 raise ValueError(
-                    f"Expected `attack_overrides[{name!r}]` keys among {tuple(defaults[name])}, but got {key!r}."
+                    f"Expected `attack_overrides[{name!r}]` keys among {tuple(defaults[name])}, got {key!r}."
                 )
             settings[name][key] = value
         if name == "fgsm" and "eps" in changes and "step_size" not in changes:

@@ -26,14 +26,8 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     """Class-wise accuracy under each attack, as returned by :func:`torch_absld.evaluate_robustness`.
 
     A read-only mapping from attack name to :class:`~torch_absld.ClassAccuracyResult`, in
-    evaluation order; values are fractions, the tables percentages (and the NSD of each attack).
-
-    Args:
-        results: one result per attack, in order.
-        num_classes: number of classes $C$.
-        eps: the L-inf radius of the attacks.
-        worst_fraction: the ``worst_fraction`` of the results (see :func:`~torch_absld.worst_class_count`).
-        settings: the resolved settings of each attack (for the record).
+    evaluation order, with the $C$ classes, radius ``eps``, ``worst_fraction`` and each attack's
+    resolved ``settings``; values are fractions, the tables percentages (and each attack's NSD).
 
     Example:
         >>> from torch_absld import class_accuracy_summary
@@ -52,31 +46,20 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
         settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         if not isinstance(results, Mapping):
-            raise TypeError(
-                f"Expected `results` to be a mapping from attack name to ClassAccuracyResult, but got "
-                f"{type(results).__name__}."
-            )
-        num_classes = check_num_classes(num_classes, minimum=1)
-        eps = check_positive(eps, "eps", allow_zero=True)
+            raise TypeError(f"Expected `results` to be a mapping of ClassAccuracyResult, got {type(results).__name__}.")
+        self.num_classes = check_num_classes(num_classes, minimum=1)
+        self.eps = check_positive(eps, "eps", allow_zero=True)
         worst_class_count(num_classes, worst_fraction)  # validates worst_fraction
         if settings is not None and not isinstance(settings, Mapping):
-            raise TypeError(
-                f"Expected `settings` to be a mapping of the attacks' settings or None, but got {settings!r}."
-            )
+            raise TypeError(f"Expected `settings` to be a mapping or None, but got {settings!r:.80}.")
         if not results:
             raise ValueError("Expected `results` to hold at least one attack, but got none.")
         for name, result in results.items():
             if not isinstance(result, ClassAccuracyResult):
-                raise TypeError(
-                    f"Expected `results[{name!r}]` to be a ClassAccuracyResult, but got {type(result).__name__}."
-                )
+                raise TypeError(f"Expected `results[{name!r}]` to be a ClassAccuracyResult, got {type(result)}.")
             if len(result.per_class) != num_classes:
-                raise ValueError(
-                    f"Expected `results[{name!r}]` to have {num_classes} classes, but got {len(result.per_class)}."
-                )
+                raise ValueError(f"Expected `results[{name!r}]` to have {num_classes} classes, got {result.per_class}.")
         self._results = dict(results)
-        self.num_classes = num_classes
-        self.eps = eps
         self.worst_fraction = worst_fraction
         self.settings: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (settings or {}).items()}
 
@@ -109,12 +92,9 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     def to_markdown(
         self, name: str = "Model", *, per_class: bool = False, class_names: Sequence[str] | None = None
     ) -> str:
-        """The paper's tables (:func:`reports_to_markdown`) of this report.
+        """The paper's tables (:func:`reports_to_markdown`) with row label ``name``.
 
-        Args:
-            name: the row label (the model or method).
-            per_class: also add a table of per-class accuracy (%), one row per class.
-            class_names: names of the classes for that table (default: their indices).
+        ``per_class`` adds a table of per-class accuracy (%) with rows ``class_names`` (default: indices).
         """
         table = reports_to_markdown({name: self})
         if not per_class:
@@ -175,13 +155,8 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
             a: class_accuracy_summary(results[a]["correct"], results[a]["total"], worst_fraction=fraction)
             for a in data["attacks"]
         }
-        return cls(
-            summaries,
-            num_classes=int(data["num_classes"]),
-            eps=float(data["eps"]),
-            worst_fraction=fraction,
-            settings=data.get("settings"),
-        )
+        num_classes, eps = int(data["num_classes"]), float(data["eps"])
+        return cls(summaries, num_classes=num_classes, eps=eps, worst_fraction=fraction, settings=data.get("settings"))
 
 
 def reports_to_markdown(reports: Mapping[str, RobustnessReport]) -> str:
