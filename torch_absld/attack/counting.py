@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .._internal import checks
-from .objectives import ObjectiveName, _attack_objective, check_output_width, check_target
+from .objectives import ObjectiveName, _attack_objective, check_output_width, check_target, target_flag
 
 __all__ = ["CountingObjective"]
 
@@ -16,18 +16,17 @@ class CountingObjective:
 
     The callable ``objective`` of :func:`~torch_absld.pgd`: each ascent step adds 1 to :attr:`counts`
     for each sample still predicted as its label, so after $K$ steps ``counts`` holds Fair-ARD's
-    $\kappa_i \in \{0, \dots, K\}$ (``AttackPGD.forward`` of the official ``Fair-ARD.py``).
-    Call :meth:`reset` with the labels before each attack (checked with the attack's own checks).
-    ``objective``: ``"ce"``, ``"cw"`` (integer labels as the attack's target) or ``"kl"`` (soft
-    labels, temperature ``student_temperature``).
+    $\kappa_i \in \{0, \dots, K\}$ (``AttackPGD.forward`` of the official ``Fair-ARD.py``). Call
+    :meth:`reset` before each attack. ``objective``: ``"ce"`` or ``"cw"`` (labels as the target) or
+    ``"kl"`` (soft labels, temperature ``student_temperature``).
 
     Example:
         >>> from torch_absld import pgd
         >>> counter, y = CountingObjective("ce"), torch.tensor([0, 1, 2, 0, 1])
         >>> counter.reset(y)
         >>> _ = pgd(torch.nn.Linear(4, 3), torch.rand(5, 4), y, objective=counter, eps=0.1, steps=3)
-        >>> counter.counts.shape
-        torch.Size([5])
+        >>> counter.counts.max() <= 3
+        tensor(True)
     """
 
     def __init__(self, objective: ObjectiveName = "ce", *, student_temperature: float = 1.0) -> None:
@@ -51,12 +50,6 @@ class CountingObjective:
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         """Count the correct predictions in ``output``, then return the summed objective."""
-        target = self._checked(output, target)
-        with torch.no_grad():
-            self.counts.add_((output.detach().argmax(dim=1) == self.labels).to(self.counts.dtype))
-        return _attack_objective(output, target, self.objective, student_temperature=self.student_temperature)
-
-    def _checked(self, output: Tensor, target: Tensor) -> Tensor:
         checks.check_logits(output, "output")
         if output.shape[:1] != self.labels.shape:
             raise RuntimeError(
@@ -66,7 +59,9 @@ class CountingObjective:
         target = check_target(target, self.objective, output.shape[0], device=output.device)
         if self.objective == "kl":
             check_output_width(output, target, self.objective, "output")
-        return target
+        with torch.no_grad():
+            self.counts.add_((output.detach().argmax(dim=1) == self.labels).to(self.counts.dtype))
+        return _attack_objective(output, target, self.objective, student_temperature=self.student_temperature)
 
     def _value_checks(self, output: Tensor, target: Tensor) -> list[checks.ValueCheck]:
         """The flags of the labels and the attack's target after :meth:`reset` (``output``: logits of any batch)."""
@@ -77,9 +72,7 @@ class CountingObjective:
         batch = target.shape[0] if isinstance(target, Tensor) and target.dim() else -1  # rows: checked per step
         target = check_target(target, self.objective, batch, device=output.device)
         classes = output.shape[1]
-        kl = self.objective == "kl"
-        target_flag = checks.probability_flag(target, "target") if kl else checks.label_range_flag(target, classes)
-        return [checks.label_range_flag(self.labels, classes, "labels"), target_flag]
+        return [checks.label_range_flag(self.labels, classes, "labels"), target_flag(target, self.objective, classes)]
 
     def __repr__(self) -> str:
         return f"CountingObjective({self.objective!r})"

@@ -39,14 +39,13 @@ class EarlyStopping:
     - ``"first_adversarial"`` (``stop_to_firstadv``, FAT with $\tau$ = ``patience``, BAT: 1): a sample
       found misclassified is stepped ``patience`` more times, then stops at the next misclassified iterate.
 
-    Samples that never stop get the attack's result. Call :meth:`reset` with the labels and the
-    clean batch before each attack; the values are checked once, with the attack's own checks.
+    Samples that never stop get the attack's result. Call :meth:`reset` before each attack.
 
     Example:
         >>> from torch_absld import pgd
-        >>> model, x, y, stopper = nn.Linear(4, 3), torch.rand(5, 4), torch.tensor([0, 1, 2, 0, 1]), EarlyStopping()
-        >>> stopper.reset(y, x)
-        >>> final = pgd(LogitsAndInput(model), x, model(x).softmax(1).detach(), objective=stopper, eps=0.3, steps=4)
+        >>> model, x, stopper = nn.Linear(4, 3), torch.rand(5, 4), EarlyStopping()
+        >>> stopper.reset(torch.tensor([0, 1, 2, 0, 1]), x)
+        >>> final = pgd(LogitsAndInput(model), x, model(x).softmax(1).detach(), objective=stopper, eps=0.3)
         >>> stopper.emitted(final).shape
         torch.Size([5, 4])
     """

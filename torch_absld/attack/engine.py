@@ -51,16 +51,15 @@ def pgd(
         config: the settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
         objective: ``"kl"``, ``"ce"``, ``"cw"`` (margin), ``"auto"`` (``"kl"`` for floating point
             ``target``, else ``"ce"``) or ``objective(output, target)`` returning the summed loss.
-        eps: L-inf radius, a float or per-sample $(N,)$; replaces ``config.eps``.
-        step_size: ascent step, a float or $(N,)$; replaces ``config.step_size``.
+        eps: radius, a float or per-sample $(N,)$, replacing ``config.eps``.
+        step_size: a float or $(N,)$, replacing ``config.step_size``.
         generator: random generator of the start.
-        seed: seed of a generator on the input's device (instead of ``generator``).
-        start: explicit first iterate like ``input``; replaces ``random_start``.
-        **settings: changes to the other fields of ``config`` (``steps=20``, ...).
+        seed: seed of a generator on the input's device instead.
+        start: explicit first iterate like ``input``, instead of ``random_start``.
+        **settings: other fields of ``config`` to change (``steps=20``, ...).
 
     Shape:
-        - input: $(N, \dots)$; target: $(N, C)$ or $(N,)$
-        - Output: like ``input``, within ``eps`` of it and inside ``[clip_min, clip_max]``, exactly
+        - input: $(N, \dots)$; target: $(N, C)$ or $(N,)$; Output: like ``input``, exactly in the ball and range
     """
     config, eps, step_size = configured(config, eps, step_size, settings)
     checking = checks.values_checkable(config.validate_args)
@@ -100,11 +99,8 @@ def configured(
     """The config with the scalar changes applied, and the radius and step of the call (per-sample tensors kept)."""
     if config is not None and not isinstance(config, PGDConfig):
         raise TypeError(f"Expected `config` to be a PGDConfig or None, but got {type(config).__name__}.")
-    changes = dict(settings)
-    if eps is not None and not isinstance(eps, Tensor):
-        changes["eps"] = eps
-    if step_size is not None and not isinstance(step_size, Tensor):
-        changes["step_size"] = step_size
+    scalars = {"eps": eps, "step_size": step_size}
+    changes = settings | {k: v for k, v in scalars.items() if v is not None and not isinstance(v, Tensor)}
     config = (config or _DEFAULT_CONFIG).replace(**changes) if changes else (config or _DEFAULT_CONFIG)
     radius = eps if isinstance(eps, Tensor) else config.eps
     return config, radius, step_size if isinstance(step_size, Tensor) else config.step_size
@@ -164,7 +160,7 @@ def _attack(
                         flags += objective_checks(output, target)
                     elif not callable(resolved):
                         objectives.check_output_width(output, target[:1], resolved, model_name)
-                        flags.append(checks.label_range_flag(target, output.shape[1]))
+                        flags.append(objectives.target_flag(target, resolved, output.shape[1]))
                 checks.raise_first(flags)
             if input.shape[0] == 0:
                 return input.detach().clone()

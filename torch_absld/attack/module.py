@@ -28,17 +28,13 @@ class KLPGDAttack(nn.Module):
     r"""L-inf PGD (:func:`~torch_absld.pgd`) as a module holding its :class:`PGDConfig`.
 
     With probabilities $(N, C)$ as the target it is ABSLD's KL-PGD (Eq. 13), with labels $(N,)$
-    CE-PGD. The model is held by reference (the ``state_dict`` holds no weights). The settings
-    read and write as attributes (``attack.eps``); ``attack.config`` is the whole.
-
-    ``config`` (``None``: ``PGDConfig()``) is changed by ``eps``, ``step_size`` and ``**settings``;
-    ``objective`` is as in :func:`~torch_absld.pgd`; ``generator`` draws every call's start;
-    ``model_name`` names the model in error messages (a training step's ``"student"``).
+    CE-PGD. The model is held by reference (the ``state_dict`` holds no weights). ``config``
+    (``None``: ``PGDConfig()``), changed by ``eps``, ``step_size`` and ``**settings``, reads and writes
+    as attributes (``attack.eps``). ``objective``: as in :func:`~torch_absld.pgd`; ``generator`` draws
+    every call's start; ``model_name`` names the model in errors (a training step's ``"student"``).
 
     Shape:
-        - input: $(N, \dots)$
-        - target: $(N, C)$ probabilities or $(N,)$ integer labels
-        - Output: like ``input``
+        - input: $(N, \dots)$; target: $(N, C)$ probabilities or $(N,)$ labels; Output: like ``input``
 
     Example:
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))

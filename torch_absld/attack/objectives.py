@@ -36,9 +36,7 @@ def attack_objective(
     ``validate_args`` checks the values of ``target`` (one read from the device).
 
     Shape:
-        - logits: $(N, C)$
-        - target: $(N, C)$ probabilities for ``"kl"``, else $(N,)$ integers in $[0, C)$
-        - Output: scalar
+        - logits: $(N, C)$; target: $(N, C)$ probabilities (``"kl"``) or $(N,)$ in $[0, C)$; Output: scalar
     """
     checks.check_choice(objective, "objective", ("kl", "ce", "cw"))
     checks.check_logits(logits, "logits")
@@ -46,10 +44,7 @@ def attack_objective(
     target = check_target(target, objective, logits.shape[0], device=logits.device)
     check_output_width(logits, target, objective, "logits")
     if checks.values_checkable(validate_args):
-        kl = objective == "kl"
-        checks.raise_first(
-            [checks.probability_flag(target, "target") if kl else checks.label_range_flag(target, logits.shape[1])]
-        )
+        checks.raise_first([target_flag(target, objective, logits.shape[1])])
     return _attack_objective(logits, target, objective, student_temperature=student_temperature)
 
 
@@ -66,6 +61,13 @@ def _attack_objective(
     true_logit = logits.gather(1, target.unsqueeze(1)).squeeze(1)
     others = logits.scatter(1, target.unsqueeze(1), float("-inf"))
     return (others.amax(dim=1) - true_logit).sum()
+
+
+def target_flag(target: Tensor, objective: ObjectiveName, num_classes: int) -> checks.ValueCheck:
+    """The value flag of a named objective's ``target``: probabilities for ``"kl"``, else labels in $[0, C)$."""
+    return (
+        checks.probability_flag(target, "target") if objective == "kl" else checks.label_range_flag(target, num_classes)
+    )
 
 
 def check_objective(objective: object) -> None:

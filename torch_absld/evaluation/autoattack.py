@@ -51,16 +51,12 @@ def auto_attack(
     of ``input`` and ``target`` (one read from the device). A DDP wrapper is unwrapped.
 
     Shape:
-        - input: $(N, C_{in}, H, W)$ (Square perturbs images)
-        - target: $(N,)$ integers in $[0, C)$
-        - Output: like ``input``
+        - input: $(N, C_{in}, H, W)$ (Square perturbs images); target: $(N,)$ in $[0, C)$; Output: like ``input``
     """
     eps = checks.check_positive(eps, "eps", allow_zero=True)
     checks.check_choice(version, "version", (*_ATTACKS_OF_VERSION, "custom"))
-    if (
-        checks.check_finite_number(clip_min, "clip_min") != 0.0
-        or checks.check_finite_number(clip_max, "clip_max") != 1.0
-    ):
+    bounds = (checks.check_finite_number(clip_min, "clip_min"), checks.check_finite_number(clip_max, "clip_max"))
+    if bounds != (0.0, 1.0):
         raise ValueError(
             f"Expected `clip_min` = 0 and `clip_max` = 1 for AutoAttack, which clamps to [0, 1], but got "
             f"[{clip_min}, {clip_max}]. Scale the inputs to [0, 1] and put the normalisation inside the model."

@@ -19,11 +19,7 @@ T = TypeVar("T")
 
 
 def dataset_labels(dataset: Any) -> list[int]:
-    """The integer label of every sample of ``dataset``, in order.
-
-    From ``dataset.targets`` (torchvision), ``dataset.labels``, a ``TensorDataset``'s last tensor,
-    through a ``Subset``, or else ``dataset[i][1]`` (which loads every input).
-    """
+    """The label of every sample, from ``.targets``, ``.labels``, a ``TensorDataset`` or ``dataset[i][1]``."""
     if isinstance(dataset, Subset):
         inner = dataset_labels(dataset.dataset)
         return [inner[int(i)] for i in dataset.indices]

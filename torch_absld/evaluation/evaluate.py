@@ -60,8 +60,7 @@ def evaluate_robustness(
     Empty batches are skipped; every class must appear. ``progress``: a ``tqdm`` bar on rank 0;
     ``validate_args``: check each batch's label and input values (one read per batch).
 
-    Returns:
-        A :class:`~torch_absld.RobustnessReport` (``report["pgd"].worst``, ``print(report)``).
+    Returns a :class:`~torch_absld.RobustnessReport` (``report["pgd"].worst``, ``print(report)``).
 
     Shape:
         - input batches: $(N, \dots)$ in ``[clip_min, clip_max]``; target batches: $(N,)$ in $[0, C)$
@@ -119,9 +118,7 @@ def evaluate_robustness(
                 if x.shape[0] > 0:  # an empty batch (the end of a sharded epoch) has nothing to count
                     if checking:
                         with _in_batch(index):
-                            checks.raise_first(
-                                [checks.label_range_flag(y, num_classes), checks.input_flag(x, clip_min, clip_max)]
-                            )
+                            checks.check_input_and_label_values(x, clip_min, clip_max, y, num_classes)
                     if not checked_output:  # the model's output, before any attack needs it
                         with torch.no_grad():
                             check_logits_of(evaluated(as_model_input(evaluated, x)), x.shape[0], num_classes)
@@ -196,7 +193,7 @@ def _progress_bar(loader: Iterable[Any], progress: bool, process_group: checks.P
         tqdm = importlib.import_module("tqdm.auto").tqdm
     except ImportError as error:
         raise ImportError(
-            'The progress bar needs `tqdm`: pip install "torch-absld[eval]", or progress=False.'
+            'The progress bar needs `tqdm`: pip install "torch-absld[eval]", or pass progress=False.'
         ) from error
     if is_distributed(process_group) and dist.get_rank() != 0:
         return None

@@ -78,11 +78,8 @@ def class_accuracy_summary(
     r"""Per-class accuracy $a_c = \text{correct}_c / \text{total}_c$, *Avg.*, *Worst* and *Overall* from counts.
 
     *Avg.* is $\sum_c \text{correct}_c / \sum_c \text{total}_c$, *Worst* the mean of the $k$ lowest
-    $a_c$ (:func:`worst_class_count`), *Overall* $(\text{Avg.} + \text{Worst}) / 2$. Every class
-    needs a sample: the accuracy of an unseen class is undefined (a ``ValueError`` lists them).
-
-    Shape:
-        - correct, total: $(C,)$ non-negative integers, ``correct <= total``
+    $a_c$ (:func:`worst_class_count`), *Overall* $(\text{Avg.} + \text{Worst}) / 2$. ``correct`` and
+    ``total``: $(C,)$ counts, ``correct <= total``, every class seen (a ``ValueError`` lists the unseen).
 
     Example:
         >>> r = class_accuracy_summary([3, 1, 2], [4, 2, 2])
@@ -98,9 +95,8 @@ def class_accuracy_summary(
     if empty:
         shown = ", ".join(str(c) for c in empty[:20]) + (", ..." if len(empty) > 20 else "")
         raise ValueError(
-            f"Expected every class in [0, {len(total_list)}) to have at least one sample, but "
-            f"{len(empty)} class(es) have none: [{shown}] (of {sum(total_list)} samples). The accuracy "
-            "of an unseen class is undefined: evaluate on data that covers every class, or check `num_classes`."
+            f"Expected every class in [0, {len(total_list)}) to have at least one sample, but {len(empty)} class(es) "
+            f"have none: [{shown}] (of {sum(total_list)} samples). Evaluate on every class, or check `num_classes`."
         )
     per_class = [c / t for c, t in zip(correct_list, total_list)]
     k = worst_class_count(len(per_class), worst_fraction)
@@ -119,13 +115,11 @@ def _as_counts(values: Tensor | Sequence[int], name: str) -> list[int]:
 class ClassAccuracy(ClassStatistics):
     r"""Correct / total counts per class over batches: :meth:`update`, :meth:`compute`, :meth:`reset`.
 
-    :meth:`update` reads the device once for the label values (never with ``validate_args=False``,
-    where it compiles with ``fullgraph=True``); :meth:`compute` sums the counts over ``process_group``
-    (``None``: the default group; ``False``: this rank) with one ``all_reduce``. The counts follow
-    ``.to()`` and are in ``state_dict()`` (key ``"counts"``). ``worst_fraction``: :func:`worst_class_count`.
-
-    Shape:
-        - ``update(input, target)``: input $(N, C)$ scores (argmax) or $(N,)$ predictions; target $(N,)$ in $[0, C)$
+    :meth:`update` takes scores $(N, C)$ (argmax) or predictions $(N,)$ and labels $(N,)$ in $[0, C)$,
+    reading the device once for their values (never with ``validate_args=False``, where it compiles
+    with ``fullgraph=True``); :meth:`compute` sums the counts over ``process_group`` (``None``: the
+    default group; ``False``: this rank) with one ``all_reduce``. The counts follow ``.to()`` and are
+    in ``state_dict()`` (key ``"counts"``). ``worst_fraction``: :func:`worst_class_count`.
 
     Example:
         >>> metric = ClassAccuracy(3)

@@ -58,8 +58,7 @@ def resolve_attack_settings(
     settings = {name: dict(defaults[name]) for name in names}
     if overrides is not None and not isinstance(overrides, Mapping):
         raise TypeError(
-            "Expected `attack_overrides` to be a mapping from attack name to a dict of changes, e.g. "
-            f"{{'pgd': {{'steps': 50}}}}, but got {type(overrides).__name__}."
+            f"Expected `attack_overrides` to be a mapping like {{'pgd': {{'steps': 50}}}}, got {overrides!r}."
         )
     for name, changes in (overrides or {}).items():
         if name not in settings:
@@ -69,7 +68,7 @@ def resolve_attack_settings(
         for key, value in changes.items():
             if key not in defaults[name]:
                 raise ValueError(
-                    f"Expected `attack_overrides[{name!r}]` keys among {tuple(defaults[name])}, got {key!r}."
+                    f"Expected `attack_overrides[{name!r}]` keys among {list(defaults[name])}, got {key!r}."
                 )
             settings[name][key] = value
         if name == "fgsm" and "eps" in changes and "step_size" not in changes:

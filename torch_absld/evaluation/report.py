@@ -108,12 +108,9 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     def __str__(self) -> str:
         in_255 = self.eps * 255
         eps = f"{round(in_255)}/255" if self.eps > 0 and abs(in_255 - round(in_255)) < 1e-6 else f"{self.eps:.4g}"
-        k = self.worst_k
-        worst = "the lowest class" if k == 1 else f"the mean of the {k} lowest classes"
-        header = (
-            f"Robustness (%) on {self.num_samples} samples, {self.num_classes} classes, L-inf eps = {eps}; "
-            f"Worst = {worst}"
-        )
+        worst = "the lowest class" if self.worst_k == 1 else f"the mean of the {self.worst_k} lowest classes"
+        samples = f"{self.num_samples} samples, {self.num_classes} classes"
+        header = f"Robustness (%) on {samples}, L-inf eps = {eps}; Worst = {worst}"
         width = max(6, *(len(_label(a)) for a in self.attacks))
         rows = [f"{'Attack':<{width}}  {'Avg.':>7}  {'Worst':>7}  {'Overall':>7}"]
         for attack in self.attacks:
@@ -127,20 +124,15 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python data (JSON-ready): fractions in ``[0, 1]`` and the counts they come from."""
-        return {
-            "num_classes": self.num_classes,
-            "num_samples": self.num_samples,
-            "eps": self.eps,
-            "worst_fraction": self.worst_fraction,
-            "worst_k": self.worst_k,
-            "attacks": list(self.attacks),
-            "settings": {k: dict(v) for k, v in self.settings.items()},
-            "results": {
-                attack: {"avg": r.avg, "worst": r.worst, "overall": r.overall, "nsd": r.nsd}
-                | {"per_class": list(r.per_class), "correct": list(r.correct), "total": list(r.total)}
-                for attack, r in self._results.items()
-            },
+        data: dict[str, Any] = {"num_classes": self.num_classes, "num_samples": self.num_samples, "eps": self.eps}
+        data |= {"worst_fraction": self.worst_fraction, "worst_k": self.worst_k, "attacks": list(self.attacks)}
+        data["settings"] = {k: dict(v) for k, v in self.settings.items()}
+        data["results"] = {
+            attack: {"avg": r.avg, "worst": r.worst, "overall": r.overall, "nsd": r.nsd}
+            | {"per_class": list(r.per_class), "correct": list(r.correct), "total": list(r.total)}
+            for attack, r in self._results.items()
         }
+        return data
 
     def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as JSON; keyword arguments go to :func:`json.dumps` (default ``indent=2``)."""
