@@ -30,7 +30,7 @@ class PGDConfig:
             range) before the first gradient; ``False`` is the authors' script.
         student_temperature: $\tau_s$ of the ``"kl"`` objective.
         loss_scale: factor on the loss before the gradient; ``None``: $2^{12}$ under fp16, else 1.
-        compile: run each step through ``torch.compile(fullgraph=True, mode=compile_mode)``.
+        compile: each step through ``torch.compile(fullgraph=True, mode=compile_mode)``.
         model_mode: every submodule in ``"eval"`` or ``"train"`` mode while attacking (restored after);
             ``"train"`` is the official SAT (Madry), ARD and Fair-ARD attack: batch-norm on batch
             statistics, its running averages moving at every step.

@@ -29,11 +29,10 @@ class LogitsAndInput(nn.Module):
 class EarlyStopping:
     r"""TRADES' KL objective, with each sample frozen where the model's prediction first turns (BAT).
 
-    The callable ``objective`` of :func:`~torch_absld.pgd` on a :class:`LogitsAndInput` module,
-    with the clean soft labels $p$ as the target: $\sum_i m_i\,\mathrm{KL}(p_i \,\|\,
-    \mathrm{softmax} f(x^k_i))$, where $m_i = 0$ once sample $i$ stopped (zero gradient: the
-    signed step leaves it in place). Predictions are read at $x^0, \dots, x^{K-1}$ from the
-    forward that gives the gradient; :meth:`emitted` gives each sample's point:
+    The ``objective`` of :func:`~torch_absld.pgd` on a :class:`LogitsAndInput` module, the clean
+    soft labels $p$ as the target: $\sum_i m_i\,\mathrm{KL}(p_i \,\|\, \mathrm{softmax} f(x^k_i))$,
+    $m_i = 0$ once sample $i$ stopped (the signed step leaves it in place). Predictions are read at
+    $x^0, \dots, x^{K-1}$ in the gradient's forward; :meth:`emitted` gives each sample's point:
 
     - ``"last_clean"`` (BAT's ``stop_to_lastclean``): the last iterate still classified correctly;
     - ``"first_adversarial"`` (``stop_to_firstadv``, FAT with $\tau$ = ``patience``, BAT: 1): a sample
@@ -124,10 +123,7 @@ class EarlyStopping:
 def _logits_and_input(output: object) -> tuple[Tensor, Tensor]:
     if not (isinstance(output, (tuple, list)) and len(output) == 2 and all(isinstance(t, Tensor) for t in output)):
         got = f"a tuple of {len(output)}" if isinstance(output, (tuple, list)) else type(output).__name__
-        raise TypeError(
-            f"Expected the attacked module to return (logits, input), but got {got}. Attack "
-            "`LogitsAndInput(model)`, which keeps the iterates."
-        )
+        raise TypeError(f"Expected the attacked module to return (logits, input), got {got}: attack `LogitsAndInput`.")
     checks.check_logits(output[0], "logits")
     return output[0], output[1]
 
@@ -135,7 +131,4 @@ def _logits_and_input(output: object) -> tuple[Tensor, Tensor]:
 def _check_soft_labels(target: object, shape: tuple[int, ...]) -> None:
     if not isinstance(target, Tensor) or target.shape != shape or not target.is_floating_point():
         got = f"{target.dtype} of shape {tuple(target.shape)}" if isinstance(target, Tensor) else type(target)
-        raise ValueError(
-            f"Expected `target` to be soft labels of the logits' shape {tuple(shape)}, but got {got}. "
-            "Pass the clean predictions' probabilities."
-        )
+        raise ValueError(f"Expected `target` to be soft labels of the logits' shape {tuple(shape)}, but got {got}.")

@@ -14,12 +14,11 @@ from .._internal.compile import compiled, trace_input_gradients
 from .._internal.modules import eval_mode, module_device, module_dtype, unwrap_model
 from . import objectives
 from .config import FP16_LOSS_SCALE, PGDConfig
-from .projection import per_sample_view, projection_bounds, round_into_ball
+from .projection import PerSample, per_sample_view, projection_bounds, round_into_ball
 
 __all__ = ["kl_pgd", "pgd"]
 
 _DEFAULT_CONFIG = PGDConfig()
-PerSample = float | Tensor
 
 
 def pgd(
@@ -83,11 +82,7 @@ def kl_pgd(
     seed: int | None = None,
     **settings: Any,
 ) -> Tensor:
-    r"""ABSLD's inner maximisation (Eq. 13): :func:`pgd` on $\mathrm{KL}(p \,\|\, \mathrm{softmax}(f(x') / \tau_s))$.
-
-    Shape:
-        - input: $(N, \dots)$; soft_labels: $(N, C)$ probabilities; Output: like ``input``
-    """
+    r"""ABSLD's inner maximisation (Eq. 13): :func:`pgd` on $\mathrm{KL}(p \,\|\, \mathrm{softmax}(f(x') / \tau_s))$."""
     config, eps, step_size = configured(config, eps, step_size, settings)
     checking = checks.values_checkable(config.validate_args)
     return _attack(model, input, soft_labels, config, "kl", eps, step_size, generator, seed, None, checking)
@@ -129,8 +124,8 @@ def _attack(
         checks.check_device(input, module_device(attacked), "input", f"`{model_name}`")
         resolved = objectives.resolve_objective(objective, target)
         target = objectives.check_target(target, resolved, input.shape[0], device=input.device)
-        if isinstance(target, Tensor) and target.is_inference():  # cannot be saved for backward
-            target = target.clone()
+        if isinstance(target, Tensor) and target.is_inference():
+            target = target.clone()  # an inference tensor cannot be saved for backward
         eps, step_size = _per_sample(eps, "eps", input), _per_sample(step_size, "step_size", input)
         radii = (("eps", eps, True), ("step_size", step_size, False))
         if seed is not None:
@@ -138,8 +133,7 @@ def _attack(
                 raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
             generator = torch.Generator(device=input.device).manual_seed(int(seed))
         x = checks.at_least_float32(input.detach())
-        if x.is_inference():
-            x = x.clone()
+        x = x.clone() if x.is_inference() else x
         feed = module_dtype(attacked) or input.dtype  # a cast model gets the iterate in its own dtype
         model_dtype = feed if feed != x.dtype else None
         fp16 = torch.is_autocast_enabled(x.device.type) and torch.get_autocast_dtype(x.device.type) == torch.float16
@@ -164,8 +158,7 @@ def _attack(
                 checks.raise_first(flags)
             if input.shape[0] == 0:
                 return input.detach().clone()
-            if config.model_mode == "train":
-                attacked.train()
+            attacked.train(config.model_mode == "train")  # every submodule; eval_mode restores them
             lower, upper = projection_bounds(x, eps, config.clip_min, config.clip_max)
             x_adv = _first_iterate(x, start, config, per_sample_view(eps, x), generator)
             if config.project_start:
@@ -229,8 +222,7 @@ def _radius_flag(value: Tensor, name: str, allow_zero: bool) -> checks.ValueChec
     flag = (~torch.isfinite(value) | (value < 0 if allow_zero else value <= 0)).any()
 
     def raise_error() -> None:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"Expected every `{name}` finite and {bound}, but got {value.tolist()}.")
+        raise ValueError(f"Expected every `{name}` finite and {'>= 0' if allow_zero else '> 0'}, got {value.tolist()}.")
 
     return flag, raise_error
 

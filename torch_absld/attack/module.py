@@ -7,21 +7,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._internal.checks import values_checkable
+from .._internal import checks
 from .config import ModelMode, PGDConfig, RandomStart
-from .engine import PerSample, _attack, configured
-from .objectives import Objective, check_objective
+from .engine import _attack, configured
+from .objectives import Objective
+from .projection import PerSample
 
 __all__ = ["KLPGDAttack"]
 
 
 def _setting(field: str) -> Any:
     """An attribute that reads and replaces one field of the attack's :class:`PGDConfig`."""
-
-    def replace(attack: KLPGDAttack, value: Any) -> None:
-        attack.config = attack.config.replace(**{field: value})
-
-    return property(lambda attack: getattr(attack.config, field), replace)
+    return property(
+        lambda a: getattr(a.config, field), lambda a, v: setattr(a, "config", a.config.replace(**{field: v}))
+    )
 
 
 class KLPGDAttack(nn.Module):
@@ -78,7 +77,8 @@ class KLPGDAttack(nn.Module):
             name = "eps" if isinstance(eps, Tensor) else "step_size"
             raise TypeError(f"Expected `{name}` to be a float; pass per-sample tensors when calling the attack.")
         self.config: PGDConfig = configured(config, eps, step_size, settings)[0]
-        check_objective(objective)
+        if not callable(objective):
+            checks.check_choice(objective, "objective", ("auto", "kl", "ce", "cw"))
         self.objective = objective
         self.generator = generator
         # A plain attribute, not a submodule: the attack's state_dict must not hold the weights.
@@ -98,7 +98,7 @@ class KLPGDAttack(nn.Module):
     ) -> Tensor:
         """Adversarial examples for ``input``; ``eps`` / ``step_size`` (floats or $(N,)$) override the config."""
         config, eps, step_size = configured(self.config, eps, step_size, {})
-        checking = values_checkable(self.validate_args)
+        checking = checks.values_checkable(self.validate_args)
         args = (self.objective, eps, step_size, self.generator, seed, None, checking, self.model_name)
         return _attack(self.model, input, target, config, *args)
 

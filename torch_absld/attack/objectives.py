@@ -70,15 +70,10 @@ def target_flag(target: Tensor, objective: ObjectiveName, num_classes: int) -> c
     )
 
 
-def check_objective(objective: object) -> None:
-    """Raise unless ``objective`` is a callable or one of ``"auto"``, ``"kl"``, ``"ce"``, ``"cw"``."""
-    if not callable(objective):
-        checks.check_choice(objective, "objective", ("auto", "kl", "ce", "cw"))
-
-
 def resolve_objective(objective: Objective, target: Tensor) -> ObjectiveName | ObjectiveFn:
     """``objective`` with ``"auto"`` resolved: ``"kl"`` for floating point ``target``, else ``"ce"``."""
-    check_objective(objective)
+    if not callable(objective):
+        checks.check_choice(objective, "objective", ("auto", "kl", "ce", "cw"))
     if not isinstance(target, Tensor) and not callable(objective):
         raise TypeError(f"Expected `target` to be a torch.Tensor, but got {type(target).__name__}.")
     if objective == "auto":
@@ -104,10 +99,7 @@ def check_target(
 
 
 def check_output_width(output: Any, target: Tensor, objective: ObjectiveName, name: str = "model") -> None:
-    """Raise unless ``output`` is logits $(N, C)$, of the shape of the soft labels ``target`` for ``"kl"``.
-
-    A class-count mismatch names ``target``, or a training step's model (soft labels from its teacher).
-    """
+    """Raise unless ``output`` is logits $(N, C)$, shaped like the soft labels ``target`` for ``"kl"``."""
     if not isinstance(output, Tensor) or output.dim() != 2:
         got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
         verb = "return logits" if name != "logits" else "be logits"

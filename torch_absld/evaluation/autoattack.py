@@ -42,13 +42,11 @@ def auto_attack(
     r"""L-inf AutoAttack (Croce & Hein, 2020) of ``model`` on one batch, through ``pyautoattack``.
 
     ``version="standard"`` runs APGD-CE, APGD-T, FAB-T and Square on the samples still classified
-    correctly (``"plus"``, ``"rand"``, or ``"custom"`` with a list ``attacks`` such as
-    ``["apgd-ce", "square"]``); APGD-T and FAB-T target $\min(9, C - 1)$ classes (their DLR losses
-    need $C \ge 4$). ``seed`` seeds every attack's restarts (drawn for the whole batch); the global
-    random state, the model's mode and ``requires_grad`` are restored. The attacks run on ``device``
-    (``None``: the input's) in batches of ``batch_size`` (``None``: all). Inputs lie in ``[0, 1]``
-    (``clip_min`` = 0, ``clip_max`` = 1, as AutoAttack clamps). ``validate_args`` checks the values
-    of ``input`` and ``target`` (one read from the device). A DDP wrapper is unwrapped.
+    correctly (or ``"plus"``, ``"rand"``, ``"custom"`` with ``attacks`` e.g. ``["apgd-ce", "square"]``);
+    APGD-T and FAB-T target $\min(9, C - 1)$ classes (DLR losses: $C \ge 4$). ``seed`` seeds the
+    restarts; global random state, model mode and ``requires_grad`` are restored. The attacks run on
+    ``device`` (``None``: the input's) in batches of ``batch_size`` (``None``: all), inputs in ``[0, 1]``
+    (``clip_min`` = 0, ``clip_max`` = 1). ``validate_args`` checks input and target values (one read).
 
     Shape:
         - input: $(N, C_{in}, H, W)$ (Square perturbs images); target: $(N,)$ in $[0, C)$; Output: like ``input``
@@ -62,8 +60,7 @@ def auto_attack(
             f"[{clip_min}, {clip_max}]. Scale the inputs to [0, 1] and put the normalisation inside the model."
         )
     num_classes = checks.check_num_classes(num_classes, minimum=2)
-    if batch_size is not None:
-        batch_size = checks.check_integer(batch_size, "batch_size", minimum=1)
+    batch_size = None if batch_size is None else checks.check_integer(batch_size, "batch_size", minimum=1)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
     seed = int(seed)
@@ -99,10 +96,8 @@ def auto_attack(
         module = importlib.import_module("pyautoattack")
     except ImportError as error:
         raise ImportError('AutoAttack needs `pyautoattack`: pip install "torch-absld[eval]".') from error
-    kwargs: dict[str, Any] = {"device": device, "eps": eps, "norm": "Linf", "seed": seed, "version": version}
-    if version == "custom":
-        kwargs["attacks"] = list(run)
-    adversary = module.AutoAttack(attacked, **kwargs)
+    custom = {"attacks": list(run)} if version == "custom" else {}
+    adversary = module.AutoAttack(attacked, device=device, eps=eps, norm="Linf", seed=seed, version=version, **custom)
     adversary.verbose = False
     adversary.apgd_targeted.n_target_classes = adversary.fab.n_target_classes = min(9, num_classes - 1)
     cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
@@ -125,7 +120,7 @@ def check_logits_of(output: Any, batch_size: int, num_classes: int) -> None:
 
 
 def _attack_list(version: str, attacks: Sequence[str] | None) -> tuple[str, ...]:
-    known = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+    known = _ATTACKS_OF_VERSION["plus"]  # every attack
     if version != "custom":
         if attacks is not None:
             raise ValueError(f"Expected `attacks` only with version='custom', but got version={version!r}.")

@@ -27,9 +27,8 @@ def _cpu_copy(value: Any) -> Any:
         return value.detach().to("cpu", copy=True)
     if isinstance(value, Mapping):
         out: OrderedDict[Any, Any] = OrderedDict((key, _cpu_copy(item)) for key, item in value.items())
-        metadata = getattr(value, "_metadata", None)
-        if metadata is not None:  # load_state_dict reads the module versions from it
-            out._metadata = copy.deepcopy(metadata)  # type: ignore[attr-defined]
+        if hasattr(value, "_metadata"):  # load_state_dict reads the module versions from it
+            out._metadata = copy.deepcopy(value._metadata)  # type: ignore[attr-defined]
         return out
     if isinstance(value, (list, tuple)):
         return type(value)(_cpu_copy(item) for item in value)

@@ -47,19 +47,16 @@ def evaluate_robustness(
 ) -> RobustnessReport:
     r"""Per-class accuracy of ``model`` on ``loader``, clean and under each attack, in one pass.
 
-    Each ``(input, target, ...)`` batch of ``loader`` is attacked by each of ``attacks`` in turn
-    (white-box, L-inf radius ``eps``, :func:`default_attack_settings` changed by ``attack_overrides``,
-    e.g. ``{"pgd": {"steps": 50}}``) and the predictions counted per class. *Avg.* is the accuracy
-    over all samples, *Worst* the mean of the $\lceil f \cdot C \rceil$ lowest class accuracies
-    ($f$: ``worst_fraction``), *Overall* their mean. ``model`` (returning logits; a DDP wrapper is
-    unwrapped, not moved) runs in eval mode, parameters frozen (both restored); batches go to
-    ``device`` (``None``: the model's). PGD's uniform start of a sample is a hash of ``seed`` and
-    the sample (the same in any batch, order or rank). Under ``torch.distributed`` the counts are
-    summed with one ``all_reduce`` (a collective: every rank of ``process_group`` must call;
-    ``False``: this rank alone), leaving out the duplicates a ``DistributedSampler`` pads with.
-    Empty batches are skipped; every class must appear. ``progress``: a ``tqdm`` bar on rank 0;
-    ``validate_args``: check each batch's label and input values (one read per batch).
-
+    Each ``(input, target, ...)`` batch is attacked by each of ``attacks`` (white-box, L-inf radius
+    ``eps``, :func:`default_attack_settings` changed by ``attack_overrides``, e.g. ``{"pgd": {"steps":
+    50}}``) and the predictions counted per class: *Avg.* over all samples, *Worst* the mean of the
+    $\lceil f \cdot C \rceil$ lowest classes ($f$: ``worst_fraction``), *Overall* their mean. The
+    model (logits; DDP unwrapped, not moved) runs in eval mode with frozen parameters (restored);
+    batches go to ``device`` (``None``: the model's). PGD's uniform start is a hash of ``seed`` and
+    the sample (the same in any batch, order or rank). Under ``torch.distributed`` one ``all_reduce``
+    sums the counts (every rank of ``process_group`` calls; ``False``: this rank), without a
+    ``DistributedSampler``'s padding. Empty batches are skipped; every class must appear. ``progress``:
+    a ``tqdm`` bar on rank 0; ``validate_args``: check label and input values (one read per batch).
     Returns a :class:`~torch_absld.RobustnessReport` (``report["pgd"].worst``, ``print(report)``).
 
     Shape:

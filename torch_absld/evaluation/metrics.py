@@ -18,9 +18,7 @@ __all__ = ["ClassAccuracy", "ClassAccuracyResult", "class_accuracy_summary", "wo
 
 
 def worst_class_count(num_classes: int, worst_fraction: float | None = None) -> int:
-    r"""How many of the lowest classes *Worst* averages: $k = \lceil f \cdot C \rceil$.
-
-    ``worst_fraction=None`` is the paper's rule: 10% of the classes when $C \ge 100$, else the worst one.
+    r"""How many lowest classes *Worst* averages: $\lceil f \cdot C \rceil$; ``None``: 10% if $C \ge 100$, else 1.
 
     Example:
         >>> worst_class_count(10), worst_class_count(100), worst_class_count(30, 0.1)
@@ -86,7 +84,7 @@ def class_accuracy_summary(
         >>> r.per_class, r.avg, r.worst, r.overall
         ([0.75, 0.5, 1.0], 0.75, 0.5, 0.625)
     """
-    correct_list, total_list = _as_counts(correct, "correct"), _as_counts(total, "total")
+    correct_list, total_list = int_list(correct, "correct", "counts"), int_list(total, "total", "counts")
     if len(correct_list) != len(total_list) or not correct_list:
         raise ValueError(f"Expected `correct` and `total` of the same shape (C,), C >= 1, got {correct}, {total}.")
     if any(c > t for c, t in zip(correct_list, total_list)):
@@ -103,13 +101,6 @@ def class_accuracy_summary(
     worst = math.fsum(sorted(per_class)[:k]) / k
     avg = sum(correct_list) / sum(total_list)
     return ClassAccuracyResult(per_class, avg, worst, (avg + worst) / 2, correct_list, total_list, k)
-
-
-def _as_counts(values: Tensor | Sequence[int], name: str) -> list[int]:
-    counts = int_list(values, name, "counts")
-    if any(v < 0 for v in counts):
-        raise ValueError(f"Expected `{name}` to hold non-negative counts, but got {counts!r}.")
-    return counts
 
 
 class ClassAccuracy(ClassStatistics):
@@ -183,8 +174,7 @@ class ClassAccuracy(ClassStatistics):
         """:meth:`update` without checks: scores $(N, C)$ or predictions $(N,)$, labels in $[0, C)$ (int64)."""
         predictions = input.argmax(dim=1) if input.is_floating_point() else input
         target = target.to(self.accumulator.device)
-        hits = (predictions.to(self.accumulator.device) == target).to(torch.float64)
-        self.accumulator.index_add_(1, target, torch.stack([hits, torch.ones_like(hits)]))
+        self._accumulate(predictions.to(target.device) == target, target)
 
     def forward(self, input: Tensor, target: Tensor) -> None:
         """Same as :meth:`update`."""

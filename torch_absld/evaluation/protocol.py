@@ -18,9 +18,8 @@ ATTACKS = ("clean", "fgsm", "pgd", "cw", "autoattack")
 def default_attack_settings(eps: float = 8 / 255) -> dict[str, dict[str, Any]]:
     """The paper's evaluation protocol for radius ``eps`` (white-box, L-inf).
 
-    ``fgsm``: one step of ``eps`` on the cross-entropy, no random start; ``pgd``: 20 steps of
-    2/255 on the cross-entropy, uniform start in the ball; ``cw``: 30 steps of 2/255 on the CW
-    margin, uniform start; ``autoattack``: the standard version.
+    ``fgsm``: one step of ``eps`` on the cross-entropy from $x$; ``pgd``: 20 steps of 2/255 on the
+    cross-entropy from a uniform start; ``cw``: 30 on the CW margin; ``autoattack``: standard.
 
     Example:
         >>> default_attack_settings()["pgd"]["steps"]
@@ -88,10 +87,7 @@ def resolve_attack_settings(
 
 
 def attack_config(setting: Mapping[str, Any], clip_min: float, clip_max: float) -> PGDConfig | None:
-    """The :class:`~torch_absld.PGDConfig` of one setting; ``None`` for ``"clean"`` or a zero radius.
-
-    The random start and the value checks are left to the caller (AutoAttack uses the radius only).
-    """
+    """The :class:`~torch_absld.PGDConfig` of one setting (no random start); ``None`` for a zero radius."""
     if not setting.get("eps"):
         return None
     steps = {key: setting[key] for key in ("step_size", "steps", "loss_scale") if key in setting}

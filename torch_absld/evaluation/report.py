@@ -25,9 +25,8 @@ def _pct(value: float) -> str:
 class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     """Class-wise accuracy under each attack, as returned by :func:`torch_absld.evaluate_robustness`.
 
-    A read-only mapping from attack name to :class:`~torch_absld.ClassAccuracyResult`, in
-    evaluation order, with the $C$ classes, radius ``eps``, ``worst_fraction`` and each attack's
-    resolved ``settings``; values are fractions, the tables percentages (and each attack's NSD).
+    A read-only mapping, in evaluation order, from attack name to :class:`~torch_absld.ClassAccuracyResult`
+    (fractions; the tables give percentages and NSDs), with ``num_classes``, ``eps``, ``worst_fraction``, ``settings``.
 
     Example:
         >>> from torch_absld import class_accuracy_summary
@@ -92,10 +91,7 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     def to_markdown(
         self, name: str = "Model", *, per_class: bool = False, class_names: Sequence[str] | None = None
     ) -> str:
-        """The paper's tables (:func:`reports_to_markdown`) with row label ``name``.
-
-        ``per_class`` adds a table of per-class accuracy (%) with rows ``class_names`` (default: indices).
-        """
+        """:func:`reports_to_markdown` with row label ``name``; ``per_class``: a per-class table too."""
         table = reports_to_markdown({name: self})
         if not per_class:
             return table
@@ -136,8 +132,7 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
 
     def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as JSON; keyword arguments go to :func:`json.dumps` (default ``indent=2``)."""
-        kwargs.setdefault("indent", 2)
-        return json.dumps(self.to_dict(), **kwargs)
+        return json.dumps(self.to_dict(), **{"indent": 2, **kwargs})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RobustnessReport:
@@ -152,10 +147,7 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
 
 
 def reports_to_markdown(reports: Mapping[str, RobustnessReport]) -> str:
-    """A Markdown table with a row per report: Avg., Worst and Overall (%) of each attack, then one of the NSDs.
-
-    Attacks appear in the order first seen; a report without an attack shows ``-``.
-    """
+    """Markdown tables, a row per report: Avg., Worst, Overall (%) of each attack (``-``: absent), then NSDs."""
     if not reports:
         raise ValueError("Expected `reports` to hold at least one report, but got none.")
     for name, report in reports.items():
