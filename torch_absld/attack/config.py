@@ -20,28 +20,21 @@ FP16_LOSS_SCALE = 2.0**12
 class PGDConfig:
     r"""Settings of an L-inf projected gradient ascent, checked when made.
 
-    Defaults: ABSLD's inner maximisation (paper and authors' script), radius 8/255, 10 steps
-    of 2/255 from $x + 0.001\,\mathcal{N}(0, 1)$. Variants: :meth:`replace`.
+    Defaults: ABSLD's inner maximisation (paper and authors' script), radius ``eps`` 8/255, ``steps``
+    10 of ``step_size`` 2/255 from $x + 0.001\,\mathcal{N}(0, 1)$. Variants: :meth:`replace`.
 
     Args:
-        eps: L-inf radius, ``>= 0``.
-        step_size: ascent step, ``> 0``.
-        steps: number of steps, ``>= 1``.
-        random_start: ``"normal"`` ($x + \sigma \mathcal{N}(0, 1)$), ``"uniform"``
-            ($x + U(-\epsilon, \epsilon)$) or ``None`` (start at $x$).
-        init_std: $\sigma$ of the normal start.
-        project_start: project the start onto the ball and ``[clip_min, clip_max]`` before the
-            first gradient; ``False`` is the authors' script (first gradient at the unprojected start).
-        clip_min: lower end of the valid input range.
-        clip_max: upper end of the valid input range.
+        random_start: ``"normal"`` ($x + \sigma \mathcal{N}(0, 1)$, $\sigma$ = ``init_std``),
+            ``"uniform"`` ($x + U(-\epsilon, \epsilon)$) or ``None`` (start at $x$).
+        project_start: project the start into the ball and ``[clip_min, clip_max]`` (the valid input
+            range) before the first gradient; ``False`` is the authors' script.
         student_temperature: $\tau_s$ of the ``"kl"`` objective.
         loss_scale: factor on the loss before the gradient; ``None``: $2^{12}$ under fp16, else 1.
-        compile: run each step through ``torch.compile(fullgraph=True)``.
-        compile_mode: ``mode`` passed to ``torch.compile``.
-        model_mode: every submodule of the model in ``"eval"`` or ``"train"`` mode while attacking (modes
-            restored afterwards). ``"train"`` is the official SAT (Madry), ARD and Fair-ARD attack:
-            batch-norm uses batch statistics and its running averages move at every step.
-        validate_args: check input and target values in eager mode (one read from the device per attack).
+        compile: each step through ``torch.compile(fullgraph=True, mode=compile_mode)``.
+        model_mode: every submodule in ``"eval"`` or ``"train"`` mode while attacking (restored after);
+            ``"train"`` is the official SAT (Madry), ARD and Fair-ARD attack: batch-norm on batch
+            statistics, its running averages moving at every step.
+        validate_args: check input and target values in eager mode (one read per attack).
 
     Example:
         >>> config = PGDConfig(eps=0.1, steps=3)

@@ -5,16 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._internal.checks import (
-    ValueCheck,
-    check_choice,
-    check_integer_labels,
-    check_logits,
-    check_positive,
-    label_range_flag,
-    probability_flag,
-)
-from .objectives import ObjectiveName, _attack_objective, check_output_width, check_target
+from .._internal import checks
+from .objectives import ObjectiveName, _attack_objective, check_output_width, check_target, target_flag
 
 __all__ = ["CountingObjective"]
 
@@ -24,29 +16,24 @@ class CountingObjective:
 
     The callable ``objective`` of :func:`~torch_absld.pgd`: each ascent step adds 1 to :attr:`counts`
     for each sample still predicted as its label, so after $K$ steps ``counts`` holds Fair-ARD's
-    $\kappa_i \in \{0, \dots, K\}$ (``AttackPGD.forward`` of the official ``Fair-ARD.py``).
-    Call :meth:`reset` with the labels before each attack (checked with the attack's own checks).
-
-    Args:
-        objective: ``"ce"`` (integer labels as the attack's target), ``"kl"`` (soft labels) or ``"cw"``.
-        student_temperature: $\tau_s$ of the ``"kl"`` objective.
+    $\kappa_i \in \{0, \dots, K\}$ (``AttackPGD.forward`` of the official ``Fair-ARD.py``). Call
+    :meth:`reset` before each attack. ``objective``: ``"ce"`` or ``"cw"`` (labels as the target) or
+    ``"kl"`` (soft labels, temperature ``student_temperature``).
 
     Example:
         >>> from torch_absld import pgd
         >>> counter, y = CountingObjective("ce"), torch.tensor([0, 1, 2, 0, 1])
         >>> counter.reset(y)
         >>> _ = pgd(torch.nn.Linear(4, 3), torch.rand(5, 4), y, objective=counter, eps=0.1, steps=3)
-        >>> counter.counts.shape
-        torch.Size([5])
+        >>> bool(counter.counts.max() <= 3)
+        True
     """
 
     def __init__(self, objective: ObjectiveName = "ce", *, student_temperature: float = 1.0) -> None:
-        check_choice(objective, "objective", ("ce", "kl", "cw"))
+        checks.check_choice(objective, "objective", ("ce", "kl", "cw"))
         self.objective: ObjectiveName = objective
-        self.student_temperature = check_positive(student_temperature, "student_temperature")
-        self.labels = torch.zeros(0, dtype=torch.long)
-        self.counts = torch.zeros(0)
-        self._unchecked = False
+        self.student_temperature = checks.check_positive(student_temperature, "student_temperature")
+        self._reset(torch.zeros(0, dtype=torch.long))
 
     def reset(self, labels: Tensor) -> None:
         """Start counting for a new attack on samples with labels $(N,)$ (any integer dtype): zero ``counts``."""
@@ -55,19 +42,13 @@ class CountingObjective:
 
     def _reset(self, labels: Tensor) -> None:
         """:meth:`reset` without the value checks of the coming attack (the caller checked the labels)."""
-        self.labels = check_integer_labels(labels, None, name="labels", check_values=False).detach()
+        self.labels = checks.check_integer_labels(labels, None, name="labels", check_values=False).detach()
         self.counts = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
         self._unchecked = False
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         """Count the correct predictions in ``output``, then return the summed objective."""
-        target = self._checked(output, target)
-        with torch.no_grad():
-            self.counts.add_((output.detach().argmax(dim=1) == self.labels).to(self.counts.dtype))
-        return _attack_objective(output, target, self.objective, student_temperature=self.student_temperature)
-
-    def _checked(self, output: Tensor, target: Tensor) -> Tensor:
-        check_logits(output, "output")
+        checks.check_logits(output, "output")
         if output.shape[:1] != self.labels.shape:
             raise RuntimeError(
                 f"Expected logits for {self.labels.shape[0]} samples as given to `reset(labels)`, but got "
@@ -76,20 +57,20 @@ class CountingObjective:
         target = check_target(target, self.objective, output.shape[0], device=output.device)
         if self.objective == "kl":
             check_output_width(output, target, self.objective, "output")
-        return target
+        with torch.no_grad():
+            self.counts.add_((output.detach().argmax(dim=1) == self.labels).to(self.counts.dtype))
+        return _attack_objective(output, target, self.objective, student_temperature=self.student_temperature)
 
-    def _value_checks(self, output: Tensor, target: Tensor) -> list[ValueCheck]:
+    def _value_checks(self, output: Tensor, target: Tensor) -> list[checks.ValueCheck]:
         """The flags of the labels and the attack's target after :meth:`reset` (``output``: logits of any batch)."""
         if not self._unchecked:
             return []
         self._unchecked = False
-        check_logits(output, "output")
+        checks.check_logits(output, "output")
         batch = target.shape[0] if isinstance(target, Tensor) and target.dim() else -1  # rows: checked per step
         target = check_target(target, self.objective, batch, device=output.device)
         classes = output.shape[1]
-        kl = self.objective == "kl"
-        target_flag = probability_flag(target, "target") if kl else label_range_flag(target, classes)
-        return [label_range_flag(self.labels, classes, "labels"), target_flag]
+        return [checks.label_range_flag(self.labels, classes, "labels"), target_flag(target, self.objective, classes)]
 
     def __repr__(self) -> str:
         return f"CountingObjective({self.objective!r})"

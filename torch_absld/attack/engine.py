@@ -9,34 +9,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._internal.checks import (
-    ValueCheck,
-    at_least_float32,
-    check_device,
-    input_flag,
-    label_range_flag,
-    probability_flag,
-    raise_first,
-    values_checkable,
-)
+from .._internal import checks
 from .._internal.compile import compiled, trace_input_gradients
 from .._internal.modules import eval_mode, module_device, module_dtype, unwrap_model
+from . import objectives
 from .config import FP16_LOSS_SCALE, PGDConfig
-from .objectives import (
-    Objective,
-    ObjectiveFn,
-    ObjectiveName,
-    check_output_width,
-    check_target,
-    resolve_objective,
-    summed_objective,
-)
-from .projection import per_sample_view, projection_bounds, round_into_ball
+from .projection import PerSample, per_sample_view, projection_bounds, round_into_ball
 
 __all__ = ["kl_pgd", "pgd"]
 
 _DEFAULT_CONFIG = PGDConfig()
-PerSample = float | Tensor
 
 
 def pgd(
@@ -45,7 +27,7 @@ def pgd(
     target: Tensor,
     *,
     config: PGDConfig | None = None,
-    objective: Objective = "auto",
+    objective: objectives.Objective = "auto",
     eps: PerSample | None = None,
     step_size: PerSample | None = None,
     generator: torch.Generator | None = None,
@@ -56,11 +38,10 @@ def pgd(
     r"""L-inf projected gradient ascent on ``objective`` around ``input``.
 
     Each step: $x' \leftarrow \Pi_{[x-\epsilon, x+\epsilon] \cap [lo, hi]}\big(x' + s\,
-    \mathrm{sign}(\nabla_{x'} L)\big)$, the model in ``config.model_mode`` (eval by default; modes
-    restored afterwards) and the gradient taken for the input only, also inside ``torch.no_grad()`` /
-    ``inference_mode()``.
-    The iterate is float32 (float64 for float64 inputs); a non-finite gradient entry counts as 0.
-    ``validate_args`` checks the values of ``input``, ``target`` and per-sample radii (one read).
+    \mathrm{sign}(\nabla_{x'} L)\big)$, the model in ``config.model_mode`` (modes restored after),
+    the gradient for the input only (also under ``no_grad`` / ``inference_mode``), the iterate in
+    float32 (float64 for float64 inputs), a non-finite gradient entry as 0. ``validate_args``
+    checks the values of ``input``, ``target`` and per-sample radii (one read).
 
     Args:
         model: the network under attack (a DDP / DataParallel wrapper is unwrapped).
@@ -69,39 +50,24 @@ def pgd(
         config: the settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
         objective: ``"kl"``, ``"ce"``, ``"cw"`` (margin), ``"auto"`` (``"kl"`` for floating point
             ``target``, else ``"ce"``) or ``objective(output, target)`` returning the summed loss.
-        eps: L-inf radius, a float or per-sample radii $(N,)$; replaces ``config.eps``.
-        step_size: ascent step, a float or $(N,)$; replaces ``config.step_size``.
+        eps: radius, a float or per-sample $(N,)$, replacing ``config.eps``.
+        step_size: a float or $(N,)$, replacing ``config.step_size``.
         generator: random generator of the start.
-        seed: shorthand for a generator seeded with ``seed`` on the input's device.
-        start: explicit first iterate like ``input``; replaces ``random_start``.
-        **settings: changes to the other fields of ``config`` (``steps=20``, ...).
+        seed: seed of a generator on the input's device instead.
+        start: explicit first iterate like ``input``, instead of ``random_start``.
+        **settings: other fields of ``config`` to change (``steps=20``, ...).
 
     Shape:
-        - input: $(N, \dots)$; target: $(N, C)$ or $(N,)$
-        - Output: like ``input``, within ``eps`` of it and inside ``[clip_min, clip_max]``, exactly
+        - input: $(N, \dots)$; target: $(N, C)$ or $(N,)$; Output: like ``input``, exactly in the ball and range
     """
     config, eps, step_size = configured(config, eps, step_size, settings)
-    checking = values_checkable(config.validate_args)
+    checking = checks.values_checkable(config.validate_args)
     return _attack(model, input, target, config, objective, eps, step_size, generator, seed, start, checking)
 
 
-def _pgd(
-    model: nn.Module,
-    input: Tensor,
-    target: Tensor,
-    *,
-    config: PGDConfig | None = None,
-    objective: Objective = "auto",
-    eps: PerSample | None = None,
-    step_size: PerSample | None = None,
-    generator: torch.Generator | None = None,
-    seed: int | None = None,
-    start: Tensor | None = None,
-    **settings: Any,
-) -> Tensor:
-    """:func:`pgd` without the value checks (no read from the device): the caller checked its inputs."""
-    config, eps, step_size = configured(config, eps, step_size, settings)
-    return _attack(model, input, target, config, objective, eps, step_size, generator, seed, start, False)
+def _pgd(model: nn.Module, input: Tensor, target: Tensor, **options: Any) -> Tensor:
+    """:func:`pgd` (same keywords) without the value checks (no read from the device): the caller checked its inputs."""
+    return pgd(model, input, target, **options, validate_args=False)
 
 
 def kl_pgd(
@@ -116,13 +82,9 @@ def kl_pgd(
     seed: int | None = None,
     **settings: Any,
 ) -> Tensor:
-    r"""ABSLD's inner maximisation (Eq. 13): :func:`pgd` on $\mathrm{KL}(p \,\|\, \mathrm{softmax}(f(x') / \tau_s))$.
-
-    Shape:
-        - input: $(N, \dots)$; soft_labels: $(N, C)$ probabilities; Output: like ``input``
-    """
+    r"""ABSLD's inner maximisation (Eq. 13): :func:`pgd` on $\mathrm{KL}(p \,\|\, \mathrm{softmax}(f(x') / \tau_s))$."""
     config, eps, step_size = configured(config, eps, step_size, settings)
-    checking = values_checkable(config.validate_args)
+    checking = checks.values_checkable(config.validate_args)
     return _attack(model, input, soft_labels, config, "kl", eps, step_size, generator, seed, None, checking)
 
 
@@ -132,11 +94,8 @@ def configured(
     """The config with the scalar changes applied, and the radius and step of the call (per-sample tensors kept)."""
     if config is not None and not isinstance(config, PGDConfig):
         raise TypeError(f"Expected `config` to be a PGDConfig or None, but got {type(config).__name__}.")
-    changes = dict(settings)
-    if eps is not None and not isinstance(eps, Tensor):
-        changes["eps"] = eps
-    if step_size is not None and not isinstance(step_size, Tensor):
-        changes["step_size"] = step_size
+    scalars = {"eps": eps, "step_size": step_size}
+    changes = settings | {k: v for k, v in scalars.items() if v is not None and not isinstance(v, Tensor)}
     config = (config or _DEFAULT_CONFIG).replace(**changes) if changes else (config or _DEFAULT_CONFIG)
     radius = eps if isinstance(eps, Tensor) else config.eps
     return config, radius, step_size if isinstance(step_size, Tensor) else config.step_size
@@ -147,7 +106,7 @@ def _attack(
     input: Tensor,
     target: Tensor,
     config: PGDConfig,
-    objective: Objective,
+    objective: objectives.Objective,
     eps: PerSample,
     step_size: PerSample,
     generator: torch.Generator | None,
@@ -162,20 +121,19 @@ def _attack(
             got = f"{input.dtype} of shape {tuple(input.shape)}" if isinstance(input, Tensor) else type(input).__name__
             raise TypeError(f"Expected `input` to be a floating point tensor of shape (N, ...), but got {got}.")
         attacked = unwrap_model(model)
-        check_device(input, module_device(attacked), "input", f"`{model_name}`")
-        resolved = resolve_objective(objective, target)
-        target = check_target(target, resolved, input.shape[0], device=input.device)
-        if isinstance(target, Tensor) and target.is_inference():  # cannot be saved for backward
-            target = target.clone()
+        checks.check_device(input, module_device(attacked), "input", f"`{model_name}`")
+        resolved = objectives.resolve_objective(objective, target)
+        target = objectives.check_target(target, resolved, input.shape[0], device=input.device)
+        if isinstance(target, Tensor) and target.is_inference():
+            target = target.clone()  # an inference tensor cannot be saved for backward
         eps, step_size = _per_sample(eps, "eps", input), _per_sample(step_size, "step_size", input)
         radii = (("eps", eps, True), ("step_size", step_size, False))
         if seed is not None:
             if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
                 raise TypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
             generator = torch.Generator(device=input.device).manual_seed(int(seed))
-        x = at_least_float32(input.detach())
-        if x.is_inference():
-            x = x.clone()
+        x = checks.at_least_float32(input.detach())
+        x = x.clone() if x.is_inference() else x
         feed = module_dtype(attacked) or input.dtype  # a cast model gets the iterate in its own dtype
         model_dtype = feed if feed != x.dtype else None
         fp16 = torch.is_autocast_enabled(x.device.type) and torch.get_autocast_dtype(x.device.type) == torch.float16
@@ -184,24 +142,23 @@ def _attack(
         tracing = trace_input_gradients() if config.compile else contextlib.nullcontext()
         with eval_mode(attacked), torch.enable_grad(), tracing:  # modes restored on exit
             if checking:  # one read; labels against the class count of the model's output on one sample
-                checks = [input_flag(input, config.clip_min, config.clip_max)]
-                checks += [_radius_flag(v, n, z) for n, v, z in radii if isinstance(v, Tensor) and v.numel()]
+                flags = [checks.input_flag(input, config.clip_min, config.clip_max)]
+                flags += [_radius_flag(v, n, z) for n, v, z in radii if isinstance(v, Tensor) and v.numel()]
                 objective_checks = getattr(resolved, "_value_checks", None)  # CountingObjective, EarlyStopping
                 if resolved == "kl":
-                    checks.append(probability_flag(target, "target"))
+                    flags.append(checks.probability_flag(target, "target"))
                 elif input.shape[0] and (resolved in ("ce", "cw") or objective_checks is not None):
                     with torch.no_grad():
                         output = attacked(x[:1] if model_dtype is None else x[:1].to(model_dtype))
                     if objective_checks is not None:
-                        checks += objective_checks(output, target)
+                        flags += objective_checks(output, target)
                     elif not callable(resolved):
-                        check_output_width(output, target[:1], resolved, model_name)
-                        checks.append(label_range_flag(target, output.shape[1]))
-                raise_first(checks)
+                        objectives.check_output_width(output, target[:1], resolved, model_name)
+                        flags.append(objectives.target_flag(target, resolved, output.shape[1]))
+                checks.raise_first(flags)
             if input.shape[0] == 0:
                 return input.detach().clone()
-            if config.model_mode == "train":
-                attacked.train()
+            attacked.train(config.model_mode == "train")  # every submodule; eval_mode restores them
             lower, upper = projection_bounds(x, eps, config.clip_min, config.clip_max)
             x_adv = _first_iterate(x, start, config, per_sample_view(eps, x), generator)
             if config.project_start:
@@ -239,17 +196,17 @@ def _ascent_step(
     lower: Tensor,
     upper: Tensor,
     target: Tensor,
-    objective: ObjectiveName | ObjectiveFn,
+    objective: objectives.ObjectiveName | objectives.ObjectiveFn,
     step_size: PerSample,
     student_temperature: float,
     loss_scale: float,
     model_dtype: torch.dtype | None = None,
     model_name: str = "model",
 ) -> Tensor:
-    """One signed ascent step on the input, projected into ``[lower, upper]``; the next iterate (detached)."""
+    """One signed ascent step on the input, projected into ``[lower, upper]`` (detached)."""
     x_adv = x_adv.detach().requires_grad_(True)
     model_input = x_adv if model_dtype is None else x_adv.to(model_dtype)
-    loss = summed_objective(model(model_input), target, objective, student_temperature, model_name)
+    loss = objectives.summed_objective(model(model_input), target, objective, student_temperature, model_name)
     if loss_scale != 1.0:
         loss = loss * loss_scale
     (grad,) = torch.autograd.grad(loss, x_adv)
@@ -261,12 +218,11 @@ def _ascent_step(
     return torch.clamp(moved, lower, upper)
 
 
-def _radius_flag(value: Tensor, name: str, allow_zero: bool) -> ValueCheck:
+def _radius_flag(value: Tensor, name: str, allow_zero: bool) -> checks.ValueCheck:
     flag = (~torch.isfinite(value) | (value < 0 if allow_zero else value <= 0)).any()
 
     def raise_error() -> None:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"Expected every `{name}` finite and {bound}, but got {value.tolist()}.")
+        raise ValueError(f"Expected every `{name}` finite and {'>= 0' if allow_zero else '> 0'}, got {value.tolist()}.")
 
     return flag, raise_error
 
@@ -281,7 +237,7 @@ def _per_sample(value: PerSample, name: str, input: Tensor) -> PerSample:
             f"Expected `{name}` to be a float or a floating point tensor of shape (N,) = ({batch},), but got "
             f"{value.dtype} of shape {tuple(value.shape)}."
         )
-    check_device(value, input.device, name, "`input`")
+    checks.check_device(value, input.device, name, "`input`")
     return value.detach()
 
 
@@ -290,7 +246,7 @@ def run_pgd(
     input: Tensor,
     target: Tensor,
     config: PGDConfig,
-    objective: Objective,
+    objective: objectives.Objective,
     eps: PerSample,
     step_size: PerSample,
     *,
@@ -299,5 +255,5 @@ def run_pgd(
     validated: bool = False,
 ) -> Tensor:
     """Internal, for callers not yet on :func:`_pgd` (the unchecked twin of :func:`pgd`); ``validated`` skips values."""
-    checking = values_checkable(config.validate_args) and not validated
+    checking = checks.values_checkable(config.validate_args) and not validated
     return _attack(model, input, target, config, objective, eps, step_size, generator, None, start, checking)

@@ -7,44 +7,33 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._internal.checks import values_checkable
+from .._internal import checks
 from .config import ModelMode, PGDConfig, RandomStart
-from .engine import PerSample, _attack, configured
-from .objectives import Objective, check_objective
+from .engine import _attack, configured
+from .objectives import Objective
+from .projection import PerSample
 
 __all__ = ["KLPGDAttack"]
 
 
 def _setting(field: str) -> Any:
-    """An attribute that reads (and replaces) one field of the attack's :class:`PGDConfig`."""
-
-    def replace(attack: KLPGDAttack, value: Any) -> None:
-        attack.config = attack.config.replace(**{field: value})
-
-    return property(lambda attack: getattr(attack.config, field), replace)
+    """An attribute that reads and replaces one field of the attack's :class:`PGDConfig`."""
+    return property(
+        lambda a: getattr(a.config, field), lambda a, v: setattr(a, "config", a.config.replace(**{field: v}))
+    )
 
 
 class KLPGDAttack(nn.Module):
     r"""L-inf PGD (:func:`~torch_absld.pgd`) as a module holding its :class:`PGDConfig`.
 
     With probabilities $(N, C)$ as the target it is ABSLD's KL-PGD (Eq. 13), with labels $(N,)$
-    CE-PGD. The model is held by reference (the ``state_dict`` holds no weights). The settings
-    read as attributes (``attack.eps``); ``attack.config`` is the whole.
-
-    Args:
-        model: the network under attack (a DDP wrapper is unwrapped).
-        config: the settings; ``None`` is ``PGDConfig()`` (ABSLD's attack).
-        objective: ``"auto"``, ``"kl"``, ``"ce"``, ``"cw"`` or a callable (see :func:`~torch_absld.pgd`).
-        generator: random generator of every call's start.
-        model_name: the model's name in error messages (a training step's ``"student"``).
-        eps: L-inf radius (replaces ``config.eps``).
-        step_size: ascent step (replaces ``config.step_size``).
-        **settings: other fields of :class:`PGDConfig` (``steps``, ``validate_args``, ...).
+    CE-PGD. The model is held by reference (the ``state_dict`` holds no weights). ``config``
+    (``None``: ``PGDConfig()``), changed by ``eps``, ``step_size`` and ``**settings``, reads and writes
+    as attributes (``attack.eps``). ``objective``: as in :func:`~torch_absld.pgd`; ``generator`` draws
+    every call's start; ``model_name`` names the model in errors (a training step's ``"student"``).
 
     Shape:
-        - input: $(N, \dots)$
-        - target: $(N, C)$ probabilities or $(N,)$ integer labels
-        - Output: like ``input``
+        - input: $(N, \dots)$; target: $(N, C)$ probabilities or $(N,)$ labels; Output: like ``input``
 
     Example:
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
@@ -88,7 +77,8 @@ class KLPGDAttack(nn.Module):
             name = "eps" if isinstance(eps, Tensor) else "step_size"
             raise TypeError(f"Expected `{name}` to be a float; pass per-sample tensors when calling the attack.")
         self.config: PGDConfig = configured(config, eps, step_size, settings)[0]
-        check_objective(objective)
+        if not callable(objective):
+            checks.check_choice(objective, "objective", ("auto", "kl", "ce", "cw"))
         self.objective = objective
         self.generator = generator
         # A plain attribute, not a submodule: the attack's state_dict must not hold the weights.
@@ -107,7 +97,10 @@ class KLPGDAttack(nn.Module):
         step_size: PerSample | None = None,
     ) -> Tensor:
         """Adversarial examples for ``input``; ``eps`` / ``step_size`` (floats or $(N,)$) override the config."""
-        return self._run(input, target, seed, eps, step_size, values_checkable(self.validate_args))
+        config, eps, step_size = configured(self.config, eps, step_size, {})
+        checking = checks.values_checkable(self.validate_args)
+        args = (self.objective, eps, step_size, self.generator, seed, None, checking, self.model_name)
+        return _attack(self.model, input, target, config, *args)
 
     def _forward(
         self,
@@ -119,19 +112,8 @@ class KLPGDAttack(nn.Module):
         step_size: PerSample | None = None,
     ) -> Tensor:
         """:meth:`forward` without the value checks (no read from the device): the caller checked its inputs."""
-        return self._run(input, target, seed, eps, step_size, False)
-
-    def _run(
-        self,
-        input: Tensor,
-        target: Tensor,
-        seed: int | None,
-        eps: PerSample | None,
-        step_size: PerSample | None,
-        checking: bool,
-    ) -> Tensor:
         config, eps, step_size = configured(self.config, eps, step_size, {})
-        args = (self.objective, eps, step_size, self.generator, seed, None, checking, self.model_name)
+        args = (self.objective, eps, step_size, self.generator, seed, None, False, self.model_name)
         return _attack(self.model, input, target, config, *args)
 
     def extra_repr(self) -> str:

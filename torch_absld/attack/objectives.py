@@ -9,18 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._internal.checks import (
-    at_least_float32,
-    check_choice,
-    check_device,
-    check_integer_labels,
-    check_logits,
-    check_positive,
-    label_range_flag,
-    probability_flag,
-    raise_first,
-    values_checkable,
-)
+from .._internal import checks
 
 __all__ = ["Objective", "ObjectiveFn", "ObjectiveName", "attack_objective"]
 
@@ -47,18 +36,15 @@ def attack_objective(
     ``validate_args`` checks the values of ``target`` (one read from the device).
 
     Shape:
-        - logits: $(N, C)$
-        - target: $(N, C)$ probabilities for ``"kl"``, else $(N,)$ integers in $[0, C)$
-        - Output: scalar
+        - logits: $(N, C)$; target: $(N, C)$ probabilities (``"kl"``) or $(N,)$ in $[0, C)$; Output: scalar
     """
-    check_choice(objective, "objective", ("kl", "ce", "cw"))
-    check_logits(logits, "logits")
-    student_temperature = check_positive(student_temperature, "student_temperature")
+    checks.check_choice(objective, "objective", ("kl", "ce", "cw"))
+    checks.check_logits(logits, "logits")
+    student_temperature = checks.check_positive(student_temperature, "student_temperature")
     target = check_target(target, objective, logits.shape[0], device=logits.device)
     check_output_width(logits, target, objective, "logits")
-    if values_checkable(validate_args):
-        kl = objective == "kl"
-        raise_first([probability_flag(target, "target") if kl else label_range_flag(target, logits.shape[1])])
+    if checks.values_checkable(validate_args):
+        checks.raise_first([target_flag(target, objective, logits.shape[1])])
     return _attack_objective(logits, target, objective, student_temperature=student_temperature)
 
 
@@ -66,7 +52,7 @@ def _attack_objective(
     logits: Tensor, target: Tensor, objective: ObjectiveName, *, student_temperature: float = 1.0
 ) -> Tensor:
     """:func:`attack_objective` without checks (``target`` labels as int64)."""
-    logits = at_least_float32(logits)
+    logits = checks.at_least_float32(logits)
     if objective == "kl":
         log_q = torch.log_softmax(logits / student_temperature, dim=1)
         return F.kl_div(log_q, target.to(log_q.dtype), reduction="sum")
@@ -77,15 +63,17 @@ def _attack_objective(
     return (others.amax(dim=1) - true_logit).sum()
 
 
-def check_objective(objective: object) -> None:
-    """Raise unless ``objective`` is a callable or one of ``"auto"``, ``"kl"``, ``"ce"``, ``"cw"``."""
-    if not callable(objective):
-        check_choice(objective, "objective", ("auto", "kl", "ce", "cw"))
+def target_flag(target: Tensor, objective: ObjectiveName, num_classes: int) -> checks.ValueCheck:
+    """The value flag of a named objective's ``target``: probabilities for ``"kl"``, else labels in $[0, C)$."""
+    return (
+        checks.probability_flag(target, "target") if objective == "kl" else checks.label_range_flag(target, num_classes)
+    )
 
 
 def resolve_objective(objective: Objective, target: Tensor) -> ObjectiveName | ObjectiveFn:
     """``objective`` with ``"auto"`` resolved: ``"kl"`` for floating point ``target``, else ``"ce"``."""
-    check_objective(objective)
+    if not callable(objective):
+        checks.check_choice(objective, "objective", ("auto", "kl", "ce", "cw"))
     if not isinstance(target, Tensor) and not callable(objective):
         raise TypeError(f"Expected `target` to be a torch.Tensor, but got {type(target).__name__}.")
     if objective == "auto":
@@ -100,21 +88,18 @@ def check_target(
     if callable(objective):
         return target
     if objective != "kl":
-        return check_integer_labels(
+        return checks.check_integer_labels(
             target, None, batch_size=batch_size, check_values=False, device=device, owner="`input`"
         )
-    check_logits(target, "target")
+    checks.check_logits(target, "target")
     if target.shape[0] != batch_size:
         raise ValueError(f"Expected `target` of shape (N, C) with N = {batch_size}, but got {tuple(target.shape)}.")
-    check_device(target, device, "target", "`input`")
+    checks.check_device(target, device, "target", "`input`")
     return target
 
 
 def check_output_width(output: Any, target: Tensor, objective: ObjectiveName, name: str = "model") -> None:
-    """Raise unless ``output`` is logits $(N, C)$, of the shape of the soft labels ``target`` for ``"kl"``.
-
-    A class-count mismatch names ``target``, or a training step's model (soft labels from its teacher).
-    """
+    """Raise unless ``output`` is logits $(N, C)$, shaped like the soft labels ``target`` for ``"kl"``."""
     if not isinstance(output, Tensor) or output.dim() != 2:
         got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
         verb = "return logits" if name != "logits" else "be logits"

@@ -20,23 +20,14 @@ def per_sample_view(value: PerSample, x: Tensor) -> PerSample:
 
 
 def projection_bounds(x: Tensor, eps: PerSample, clip_min: float, clip_max: float) -> tuple[Tensor, Tensor]:
-    """Bounds with ``clamp(v, lower, upper) == clamp(clamp(v, x - eps, x + eps), lo, hi)`` for every ``v``.
-
-    Computed in float64 and rounded toward ``x`` into its dtype, so every value between them is
-    within ``eps`` of ``x`` exactly.
-    """
-    wide = x if _no_float64(x) else x.double()
+    """``(lower, upper)`` of the ball and the range, from float64 rounded toward ``x`` (exact in ``x``'s dtype)."""
+    wide = x if x.dtype == torch.float64 or x.device.type == "mps" else x.double()  # MPS has no float64
     radius = per_sample_view(eps, wide)
     lower = torch.clamp(torch.clamp(wide - radius, min=clip_min), max=clip_max)
     upper = torch.clamp(torch.clamp(wide + radius, max=clip_max), min=clip_min)
     if wide is x:
         return lower, upper
     return _rounded_inward(lower, x.dtype, up=True), _rounded_inward(upper, x.dtype, up=False)
-
-
-def _no_float64(x: Tensor) -> bool:
-    """Whether ``x`` is float64 already, or on a device without float64 (MPS: bounds stay in ``x``'s dtype)."""
-    return x.dtype == torch.float64 or x.device.type == "mps"
 
 
 def _rounded_inward(bound: Tensor, dtype: torch.dtype, *, up: bool) -> Tensor:
@@ -48,13 +39,9 @@ def _rounded_inward(bound: Tensor, dtype: torch.dtype, *, up: bool) -> Tensor:
 
 
 def round_into_ball(x_adv: Tensor, input: Tensor, eps: PerSample, clip_min: float, clip_max: float) -> Tensor:
-    """``x_adv`` in ``input``'s dtype, exactly within ``eps`` of ``input`` and inside ``[clip_min, clip_max]``.
-
-    A value the cast rounds past the ball or the range moves to its neighbour toward ``input``
-    (checked in float64, where differences of narrower floats are exact).
-    """
+    """``x_adv`` cast to ``input``'s dtype; a value the cast rounds out of the ball or range moves one step back."""
     out = x_adv.to(input.dtype)
-    if _no_float64(out):
+    if out.dtype == torch.float64 or out.device.type == "mps":
         return out
     origin = input.detach()
     exact, reference = out.double(), origin.double()

@@ -10,20 +10,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .._internal.checks import (
-    check_bool,
-    check_choice,
-    check_device,
-    check_finite_number,
-    check_integer,
-    check_integer_labels,
-    check_num_classes,
-    check_positive,
-    input_flag,
-    label_range_flag,
-    raise_first,
-    values_checkable,
-)
+from .._internal import checks
 from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
 
 __all__ = ["auto_attack"]
@@ -54,45 +41,31 @@ def auto_attack(
 ) -> Tensor:
     r"""L-inf AutoAttack (Croce & Hein, 2020) of ``model`` on one batch, through ``pyautoattack``.
 
-    ``"standard"`` runs APGD-CE, APGD-T, FAB-T and Square on the samples still classified
-    correctly; APGD-T and FAB-T target $\min(9, C - 1)$ classes. The global random state, the
-    model's mode and ``requires_grad`` are restored. Restarts draw for the whole batch.
-
-    Args:
-        model: network returning logits (a DDP wrapper is unwrapped).
-        input: images in ``[0, 1]``.
-        target: true labels.
-        num_classes: number of classes $C$ (at least 4 for the DLR losses of APGD-T / APGD-DLR).
-        eps: L-inf radius, ``>= 0``.
-        version: ``"standard"``, ``"plus"``, ``"rand"`` or ``"custom"``.
-        attacks: the attack list of ``version="custom"`` (e.g. ``["apgd-ce", "square"]``).
-        seed: seed of every attack's random restarts.
-        device: where the attacks run; ``None`` is ``input``'s device.
-        batch_size: batch size inside ``pyautoattack``; ``None`` is the whole input.
-        clip_min: must be 0 (AutoAttack clamps to ``[0, 1]``).
-        clip_max: must be 1.
-        validate_args: check the values of ``input`` and ``target`` (one read from the device).
+    ``version="standard"`` runs APGD-CE, APGD-T, FAB-T and Square on the samples still classified
+    correctly (or ``"plus"``, ``"rand"``, ``"custom"`` with ``attacks`` e.g. ``["apgd-ce", "square"]``);
+    APGD-T and FAB-T target $\min(9, C - 1)$ classes (DLR losses: $C \ge 4$). ``seed`` seeds the
+    restarts; global random state, model mode and ``requires_grad`` are restored. The attacks run on
+    ``device`` (``None``: the input's) in batches of ``batch_size`` (``None``: all), inputs in ``[0, 1]``
+    (``clip_min`` = 0, ``clip_max`` = 1). ``validate_args`` checks input and target values (one read).
 
     Shape:
-        - input: $(N, C_{in}, H, W)$ (Square perturbs images)
-        - target: $(N,)$ integers in $[0, C)$
-        - Output: like ``input``
+        - input: $(N, C_{in}, H, W)$ (Square perturbs images); target: $(N,)$ in $[0, C)$; Output: like ``input``
     """
-    eps = check_positive(eps, "eps", allow_zero=True)
-    check_choice(version, "version", (*_ATTACKS_OF_VERSION, "custom"))
-    if check_finite_number(clip_min, "clip_min") != 0.0 or check_finite_number(clip_max, "clip_max") != 1.0:
+    eps = checks.check_positive(eps, "eps", allow_zero=True)
+    checks.check_choice(version, "version", (*_ATTACKS_OF_VERSION, "custom"))
+    bounds = (checks.check_finite_number(clip_min, "clip_min"), checks.check_finite_number(clip_max, "clip_max"))
+    if bounds != (0.0, 1.0):
         raise ValueError(
             f"Expected `clip_min` = 0 and `clip_max` = 1 for AutoAttack, which clamps to [0, 1], but got "
             f"[{clip_min}, {clip_max}]. Scale the inputs to [0, 1] and put the normalisation inside the model."
         )
-    num_classes = check_num_classes(num_classes, minimum=2)
-    if batch_size is not None:
-        batch_size = check_integer(batch_size, "batch_size", minimum=1)
+    num_classes = checks.check_num_classes(num_classes, minimum=2)
+    batch_size = None if batch_size is None else checks.check_integer(batch_size, "batch_size", minimum=1)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
     seed = int(seed)
     run = _attack_list(version, attacks)
-    if any(name in ("apgd-t", "fab-t", "apgd-dlr") for name in run) and num_classes < 4:
+    if {"apgd-t", "fab-t", "apgd-dlr"} & set(run) and num_classes < 4:
         raise ValueError(
             f"Expected `num_classes` >= 4 for AutoAttack's {'/'.join(run)} (the DLR losses use the 3 or 4 "
             f"largest logits), but got {num_classes}. Use version='custom' with attacks=['apgd-ce', 'square']."
@@ -107,14 +80,14 @@ def auto_attack(
         )
     attacked = unwrap_model(model)
     device = torch.device(device) if device is not None else input.device
-    check_device(input, None, "input", "")
-    target = check_integer_labels(target, num_classes, batch_size=input.shape[0], check_values=False)
+    checks.check_device(input, None, "input", "")
+    target = checks.check_integer_labels(target, num_classes, batch_size=input.shape[0], check_values=False)
     if input.shape[0] == 0:
         return input.detach().clone()
-    if values_checkable(check_bool(validate_args, "validate_args")):
-        raise_first([label_range_flag(target, num_classes), input_flag(input, 0.0, 1.0)])
+    if checks.values_checkable(checks.check_bool(validate_args, "validate_args")):
+        checks.raise_first([checks.label_range_flag(target, num_classes), checks.input_flag(input, 0.0, 1.0)])
     probe = input[:1].to(device)
-    check_device(probe, module_device(attacked), "input", "`model` (or `device`)")
+    checks.check_device(probe, module_device(attacked), "input", "`model` (or `device`)")
     with torch.no_grad(), frozen_model(attacked), torch.inference_mode(False):
         check_logits_of(attacked(as_model_input(attacked, probe)), 1, num_classes)
     if eps == 0.0:
@@ -122,25 +95,18 @@ def auto_attack(
     try:
         module = importlib.import_module("pyautoattack")
     except ImportError as error:
-        raise ImportError(
-            'AutoAttack needs `pyautoattack`: pip install "torch-absld[eval]" (or pyautoattack).'
-        ) from error
-    kwargs: dict[str, Any] = {"device": device, "eps": eps, "norm": "Linf", "seed": seed, "version": version}
-    if version == "custom":
-        kwargs["attacks"] = list(run)
-    adversary = module.AutoAttack(attacked, **kwargs)
+        raise ImportError('AutoAttack needs `pyautoattack`: pip install "torch-absld[eval]".') from error
+    custom = {"attacks": list(run)} if version == "custom" else {}
+    adversary = module.AutoAttack(attacked, device=device, eps=eps, norm="Linf", seed=seed, version=version, **custom)
     adversary.verbose = False
-    targets = min(9, num_classes - 1)
-    adversary.apgd_targeted.n_target_classes = targets
-    adversary.fab.n_target_classes = targets
+    adversary.apgd_targeted.n_target_classes = adversary.fab.n_target_classes = min(9, num_classes - 1)
     cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
     # The attacks need gradients: run them outside torch.inference_mode(), on ordinary copies.
     with frozen_model(attacked), torch.random.fork_rng(devices=cuda), torch.inference_mode(False):
         x_adv, _ = adversary.run_standard_evaluation(
             input.detach().to(device).clone(), target.to(device).clone(), batch_size=batch_size or input.shape[0]
         )
-    result: Tensor = x_adv.to(device=input.device, dtype=input.dtype)
-    return result
+    return x_adv.to(device=input.device, dtype=input.dtype)
 
 
 def check_logits_of(output: Any, batch_size: int, num_classes: int) -> None:
@@ -154,7 +120,7 @@ def check_logits_of(output: Any, batch_size: int, num_classes: int) -> None:
 
 
 def _attack_list(version: str, attacks: Sequence[str] | None) -> tuple[str, ...]:
-    known = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+    known = _ATTACKS_OF_VERSION["plus"]  # every attack
     if version != "custom":
         if attacks is not None:
             raise ValueError(f"Expected `attacks` only with version='custom', but got version={version!r}.")
@@ -162,5 +128,5 @@ def _attack_list(version: str, attacks: Sequence[str] | None) -> tuple[str, ...]
     if attacks is None or isinstance(attacks, str) or not attacks:
         raise ValueError(f"Expected `attacks` to be a non-empty list from {known} with version='custom'.")
     for name in attacks:
-        check_choice(name, "attacks", known)
+        checks.check_choice(name, "attacks", known)
     return tuple(attacks)

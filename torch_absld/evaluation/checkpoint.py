@@ -27,9 +27,8 @@ def _cpu_copy(value: Any) -> Any:
         return value.detach().to("cpu", copy=True)
     if isinstance(value, Mapping):
         out: OrderedDict[Any, Any] = OrderedDict((key, _cpu_copy(item)) for key, item in value.items())
-        metadata = getattr(value, "_metadata", None)
-        if metadata is not None:  # load_state_dict reads the module versions from it
-            out._metadata = copy.deepcopy(metadata)  # type: ignore[attr-defined]
+        if hasattr(value, "_metadata"):  # load_state_dict reads the module versions from it
+            out._metadata = copy.deepcopy(value._metadata)  # type: ignore[attr-defined]
         return out
     if isinstance(value, (list, tuple)):
         return type(value)(_cpu_copy(item) for item in value)
@@ -40,11 +39,8 @@ class BestCheckpoint:
     """Keeps the weights of the best *Overall* = (Avg. + Worst) / 2 under one attack seen so far.
 
     How the paper selects its checkpoints. :meth:`update` keeps a CPU copy of the state dict when
-    the criterion strictly improves (the earliest epoch wins a tie; NaN never improves).
-
-    Args:
-        attack: the attack of the report whose metric is compared (``"pgd"`` as in the paper).
-        criterion: ``"overall"`` (default), ``"avg"`` or ``"worst"``.
+    ``criterion`` (``"overall"``, ``"avg"`` or ``"worst"``) under ``attack`` (the paper: ``"pgd"``)
+    strictly improves (the earliest epoch wins a tie; NaN never improves).
 
     Example:
         >>> from torch_absld import RobustnessReport, class_accuracy_summary
@@ -81,7 +77,7 @@ class BestCheckpoint:
             raise TypeError(f"Expected `report` to be a RobustnessReport, but got {type(report).__name__}.")
         if self.attack not in report:
             raise ValueError(
-                f"Expected `report` to hold the attack `attack` = {self.attack!r}, but it holds {report.attacks}."
+                f"Expected `report` to hold the attack `attack` = {self.attack!r}, but it has {report.attacks}."
             )
         if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
             raise TypeError(f"Expected `epoch` to be an int, but got {type(epoch).__name__}.")
@@ -91,10 +87,8 @@ class BestCheckpoint:
         elif isinstance(state_dict_or_module, Mapping):
             state = state_dict_or_module
         else:
-            raise TypeError(
-                f"Expected `state_dict_or_module` to be an nn.Module or a state dict, but got "
-                f"{type(state_dict_or_module).__name__}."
-            )
+            got = type(state_dict_or_module).__name__
+            raise TypeError(f"Expected `state_dict_or_module` to be an nn.Module or a state dict, but got {got}.")
         value = float(getattr(report[self.attack], self.criterion))
         if math.isnan(value) or (self.best_value is not None and value <= self.best_value):
             return False

@@ -19,33 +19,31 @@ T = TypeVar("T")
 
 
 def dataset_labels(dataset: Any) -> list[int]:
-    """The integer label of every sample of ``dataset``, in order.
-
-    From ``dataset.targets`` (torchvision), ``dataset.labels``, a ``TensorDataset``'s last tensor,
-    through a ``Subset``, or else ``dataset[i][1]`` (which loads every input).
-    """
+    """The label of every sample, from ``.targets``, ``.labels``, a ``TensorDataset`` or ``dataset[i][1]``."""
     if isinstance(dataset, Subset):
         inner = dataset_labels(dataset.dataset)
         return [inner[int(i)] for i in dataset.indices]
     for attribute in ("targets", "labels"):
         values = getattr(dataset, attribute, None)
         if values is not None:
-            return _int_list(values, f"dataset.{attribute}")
+            return int_list(values, f"dataset.{attribute}", signed=True)
     tensors = getattr(dataset, "tensors", None)
     if isinstance(tensors, tuple) and tensors and isinstance(tensors[-1], Tensor):
-        return _int_list(tensors[-1], "dataset.tensors[-1]")
+        return int_list(tensors[-1], "dataset.tensors[-1]", signed=True)
     return [int(dataset[i][1]) for i in range(len(dataset))]
 
 
-def _int_list(values: Any, name: str) -> list[int]:
+def int_list(values: Any, name: str, kind: str = "labels", *, signed: bool = False) -> list[int]:
+    """A 1-D sequence of integers (``>= 0`` unless ``signed``; tensor, array, list) as a list; ``kind``: in errors."""
     if isinstance(values, Tensor) and (values.is_floating_point() or values.is_complex() or values.dim() != 1):
         raise TypeError(
-            f"Expected `{name}` to be integer labels of shape (N,), but got {values.dtype} of shape "
-            f"{tuple(values.shape)}."
+            f"Expected `{name}` to be an integer tensor of shape (N,), but got {values.dtype} {values.shape}."
         )
     out = values.tolist() if hasattr(values, "tolist") else list(values)  # tensors and NumPy arrays
     if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in out):
-        raise TypeError(f"Expected `{name}` to hold integer labels, but got e.g. {out[:5]!r}.")
+        raise TypeError(f"Expected `{name}` to hold integer {kind}, but got e.g. {out[:5]!r}.")
+    if not signed and any(v < 0 for v in out):
+        raise ValueError(f"Expected `{name}` to hold non-negative {kind} ({kind} >= 0), but got {out[:20]!r}.")
     return [int(v) for v in out]
 
 
@@ -64,21 +62,13 @@ def stratified_split(
 ) -> tuple[Subset[T], Subset[T]] | tuple[list[int], list[int]]:
     r"""Split off a held-out set with the class proportions of the data: ``(rest, held_out)``.
 
-    Each class with $n_c \ge 2$ samples gives $\mathrm{round}(f \cdot n_c)$ of them, clamped to
-    $[1, n_c - 1]$ and drawn with ``seed``, to the held-out part. Indices come back sorted.
-
-    Args:
-        dataset_or_labels: a dataset (labels by :func:`dataset_labels`) or labels (tensor, list, array).
-        fraction: share of each class held out, in $(0, 1)$.
-        seed: seed of the random choice.
-
-    Returns:
-        Two :class:`~torch.utils.data.Subset` of a dataset, or two lists of indices for labels.
+    Each class with $n_c \ge 2$ samples gives $\mathrm{round}(f \cdot n_c)$ ($f$: ``fraction`` in $(0, 1)$),
+    clamped to $[1, n_c - 1]$ and drawn with ``seed``, to the held-out part: two :class:`~torch.utils.data.Subset`
+    of a dataset (labels by :func:`dataset_labels`), or two sorted index lists for labels.
 
     Example:
-        >>> rest, held_out = stratified_split([0, 0, 0, 0, 1, 1, 1, 1, 1, 1], 0.25)
-        >>> len(rest), len(held_out)
-        (7, 3)
+        >>> [len(part) for part in stratified_split([0, 0, 0, 0, 1, 1, 1, 1, 1, 1], 0.25)]
+        [7, 3]
     """
     fraction = check_finite_number(fraction, "fraction")
     if not 0.0 < fraction < 1.0:
@@ -87,9 +77,7 @@ def stratified_split(
         raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
     seed = int(seed)
     is_dataset = not isinstance(dataset_or_labels, (Tensor, list, tuple)) and not hasattr(dataset_or_labels, "ndim")
-    labels = dataset_labels(dataset_or_labels) if is_dataset else _int_list(dataset_or_labels, "dataset_or_labels")
-    if any(label < 0 for label in labels):
-        raise ValueError("Expected `dataset_or_labels` to hold labels >= 0, but got a negative label.")
+    labels = int_list(dataset_labels(dataset_or_labels) if is_dataset else dataset_or_labels, "dataset_or_labels")
     by_class: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
         by_class.setdefault(label, []).append(index)

@@ -14,22 +14,11 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
-from .._internal.checks import (
-    ProcessGroupArg,
-    check_bool,
-    check_finite_number,
-    check_integer_labels,
-    check_num_classes,
-    check_positive,
-    check_process_group,
-    input_flag,
-    label_range_flag,
-    raise_first,
-    values_checkable,
-)
+from .._internal import checks
 from .._internal.distributed import all_reduce_sum, is_distributed
 from .._internal.keyed import keyed_uniform
 from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
+from ..attack.config import checked_fields
 from ..attack.engine import _pgd
 from .autoattack import auto_attack, check_logits_of
 from .metrics import ClassAccuracy, class_accuracy_summary, worst_class_count
@@ -53,64 +42,48 @@ def evaluate_robustness(
     clip_min: float = 0.0,
     clip_max: float = 1.0,
     attack_overrides: Mapping[Any, Mapping[str, Any]] | None = None,
-    process_group: ProcessGroupArg = None,
+    process_group: checks.ProcessGroupArg = None,
     validate_args: bool = True,
 ) -> RobustnessReport:
     r"""Per-class accuracy of ``model`` on ``loader``, clean and under each attack, in one pass.
 
-    Each batch is attacked by each attack in turn (white-box, L-inf, :func:`default_attack_settings`)
-    and the predictions counted per class. *Avg.* is the accuracy over all samples, *Worst* the
-    mean of the $\lceil f \cdot C \rceil$ lowest class accuracies, *Overall* their mean. The model
-    runs in eval mode with its parameters frozen (both restored). PGD's uniform start of a sample
-    is a hash of ``seed`` and the sample (the same in any batch, order or rank). Under
-    ``torch.distributed`` the counts are summed with one ``all_reduce`` (a collective: every rank
-    of ``process_group`` must call; ``False``: this rank alone), leaving out the duplicates a
-    ``DistributedSampler`` pads with. Empty batches are skipped; every class must appear.
-
-    Args:
-        model: network returning logits $(N, C)$ (a DDP wrapper is unwrapped; not moved).
-        loader: iterable of ``(input, target)`` batches (extra elements are ignored).
-        num_classes: number of classes $C$.
-        attacks: names from :data:`ATTACKS`, in report order.
-        eps: L-inf radius, ``>= 0`` (8/255 in the paper); ``0`` makes every attack clean.
-        device: where batches go; ``None`` is the device of the model's parameters.
-        worst_fraction: fraction of the classes *Worst* averages (see :func:`worst_class_count`).
-        progress: show a ``tqdm`` progress bar (on rank 0).
-        seed: seed of the random starts (PGD) and of AutoAttack.
-        clip_min: lower end of the valid input range.
-        clip_max: upper end of the valid input range.
-        attack_overrides: per-attack changes, e.g. ``{"pgd": {"steps": 50}}`` (:func:`resolve_attack_settings`).
-        process_group: ranks that share the evaluation; ``None`` is the default group.
-        validate_args: check each batch's label and input values (one read from the device per batch).
-
-    Returns:
-        A :class:`~torch_absld.RobustnessReport` (``report["pgd"].worst``, ``print(report)``).
+    Each ``(input, target, ...)`` batch is attacked by each of ``attacks`` (white-box, L-inf radius
+    ``eps``, :func:`default_attack_settings` changed by ``attack_overrides``, e.g. ``{"pgd": {"steps":
+    50}}``) and the predictions counted per class: *Avg.* over all samples, *Worst* the mean of the
+    $\lceil f \cdot C \rceil$ lowest classes ($f$: ``worst_fraction``), *Overall* their mean. The
+    model (logits; DDP unwrapped, not moved) runs in eval mode with frozen parameters (restored);
+    batches go to ``device`` (``None``: the model's). PGD's uniform start is a hash of ``seed`` and
+    the sample (the same in any batch, order or rank). Under ``torch.distributed`` one ``all_reduce``
+    sums the counts (every rank of ``process_group`` calls; ``False``: this rank), without a
+    ``DistributedSampler``'s padding. Empty batches are skipped; every class must appear. ``progress``:
+    a ``tqdm`` bar on rank 0; ``validate_args``: check label and input values (one read per batch).
+    Returns a :class:`~torch_absld.RobustnessReport` (``report["pgd"].worst``, ``print(report)``).
 
     Shape:
         - input batches: $(N, \dots)$ in ``[clip_min, clip_max]``; target batches: $(N,)$ in $[0, C)$
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
-    num_classes = check_num_classes(num_classes, minimum=1)
+    num_classes = checks.check_num_classes(num_classes, minimum=1)
     worst_class_count(num_classes, worst_fraction)  # validates worst_fraction
-    eps = check_positive(eps, "eps", allow_zero=True)
-    clip_min, clip_max = check_finite_number(clip_min, "clip_min"), check_finite_number(clip_max, "clip_max")
-    if clip_min >= clip_max:
-        raise ValueError(f"Expected `clip_min` < `clip_max`, but got {clip_min} >= {clip_max}.")
+    eps = checks.check_positive(eps, "eps", allow_zero=True)
+    bounds = checked_fields({"clip_min": clip_min, "clip_max": clip_max})
+    clip_min, clip_max = bounds["clip_min"], bounds["clip_max"]
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
     seed = int(seed)
-    progress = check_bool(progress, "progress")
-    checking = values_checkable(check_bool(validate_args, "validate_args"))
-    process_group = check_process_group(process_group)
+    progress = checks.check_bool(progress, "progress")
+    checking = checks.values_checkable(checks.check_bool(validate_args, "validate_args"))
+    process_group = checks.check_process_group(process_group)
     if isinstance(loader, (Tensor, str)) or not isinstance(loader, Iterable):
-        raise TypeError(
-            f"Expected `loader` to be an iterable of (input, target) batches, but got {type(loader).__name__}."
-        )
+        raise TypeError(f"Expected `loader` to be an iterable of (input, target) batches, got {type(loader).__name__}.")
     settings = resolve_attack_settings(attacks, eps, attack_overrides)
     configs = {name: attack_config(setting, clip_min, clip_max) for name, setting in settings.items()}
     evaluated = unwrap_model(model)
-    target_device = _device(device, evaluated)
+    try:
+        target_device = torch.device(device) if device is not None else module_device(evaluated) or torch.device("cpu")
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"Expected `device` to be a torch.device, a device string or None, got {device!r}.") from error
     metrics = {name: ClassAccuracy(num_classes).to(target_device) for name in settings}
     remaining = _samples_to_count(loader)
     bar = _progress_bar(loader, progress, process_group)
@@ -142,7 +115,7 @@ def evaluate_robustness(
                 if x.shape[0] > 0:  # an empty batch (the end of a sharded epoch) has nothing to count
                     if checking:
                         with _in_batch(index):
-                            raise_first([label_range_flag(y, num_classes), input_flag(x, clip_min, clip_max)])
+                            checks.check_input_and_label_values(x, clip_min, clip_max, y, num_classes)
                     if not checked_output:  # the model's output, before any attack needs it
                         with torch.no_grad():
                             check_logits_of(evaluated(as_model_input(evaluated, x)), x.shape[0], num_classes)
@@ -165,18 +138,6 @@ def evaluate_robustness(
         for name, (correct, total) in zip(settings, counts)
     }
     return RobustnessReport(results, num_classes=num_classes, eps=eps, worst_fraction=worst_fraction, settings=settings)
-
-
-def _device(device: object, model: nn.Module) -> torch.device:
-    """``device``, or the device of the model's parameters (the CPU for a model without any)."""
-    if device is None:
-        return module_device(model) or torch.device("cpu")
-    try:
-        return torch.device(device)  # type: ignore[call-overload, no-any-return]
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(
-            f"Expected `device` to be a torch.device, a device string or None, but got {device!r}."
-        ) from error
 
 
 def _samples_to_count(loader: Iterable[Any]) -> int | None:
@@ -202,7 +163,7 @@ def _checked_batch(batch: Any) -> tuple[Tensor, Tensor]:
     x = batch[0]
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1:
         raise TypeError(f"Expected a floating point `input` of shape (N, ...), but got {x!r:.80}.")
-    return x, check_integer_labels(batch[1], None, batch_size=x.shape[0], check_values=False)
+    return x, checks.check_integer_labels(batch[1], None, batch_size=x.shape[0], check_values=False)
 
 
 @contextlib.contextmanager
@@ -222,7 +183,7 @@ def _running_text(metrics: Mapping[str, ClassAccuracy]) -> str:
     )
 
 
-def _progress_bar(loader: Iterable[Any], progress: bool, process_group: ProcessGroupArg) -> Any:
+def _progress_bar(loader: Iterable[Any], progress: bool, process_group: checks.ProcessGroupArg) -> Any:
     if not progress:
         return None
     try:

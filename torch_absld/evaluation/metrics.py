@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,34 +10,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._internal.checks import (
-    ProcessGroupArg,
-    check_integer_labels,
-    check_num_classes,
-    label_range_flag,
-    raise_first,
-    values_checkable,
-)
+from .._internal import checks
 from ..stats import ClassStatistics
+from .data import int_list
 
 __all__ = ["ClassAccuracy", "ClassAccuracyResult", "class_accuracy_summary", "worst_class_count"]
 
 
 def worst_class_count(num_classes: int, worst_fraction: float | None = None) -> int:
-    r"""How many of the lowest classes *Worst* averages: $k = \lceil f \cdot C \rceil$.
-
-    ``worst_fraction=None`` is the paper's rule: 10% of the classes when $C \ge 100$, else the worst one.
+    r"""How many lowest classes *Worst* averages: $\lceil f \cdot C \rceil$; ``None``: 10% if $C \ge 100$, else 1.
 
     Example:
         >>> worst_class_count(10), worst_class_count(100), worst_class_count(30, 0.1)
         (1, 10, 3)
     """
-    num_classes = check_num_classes(num_classes, minimum=1)
+    num_classes = checks.check_num_classes(num_classes, minimum=1)
     if worst_fraction is None:
         worst_fraction = 0.1 if num_classes >= 100 else 1.0 / num_classes
-    elif isinstance(worst_fraction, bool) or not isinstance(worst_fraction, numbers.Real):
-        raise TypeError(f"Expected `worst_fraction` to be a float in (0, 1] or None, but got {worst_fraction!r}.")
-    worst_fraction = float(worst_fraction)
+    worst_fraction = checks.check_finite_number(worst_fraction, "worst_fraction")
     if not (0.0 < worst_fraction <= 1.0):
         raise ValueError(f"Expected `worst_fraction` in (0, 1] or None, but got {worst_fraction}.")
     # The tolerance keeps ceil(0.1 * 30) at 3 (0.1 * 30 is 3.0000000000000004).
@@ -47,16 +36,10 @@ def worst_class_count(num_classes: int, worst_fraction: float | None = None) -> 
 
 @dataclass(frozen=True)
 class ClassAccuracyResult:
-    """Accuracy of one evaluation, class by class, as fractions in [0, 1].
+    """Accuracy of one evaluation, as fractions in [0, 1].
 
-    Attributes:
-        per_class: accuracy of each class, length $C$.
-        avg: accuracy over all samples (the paper's *Avg.*).
-        worst: mean accuracy of the ``worst_k`` lowest classes (*Worst*).
-        overall: ``(avg + worst) / 2`` (*Overall*).
-        correct: correct predictions of each class.
-        total: samples of each class.
-        worst_k: how many classes ``worst`` averages.
+    ``per_class`` ($C$ values), ``avg`` (*Avg.*, over all samples), ``worst`` (*Worst*: mean of the
+    ``worst_k`` lowest classes), ``overall`` ((avg + worst) / 2), from each class's ``correct`` / ``total``.
     """
 
     per_class: list[float]
@@ -79,10 +62,7 @@ class ClassAccuracyResult:
 
     @property
     def nsd(self) -> float:
-        r"""Normalised standard deviation of the class accuracies, $\sigma(a) / \bar a$ (lower is fairer).
-
-        $\sigma$: population standard deviation; $\bar a$: plain mean over classes; 0 when all are equal.
-        """
+        r"""$\sigma(a) / \bar a$ of the class accuracies (population std over plain mean; 0 if all equal)."""
         accuracies = self.per_class
         if all(a == accuracies[0] for a in accuracies):
             return 0.0
@@ -96,32 +76,25 @@ def class_accuracy_summary(
     r"""Per-class accuracy $a_c = \text{correct}_c / \text{total}_c$, *Avg.*, *Worst* and *Overall* from counts.
 
     *Avg.* is $\sum_c \text{correct}_c / \sum_c \text{total}_c$, *Worst* the mean of the $k$ lowest
-    $a_c$ (:func:`worst_class_count`), *Overall* $(\text{Avg.} + \text{Worst}) / 2$. Every class
-    needs a sample: the accuracy of an unseen class is undefined (a ``ValueError`` lists them).
-
-    Shape:
-        - correct, total: $(C,)$ non-negative integers, ``correct <= total``
+    $a_c$ (:func:`worst_class_count`), *Overall* $(\text{Avg.} + \text{Worst}) / 2$. ``correct`` and
+    ``total``: $(C,)$ counts, ``correct <= total``, every class seen (a ``ValueError`` lists the unseen).
 
     Example:
         >>> r = class_accuracy_summary([3, 1, 2], [4, 2, 2])
         >>> r.per_class, r.avg, r.worst, r.overall
         ([0.75, 0.5, 1.0], 0.75, 0.5, 0.625)
     """
-    correct_list, total_list = _as_counts(correct, "correct"), _as_counts(total, "total")
+    correct_list, total_list = int_list(correct, "correct", "counts"), int_list(total, "total", "counts")
     if len(correct_list) != len(total_list) or not correct_list:
-        raise ValueError(
-            f"Expected `correct` and `total` of the same shape (C,) with C >= 1, but got lengths "
-            f"{len(correct_list)} and {len(total_list)}."
-        )
+        raise ValueError(f"Expected `correct` and `total` of the same shape (C,), C >= 1, got {correct}, {total}.")
     if any(c > t for c, t in zip(correct_list, total_list)):
         raise ValueError("Expected `correct` <= `total` for every class, but some class has more correct than total.")
     empty = [c for c, t in enumerate(total_list) if t == 0]
     if empty:
         shown = ", ".join(str(c) for c in empty[:20]) + (", ..." if len(empty) > 20 else "")
         raise ValueError(
-            f"Expected every class in [0, {len(total_list)}) to have at least one sample, but "
-            f"{len(empty)} class(es) have none: [{shown}] (of {sum(total_list)} samples). The accuracy "
-            "of an unseen class is undefined: evaluate on data that covers every class, or check `num_classes`."
+            f"Expected every class in [0, {len(total_list)}) to have at least one sample, but {len(empty)} class(es) "
+            f"have none: [{shown}] (of {sum(total_list)} samples). Evaluate on every class, or check `num_classes`."
         )
     per_class = [c / t for c, t in zip(correct_list, total_list)]
     k = worst_class_count(len(per_class), worst_fraction)
@@ -130,35 +103,14 @@ def class_accuracy_summary(
     return ClassAccuracyResult(per_class, avg, worst, (avg + worst) / 2, correct_list, total_list, k)
 
 
-def _as_counts(values: Tensor | Sequence[int], name: str) -> list[int]:
-    if isinstance(values, Tensor) and (values.is_floating_point() or values.is_complex() or values.dim() != 1):
-        raise TypeError(
-            f"Expected `{name}` to be an integer tensor of shape (C,), but got {values.dtype} of shape "
-            f"{tuple(values.shape)}."
-        )
-    items = values.tolist() if hasattr(values, "tolist") else list(values)  # tensors and NumPy arrays
-    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items):
-        raise TypeError(f"Expected `{name}` to hold integer counts, but got {items!r}.")
-    if any(v < 0 for v in items):
-        raise ValueError(f"Expected `{name}` to hold non-negative counts, but got {items!r}.")
-    return [int(v) for v in items]
-
-
 class ClassAccuracy(ClassStatistics):
     r"""Correct / total counts per class over batches: :meth:`update`, :meth:`compute`, :meth:`reset`.
 
-    :meth:`update` reads the device once for the label values (never with ``validate_args=False``,
-    where it compiles with ``fullgraph=True``); :meth:`compute` sums every rank's counts with one
-    ``all_reduce``. The counts follow ``.to()`` and are in ``state_dict()`` (key ``"counts"``).
-
-    Args:
-        num_classes: number of classes $C \ge 1$.
-        worst_fraction: see :func:`worst_class_count`.
-        process_group: ranks :meth:`compute` sums over; ``None``: the default group; ``False``: this rank.
-        validate_args: check label and prediction values in eager mode.
-
-    Shape:
-        - ``update(input, target)``: input $(N, C)$ scores (argmax) or $(N,)$ predictions; target $(N,)$ in $[0, C)$
+    :meth:`update` takes scores $(N, C)$ (argmax) or predictions $(N,)$ and labels $(N,)$ in $[0, C)$,
+    reading the device once for their values (never with ``validate_args=False``, where it compiles
+    with ``fullgraph=True``); :meth:`compute` sums the counts over ``process_group`` (``None``: the
+    default group; ``False``: this rank) with one ``all_reduce``. The counts follow ``.to()`` and are
+    in ``state_dict()`` (key ``"counts"``). ``worst_fraction``: :func:`worst_class_count`.
 
     Example:
         >>> metric = ClassAccuracy(3)
@@ -175,10 +127,10 @@ class ClassAccuracy(ClassStatistics):
         num_classes: int,
         *,
         worst_fraction: float | None = None,
-        process_group: ProcessGroupArg = None,
+        process_group: checks.ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
-        num_classes = check_num_classes(num_classes, minimum=1)
+        num_classes = checks.check_num_classes(num_classes, minimum=1)
         worst_class_count(num_classes, worst_fraction)  # validates worst_fraction
         super().__init__(num_classes, process_group=process_group, validate_args=validate_args)
         self.worst_fraction = worst_fraction
@@ -205,16 +157,16 @@ class ClassAccuracy(ClassStatistics):
             raise TypeError(f"Expected `input` to be a torch.Tensor, but got {type(input).__name__}.")
         scores = input.is_floating_point()
         if scores and (input.dim() != 2 or input.shape[1] != self.num_classes):
+            shape = tuple(input.shape)
             raise ValueError(
-                f"Expected `input` scores of shape (N, {self.num_classes}) or integer predictions of shape (N,), "
-                f"but got a floating point tensor of shape {tuple(input.shape)}."
+                f"Expected `input` scores of shape (N, {self.num_classes}) or integer predictions (N,), got {shape}."
             )
         if not scores:
-            input = check_integer_labels(input, self.num_classes, name="input", check_values=False)
-        target = check_integer_labels(target, self.num_classes, batch_size=input.shape[0], check_values=False)
-        if values_checkable(self.validate_args):
-            checks = [] if scores else [label_range_flag(input, self.num_classes, "input")]
-            raise_first([*checks, label_range_flag(target, self.num_classes)])
+            input = checks.check_integer_labels(input, self.num_classes, name="input", check_values=False)
+        target = checks.check_integer_labels(target, self.num_classes, batch_size=input.shape[0], check_values=False)
+        if checks.values_checkable(self.validate_args):
+            flags = [] if scores else [checks.label_range_flag(input, self.num_classes, "input")]
+            checks.raise_first([*flags, checks.label_range_flag(target, self.num_classes)])
         self._update(input, target)
 
     @torch.no_grad()
@@ -222,30 +174,22 @@ class ClassAccuracy(ClassStatistics):
         """:meth:`update` without checks: scores $(N, C)$ or predictions $(N,)$, labels in $[0, C)$ (int64)."""
         predictions = input.argmax(dim=1) if input.is_floating_point() else input
         target = target.to(self.accumulator.device)
-        hits = (predictions.to(self.accumulator.device) == target).to(torch.float64)
-        self.accumulator.index_add_(1, target, torch.stack([hits, torch.ones_like(hits)]))
+        self._accumulate(predictions.to(target.device) == target, target)
 
     def forward(self, input: Tensor, target: Tensor) -> None:
         """Same as :meth:`update`."""
         self.update(input, target)
 
-    def synced_counts(self) -> Tensor:
-        """The counts summed over the ranks of ``process_group`` (a new tensor), shape $(2, C)$ int64."""
-        return self.synced().to(torch.int64)
-
     def compute(self) -> ClassAccuracyResult:
         """Per-class accuracy, avg, worst and overall over every rank's data (a collective: every rank calls it)."""
-        correct, total = self.synced_counts().tolist()
+        correct, total = self.synced().to(torch.int64).tolist()
         return class_accuracy_summary(correct, total, worst_fraction=self.worst_fraction)
 
     def _check_loaded(self, loaded: Any) -> None:
         super()._check_loaded(loaded)
         correct, total = loaded.detach().cpu().to(torch.float64)
         if bool((correct < 0).any() | (correct > total).any() | (correct != correct.round()).any()):
-            raise ValueError(
-                "Expected the loaded `counts` to hold integer correct counts in [0, total], but got "
-                f"{loaded.tolist()}. The checkpoint is corrupt."
-            )
+            raise ValueError(f"Expected the loaded `counts` to hold integers in [0, total], but got {loaded.tolist()}.")
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, worst_fraction={self.worst_fraction}"

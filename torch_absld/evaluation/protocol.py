@@ -18,23 +18,16 @@ ATTACKS = ("clean", "fgsm", "pgd", "cw", "autoattack")
 def default_attack_settings(eps: float = 8 / 255) -> dict[str, dict[str, Any]]:
     """The paper's evaluation protocol for radius ``eps`` (white-box, L-inf).
 
-    ``fgsm``: one step of ``eps`` on the cross-entropy, no random start; ``pgd``: 20 steps of
-    2/255 on the cross-entropy, uniform start in the ball; ``cw``: 30 steps of 2/255 on the CW
-    margin, uniform start; ``autoattack``: the standard version.
+    ``fgsm``: one step of ``eps`` on the cross-entropy from $x$; ``pgd``: 20 steps of 2/255 on the
+    cross-entropy from a uniform start; ``cw``: 30 on the CW margin; ``autoattack``: standard.
 
     Example:
         >>> default_attack_settings()["pgd"]["steps"]
         20
     """
     eps = check_positive(eps, "eps", allow_zero=True)
-    pgd = {
-        "eps": eps,
-        "step_size": 2 / 255,
-        "steps": 20,
-        "random_start": "uniform",
-        "objective": "ce",
-        "loss_scale": None,
-    }
+    pgd = {"eps": eps, "step_size": 2 / 255, "steps": 20, "random_start": "uniform", "objective": "ce"}
+    pgd["loss_scale"] = None
     return {
         "clean": {},
         "fgsm": {**pgd, "step_size": eps, "steps": 1, "random_start": None},
@@ -64,8 +57,7 @@ def resolve_attack_settings(
     settings = {name: dict(defaults[name]) for name in names}
     if overrides is not None and not isinstance(overrides, Mapping):
         raise TypeError(
-            "Expected `attack_overrides` to be a mapping from attack name to a dict of changes, e.g. "
-            f"{{'pgd': {{'steps': 50}}}}, but got {type(overrides).__name__}."
+            f"Expected `attack_overrides` to be a mapping like {{'pgd': {{'steps': 50}}}}, got {overrides!r}."
         )
     for name, changes in (overrides or {}).items():
         if name not in settings:
@@ -75,7 +67,7 @@ def resolve_attack_settings(
         for key, value in changes.items():
             if key not in defaults[name]:
                 raise ValueError(
-                    f"Expected `attack_overrides[{name!r}]` keys among {tuple(defaults[name])}, but got {key!r}."
+                    f"Expected `attack_overrides[{name!r}]` keys among {list(defaults[name])}, got {key!r}."
                 )
             settings[name][key] = value
         if name == "fgsm" and "eps" in changes and "step_size" not in changes:
@@ -95,10 +87,7 @@ def resolve_attack_settings(
 
 
 def attack_config(setting: Mapping[str, Any], clip_min: float, clip_max: float) -> PGDConfig | None:
-    """The :class:`~torch_absld.PGDConfig` of one setting; ``None`` for ``"clean"`` or a zero radius.
-
-    The random start and the value checks are left to the caller (AutoAttack uses the radius only).
-    """
+    """The :class:`~torch_absld.PGDConfig` of one setting (no random start); ``None`` for a zero radius."""
     if not setting.get("eps"):
         return None
     steps = {key: setting[key] for key in ("step_size", "steps", "loss_scale") if key in setting}

@@ -25,15 +25,8 @@ def _pct(value: float) -> str:
 class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     """Class-wise accuracy under each attack, as returned by :func:`torch_absld.evaluate_robustness`.
 
-    A read-only mapping from attack name to :class:`~torch_absld.ClassAccuracyResult`, in
-    evaluation order; values are fractions, the tables percentages (and the NSD of each attack).
-
-    Args:
-        results: one result per attack, in order.
-        num_classes: number of classes $C$.
-        eps: the L-inf radius of the attacks.
-        worst_fraction: the ``worst_fraction`` of the results (see :func:`~torch_absld.worst_class_count`).
-        settings: the resolved settings of each attack (for the record).
+    A read-only mapping, in evaluation order, from attack name to :class:`~torch_absld.ClassAccuracyResult`
+    (fractions; the tables give percentages and NSDs), with ``num_classes``, ``eps``, ``worst_fraction``, ``settings``.
 
     Example:
         >>> from torch_absld import class_accuracy_summary
@@ -52,31 +45,20 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
         settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         if not isinstance(results, Mapping):
-            raise TypeError(
-                f"Expected `results` to be a mapping from attack name to ClassAccuracyResult, but got "
-                f"{type(results).__name__}."
-            )
-        num_classes = check_num_classes(num_classes, minimum=1)
-        eps = check_positive(eps, "eps", allow_zero=True)
+            raise TypeError(f"Expected `results` to be a mapping of ClassAccuracyResult, got {type(results).__name__}.")
+        self.num_classes = check_num_classes(num_classes, minimum=1)
+        self.eps = check_positive(eps, "eps", allow_zero=True)
         worst_class_count(num_classes, worst_fraction)  # validates worst_fraction
         if settings is not None and not isinstance(settings, Mapping):
-            raise TypeError(
-                f"Expected `settings` to be a mapping of the attacks' settings or None, but got {settings!r}."
-            )
+            raise TypeError(f"Expected `settings` to be a mapping or None, but got {settings!r:.80}.")
         if not results:
             raise ValueError("Expected `results` to hold at least one attack, but got none.")
         for name, result in results.items():
             if not isinstance(result, ClassAccuracyResult):
-                raise TypeError(
-                    f"Expected `results[{name!r}]` to be a ClassAccuracyResult, but got {type(result).__name__}."
-                )
+                raise TypeError(f"Expected `results[{name!r}]` to be a ClassAccuracyResult, got {type(result)}.")
             if len(result.per_class) != num_classes:
-                raise ValueError(
-                    f"Expected `results[{name!r}]` to have {num_classes} classes, but got {len(result.per_class)}."
-                )
+                raise ValueError(f"Expected `results[{name!r}]` to have {num_classes} classes, got {result.per_class}.")
         self._results = dict(results)
-        self.num_classes = num_classes
-        self.eps = eps
         self.worst_fraction = worst_fraction
         self.settings: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (settings or {}).items()}
 
@@ -109,13 +91,7 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     def to_markdown(
         self, name: str = "Model", *, per_class: bool = False, class_names: Sequence[str] | None = None
     ) -> str:
-        """The paper's tables (:func:`reports_to_markdown`) of this report.
-
-        Args:
-            name: the row label (the model or method).
-            per_class: also add a table of per-class accuracy (%), one row per class.
-            class_names: names of the classes for that table (default: their indices).
-        """
+        """:func:`reports_to_markdown` with row label ``name``; ``per_class``: a per-class table too."""
         table = reports_to_markdown({name: self})
         if not per_class:
             return table
@@ -128,12 +104,9 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
     def __str__(self) -> str:
         in_255 = self.eps * 255
         eps = f"{round(in_255)}/255" if self.eps > 0 and abs(in_255 - round(in_255)) < 1e-6 else f"{self.eps:.4g}"
-        k = self.worst_k
-        worst = "the lowest class" if k == 1 else f"the mean of the {k} lowest classes"
-        header = (
-            f"Robustness (%) on {self.num_samples} samples, {self.num_classes} classes, L-inf eps = {eps}; "
-            f"Worst = {worst}"
-        )
+        worst = "the lowest class" if self.worst_k == 1 else f"the mean of the {self.worst_k} lowest classes"
+        samples = f"{self.num_samples} samples, {self.num_classes} classes"
+        header = f"Robustness (%) on {samples}, L-inf eps = {eps}; Worst = {worst}"
         width = max(6, *(len(_label(a)) for a in self.attacks))
         rows = [f"{'Attack':<{width}}  {'Avg.':>7}  {'Worst':>7}  {'Overall':>7}"]
         for attack in self.attacks:
@@ -147,25 +120,19 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python data (JSON-ready): fractions in ``[0, 1]`` and the counts they come from."""
-        return {
-            "num_classes": self.num_classes,
-            "num_samples": self.num_samples,
-            "eps": self.eps,
-            "worst_fraction": self.worst_fraction,
-            "worst_k": self.worst_k,
-            "attacks": list(self.attacks),
-            "settings": {k: dict(v) for k, v in self.settings.items()},
-            "results": {
-                attack: {"avg": r.avg, "worst": r.worst, "overall": r.overall, "nsd": r.nsd}
-                | {"per_class": list(r.per_class), "correct": list(r.correct), "total": list(r.total)}
-                for attack, r in self._results.items()
-            },
+        data: dict[str, Any] = {"num_classes": self.num_classes, "num_samples": self.num_samples, "eps": self.eps}
+        data |= {"worst_fraction": self.worst_fraction, "worst_k": self.worst_k, "attacks": list(self.attacks)}
+        data["settings"] = {k: dict(v) for k, v in self.settings.items()}
+        data["results"] = {
+            attack: {"avg": r.avg, "worst": r.worst, "overall": r.overall, "nsd": r.nsd}
+            | {"per_class": list(r.per_class), "correct": list(r.correct), "total": list(r.total)}
+            for attack, r in self._results.items()
         }
+        return data
 
     def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as JSON; keyword arguments go to :func:`json.dumps` (default ``indent=2``)."""
-        kwargs.setdefault("indent", 2)
-        return json.dumps(self.to_dict(), **kwargs)
+        return json.dumps(self.to_dict(), **{"indent": 2, **kwargs})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RobustnessReport:
@@ -175,20 +142,12 @@ class RobustnessReport(Mapping[str, ClassAccuracyResult]):
             a: class_accuracy_summary(results[a]["correct"], results[a]["total"], worst_fraction=fraction)
             for a in data["attacks"]
         }
-        return cls(
-            summaries,
-            num_classes=int(data["num_classes"]),
-            eps=float(data["eps"]),
-            worst_fraction=fraction,
-            settings=data.get("settings"),
-        )
+        num_classes, eps = int(data["num_classes"]), float(data["eps"])
+        return cls(summaries, num_classes=num_classes, eps=eps, worst_fraction=fraction, settings=data.get("settings"))
 
 
 def reports_to_markdown(reports: Mapping[str, RobustnessReport]) -> str:
-    """A Markdown table with a row per report: Avg., Worst and Overall (%) of each attack, then one of the NSDs.
-
-    Attacks appear in the order first seen; a report without an attack shows ``-``.
-    """
+    """Markdown tables, a row per report: Avg., Worst, Overall (%) of each attack (``-``: absent), then NSDs."""
     if not reports:
         raise ValueError("Expected `reports` to hold at least one report, but got none.")
     for name, report in reports.items():
