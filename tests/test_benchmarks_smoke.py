@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack, absld_loss, bf16_support
+from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack, absld_loss, bf16_support, fastest_settings
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -94,8 +94,10 @@ def test_version_comparison_loads_both_versions_side_by_side(load, capsys):
 
 
 def _auto_label() -> str:
+    # channels_last on CPUs where oneDNN runs AVX-512, as fastest_settings decides (tests/test_precision.py pins it).
+    settings = fastest_settings("cpu")
     dtype = "bf16" if bf16_support("cpu").native else "fp32"
-    return f"{dtype} + channels_last" if torch.backends.mkldnn.is_available() else dtype
+    return f"{dtype} + channels_last" if settings.channels_last else dtype
 
 
 def _assert_machine_header(out: str) -> None:

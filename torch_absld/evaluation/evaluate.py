@@ -115,7 +115,9 @@ def evaluate_robustness(
                 if x.shape[0] > 0:  # an empty batch (the end of a sharded epoch) has nothing to count
                     if checking:
                         with _in_batch(index):
-                            checks.check_input_and_label_values(x, clip_min, clip_max, y, num_classes)
+                            checks.raise_first(
+                                [checks.label_range_flag(y, num_classes), checks.input_flag(x, clip_min, clip_max)]
+                            )
                     if not checked_output:  # the model's output, before any attack needs it
                         with torch.no_grad():
                             check_logits_of(evaluated(as_model_input(evaluated, x)), x.shape[0], num_classes)
