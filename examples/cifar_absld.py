@@ -494,18 +494,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             dist.destroy_process_group()
 
 
-def step_options(args: argparse.Namespace, rank: int) -> dict[str, Any]:
+def step_options(args: argparse.Namespace) -> dict[str, Any]:
     """``methods.create``'s options: the recipe's (those the step takes), then the flags, then ``--option``."""
     options: dict[str, Any] = {}
     if args.recipe != "none":
-        r, accepted = recipe(args.method, args.recipe), methods.options(args.method)
-        options["random_start"] = r.attack.random_start
-        if r.attack.init_std is not None:
-            options["init_std"] = r.attack.init_std
-        options |= {key: value for key, value in r.options.items() if key in accepted}
-        # ABSLD's lr_milestones hold: its temperatures' lr follows the optimizer's (follow_optimizer_lr).
-        if (skipped := sorted(set(r.options) - set(accepted) - {"lr_milestones"})) and rank == 0:
-            print(f"recipe {args.method}/{args.recipe}: not options of the step, not applied: {skipped}", flush=True)
+        options |= recipe(args.method, args.recipe).options  # exactly methods.create's options, attack included
     options |= {key: getattr(args, flag) for flag, key in LOSS_FLAGS.items() if getattr(args, flag) is not None}
     options |= {"eps": args.eps, "step_size": args.attack_step_size, "steps": args.attack_steps}
     return options | dict(args.option)
@@ -557,7 +550,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
         "pin_memory": device.type == "cuda",
         "persistent_workers": args.workers > 0,
     }
-    options = step_options(args, rank)
+    options = step_options(args)
     if method.needs_validation:  # held out of the training set, without augmentation
         train_set, held_out = stratified_split(train_set, args.validation_fraction, seed=args.seed)
         if not args.synthetic:

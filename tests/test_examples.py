@@ -255,7 +255,8 @@ def test_cifar_smoke_prints_its_precision(tmp_path, quiet_torch, capsys):
     cifar.main(["--smoke", "--epochs", "1", "--out", str(tmp_path)])
     settings = fastest_settings("cpu", allow_fp16=True)
     dtype = str(settings.dtype).removeprefix("torch.")
-    assert f"precision {dtype}, channels_last tensors on cpu: {settings.reason}" in capsys.readouterr().out
+    layout = "channels_last" if settings.channels_last else "contiguous"
+    assert f"precision {dtype}, {layout} tensors on cpu: {settings.reason}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", methods.available())
@@ -342,11 +343,10 @@ def test_cifar_loss_flags_belong_to_absld(quiet_torch, capsys):
     assert "--beta: options of ABSLD and RSLAD, not of --method trades" in capsys.readouterr().err
 
 
-def test_cifar_smoke_official_recipe(tmp_path, quiet_torch, capsys):
+def test_cifar_smoke_official_recipe(tmp_path, quiet_torch):
     result = _load("cifar_absld").main(
         ["--smoke", "--method", "frl", "--recipe", "official", "--epochs", "1", "--out", str(tmp_path)]
     )
-    assert "not options of the step, not applied: ['init']" in capsys.readouterr().out
     record = result["last"]
     assert record["lr"] == pytest.approx(0.001)  # FRL fine-tunes at 0.001
     assert len(record["epoch_end"]) == 10  # the per-class scales of FRL's epoch end
