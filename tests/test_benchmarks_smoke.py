@@ -18,6 +18,8 @@ from torch.testing import assert_close
 
 from torch_absld import ABSLDLoss, ClassTemperatureController, KLPGDAttack, absld_loss, bf16_support, fastest_settings
 
+pytestmark = pytest.mark.slow  # the examples and benchmarks run whole: CI runs them (`-m slow`)
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

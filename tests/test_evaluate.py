@@ -351,6 +351,7 @@ def test_wrong_model_width_names_model() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_example_smoke(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     result = subprocess.run(

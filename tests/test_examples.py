@@ -19,6 +19,8 @@ from torch.testing import assert_close
 
 from torch_absld import fastest_settings, methods
 
+pytestmark = pytest.mark.slow  # the examples and benchmarks run whole: CI runs them (`-m slow`)
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
