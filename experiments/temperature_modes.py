@@ -35,11 +35,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from torch_absld import ABSLDLoss, BestCheckpoint, KLPGDAttack, follow_optimizer_lr, soft_label_kl, soft_labels
 from torch_absld.demo.config import DemoConfig
-from torch_absld.demo.data import DigitsDataset
-from torch_absld.demo.models import StudentMLP, TeacherCNN
+from torch_absld.demo.data import DigitsDataset, StudentMLP, TeacherCNN
 from torch_absld.demo.stats import paired_comparison
-from torch_absld.demo.teacher_stats import teacher_statistics
-from torch_absld.demo.train import evaluate, train_teacher
+from torch_absld.demo.train import evaluate, teacher_statistics, train_teacher
 from torch_absld.evaluation import stratified_split
 
 WIDE = {"min_temperature": 0.25, "max_temperature": 25.0}
@@ -278,8 +276,8 @@ def report(out: Path) -> str:
                 for s in seeds
             ]
             c = paired_comparison(diffs)
-            interval = f" [{100 * c.low:+.1f}, {100 * c.high:+.1f}]" if len(seeds) > 1 else ""
-            cells.append(f"{100 * c.mean:+.1f}{interval}")
+            interval = f" [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]" if len(seeds) > 1 else ""
+            cells.append(f"{100 * c['mean']:+.1f}{interval}")
         median = statistics.fmean(statistics.median(runs[(s, variant)]["history"]["tau_eff"][-1]) for s in seeds)
         lines.append(f"| {variant} | {len(seeds)} | " + " | ".join(cells) + f" | {median:.2f} |")
     return "\n".join(lines)
