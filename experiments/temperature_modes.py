@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from torch_absld import ABSLDLoss, BestCheckpoint, KLPGDAttack, follow_optimizer_lr, soft_label_kl, soft_labels
 from torch_absld.demo.config import DemoConfig
-from torch_absld.demo.data import DigitsDataset, StudentMLP, TeacherCNN
+from torch_absld.demo.data import StudentMLP, TeacherCNN, digits_dataset
 from torch_absld.demo.stats import paired_comparison
 from torch_absld.demo.train import evaluate, teacher_statistics, train_teacher
 from torch_absld.evaluation import stratified_split
@@ -144,7 +144,7 @@ class Scaled(nn.Module):
 
 
 def _split(seed: int) -> tuple[Dataset[Any], Dataset[Any]]:
-    return stratified_split(DigitsDataset(), 0.5, seed=seed)
+    return stratified_split(digits_dataset(), 0.5, seed=seed)
 
 
 def _scores(report: Any) -> dict[str, Any]:

@@ -86,13 +86,13 @@ def test_methods_with_a_validation_split_hold_it_out_and_evaluate_their_model(mo
     from torch_absld.demo.data import StudentMLP, load_dataset
     from torch_absld.evaluation import dataset_labels
 
-    built, build_step = {}, train.build_step
+    built, create = {}, train.create
 
-    def spy(student, *args, **kwargs):  # type: ignore[no-untyped-def]
-        built[student.name] = step = build_step(student, *args, **kwargs)
+    def spy(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built[name] = step = create(name, *args, **kwargs)
         return step
 
-    monkeypatch.setattr(train, "build_step", spy)
+    monkeypatch.setattr(train, "create", spy)
     name, options, note = methods.VARIANTS["CFA"]  # a gate every epoch passes: the demo evaluates the average
     monkeypatch.setitem(methods.VARIANTS, "CFA", (name, {**options, "threshold": 0.0}, note))
     data, train_set, test_set = load_dataset("digits", "unused", 0)
@@ -101,7 +101,7 @@ def test_methods_with_a_validation_split_hold_it_out_and_evaluate_their_model(mo
     for name in ("FRL", "CFA", "BAT"):
         student = StudentMLP(data.input_shape, data.num_classes, (16,))
         run = train.distill(config, name, 0, student, nn.Linear(1, 1), train_set, test_loader, 10, data.eps)
-        step = built[name]
+        step = built[name.lower()]
         assert len(run["history"]["pgd_worst"]) == 2
         validation = getattr(step, "validation", None)
         if name == "BAT":

@@ -19,7 +19,7 @@ import torch
 
 from torch_absld.demo.cli import main
 from torch_absld.demo.config import derive_seed
-from torch_absld.demo.data import DigitsDataset, load_dataset
+from torch_absld.demo.data import digits_dataset, load_dataset
 from torch_absld.demo.methods import DEFAULT_METHODS
 from torch_absld.demo.plots import normalised_risk_std, style
 from torch_absld.demo.report import summarize
@@ -298,15 +298,15 @@ def test_digits_dataset_and_split() -> None:
     from sklearn.datasets import load_digits
 
     raw = load_digits()
-    data = DigitsDataset()
+    data = digits_dataset()
     image, label = data[5]
     assert image.shape == (1, 8, 8)
     assert image.dtype == torch.float32
     assert label.dtype == torch.long
     torch.testing.assert_close(image.flatten(), torch.tensor(raw.data[5], dtype=torch.float32) / 16)
     assert int(label) == int(raw.target[5])
-    assert float(data.images.min()) == 0.0
-    assert float(data.images.max()) == 1.0
+    assert float(data.tensors[0].min()) == 0.0
+    assert float(data.tensors[0].max()) == 1.0
     spec, train, test = load_dataset("digits", "unused", 0)
     assert (spec.num_classes, spec.input_shape, spec.eps) == (10, (1, 8, 8), 0.1)
     assert sorted(train.indices + test.indices) == list(range(len(raw.target)))

@@ -67,30 +67,20 @@ class DemoConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 none = " or None" if name == "workers" else ""
                 raise ValueError(f"Expected `{name}` to be an integer >= {low}{none}, but got {value!r}.")
-        known, methods, eps, t_min, t_max = (
-            students(),
-            self.methods,
-            self.eps,
-            self.min_temperature,
-            self.max_temperature,
-        )
-        names, modes = ", ".join(methods) or "none", ", ".join(AUTOATTACK_MODES)
+        known, methods, eps = students(), self.methods, self.eps
+        t_min, t_max = self.min_temperature, self.max_temperature
+        names, modes, milestones = ", ".join(methods) or "none", ", ".join(AUTOATTACK_MODES), self.milestones
+        distinct = len(methods) >= 2 and len(set(methods)) == len(methods) and all(m in known for m in methods)
         for bad, expected in (
             (eps is not None and not (math.isfinite(eps) and 0 < eps <= 1), f"`eps` in (0, 1], but got {eps!r}"),
             (not 0 < t_min <= t_max, f"0 < `min_temperature` <= `max_temperature`, but got {t_min!r} and {t_max!r}"),
-            (
-                any(m not in known for m in methods) or len(methods) < 2 or len(set(methods)) != len(methods),
-                f"`methods` to be two or more distinct names from {', '.join(known)}, but got {names}",
-            ),
+            (not distinct, f"`methods` to be two or more distinct names from {', '.join(known)}, but got {names}"),
             (self.focus not in (None, *methods), f"`focus` to be one of the methods {names}, but got {self.focus!r}"),
             (
                 self.autoattack not in AUTOATTACK_MODES,
                 f"`autoattack` to be one of {modes}, but got {self.autoattack!r}",
             ),
-            (
-                any(not 0 < m < 1 for m in self.milestones),
-                f"`milestones` to be fractions in (0, 1), but got {self.milestones!r}",
-            ),
+            (any(not 0 < m < 1 for m in milestones), f"`milestones` to be fractions in (0, 1), but got {milestones!r}"),
         ):
             if bad:
                 raise ValueError(f"Expected {expected}.")

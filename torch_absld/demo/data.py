@@ -9,41 +9,29 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
 
 from ..evaluation import stratified_split
 
-__all__ = ["DATASETS", "DatasetUnavailableError", "DigitsDataset", "StudentMLP", "TeacherCNN", "load_dataset"]
+__all__ = ["DATASETS", "DatasetUnavailableError", "StudentMLP", "TeacherCNN", "digits_dataset", "load_dataset"]
 
 
 class DatasetUnavailableError(RuntimeError):
     """A dataset could not be loaded (e.g. its download failed)."""
 
 
-class DigitsDataset(Dataset[tuple[Tensor, Tensor]]):
-    """scikit-learn's 1,797 handwritten 8x8 digits, pixels scaled from [0, 16] to [0, 1].
+def digits_dataset() -> TensorDataset:
+    """scikit-learn's 1,797 handwritten 8x8 digits: images $(1, 8, 8)$ in $[0, 1]$ (pixels / 16), int64 labels."""
+    from sklearn.datasets import load_digits
 
-    Shape:
-        - item: image $(1, 8, 8)$ float32 in $[0, 1]$, label $()$ int64 in $[0, 10)$
-    """
-
-    def __init__(self) -> None:
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        self.images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-        self.targets = torch.as_tensor(digits.target, dtype=torch.long)
-
-    def __len__(self) -> int:
-        return int(self.targets.shape[0])
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.images[index], self.targets[index]
+    raw = load_digits()
+    images = torch.as_tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return TensorDataset(images, torch.as_tensor(raw.target, dtype=torch.long))
 
 
 def _digits(data_dir: str, seed: int) -> tuple[Dataset[Any], Dataset[Any]]:
-    train, test = stratified_split(DigitsDataset(), 0.5, seed=seed)
+    train, test = stratified_split(digits_dataset(), 0.5, seed=seed)
     return train, test
 
 

@@ -53,7 +53,7 @@ def run_job(config: DemoConfig, seed: int, method: str | None = None, teacher: A
     """
     spec, train_set, test_set = load_dataset(config.dataset, config.data_dir, derive_seed(seed, "split"))
     test_loader = DataLoader(test_set, batch_size=512, shuffle=False)
-    eps, device, model = spec.eps if config.eps is None else config.eps, torch.device(config.device), None
+    eps, device = spec.eps if config.eps is None else config.eps, torch.device(config.device)
     if method is None:
         torch.manual_seed(derive_seed(seed, "teacher-init"))
         model = train_teacher(config, TeacherCNN(spec.input_shape, spec.num_classes), train_set, eps, seed)

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import torch
-from torch import nn
+from typing import Any
 
 from .. import methods as registry
 
-if TYPE_CHECKING:
-    from .config import DemoConfig
-
-__all__ = ["DEFAULT_METHODS", "VARIANTS", "Student", "build_step", "compare_methods", "resolve", "students"]
+__all__ = ["DEFAULT_METHODS", "VARIANTS", "Student", "compare_methods", "resolve", "students"]
 
 #: name -> (registered method, options, what it changes). A variant may re-set a registered title.
 VARIANTS: dict[str, tuple[str, Mapping[str, Any], str]] = {
@@ -74,25 +68,3 @@ def compare_methods() -> tuple[str, ...]:
 def resolve(text: str) -> str:
     """The student name for ``text``, matched without regard to case (``"fair-ard"`` -> ``"Fair-ARD"``)."""
     return next((name for name in students() if name.lower() == text.strip().lower()), text.strip())
-
-
-def build_step(
-    student: Student,
-    model: nn.Module,
-    teacher: nn.Module,
-    num_classes: int,
-    eps: float,
-    config: DemoConfig,
-    generator: torch.Generator,
-    validation: Iterable[Any] | None = None,
-) -> registry.TrainingStep:
-    """``student``'s training step: the same attack (steps of ``eps / 4``) for every method, plus its own options."""
-    options: dict[str, Any] = {"eps": eps, "step_size": eps / 4, "steps": config.attack_steps, "generator": generator}
-    if student.method.needs_validation:
-        options["validation"] = validation
-    if student.temperatures:
-        options.update(lr=config.beta, min_temperature=config.min_temperature, max_temperature=config.max_temperature)
-    teacher_or_none = teacher if student.method.needs_teacher else None
-    return registry.create(
-        student.method.name, model, num_classes=num_classes, teacher=teacher_or_none, **options, **student.options
-    )

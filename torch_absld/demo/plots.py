@@ -101,6 +101,7 @@ def _curves(plt: Any, results: dict[str, Any], methods: list[str], panels: dict[
             if half is not None:
                 ax.fill_between(epochs, mean - half, mean + half, color=s["color"], alpha=0.15, linewidth=0)
         ax.set(title=title, xlabel="epoch")
+        ax.locator_params(axis="x", integer=True)
         ax.grid(alpha=0.3)
     return fig, axes
 

@@ -17,8 +17,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import ABSLDLoss, BestCheckpoint, RobustnessReport, evaluate_robustness, follow_optimizer_lr, pgd
 from ..evaluation import stratified_split
+from ..methods import create
 from .config import DemoConfig, derive_seed
-from .methods import VALIDATION_SHARE, build_step, students
+from .methods import VALIDATION_SHARE, students
 
 __all__ = ["EVAL_ATTACKS", "distill", "evaluate", "evaluate_with_checks", "teacher_statistics", "train_teacher"]
 
@@ -154,14 +155,17 @@ def distill(
     device = torch.device(config.device)
     student.to(device)
     spec = students()[method]
-    validation = None
-    if spec.method.needs_validation:
+    noise = torch.Generator().manual_seed(derive_seed(seed, "student-attack"))
+    options: dict[str, Any] = {"eps": eps, "step_size": eps / 4, "steps": config.attack_steps, "generator": noise}
+    if spec.method.needs_validation:  # FRL, CFA: a stratified share of the split held out for the step
         train_set, held_out = stratified_split(train_set, VALIDATION_SHARE, seed=derive_seed(seed, "validation"))
-        validation = DataLoader(held_out, batch_size=config.batch_size, shuffle=False)
+        options["validation"] = DataLoader(held_out, batch_size=config.batch_size, shuffle=False)
     order = torch.Generator().manual_seed(derive_seed(seed, "student-order"))
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=order)
-    noise = torch.Generator().manual_seed(derive_seed(seed, "student-attack"))
-    step = build_step(spec, student, teacher, num_classes, eps, config, noise, validation).to(device)
+    if spec.temperatures:  # ABSLD and RSLAD
+        options.update(lr=config.beta, min_temperature=config.min_temperature, max_temperature=config.max_temperature)
+    options.update(spec.options)  # every method the same attack budget, then its own options
+    step = create(spec.method.name, student, num_classes=num_classes, teacher=teacher, **options).to(device)
     optimizer = torch.optim.Adam(student.parameters(), lr=config.student_lr, weight_decay=config.student_weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.student_milestones, gamma=0.1)
     if spec.temperatures:
@@ -183,10 +187,9 @@ def distill(
         scheduler.step()
         step.on_epoch_end()
         if isinstance(loss_fn := getattr(step, "loss_fn", None), ABSLDLoss):
-            for side in ("adv", "clean"):
-                history.setdefault(f"tau_{side}", []).append(getattr(loss_fn, side).temperatures.tolist())
-            for side in ("adv", "clean"):
-                history.setdefault(f"risk_{side}", []).append(getattr(loss_fn, side).last_risk.tolist())
+            for key, attribute in (("tau", "temperatures"), ("risk", "last_risk")):
+                for side in ("adv", "clean"):
+                    history.setdefault(f"{key}_{side}", []).append(getattr(getattr(loss_fn, side), attribute).tolist())
         history["loss"].append(total / count)
         model = getattr(step, "evaluation_model", student)  # CFA evaluates its weight average
         report = evaluate(model, eval_loader, num_classes, eps, attacks=("pgd",))
