@@ -129,6 +129,13 @@ def test_steps_read_once_and_refuse_missing_classes_or_non_finite_sums() -> None
         _fawa().step([(torch.rand(2, 3, 2, 2), T([0, 1]))])
 
 
+def test_vulnerability_weights_reads_once_and_not_at_all_without_checks() -> None:
+    for validate_args, reads_expected in ((True, 1), (False, 0)):
+        with count_reads() as reads:
+            vulnerability_weights(torch.ones(C), KAPPA, ALL, validate_args=validate_args)
+        assert reads.count == reads_expected, reads.calls
+
+
 def test_the_rules_by_hand() -> None:
     calibrated = _calibration(torch.ones(C), T([0.5, 0.2, math.nan]), T([True, True, False]), 0.3, 1.0)
     torch.testing.assert_close(calibrated, T([0.8, 0.5, 1.0]))  # an absent class keeps its value

@@ -255,12 +255,6 @@ def _eval(loader: object, **kwargs: object) -> RobustnessReport:
             r"batch 0 of `loader`: Expected `target` values in \[0, 3\).*\[0, 3\]",
         ),
         (
-            [(torch.rand(4, 1, 3, 4), torch.tensor([0, -1, 2, 1]))],
-            {},
-            ValueError,
-            r"batch 0 of `loader`: Expected `target` values in",
-        ),
-        (
             [(torch.rand(4, 1, 3, 4) * 2, torch.tensor([0, 1, 2, 1]))],
             {},
             ValueError,
@@ -307,12 +301,6 @@ def _eval(loader: object, **kwargs: object) -> RobustnessReport:
         ([(torch.rand(4, 1, 3, 4), torch.tensor([0, 1, 2, 1]))], {"eps": -0.1}, ValueError, "`eps` >= 0, but got -0.1"),
         (
             [(torch.rand(4, 1, 3, 4), torch.tensor([0, 1, 2, 1]))],
-            {"eps": float("nan")},
-            ValueError,
-            "`eps` to be finite",
-        ),
-        (
-            [(torch.rand(4, 1, 3, 4), torch.tensor([0, 1, 2, 1]))],
             {"attack_overrides": {"pgd": {"steps": 5}}},
             ValueError,
             "`attack_overrides` keys among the attacks",
@@ -347,7 +335,6 @@ def _eval(loader: object, **kwargs: object) -> RobustnessReport:
             ValueError,
             "`clip_min` < `clip_max`",
         ),
-        ([(torch.rand(4, 1, 3, 4), torch.tensor([0, 1, 2, 1]))], {"seed": 1.5}, TypeError, "`seed` to be an int"),
     ],
 )
 def test_bad_input(loader: object, kwargs: dict[str, object], error: type[Exception], match: str) -> None:

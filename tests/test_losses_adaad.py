@@ -9,7 +9,7 @@ from _baselines import grads, kl_rows, logits64, softmax64
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import AdaADLoss, adaad_attack_objective, adaad_loss
+from torch_absld.losses.adaad import AdaADLoss, adaad_attack_objective, adaad_loss
 
 C = 10
 N = 5

@@ -9,7 +9,7 @@ from _baselines import ce_rows, grads, kl_rows, logits64, softmax64
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import ARDLoss, ard_loss
+from torch_absld.losses.ard import ARDLoss, ard_loss
 
 C = 10
 N = 6

@@ -9,8 +9,7 @@ from _baselines import ce_rows, grads, kl_rows, logits64, softmax64
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import BATLoss, bat_loss
-from torch_absld.losses import uniform_kl
+from torch_absld.losses.bat import BATLoss, bat_loss, uniform_kl
 
 C, N = 5, 9
 

@@ -7,7 +7,8 @@ from _baselines import ce_rows, grads, kl_rows, logits64, softmax64
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import CFALoss, cfa_loss, trades_loss
+from torch_absld.losses.cfa import CFALoss, cfa_loss
+from torch_absld.losses.trades import trades_loss
 
 C, N = 5, 9
 

@@ -9,7 +9,9 @@ from _baselines import ce_rows, grads, kl_rows, logits64, softmax64
 from torch import nn
 from torch.testing import assert_close
 
-from torch_absld import FairARDLoss, absld_loss, ard_loss, fair_ard_loss
+from torch_absld import absld_loss
+from torch_absld.losses.ard import ard_loss
+from torch_absld.losses.fair_ard import FairARDLoss, fair_ard_loss
 
 C = 5
 N = 8

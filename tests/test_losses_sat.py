@@ -5,7 +5,7 @@ import torch
 from _baselines import ce_rows, grads, logits64
 from torch.testing import assert_close
 
-from torch_absld import SATLoss, sat_loss
+from torch_absld.losses.sat import SATLoss, sat_loss
 
 C = 7
 

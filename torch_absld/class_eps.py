@@ -197,11 +197,7 @@ class ClassEpsilon(EpochController):
         return scales * eps, (largest * step_size).expand(scales.shape)
 
     def step(self) -> Tensor:
-        """End the epoch: sync the sums, apply the :meth:`rule` when due, reset the sums; returns the scales $(C,)$.
-
-        Raises:
-            ValueError: if a synced sum is not finite or the rule rejects the statistics (nothing is changed).
-        """
+        """End the epoch: sync the sums, apply the :meth:`rule` when due (all or nothing), reset; the scales $(C,)$."""
         calibrating = self.calibrating
         self._end_epoch(calibrating)
         self.updates += int(calibrating)

@@ -119,11 +119,7 @@ class VulnerabilityWeights(EpochController):
         self.accumulate(values, target, validate=False)
 
     def step(self) -> Tensor:
-        r"""End the epoch: sync the sums, set the weights, reset the sums; returns the weights $(C,)$.
-
-        Raises:
-            ValueError: if an accumulated $\kappa$ is not finite (weights and sums are left as they are).
-        """
+        """End the epoch: sync the sums, set the weights by :meth:`rule` (not on non-finite sums), reset them."""
         self._end_epoch()
         return self.weights
 
@@ -141,10 +137,8 @@ class VulnerabilityWeights(EpochController):
         return f"to be finite and > 0, each 1 or in [min_weight, max_weight] = {bounds}"
 
     def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, beta={self.beta:.4g}, min_weight={self.min_weight:.4g}, "
-            f"max_weight={self.max_weight:.4g}"
-        )
+        bounds = f"min_weight={self.min_weight:.4g}, max_weight={self.max_weight:.4g}"
+        return f"num_classes={self.num_classes}, beta={self.beta:.4g}, {bounds}"
 
 
 def _count_flag(values: Tensor) -> ValueCheck:

@@ -12,6 +12,7 @@ from torch import Tensor
 from ._internal.checks import (
     ProcessGroupArg,
     ValueCheck,
+    check_bool,
     check_integer,
     check_positive,
     check_unit_interval,
@@ -126,14 +127,8 @@ class FRLMultipliers(ClassEpsilon):
         process_group: ProcessGroupArg = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__(
-            num_classes,
-            2,
-            begin_epoch=begin_epoch,
-            scale_step=scale_step,
-            process_group=process_group,
-            validate_args=validate_args,
-        )
+        super().__init__(num_classes, 2, begin_epoch=begin_epoch, scale_step=scale_step, process_group=process_group)
+        self.validate_args = check_bool(validate_args, "validate_args")
         self.threshold = _threshold_pair(threshold)
         self.rate = check_positive(rate, "rate", allow_zero=True)
         self.eps_rate = check_positive(eps_rate, "eps_rate", allow_zero=True)

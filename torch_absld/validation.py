@@ -44,9 +44,7 @@ def check_validation_attack(config: object, name: str = "config") -> None:
     if not isinstance(config, PGDConfig):
         raise TypeError(f"Expected `{name}` to be a PGDConfig, but got {type(config).__name__}.")
     if config.random_start not in ("uniform", None):
-        raise ValueError(
-            f"Expected the validation attack's `random_start` to be 'uniform' or None, but got {config.random_start!r}."
-        )
+        raise ValueError(f"Expected `{name}.random_start` 'uniform' or None, but got {config.random_start!r}.")
 
 
 def _pair(batch: Any, index: int, device: torch.device | None) -> tuple[Tensor, Tensor]:

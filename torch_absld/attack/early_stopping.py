@@ -69,12 +69,7 @@ class EarlyStopping:
         check_choice(stop_at, "stop_at", ("last_clean", "first_adversarial"))
         self.stop_at: StopAt = stop_at
         self.patience = check_integer(patience, "patience", minimum=0)
-        self.labels = torch.zeros(0, dtype=torch.long)
-        self.active = torch.zeros(0, dtype=torch.bool)
-        self.remaining = torch.zeros(0, dtype=torch.long)
-        self.checks = torch.zeros((), dtype=torch.long)
-        self.kept = torch.zeros(0)
-        self._unchecked = False
+        self._reset(torch.zeros(0, dtype=torch.long), torch.zeros(0))
 
     def reset(self, labels: Tensor, input: Tensor) -> None:
         r"""Start a new attack on the clean batch ``input`` $(N, \dots)$ with labels $(N,)$ (any integer dtype)."""

@@ -177,12 +177,8 @@ def _attack(
             x = x.clone()
         feed = module_dtype(attacked) or input.dtype  # a cast model gets the iterate in its own dtype
         model_dtype = feed if feed != x.dtype else None
-        scale = config.loss_scale
-        if scale is None:
-            fp16 = model_dtype == torch.float16 or (
-                torch.is_autocast_enabled(x.device.type) and torch.get_autocast_dtype(x.device.type) == torch.float16
-            )
-            scale = FP16_LOSS_SCALE if fp16 else 1.0
+        fp16 = torch.is_autocast_enabled(x.device.type) and torch.get_autocast_dtype(x.device.type) == torch.float16
+        scale = config.loss_scale or (FP16_LOSS_SCALE if fp16 or model_dtype == torch.float16 else 1.0)
         ascent = compiled(_ascent_step, config.compile_mode) if config.compile else _ascent_step
         tracing = trace_input_gradients() if config.compile else contextlib.nullcontext()
         with eval_mode(attacked), torch.enable_grad(), tracing:

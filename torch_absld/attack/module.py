@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .._internal.checks import values_checkable
-from .config import PGDConfig
+from .config import PGDConfig, RandomStart
 from .engine import PerSample, _attack, configured
 from .objectives import Objective, check_objective
 
 __all__ = ["KLPGDAttack"]
 
-T = TypeVar("T")
 
+def _setting(field: str) -> Any:
+    """An attribute that reads (and replaces) one field of the attack's :class:`PGDConfig`."""
 
-class _Setting(Generic[T]):
-    """An attribute of the attack that reads (and replaces) one field of its :class:`PGDConfig`."""
+    def replace(attack: KLPGDAttack, value: Any) -> None:
+        attack.config = attack.config.replace(**{field: value})
 
-    def __init__(self, field: str) -> None:
-        self.field = field
-
-    def __get__(self, attack: Any, owner: type | None = None) -> T:
-        value: T = getattr(attack.config, self.field)
-        return value
-
-    def __set__(self, attack: Any, value: T) -> None:
-        attack.config = attack.config.replace(**{self.field: value})
+    return property(lambda attack: getattr(attack.config, field), replace)
 
 
 class KLPGDAttack(nn.Module):
@@ -59,19 +52,19 @@ class KLPGDAttack(nn.Module):
         (torch.Size([2, 12]), 3)
     """
 
-    eps = _Setting[float]("eps")
-    step_size = _Setting[float]("step_size")
-    steps = _Setting[int]("steps")
-    random_start = _Setting[Any]("random_start")
-    init_std = _Setting[float]("init_std")
-    project_start = _Setting[bool]("project_start")
-    clip_min = _Setting[float]("clip_min")
-    clip_max = _Setting[float]("clip_max")
-    student_temperature = _Setting[float]("student_temperature")
-    loss_scale = _Setting["float | None"]("loss_scale")
-    use_compile = _Setting[bool]("compile")
-    compile_mode = _Setting["str | None"]("compile_mode")
-    validate_args = _Setting[bool]("validate_args")
+    eps: float = _setting("eps")
+    step_size: float = _setting("step_size")
+    steps: int = _setting("steps")
+    random_start: RandomStart | None = _setting("random_start")
+    init_std: float = _setting("init_std")
+    project_start: bool = _setting("project_start")
+    clip_min: float = _setting("clip_min")
+    clip_max: float = _setting("clip_max")
+    student_temperature: float = _setting("student_temperature")
+    loss_scale: float | None = _setting("loss_scale")
+    use_compile: bool = _setting("compile")
+    compile_mode: str | None = _setting("compile_mode")
+    validate_args: bool = _setting("validate_args")
     model: nn.Module
 
     def __init__(

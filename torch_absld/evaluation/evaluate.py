@@ -188,8 +188,7 @@ def _samples_to_count(loader: Iterable[Any]) -> int | None:
         return None
     dataset_size = len(sampler.dataset)  # type: ignore[arg-type]
     if sampler.drop_last:
-        if dataset_size % sampler.num_replicas:
-            dropped = dataset_size % sampler.num_replicas
+        if dropped := dataset_size % sampler.num_replicas:
             warnings.warn(f"The DistributedSampler has drop_last=True: {dropped} sample(s) left out.", stacklevel=3)
         return None
     # The padding repeats the first indices at the end; rank r's positions >= dataset_size are its last ones.
@@ -208,7 +207,7 @@ def _checked_batch(batch: Any) -> tuple[Tensor, Tensor]:
 
 @contextlib.contextmanager
 def _in_batch(index: int) -> Iterator[None]:
-    """Errors raised inside name batch ``index`` of ``loader``."""
+    """Prefix the errors raised inside with batch ``index`` of ``loader``."""
     try:
         yield
     except (TypeError, ValueError) as error:

@@ -11,7 +11,6 @@ from .ard import ARDLoss as ARDLoss
 from .ard import ard_loss as ard_loss
 from .bat import BATLoss as BATLoss
 from .bat import bat_loss as bat_loss
-from .bat import uniform_kl as uniform_kl
 from .cfa import CFALoss as CFALoss
 from .cfa import cfa_loss as cfa_loss
 from .fair_ard import FairARDLoss as FairARDLoss

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .._internal.checks import check_logits_alike, check_unit_interval
+from .._internal.checks import check_unit_interval
 from ..kl import kl_terms
 from ._common import SampleReduction, WeightedTerms, check_batch, kl_rows, reduce
 
@@ -28,8 +28,16 @@ def adaad_attack_objective(output: tuple[Tensor, Tensor], target: Any = None) ->
             f"Expected the attacked module to return (student_logits, teacher_logits), but got {got}. Attack "
             "`StudentAndTeacher(student, teacher)` (torch_absld.methods.adaad)."
         )
-    check_logits_alike([("student", output[0]), ("teacher", output[1])])
-    return kl_rows(output[1], output[0]).sum()
+    for name, value in zip(("student", "teacher"), output):
+        if not isinstance(value, Tensor):
+            raise ValueError(f"Expected `{name}` to return logits of shape (N, C), but got {type(value).__name__}.")
+    student, teacher = output
+    if student.dim() != 2 or student.shape != teacher.shape:
+        raise ValueError(
+            f"Expected the student's and the teacher's logits of one shape (N, C), but got {tuple(student.shape)} and "
+            f"{tuple(teacher.shape)}. The student and the teacher must have the same number of classes."
+        )
+    return kl_rows(teacher, student).sum()
 
 
 def _kl_pair(s_adv: Tensor, s_clean: Tensor, t_adv: Tensor, t_clean: Tensor) -> tuple[Tensor, Tensor]:
