@@ -161,13 +161,13 @@ def teacher_job(seed: int, out: Path, config: DemoConfig) -> None:
     teacher = TeacherCNN((1, 8, 8), 10)
     train_teacher(config, teacher, train, 0.1, seed)
     stats = teacher_statistics(teacher, DataLoader(train, batch_size=512), 10, torch.device("cpu"))
-    stats["test"] = _scores(evaluate(teacher, DataLoader(test, batch_size=512), 10, 0.1, attacks=("clean", "pgd")))
+    stats["test"] = _scores(evaluate(teacher, DataLoader(test, batch_size=512), 10, 0.1, attacks=("clean", "pgd"))[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state": teacher.state_dict(), "stats": stats}, path)
 
 
 def _final(student: nn.Module, loader: DataLoader[Any], autoattack: str) -> dict[str, Any]:
-    scores = _scores(evaluate(student, loader, 10, 0.1, attacks=("clean", "pgd", "cw"), autoattack=autoattack))
+    scores = _scores(evaluate(student, loader, 10, 0.1, attacks=("clean", "pgd", "cw"), autoattack=autoattack)[0])
     if "autoattack" in scores:
         scores["aa"] = scores.pop("autoattack")
     return scores
@@ -216,7 +216,7 @@ def student_job(seed: int, variant: str, out: Path, config: DemoConfig, autoatta
         history["tau_adv"].append(tau_adv.tolist())
         history["tau_clean"].append(tau_clean.tolist())
         history["tau_eff"].append(loss_fn.effective(torch.arange(10), "adv").tolist())
-        report = evaluate(student, test_loader, 10, 0.1, attacks=("pgd",))
+        report, _ = evaluate(student, test_loader, 10, 0.1, attacks=("pgd",))
         best.update(report, student, epoch)
         history["pgd_avg"].append(report["pgd"].avg)
         history["pgd_worst"].append(report["pgd"].worst)

@@ -436,9 +436,9 @@ def test_autoattack_checks_are_kept_not_printed(monkeypatch: pytest.MonkeyPatch)
         warnings.warn("something else", UserWarning, stacklevel=1)
         return "report"
 
-    monkeypatch.setattr(train, "evaluate", fake_evaluate)
+    monkeypatch.setattr(train, "evaluate_robustness", fake_evaluate)
     with pytest.warns(UserWarning, match="something else") as caught:
-        report, checks = train.evaluate_with_checks(torch.nn.Linear(2, 2), [], 2, 0.1, "standard")
+        report, checks = train.evaluate(torch.nn.Linear(2, 2), [], 2, 0.1, autoattack="standard")
     assert report == "report"
     assert checks == ["Square Attack has decreased the robust accuracy of 0.26%."]
     assert all("Square" not in str(w.message) for w in caught)

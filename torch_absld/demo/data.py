@@ -30,11 +30,6 @@ def digits_dataset() -> TensorDataset:
     return TensorDataset(images, torch.as_tensor(raw.target, dtype=torch.long))
 
 
-def _digits(data_dir: str, seed: int) -> tuple[Dataset[Any], Dataset[Any]]:
-    train, test = stratified_split(digits_dataset(), 0.5, seed=seed)
-    return train, test
-
-
 def _torchvision(cls: str) -> Callable[[str, int], tuple[Dataset[Any], Dataset[Any]]]:
     def load(data_dir: str, seed: int) -> tuple[Dataset[Any], Dataset[Any]]:
         make = getattr(importlib.import_module("torchvision.datasets"), cls)
@@ -61,7 +56,8 @@ class DatasetSpec:
 
 _DIGITS = "scikit-learn's handwritten digits (1,797 images of 8x8, 10 classes), stratified 50/50 split"
 DATASETS = {
-    "digits": DatasetSpec("digits", _DIGITS, 10, (1, 8, 8), 0.1, _digits),
+    "digits": DatasetSpec("digits", _DIGITS, 10, (1, 8, 8), 0.1,
+                          lambda _, seed: stratified_split(digits_dataset(), 0.5, seed=seed)),
     "mnist": DatasetSpec("mnist", "torchvision MNIST (28x28, 60,000 train / 10,000 test)", 10, (1, 28, 28), 0.3,
                          _torchvision("MNIST")),
     "cifar10": DatasetSpec("cifar10", "torchvision CIFAR-10 (32x32 RGB, 50,000 train / 10,000 test)", 10, (3, 32, 32),

@@ -1,7 +1,6 @@
 """The demo's experiment: per seed a split and a teacher, then every method's student from one start.
 
-A job depends only on its seed, its method, the settings and the data, so the numbers are the same
-whether jobs run one after the other here or side by side in ``spawn``-ed workers of as many threads.
+A job depends only on its seed, method, settings and data: here or in ``spawn``-ed workers, the same numbers.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from .. import RobustnessReport, __version__, reports_to_markdown
 from .config import DemoConfig, derive_seed
 from .data import DATASETS, StudentMLP, TeacherCNN, load_dataset
 from .report import render_markdown, summarize, write_json
-from .train import distill, evaluate, evaluate_with_checks, teacher_statistics, train_teacher
+from .train import distill, evaluate, teacher_statistics, train_teacher
 
 __all__ = ["default_workers", "run_demo", "run_experiment", "run_job", "scores"]
 
@@ -46,10 +45,9 @@ def scores(report: RobustnessReport) -> dict[str, dict[str, Any]]:
 
 
 def run_job(config: DemoConfig, seed: int, method: str | None = None, teacher: Any = None) -> dict[str, Any]:
-    """Train and evaluate the teacher of run ``seed`` (``method`` None) or ``method``'s student.
+    """Train and evaluate run ``seed``'s teacher (its ``state``, ``scores``, ``statistics``) or ``method``'s student.
 
-    The teacher's result holds its ``state``, ``scores`` and ``statistics``; a student learns from the
-    teacher state ``teacher`` and is evaluated at its best and last epoch.
+    A student learns from the teacher state ``teacher`` and is evaluated at its best and last epoch.
     """
     spec, train_set, test_set = load_dataset(config.dataset, config.data_dir, derive_seed(seed, "split"))
     test_loader = DataLoader(test_set, batch_size=512, shuffle=False)
@@ -57,7 +55,7 @@ def run_job(config: DemoConfig, seed: int, method: str | None = None, teacher: A
     if method is None:
         torch.manual_seed(derive_seed(seed, "teacher-init"))
         model = train_teacher(config, TeacherCNN(spec.input_shape, spec.num_classes), train_set, eps, seed)
-        report = evaluate(model, test_loader, spec.num_classes, eps, attacks=("clean", "pgd"))
+        report, _ = evaluate(model, test_loader, spec.num_classes, eps, attacks=("clean", "pgd"))
         train_loader = DataLoader(train_set, batch_size=512, shuffle=False)
         return {
             "state": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
@@ -73,8 +71,8 @@ def run_job(config: DemoConfig, seed: int, method: str | None = None, teacher: A
     reports, checks = {}, {}
     for name in ("best", "last"):
         student.load_state_dict(run[f"{name}_state"])
-        reports[name], checks[name] = evaluate_with_checks(
-            student, test_loader, spec.num_classes, eps, config.autoattack
+        reports[name], checks[name] = evaluate(
+            student, test_loader, spec.num_classes, eps, autoattack=config.autoattack
         )
     return {
         "best_epoch": run["best_epoch"],

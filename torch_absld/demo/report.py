@@ -73,10 +73,6 @@ def _p(value: float) -> str:
     return f"{value:.2g}" if value < 0.01 else f"{value:.2f}"
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun if number == 1 else noun + 's'}"
-
-
 def _judgement(worst: dict[str, Any]) -> str:
     if worst["n"] < 2:
         return "no interval with 1 seed"
@@ -234,14 +230,14 @@ def _spread(seeds: int) -> str:
 def render_markdown(results: dict[str, Any], plots: Sequence[str]) -> str:
     """The full ``report.md``; ``results`` must already hold :func:`summarize`'s keys."""
     seeds, num_classes = len(results["runs"]), results["dataset"]["num_classes"]
-    workers, threads = results.get("workers", 1), _count(results["threads"], "thread")
+    workers, threads = results.get("workers", 1), f"{results['threads']} thread" + "s" * (results["threads"] != 1)
     processes = threads if workers == 1 else f"{workers} processes of {threads}"
     out = [
         f"# torch-absld {results['command']}: {', '.join(results['methods'])} on {results['dataset']['name']}",
         "",
         f"{results['date']} · {results['machine']} · {processes} on {results['config']['device']} · "
         f"torch {results['torch_version']}, torch-absld {results['torch_absld_version']} · "
-        f"{_count(seeds, 'seed')} · {results['seconds']:.0f} s",
+        f"{seeds} seed{'s' * (seeds != 1)} · {results['seconds']:.0f} s",
         "",
         "## Verdict",
         "",

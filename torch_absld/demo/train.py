@@ -21,7 +21,7 @@ from ..methods import create
 from .config import DemoConfig, derive_seed
 from .methods import VALIDATION_SHARE, students
 
-__all__ = ["EVAL_ATTACKS", "distill", "evaluate", "evaluate_with_checks", "teacher_statistics", "train_teacher"]
+__all__ = ["EVAL_ATTACKS", "distill", "evaluate", "teacher_statistics", "train_teacher"]
 
 EVAL_ATTACKS = ("clean", "fgsm", "pgd", "cw")
 # AutoAttack's own sanity checks ("Square Attack has decreased the robust accuracy"): kept, not printed.
@@ -35,28 +35,22 @@ def evaluate(
     eps: float,
     attacks: tuple[str, ...] = EVAL_ATTACKS,
     autoattack: str = "none",
-) -> RobustnessReport:
-    """Class-wise evaluation (seed 0): FGSM, PGD-20 and CW-inf-30 with steps of ``eps / 4``, optional AutoAttack.
+) -> tuple[RobustnessReport, list[str]]:
+    """Class-wise evaluation (seed 0), and the messages of AutoAttack's own checks (other warnings re-issued).
 
-    ``autoattack="standard"`` runs all four AutoAttack attacks, ``"apgd"`` its first two (APGD-CE, APGD-T).
+    FGSM, PGD-20 and CW-inf-30 take steps of ``eps / 4``; ``autoattack="standard"`` adds all four
+    AutoAttack attacks, ``"apgd"`` its first two (APGD-CE, APGD-T).
     """
     overrides: dict[str, dict[str, Any]] = {name: {"step_size": eps / 4} for name in ("pgd", "cw") if name in attacks}
     if autoattack != "none":
         attacks = (*attacks, "autoattack")
         if autoattack == "apgd":
             overrides["autoattack"] = {"version": "custom", "attacks": ["apgd-ce", "apgd-t"]}
-    return evaluate_robustness(
-        model, loader, num_classes, attacks=attacks, eps=eps, progress=False, seed=0, attack_overrides=overrides
-    )
-
-
-def evaluate_with_checks(
-    model: nn.Module, loader: DataLoader[Any], num_classes: int, eps: float, autoattack: str
-) -> tuple[RobustnessReport, list[str]]:
-    """:func:`evaluate` with every attack, and the messages of AutoAttack's own checks (other warnings re-issued)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = evaluate(model, loader, num_classes, eps, EVAL_ATTACKS, autoattack)
+        report = evaluate_robustness(
+            model, loader, num_classes, attacks=attacks, eps=eps, progress=False, seed=0, attack_overrides=overrides
+        )
     checks = [str(w.message) for w in caught if w.filename.endswith(_AUTOATTACK_CHECKS)]
     for other in (w for w in caught if not w.filename.endswith(_AUTOATTACK_CHECKS)):
         warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
@@ -192,7 +186,7 @@ def distill(
                     history.setdefault(f"{key}_{side}", []).append(getattr(getattr(loss_fn, side), attribute).tolist())
         history["loss"].append(total / count)
         model = getattr(step, "evaluation_model", student)  # CFA evaluates its weight average
-        report = evaluate(model, eval_loader, num_classes, eps, attacks=("pgd",))
+        report, _ = evaluate(model, eval_loader, num_classes, eps, attacks=("pgd",))
         best.update(report, model, epoch)
         for key in ("avg", "worst", "overall"):
             history[f"pgd_{key}"].append(getattr(report["pgd"], key))
