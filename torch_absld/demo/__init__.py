@@ -1,7 +1,5 @@
 """``torch-absld demo`` and ``compare``: ABSLD against the other methods on real data, on a CPU, in minutes."""
 
-from __future__ import annotations
-
 from .config import DemoConfig as DemoConfig
 from .experiment import run_demo as run_demo
 from .experiment import run_experiment as run_experiment

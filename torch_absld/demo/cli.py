@@ -7,7 +7,7 @@ import dataclasses
 import importlib
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,19 +41,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
-
-    return parse
-
-
 def _defaults(command: str) -> tuple[str, ...]:
     from .methods import DEFAULT_METHODS, compare_methods
 
@@ -65,10 +52,10 @@ def _add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     from .data import DATASETS
     from .methods import students
 
-    n, out = {"type": _int_at_least(1), "metavar": "N"}, f"absld-{command}"
+    n, out = {"type": int, "metavar": "N"}, f"absld-{command}"
     for flag, options, text in (
         ("--seeds", n, "paired runs, one per seed (default 5)"),
-        ("--seed", {"type": _int_at_least(0), "default": 0, "metavar": "S"}, "first seed; seed S+i draws run i's "
+        ("--seed", {"type": int, "default": 0, "metavar": "S"}, "first seed; seed S+i draws run i's "
          "split, teacher and students' start (default 0)"),
         ("--quick", {"action": "store_true"}, "1 seed, 40 student and 8 teacher epochs: checks the pipeline in about "
          "a minute"),

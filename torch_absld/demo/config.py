@@ -97,11 +97,6 @@ class DemoConfig:
         return range(self.seed, self.seed + self.seeds)
 
     @property
-    def runs(self) -> list[tuple[int, str]]:
-        """Every ``(seed, method)`` student, seed by seed."""
-        return [(seed, method) for seed in self.run_seeds for method in self.methods]
-
-    @property
     def student_milestones(self) -> list[int]:
         """Epochs (counted at the end of an epoch) where the learning rate drops x0.1."""
         return sorted({max(1, round(m * self.epochs)) for m in self.milestones})

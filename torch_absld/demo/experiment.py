@@ -37,11 +37,8 @@ def default_workers(jobs: int, threads: int = 1) -> int:
 
 def scores(report: RobustnessReport) -> dict[str, dict[str, Any]]:
     """``report`` as JSON-ready numbers: per attack ``avg``, ``worst``, ``overall``, ``nsd`` and ``per_class``."""
-    return {
-        attack: {key: getattr(report[attack], key) for key in ("avg", "worst", "overall", "nsd")}
-        | {"per_class": list(report[attack].per_class)}
-        for attack in report
-    }
+    keys = ("avg", "worst", "overall", "nsd")
+    return {a: {k: getattr(report[a], k) for k in keys} | {"per_class": list(report[a].per_class)} for a in report}
 
 
 def run_job(config: DemoConfig, seed: int, method: str | None = None, teacher: Any = None) -> dict[str, Any]:
@@ -56,11 +53,10 @@ def run_job(config: DemoConfig, seed: int, method: str | None = None, teacher: A
         torch.manual_seed(derive_seed(seed, "teacher-init"))
         model = train_teacher(config, TeacherCNN(spec.input_shape, spec.num_classes), train_set, eps, seed)
         report, _ = evaluate(model, test_loader, spec.num_classes, eps, attacks=("clean", "pgd"))
-        train_loader = DataLoader(train_set, batch_size=512, shuffle=False)
         return {
             "state": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
             "scores": scores(report),
-            "statistics": teacher_statistics(model, train_loader, spec.num_classes, device),
+            "statistics": teacher_statistics(model, DataLoader(train_set, batch_size=512), spec.num_classes, device),
         }
     model = TeacherCNN(spec.input_shape, spec.num_classes)
     model.load_state_dict(teacher)
@@ -113,8 +109,9 @@ def _run_jobs(config: DemoConfig, workers: int) -> tuple[dict[int, Any], dict[tu
     if config.progress:
         from tqdm import tqdm
 
-        what = f"{config.seeds} teachers, {len(config.runs)} students ({workers} process{'es' * (workers > 1)})"
-        bar = tqdm(total=config.seeds + len(config.runs), desc=what, unit="job")
+        students_count = config.seeds * len(config.methods)
+        what = f"{config.seeds} teachers, {students_count} students ({workers} process{'es' * (workers > 1)})"
+        bar = tqdm(total=config.seeds + students_count, desc=what, unit="job")
     try:
         futures: dict[Future[dict[str, Any]], tuple[int, str | None]] = {
             pool.submit(run_job, config, seed): (seed, None) for seed in config.run_seeds
@@ -137,9 +134,8 @@ def _run_jobs(config: DemoConfig, workers: int) -> tuple[dict[int, Any], dict[tu
     except BaseException:
         alive = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in alive:
-            if process.is_alive():
-                process.terminate()
+        for process in (p for p in alive if p.is_alive()):
+            process.terminate()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -154,12 +150,9 @@ def _order(config: DemoConfig, seed: int, method: str | None) -> tuple[int, int]
 
 def _finished_line(seed: int, method: str | None, result: dict[str, Any]) -> str:
     pgd = result["scores"]["pgd"] if method is None else result["checkpoints"]["best"]["pgd"]
-    line = (
-        f"seed {seed} {method or 'teacher'}: PGD-20 avg {100 * pgd['avg']:.1f}%, worst class {100 * pgd['worst']:.1f}%"
-    )
-    if method is None:
-        return line
-    return f"{line} at the best epoch ({result['best_epoch'] + 1}), {result['seconds']:.0f} s"
+    best = "" if method is None else f" at the best epoch ({result['best_epoch'] + 1}), {result['seconds']:.0f} s"
+    job = f"seed {seed} {method or 'teacher'}"
+    return f"{job}: PGD-20 avg {100 * pgd['avg']:.1f}%, worst class {100 * pgd['worst']:.1f}%{best}"
 
 
 def machine_description(device: str) -> str:

@@ -19,7 +19,7 @@ VARIANTS: dict[str, tuple[str, Mapping[str, Any], str]] = {
 DEFAULT_METHODS: tuple[str, ...] = ("RSLAD", "ABSLD", "ABSLD-separate")
 #: Share of the training split held out for a method that reads a validation split.
 VALIDATION_SHARE = 0.1
-# The ABSLD paper's Table 1 order (ARD, not in the table, before RSLAD); other methods before ABSLD.
+# The ABSLD paper's Table 1 order (ARD, not in the table, before RSLAD); other methods after these, ABSLD last.
 _TABLE1 = ("sat", "trades", "ard", "rslad", "adaad", "frl", "bat", "cfa", "fair-ard")
 
 
@@ -43,14 +43,10 @@ class Student:
         return self.temperatures and {**self.method.defaults, **self.options}.get("adapt", "both") != "none"
 
 
-def _order(name: str) -> tuple[int, int, str]:
-    return (name == "absld", _TABLE1.index(name) if name in _TABLE1 else len(_TABLE1), name)
-
-
 def students() -> dict[str, Student]:
     """Every student ``--methods`` accepts, by name: the registered methods in Table 1 order, then the variants."""
     found = {}
-    for name in sorted(registry.available(), key=_order):
+    for name in sorted(registry.available(), key=lambda n: (n == "absld", (*_TABLE1, n).index(n), n)):
         method = registry.get(name)
         held_out = f", on {VALIDATION_SHARE:.0%} of the training split held out" if method.needs_validation else ""
         found[method.title] = Student(method.title, method, {}, f"{method.summary.rstrip('.')}{held_out}")
@@ -62,7 +58,7 @@ def students() -> dict[str, Student]:
 
 def compare_methods() -> tuple[str, ...]:
     """What ``torch-absld compare`` trains by default: every registered method, ABSLD last."""
-    return tuple(registry.get(name).title for name in sorted(registry.available(), key=_order))
+    return tuple(name for name, student in students().items() if name == student.method.title)
 
 
 def resolve(text: str) -> str:

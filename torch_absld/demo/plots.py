@@ -129,8 +129,7 @@ def _temperatures(plt: Any, results: dict[str, Any]) -> Any:
     if not methods:
         return None
     num_classes, seeds = results["dataset"]["num_classes"], len(results["runs"])
-    columns = min(5, num_classes)
-    rows = -(-num_classes // columns)
+    rows, columns = -(-num_classes // 5), min(5, num_classes)
     size = (2.9 * columns + 1.5, 2.6 * rows + 0.8)
     fig, axes = plt.subplots(rows, columns, figsize=size, sharex=True, sharey=True, squeeze=False, layout="constrained")
     for method in methods:
@@ -138,26 +137,21 @@ def _temperatures(plt: Any, results: dict[str, Any]) -> Any:
         for key, name, dash in (("tau_adv", "τ_adv", "-"), ("tau_clean", "τ_clean", ":")):
             tau = _history(results, method, key)
             mean, low, high, epochs = tau.mean(axis=0), tau.min(axis=0), tau.max(axis=0), np.arange(1, tau.shape[1] + 1)
+            every = max(1, len(epochs) // 6)
             for c, ax in enumerate(axes.flat[:num_classes]):
-                ax.plot(
-                    epochs, mean[:, c], linestyle=dash, label=f"{method} {name}", markevery=len(epochs) // 6 or 1, **s
-                )
+                ax.plot(epochs, mean[:, c], linestyle=dash, label=f"{method} {name}", markevery=every, **s)
                 if seeds > 1:
                     ax.fill_between(epochs, low[:, c], high[:, c], color=s["color"], alpha=0.12, linewidth=0)
     for c, ax in enumerate(axes.flat):
         ax.set_visible(c < num_classes)
         ax.set(title=f"class {c}", yscale="log")
         ax.yaxis.set_major_formatter("{x:g}")
-        ax.yaxis.set_minor_formatter("{x:g}")
+        ax.yaxis.set_minor_formatter(lambda v, _: f"{v:g}" if round(v, 3) in (0.5, 2, 3, 5, 20, 50) else "")
         ax.grid(alpha=0.3, which="both")
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("temperature")
+    fig.supxlabel("epoch")
+    fig.supylabel("teacher temperature (log scale)")
     band = f"line: mean over {seeds} seeds, band: min to max" if seeds > 1 else "1 seed"
-    return _finish(
-        fig, axes.flat[0], f"Teacher temperatures per class (solid τ_adv, dotted τ_clean; {band}; log scale)"
-    )
+    return _finish(fig, axes.flat[0], f"Teacher temperatures per class (solid τ_adv, dotted τ_clean; {band})")
 
 
 def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -168,14 +162,10 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    for name, draw in (
-        ("per_class_pgd.png", _per_class_pgd),
-        ("temperatures.png", _temperatures),
-        ("risk_spread.png", _risk_std),
-        ("pgd_over_epochs.png", _pgd_curves),
-    ):
+    names = ("per_class_pgd", "temperatures", "risk_spread", "pgd_over_epochs")
+    for name, draw in zip(names, (_per_class_pgd, _temperatures, _risk_std, _pgd_curves)):
         if (fig := draw(plt, results)) is not None:
-            fig.savefig(out_dir / name, dpi=110)
+            fig.savefig(out_dir / f"{name}.png", dpi=110)
             plt.close(fig)
-            written.append(out_dir / name)
+            written.append(out_dir / f"{name}.png")
     return written

@@ -227,9 +227,13 @@ def _spread(seeds: int) -> str:
     return f"mean ± 95% CI half-width over {seeds} seeds" if seeds > 1 else "1 seed, no interval"
 
 
+def _section(title: str, lines: Iterable[str]) -> list[str]:
+    return ["", f"## {title}", "", *lines]
+
+
 def render_markdown(results: dict[str, Any], plots: Sequence[str]) -> str:
     """The full ``report.md``; ``results`` must already hold :func:`summarize`'s keys."""
-    seeds, num_classes = len(results["runs"]), results["dataset"]["num_classes"]
+    seeds, num_classes, known = len(results["runs"]), results["dataset"]["num_classes"], students()
     workers, threads = results.get("workers", 1), f"{results['threads']} thread" + "s" * (results["threads"] != 1)
     processes = threads if workers == 1 else f"{workers} processes of {threads}"
     out = [
@@ -238,40 +242,27 @@ def render_markdown(results: dict[str, Any], plots: Sequence[str]) -> str:
         f"{results['date']} · {results['machine']} · {processes} on {results['config']['device']} · "
         f"torch {results['torch_version']}, torch-absld {results['torch_absld_version']} · "
         f"{seeds} seed{'s' * (seeds != 1)} · {results['seconds']:.0f} s",
-        "",
-        "## Verdict",
-        "",
-        *(f"- {line}" for line in results["verdict"]),
-        "",
-        "## What was measured",
-        "",
-        *_setup(results),
+        *_section("Verdict", (f"- {line}" for line in results["verdict"])),
+        *_section("What was measured", _setup(results)),
     ]
     for checkpoint, label in CHECKPOINTS.items():
-        out += [
-            "",
-            f"## Robustness at the {label} ({_spread(seeds)}, %)",
-            "",
-            *_method_table(results, checkpoint, False),
-        ]
+        out += _section(f"Robustness at the {label} ({_spread(seeds)}, %)", _method_table(results, checkpoint, False))
         out += ["", f"Overall (%) and NSD at the {label}:", "", *_method_table(results, checkpoint, True)]
     how = "mean [95% CI], sign test" if seeds > 1 else "1 seed, no interval"
-    for pair in results["pairs"]:
-        key = pair_name(pair)
-        out += ["", f"## Paired differences {key} (points; {how})", "", *_paired_table(results, key)]
-    out += ["", "## Teachers (training split) and the worst-class gain they led to", "", *_teacher_table(results)]
+    for key in map(pair_name, results["pairs"]):
+        out += _section(f"Paired differences {key} (points; {how})", _paired_table(results, key))
+    out += _section("Teachers (training split) and the worst-class gain they led to", _teacher_table(results))
     if checks := _autoattack_checks(results):
-        out += ["", "## AutoAttack's checks", "", *checks]
+        out += _section("AutoAttack's checks", checks)
     per_class = {m: [100 * v for v in a["pgd"]["per_class"]] for m, a in results["summary"]["best"].items()}
-    out += ["", "## Per-class PGD-20 accuracy at the best checkpoint (mean over seeds, %)", ""]
-    out += _class_table("Method", per_class, ".1f", num_classes)
-    known = students()
+    title = "Per-class PGD-20 accuracy at the best checkpoint (mean over seeds, %)"
+    out += _section(title, _class_table("Method", per_class, ".1f", num_classes))
     for method in (m for m in results["methods"] if m in known and known[m].adapts_temperatures):
-        out += ["", f"## Final temperatures of {method} (mean over seeds)", ""]
-        out += _class_table("", _temperature_rows(results, method), ".2f", num_classes)
+        rows = _class_table("", _temperature_rows(results, method), ".2f", num_classes)
+        out += _section(f"Final temperatures of {method} (mean over seeds)", rows)
     if plots:
-        out += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
-    out += ["", "## Each seed", ""]
+        out += _section("Plots", (f"![{Path(p).stem}]({Path(p).name})" for p in plots))
+    out += _section("Each seed", [])
     for run in results["runs"]:
         for checkpoint, label in CHECKPOINTS.items():
             epochs = ", ".join(f"{m} {run['methods'][m]['best_epoch'] + 1}" for m in results["methods"])
