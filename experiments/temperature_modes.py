@@ -35,11 +35,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from torch_absld import ABSLDLoss, BestCheckpoint, KLPGDAttack, follow_optimizer_lr, soft_label_kl, soft_labels
 from torch_absld.demo.config import DemoConfig
-from torch_absld.demo.data import DigitsDataset
-from torch_absld.demo.models import StudentMLP, TeacherCNN
+from torch_absld.demo.data import StudentMLP, TeacherCNN, digits_dataset
 from torch_absld.demo.stats import paired_comparison
-from torch_absld.demo.teacher_stats import teacher_statistics
-from torch_absld.demo.train import evaluate, train_teacher
+from torch_absld.demo.train import evaluate, teacher_statistics, train_teacher
 from torch_absld.evaluation import stratified_split
 
 WIDE = {"min_temperature": 0.25, "max_temperature": 25.0}
@@ -146,7 +144,7 @@ class Scaled(nn.Module):
 
 
 def _split(seed: int) -> tuple[Dataset[Any], Dataset[Any]]:
-    return stratified_split(DigitsDataset(), 0.5, seed=seed)
+    return stratified_split(digits_dataset(), 0.5, seed=seed)
 
 
 def _scores(report: Any) -> dict[str, Any]:
@@ -163,13 +161,13 @@ def teacher_job(seed: int, out: Path, config: DemoConfig) -> None:
     teacher = TeacherCNN((1, 8, 8), 10)
     train_teacher(config, teacher, train, 0.1, seed)
     stats = teacher_statistics(teacher, DataLoader(train, batch_size=512), 10, torch.device("cpu"))
-    stats["test"] = _scores(evaluate(teacher, DataLoader(test, batch_size=512), 10, 0.1, attacks=("clean", "pgd")))
+    stats["test"] = _scores(evaluate(teacher, DataLoader(test, batch_size=512), 10, 0.1, attacks=("clean", "pgd"))[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state": teacher.state_dict(), "stats": stats}, path)
 
 
 def _final(student: nn.Module, loader: DataLoader[Any], autoattack: str) -> dict[str, Any]:
-    scores = _scores(evaluate(student, loader, 10, 0.1, attacks=("clean", "pgd", "cw"), autoattack=autoattack))
+    scores = _scores(evaluate(student, loader, 10, 0.1, attacks=("clean", "pgd", "cw"), autoattack=autoattack)[0])
     if "autoattack" in scores:
         scores["aa"] = scores.pop("autoattack")
     return scores
@@ -218,7 +216,7 @@ def student_job(seed: int, variant: str, out: Path, config: DemoConfig, autoatta
         history["tau_adv"].append(tau_adv.tolist())
         history["tau_clean"].append(tau_clean.tolist())
         history["tau_eff"].append(loss_fn.effective(torch.arange(10), "adv").tolist())
-        report = evaluate(student, test_loader, 10, 0.1, attacks=("pgd",))
+        report, _ = evaluate(student, test_loader, 10, 0.1, attacks=("pgd",))
         best.update(report, student, epoch)
         history["pgd_avg"].append(report["pgd"].avg)
         history["pgd_worst"].append(report["pgd"].worst)
@@ -278,8 +276,8 @@ def report(out: Path) -> str:
                 for s in seeds
             ]
             c = paired_comparison(diffs)
-            interval = f" [{100 * c.low:+.1f}, {100 * c.high:+.1f}]" if len(seeds) > 1 else ""
-            cells.append(f"{100 * c.mean:+.1f}{interval}")
+            interval = f" [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]" if len(seeds) > 1 else ""
+            cells.append(f"{100 * c['mean']:+.1f}{interval}")
         median = statistics.fmean(statistics.median(runs[(s, variant)]["history"]["tau_eff"][-1]) for s in seeds)
         lines.append(f"| {variant} | {len(seeds)} | " + " | ".join(cells) + f" | {median:.2f} |")
     return "\n".join(lines)

@@ -9,22 +9,22 @@ from pathlib import Path
 import pytest
 
 from torch_absld.demo.cli import build_parser, main
-from torch_absld.demo.methods import COMPARE_METHODS, METHODS, resolve_method
-from torch_absld.methods import available
+from torch_absld.demo.methods import compare_methods, resolve, students
+from torch_absld.methods import available, get
 
 TINY = ["--quick", "--epochs", "2", "--teacher-epochs", "1", "--quiet", "--autoattack", "none", "--workers", "1"]
 
 
-def test_every_registered_method_can_be_compared() -> None:
-    registered = {spec.method for spec in METHODS.values()}
-    assert set(available()) <= registered
-    assert {METHODS[name].method for name in COMPARE_METHODS} == set(available())
-    assert COMPARE_METHODS[-1] == "ABSLD"
+def test_compare_trains_every_registered_method_absld_last() -> None:
+    assert sorted(compare_methods()) == sorted(get(name).title for name in available())
+    assert compare_methods()[-1] == "ABSLD"
+    assert set(compare_methods()) < set(students())  # and the demo's variants
+    assert "ABSLD-product" not in students()  # the default coupling: the same as ABSLD
 
 
 @pytest.mark.parametrize(("text", "name"), [("fair-ard", "Fair-ARD"), ("sat", "SAT"), ("absld", "ABSLD"), ("x", "x")])
 def test_method_names_match_without_case(text: str, name: str) -> None:
-    assert resolve_method(text) == name
+    assert resolve(text) == name
 
 
 def test_help_states_the_runtime_measured_in_the_docs() -> None:
@@ -75,36 +75,34 @@ def test_compare_without_absld_compares_with_the_first(tmp_path: Path) -> None:
 
 
 def test_methods_with_a_validation_split_hold_it_out_and_evaluate_their_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dataclasses
     from collections import Counter
 
     import torch
     from torch import nn
     from torch.utils.data import DataLoader
 
-    from torch_absld.demo import train
+    from torch_absld.demo import methods, train
     from torch_absld.demo.config import DemoConfig
-    from torch_absld.demo.data import load_dataset
-    from torch_absld.demo.models import StudentMLP
+    from torch_absld.demo.data import StudentMLP, load_dataset
     from torch_absld.evaluation import dataset_labels
 
-    built, build_step = {}, train.build_step
+    built, create = {}, train.create
 
-    def spy(spec, *args, **kwargs):  # type: ignore[no-untyped-def]
-        built[spec.name] = step = build_step(spec, *args, **kwargs)
+    def spy(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built[name] = step = create(name, *args, **kwargs)
         return step
 
-    monkeypatch.setattr(train, "build_step", spy)
-    cfa = train.METHODS["CFA"]  # a gate every epoch passes: the demo evaluates the average
-    monkeypatch.setitem(train.METHODS, "CFA", dataclasses.replace(cfa, options={**cfa.options, "threshold": 0.0}))
+    monkeypatch.setattr(train, "create", spy)
+    name, options, note = methods.VARIANTS["CFA"]  # a gate every epoch passes: the demo evaluates the average
+    monkeypatch.setitem(methods.VARIANTS, "CFA", (name, {**options, "threshold": 0.0}, note))
     data, train_set, test_set = load_dataset("digits", "unused", 0)
     test_loader = DataLoader(test_set, batch_size=512)
     config = DemoConfig(epochs=2, attack_steps=2, progress=False)
     for name in ("FRL", "CFA", "BAT"):
         student = StudentMLP(data.input_shape, data.num_classes, (16,))
         run = train.distill(config, name, 0, student, nn.Linear(1, 1), train_set, test_loader, 10, data.eps)
-        step = built[name]
-        assert len(run.history["pgd_worst"]) == 2
+        step = built[name.lower()]
+        assert len(run["history"]["pgd_worst"]) == 2
         validation = getattr(step, "validation", None)
         if name == "BAT":
             assert validation is None  # the others train on the whole split
@@ -116,4 +114,29 @@ def test_methods_with_a_validation_split_hold_it_out_and_evaluate_their_model(mo
         model = step.evaluation_model
         assert (model is step.fawa.module) if name == "CFA" else (model is student)
         for key, value in model.state_dict().items():
-            assert torch.equal(run.last_state[key], value), key
+            assert torch.equal(run["last_state"][key], value), key
+
+
+def test_a_method_registered_by_the_user_is_offered_and_trained_by_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    from torch_absld.methods import register, unregister
+
+    register(dataclasses.replace(get("sat"), name="toy-sat", title="ToySAT", summary="SAT under another name"))
+    try:
+        assert "ToySAT" in compare_methods()
+        assert compare_methods()[-1] == "ABSLD"
+        with pytest.raises(SystemExit):
+            main(["compare", "--help"])
+        assert "ToySAT" in capsys.readouterr().out
+        out = tmp_path / "o"
+        assert main(["compare", *TINY, "--methods", "toysat,sat", "--out", str(out)]) == 0
+    finally:
+        unregister("toy-sat")
+    assert "ToySAT" not in compare_methods()
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["methods"] == ["ToySAT", "SAT"]
+    toy, sat = (results["runs"][0]["methods"][m]["checkpoints"] for m in ("ToySAT", "SAT"))
+    assert toy == sat  # the same step from the same start: the same numbers

@@ -19,9 +19,9 @@ import torch
 
 from torch_absld.demo.cli import main
 from torch_absld.demo.config import derive_seed
-from torch_absld.demo.data import DigitsDataset, load_dataset
+from torch_absld.demo.data import digits_dataset, load_dataset
 from torch_absld.demo.methods import DEFAULT_METHODS
-from torch_absld.demo.plots import normalised_risk_std
+from torch_absld.demo.plots import normalised_risk_std, style
 from torch_absld.demo.report import summarize
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +33,7 @@ TINY = ["--quick", "--epochs", "2", "--teacher-epochs", "1", "--quiet"]
 def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [sys.executable, "-m", "torch_absld", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-m", "torch_absld", *args], cwd=cwd, capture_output=True, text=True, timeout=1200, env=env
     )
 
 
@@ -92,6 +92,9 @@ def test_quick_writes_every_output(quick_run: tuple[Path, subprocess.CompletedPr
     for name in PLOTS:
         assert f"({name})" in report
     assert results["verdict"][0] in proc.stdout
+    assert "95%" not in report  # one seed: no interval anywhere
+    assert "95%" not in proc.stdout
+    assert "no interval" in results["verdict"][-1]
 
 
 @pytest.mark.slow
@@ -228,7 +231,7 @@ def test_worker_processes_give_the_same_numbers(
 
 
 def test_default_workers_follow_the_usable_cpus() -> None:
-    from torch_absld.demo.jobs import default_workers
+    from torch_absld.demo.experiment import default_workers
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     assert default_workers(1) == 1
@@ -242,7 +245,7 @@ def test_default_workers_follow_the_usable_cpus() -> None:
     ("args", "message"),
     [
         (["--dataset", "imagenet"], "unknown --dataset 'imagenet'; choose one of digits, mnist, cifar10"),
-        (["--seeds", "0"], "argument --seeds: expected an integer >= 1, got '0'"),
+        (["--seeds", "0"], "Expected seeds to be an integer >= 1, but got 0."),
         (["--methods", "RSLAD,XYZ"], "Expected methods to be two or more distinct names from"),
         (["--methods", "RSLAD"], "but got RSLAD."),
         (["--autoattack", "full"], "argument --autoattack: invalid choice: 'full'"),
@@ -268,7 +271,8 @@ def test_other_bad_input_in_process(tmp_path: Path, capsys: pytest.CaptureFixtur
     out = str(tmp_path / "o")
     assert main(["demo", *TINY, "--out", out, "--eps", "2"]) == 2
     assert main(["demo", *TINY, "--out", out, "--device", "banana"]) == 2
-    for argv in ([], ["demo", "--epochs", "x"], ["demo", "--workers", "0"]):
+    assert main(["demo", *TINY, "--out", out, "--workers", "0"]) == 2
+    for argv in ([], ["demo", "--epochs", "x"]):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
@@ -276,9 +280,9 @@ def test_other_bad_input_in_process(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(errors) == 5
     assert errors[0] == "torch-absld demo: error: Expected eps in (0, 1], but got 2.0."
     assert "banana" in errors[1]
-    assert errors[2] == "torch-absld: error: choose a command: demo or compare (see --help)"
-    assert "argument --epochs: expected an integer >= 1, got 'x'" in errors[3]
-    assert "argument --workers: expected an integer >= 1, got '0'" in errors[4]
+    assert errors[2] == "torch-absld demo: error: Expected workers to be an integer >= 1 or None, but got 0."
+    assert errors[3] == "torch-absld: error: choose a command: demo or compare (see --help)"
+    assert "argument --epochs: invalid int value: 'x'" in errors[4]
     assert not Path(out).exists()
 
 
@@ -295,15 +299,15 @@ def test_digits_dataset_and_split() -> None:
     from sklearn.datasets import load_digits
 
     raw = load_digits()
-    data = DigitsDataset()
+    data = digits_dataset()
     image, label = data[5]
     assert image.shape == (1, 8, 8)
     assert image.dtype == torch.float32
     assert label.dtype == torch.long
     torch.testing.assert_close(image.flatten(), torch.tensor(raw.data[5], dtype=torch.float32) / 16)
     assert int(label) == int(raw.target[5])
-    assert float(data.images.min()) == 0.0
-    assert float(data.images.max()) == 1.0
+    assert float(data.tensors[0].min()) == 0.0
+    assert float(data.tensors[0].max()) == 1.0
     spec, train, test = load_dataset("digits", "unused", 0)
     assert (spec.num_classes, spec.input_shape, spec.eps) == (10, (1, 8, 8), 0.1)
     assert sorted(train.indices + test.indices) == list(range(len(raw.target)))
@@ -383,8 +387,7 @@ def test_verdict_when_absld_wins_everywhere() -> None:
 
 @pytest.mark.parametrize("name", ["digits", "mnist", "cifar10"])
 def test_models_fit_every_registered_dataset(name: str) -> None:
-    from torch_absld.demo.data import DATASETS
-    from torch_absld.demo.models import StudentMLP, TeacherCNN
+    from torch_absld.demo.data import DATASETS, StudentMLP, TeacherCNN
 
     spec = DATASETS[name]
     x = torch.rand(3, *spec.input_shape)
@@ -424,7 +427,7 @@ def test_missing_autoattack_is_found_before_training(
 def test_autoattack_checks_are_kept_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     import warnings
 
-    from torch_absld.demo import jobs
+    from torch_absld.demo import train
     from torch_absld.demo.report import _autoattack_checks
 
     def fake_evaluate(*args: Any, **kwargs: Any) -> str:
@@ -434,9 +437,9 @@ def test_autoattack_checks_are_kept_not_printed(monkeypatch: pytest.MonkeyPatch)
         warnings.warn("something else", UserWarning, stacklevel=1)
         return "report"
 
-    monkeypatch.setattr(jobs, "evaluate", fake_evaluate)
+    monkeypatch.setattr(train, "evaluate_robustness", fake_evaluate)
     with pytest.warns(UserWarning, match="something else") as caught:
-        report, checks = jobs.evaluate_with_checks(torch.nn.Linear(2, 2), [], 2, 0.1, "standard")
+        report, checks = train.evaluate(torch.nn.Linear(2, 2), [], 2, 0.1, autoattack="standard")
     assert report == "report"
     assert checks == ["Square Attack has decreased the robust accuracy of 0.26%."]
     assert all("Square" not in str(w.message) for w in caught)
@@ -445,3 +448,31 @@ def test_autoattack_checks_are_kept_not_printed(monkeypatch: pytest.MonkeyPatch)
     lines = _autoattack_checks(results)
     assert lines[0].startswith("AutoAttack's own checks flagged 1 of 4 evaluations")
     assert lines[-1] == "- seed 0, ABSLD, last: Square Attack has decreased the robust accuracy of 0.26%."
+
+
+@pytest.mark.parametrize("command", ["demo", "compare"])
+def test_help_prints_a_plain_percent_sign(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "95% confidence interval" in text
+    assert "%%" not in text
+
+
+def test_one_seed_verdict_says_there_is_no_interval() -> None:
+    verdict = summarize(_fake_results({"RSLAD": [0.4], "ABSLD": [0.5]}))["verdict"]
+    assert "worst class +10.0 points at the last epoch (1 of 1 seeds better" in verdict[0]
+    assert verdict[0].endswith(
+        "Worst class at the last epoch: no interval with 1 seed; at the best checkpoint: no interval with 1 seed."
+    )
+    assert verdict[-1].startswith("One seed: the differences of that seed, with no interval")
+    assert not any("95%" in line or "Student-t" in line for line in verdict)
+
+
+def test_every_method_gets_its_own_colour_and_marker_and_absld_stands_out() -> None:
+    names = [f"m{i}" for i in range(9)] + ["ABSLD"]
+    assert len({style(names, n)["color"] for n in names}) == len({style(names, n)["marker"] for n in names}) == 10
+    more = [*names, "x", "y", "z"]
+    assert len({(style(more, n)["color"], style(more, n)["marker"]) for n in more}) == len(more)
+    assert style(names, "ABSLD")["linewidth"] > style(names, "m0")["linewidth"]
+    assert style(names, "ABSLD")["markeredgecolor"] == "black"

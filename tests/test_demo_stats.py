@@ -26,23 +26,23 @@ def test_mean_interval_matches_the_t_table(values):
     result = mean_interval(values)
     n = len(values)
     half = T_975[n - 1] * statistics.stdev(values) / math.sqrt(n)
-    assert result.n == n
-    assert result.mean == pytest.approx(sum(values) / n)
-    assert result.low == pytest.approx(result.mean - half, rel=1e-8, abs=1e-12)
-    assert result.high == pytest.approx(result.mean + half, rel=1e-8, abs=1e-12)
+    assert result["n"] == n
+    assert result["mean"] == pytest.approx(sum(values) / n)
+    assert result["low"] == pytest.approx(result["mean"] - half, rel=1e-8, abs=1e-12)
+    assert result["high"] == pytest.approx(result["mean"] + half, rel=1e-8, abs=1e-12)
 
 
 def test_mean_interval_hand_computed():
     result = mean_interval([1.0, 2.0, 3.0])  # s = 1, half = 4.302652730 / sqrt(3) = 2.484138
-    assert (result.low, result.high) == pytest.approx((-0.484138, 4.484138), abs=1e-6)
+    assert (result["low"], result["high"]) == pytest.approx((-0.484138, 4.484138), abs=1e-6)
 
 
 def test_single_value_has_no_interval():
     result = mean_interval([0.25])
-    assert result.mean == 0.25
-    assert result.std == 0.0
-    assert math.isnan(result.low)
-    assert math.isnan(result.high)
+    assert result["mean"] == 0.25
+    assert result["std"] == 0.0
+    assert math.isnan(result["low"])
+    assert math.isnan(result["high"])
 
 
 @pytest.mark.parametrize(("wins", "losses"), [(5, 0), (3, 2), (16, 0), (15, 1), (12, 4), (0, 0), (0, 7), (9, 7)])
@@ -58,10 +58,9 @@ def test_sign_test_hand_computed():
 
 def test_paired_comparison_counts_ties_and_drops_them_from_the_sign_test():
     result = paired_comparison([0.02, 0.0, -0.01, 0.03, 1e-12, 0.05])
-    assert (result.wins, result.ties, result.losses) == (3, 2, 1)
-    assert result.sign_p == pytest.approx(_sign_test_by_hand(3, 1))
-    assert result.differences == (0.02, 0.0, -0.01, 0.03, 1e-12, 0.05)
-    assert result.excludes_zero == (result.low > 0)
+    assert (result["wins"], result["ties"], result["losses"]) == (3, 2, 1)
+    assert result["sign_p"] == pytest.approx(_sign_test_by_hand(3, 1))
+    assert result["differences"] == (0.02, 0.0, -0.01, 0.03, 1e-12, 0.05)
 
 
 @pytest.mark.parametrize(("values", "error"), [([], "at least one value")])

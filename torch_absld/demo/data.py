@@ -1,145 +1,109 @@
-"""Datasets of the demo: scikit-learn's digits (no download) and torchvision's MNIST / CIFAR-10.
-
-Every dataset goes through an ordinary :class:`~torch.utils.data.Dataset` yielding
-``(image, label)`` with images in ``[0, 1]``, so the training and evaluation code is the same
-for all of them.
-"""
+"""The demo's data (scikit-learn's digits, torchvision's MNIST / CIFAR-10, in [0, 1]) and networks."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
-from torch.utils.data import Dataset
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
 
 from ..evaluation import stratified_split
 
-__all__ = ["DATASETS", "DatasetSpec", "DatasetUnavailableError", "DigitsDataset", "load_dataset"]
+__all__ = ["DATASETS", "DatasetUnavailableError", "StudentMLP", "TeacherCNN", "digits_dataset", "load_dataset"]
 
 
 class DatasetUnavailableError(RuntimeError):
     """A dataset could not be loaded (e.g. its download failed)."""
 
 
-class DigitsDataset(Dataset[tuple[Tensor, Tensor]]):
-    """scikit-learn's 1,797 handwritten 8x8 digits, pixels scaled from [0, 16] to [0, 1].
+def digits_dataset() -> TensorDataset:
+    """scikit-learn's 1,797 handwritten 8x8 digits: images $(1, 8, 8)$ in $[0, 1]$ (pixels / 16), int64 labels."""
+    from sklearn.datasets import load_digits
 
-    The images ship inside scikit-learn: nothing is downloaded.
+    raw = load_digits()
+    images = torch.as_tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return TensorDataset(images, torch.as_tensor(raw.target, dtype=torch.long))
 
-    Shape:
-        - item: image $(1, 8, 8)$ float32 in $[0, 1]$, label $()$ int64 in $[0, 10)$
-    """
 
-    def __init__(self) -> None:
+def _torchvision(cls: str) -> Callable[[str, int], tuple[Dataset[Any], Dataset[Any]]]:
+    def load(data_dir: str, seed: int) -> tuple[Dataset[Any], Dataset[Any]]:
+        make = getattr(importlib.import_module("torchvision.datasets"), cls)
+        to_tensor = importlib.import_module("torchvision.transforms").ToTensor()
         try:
-            from sklearn.datasets import load_digits
-        except ImportError as error:
-            raise ImportError('The digits dataset needs scikit-learn: pip install "torch-absld[demo]"') from error
-        digits = load_digits()
-        self.images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-        self.targets = torch.as_tensor(digits.target, dtype=torch.long)
+            return tuple(make(data_dir, train=train, download=True, transform=to_tensor) for train in (True, False))
+        except (OSError, RuntimeError) as error:
+            raise DatasetUnavailableError(f"Could not load {cls} into {data_dir!r}: {error}") from error
 
-    def __len__(self) -> int:
-        return int(self.targets.shape[0])
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.images[index], self.targets[index]
-
-
-Loader = Callable[[str, int], tuple[Dataset[Any], Dataset[Any]]]
+    return load
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A dataset the demo can run on.
-
-    Args:
-        name: the ``--dataset`` value.
-        description: one line for the report.
-        num_classes: number of classes.
-        input_shape: ``(channels, height, width)`` of one image.
-        eps: default L-inf radius for this dataset.
-        load: ``load(data_dir, seed) -> (train, test)``.
-        download: whether ``load`` may download files.
-    """
+    """A ``--dataset``: a line for the report, its classes, image shape, default eps and ``load(dir, seed)``."""
 
     name: str
     description: str
     num_classes: int
     input_shape: tuple[int, int, int]
     eps: float
-    load: Loader
-    download: bool
+    load: Callable[[str, int], tuple[Dataset[Any], Dataset[Any]]]
 
 
-def _load_digits(data_dir: str, seed: int) -> tuple[Dataset[Any], Dataset[Any]]:
-    del data_dir
-    train, test = stratified_split(DigitsDataset(), 0.5, seed=seed)
-    return train, test
-
-
-def _torchvision(name: str) -> Loader:
-    def load(data_dir: str, seed: int) -> tuple[Dataset[Any], Dataset[Any]]:
-        del seed
-        try:
-            torchvision = importlib.import_module("torchvision")
-        except ImportError as error:
-            raise ImportError(f"The {name} dataset needs torchvision: pip install torchvision") from error
-        cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10}[name]
-        to_tensor = torchvision.transforms.ToTensor()
-        try:
-            train = cls(data_dir, train=True, download=True, transform=to_tensor)
-            test = cls(data_dir, train=False, download=True, transform=to_tensor)
-        except (OSError, RuntimeError) as error:
-            raise DatasetUnavailableError(f"Could not load {name} into {data_dir!r}: {error}") from error
-        return train, test
-
-    return load
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec(
-        "digits",
-        "scikit-learn's handwritten digits (1,797 images of 8x8, 10 classes), stratified 50/50 split",
-        10,
-        (1, 8, 8),
-        0.1,
-        _load_digits,
-        False,
-    ),
-    "mnist": DatasetSpec(
-        "mnist",
-        "torchvision MNIST (28x28, 60,000 train / 10,000 test)",
-        10,
-        (1, 28, 28),
-        0.3,
-        _torchvision("mnist"),
-        True,
-    ),
-    "cifar10": DatasetSpec(
-        "cifar10",
-        "torchvision CIFAR-10 (32x32 RGB, 50,000 train / 10,000 test)",
-        10,
-        (3, 32, 32),
-        8 / 255,
-        _torchvision("cifar10"),
-        True,
-    ),
-}
+_DIGITS = "scikit-learn's handwritten digits (1,797 images of 8x8, 10 classes), stratified 50/50 split"
+DATASETS = {
+    "digits": DatasetSpec("digits", _DIGITS, 10, (1, 8, 8), 0.1,
+                          lambda _, seed: stratified_split(digits_dataset(), 0.5, seed=seed)),
+    "mnist": DatasetSpec("mnist", "torchvision MNIST (28x28, 60,000 train / 10,000 test)", 10, (1, 28, 28), 0.3,
+                         _torchvision("MNIST")),
+    "cifar10": DatasetSpec("cifar10", "torchvision CIFAR-10 (32x32 RGB, 50,000 train / 10,000 test)", 10, (3, 32, 32),
+                           8 / 255, _torchvision("CIFAR10")),
+}  # fmt: skip
 
 
 def load_dataset(name: str, data_dir: str, seed: int) -> tuple[DatasetSpec, Dataset[Any], Dataset[Any]]:
-    """The spec and the ``(train, test)`` datasets registered under ``name``.
-
-    Raises:
-        ValueError: if ``name`` is not in :data:`DATASETS`.
-    """
+    """The spec and the ``(train, test)`` datasets of ``name``; a ``ValueError`` for an unknown name."""
     if name not in DATASETS:
         raise ValueError(f"Expected `--dataset` to be one of {', '.join(DATASETS)}, but got {name!r}.")
-    spec = DATASETS[name]
-    train, test = spec.load(data_dir, seed)
-    return spec, train, test
+    return (DATASETS[name], *DATASETS[name].load(data_dir, seed))
+
+
+class TeacherCNN(nn.Sequential):
+    r"""conv3x3(in -> 32), conv3x3(32 -> 64), 2x2 max-pool, FC 256, FC ``num_classes``, ReLU between.
+
+    Shape:
+        - Input: $(N, C_{in}, H, W)$ with even $H$ and $W$
+        - Output: $(N, \text{num\_classes})$ logits
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        channels, height, width = input_shape
+        super().__init__(
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * (height // 2) * (width // 2), 256),
+            nn.ReLU(),
+            nn.Linear(256, num_classes),
+        )
+
+
+class StudentMLP(nn.Sequential):
+    r"""Flatten, fully connected layers of widths ``hidden`` with ReLU, then the classifier.
+
+    Shape:
+        - Input: $(N, C_{in}, H, W)$
+        - Output: $(N, \text{num\_classes})$ logits
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, hidden: Sequence[int] = (64,)) -> None:
+        widths = [input_shape[0] * input_shape[1] * input_shape[2], *hidden]
+        layers = [m for a, b in itertools.pairwise(widths) for m in (nn.Linear(a, b), nn.ReLU())]
+        super().__init__(nn.Flatten(), *layers, nn.Linear(widths[-1], num_classes))
