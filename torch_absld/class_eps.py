@@ -2,7 +2,6 @@ r"""Per-class attack radii $\epsilon_k = s_k\,\epsilon$, set once per epoch from
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
@@ -70,10 +69,9 @@ class EpochController(ExtraState, ClassStatistics):
 class ClassEpsilon(EpochController):
     r"""Per-class scales $s \in \mathbb{R}^C$ of an attack radius: class $k$ is attacked within $s_k\,\epsilon$.
 
-    Subclasses add per-sample quantities and say in :meth:`rule` how the epoch's synced sums set the
-    scales (start: 1). :meth:`step` syncs, applies the rule once epoch ``begin_epoch`` (0-based, first
-    trained with rule-made scales) is next, resets. ``scale_step``: each sample's step is ``step_size``
-    times the largest scale in its batch (FRL), else the common ``step_size`` (CFA).
+    :meth:`rule` says how the epoch's synced sums set the scales (start: 1); :meth:`step` syncs, applies it once
+    epoch ``begin_epoch`` (0-based) is next, resets. ``scale_step``: each sample's step is ``step_size`` times
+    the largest scale in its batch (FRL), else the common ``step_size`` (CFA).
     """
 
     scale: Tensor
@@ -152,11 +150,9 @@ def _calibration(previous: Tensor, accuracy: Tensor, present: Tensor, lam: float
 
 
 class CalibratedEpsilon(ClassEpsilon):
-    r"""CFA's class-wise calibrated margin (CCM) and regularization (CCR), from the training robust accuracy.
+    r"""CFA's CCM and CCR: $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$, $\beta_k = (\lambda_2 + t_k)\,\beta$ (Eqs. 6, 7).
 
-    :meth:`update` adds whether each adversarial example predicts its label; :meth:`step` sets from each
-    class's robust accuracy $t_k$ $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$ and $\beta_k = (\lambda_2 + t_k)\,\beta$
-    (Eqs. 6, 7) for the next epoch; an absent class keeps its values. ``lambda_beta=None``: CCM only.
+    $t_k$: class $k$'s training robust accuracy (:meth:`update`); absent: kept. ``lambda_beta=None``: CCM.
     """
 
     value_bound = Bound(0, 1, integer=True)  # whether a sample is classified correctly
@@ -199,9 +195,7 @@ class CalibratedEpsilon(ClassEpsilon):
         return new, []
 
     def state_bounds(self) -> dict[str, Bounds]:
-        lam_beta = self.lambda_beta
-        beta = (
-            Bound(self.beta, self.beta) if lam_beta is None else Bound(lam_beta * self.beta, (lam_beta + 1) * self.beta)
-        )
+        low, high = (1.0, 1.0) if self.lambda_beta is None else (self.lambda_beta, self.lambda_beta + 1)
         scale = Bound(self.lambda_eps, self.lambda_eps + 1, start=1.0)
-        return {**super().state_bounds(), "scale": scale, "class_beta": replace(beta, start=self.beta)}
+        beta = Bound(low * self.beta, high * self.beta, start=self.beta)
+        return {**super().state_bounds(), "scale": scale, "class_beta": beta}

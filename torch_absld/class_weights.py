@@ -82,9 +82,8 @@ def _weights(
 class VulnerabilityWeights(EpochController):
     r"""Fair-ARD's per-class weights $w \in \mathbb{R}^C$, driven by each class's vulnerability $\bar\kappa$.
 
-    Per-class sums of $\kappa_i$, the attack iterates at which the student still classifies sample $i$
-    correctly (:class:`~torch_absld.attack.CountingObjective`). :meth:`step` syncs them across ranks and
-    sets the weights (start: 1) by :func:`vulnerability_weights` from the per-class means.
+    Per-class sums of $\kappa_i$ (attack iterates still correct, :class:`~torch_absld.attack.CountingObjective`);
+    :meth:`step` syncs them and sets the weights (start: 1) by :func:`vulnerability_weights` of the means.
     """
 
     value_bound = Bound(0, integer=True)  # kappa, a count of attack iterates

@@ -143,10 +143,8 @@ class FRLMultipliers(ClassEpsilon, CorrectCounts):
     def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
         correct, counts = synced[:2], synced[2]
         options = (self.threshold, self.rate_at(self.updates + 1), self.eps_rate, self.limit)
-        multipliers = _multiplier_update(
-            self.multipliers, correct / counts, correct.sum(dim=1) / counts.sum(), *options
-        )
-
+        accuracy, overall = correct / counts, correct.sum(dim=1) / counts.sum()
+        multipliers = _multiplier_update(self.multipliers, accuracy, overall, *options)
         new = {
             "multipliers": multipliers,
             "natural_weights": frl_class_weights(multipliers[0]),

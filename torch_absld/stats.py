@@ -103,11 +103,9 @@ def finite_flag(values: Tensor, name: str, target: Tensor, epoch: int | None, bo
 class ClassStatistics(nn.Module):
     r"""Per-class sums of $S \ge 1$ per-sample quantities and per-class sample counts, $C \ge 1$ classes.
 
-    One float64 :attr:`accumulator` $(S + 1, C)$: the sums, then the counts. :meth:`accumulate` is one
-    ``index_add_``, :meth:`synced` one ``all_reduce`` over ``process_group`` (``None``: default group;
-    ``False``: this rank alone). Not a buffer (DDP never overwrites partial sums); it follows ``.to()``
-    (float64 kept) and is saved under :attr:`_state_key`, checked on load before anything is copied.
-    ``validate_args``: check label values in eager mode (one host read per batch).
+    One float64 :attr:`accumulator` $(S + 1, C)$, the sums then the counts: :meth:`accumulate` is one ``index_add_``,
+    :meth:`synced` one ``all_reduce`` over ``process_group`` (``False``: this rank alone). Not a buffer (DDP never
+    overwrites partial sums); it follows ``.to()`` (float64 kept), is saved and checked on load before any copy.
 
     Example:
         >>> stats = ClassStatistics(3)

@@ -40,7 +40,6 @@ def adaad_attack_objective(output: tuple[Tensor, Tensor], target: Any = None) ->
 
 
 def _kl_pair(s_adv: Tensor, s_clean: Tensor, t_adv: Tensor, t_clean: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Each sample's KL over $C$ (``nn.KLDivLoss()`` averages $N \times C$ elements), adversarial and clean."""
     return _soft_label_kl(s_adv, t_adv, 1.0, reduction="none"), _soft_label_kl(s_clean, t_clean, 1.0, reduction="none")
 
 

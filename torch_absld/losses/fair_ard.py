@@ -25,9 +25,8 @@ def _sample_terms(
     if base == "ard":
         return _ard_terms(student_adv, student_clean, teacher, target, temperature)
     kl: dict[str, Any] = {"student_temperature": temperature, "reduction": "none"}
-    return _soft_label_kl(student_adv, teacher, temperature, **kl), _soft_label_kl(
-        student_clean, teacher, temperature, **kl
-    )
+    adv, clean = (_soft_label_kl(student, teacher, temperature, **kl) for student in (student_adv, student_clean))
+    return adv, clean
 
 
 def _defaults(base: object, temperature: float | None, alpha: float | None) -> tuple[float, float]:
