@@ -14,9 +14,9 @@ from typing_extensions import Self
 from ._internal.checks import ProcessGroupArg, check_finite_number, check_integer, check_unit_interval
 from ._internal.modules import unwrap_model
 from .attack import PGDConfig
-from .class_eps import EpochController, missing_classes
+from .class_eps import missing_classes
 from .stats import COUNTER, Bound, Bounds, class_means
-from .validation import _record_correct, check_validation_attack, record_correct, validation_pass
+from .validation import CorrectCounts, check_validation_attack, validation_pass
 
 __all__ = ["FAWA_ATTACK", "FairnessAwareAveraging"]
 
@@ -27,26 +27,19 @@ DEFAULT_START_EPOCH = 50  # first epoch averaged (paper Sec. 5.1; the code has n
 FAWA_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, random_start="uniform")
 
 
-class FairnessAwareAveraging(EpochController):
+class FairnessAwareAveraging(CorrectCounts):
     r"""An exponential moving average of a model's weights over the epochs that pass a fairness gate (CFA's FAWA).
 
-    After each epoch, :meth:`step` measures the per-class robust accuracy $R_k$ on a validation split
-    (the samples' correctness summed across ranks: every rank decides alike) and, when the worst class
-    passes ($\min_k R_k \ge \delta$) from ``start_epoch`` on, updates $\bar\theta \leftarrow d\,\bar\theta
-    + (1 - d)\,\theta$ over the whole ``state_dict`` (the first accepted epoch copies $\theta$; integer
-    buffers are copied), as CFA's ``train.py``. :attr:`module` is the averaged network (frozen, eval mode).
-
-    Args:
-        model: the network being trained (held by reference, not registered; a DDP wrapper is unwrapped).
-        decay, threshold: $d \in (0, 1)$ (0.85) and the gate $\delta$ (0.2), the paper's.
-        start_epoch: first epoch (0-based) that may enter the average (50, the paper).
-        worst_fraction: gate on the mean of the worst $\lceil f C \rceil$ classes instead of the worst one.
-        attack: the gate's attack (:data:`FAWA_ATTACK`; ``random_start`` ``"uniform"`` or ``None``).
-        seed: seed of the attack's per-sample uniform starts.
+    :meth:`step` measures the per-class robust accuracy $R_k$ on a validation split (summed across ranks)
+    and, when the worst class passes ($\min_k R_k \ge \delta$ = ``threshold``) from ``start_epoch`` on,
+    updates $\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta$ over the ``state_dict`` (first accepted
+    epoch and integer buffers: copied), as CFA's ``train.py``. :attr:`module`: the average (frozen, eval).
+    ``model`` is held by reference (DDP unwrapped); ``worst_fraction`` gates on the worst $\lceil f C \rceil$
+    classes' mean; ``attack``/``seed``: the gate's attack and its uniform starts.
     """
 
-    value_bound = Bound(0, 1, integer=True)  # whether a sample is classified correctly
     module: nn.Module
+    shown = ("num_classes", "decay", "threshold", "start_epoch", "worst_fraction")
     model: nn.Module
 
     def __init__(
@@ -91,13 +84,6 @@ class FairnessAwareAveraging(EpochController):
         self.module.eval()
         return self
 
-    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
-        """Count a validation batch's correct predictions, clean and robust logits $(N, C)$, labels $(N,)$."""
-        record_correct(self, clean_logits, robust_logits, target)
-
-    def _record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
-        _record_correct(self, clean_logits, robust_logits, target)
-
     @property
     def due(self) -> bool:
         """Whether the epoch that :meth:`step` ends may enter the average (``start_epoch`` reached)."""
@@ -105,14 +91,7 @@ class FairnessAwareAveraging(EpochController):
 
     @torch.no_grad()
     def step(self, validation: Iterable[Any] | None = None) -> bool:
-        r"""End of epoch: gate, then average the model's weights when the gate passes; return whether it did.
-
-        ``validation``: ``(input, target)`` batches of this rank's shard, passed with :attr:`attack`
-        (:func:`~torch_absld.validation.validation_pass`); ``None``: what :meth:`record` added. Every rank calls it.
-
-        Raises:
-            ValueError: if a class of the due epoch has no validation sample (nothing is changed).
-        """
+        r"""End of epoch (every rank): gate on ``validation`` (``None``: what :meth:`record` added); averaged?"""
         if isinstance(validation, (str, bytes)) or not isinstance(validation, Iterable | None):
             raise TypeError(
                 f"Expected `validation` to be an iterable of batches or None, got {type(validation).__name__}."
@@ -156,11 +135,9 @@ class FairnessAwareAveraging(EpochController):
         self.accepted += 1
 
     def state_bounds(self) -> dict[str, Bounds]:
-        """The counters; the last gate value, an accuracy (NaN before the first gate)."""
         return {**super().state_bounds(), "accepted": COUNTER, "last_worst": Bound(0, 1, start=math.nan)}
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject averaged weights of another shape or not finite, before anything is copied."""
         for key, own in self.module.state_dict().items():
             value = state_dict.get(f"{prefix}module.{key}")
             if isinstance(value, Tensor) and value.shape != own.shape:
@@ -170,9 +147,3 @@ class FairnessAwareAveraging(EpochController):
                 )
             if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 raise ValueError(f"Expected the loaded averaged weights `module.{key}` to be finite.")
-
-    def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, decay={self.decay:.4g}, threshold={self.threshold:.4g}, "
-            f"start_epoch={self.start_epoch}, worst_fraction={self.worst_fraction}"
-        )

@@ -2,8 +2,7 @@ r"""Per-class attack radii $\epsilon_k = s_k\,\epsilon$, set once per epoch from
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -18,7 +17,7 @@ from ._internal.checks import (
     raise_first,
     values_checkable,
 )
-from .stats import COUNTER, Bound, Bounds, ClassStatistics, class_means
+from .stats import COUNTER, Bound, Bounds, ClassStatistics, ExtraState, class_means
 
 __all__ = ["CalibratedEpsilon", "ClassEpsilon", "EpochController"]
 
@@ -28,7 +27,6 @@ DEFAULT_BETA = 6.0  # TRADES' $\beta$ that CFA calibrates (paper Sec. 5.1 and ``
 
 
 def missing_classes(present: Tensor) -> ValueCheck:
-    """Whether a class has no validation sample, and the error."""
 
     def raise_error() -> None:
         missing = (~present).nonzero().flatten().tolist()
@@ -40,7 +38,7 @@ def missing_classes(present: Tensor) -> ValueCheck:
     return (~present).any(), raise_error
 
 
-class EpochController(ClassStatistics):
+class EpochController(ExtraState, ClassStatistics):
     """Per-class sums that set buffers by :meth:`rule` at the end of each epoch (all checks in one read)."""
 
     epochs_stepped: int
@@ -65,32 +63,19 @@ class EpochController(ClassStatistics):
         self.epochs_stepped += 1
 
     def state_bounds(self) -> dict[str, Bounds]:
-        """The epoch counter."""
         return {"epochs_stepped": COUNTER}
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.state_bounds() if name not in self._buffers}
-
-    def set_extra_state(self, state: Any) -> None:
-        for name, value in self._extra_from(state).items():
-            setattr(self, name, value)
 
 
 class ClassEpsilon(EpochController):
     r"""Per-class scales $s \in \mathbb{R}^C$ of an attack radius: class $k$ is attacked within $s_k\,\epsilon$.
 
-    Subclasses add a batch's $S$ per-sample quantities with ``update`` and say in :meth:`rule` how
-    the epoch's synced sums set the scales. :meth:`step` syncs, applies the rule once epoch
-    ``begin_epoch`` is next, resets the sums and counts the epoch. Scales start at 1.
-
-    Args:
-        num_classes, num_stats: numbers of classes $C$ and of per-sample quantities $S$.
-        begin_epoch: first epoch (0-based) trained with rule-made scales (0 and 1: from the first epoch end on).
-        scale_step: ``True``: each sample's step is ``step_size`` times the largest scale in its batch
-            (FRL); ``False``: the common ``step_size`` (CFA).
+    :meth:`rule` says how the epoch's synced sums set the scales (start: 1); :meth:`step` syncs, applies it once
+    epoch ``begin_epoch`` (0-based) is next, resets. ``scale_step``: each sample's step is ``step_size`` times
+    the largest scale in its batch (FRL), else the common ``step_size`` (CFA).
     """
 
     scale: Tensor
+    shown: ClassVar[tuple[str, ...]] = ("num_classes", "begin_epoch", "scale_step")
 
     def __init__(
         self,
@@ -121,10 +106,9 @@ class ClassEpsilon(EpochController):
     def forward(
         self, target: Tensor, eps: float, step_size: float, *, present: Tensor | None = None
     ) -> tuple[Tensor, Any]:
-        r"""Each sample's radius $s_{y_i}\,\epsilon$ $(N,)$ and step, for ``attack(x, y, eps=..., step_size=...)``.
+        r"""Each sample's radius $s_{y_i}\,\epsilon$ $(N,)$ and step.
 
-        With ``scale_step`` the steps $(N,)$ are ``step_size`` times the largest scale of the classes of the
-        labels $(N,)$, or of those in ``present`` $(C,)$ bool (under ``torch.distributed``, the ranks' union).
+        ``scale_step``: ``step_size`` times the largest scale of the labels' classes, or of ``present`` $(C,)$.
         """
         eps = check_positive(eps, "eps", allow_zero=True)
         step_size = check_positive(step_size, "step_size")
@@ -156,40 +140,24 @@ class ClassEpsilon(EpochController):
         return self.scale
 
     def state_bounds(self) -> dict[str, Bounds]:
-        """Scales >= 0; the counters."""
         return {**super().state_bounds(), "updates": COUNTER, "scale": Bound(0)}
-
-    def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, begin_epoch={self.begin_epoch}, scale_step={self.scale_step}"
 
 
 def _calibration(previous: Tensor, accuracy: Tensor, present: Tensor, lam: float, base: float) -> Tensor:
-    r"""CFA's $(\lambda + t_k)\,b$ for each class in ``present`` from its accuracy $t_k$, else ``previous`` (Eqs. 6, 7).
-
-    $b = 1$: the radius scale (CCM); $b = \beta$: the class-wise TRADES weight (CCR). No clipping, as
-    the paper and the official code. All $(C,)$.
-    """
+    r"""CFA's $(\lambda + t_k)\,b$ (Eqs. 6, 7, unclipped) for classes in ``present``, else ``previous``; all $(C,)$."""
     calibrated = (lam + accuracy.to(torch.float64)) * base
     return torch.where(present, calibrated, previous.to(torch.float64)).to(previous.dtype)
 
 
 class CalibratedEpsilon(ClassEpsilon):
-    r"""CFA's class-wise calibrated margin (CCM) and regularization (CCR), from the training robust accuracy.
+    r"""CFA's CCM and CCR: $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$, $\beta_k = (\lambda_2 + t_k)\,\beta$ (Eqs. 6, 7).
 
-    :meth:`update` adds whether each training sample's adversarial logits predict its label; at the
-    end of the epoch :meth:`step` sets, from each class's robust accuracy $t_k$ over the epoch,
-    $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$ and $\beta_k = (\lambda_2 + t_k)\,\beta$ (Eqs. 6 and 7) for the next
-    epoch; a class absent from an epoch keeps its values (the official count over $N / C$ on a balanced set).
-
-    Args:
-        lambda_eps: base budget $\lambda_1$ (0.3, the paper's value for TRADES).
-        beta: TRADES' $\beta$ (6).
-        lambda_beta: $\lambda_2$ (0.5); ``None`` keeps $\beta_k = \beta$ (CCM only).
-        begin_epoch: first calibrated epoch (0: after the first epoch, the paper's Algorithm 1).
+    $t_k$: class $k$'s training robust accuracy (:meth:`update`); absent: kept. ``lambda_beta=None``: CCM.
     """
 
     value_bound = Bound(0, 1, integer=True)  # whether a sample is classified correctly
     class_beta: Tensor
+    shown = ("num_classes", "lambda_eps", "beta", "lambda_beta", "begin_epoch")
 
     def __init__(
         self,
@@ -209,7 +177,7 @@ class CalibratedEpsilon(ClassEpsilon):
         self.register_buffer("class_beta", torch.full((self.num_classes,), self.beta, dtype=torch.float64))
 
     def update(self, values: Tensor, target: Tensor) -> None:
-        """Add whether each sample's adversarial logits ``values`` $(N, C)$ predict its class $(N,)$ (no gradient)."""
+        """Add whether each sample's adversarial logits ``values`` $(N, C)$ predict its class $(N,)$."""
         check_logits(values, "values", self.num_classes, device=self.scale.device, owner=f"the {type(self).__name__}")
         self._update(
             values, self._checked(target, values.shape[0], self._value_flag("values", values, target, Bound()))
@@ -220,7 +188,6 @@ class CalibratedEpsilon(ClassEpsilon):
         self._accumulate((values.detach().argmax(dim=1) == target).to(torch.float64), target)
 
     def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
-        r"""CCM and CCR (Eqs. 6 and 7) from the epoch's robust accuracy."""
         means, present = class_means(synced)
         new = {"scale": _calibration(self.scale, means[0], present, self.lambda_eps, 1.0)}
         if self.lambda_beta is not None:
@@ -228,16 +195,7 @@ class CalibratedEpsilon(ClassEpsilon):
         return new, []
 
     def state_bounds(self) -> dict[str, Bounds]:
-        r"""$s_k \in [\lambda_1, \lambda_1 + 1]$ or 1, $\beta_k \in [\lambda_2, \lambda_2 + 1]\,\beta$ or $\beta$."""
-        lam_beta = self.lambda_beta
-        beta = (
-            Bound(self.beta, self.beta) if lam_beta is None else Bound(lam_beta * self.beta, (lam_beta + 1) * self.beta)
-        )
+        low, high = (1.0, 1.0) if self.lambda_beta is None else (self.lambda_beta, self.lambda_beta + 1)
         scale = Bound(self.lambda_eps, self.lambda_eps + 1, start=1.0)
-        return {**super().state_bounds(), "scale": scale, "class_beta": replace(beta, start=self.beta)}
-
-    def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, lambda_eps={self.lambda_eps:.4g}, beta={self.beta:.4g}, "
-            f"lambda_beta={self.lambda_beta}, begin_epoch={self.begin_epoch}"
-        )
+        beta = Bound(low * self.beta, high * self.beta, start=self.beta)
+        return {**super().state_bounds(), "scale": scale, "class_beta": beta}

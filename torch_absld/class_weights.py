@@ -37,8 +37,7 @@ def vulnerability_weights(
     r"""Fair-ARD's class weights from each class's mean $\bar\kappa_k$ (``weight_assign`` of the official code).
 
     $r_k = (\bar\kappa_k + 10^{-5})^{-\beta}$, $w_k = \mathrm{clip}(|P| r_k / \sum_{j \in P} r_j, w_{\min}, w_{\max})$
-    over the classes $P$ seen (``present``; mean 1 before the clamp, not after); the others keep ``weights``.
-    All $(C,)$; the output has the dtype of ``weights``. With all $C$ present, $|P| = C$ is ``sum_value``.
+    over the classes $P$ seen (``present``); the others keep ``weights``. All $(C,)$, in the dtype of ``weights``.
 
     Example:
         >>> vulnerability_weights(torch.ones(3), torch.tensor([1.0, 2.0, 4.0]), torch.ones(3, dtype=torch.bool))
@@ -74,7 +73,6 @@ def _check_rule_options(beta: object, min_weight: object, max_weight: object) ->
 def _weights(
     weights: Tensor, mean_kappa: Tensor, present: Tensor, beta: float, min_weight: float, max_weight: float
 ) -> Tensor:
-    """:func:`vulnerability_weights` unchecked (no class present: ``weights`` unchanged)."""
     kappa = torch.where(present, mean_kappa.to(torch.float64), torch.zeros_like(mean_kappa, dtype=torch.float64))
     ratio = torch.where(present, (1 / (kappa + KAPPA_EPS)) ** beta, torch.zeros_like(kappa))
     clamped = (ratio * present.sum() / ratio.sum()).clamp(min_weight, max_weight)
@@ -84,18 +82,12 @@ def _weights(
 class VulnerabilityWeights(EpochController):
     r"""Fair-ARD's per-class weights $w \in \mathbb{R}^C$, driven by each class's vulnerability $\bar\kappa$.
 
-    Per-class sums of $\kappa_i$, the number of iterates of the training attack at which the student
-    still classifies sample $i$ correctly (:class:`~torch_absld.attack.CountingObjective`).
-    :meth:`step` at the end of the epoch syncs the sums across ranks and sets the weights by
-    :func:`vulnerability_weights` from the per-class means (the official sums over $N / C$ on a
-    balanced set). Weights start at 1.
-
-    Args:
-        beta: the exponent $\beta$ (2, ``Fair-ARD.py``).
-        min_weight, max_weight: the clamp (5/6 and 5/2, ``weight_assign``).
+    Per-class sums of $\kappa_i$ (attack iterates still correct, :class:`~torch_absld.attack.CountingObjective`);
+    :meth:`step` syncs them and sets the weights (start: 1) by :func:`vulnerability_weights` of the means.
     """
 
     value_bound = Bound(0, integer=True)  # kappa, a count of attack iterates
+    shown = ("num_classes", "beta", "min_weight", "max_weight")
     weights: Tensor
 
     def __init__(
@@ -131,14 +123,8 @@ class VulnerabilityWeights(EpochController):
         return self.weights
 
     def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
-        """The weights of :func:`vulnerability_weights` from the epoch's per-class mean kappa."""
         means, present = class_means(synced)
         return {"weights": _weights(self.weights, means[0], present, self.beta, self.min_weight, self.max_weight)}, []
 
     def state_bounds(self) -> dict[str, Bounds]:
-        """Each weight in the clamp, or 1 (never set); the epoch counter."""
         return {**super().state_bounds(), "weights": Bound(self.min_weight, self.max_weight, start=1.0)}
-
-    def extra_repr(self) -> str:
-        bounds = f"min_weight={self.min_weight:.4g}, max_weight={self.max_weight:.4g}"
-        return f"num_classes={self.num_classes}, beta={self.beta:.4g}, {bounds}"

@@ -3,7 +3,6 @@ r"""FRL's Lagrange multipliers (Xu et al. 2021, Reweight + Remargin): class weig
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -20,7 +19,7 @@ from ._internal.checks import (
 from ._internal.distributed import all_reduce_sum, is_distributed
 from .class_eps import ClassEpsilon, missing_classes
 from .stats import Bound, Bounds
-from .validation import _record_correct, record_correct
+from .validation import CorrectCounts
 
 __all__ = ["FRLMultipliers", "frl_class_weights"]
 
@@ -33,32 +32,22 @@ SCALE_BOUNDS = (0.98, 3.0)  # clamp of the radius scale (``cost_sensitive``, ``u
 
 
 def _project(multipliers: Tensor, limit: float) -> Tensor:
-    """Non-negative, then scaled down onto ``sum <= limit`` (``normalize_lambda`` of the official code)."""
+    """Clamped at 0, scaled down to ``sum <= limit`` (``normalize_lambda``)."""
     positive = multipliers.clamp_min(0)
     total = positive.sum()
     return torch.where(total > limit, positive * (limit / total), positive)
 
 
-def _threshold_pair(threshold: Any) -> tuple[float, float]:
-    pair = threshold if isinstance(threshold, Sequence) and not isinstance(threshold, str) else (threshold, threshold)
-    if len(pair) != 2:
-        raise ValueError(f"Expected `threshold` to be a number or a pair of numbers, but got {threshold!r}.")
-    return check_unit_interval(pair[0], "threshold"), check_unit_interval(pair[1], "threshold")
-
-
 def _multiplier_update(
     lam: Tensor, accuracy: Tensor, overall: Tensor, threshold: tuple[float, float], *rates: float
 ) -> Tensor:
-    r"""One update of FRL's multipliers from validation accuracies (``frl_train`` of ``utils_frl2.py``), unchecked.
+    r"""FRL's multipliers' update from validation accuracies (``frl_train`` of ``utils_frl2.py``).
 
-    With each class's natural error $e_k = 1 - a_k$ and boundary error $b_k = a_k - r_k$ (clean minus robust
-    accuracy; ``accuracy`` $(2, C)$), and $E$, $B$ the same over the whole split (``overall`` $(2,)$):
-    $\gamma^{nat}_k = e_k - E - \tau_1$, $\gamma^{bndy}_k = b_k - B - \tau_2$,
-    $\lambda^{nat} \leftarrow \Pi(\lambda^{nat} + \alpha_1 \gamma^{nat})$,
-    $\lambda^{bndy} \leftarrow \Pi(\lambda^{bndy} + 2\alpha_1 \gamma^{bndy})$ and
-    $\lambda^{\epsilon} \leftarrow \lambda^{\epsilon} + \alpha_2 \gamma^{bndy}$, with $\Pi$ clamping at 0 and scaling
-    down to a sum of ``limit`` when above it. ``lam``: $(\lambda^{nat}, \lambda^{bndy}, \lambda^{\epsilon})$,
-    $(3, C)$; ``rates``: $\alpha_1$, $\alpha_2$, ``limit``. Output $(3, C)$ float64.
+    Natural error $e_k = 1 - a_k$, boundary error $b_k = a_k - r_k$ (``accuracy`` $(2, C)$), $E$, $B$ over
+    the split (``overall`` $(2,)$): $\gamma^{nat}_k = e_k - E - \tau_1$, $\gamma^{bndy}_k = b_k - B - \tau_2$,
+    $\lambda^{nat} \leftarrow \Pi(\lambda^{nat} + \alpha_1 \gamma^{nat})$, $\lambda^{bndy} \leftarrow
+    \Pi(\lambda^{bndy} + 2\alpha_1 \gamma^{bndy})$, $\lambda^{\epsilon} \mathrel{+}= \alpha_2 \gamma^{bndy}$
+    ($\Pi$: clamp at 0, scale to sum <= ``limit``). ``lam``, output $(3, C)$; ``rates``: $\alpha_1, \alpha_2$, limit.
     """
     (rate, eps_rate, limit), lam = rates, lam.to(torch.float64)
     (class_clean, class_robust), (clean, robust) = accuracy, overall
@@ -81,23 +70,13 @@ def frl_class_weights(multipliers: Tensor) -> Tensor:
     return 1 / multipliers.shape[-1] + multipliers - multipliers.mean(dim=-1, keepdim=True)
 
 
-class FRLMultipliers(ClassEpsilon):
+class FRLMultipliers(ClassEpsilon, CorrectCounts):
     r"""FRL's Reweight + Remargin: per-class loss weights and radii from class-wise errors on a validation split.
 
-    A :class:`~torch_absld.class_eps.ClassEpsilon` of whether each validation sample is classified
-    correctly, clean and under attack (:meth:`record`). :meth:`step` sums across ranks, updates the
-    multipliers by :func:`_multiplier_update` ($\alpha_1$ halving at every 40th update) and sets, for
-    the next epoch, :attr:`natural_weights` $= w(\lambda^{nat})$ and :attr:`boundary_weights`
-    $= w(\lambda^{bndy})$ (:func:`frl_class_weights`) and :attr:`scale`
-    $= \mathrm{clip}(\exp(2\lambda^\epsilon), 0.98, 3)$. All start at $\lambda = 0$ (plain TRADES).
-    Every class must appear in the validation data.
-
-    Args:
-        threshold: $\tau_1$ and $\tau_2$, one number or a pair (0.05).
-        rate, eps_rate, limit: $\alpha_1$ (0.05), $\alpha_2$ (0.2), the bound of each weights' multipliers' sum (0.5).
-        halve_every: halve $\alpha_1$ at updates that are multiples of it (40); ``None`` never.
-        begin_epoch: first epoch trained with updated values.
-        scale_step: the attack's step scaled by the batch's largest scale (``True``, ``frlrmrw.py``).
+    :meth:`step` updates the multipliers (:func:`_multiplier_update`; $\alpha_1$ = ``rate`` halves every
+    ``halve_every`` updates) from the counts of :meth:`record`, summed across ranks, and sets :attr:`scale`
+    $= \mathrm{clip}(\exp(2\lambda^\epsilon), 0.98, 3)$ and the weights $w(\lambda^{nat})$, $w(\lambda^{bndy})$
+    (:func:`frl_class_weights`). Start: $\lambda = 0$ (TRADES). ``threshold``: $\tau_1, \tau_2$ (or one).
 
     Example:
         >>> ctrl = FRLMultipliers(2)
@@ -105,12 +84,10 @@ class FRLMultipliers(ClassEpsilon):
         >>> ctrl.record(clean, adv, torch.tensor([0, 1]))
         >>> ctrl.step()
         tensor([0.9800, 1.1972], dtype=torch.float64)
-        >>> ctrl.boundary_weights  # class 1 lost its robustness: a larger weight
-        tensor([0.4775, 0.5225], dtype=torch.float64)
     """
 
-    value_bound = Bound(0, 1, integer=True)  # whether a sample is classified correctly
     multipliers: Tensor
+    shown = ("num_classes", "threshold", "rate", "eps_rate", "limit", "halve_every", "begin_epoch")
     natural_weights: Tensor
     boundary_weights: Tensor
 
@@ -130,7 +107,10 @@ class FRLMultipliers(ClassEpsilon):
     ) -> None:
         super().__init__(num_classes, 2, begin_epoch=begin_epoch, scale_step=scale_step, process_group=process_group)
         self.validate_args = check_bool(validate_args, "validate_args")
-        self.threshold = _threshold_pair(threshold)
+        pair = threshold if isinstance(threshold, Sequence) and not isinstance(threshold, str) else (threshold,) * 2
+        if len(pair) != 2:
+            raise ValueError(f"Expected `threshold` to be a number or a pair of numbers, but got {threshold!r}.")
+        self.threshold = (check_unit_interval(pair[0], "threshold"), check_unit_interval(pair[1], "threshold"))
         self.rate = check_positive(rate, "rate", allow_zero=True)
         self.eps_rate = check_positive(eps_rate, "eps_rate", allow_zero=True)
         self.limit = check_unit_interval(limit, "limit")
@@ -140,20 +120,11 @@ class FRLMultipliers(ClassEpsilon):
         self.register_buffer("natural_weights", uniform)
         self.register_buffer("boundary_weights", uniform.clone())
 
-    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
-        """Add a validation batch, logits $(N, C)$ clean and under attack, labels $(N,)$."""
-        record_correct(self, clean_logits, robust_logits, target)
-
-    def _record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
-        _record_correct(self, clean_logits, robust_logits, target)
-
     @torch.no_grad()
     def union_batch(self, target: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:
-        r"""Under ``torch.distributed``: what one process on the union of all ranks' batches would use.
+        r"""Under ``torch.distributed``: the classes in all ranks' labels $(C,)$ and the loss's normalizers.
 
-        One ``all_reduce`` of the class counts $n$ of the labels $(N,)$ gives the classes present $(C,)$ (for
-        :meth:`forward`'s step) and the loss's normalizers $(n \cdot w^{nat}, n \cdot w^{bndy}) / R$ over $R$
-        ranks (the gradients DDP averages are then those of one process). ``None`` in a single process.
+        One ``all_reduce`` of the class counts $n$: normalizers $(n \cdot w^{nat}, n \cdot w^{bndy}) / R$ ($R$ ranks).
         """
         group = self.process_group
         if group is False or not is_distributed(group):
@@ -170,13 +141,10 @@ class FRLMultipliers(ClassEpsilon):
         return float(self.rate / 2**halvings)
 
     def rule(self, synced: Tensor) -> tuple[dict[str, Tensor], list[ValueCheck]]:
-        """The multipliers' update from the split's accuracies, the weights and scales they give; every class seen."""
         correct, counts = synced[:2], synced[2]
         options = (self.threshold, self.rate_at(self.updates + 1), self.eps_rate, self.limit)
-        multipliers = _multiplier_update(
-            self.multipliers, correct / counts, correct.sum(dim=1) / counts.sum(), *options
-        )
-
+        accuracy, overall = correct / counts, correct.sum(dim=1) / counts.sum()
+        multipliers = _multiplier_update(self.multipliers, accuracy, overall, *options)
         new = {
             "multipliers": multipliers,
             "natural_weights": frl_class_weights(multipliers[0]),
@@ -186,7 +154,6 @@ class FRLMultipliers(ClassEpsilon):
         return new, [missing_classes(counts > 0)]
 
     def state_bounds(self) -> dict[str, Bounds]:
-        r"""What :meth:`rule` makes: $\lambda^{nat}, \lambda^{bndy} \ge 0$ summing to <= ``limit``; weights to 1."""
         projected, weights = Bound(0, self.limit, sum_high=self.limit), Bound(0, 1, sum_low=1, sum_high=1)
         return {
             **super().state_bounds(),
@@ -195,10 +162,3 @@ class FRLMultipliers(ClassEpsilon):
             "boundary_weights": weights,
             "scale": Bound(*SCALE_BOUNDS),
         }
-
-    def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, threshold={self.threshold}, rate={self.rate:.4g}, "
-            f"eps_rate={self.eps_rate:.4g}, limit={self.limit:.4g}, halve_every={self.halve_every}, "
-            f"begin_epoch={self.begin_epoch}"
-        )

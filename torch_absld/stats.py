@@ -28,16 +28,12 @@ from ._internal.checks import (
 from ._internal.distributed import all_reduce_sum
 from ._internal.modules import loaded_tensor
 
-__all__ = ["Bound", "Bounds", "ClassStatistics", "class_means"]
+__all__ = ["Bound", "Bounds", "ClassStatistics", "ExtraState", "class_means"]
 
 
 @dataclass(frozen=True)
 class Bound:
-    """What a rule can produce: finite values in ``[low, high]`` (rounding slack ``1e-9 + 1e-6 |bound|``).
-
-    Integers when ``integer``; sums along the last dimension in ``[sum_low, sum_high]``; or exactly ``start``
-    (the value before the first update; NaN allowed).
-    """
+    """Finite values in ``[low, high]`` (+- ``1e-9 + 1e-6 |bound|``), integers, row sums in range; or ``start``."""
 
     low: float = -math.inf
     high: float = math.inf
@@ -48,7 +44,6 @@ class Bound:
     label: str = ""  # names the range in messages, e.g. "[min_temperature, max_temperature]"
 
     def bad(self, values: Tensor) -> Tensor:
-        """Bool mask of the entries (of the rows, for sum bounds) of ``values`` outside the bound."""
         low, high = _slack(self.low, -1), _slack(self.high, 1)
         bad = ~torch.isfinite(values) | (values < low) | (values > high)
         if self.integer:
@@ -86,7 +81,7 @@ def class_means(accumulator: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def finite_flag(values: Tensor, name: str, target: Tensor, epoch: int | None, bound: Bound = Bound()) -> ValueCheck:
-    """Whether a sample's ``values`` (a row of logits, or a value) leave ``bound``; the error names their classes."""
+    """Whether a sample's values leave ``bound``; the error names their classes."""
     detached = values.detach()
     bad = bound.bad(detached)
     rows = bad.flatten(1).any(dim=1) if bad.dim() > 1 else bad
@@ -106,18 +101,11 @@ def finite_flag(values: Tensor, name: str, target: Tensor, epoch: int | None, bo
 
 
 class ClassStatistics(nn.Module):
-    r"""Per-class sums of $S$ per-sample quantities and per-class sample counts.
+    r"""Per-class sums of $S \ge 1$ per-sample quantities and per-class sample counts, $C \ge 1$ classes.
 
-    One float64 :attr:`accumulator` $(S + 1, C)$: the sums, then the counts. :meth:`accumulate`
-    is one ``index_add_`` (no host sync), :meth:`synced` one ``all_reduce``. It is not a buffer,
-    so DDP never overwrites a rank's partial sums; the module moves it on ``.to()`` (float64
-    kept) and saves it under :attr:`_state_key`, checked on load before anything is copied.
-
-    Args:
-        num_classes: number of classes $C \ge 1$.
-        num_stats: number of per-sample quantities $S \ge 1$.
-        process_group: ranks :meth:`synced` sums over (``None``: default group; ``False``: this rank alone).
-        validate_args: check label values in eager mode (one host read per batch).
+    One float64 :attr:`accumulator` $(S + 1, C)$, the sums then the counts: :meth:`accumulate` is one ``index_add_``,
+    :meth:`synced` one ``all_reduce`` over ``process_group`` (``False``: this rank alone). Not a buffer (DDP never
+    overwrites partial sums); it follows ``.to()`` (float64 kept), is saved and checked on load before any copy.
 
     Example:
         >>> stats = ClassStatistics(3)
@@ -130,8 +118,8 @@ class ClassStatistics(nn.Module):
     """
 
     _state_key: ClassVar[str] = "accumulator"
-    value_bound: ClassVar[Bound] = Bound()
-    """What a per-sample value can be; a loaded accumulator's means must lie within it too."""
+    value_bound: ClassVar[Bound] = Bound()  # what a per-sample value (and a loaded mean) can be
+    shown: ClassVar[tuple[str, ...]] = ("num_classes", "num_stats")  # the options in the repr
     accumulator: Tensor
 
     def __init__(
@@ -159,12 +147,7 @@ class ClassStatistics(nn.Module):
         self.accumulate(values, target)
 
     def accumulate(self, values: Tensor, target: Tensor) -> None:
-        """Add each sample's values (detached, any floating point dtype) into its class's sums and count it.
-
-        Shape:
-            - values: $(N,)$ with $S = 1$, or $(N, S)$
-            - target: $(N,)$ integers in $[0, C)$ (any integer dtype)
-        """
+        """Add each sample's values $(N,)$ or $(N, S)$ (detached) into its class's sums and count it; labels $(N,)$."""
         check_values_shape(values, self.num_stats)
         self._accumulate(values, self._checked(target, values.shape[0], self._value_flag("values", values, target)))
 
@@ -173,7 +156,6 @@ class ClassStatistics(nn.Module):
         return finite_flag(values, name, target, epoch, self.value_bound if bound is None else bound)
 
     def _checked(self, target: Tensor, batch_size: int | None = None, *flags: ValueCheck) -> Tensor:
-        """``target`` as int64, its range and ``flags`` read in one transfer (with ``validate_args``)."""
         target = self._checked_labels(target, batch_size, check_values=False)
         if values_checkable(self.validate_args):
             raise_first([label_range_flag(target, self.num_classes), *flags])
@@ -187,7 +169,6 @@ class ClassStatistics(nn.Module):
     def _checked_labels(
         self, target: Tensor, batch_size: int | None = None, *, check_values: bool | None = None
     ) -> Tensor:
-        """``target`` checked against this module (values per ``validate_args`` unless ``check_values``), as int64."""
         return check_integer_labels(
             target,
             self.num_classes,
@@ -211,7 +192,7 @@ class ClassStatistics(nn.Module):
         self.accumulator.zero_()
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Self:
-        """Follow device moves; keep the accumulator's and the buffers' dtypes (and values) under casts."""
+        """Follow device moves; keep the accumulator's and the buffers' dtypes under casts."""
         kept = dict(self._buffers)
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
         for name, buffer in kept.items():
@@ -242,7 +223,6 @@ class ClassStatistics(nn.Module):
         return {}
 
     def _check_state_dict(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Raise a ``ValueError`` naming the key and its bound if a loaded entry is impossible; copies nothing."""
         loaded = state_dict.get(prefix + self._state_key)
         if loaded is not None:
             self._check_loaded(loaded)
@@ -256,7 +236,6 @@ class ClassStatistics(nn.Module):
         self._check_loaded_state(state_dict, prefix)
 
     def _check_loaded(self, loaded: Any) -> None:
-        """Counts (last row) non-negative integers; each class's sums within its count times :attr:`value_bound`."""
         expected = tuple(self.accumulator.shape)
         if not isinstance(loaded, Tensor) or tuple(loaded.shape) != expected:
             got = tuple(loaded.shape) if isinstance(loaded, Tensor) else type(loaded).__name__
@@ -274,10 +253,9 @@ class ClassStatistics(nn.Module):
             )
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Subclasses check what :meth:`state_bounds` cannot say here, before anything is copied."""
+        """What :meth:`state_bounds` cannot say, before anything is copied."""
 
     def _extra_from(self, state: Any, prefix: str = "") -> dict[str, Any]:
-        """The extra-state entries named in :meth:`state_bounds`, each checked against its bound."""
         bounds = {name: bound for name, bound in self.state_bounds().items() if name not in self._buffers}
         if not isinstance(state, dict) or not bounds.keys() <= state.keys():
             raise ValueError(
@@ -286,11 +264,22 @@ class ClassStatistics(nn.Module):
         return {name: _check_value(f"_extra_state['{name}']", state[name], b, prefix) for name, b in bounds.items()}
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, num_stats={self.num_stats}"
+        shown = {name: getattr(self, name) for name in self.shown}
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in shown.items())
+
+
+class ExtraState:
+    """Saves the entries of ``state_bounds()`` that are not buffers as the extra state, checked on load."""
+
+    def get_extra_state(self: Any) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.state_bounds() if name not in self._buffers}
+
+    def set_extra_state(self: Any, state: Any) -> None:
+        for name, value in self._extra_from(state).items():
+            setattr(self, name, value)
 
 
 def _check_value(key: str, value: Any, bound: Bounds, prefix: str = "") -> Any:
-    """``value`` (a tensor, or a number for an extra-state entry), or a ``ValueError`` naming ``key`` and ``bound``."""
     if isinstance(bound, tuple):  # one bound per row
         for row, (values, row_bound) in enumerate(zip(value, bound)):
             _check_value(f"{key}[{row}]", values, row_bound, prefix)

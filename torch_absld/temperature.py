@@ -17,7 +17,7 @@ from ._internal.checks import (
     check_num_classes,
     check_positive,
 )
-from .stats import COUNTER, Bound, Bounds, ClassStatistics, class_means
+from .stats import COUNTER, Bound, Bounds, ClassStatistics, ExtraState, class_means
 
 __all__ = ["ClassTemperatureController", "temperature_update"]
 
@@ -34,16 +34,11 @@ def temperature_update(
     max_temperature: float,
     gap_tolerance: float = 1e-4,
 ) -> Tensor:
-    r"""One step of Eq. 11: move each class's temperature against its risk gap.
+    r"""Eq. 11: $\tau_k \leftarrow \mathrm{clip}(\tau_k - \beta\, g_k / \max_j |g_j|, \tau_{\min}, \tau_{\max})$.
 
-    $\tau_k \leftarrow \mathrm{clip}\big(\tau_k - \beta\, g_k / \max_j |g_j|,\ \tau_{\min},
-    \tau_{\max}\big)$ with $g_k = R_k - \frac{1}{|P|}\sum_{i \in P} R_i$ over the classes $P$
-    seen this epoch; classes outside $P$ keep their temperature. Nothing moves when
-    $\max_j |g_j| \le$ ``gap_tolerance`` $\cdot |\bar R|$ (a gap of rounding noise).
-
-    Shape:
-        - temperatures, risk (entries outside ``present`` ignored), present (bool): $(C,)$
-        - Output: $(C,)$, a new tensor of the dtype of ``temperatures``
+    $g_k = R_k - \frac{1}{|P|}\sum_{i \in P} R_i$ over the classes $P$ seen (``present``); the others keep
+    their temperature. Nothing moves when $\max_j |g_j| \le$ ``gap_tolerance`` $\cdot |\bar R|$ (rounding noise).
+    All $(C,)$; the output has the dtype of ``temperatures``.
     """
     lr, min_temperature, max_temperature = _checked_rule(lr, min_temperature, max_temperature)
     gap_tolerance = check_positive(gap_tolerance, "gap_tolerance", allow_zero=True)
@@ -67,7 +62,6 @@ def temperature_update(
 def _temperature_update(
     temperatures: Tensor, risk: Tensor, present: Tensor, lr: float, clamp: tuple[float, float], gap_tolerance: float
 ) -> Tensor:
-    """:func:`temperature_update` without its checks (nothing read back to Python)."""
     risk = risk.to(torch.float64)
     mean_risk = risk[present].mean()  # NaN when no class is present: nothing moves
     gap = torch.where(present, risk - mean_risk, torch.zeros_like(risk))
@@ -81,7 +75,6 @@ def _got(value: object) -> str:
 
 
 def _checked_rule(lr: object, min_temperature: object, max_temperature: object) -> tuple[float, float, float]:
-    """``lr >= 0`` and ``0 < min_temperature <= max_temperature``, as floats."""
     low = check_positive(min_temperature, "min_temperature")
     high = check_positive(max_temperature, "max_temperature")
     if low > high:
@@ -89,21 +82,12 @@ def _checked_rule(lr: object, min_temperature: object, max_temperature: object) 
     return check_positive(lr, "lr", allow_zero=True), low, high
 
 
-class ClassTemperatureController(ClassStatistics):
+class ClassTemperatureController(ExtraState, ClassStatistics):
     r"""Per-class temperatures $\tau \in \mathbb{R}^C$ driven by the student's class-wise risk.
 
-    :meth:`update` adds each sample's cross-entropy into its class's sums (no host sync); at the
-    epoch end :meth:`step` all-reduces them, applies Eq. 11 (:func:`temperature_update`) and
-    resets them: a riskier class gets a lower temperature. The risk is the per-class mean
-    cross-entropy (``risk_reduction="sum"``: the sums, as the authors' script).
-
-    Args:
-        num_classes: number of classes $C \ge 2$.
-        init_temperature: starting temperature of every class, in the clamp.
-        lr: the temperature learning rate $\beta$ (0.1 in the paper); ``0`` freezes (RSLAD).
-        min_temperature, max_temperature: the clamp, ``0 < min <= max``.
-        risk_reduction, gap_tolerance: as above and in :func:`temperature_update`.
-        process_group, validate_args: as :class:`~torch_absld.stats.ClassStatistics`.
+    :meth:`update` adds each sample's cross-entropy into its class's sums; :meth:`step` all-reduces them,
+    applies Eq. 11 (:func:`temperature_update`; risk: mean, or ``"sum"`` as the authors' script) and resets.
+    ``lr`` is $\beta$ (0.1, the paper; 0 freezes, RSLAD).
 
     Example:
         >>> ctrl = ClassTemperatureController(3)
@@ -114,6 +98,7 @@ class ClassTemperatureController(ClassStatistics):
     """
 
     value_bound = Bound(0)  # a cross-entropy
+    shown = ("num_classes", "lr", "min_temperature", "max_temperature", "risk_reduction")
     temperatures: Tensor
     last_risk: Tensor
 
@@ -160,16 +145,11 @@ class ClassTemperatureController(ClassStatistics):
         return self.sample_counts
 
     def forward(self, target: Tensor) -> Tensor:
-        """Temperature of each sample's own true class, $(N,)$ float32 for labels $(N,)$ (any integer dtype)."""
+        """Temperature of each sample's own class, $(N,)$ float32 for labels $(N,)$."""
         return self.temperatures[self._checked_labels(target)]
 
     def update(self, logits: Tensor, target: Tensor) -> None:
-        """Accumulate the per-sample cross-entropy of ``logits`` (detached, in float32) into its class's sums.
-
-        Shape:
-            - logits: $(N, C)$
-            - target: $(N,)$ integer labels in $[0, C)$
-        """
+        """Add each sample's cross-entropy (detached, float32) of ``logits`` $(N, C)$ into its class's sums."""
         check_logits(logits, "logits", self.num_classes, device=self.accumulator.device, owner="the controller")
         self._update(
             logits, self._checked(target, logits.shape[0], self._value_flag("logits", logits, target, Bound()))
@@ -194,10 +174,7 @@ class ClassTemperatureController(ClassStatistics):
 
     @torch.no_grad()
     def step(self) -> Tensor:
-        """End the epoch (a collective): sum the risks across ranks, apply Eq. 11, reset; return the temperatures.
-
-        A non-finite risk raises a ``ValueError`` and leaves temperatures and sums unchanged.
-        """
+        """End the epoch (a collective): sum the risks across ranks, apply Eq. 11, reset; the temperatures."""
         synced = self.synced()
         if not bool(torch.isfinite(synced).all()):
             bad = (~torch.isfinite(synced[0])).nonzero().flatten().tolist()
@@ -221,21 +198,11 @@ class ClassTemperatureController(ClassStatistics):
         return self.temperatures
 
     def state_bounds(self) -> dict[str, Bounds]:
-        r"""Temperatures within the clamp; $\beta$ and its base value >= 0; the epoch counter."""
         lr = Bound(0)
         clamp = Bound(self.min_temperature, self.max_temperature, label="[min_temperature, max_temperature]")
         return {"temperatures": clamp, "lr": lr, "base_lr": lr, "epochs_stepped": COUNTER}
 
-    def get_extra_state(self) -> dict[str, Any]:
-        r"""$\beta$, its base value and the epoch counter."""
-        return {"lr": self.lr, "base_lr": self.base_lr, "epochs_stepped": self.epochs_stepped}
-
-    def set_extra_state(self, state: Any) -> None:
-        for name, value in self._extra_from(state).items():
-            setattr(self, name, value)
-
     def _check_loaded_state(self, state_dict: Mapping[str, Any], prefix: str) -> None:
-        """Reject a frozen/adapting mismatch before anything is copied."""
         if prefix + "_extra_state" in state_dict:
             base_lr = state_dict[prefix + "_extra_state"]["base_lr"]
             if (base_lr == 0) != (self.base_lr == 0):
@@ -245,9 +212,3 @@ class ClassTemperatureController(ClassStatistics):
                     f"`lr` is {base_lr}. Build the ABSLDLoss with the `adapt` and `lr` of the run that saved it "
                     "(`adapt`='none' freezes both controllers, 'adv' the clean one)."
                 )
-
-    def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, lr={self.lr}, min_temperature={self.min_temperature}, "
-            f"max_temperature={self.max_temperature}, risk_reduction={self.risk_reduction!r}"
-        )

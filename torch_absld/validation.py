@@ -8,37 +8,32 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._internal.checks import (
-    check_integer,
-    check_logits,
-    check_logits_alike,
-)
+from ._internal.checks import check_integer, check_logits, check_logits_alike
 from ._internal.keyed import keyed_uniform
 from ._internal.modules import frozen_model, module_device, unwrap_model
-from .attack import PGDConfig
-from .attack.engine import run_pgd
+from .attack import PGDConfig, pgd
 from .class_eps import EpochController
 from .stats import Bound
 
-__all__ = ["check_validation_attack", "record_correct", "validation_pass"]
+__all__ = ["CorrectCounts", "check_validation_attack", "validation_pass"]
 
 
-def record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
-    """Add whether each sample is classified correctly, clean and under attack, into ``stats`` (2 quantities)."""
-    check_logits(clean_logits, "clean_logits", stats.num_classes)
-    named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
-    check_logits_alike(named, stats.accumulator.device, f"the {type(stats).__name__}")
-    flags = [stats._value_flag(name, logits, target, Bound()) for name, logits in named]
-    _record_correct(stats, clean_logits, robust_logits, stats._checked(target, clean_logits.shape[0], *flags))
+class CorrectCounts(EpochController):
+    """Per-class counts of the samples classified correctly, clean and under attack (2 quantities)."""
 
+    value_bound = Bound(0, 1, integer=True)  # whether a sample is classified correctly
 
-def _record_correct(stats: EpochController, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
-    stats._accumulate(_correct(clean_logits, robust_logits, target), target)
+    def record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+        """Add a batch: logits $(N, C)$ clean and under attack, labels $(N,)$."""
+        check_logits(clean_logits, "clean_logits", self.num_classes)
+        named = (("clean_logits", clean_logits), ("robust_logits", robust_logits))
+        check_logits_alike(named, self.accumulator.device, f"the {type(self).__name__}")
+        flags = [self._value_flag(name, logits, target, Bound()) for name, logits in named]
+        self._record(clean_logits, robust_logits, self._checked(target, clean_logits.shape[0], *flags))
 
-
-def _correct(clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> Tensor:
-    predictions = torch.stack([clean_logits.detach().argmax(dim=1), robust_logits.detach().argmax(dim=1)], dim=1)
-    return (predictions == target.unsqueeze(1)).to(torch.float64)
+    def _record(self, clean_logits: Tensor, robust_logits: Tensor, target: Tensor) -> None:
+        predictions = torch.stack([clean_logits.detach().argmax(dim=1), robust_logits.detach().argmax(dim=1)], dim=1)
+        self._accumulate((predictions == target.unsqueeze(1)).to(torch.float64), target)
 
 
 def check_validation_attack(config: object, name: str = "config") -> None:
@@ -71,12 +66,9 @@ def validation_pass(
 ) -> int:
     r"""Run ``model`` on every batch, clean and under PGD, and hand the logits to ``record``; return the sample count.
 
-    The model is in eval mode, frozen, during the pass (both restored). The attack ascends the
-    cross-entropy with ``config`` (``random_start`` ``"uniform"`` or ``None``); a uniform start is drawn
-    from a hash of ``seed`` and the sample (as :func:`~torch_absld.evaluate_robustness`): ranks with
-    their own shards and an all-reducing ``record`` see the numbers of one process on the whole split.
-    ``batches`` are ``(input, target)`` pairs, moved to ``device`` (``None``: the model's); a DDP
-    wrapper is unwrapped; ``record(clean_logits, robust_logits, target)`` checks the labels.
+    The model is frozen in eval mode (restored after). The attack ascends the cross-entropy; a uniform start
+    comes from a hash of ``seed`` and the sample (as :func:`~torch_absld.evaluate_robustness`): sharded ranks
+    see one process's numbers.
     """
     check_validation_attack(config)
     if not callable(record):
@@ -98,7 +90,7 @@ def validation_pass(
             start = None
             if config.random_start == "uniform":
                 start = x.float() + (2 * keyed_uniform(x, seed) - 1) * config.eps
-            x_adv = run_pgd(evaluated, x, y, attack, "ce", attack.eps, attack.step_size, start=start)
+            x_adv = pgd(evaluated, x, y, config=attack, objective="ce", start=start)
             record(evaluated(x), evaluated(x_adv), y)
             seen += int(y.shape[0])
     return seen

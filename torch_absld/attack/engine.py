@@ -239,21 +239,3 @@ def _per_sample(value: PerSample, name: str, input: Tensor) -> PerSample:
         )
     checks.check_device(value, input.device, name, "`input`")
     return value.detach()
-
-
-def run_pgd(
-    model: nn.Module,
-    input: Tensor,
-    target: Tensor,
-    config: PGDConfig,
-    objective: objectives.Objective,
-    eps: PerSample,
-    step_size: PerSample,
-    *,
-    generator: torch.Generator | None = None,
-    start: Tensor | None = None,
-    validated: bool = False,
-) -> Tensor:
-    """Internal, for callers not yet on :func:`_pgd` (the unchecked twin of :func:`pgd`); ``validated`` skips values."""
-    checking = checks.values_checkable(config.validate_args) and not validated
-    return _attack(model, input, target, config, objective, eps, step_size, generator, None, start, checking)

@@ -46,8 +46,7 @@ def per_sample_ce(logits: Tensor, target: Tensor) -> Tensor:
 def kl_rows(p_logits: Tensor, q_logits: Tensor) -> Tensor:
     r"""Each row's $\mathrm{KL}(\mathrm{softmax}\,p \,\|\, \mathrm{softmax}\,q)$, $(N,)$, with gradients through both.
 
-    (:func:`torch_absld.kl.soft_label_kl` detaches $p$.) A $-\infty$ in ``p_logits`` masks its class: $0 \log 0 = 0$
-    with finite gradients (the masked entries are replaced before the arithmetic).
+    A $-\infty$ in ``p_logits`` masks its class: $0 \log 0 = 0$ with finite gradients.
     """
     log_p = torch.log_softmax(at_least_float32(p_logits), dim=1)
     log_q = torch.log_softmax(at_least_float32(q_logits), dim=1)
@@ -66,11 +65,10 @@ def check_batch(
     owner: tuple[torch.device, str] | None = None,
     reduction: str = "mean",
 ) -> Tensor:
-    r"""Check logits $(N, C)$ of one shape and device, labels $(N,)$ and per-class vectors $(C,)$.
+    r"""Check logits $(N, C)$ of one shape and device (``owner``'s), labels $(N,)$ and per-class vectors $(C,)$.
 
-    ``reduction``, shapes, dtypes and devices always (on ``owner``'s device); with ``validate_args`` and
-    not while compiling, the values in one read: labels in $[0, C)$, logits finite ($-\infty$ masks
-    a class), vectors finite and $\ge 0$. Returns the labels as int64 (``target`` unchanged when None).
+    Values with ``validate_args`` in one read: labels in $[0, C)$, logits finite or $-\infty$, vectors finite,
+    $\ge 0$. Returns the labels as int64 (None stays None).
     """
     check_choice(reduction, "reduction", REDUCTIONS)
     (first_name, first), *_ = logits.items()
@@ -106,15 +104,15 @@ def _class_vector_flag(vector: Tensor, name: str) -> ValueCheck:
 class WeightedTerms(nn.Module):
     """Base of a loss that is a weighted sum of reduced terms: ``forward(...) = combine(*terms(...))``.
 
-    Subclasses set :attr:`coefficients` and implement ``terms`` (checks once, then ``_terms``) and
-    ``_terms`` (unchecked); ``_forward`` is ``forward`` without the checks. ``validate_args``: check the
-    values in eager mode (one read from the device per call).
+    Subclasses set :attr:`inputs` (``forward``'s tensors: logits, then ``target`` if used), :attr:`coefficients`
+    and ``_sample_terms`` (each term per sample, $(N,)$). ``_terms`` / ``_forward`` skip the checks.
     """
 
+    inputs: tuple[str, ...]
     coefficients: tuple[float, ...]
     shown: tuple[str, ...] = ()  # options in the repr, before ``reduction``
-    terms: Callable[..., tuple[Tensor, ...]]
-    _terms: Callable[..., tuple[Tensor, ...]]
+    num_classes: int | None = None
+    _sample_terms: Callable[..., tuple[Tensor, ...]]
 
     def __init__(self, reduction: SampleReduction, validate_args: bool) -> None:
         super().__init__()
@@ -128,6 +126,32 @@ class WeightedTerms(nn.Module):
 
     def _forward(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.combine(*self._terms(*args, **kwargs))
+
+    def terms(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
+        """Each term reduced, before :attr:`coefficients`; arguments :attr:`inputs` (positional or keyword)."""
+        named, options = self._bind(args, kwargs)
+        logits = {name: value for name, value in named.items() if name != "target"}
+        owner = self._owner()
+        target = check_batch(
+            logits, named.get("target"), num_classes=self.num_classes, owner=owner, validate_args=self.validate_args
+        )
+        return self._terms(**(named | ({} if target is None else {"target": target})), **options)
+
+    def _terms(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
+        named, options = self._bind(args, kwargs)
+        return tuple(reduce(term, self.reduction) for term in self._sample_terms(**named, **options))
+
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        named = dict(zip(self.inputs, args)) | {n: kwargs.pop(n) for n in self.inputs[len(args) :] if n in kwargs}
+        if len(args) > len(self.inputs) or len(named) < len(self.inputs):
+            raise TypeError(
+                f"Expected {type(self).__name__} to take {', '.join(self.inputs)}, but got {len(args)} positional "
+                f"arguments and the keywords {sorted(named)[len(args) :]}."
+            )
+        return named, kwargs
+
+    def _owner(self) -> tuple[torch.device, str] | None:
+        return None
 
     def extra_repr(self) -> str:
         shown = {name: getattr(self, name) for name in self.shown} | {"reduction": self.reduction}

@@ -18,9 +18,8 @@ DEFAULT_ALPHA = 1.0  # AdaAD's weight of the adversarial term (``--AdaAD_alpha 1
 def adaad_attack_objective(output: tuple[Tensor, Tensor], target: Any = None) -> Tensor:
     r"""AdaAD's inner maximisation: $\sum_i \mathrm{KL}(\mathrm{softmax} f_t(x'_i) \,\|\, \mathrm{softmax} f_s(x'_i))$.
 
-    An objective for :func:`~torch_absld.pgd` on a module returning ``(student_logits, teacher_logits)``,
-    each $(N, C)$; the gradient flows through both networks (``adaad_inner_loss``, ``AT_helper.py``).
-    ``target`` is not used.
+    For :func:`~torch_absld.pgd` on a module returning ``(student_logits, teacher_logits)``, each $(N, C)$;
+    gradient through both (``adaad_inner_loss``, ``AT_helper.py``); ``target`` unused.
     """
     if not isinstance(output, (tuple, list)) or len(output) != 2:
         got = f"a tuple of {len(output)}" if isinstance(output, (tuple, list)) else type(output).__name__
@@ -41,7 +40,6 @@ def adaad_attack_objective(output: tuple[Tensor, Tensor], target: Any = None) ->
 
 
 def _kl_pair(s_adv: Tensor, s_clean: Tensor, t_adv: Tensor, t_clean: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Each sample's KL over $C$ (``nn.KLDivLoss()`` averages $N \times C$ elements), adversarial and clean."""
     return _soft_label_kl(s_adv, t_adv, 1.0, reduction="none"), _soft_label_kl(s_clean, t_clean, 1.0, reduction="none")
 
 
@@ -57,9 +55,8 @@ def adaad_loss(
 ) -> Tensor:
     r"""AdaAD: $\ell_i = (\alpha\,\mathrm{KL}(p(x'_i) \| q(x'_i)) + (1 - \alpha)\,\mathrm{KL}(p(x_i) \| q(x_i))) / C$.
 
-    $p = \mathrm{softmax} f_t$ (no gradient), $q = \mathrm{softmax} f_s$. ``"none"``: $\ell_i$ $(N,)$;
-    ``"mean"``: their mean, the official CIFAR-10 ``nn.KLDivLoss()`` (its CIFAR-100 ``batchmean`` is
-    $C$ times it); ``"sum"``: their sum. Logits $(N, C)$.
+    $p = \mathrm{softmax} f_t$ (no gradient), $q = \mathrm{softmax} f_s$, logits $(N, C)$. ``"none"``: $\ell_i$
+    $(N,)$; ``"mean"`` (the official CIFAR-10 ``nn.KLDivLoss()``) / ``"sum"``: mean / sum.
 
     Example:
         >>> import torch
@@ -76,13 +73,9 @@ def adaad_loss(
 
 
 class AdaADLoss(WeightedTerms):
-    r""":func:`adaad_loss` as a module, with its two terms apart for logging.
+    r""":func:`adaad_loss` as a module, with its two terms apart for logging."""
 
-    Args:
-        alpha: weight $\alpha$ of the adversarial term (1, ``main.py``).
-        reduction: as :func:`adaad_loss`.
-    """
-
+    inputs = ("student_adv", "student_clean", "teacher_adv", "teacher_clean")
     shown = ("alpha",)
 
     def __init__(
@@ -92,18 +85,8 @@ class AdaADLoss(WeightedTerms):
         self.alpha = check_unit_interval(alpha, "alpha")
         self.coefficients = (self.alpha, 1.0 - self.alpha)
 
-    def terms(
-        self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
+    @staticmethod
+    def _sample_terms(
+        student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
     ) -> tuple[Tensor, Tensor]:
-        r"""The adversarial and the clean KL terms, each reduced, before the weights $\alpha$, $1 - \alpha$."""
-        logits = {"student_adv": student_adv, "student_clean": student_clean}
-        check_batch(
-            logits | {"teacher_adv": teacher_adv, "teacher_clean": teacher_clean}, validate_args=self.validate_args
-        )
-        return self._terms(student_adv, student_clean, teacher_adv, teacher_clean)
-
-    def _terms(
-        self, student_adv: Tensor, student_clean: Tensor, teacher_adv: Tensor, teacher_clean: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        adv, clean = _kl_pair(student_adv, student_clean, teacher_adv, teacher_clean)
-        return reduce(adv, self.reduction), reduce(clean, self.reduction)
+        return _kl_pair(student_adv, student_clean, teacher_adv, teacher_clean)

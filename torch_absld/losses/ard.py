@@ -36,8 +36,7 @@ def ard_loss(
     r"""ARD: $\ell_i = \alpha T^2\,\mathrm{KL}(p_T(x_i) \| q_T(x'_i)) / C + (1 - \alpha)\,\mathrm{CE}(f_s(x_i), y_i)$.
 
     $p_T = \mathrm{softmax}(f_t / T)$ on the clean input (no gradient), $q_T = \mathrm{softmax}(f_s / T)$.
-    ``"none"``: $\ell_i$ $(N,)$; ``"mean"``: their mean, the authors' ``nn.KLDivLoss()`` over $N \times C$;
-    ``"sum"``: their sum. Logits $(N, C)$, labels $(N,)$.
+    ``"none"``: $\ell_i$ $(N,)$; ``"mean"`` (the authors' ``nn.KLDivLoss()``) / ``"sum"``: mean / sum.
 
     Example:
         >>> import torch
@@ -54,14 +53,9 @@ def ard_loss(
 
 
 class ARDLoss(WeightedTerms):
-    r""":func:`ard_loss` as a module, with its two terms apart for logging.
+    r""":func:`ard_loss` as a module, with its two terms apart for logging."""
 
-    Args:
-        temperature: $T$ of both softmaxes of the KL term (30, ``main.py``).
-        alpha: weight $\alpha$ of the KL term (1, ``main.py``).
-        reduction: as :func:`ard_loss`.
-    """
-
+    inputs = ("student_adv", "student_clean", "teacher", "target")
     shown = ("temperature", "alpha")
 
     def __init__(
@@ -77,16 +71,7 @@ class ARDLoss(WeightedTerms):
         self.alpha = check_unit_interval(alpha, "alpha")
         self.coefficients = (self.alpha, 1.0 - self.alpha)
 
-    def terms(
+    def _sample_terms(
         self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor
     ) -> tuple[Tensor, Tensor]:
-        r"""The KL term $T^2\,\mathrm{KL}_i / C$ and the clean cross-entropy, each reduced."""
-        logits = {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}
-        target = check_batch(logits, target, validate_args=self.validate_args)
-        return self._terms(student_adv, student_clean, teacher, target)
-
-    def _terms(
-        self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        kl, ce = _sample_terms(student_adv, student_clean, teacher, target, self.temperature)
-        return reduce(kl, self.reduction), reduce(ce, self.reduction)
+        return _sample_terms(student_adv, student_clean, teacher, target, self.temperature)

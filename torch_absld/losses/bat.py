@@ -17,9 +17,7 @@ DEFAULT_UNIFORM_WEIGHT = 1.0  # hard-coded in ``BAT_loss`` of the official ``tra
 
 
 def uniform_kl(logits: Tensor) -> Tensor:
-    r"""Each row's $\mathrm{KL}(\mathrm{softmax}\, z \,\|\, U) = \log C - H(\mathrm{softmax}\, z)$, $U$ uniform.
-
-    $(N, C) \to (N,)$, unchecked; a logit of $-\infty$ masks its class ($0 \log 0 = 0$).
+    r"""Each row's $\mathrm{KL}(\mathrm{softmax}\, z \,\|\, U)$, $U$ uniform, $(N, C) \to (N,)$; $-\infty$ masks.
 
     Example:
         >>> uniform_kl(torch.tensor([[0.0, 0.0], [100.0, 0.0]]))
@@ -48,12 +46,10 @@ def bat_loss(
 ) -> Tensor:
     r"""BAT's loss on two boundary-near points of each sample (``BAT_loss`` of the official ``train.py``).
 
-    With $z^{fa}$ the logits on the first adversarial iterate, $z^{lc}$ on the last one still classified
-    correctly (:class:`~torch_absld.attack.EarlyStopping`), $z$ on the clean input, all $(N, C)$:
+    Logits $(N, C)$: $z^{fa}$ on the first adversarial iterate, $z^{lc}$ on the last one still correct, $z$ clean:
     $\ell_i = \mathrm{CE}(z^{lc}_i, y_i) + \beta\,\mathrm{KL}(\mathrm{softmax} z_i \| \mathrm{softmax} z^{fa}_i)
     + w\,[\mathrm{KL}(\mathrm{softmax} z^{lc}_i \| U) + \mathrm{KL}(\mathrm{softmax} z^{fa}_i \| U)]$
-    (:func:`uniform_kl`). ``"none"``: $\ell_i$ $(N,)$; ``"mean"``: their mean, the official scale;
-    ``"sum"``: their sum.
+    (:func:`uniform_kl`). ``"none"``: $\ell_i$ $(N,)$; ``"mean"`` (the official scale) / ``"sum"``: mean / sum.
 
     Example:
         >>> z = torch.tensor([[2.0, 0.0]])
@@ -71,14 +67,9 @@ def bat_loss(
 
 
 class BATLoss(WeightedTerms):
-    r""":func:`bat_loss` as a module, with its three terms apart for logging.
+    r""":func:`bat_loss` as a module, with its three terms apart for logging."""
 
-    Args:
-        beta: weight $\beta$ of the TRADES term (6, ``--beta 6.0``).
-        uniform_weight: weight $w$ of the uniform terms (1, hard-coded in the official code).
-        reduction: as :func:`bat_loss`.
-    """
-
+    inputs = ("student_first_adv", "student_clean", "student_last_clean", "target")
     shown = ("beta", "uniform_weight")
 
     def __init__(
@@ -94,18 +85,8 @@ class BATLoss(WeightedTerms):
         self.uniform_weight = check_positive(uniform_weight, "uniform_weight", allow_zero=True)
         self.coefficients = (1.0, self.beta, self.uniform_weight)
 
-    def terms(
-        self, student_first_adv: Tensor, student_clean: Tensor, student_last_clean: Tensor, target: Tensor
+    @staticmethod
+    def _sample_terms(
+        student_first_adv: Tensor, student_clean: Tensor, student_last_clean: Tensor, target: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        r"""The natural CE, the TRADES KL and the two uniform KLs' sum, each reduced, before 1, $\beta$, $w$."""
-        logits = {"student_first_adv": student_first_adv, "student_clean": student_clean}
-        logits["student_last_clean"] = student_last_clean
-        target = check_batch(logits, target, validate_args=self.validate_args)
-        return self._terms(student_first_adv, student_clean, student_last_clean, target)
-
-    def _terms(
-        self, student_first_adv: Tensor, student_clean: Tensor, student_last_clean: Tensor, target: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        terms = _terms(student_first_adv, student_clean, student_last_clean, target)
-        natural, robust, uniform = (reduce(term, self.reduction) for term in terms)
-        return natural, robust, uniform
+        return _terms(student_first_adv, student_clean, student_last_clean, target)

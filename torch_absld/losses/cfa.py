@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..class_eps import CalibratedEpsilon
@@ -29,12 +30,10 @@ def cfa_loss(
 ) -> Tensor:
     r"""CFA's class-wise regularization (CCR, Eq. 8): $\ell_i = (\mathrm{CE}_i + \beta_y\mathrm{KL}_i) / (1 + \beta_y)$.
 
-    $\mathrm{KL}_i$ of :func:`~torch_absld.losses.trades.trades_kl`; ``class_beta`` $(C,)$, finite and
-    $\ge 0$. ``"none"``: $\ell_i$ $(N,)$; ``"mean"``: their mean, ``cw_trades_loss`` of the official
-    ``attack.py``; ``"sum"``: their sum. At $\beta_k = \beta$ it is TRADES' loss over $1 + \beta$.
+    $\mathrm{KL}_i$ of :func:`~torch_absld.losses.trades.trades_kl`; ``class_beta`` $(C,)$, finite, $\ge 0$.
+    ``"none"``: $\ell_i$ $(N,)$; ``"mean"`` (``cw_trades_loss``, official ``attack.py``) / ``"sum"``: mean / sum.
 
     Example:
-        >>> import torch
         >>> cfa_loss(torch.zeros(1, 2), torch.tensor([[2.0, 0.0]]), torch.tensor([0]), torch.tensor([1.0, 6.0]))
         tensor(0.2274)
     """
@@ -48,12 +47,8 @@ def cfa_loss(
 class CFALoss(WeightedTerms):
     r""":func:`cfa_loss` with its $\beta_y$ from a :class:`~torch_absld.class_eps.CalibratedEpsilon` ``calibration``.
 
-    :meth:`record` adds whether each training sample's adversarial logits predict its class;
-    :meth:`step` at the end of the epoch sets the radii and $\beta_k$ for the next one.
-
-    Args:
-        reduction: as :func:`cfa_loss`.
-        **calibration: the options of :class:`~torch_absld.class_eps.CalibratedEpsilon`.
+    :meth:`record` adds whether each adversarial example is classified correctly; :meth:`step` at the
+    end of the epoch sets the radii and $\beta_k$ for the next one. ``**calibration``: its options.
     """
 
     def __init__(
@@ -64,18 +59,13 @@ class CFALoss(WeightedTerms):
         self.calibration = CalibratedEpsilon(num_classes, validate_args=validate_args, **calibration)
         self.num_classes = self.calibration.num_classes
 
-    def terms(self, student_adv: Tensor, student_clean: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        r"""The terms $\mathrm{CE}_i / (1 + \beta_y)$ and $\beta_y\,\mathrm{KL}_i / (1 + \beta_y)$, each reduced."""
-        logits = {"student_adv": student_adv, "student_clean": student_clean}
-        owner = (self.calibration.scale.device, "the loss (its class-wise beta)")
-        target = check_batch(
-            logits, target, num_classes=self.num_classes, owner=owner, validate_args=self.validate_args
-        )
-        return self._terms(student_adv, student_clean, target)
+    inputs = ("student_adv", "student_clean", "target")
 
-    def _terms(self, student_adv: Tensor, student_clean: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        natural, robust = _terms(student_adv, student_clean, target, self.calibration.class_beta)
-        return reduce(natural, self.reduction), reduce(robust, self.reduction)
+    def _owner(self) -> tuple[torch.device, str]:
+        return self.calibration.scale.device, "the loss (its class-wise beta)"
+
+    def _sample_terms(self, student_adv: Tensor, student_clean: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        return _terms(student_adv, student_clean, target, self.calibration.class_beta)
 
     def record(self, student_adv: Tensor, target: Tensor) -> None:
         """Add whether each adversarial example $(N, C)$ is classified as its label $(N,)$ (no gradient)."""

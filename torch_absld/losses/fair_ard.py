@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import torch
 from torch import Tensor
 
 from .._internal.checks import ProcessGroupArg, check_choice, check_positive, check_unit_interval
@@ -15,8 +16,7 @@ from .ard import _sample_terms as _ard_terms
 __all__ = ["FairARDLoss", "fair_ard_loss"]
 
 Base = Literal["ard", "rslad"]
-_BASE_DEFAULTS = {"ard": (30.0, 1.0), "rslad": (1.0, 5 / 6)}
-"""``base -> (temperature, alpha)``: ``Fair-ARD.py`` (``--temp 30 --alpha 1.0``), ``Fair-RSLAD.py``."""
+_BASE_DEFAULTS = {"ard": (30.0, 1.0), "rslad": (1.0, 5 / 6)}  # (temperature, alpha): Fair-ARD.py, Fair-RSLAD.py
 
 
 def _sample_terms(
@@ -25,9 +25,8 @@ def _sample_terms(
     if base == "ard":
         return _ard_terms(student_adv, student_clean, teacher, target, temperature)
     kl: dict[str, Any] = {"student_temperature": temperature, "reduction": "none"}
-    return _soft_label_kl(student_adv, teacher, temperature, **kl), _soft_label_kl(
-        student_clean, teacher, temperature, **kl
-    )
+    adv, clean = (_soft_label_kl(student, teacher, temperature, **kl) for student in (student_adv, student_clean))
+    return adv, clean
 
 
 def _defaults(base: object, temperature: float | None, alpha: float | None) -> tuple[float, float]:
@@ -50,17 +49,16 @@ def fair_ard_loss(
     reduction: SampleReduction = "mean",
     validate_args: bool = True,
 ) -> Tensor:
-    r"""Fair-ARD: the base loss with each sample's terms multiplied by its class's weight $w_{y_i}$ $(C,)$.
+    r"""Fair-ARD: the base loss, each sample's terms times $w_{y_i}$ (``class_weights`` $(C,)$).
 
-    With $p_T = \mathrm{softmax}(f_t(x) / T)$ (clean input, no gradient), $q_T = \mathrm{softmax}(f_s / T)$:
+    $p_T = \mathrm{softmax}(f_t(x) / T)$ (clean input, no gradient), $q_T = \mathrm{softmax}(f_s / T)$:
 
     - ``"ard"`` (``Fair-ARD.py``): $\ell_i = w_{y_i}\big(\alpha T^2\,\mathrm{KL}(p_T \| q_T(x'_i)) / C
       + (1 - \alpha)\,\mathrm{CE}(f_s(x_i), y_i)\big)$, defaults $T = 30$, $\alpha = 1$;
     - ``"rslad"`` (``Fair-RSLAD.py``): $\ell_i = w_{y_i}\big(\alpha\,\mathrm{KL}(p_T \| q_T(x'_i))
       + (1 - \alpha)\,\mathrm{KL}(p_T \| q_T(x_i))\big) / C$, defaults $T = 1$, $\alpha = 5/6$.
 
-    ``"none"``: $\ell_i$ $(N,)$; ``"mean"``: their mean, the authors' ``(1/len(outputs)) * sum`` (all
-    weights 1: ARD's or RSLAD's loss); ``"sum"``: their sum. Logits $(N, C)$, labels $(N,)$.
+    ``"none"``: $\ell_i$ $(N,)$; ``"mean"`` (the authors' ``(1/len(outputs)) * sum``) / ``"sum"``: mean / sum.
     """
     temperature, alpha = _defaults(base, temperature, alpha)
     logits = {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}
@@ -73,18 +71,12 @@ def fair_ard_loss(
 class FairARDLoss(WeightedTerms):
     r""":func:`fair_ard_loss` with its class weights, a :class:`~torch_absld.VulnerabilityWeights` ``vulnerability``.
 
-    :meth:`record` adds each sample's $\kappa_i$ from the training attack
-    (:class:`~torch_absld.attack.CountingObjective`); :meth:`step` at the end of the epoch sets the
-    weights for the next one (synchronised across ranks).
-
-    Args:
-        base: ``"ard"`` (default, ``Fair-ARD.py``) or ``"rslad"`` (``Fair-RSLAD.py``).
-        temperature: $T$ (``None``: 30 for ``"ard"``, 1 for ``"rslad"``).
-        alpha: weight $\alpha$ of the adversarial term (``None``: 1 for ``"ard"``, 5/6 for ``"rslad"``).
-        beta, min_weight, max_weight: the weights' exponent (2, ``Fair-ARD.py``) and clamp (5/6, 5/2).
-        reduction: as :func:`fair_ard_loss`.
+    :meth:`record` adds each sample's $\kappa_i$ (:class:`~torch_absld.attack.CountingObjective`);
+    :meth:`step` at the end of the epoch sets the weights for the next one. ``beta``, ``min_weight``,
+    ``max_weight``: as :class:`~torch_absld.VulnerabilityWeights`; other options as :func:`fair_ard_loss`.
     """
 
+    inputs = ("student_adv", "student_clean", "teacher", "target")
     shown = ("base", "temperature", "alpha")
 
     def __init__(
@@ -116,23 +108,15 @@ class FairARDLoss(WeightedTerms):
         """The current class weights $w$, shape $(C,)$ (the controller's buffer)."""
         return self.vulnerability.weights
 
-    def terms(
-        self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        r"""The weighted adversarial and clean terms (clean: CE for ``"ard"``, KL for ``"rslad"``), each reduced."""
-        logits = {"student_adv": student_adv, "student_clean": student_clean, "teacher": teacher}
-        owner = (self.class_weights.device, "the loss (its class weights)")
-        target = check_batch(
-            logits, target, num_classes=self.num_classes, owner=owner, validate_args=self.validate_args
-        )
-        return self._terms(student_adv, student_clean, teacher, target)
+    def _owner(self) -> tuple[torch.device, str]:
+        return self.class_weights.device, "the loss (its class weights)"
 
-    def _terms(
+    def _sample_terms(
         self, student_adv: Tensor, student_clean: Tensor, teacher: Tensor, target: Tensor
     ) -> tuple[Tensor, Tensor]:
         adv, clean = _sample_terms(self.base, student_adv, student_clean, teacher, target, self.temperature)
         weights = self.class_weights[target]
-        return reduce(weights * adv, self.reduction), reduce(weights * clean, self.reduction)
+        return weights * adv, weights * clean
 
     def record(self, kappa: Tensor, target: Tensor) -> None:
         r"""Add each sample's $\kappa_i$ $(N,)$ into the controller's sums (no gradient); target $(N,)$."""

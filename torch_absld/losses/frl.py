@@ -44,15 +44,11 @@ def frl_loss(
 ) -> Tensor:
     r"""FRL: the class-weighted clean cross-entropy plus $\beta$ times the class-weighted TRADES KL.
 
-    With $u_i = w^{nat}_{y_i}$, $v_i = w^{bndy}_{y_i}$ (:class:`~torch_absld.multipliers.FRLMultipliers`,
-    each $(C,)$) and $\mathrm{KL}_i$ of :func:`~torch_absld.losses.trades.trades_kl` (``train_model``,
-    ``utils_frl2.py``):
-    $\ell = \sum_i u_i \mathrm{CE}_i / \sum_i u_i + \beta \sum_i v_i \mathrm{KL}_i / \sum_i v_i$.
-    ``"none"``: each sample's share $\ell_i = N u_i\mathrm{CE}_i / \sum_j u_j + \beta N v_i\mathrm{KL}_i / \sum_j v_j$
-    $(N,)$; ``"mean"``: their mean $\ell$ (equal weights: TRADES); ``"sum"``: their sum.
+    $\ell = \sum_i u_i \mathrm{CE}_i / \sum_i u_i + \beta \sum_i v_i \mathrm{KL}_i / \sum_i v_i$ (``utils_frl2.py``),
+    $u_i = w^{nat}_{y_i}$, $v_i = w^{bndy}_{y_i}$ (weights $(C,)$), $\mathrm{KL}_i$ of :func:`.trades.trades_kl`.
+    ``"none"``: shares $N u_i\mathrm{CE}_i / \sum_j u_j + \beta N v_i\mathrm{KL}_i / \sum_j v_j$ $(N,)$, mean $\ell$.
 
     Example:
-        >>> import torch
         >>> clean, adv, w = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 2), torch.tensor([0.5, 0.5])
         >>> frl_loss(adv, clean, torch.tensor([0, 1]), w, w, beta=1.0)
         tensor(0.4395)
@@ -68,13 +64,8 @@ def frl_loss(
 class FRLLoss(TRADESLoss):
     r""":func:`frl_loss` with its class weights, an :class:`~torch_absld.multipliers.FRLMultipliers` ``multipliers``.
 
-    The training step records the validation split into the controller and calls :meth:`step` at
-    the end of each epoch (synchronised across ranks).
-
-    Args:
-        beta: weight $\beta$ of the boundary term (1.5, ``frlrmrw.py``).
-        reduction: as :func:`frl_loss`.
-        **multipliers: the options of :class:`~torch_absld.multipliers.FRLMultipliers`.
+    The training step records the validation split into it and calls :meth:`step` at each epoch's end.
+    ``**multipliers``: the options of :class:`~torch_absld.multipliers.FRLMultipliers`.
     """
 
     def __init__(
@@ -90,27 +81,15 @@ class FRLLoss(TRADESLoss):
         self.multipliers = FRLMultipliers(num_classes, validate_args=self.validate_args, **multipliers)
         self.num_classes = self.multipliers.num_classes
 
-    def terms(
+    def _owner(self) -> tuple[torch.device, str]:
+        return self.multipliers.scale.device, "the loss (its class weights)"
+
+    def _sample_terms(  # type: ignore[override]
         self, student_adv: Tensor, student_clean: Tensor, target: Tensor, *, normalizers: Any = None
     ) -> tuple[Tensor, Tensor]:
-        r"""The weighted natural CE and boundary KL, each reduced, before 1 and $\beta$.
-
-        ``normalizers`` replace the two sums of weights (under ``torch.distributed``,
-        :meth:`FRLMultipliers.union_batch <torch_absld.multipliers.FRLMultipliers.union_batch>`'s).
-        """
-        logits = {"student_adv": student_adv, "student_clean": student_clean}
-        owner = (self.multipliers.scale.device, "the loss (its class weights)")
-        target = check_batch(
-            logits, target, num_classes=self.num_classes, owner=owner, validate_args=self.validate_args
-        )
-        return self._terms(student_adv, student_clean, target, normalizers=normalizers)
-
-    def _terms(
-        self, student_adv: Tensor, student_clean: Tensor, target: Tensor, *, normalizers: Any = None
-    ) -> tuple[Tensor, Tensor]:
+        r"""``normalizers`` replace the two sums of weights (``FRLMultipliers.union_batch``'s, across ranks)."""
         weights = (self.multipliers.natural_weights, self.multipliers.boundary_weights)
-        natural, boundary = _terms(student_adv, student_clean, target, weights, normalizers or (None, None))
-        return reduce(natural, self.reduction), reduce(boundary, self.reduction)
+        return _terms(student_adv, student_clean, target, weights, normalizers or (None, None))
 
     def step(self) -> Tensor:
         """End of epoch: :meth:`FRLMultipliers.step <torch_absld.class_eps.ClassEpsilon.step>`; the scales."""

@@ -12,13 +12,9 @@ __all__ = ["SATLoss", "sat_loss"]
 def sat_loss(
     student_adv: Tensor, target: Tensor, *, reduction: SampleReduction = "mean", validate_args: bool = True
 ) -> Tensor:
-    r"""SAT: $\ell_i = \mathrm{CE}(f(x'_i), y_i)$ in float32; ``"mean"`` is the authors' ``mean_xent`` (``model.py``).
+    r"""SAT: $\ell_i = \mathrm{CE}(f(x'_i), y_i)$ in float32; logits $(N, C)$ on $x'$, labels $(N,)$.
 
-    ``"none"``: $\ell_i$; ``"mean"``: their mean; ``"sum"``: their sum.
-
-    Shape:
-        - student_adv: $(N, C)$ logits on $x'$; target: $(N,)$ integer classes in $[0, C)$
-        - Output: scalar, or $(N,)$ with ``"none"``
+    ``"none"``: $\ell_i$ $(N,)$; ``"mean"`` (the authors' ``mean_xent``, ``model.py``) / ``"sum"``: mean / sum.
 
     Example:
         >>> import torch
@@ -32,15 +28,11 @@ def sat_loss(
 class SATLoss(WeightedTerms):
     """:func:`sat_loss` as a module; ``validate_args``: check the values (one read from the device per call)."""
 
-    coefficients = (1.0,)
+    inputs, coefficients = ("student_adv", "target"), (1.0,)
 
     def __init__(self, *, reduction: SampleReduction = "mean", validate_args: bool = True) -> None:
         super().__init__(reduction, validate_args)
 
-    def terms(self, student_adv: Tensor, target: Tensor) -> tuple[Tensor]:
-        """The loss alone, reduced (see :func:`sat_loss`)."""
-        target = check_batch({"student_adv": student_adv}, target, validate_args=self.validate_args)
-        return self._terms(student_adv, target)
-
-    def _terms(self, student_adv: Tensor, target: Tensor) -> tuple[Tensor]:
-        return (reduce(per_sample_ce(student_adv, target), self.reduction),)
+    @staticmethod
+    def _sample_terms(student_adv: Tensor, target: Tensor) -> tuple[Tensor]:
+        return (per_sample_ce(student_adv, target),)

@@ -17,9 +17,8 @@ def trades_kl(
 ) -> Tensor:
     r"""TRADES' robust term $\mathrm{KL}_i = \mathrm{KL}(\mathrm{softmax} f(x_i) \,\|\, \mathrm{softmax} f(x'_i))$.
 
-    Gradient through both distributions (the official ``trades.py``); a clean logit of $-\infty$ masks
-    its class. ``"none"``: $\mathrm{KL}_i$ $(N,)$; ``"mean"``: their mean (the authors' summed
-    ``KLDivLoss`` over $N$); ``"sum"``: their sum. Logits $(N, C)$ on $x'$ and on $x$.
+    Gradient through both (official ``trades.py``); a clean logit of $-\infty$ masks its class. Logits
+    $(N, C)$; ``"none"``: $\mathrm{KL}_i$ $(N,)$, ``"mean"`` (the authors' scale) / ``"sum"``: their mean / sum.
     """
     logits = {"student_adv": student_adv, "student_clean": student_clean}
     check_batch(logits, reduction=reduction, validate_args=validate_args)
@@ -37,8 +36,7 @@ def trades_loss(
 ) -> Tensor:
     r"""TRADES: $\ell_i = \mathrm{CE}(f(x_i), y_i) + \beta\,\mathrm{KL}_i$ (:func:`trades_kl`), in float32.
 
-    ``"none"``: $\ell_i$ $(N,)$; ``"mean"``: their mean, the official ``loss_natural + beta * loss_robust``;
-    ``"sum"``: their sum. Logits $(N, C)$, labels $(N,)$.
+    ``"none"``: $\ell_i$ $(N,)$; ``"mean"`` (official ``loss_natural + beta * loss_robust``) / ``"sum"``: mean / sum.
 
     Example:
         >>> import torch
@@ -52,13 +50,9 @@ def trades_loss(
 
 
 class TRADESLoss(WeightedTerms):
-    r""":func:`trades_loss` as a module: ``forward(student_adv, student_clean, target)``, ``terms`` apart.
+    r""":func:`trades_loss` as a module: ``forward(student_adv, student_clean, target)``, ``terms`` apart."""
 
-    Args:
-        beta: weight $\beta$ of the KL term (6, the official CIFAR-10 setting).
-        reduction: as :func:`trades_loss`.
-    """
-
+    inputs = ("student_adv", "student_clean", "target")
     shown = ("beta",)
 
     def __init__(
@@ -68,11 +62,6 @@ class TRADESLoss(WeightedTerms):
         self.beta = check_positive(beta, "beta", allow_zero=True)
         self.coefficients = (1.0, self.beta)
 
-    def terms(self, student_adv: Tensor, student_clean: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        r"""The natural cross-entropy and the robust KL, each reduced, before the weights 1 and $\beta$."""
-        logits = {"student_adv": student_adv, "student_clean": student_clean}
-        return self._terms(student_adv, student_clean, check_batch(logits, target, validate_args=self.validate_args))
-
-    def _terms(self, student_adv: Tensor, student_clean: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        ce, kl = per_sample_ce(student_clean, target), kl_rows(student_clean, student_adv)
-        return reduce(ce, self.reduction), reduce(kl, self.reduction)
+    @staticmethod
+    def _sample_terms(student_adv: Tensor, student_clean: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        return per_sample_ce(student_clean, target), kl_rows(student_clean, student_adv)
