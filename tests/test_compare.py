@@ -43,6 +43,7 @@ def small_comparison(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_compare_pairs_absld_with_every_other_method(small_comparison: Path) -> None:
     results = json.loads((small_comparison / "results.json").read_text(encoding="utf-8"))
     assert results["command"] == "compare"
@@ -67,6 +68,7 @@ def test_compare_pairs_absld_with_every_other_method(small_comparison: Path) -> 
     assert "| SAT | " in report
 
 
+@pytest.mark.slow
 def test_compare_without_absld_compares_with_the_first(tmp_path: Path) -> None:
     out = tmp_path / "o"
     assert main(["compare", *TINY, "--methods", "sat,trades", "--out", str(out)]) == 0

@@ -170,6 +170,7 @@ def tiny_in_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(tiny_in_process: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", *TWO_SEEDS, "--workers", "1", "--out", str(tmp_path / "b")]) == 0
     assert main(["demo", *TWO_SEEDS, "--workers", "1", "--seed", "1", "--out", str(tmp_path / "c")]) == 0
@@ -209,6 +210,7 @@ def test_summary_statistics_match_an_independent_computation(tiny_in_process: Pa
                 assert got["wins"] == int((d > 1e-9).sum())
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_numbers(
     tiny_in_process: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
