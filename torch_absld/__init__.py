@@ -33,7 +33,7 @@ from .stats import ClassStatistics as ClassStatistics
 from .temperature import ClassTemperatureController as ClassTemperatureController
 from .weights import load_weights as load_weights
 
-__version__ = "0.2.0.dev0"
+__version__ = "0.3.0.dev0"
 
 __all__ = [
     "ABSLDLoss",
