@@ -74,6 +74,7 @@ from gpu_throughput import measure as measure_throughput
 from torch import nn
 
 from torch_absld import ABSLDStep
+from torch_absld.precision import precision_scope
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -256,7 +257,7 @@ def check_compile(ctx: Context) -> Result:
         deadline=ctx.deadline,
     )
     soft = torch.softmax(torch.randn(batch, C, device=device), 1)
-    settings_input, context = compiled.precision_scope(x)
+    settings_input, context = precision_scope(compiled.precision, x)
 
     def attack(which: ABSLDStep) -> Callable[[], object]:
         def run() -> object:

@@ -304,12 +304,12 @@ def test_cifar_recipe_sets_the_flags_and_explicit_flags_win():
     assert args.out == "runs/trades"  # no teacher needed
     args = cifar.parse_args(["--method", "fair-ard", "--recipe", "official", "--teacher", "t.pt"])
     assert args.nesterov
-    options = cifar.step_options(args, rank=0)
+    options = cifar.step_options(args)
     assert options["random_start"] == "uniform"
     assert (options["base"], options["beta"], options["temperature"]) == ("ard", 2.0, 30.0)
     args = cifar.parse_args(["--method", "absld", "--recipe", "absld", "--teacher", "t.pt", "--coupling", "product"])
-    assert cifar.step_options(args, rank=0)["coupling"] == "product"
-    assert cifar.step_options(cifar.parse_args(["--smoke", "--option", "beta=3.5"]), rank=0)["beta"] == 3.5
+    assert cifar.step_options(args)["coupling"] == "product"
+    assert cifar.step_options(cifar.parse_args(["--smoke", "--option", "beta=3.5"]))["beta"] == 3.5
 
 
 @pytest.mark.parametrize("name", methods.available())
@@ -332,7 +332,7 @@ def test_cifar_recipe_schedule_is_the_recipes_lr_at(name):
 @pytest.mark.parametrize("name", methods.available())
 def test_cifar_recipe_options_build_every_method(name, source):
     cifar = _load("cifar_absld")
-    options = cifar.step_options(cifar.parse_args(["--smoke", "--method", name, "--recipe", source]), rank=0)
+    options = cifar.step_options(cifar.parse_args(["--smoke", "--method", name, "--recipe", source]))
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 10))
     step = methods.create(name, net, num_classes=10, teacher=torch.nn.Linear(12, 10), **options)
     assert step.attack.config.steps == 2  # --smoke
