@@ -104,7 +104,7 @@ def _soft_label_kl(
 
 
 def _reduce(elementwise: Tensor, reduction: Reduction) -> Tensor:
+    if reduction == "mean" and elementwise.numel():
+        return elementwise.mean()  # the mean of the per-sample losses, summed in the authors' order
     per_sample = elementwise.mean(dim=1) if elementwise.shape[1] else elementwise.sum(dim=1)
-    if reduction == "none":
-        return per_sample
-    return per_sample.sum() if reduction == "sum" or per_sample.numel() == 0 else per_sample.mean()
+    return per_sample if reduction == "none" else per_sample.sum()
