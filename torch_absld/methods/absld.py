@@ -40,8 +40,8 @@ class ABSLDStep(AdversarialStep):
     learning rate) all-reduces the risks and returns ``(tau_adv, tau_clean)``.
 
     Args:
-        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: :class:`~torch_absld.ABSLDLoss`'s (``lr``, ``coupling``, ``adapt``, ...) and the attack's.
+            ``model_mode``: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved).
 
     Example:
         >>> import torch

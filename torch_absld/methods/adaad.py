@@ -62,8 +62,8 @@ class AdaADStep(AdversarialStep):
         loss = adaad_loss(s_adv, s_clean, t_adv, t_clean, alpha=1.0)
 
     Args:
-        model_mode: student in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: ``alpha`` (1), ``reduction`` and the attack's (:data:`ADAAD_ATTACK`).
+            ``model_mode``: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved).
     """
 
     loss_type = AdaADLoss

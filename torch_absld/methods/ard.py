@@ -39,8 +39,8 @@ class ARDStep(AdversarialStep):
         loss = ard_loss(student(x_adv), student(x), t, y, temperature=30.0, alpha=1.0)
 
     Args:
-        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: ``temperature`` (30), ``alpha`` (1), ``reduction`` and the attack's (:data:`ARD_ATTACK`).
+            ``model_mode``: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved).
     """
 
     loss_type = ARDLoss

@@ -52,9 +52,9 @@ class BATStep(AdversarialStep):
         loss = bat_loss(first_adv, student(x), last_clean, y)
 
     Args:
-        model_mode: attacks in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         patience: the first-adversarial attack's extra steps (1: FAT's $\tau = 1$ in ``stop_to_firstadv``).
         **options: ``beta`` (6), ``uniform_weight`` (1), ``reduction`` and the attack's (:data:`BAT_ATTACK`).
+            ``model_mode``: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved).
     """
 
     loss_type = BATLoss

@@ -51,11 +51,11 @@ class CFAStep(ValidatedStep):
     then $\epsilon_k = (\lambda_1 + t_k)\,\epsilon$, $\beta_k = (\lambda_2 + t_k)\,\beta$.
 
     Args:
-        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         fawa: average the weights (:class:`~torch_absld.averaging.FairnessAwareAveraging`), or ``False``.
         decay, threshold, start_epoch, worst_fraction: FAWA's options (``None``: the paper's 0.85, 0.2, 50).
         **options: :class:`~torch_absld.losses.cfa.CFALoss`'s (``beta`` 6, ``lambda_eps`` 0.3, ...), ``validation``,
             ``validation_steps`` (10) and the attack's (:data:`CFA_ATTACK`).
+            ``model_mode``: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved).
 
     Example:
         >>> import torch

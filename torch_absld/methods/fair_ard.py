@@ -49,9 +49,9 @@ class FairARDStep(AdversarialStep):
         loss_fn.record(counter.counts, y)  # in training mode; on_epoch_end() sets the next weights
 
     Args:
-        model_mode: attack, $\kappa$ in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: :class:`~torch_absld.losses.fair_ard.FairARDLoss`'s (``base`` ``"ard"`` or ``"rslad"``, ``beta``,
             ...) and the attack's (``FAIR_ARD_ATTACKS[base]``, at the loss's temperature).
+            ``model_mode``: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved).
 
     Example:
         >>> step = FairARDStep(nn.Linear(12, 3), nn.Linear(12, 3), 3, base="rslad", steps=2)

@@ -49,9 +49,9 @@ class FRLStep(ValidatedStep):
     ``on_epoch_end(validation=None)`` updates the multipliers from the validation split (TRADES before ``begin_epoch``).
 
     Args:
-        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: :class:`~torch_absld.losses.frl.FRLLoss`'s (``beta``, ``threshold`` 0.05, ...), ``validation``,
             ``validation_steps`` (20) and the attack's (:data:`FRL_ATTACK`).
+            ``model_mode``: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved).
 
     Example:
         >>> import torch

@@ -34,8 +34,8 @@ class SATStep(AdversarialStep):
         loss = sat_loss(student(x_adv), y)
 
     Args:
-        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: ``reduction`` and the attack's (:data:`SAT_ATTACK`).
+            ``model_mode``: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved).
     """
 
     loss_type = SATLoss

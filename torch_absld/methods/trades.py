@@ -39,8 +39,8 @@ class TRADESStep(AdversarialStep):
         loss = trades_loss(student(x_adv), clean, y, beta=6.0)
 
     Args:
-        model_mode: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved each step).
         **options: ``beta`` (6), ``reduction`` and the attack's (:data:`TRADES_ATTACK`).
+            ``model_mode``: attack in ``"eval"`` (batch-norm statistics untouched) or ``"train"`` (moved).
     """
 
     loss_type = TRADESLoss
