@@ -252,6 +252,7 @@ def test_default_workers_follow_the_usable_cpus() -> None:
         (["--methods", "RSLAD"], "but got RSLAD."),
         (["--autoattack", "full"], "argument --autoattack: invalid choice: 'full'"),
         (["--out", "{file}/sub"], "cannot write to --out"),
+        (["--device", "meta"], "--device 'meta' cannot train: pass cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:

@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(name, str(error).replace("`", ""))
     if device.type == "cuda" and not torch.cuda.is_available():
         return _fail(name, f"--device {args.device!r} but CUDA is not available on this machine")
+    if not torch.amp.is_autocast_available(device.type):  # meta, ...: no data to train on
+        return _fail(name, f"--device {args.device!r} cannot train: pass cpu, cuda or cuda:N")
     needed = ["matplotlib", "scipy", "sklearn" if config.dataset == "digits" else "torchvision"]
     needed += ([] if args.quiet else ["tqdm"]) + ([] if config.autoattack == "none" else ["pyautoattack"])
     for module in needed:
