@@ -25,11 +25,11 @@ TRADES = PGDConfig(0.031, 0.007, 10, "normal", 0.001, project_start=False)
 # fmt: off
 OFFICIAL = {
     # zhaoshiji123/ABSLD resnet18_absld_cifar10.py:20-22 (epochs, batch, eps), :54 (SGD), :104 (step, steps),
-    # :125 (alpha), :69 (temperature lr), :71-72 (max, min), :66-67 (init), :96-100 (shared storage: product);
-    # absld_loss.py:40 (start)
+    # :125 (alpha), :69 (temperature lr), :71-72 (max, min), :66-67 (init), :96-100 (shared storage: product),
+    # :117-119 (per-class sums of the risk); absld_loss.py:40 (start)
     "absld": (300, 128, 0.1, 0.9, False, 2e-4, "all", NORMAL,
-              {"alpha": 5 / 6, "lr": 0.1, "init_temperature": 1.0,
-               "min_temperature": 0.5, "max_temperature": 5.0, "student_temperature": 1.0, "coupling": "product"}),
+              {"alpha": 5 / 6, "lr": 0.1, "init_temperature": 1.0, "min_temperature": 0.5, "max_temperature": 5.0,
+               "student_temperature": 1.0, "coupling": "product", "risk_reduction": "sum"}),
     # zibojia/RSLAD resnet18_rslad_cifar10.py:14-16, :37 (SGD), :56 (attack), :63 (5/6); rslad_loss.py:40
     "rslad": (300, 128, 0.1, 0.9, False, 2e-4, "all", NORMAL, {"alpha": 5 / 6, "init_temperature": 1.0}),
     # MadryLab/cifar10_challenge config.json:11 (80000 iterations), :15 (128), :16 (0.1), :17 (2e-4), :18 (0.9),

@@ -110,9 +110,10 @@ _BAT = "silvercherry/Improving-Robust-Fairness-via-Balance-Adversarial-Training"
 _OFFICIAL: dict[str, Recipe] = {r.method: r for r in (
     _recipe("absld", ("ResNet-18", _WRN, 300, 128, 0.1, 0.9, False, 2e-4, "all", _ABSLD_SCHEDULE), _NORMAL,
         {"alpha": 5 / 6, "lr": 0.1, "init_temperature": 1.0, "min_temperature": 0.5, "max_temperature": 5.0,
-         "student_temperature": 1.0, "coupling": "product"},
+         "student_temperature": 1.0, "coupling": "product", "risk_reduction": "sum"},
         _at(f"zhaoshiji123/ABSLD/resnet18_absld_cifar10.py epochs=20 batch_size=21 attack.eps=22 model=51 lr,{_SGD}=54 "
             "teacher=61-62 schedule=83+173-175 attack.step_size,attack.steps=104 options.alpha=125 options.lr=69 "
+            "options.risk_reduction=117-119 "
             "options.init_temperature=66-67 options.min_temperature=72 options.max_temperature=71 "
             "options.coupling=96-100 zhaoshiji123/ABSLD/absld_loss.py attack.random_start,attack.init_std=40 "
             f"{_PAPER} options.student_temperature=204"),
