@@ -97,10 +97,8 @@ class KLPGDAttack(nn.Module):
         step_size: PerSample | None = None,
     ) -> Tensor:
         """Adversarial examples for ``input``; ``eps`` / ``step_size`` (floats or $(N,)$) override the config."""
-        config, eps, step_size = configured(self.config, eps, step_size, {})
         checking = checks.values_checkable(self.validate_args)
-        args = (self.objective, eps, step_size, self.generator, seed, None, checking, self.model_name)
-        return _attack(self.model, input, target, config, *args)
+        return self._forward(input, target, seed=seed, eps=eps, step_size=step_size, checking=checking)
 
     def _forward(
         self,
@@ -110,10 +108,11 @@ class KLPGDAttack(nn.Module):
         seed: int | None = None,
         eps: PerSample | None = None,
         step_size: PerSample | None = None,
+        checking: bool = False,
     ) -> Tensor:
-        """:meth:`forward` without the value checks (no read from the device): the caller checked its inputs."""
+        """:meth:`forward` without the value checks unless ``checking`` (by default no read: the caller checked)."""
         config, eps, step_size = configured(self.config, eps, step_size, {})
-        args = (self.objective, eps, step_size, self.generator, seed, None, False, self.model_name)
+        args = (self.objective, eps, step_size, self.generator, seed, None, checking, self.model_name)
         return _attack(self.model, input, target, config, *args)
 
     def extra_repr(self) -> str:
