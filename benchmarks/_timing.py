@@ -2,9 +2,10 @@
 
 Absolute times do not compare across runs on a shared machine, so every script measures its
 candidates side by side in one process: each round runs every candidate once, the order
-rotates from round to round (no candidate always runs first, after a cold cache, or last),
-and a ratio is the median of the per-round ratios. The spread printed next to a ratio is its
-interquartile range over the rounds.
+rotates every other round and runs backwards in the rounds between (no candidate always runs
+first, after a cold cache, last, or after the same other candidate), and a ratio is the
+median of the per-round ratios. The spread printed next to a ratio is its interquartile range
+over the rounds.
 """
 
 from __future__ import annotations
@@ -121,8 +122,10 @@ def paired_rounds(
 ) -> Timings:
     """Time every candidate once per round, rotating the order; return seconds per round.
 
-    ``warmup`` untimed rounds run first (compilation, allocator growth, caches). Round ``r``
-    starts with candidate ``r mod k``, so each candidate runs in every position equally often.
+    ``warmup`` untimed rounds run first (compilation, allocator growth, caches). Rounds ``2j``
+    and ``2j + 1`` run the order rotated by ``j`` forwards, then backwards: over ``2k`` rounds each
+    candidate runs in every position, and right after each of its two neighbours, equally often
+    (what ran just before can shift a time by a few percent: allocator and cache state).
     With a ``deadline`` (a ``time.perf_counter()`` value), no round starts after it, except the
     first: a time budget shortens the measurement instead of losing it.
     """
@@ -135,8 +138,9 @@ def paired_rounds(
     for r in range(rounds):
         if r > 0 and deadline is not None and time.perf_counter() > deadline:
             break
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
+        shift = r // 2 % len(names)
+        order = names[shift:] + names[:shift]
+        for name in order[::-1] if r % 2 else order:
             sync()
             wall, cpu = time.perf_counter(), time.process_time()
             candidates[name]()

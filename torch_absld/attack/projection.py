@@ -23,8 +23,8 @@ def projection_bounds(x: Tensor, eps: PerSample, clip_min: float, clip_max: floa
     """``(lower, upper)`` of the ball and the range, from float64 rounded toward ``x`` (exact in ``x``'s dtype)."""
     wide = x if x.dtype == torch.float64 or x.device.type == "mps" else x.double()  # MPS has no float64
     radius = per_sample_view(eps, wide)
-    lower = torch.clamp(torch.clamp(wide - radius, min=clip_min), max=clip_max)
-    upper = torch.clamp(torch.clamp(wide + radius, max=clip_max), min=clip_min)
+    lower = torch.sub(wide, radius).clamp_(clip_min, clip_max)  # in place: no temporaries (clip_min < clip_max)
+    upper = torch.add(wide, radius).clamp_(clip_min, clip_max)
     if wide is x:
         return lower, upper
     return _rounded_inward(lower, x.dtype, up=True), _rounded_inward(upper, x.dtype, up=False)
@@ -33,8 +33,8 @@ def projection_bounds(x: Tensor, eps: PerSample, clip_min: float, clip_max: floa
 def _rounded_inward(bound: Tensor, dtype: torch.dtype, *, up: bool) -> Tensor:
     """``bound`` (float64) in ``dtype``, rounded up (a lower bound) or down (an upper bound) instead of to nearest."""
     rounded = bound.to(dtype)
-    wrong = rounded.double() < bound if up else rounded.double() > bound
-    away = torch.full_like(rounded, math.inf if up else -math.inf)
+    wrong = rounded < bound if up else rounded > bound  # compared in float64, exactly
+    away = torch.tensor(math.inf if up else -math.inf, dtype=dtype, device=rounded.device)
     return torch.where(wrong, torch.nextafter(rounded, away), rounded)
 
 
