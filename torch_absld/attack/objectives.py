@@ -54,7 +54,8 @@ def _attack_objective(
     """:func:`attack_objective` without checks (``target`` labels as int64)."""
     logits = checks.at_least_float32(logits)
     if objective == "kl":
-        log_q = torch.log_softmax(logits / student_temperature, dim=1)
+        scaled = logits if student_temperature == 1.0 else logits / student_temperature  # x / 1 is x, bit for bit
+        log_q = torch.log_softmax(scaled, dim=1)
         return F.kl_div(log_q, target.to(log_q.dtype), reduction="sum")
     if objective == "ce":
         return F.cross_entropy(logits, target, reduction="sum")

@@ -35,7 +35,7 @@ class DemoConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS
     focus: str | None = None
     epochs: int = 120
-    teacher_epochs: int = 20
+    teacher_epochs: int = 12
     eps: float | None = None
     batch_size: int = 64
     student_lr: float = 3e-3

@@ -10,11 +10,20 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, Subset, TensorDataset
 
 from ..evaluation import stratified_split
 
-__all__ = ["DATASETS", "DatasetUnavailableError", "StudentMLP", "TeacherCNN", "digits_dataset", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "DatasetUnavailableError",
+    "StudentMLP",
+    "TeacherCNN",
+    "batches",
+    "digits_dataset",
+    "in_memory",
+    "load_dataset",
+]
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -70,6 +79,43 @@ def load_dataset(name: str, data_dir: str, seed: int) -> tuple[DatasetSpec, Data
     if name not in DATASETS:
         raise ValueError(f"Expected `--dataset` to be one of {', '.join(DATASETS)}, but got {name!r}.")
     return (DATASETS[name], *DATASETS[name].load(data_dir, seed))
+
+
+def in_memory(dataset: Dataset[Any]) -> tuple[torch.Tensor, ...] | None:
+    """The tensors of a ``TensorDataset`` (or of a ``Subset`` of one, its rows in order); else ``None``."""
+    if isinstance(dataset, TensorDataset):
+        return tuple(dataset.tensors)
+    if not isinstance(dataset, Subset) or (inner := in_memory(dataset.dataset)) is None:
+        return None
+    return tuple(t[torch.as_tensor(dataset.indices)] for t in inner)
+
+
+class _Rows(Dataset[tuple[torch.Tensor, ...]]):
+    """Tensors read a batch at a time: ``rows[indices]`` is each tensor's ``indices`` rows."""
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...]) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        return tuple(t[indices] for t in self.tensors)
+
+
+def batches(
+    dataset: Dataset[Any], batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+) -> DataLoader[Any]:
+    """``DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)``'s batches, from the same draws.
+
+    An in-memory dataset (:func:`in_memory`) is gathered a batch at a time instead of sample by sample.
+    """
+    tensors = in_memory(dataset)
+    if tensors is None:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+    rows = _Rows(tensors)
+    order = RandomSampler(rows, generator=generator) if shuffle else SequentialSampler(rows)
+    return DataLoader(rows, batch_size=None, sampler=BatchSampler(order, batch_size, False), generator=generator)
 
 
 class TeacherCNN(nn.Sequential):

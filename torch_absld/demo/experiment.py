@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import platform
 import signal
+import statistics
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -18,15 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from .. import RobustnessReport, __version__, reports_to_markdown
 from .config import DemoConfig, derive_seed
-from .data import DATASETS, StudentMLP, TeacherCNN, load_dataset
+from .data import DATASETS, StudentMLP, TeacherCNN, batches, in_memory, load_dataset
 from .report import render_markdown, summarize, write_json
-from .train import distill, evaluate, teacher_statistics, train_teacher
+from .train import FrozenLogits, distill, evaluate, teacher_statistics, train_teacher
 
-__all__ = ["default_workers", "run_demo", "run_experiment", "run_job", "scores"]
+__all__ = ["Remaining", "default_workers", "run_demo", "run_experiment", "run_job", "scores"]
 
 
 def default_workers(jobs: int, threads: int = 1) -> int:
@@ -47,23 +47,26 @@ def run_job(config: DemoConfig, seed: int, method: str | None = None, teacher: A
     A student learns from the teacher state ``teacher`` and is evaluated at its best and last epoch.
     """
     spec, train_set, test_set = load_dataset(config.dataset, config.data_dir, derive_seed(seed, "split"))
-    test_loader = DataLoader(test_set, batch_size=512, shuffle=False)
+    test_loader = batches(test_set, 512)  # AutoAttack's numbers depend on the batches: 512 per batch
+    pgd_loader = batches(test_set, 1024)  # PGD's do not (a start keyed on each sample): fewer, larger batches
     eps, device = spec.eps if config.eps is None else config.eps, torch.device(config.device)
     if method is None:
         torch.manual_seed(derive_seed(seed, "teacher-init"))
         model = train_teacher(config, TeacherCNN(spec.input_shape, spec.num_classes), train_set, eps, seed)
-        report, _ = evaluate(model, test_loader, spec.num_classes, eps, attacks=("clean", "pgd"))
+        report, _ = evaluate(model, pgd_loader, spec.num_classes, eps, attacks=("clean", "pgd"))
         return {
             "state": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
             "scores": scores(report),
-            "statistics": teacher_statistics(model, DataLoader(train_set, batch_size=512), spec.num_classes, device),
+            "statistics": teacher_statistics(model, batches(train_set, 512), spec.num_classes, device),
         }
     model = TeacherCNN(spec.input_shape, spec.num_classes)
     model.load_state_dict(teacher)
     model.to(device).eval().requires_grad_(False)
+    if (tensors := in_memory(train_set)) is not None:  # digits
+        model = FrozenLogits(model, tensors[0].to(device))
     torch.manual_seed(derive_seed(seed, "student-init"))  # every method of a seed starts from these weights
     student = StudentMLP(spec.input_shape, spec.num_classes, config.student_hidden)
-    run = distill(config, method, seed, student, model, train_set, test_loader, spec.num_classes, eps)
+    run = distill(config, method, seed, student, model, train_set, pgd_loader, spec.num_classes, eps)
     reports, checks = {}, {}
     for name in ("best", "last"):
         student.load_state_dict(run[f"{name}_state"])
@@ -80,11 +83,49 @@ def run_job(config: DemoConfig, seed: int, method: str | None = None, teacher: A
     }
 
 
+def _timed_job(config: DemoConfig, seed: int, *job: Any) -> tuple[dict[str, Any], float]:
+    """:func:`run_job` and its wall time in seconds."""
+    start = time.perf_counter()
+    result = run_job(config, seed, *job)
+    return result, time.perf_counter() - start
+
+
+_BAR = "{desc}: {n_fmt}/{total_fmt} jobs [{elapsed}{postfix}]"
+
+
+class Remaining:
+    """The time left, from this run's own job times: the jobs left of each kind at that kind's mean time so far.
+
+    Measured on the run itself, the estimate follows the machine's load; it waits for one job of each kind.
+
+    Example:
+        >>> left = Remaining(teachers=2, students=4, workers=2)
+        >>> left.finished("teacher", 30.0); left.finished("student", 60.0)
+        >>> str(left)  # (1 x 30 s + 3 x 60 s) / 2 workers
+        'about 1.8 min left'
+    """
+
+    def __init__(self, teachers: int, students: int, workers: int) -> None:
+        self.left = {"teacher": teachers, "student": students}
+        self.seconds: dict[str, list[float]] = {"teacher": [], "student": []}
+        self.workers = workers
+
+    def finished(self, kind: str, seconds: float) -> None:
+        self.left[kind] -= 1
+        self.seconds[kind].append(seconds)
+
+    def __str__(self) -> str:
+        if any(left and not self.seconds[kind] for kind, left in self.left.items()):
+            return "time left: estimated once a teacher and a student have finished"
+        total = sum(left * statistics.fmean(self.seconds[kind]) for kind, left in self.left.items() if left)
+        return f"about {total / self.workers / 60:.1f} min left"
+
+
 class _Here:
     """An executor that runs each job as it is submitted, in this process."""
 
-    def submit(self, fn: Any, *args: Any) -> Future[dict[str, Any]]:
-        future: Future[dict[str, Any]] = Future()
+    def submit(self, fn: Any, *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
         future.set_result(fn(*args))
         return future
 
@@ -105,23 +146,25 @@ def _run_jobs(config: DemoConfig, workers: int) -> tuple[dict[int, Any], dict[tu
     if workers > 1:
         spawn = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(workers, mp_context=spawn, initializer=_init_worker, initargs=(config.threads,))
-    bar = None
+    bar, remaining = None, Remaining(config.seeds, config.seeds * len(config.methods), workers)
     if config.progress:
         from tqdm import tqdm
 
-        students_count = config.seeds * len(config.methods)
-        what = f"{config.seeds} teachers, {students_count} students ({workers} process{'es' * (workers > 1)})"
-        bar = tqdm(total=config.seeds + students_count, desc=what, unit="job")
+        processes = f"{workers} process{'es' * (workers > 1)}"
+        what = f"{config.seeds} teachers, {remaining.left['student']} students ({processes})"
+        bar = tqdm(total=config.seeds * (1 + len(config.methods)), desc=what, bar_format=_BAR, postfix=remaining)
     try:
-        futures: dict[Future[dict[str, Any]], tuple[int, str | None]] = {
-            pool.submit(run_job, config, seed): (seed, None) for seed in config.run_seeds
+        futures: dict[Future[tuple[dict[str, Any], float]], tuple[int, str | None]] = {
+            pool.submit(_timed_job, config, seed): (seed, None) for seed in config.run_seeds
         }
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in sorted(finished, key=lambda f: _order(config, *futures[f])):
-                (seed, method), result = futures[future], future.result()  # re-raises a job's error here
+                (seed, method), (result, seconds) = futures[future], future.result()  # re-raises a job's error
+                remaining.finished("teacher" if method is None else "student", seconds)
                 if bar is not None:
+                    bar.set_postfix_str(str(remaining), refresh=False)
                     bar.update(1)
                     bar.write(_finished_line(seed, method, result), file=sys.stderr)  # stdout keeps the results
                 if method is not None:
@@ -129,7 +172,7 @@ def _run_jobs(config: DemoConfig, workers: int) -> tuple[dict[int, Any], dict[tu
                     continue
                 teachers[seed] = result
                 for method in config.methods:
-                    pending.add(follow := pool.submit(run_job, config, seed, method, result["state"]))
+                    pending.add(follow := pool.submit(_timed_job, config, seed, method, result["state"]))
                     futures[follow] = (seed, method)
     except BaseException:
         alive = list((getattr(pool, "_processes", None) or {}).values())
