@@ -14,16 +14,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from ..evaluation import stratified_split
 
-__all__ = [
-    "DATASETS",
-    "DatasetUnavailableError",
-    "StudentMLP",
-    "TeacherCNN",
-    "batches",
-    "digits_dataset",
-    "in_memory",
-    "load_dataset",
-]
+__all__ = ["DATASETS", "DatasetUnavailableError", "StudentMLP", "TeacherCNN", "digits_dataset", "load_dataset"]
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -106,10 +97,7 @@ class _Rows(Dataset[tuple[torch.Tensor, ...]]):
 def batches(
     dataset: Dataset[Any], batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
 ) -> DataLoader[Any]:
-    """``DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)``'s batches, from the same draws.
-
-    An in-memory dataset (:func:`in_memory`) is gathered a batch at a time instead of sample by sample.
-    """
+    """``DataLoader(dataset, batch_size, shuffle=, generator=)``'s batches and draws; in memory, gathered per batch."""
     tensors = in_memory(dataset)
     if tensors is None:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)

@@ -26,7 +26,7 @@ from .data import DATASETS, StudentMLP, TeacherCNN, batches, in_memory, load_dat
 from .report import render_markdown, summarize, write_json
 from .train import FrozenLogits, distill, evaluate, teacher_statistics, train_teacher
 
-__all__ = ["Remaining", "default_workers", "run_demo", "run_experiment", "run_job", "scores"]
+__all__ = ["default_workers", "run_demo", "run_experiment", "run_job", "scores", "time_left"]
 
 
 def default_workers(jobs: int, threads: int = 1) -> int:
@@ -93,32 +93,19 @@ def _timed_job(config: DemoConfig, seed: int, *job: Any) -> tuple[dict[str, Any]
 _BAR = "{desc}: {n_fmt}/{total_fmt} jobs [{elapsed}{postfix}]"
 
 
-class Remaining:
-    """The time left, from this run's own job times: the jobs left of each kind at that kind's mean time so far.
+def time_left(left: dict[str, int], took: dict[str, list[float]], workers: int) -> str:
+    """The jobs ``left`` of each kind at the mean wall time that kind ``took`` so far in this run, over the workers.
 
     Measured on the run itself, the estimate follows the machine's load; it waits for one job of each kind.
 
     Example:
-        >>> left = Remaining(teachers=2, students=4, workers=2)
-        >>> left.finished("teacher", 30.0); left.finished("student", 60.0)
-        >>> str(left)  # (1 x 30 s + 3 x 60 s) / 2 workers
+        >>> time_left({"teacher": 1, "student": 3}, {"teacher": [30.0], "student": [60.0]}, workers=2)
         'about 1.8 min left'
     """
-
-    def __init__(self, teachers: int, students: int, workers: int) -> None:
-        self.left = {"teacher": teachers, "student": students}
-        self.seconds: dict[str, list[float]] = {"teacher": [], "student": []}
-        self.workers = workers
-
-    def finished(self, kind: str, seconds: float) -> None:
-        self.left[kind] -= 1
-        self.seconds[kind].append(seconds)
-
-    def __str__(self) -> str:
-        if any(left and not self.seconds[kind] for kind, left in self.left.items()):
-            return "time left: estimated once a teacher and a student have finished"
-        total = sum(left * statistics.fmean(self.seconds[kind]) for kind, left in self.left.items() if left)
-        return f"about {total / self.workers / 60:.1f} min left"
+    if any(count and not took[kind] for kind, count in left.items()):
+        return "time left: estimated once a teacher and a student have finished"
+    seconds = sum(count * statistics.fmean(took[kind]) for kind, count in left.items() if count)
+    return f"about {seconds / workers / 60:.1f} min left"
 
 
 class _Here:
@@ -146,13 +133,13 @@ def _run_jobs(config: DemoConfig, workers: int) -> tuple[dict[int, Any], dict[tu
     if workers > 1:
         spawn = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(workers, mp_context=spawn, initializer=_init_worker, initargs=(config.threads,))
-    bar, remaining = None, Remaining(config.seeds, config.seeds * len(config.methods), workers)
+    bar, left = None, {"teacher": config.seeds, "student": config.seeds * len(config.methods)}
+    took: dict[str, list[float]] = {"teacher": [], "student": []}
     if config.progress:
         from tqdm import tqdm
 
-        processes = f"{workers} process{'es' * (workers > 1)}"
-        what = f"{config.seeds} teachers, {remaining.left['student']} students ({processes})"
-        bar = tqdm(total=config.seeds * (1 + len(config.methods)), desc=what, bar_format=_BAR, postfix=remaining)
+        what = f"{left['teacher']} teachers, {left['student']} students ({workers} process{'es' * (workers > 1)})"
+        bar = tqdm(total=sum(left.values()), desc=what, bar_format=_BAR, postfix=time_left(left, took, workers))
     try:
         futures: dict[Future[tuple[dict[str, Any], float]], tuple[int, str | None]] = {
             pool.submit(_timed_job, config, seed): (seed, None) for seed in config.run_seeds
@@ -162,9 +149,11 @@ def _run_jobs(config: DemoConfig, workers: int) -> tuple[dict[int, Any], dict[tu
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in sorted(finished, key=lambda f: _order(config, *futures[f])):
                 (seed, method), (result, seconds) = futures[future], future.result()  # re-raises a job's error
-                remaining.finished("teacher" if method is None else "student", seconds)
+                kind = "teacher" if method is None else "student"
+                left[kind] -= 1
+                took[kind].append(seconds)
                 if bar is not None:
-                    bar.set_postfix_str(str(remaining), refresh=False)
+                    bar.set_postfix_str(time_left(left, took, workers), refresh=False)
                     bar.update(1)
                     bar.write(_finished_line(seed, method, result), file=sys.stderr)  # stdout keeps the results
                 if method is not None:
