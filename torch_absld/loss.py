@@ -155,7 +155,8 @@ class ABSLDLoss(nn.Module):
     risk into them, and :meth:`step` at the epoch end applies Eq. 11. Formula: :func:`absld_loss`.
 
     Args:
-        alpha, student_temperature, coupling, reduction: as :func:`absld_loss` (alpha 5/6: RSLAD's default).
+        alpha: as :func:`absld_loss` (5/6: RSLAD's default).
+        student_temperature, coupling, reduction: as :func:`absld_loss`.
         init_temperature, lr: starting temperature and $\beta$ of the adapting controllers.
         min_temperature, max_temperature: the clamp (paper: 0.5, 5; ResNet-18 on CIFAR-100: 0.8, 3).
         adapt: ``"both"`` (ABSLD), ``"adv"`` (ABSLD$_{adv}$), ``"none"`` (frozen: RSLAD).
