@@ -26,7 +26,7 @@ from ._internal.checks import (
     values_checkable,
 )
 from ._internal.distributed import all_reduce_sum
-from ._internal.modules import loaded_tensor
+from ._internal.modules import loaded_tensor, settings_repr
 
 __all__ = ["Bound", "Bounds", "ClassStatistics", "ExtraState", "class_means"]
 
@@ -264,8 +264,7 @@ class ClassStatistics(nn.Module):
         return {name: _check_value(f"_extra_state['{name}']", state[name], b, prefix) for name, b in bounds.items()}
 
     def extra_repr(self) -> str:
-        shown = {name: getattr(self, name) for name in self.shown}
-        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in shown.items())
+        return settings_repr(self, self.shown)
 
 
 class ExtraState:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ._internal.checks import check_integer, check_logits, check_logits_alike
-from ._internal.keyed import keyed_uniform
+from ._internal.keyed import keyed_start
 from ._internal.modules import frozen_model, module_device, unwrap_model
 from .attack import PGDConfig, pgd
 from .class_eps import EpochController
@@ -87,9 +87,7 @@ def validation_pass(
     with frozen_model(evaluated):
         for index, batch in enumerate(batches):
             x, y = _pair(batch, index, target_device)
-            start = None
-            if config.random_start == "uniform":
-                start = x.float() + (2 * keyed_uniform(x, seed) - 1) * config.eps
+            start = keyed_start(x, seed, config.eps) if config.random_start == "uniform" else None
             x_adv = pgd(evaluated, x, y, config=attack, objective="ce", start=start)
             record(evaluated(x), evaluated(x_adv), y)
             seen += int(y.shape[0])

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["keyed_uniform"]
+__all__ = ["keyed_start", "keyed_uniform"]
 
 _MASK32 = 0xFFFFFFFF
 
@@ -45,3 +45,8 @@ def keyed_uniform(input: Tensor, seed: int) -> Tensor:
     key = _hash32(_hash32(bits ^ weights).sum(dim=1) & _MASK32)
     draws = _hash32((key.unsqueeze(1) ^ _hash32(weights ^ 0x9E3779B9)) & _MASK32)
     return ((draws >> 8).to(torch.float32) * 2.0**-24).reshape(input.shape)
+
+
+def keyed_start(input: Tensor, seed: int, eps: float) -> Tensor:
+    """A uniform random start in the L-inf ball of radius ``eps`` around ``input``, keyed on each sample, float32."""
+    return input.float() + (2 * keyed_uniform(input, seed) - 1) * eps

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+
+def settings_repr(module: object, names: Iterable[str]) -> str:
+    """``extra_repr`` text of ``module``'s attributes ``names``: ``name=value``, floats to 4 significant digits."""
+    values = ((name, getattr(module, name)) for name in names)
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in values)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -62,8 +62,8 @@ def run_job(config: DemoConfig, seed: int, method: str | None = None, teacher: A
     model = TeacherCNN(spec.input_shape, spec.num_classes)
     model.load_state_dict(teacher)
     model.to(device).eval().requires_grad_(False)
-    if (tensors := in_memory(train_set)) is not None:  # digits
-        model = FrozenLogits(model, tensors[0].to(device))
+    if device.type == "cpu" and (tensors := in_memory(train_set)) is not None:  # digits on a CPU
+        model = FrozenLogits(model, tensors[0])
     torch.manual_seed(derive_seed(seed, "student-init"))  # every method of a seed starts from these weights
     student = StudentMLP(spec.input_shape, spec.num_classes, config.student_hidden)
     run = distill(config, method, seed, student, model, train_set, pgd_loader, spec.num_classes, eps)

@@ -64,7 +64,7 @@ class FrozenLogits(nn.Module):
     A batch of those images (rows equal bit for bit) reads its rows of the table: the teacher's logits
     computed in chunks of 512, the numbers it returns in any batch where its kernels treat each row
     alone (the CPUs tested: the demo's results are unchanged). Any other input, or one the caller
-    differentiates, runs the teacher.
+    differentiates, runs the teacher. For a CPU: the lookup reads the batch on the host.
     """
 
     logits: Tensor

@@ -16,7 +16,7 @@ from torch.utils.data import DistributedSampler
 
 from .._internal import checks
 from .._internal.distributed import all_reduce_sum, is_distributed
-from .._internal.keyed import keyed_uniform
+from .._internal.keyed import keyed_start
 from .._internal.modules import as_model_input, frozen_model, module_device, unwrap_model
 from ..attack.config import checked_fields
 from ..attack.engine import _pgd
@@ -98,7 +98,7 @@ def evaluate_robustness(
             options |= {"eps": config.eps, "seed": seed, "device": x.device, "clip_min": clip_min, "clip_max": clip_max}
             return auto_attack(evaluated, x, y, num_classes=num_classes, validate_args=False, **options)
         uniform = setting["random_start"] == "uniform"
-        start = x.float() + (2 * keyed_uniform(x, seed) - 1) * config.eps if uniform else None
+        start = keyed_start(x, seed, config.eps) if uniform else None
         return _pgd(evaluated, x, y, config=config, objective=setting["objective"], start=start)
 
     try:

@@ -24,6 +24,7 @@ from .._internal.checks import (
     raise_first,
     values_checkable,
 )
+from .._internal.modules import settings_repr
 
 __all__ = ["REDUCTIONS", "SampleReduction", "WeightedTerms", "check_batch", "kl_rows", "per_sample_ce", "reduce"]
 
@@ -154,8 +155,7 @@ class WeightedTerms(nn.Module):
         return None
 
     def extra_repr(self) -> str:
-        shown = {name: getattr(self, name) for name in self.shown} | {"reduction": self.reduction}
-        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in shown.items())
+        return settings_repr(self, (*self.shown, "reduction"))
 
     def combine(self, *terms: Tensor) -> Tensor:
         r"""$\sum_k c_k \cdot \mathrm{term}_k$ with the loss's coefficients."""
